@@ -1,0 +1,331 @@
+#define TAPEGRAD_IMPORT_ARRAY
+#include "arrays.hpp"
+
+#include <string>
+
+#include "ops.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+PyObject* ufuncs[OP_COUNT] = {};
+PyObject* broadcast_to_fn = nullptr;
+
+// A borrowed reference that is released on scope exit.
+struct Ref {
+    PyObject* p = nullptr;
+    Ref() = default;
+    explicit Ref(PyObject* o) : p(o) {}
+    ~Ref() { Py_XDECREF(p); }
+    Ref(const Ref&) = delete;
+    Ref& operator=(const Ref&) = delete;
+    PyObject* release() {
+        PyObject* o = p;
+        p = nullptr;
+        return o;
+    }
+};
+
+PyArrayObject* arr(PyObject* o) { return reinterpret_cast<PyArrayObject*>(o); }
+
+std::string shape_text(PyObject* o) {
+    if (!PyArray_Check(o)) return "()";
+    std::string s = "(";
+    int nd = PyArray_NDIM(arr(o));
+    for (int i = 0; i < nd; ++i) {
+        if (i) s += ", ";
+        s += std::to_string(PyArray_DIM(arr(o), i));
+    }
+    if (nd == 1) s += ",";
+    return s + ")";
+}
+
+// An operand of a kernel: either one value for every element, or a
+// contiguous buffer of the output's size in the kernel's dtype.
+template <class T>
+struct Operand {
+    const T* data = nullptr;
+    T value = T(0);
+    Ref keep;
+    T operator[](npy_intp i) const { return data ? data[i] : value; }
+};
+
+template <class T>
+constexpr int npy_type_of() {
+    return std::is_same<T, float>::value ? NPY_FLOAT32 : NPY_FLOAT64;
+}
+
+// Prepares o (float or ndarray) as an operand for an output of out's shape.
+template <class T>
+bool prepare(PyObject* o, PyObject* out, Operand<T>& operand) {
+    if (!PyArray_Check(o)) {
+        operand.value = static_cast<T>(PyFloat_AsDouble(o));
+        return !PyErr_Occurred();
+    }
+    PyArrayObject* a = arr(o);
+    if (PyArray_SIZE(a) == 1 && PyArray_SIZE(arr(out)) != 1) {
+        Ref flat(PyArray_FROM_OTF(o, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO));
+        if (!flat.p) return false;
+        operand.value = *static_cast<const T*>(PyArray_DATA(arr(flat.p)));
+        return true;
+    }
+    PyObject* source = o;
+    Ref broadcast;
+    if (!PyArray_SAMESHAPE(a, arr(out))) {
+        PyObject* shape = PyObject_GetAttrString(out, "shape");
+        if (!shape) return false;
+        broadcast.p = PyObject_CallFunctionObjArgs(broadcast_to_fn, o, shape, nullptr);
+        Py_DECREF(shape);
+        if (!broadcast.p) return false;
+        source = broadcast.p;
+    }
+    operand.keep.p = PyArray_FROM_OTF(source, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO);
+    if (!operand.keep.p) return false;
+    operand.data = static_cast<const T*>(PyArray_DATA(arr(operand.keep.p)));
+    return true;
+}
+
+PyObject* empty_like_out(PyObject* out) {
+    PyArrayObject* o = arr(out);
+    return PyArray_Empty(PyArray_NDIM(o), PyArray_DIMS(o),
+                         PyArray_DescrFromType(PyArray_TYPE(o)), 0);
+}
+
+template <class Op, class T>
+bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, PyObject** ga,
+                     PyObject** gb) {
+    const npy_intp n = PyArray_SIZE(arr(out));
+    Operand<T> va, vb;
+    if (!prepare<T>(a, out, va)) return false;
+    if constexpr (Op::arity == 2) {
+        if (!prepare<T>(b, out, vb)) return false;
+    }
+    Ref gc(PyArray_FROM_OTF(g, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO));
+    Ref oc(PyArray_FROM_OTF(out, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO));
+    if (!gc.p || !oc.p) return false;
+    const T* gp = static_cast<const T*>(PyArray_DATA(arr(gc.p)));
+    const T* op = static_cast<const T*>(PyArray_DATA(arr(oc.p)));
+    Ref ra, rb;
+    if (ga) {
+        ra.p = empty_like_out(out);
+        if (!ra.p) return false;
+    }
+    if (gb) {
+        rb.p = empty_like_out(out);
+        if (!rb.p) return false;
+    }
+    T* pa = ra.p ? static_cast<T*>(PyArray_DATA(arr(ra.p))) : nullptr;
+    T* pb = rb.p ? static_cast<T*>(PyArray_DATA(arr(rb.p))) : nullptr;
+    // One pass over memory for the whole backward of the op.
+    for (npy_intp i = 0; i < n; ++i) {
+        if constexpr (Op::arity == 2) {
+            T da, db;
+            Op::backward(va[i], vb[i], op[i], gp[i], da, db);
+            if (pa) pa[i] = da;
+            if (pb) pb[i] = db;
+        } else {
+            pa[i] = Op::backward(va[i], op[i], gp[i]);
+        }
+    }
+    if (ga) *ga = ra.release();
+    if (gb) *gb = rb.release();
+    return true;
+}
+
+template <class Op, class T>
+PyObject* forward_loop(PyObject* a) {
+    Ref ac(PyArray_FROM_OTF(a, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO));
+    if (!ac.p) return nullptr;
+    PyObject* r = empty_like_out(ac.p);
+    if (!r) return nullptr;
+    const npy_intp n = PyArray_SIZE(arr(ac.p));
+    const T* x = static_cast<const T*>(PyArray_DATA(arr(ac.p)));
+    T* y = static_cast<T*>(PyArray_DATA(arr(r)));
+    for (npy_intp i = 0; i < n; ++i) y[i] = Op::forward(x[i]);
+    return r;
+}
+
+bool is_float_type(int t) { return t == NPY_FLOAT32 || t == NPY_FLOAT64; }
+
+}  // namespace
+
+bool init_arrays() {
+    if (PyArray_ImportNumPyAPI() < 0) return false;
+    Ref numpy(PyImport_ImportModule("numpy"));
+    if (!numpy.p) return false;
+    // Each op's ufunc, looked up once by the name its table entry gives.
+#define TAPEGRAD_LOAD(code, cls)                                                    \
+    if (cls::ufunc && !(ufuncs[OP_##code] = PyObject_GetAttrString(numpy.p, cls::ufunc))) \
+        return false;
+    TAPEGRAD_OPS(TAPEGRAD_LOAD)
+#undef TAPEGRAD_LOAD
+    broadcast_to_fn = PyObject_GetAttrString(numpy.p, "broadcast_to");
+    return broadcast_to_fn != nullptr;
+}
+
+PyObject* to_float_array(PyObject* data, const char* what) {
+    Ref a(PyArray_FROM_O(data));
+    if (!a.p) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError,
+                         "%s: expected a number, a numeric ndarray or a nested list of numbers, "
+                         "got %.100s",
+                         what, Py_TYPE(data)->tp_name);
+        }
+        return nullptr;
+    }
+    int t = PyArray_TYPE(arr(a.p));
+    if (is_float_type(t)) return a.release();
+    if (PyTypeNum_ISINTEGER(t) || PyTypeNum_ISBOOL(t) || t == NPY_FLOAT16 || t == NPY_LONGDOUBLE)
+        return PyArray_FROM_OTF(a.p, NPY_FLOAT64, NPY_ARRAY_DEFAULT);
+    PyObject* dtype = PyObject_Str(reinterpret_cast<PyObject*>(PyArray_DESCR(arr(a.p))));
+    const char* reason = PyTypeNum_ISCOMPLEX(t) ? " (complex numbers are not supported yet)" : "";
+    PyErr_Format(PyExc_TypeError,
+                 "%s: data of dtype %S cannot be differentiated%s; give float32 or float64 data "
+                 "(integers and booleans are converted to float64)",
+                 what, dtype ? dtype : Py_None, reason);
+    Py_XDECREF(dtype);
+    return nullptr;
+}
+
+PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b) {
+    PyObject* ufunc = code < OP_COUNT ? ufuncs[code] : nullptr;
+    Ref result;
+    if (ufunc) {
+        result.p = PyObject_CallFunctionObjArgs(ufunc, a, b, nullptr);
+        if (!result.p) {
+            if (b && PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_ValueError,
+                             "%s: shapes %s and %s cannot be broadcast together (numpy's rule: "
+                             "align the shapes on the right; each pair of sizes must be equal or "
+                             "one of them 1). Reshape an operand or add an axis with None.",
+                             op_name(code), shape_text(a).c_str(), shape_text(b).c_str());
+            }
+            return nullptr;
+        }
+    } else {
+        bool is32 = PyArray_Check(a) && PyArray_TYPE(arr(a)) == NPY_FLOAT32;
+        visit_op(code, [&](auto tag) {
+            using Op = typename decltype(tag)::type;
+            if constexpr (Op::arity == 1) {
+                result.p = is32 ? forward_loop<Op, float>(a) : forward_loop<Op, double>(a);
+            }
+        });
+        if (!result.p) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_RuntimeError, "tapegrad: no array forward for op %s",
+                             op_name(code));
+            return nullptr;
+        }
+    }
+    // numpy returns a scalar for 0-d results; keep every array value an ndarray.
+    if (!PyArray_Check(result.p)) {
+        Ref as_array(PyArray_FROM_O(result.p));
+        if (!as_array.p) return nullptr;
+        std::swap(result.p, as_array.p);
+    }
+    if (!is_float_type(PyArray_TYPE(arr(result.p))))
+        return PyArray_FROM_OTF(result.p, NPY_FLOAT64, NPY_ARRAY_DEFAULT);
+    return result.release();
+}
+
+bool array_backward(uint8_t code, PyObject* a, PyObject* b, PyObject* out, PyObject* g,
+                    PyObject** ga, PyObject** gb) {
+    bool is32 = PyArray_TYPE(arr(out)) == NPY_FLOAT32;
+    bool ok = false;
+    bool known = visit_op(code, [&](auto tag) {
+        using Op = typename decltype(tag)::type;
+        ok = is32 ? backward_kernel<Op, float>(a, b, out, g, ga, gb)
+                  : backward_kernel<Op, double>(a, b, out, g, ga, gb);
+    });
+    if (!known) PyErr_Format(PyExc_RuntimeError, "tapegrad: no backward for op %d", int(code));
+    return known && ok;
+}
+
+PyObject* sum_to_like(PyObject* g, PyObject* like) {
+    PyArrayObject* ga = arr(g);
+    PyArrayObject* la = arr(like);
+    Ref reduced;
+    PyObject* current = g;
+    if (!PyArray_SAMESHAPE(ga, la)) {
+        const int gnd = PyArray_NDIM(ga), lnd = PyArray_NDIM(la);
+        const int lead = gnd - lnd;
+        if (lead < 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "tapegrad: a gradient of shape %s cannot flow into a tensor of shape %s",
+                         shape_text(g).c_str(), shape_text(like).c_str());
+            return nullptr;
+        }
+        Ref axes(PyList_New(0));
+        if (!axes.p) return nullptr;
+        for (int i = 0; i < gnd; ++i) {
+            bool summed = i < lead || (PyArray_DIM(la, i - lead) == 1 && PyArray_DIM(ga, i) != 1);
+            if (!summed) continue;
+            Ref index(PyLong_FromLong(i));
+            if (!index.p || PyList_Append(axes.p, index.p) < 0) return nullptr;
+        }
+        Ref axis_tuple(PyList_AsTuple(axes.p));
+        Ref sum(PyObject_GetAttrString(g, "sum"));
+        Ref kwargs(Py_BuildValue("{s:O}", "axis", axis_tuple.p));
+        Ref empty(PyTuple_New(0));
+        if (!axis_tuple.p || !sum.p || !kwargs.p || !empty.p) return nullptr;
+        Ref summed(PyObject_Call(sum.p, empty.p, kwargs.p));
+        if (!summed.p) return nullptr;
+        PyArray_Dims dims = {PyArray_DIMS(la), lnd};
+        reduced.p = PyArray_Newshape(arr(summed.p), &dims, NPY_CORDER);
+        if (!reduced.p) return nullptr;
+        current = reduced.p;
+    }
+    return PyArray_FROM_OTF(current, PyArray_TYPE(la), NPY_ARRAY_CARRAY_RO);
+}
+
+double sum_all(PyObject* g) {
+    Ref c(PyArray_FROM_OTF(g, NPY_FLOAT64, NPY_ARRAY_CARRAY_RO));
+    if (!c.p) return 0.0;
+    const double* p = static_cast<const double*>(PyArray_DATA(arr(c.p)));
+    double s = 0.0;
+    for (npy_intp i = 0, n = PyArray_SIZE(arr(c.p)); i < n; ++i) s += p[i];
+    return s;
+}
+
+namespace {
+template <class T>
+void add_loop(PyObject* buf, PyObject* g) {
+    T* d = static_cast<T*>(PyArray_DATA(arr(buf)));
+    const T* s = static_cast<const T*>(PyArray_DATA(arr(g)));
+    for (npy_intp i = 0, n = PyArray_SIZE(arr(buf)); i < n; ++i) d[i] += s[i];
+}
+}  // namespace
+
+void add_into(PyObject* buf, PyObject* g) {
+    if (PyArray_TYPE(arr(buf)) == NPY_FLOAT32)
+        add_loop<float>(buf, g);
+    else
+        add_loop<double>(buf, g);
+}
+
+PyObject* filled_like(PyObject* like, double v) {
+    PyObject* r = empty_like_out(like);
+    if (!r) return nullptr;
+    if (PyArray_TYPE(arr(r)) == NPY_FLOAT32) {
+        float* p = static_cast<float*>(PyArray_DATA(arr(r)));
+        for (npy_intp i = 0, n = PyArray_SIZE(arr(r)); i < n; ++i) p[i] = static_cast<float>(v);
+    } else {
+        double* p = static_cast<double*>(PyArray_DATA(arr(r)));
+        for (npy_intp i = 0, n = PyArray_SIZE(arr(r)); i < n; ++i) p[i] = v;
+    }
+    return r;
+}
+
+PyObject* owned_copy(PyObject* a) { return PyArray_NewCopy(arr(a), NPY_CORDER); }
+
+bool is_owned_buffer(PyObject* a, PyObject* like) {
+    // A kernel's fresh result: sole reference, writable, contiguous, right dtype and shape.
+    return Py_REFCNT(a) == 1 && PyArray_ISCARRAY(arr(a)) && PyArray_CHKFLAGS(arr(a), NPY_ARRAY_OWNDATA) &&
+           PyArray_TYPE(arr(a)) == PyArray_TYPE(arr(like)) && PyArray_SAMESHAPE(arr(a), arr(like));
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,54 @@
+// ndarray values: conversion, the forward through numpy, the fused backward
+// kernels, and the one place where broadcasting is undone.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define PY_ARRAY_UNIQUE_SYMBOL tapegrad_ARRAY_API
+#ifndef TAPEGRAD_IMPORT_ARRAY
+#define NO_IMPORT_ARRAY
+#endif
+#include <numpy/arrayobject.h>
+
+#include <cstdint>
+
+namespace tapegrad {
+
+bool init_arrays();
+
+// Data given by the user as a float32 or float64 ndarray (integers and
+// booleans become float64); a new reference, or nullptr with TypeError
+// naming `what` and the dtype for complex, object, string and other data.
+PyObject* to_float_array(PyObject* data, const char* what);
+
+// The forward of op `code` on ndarray or float operands (b is nullptr for a
+// unary op): numpy's ufunc where there is one, else the op's own template in
+// one loop. Shape errors are reported with numpy's broadcasting rule.
+PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b);
+
+// The backward of op `code` for upstream gradient g (the shape and dtype of
+// `out`): sets *ga / *gb (when asked for) to new arrays of out's shape, each
+// computed in one fused pass. Operands are ndarrays or floats.
+bool array_backward(uint8_t code, PyObject* a, PyObject* b, PyObject* out, PyObject* g,
+                    PyObject** ga, PyObject** gb);
+
+// Broadcasting undone: g summed down to like's shape and cast to like's dtype,
+// C-contiguous. Returns g itself (a new reference) when nothing is needed.
+PyObject* sum_to_like(PyObject* g, PyObject* like);
+
+// Sum of all elements as a double (a gradient flowing into a scalar).
+double sum_all(PyObject* g);
+
+// buf += g, both C-contiguous arrays of one shape and dtype.
+void add_into(PyObject* buf, PyObject* g);
+
+// A new C-contiguous array of like's shape and dtype filled with v.
+PyObject* filled_like(PyObject* like, double v);
+
+// A private, writable, C-contiguous copy (for a gradient buffer we will add into).
+PyObject* owned_copy(PyObject* arr);
+
+bool is_owned_buffer(PyObject* arr, PyObject* like);
+
+}  // namespace tapegrad

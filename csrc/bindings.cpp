@@ -1,0 +1,88 @@
+// pybind11 bindings only: no logic here. The two op entry points are plain
+// CPython fastcall functions (one crossing per op, Note [Tensor layout]).
+#include <pybind11/pybind11.h>
+
+#include "arrays.hpp"
+#include "history.hpp"
+#include "ops.hpp"
+#include "sweep.hpp"
+#include "tape.hpp"
+#include "tensor.hpp"
+
+namespace py = pybind11;
+using namespace tapegrad;
+
+namespace {
+
+py::object checked(PyObject* result) {
+    if (!result) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(result);
+}
+
+Tape& tape() {
+    Tape* t = current_tape();
+    if (!t) throw py::error_already_set();
+    return *t;
+}
+
+PyMethodDef fast_methods[] = {
+    {"apply_unary", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(apply_unary)),
+     METH_FASTCALL, "apply_unary(code, a): op `code` on a, recorded when a requires grad."},
+    {"apply_binary", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(apply_binary)),
+     METH_FASTCALL, "apply_binary(code, a, b): op `code` on a and b, recorded when either requires grad."},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "tapegrad's native core: the tape, the op table and the reverse sweep.";
+    if (!init_arrays() || !init_tensor_type(m.ptr()) || PyModule_AddFunctions(m.ptr(), fast_methods) < 0)
+        throw py::error_already_set();
+
+    py::dict codes;
+#define TAPEGRAD_CODE(code, cls) codes[cls::name] = static_cast<int>(OP_##code);
+    TAPEGRAD_OPS(TAPEGRAD_CODE)
+#undef TAPEGRAD_CODE
+    m.attr("OP_CODES") = codes;
+
+    m.def("set_tensor_class", [](py::object cls) {
+        if (!PyType_Check(cls.ptr()) ||
+            !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls.ptr()), TensorBaseType))
+            throw py::type_error("set_tensor_class: expected a subclass of TensorBase");
+        cls.inc_ref();  // kept for the life of the process
+        set_tensor_class(cls.ptr());
+    });
+    m.def("compute_gradients",
+          [](py::object target, py::object sources, py::object grad_output) {
+              return checked(compute_gradients(target.ptr(), sources.ptr(), grad_output.ptr()));
+          },
+          py::arg("target"), py::arg("sources"), py::arg("grad_output") = py::none());
+    m.def("clear_history", []() {
+        if (!clear_history()) throw py::error_already_set();
+    });
+    m.def("get_counter", []() { return tape().counter; });
+    m.def("set_counter", [](int64_t n) {
+        if (n < 0) throw py::value_error("Tensor._counter must be >= 0");
+        tape().counter = n;
+    });
+    m.def("history_length", []() {
+        Py_ssize_t n = history_length();
+        if (n < 0) throw py::error_already_set();
+        return n;
+    });
+    m.def("history_item", [](Py_ssize_t k) { return checked(history_item(k)); });
+    m.def("record_vjp", [](uint64_t row, uint64_t epoch, py::object g) {
+        return checked(record_vjp(row, epoch, g.ptr()));
+    });
+    m.def("append_record", [](py::object record) {
+        if (!append_record(record.ptr())) throw py::error_already_set();
+    });
+    m.def("tape_nbytes", []() {
+        Tape& t = tape();
+        // Bytes per row actually held: record columns, value, label index.
+        return t.op.size() * (sizeof(uint8_t) * 2 + sizeof(uint32_t) * 2 + sizeof(Value)) +
+               t.num_nodes.size() * sizeof(uint32_t) + t.consts.size() * sizeof(double) +
+               t.arrays.size() * sizeof(PyObject*);
+    });
+    m.def("tape_rows", []() { return tape().op.size(); });
+}

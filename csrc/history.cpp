@@ -1,0 +1,213 @@
+#include "history.hpp"
+
+#include <vector>
+
+#include "arrays.hpp"
+#include "tape.hpp"
+#include "tensor.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+PyObject* labels_of(Tape& tape, const std::vector<uint32_t>& nodes) {
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(nodes.size()));
+    for (size_t k = 0; list && k < nodes.size(); ++k) {
+        PyObject* label = tape.label_of(nodes[k]);
+        if (!label) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, static_cast<Py_ssize_t>(k), label);
+    }
+    return list;
+}
+
+// The Tensor inputs of a built-in row (constants are not inputs).
+std::vector<uint32_t> tensor_inputs(const Tape& tape, uint32_t row) {
+    std::vector<uint32_t> nodes;
+    const uint8_t f = tape.flags[row];
+    if (!(f & F_A_CONST)) nodes.push_back(tape.in0[row]);
+    if (op_arity(tape.op[row]) == 2 && !(f & F_B_CONST)) nodes.push_back(tape.in1[row]);
+    return nodes;
+}
+
+// Resolves an input or output key (a label or a Tensor) to a node.
+uint32_t node_of_key(Tape& tape, PyObject* key, const char* which) {
+    if (is_tensor(key)) return node_on(tape, reinterpret_cast<TensorObject*>(key));
+    if (!PyUnicode_Check(key)) {
+        PyErr_Format(PyExc_TypeError,
+                     "operation_history.append: %s must hold labels (str) or Tensors, got %.100s",
+                     which, Py_TYPE(key)->tp_name);
+        return UINT32_MAX;
+    }
+    const uint32_t node = tape.node_of_label(key);
+    if (node == UINT32_MAX)
+        PyErr_Format(PyExc_ValueError,
+                     "operation_history.append: no tensor labelled %R on this thread's tape (was "
+                     "it made before clear_history()?); list the Tensor itself instead of its label",
+                     key);
+    return node;
+}
+
+bool nodes_of_keys(Tape& tape, PyObject* record, const char* attr, std::vector<uint32_t>& nodes) {
+    PyObject* keys = PyObject_GetAttrString(record, attr);
+    if (!keys) return false;
+    PyObject* seq = PySequence_Fast(keys, "operation_history.append: input_keys and output_keys must be lists");
+    Py_DECREF(keys);
+    if (!seq) return false;
+    bool ok = true;
+    for (Py_ssize_t k = 0; ok && k < PySequence_Fast_GET_SIZE(seq); ++k) {
+        uint32_t node = node_of_key(tape, PySequence_Fast_GET_ITEM(seq, k), attr);
+        ok = node != UINT32_MAX;
+        nodes.push_back(node);
+    }
+    Py_DECREF(seq);
+    return ok;
+}
+
+}  // namespace
+
+Py_ssize_t history_length() {
+    Tape* tape = current_tape();
+    return tape ? static_cast<Py_ssize_t>(tape->n_ops) : -1;
+}
+
+PyObject* history_item(Py_ssize_t k) {
+    Tape* tape = current_tape();
+    if (!tape) return nullptr;
+    const std::vector<uint32_t>& rows = tape->operation_rows();
+    if (k < 0 || k >= static_cast<Py_ssize_t>(rows.size())) {
+        PyErr_SetString(PyExc_IndexError, "operation_history index out of range");
+        return nullptr;
+    }
+    const uint32_t row = rows[static_cast<size_t>(k)];
+    if (tape->op[row] == OP_CUSTOM) {
+        const UserRecord& r = tape->user_records[tape->in0[row]];
+        return Py_BuildValue("(sOOkKO)", "custom", Py_None, Py_None, static_cast<unsigned long>(row),
+                             static_cast<unsigned long long>(tape->epoch), r.record);
+    }
+    PyObject* inputs = labels_of(*tape, tensor_inputs(*tape, row));
+    PyObject* outputs = labels_of(*tape, {row});
+    PyObject* item = inputs && outputs
+                         ? Py_BuildValue("(sNNkKO)", op_name(tape->op[row]), inputs, outputs,
+                                         static_cast<unsigned long>(row),
+                                         static_cast<unsigned long long>(tape->epoch), Py_None)
+                         : nullptr;
+    if (!item) {
+        Py_XDECREF(inputs);
+        Py_XDECREF(outputs);
+    }
+    return item;
+}
+
+PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
+    Tape* tape = current_tape();
+    if (!tape) return nullptr;
+    if (epoch != tape->epoch || row64 >= tape->op.size() || tape->op[row64] <= OP_STALE) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this record's backward_fn belongs to a history that clear_history() "
+                        "removed (or to another thread's tape)");
+        return nullptr;
+    }
+    const uint32_t row = static_cast<uint32_t>(row64);
+    const uint8_t code = tape->op[row];
+    const uint8_t f = tape->flags[row];
+    const bool binary = op_arity(code) == 2;
+    auto value = [&](uint32_t index, bool number, bool array) -> PyObject* {
+        if (number) return PyFloat_FromDouble(tape->consts[index]);
+        if (array) return Py_NewRef(tape->arrays[index]);
+        if (tape->is_array(index)) return Py_NewRef(tape->array_of(index));
+        return PyFloat_FromDouble(tape->val[index].number);
+    };
+    std::vector<uint32_t> inputs = tensor_inputs(*tape, row);
+    PyObject* result = PyList_New(0);
+    if (!result) return nullptr;
+    if (!(f & F_ARRAY)) {
+        const double gv = PyFloat_AsDouble(g);
+        if (gv == -1.0 && PyErr_Occurred()) return Py_DECREF(result), nullptr;
+        const double a = (f & F_A_NUMBER) ? tape->consts[tape->in0[row]] : tape->val[tape->in0[row]].number;
+        const double b = !binary ? 0.0
+                         : (f & F_B_NUMBER) ? tape->consts[tape->in1[row]]
+                                            : tape->val[tape->in1[row]].number;
+        double ga = 0.0, gb = 0.0;
+        visit_op(code, [&](auto tag) {
+            using Op = typename decltype(tag)::type;
+            if constexpr (Op::arity == 2) Op::backward(a, b, tape->val[row].number, gv, ga, gb);
+            else ga = Op::backward(a, tape->val[row].number, gv);
+        });
+        if (!(f & F_A_CONST)) PyList_Append(result, PyFloat_FromDouble(ga)), Py_DECREF(PyList_GET_ITEM(result, PyList_GET_SIZE(result) - 1));
+        if (binary && !(f & F_B_CONST)) PyList_Append(result, PyFloat_FromDouble(gb)), Py_DECREF(PyList_GET_ITEM(result, PyList_GET_SIZE(result) - 1));
+        return result;
+    }
+    PyObject* out = tape->array_of(row);
+    PyObject* gc = to_float_array(g, "backward_fn");
+    PyObject* a = value(tape->in0[row], f & F_A_NUMBER, f & F_A_ARRAY);
+    PyObject* b = binary ? value(tape->in1[row], f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
+    PyObject* ga = nullptr;
+    PyObject* gb = nullptr;
+    bool ok = gc && a && (b || !binary);
+    if (ok && !PyArray_SAMESHAPE(reinterpret_cast<PyArrayObject*>(gc), reinterpret_cast<PyArrayObject*>(out))) {
+        PyErr_SetString(PyExc_ValueError, "backward_fn: the gradient must have the output's shape");
+        ok = false;
+    }
+    ok = ok && array_backward(code, a, b, out, gc, (f & F_A_CONST) ? nullptr : &ga,
+                              (binary && !(f & F_B_CONST)) ? &gb : nullptr);
+    PyObject* parts[2] = {ga, gb};
+    size_t used = 0;
+    for (PyObject* part : parts) {
+        if (!ok || !part) continue;
+        const uint32_t node = inputs[used++];
+        PyObject* reduced = tape->is_array(node) ? sum_to_like(part, tape->array_of(node))
+                                                 : PyFloat_FromDouble(sum_all(part));
+        ok = reduced && PyList_Append(result, reduced) == 0;
+        Py_XDECREF(reduced);
+    }
+    Py_XDECREF(ga);
+    Py_XDECREF(gb);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_XDECREF(gc);
+    if (!ok) Py_CLEAR(result);
+    return result;
+}
+
+bool append_record(PyObject* record) {
+    Tape* tape = current_tape();
+    if (!tape) return false;
+    PyObject* fn = PyObject_GetAttrString(record, "backward_fn");
+    if (!fn) return false;
+    const bool callable = PyCallable_Check(fn);
+    Py_DECREF(fn);
+    if (!callable) {
+        PyErr_SetString(PyExc_TypeError, "operation_history.append: the record's backward_fn is not callable");
+        return false;
+    }
+    UserRecord r;
+    if (!nodes_of_keys(*tape, record, "input_keys", r.inputs) ||
+        !nodes_of_keys(*tape, record, "output_keys", r.outputs))
+        return false;
+    if (r.outputs.empty()) {
+        PyErr_SetString(PyExc_ValueError, "operation_history.append: a record needs at least one output");
+        return false;
+    }
+    for (uint32_t o : r.outputs) tape->flags[o] |= F_CUSTOM_OUTPUT;
+    Value v;
+    v.index = tape->user_records.size();
+    if (tape->push(OP_CUSTOM, 0, static_cast<uint32_t>(v.index), 0, v) == UINT32_MAX) return false;
+    r.record = Py_NewRef(record);
+    tape->user_records.push_back(std::move(r));
+    return true;
+}
+
+bool clear_history() {
+    Tape* tape = current_tape();
+    if (!tape) return false;
+    if (tape->sweeping) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "clear_history() cannot run while gradients are being computed (from "
+                        "inside a backward_fn); call it after compute_gradients returns");
+        return false;
+    }
+    tape->clear();
+    return true;
+}
+
+}  // namespace tapegrad

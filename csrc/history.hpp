@@ -1,0 +1,28 @@
+// The seed's operation_history, read from and appended to the tape.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdint>
+
+namespace tapegrad {
+
+// Number of records (ops and user records) on the calling thread's tape.
+Py_ssize_t history_length();
+
+// The k-th record as (name, input labels, output labels, row, user record or None).
+PyObject* history_item(Py_ssize_t k);
+
+// The input gradients of built-in record `row` for output gradient g, one per
+// Tensor input, each of its input's shape: what its backward_fn returns.
+PyObject* record_vjp(uint64_t row, uint64_t epoch, PyObject* g);
+
+// Appends a user record (an object with input_keys, output_keys and
+// backward_fn) whose keys are labels or Tensors.
+bool append_record(PyObject* record);
+
+// Empties the calling thread's tape and restarts labels at tensor_0.
+bool clear_history();
+
+}  // namespace tapegrad

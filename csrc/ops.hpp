@@ -1,0 +1,224 @@
+// The op table: every differentiable op is declared once, here.
+//
+// Note [One table]
+// Each op is a struct with its name, its arity, the numpy ufunc that computes
+// its forward on arrays (nullptr when numpy has none), and two templates:
+//   forward(a[, b])                       -> out
+//   backward(a[, b], out, g, ga[, gb])    -> the input gradients
+// The templates take the element type T, so one formula serves the scalar
+// fast path (T = double), the fused array kernels (T = float or double, one
+// loop over memory) and, later, a recording type for create_graph. Nothing
+// else in csrc/ knows an op's derivative.
+//
+// Edge cases follow PyTorch: abs and relu have gradient 0 at 0; pow's
+// exponent gradient is 0 where the base is 0 and the exponent is >= 0.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace tapegrad {
+
+template <class T>
+T sign_of(T a) {
+    return T((a > T(0)) - (a < T(0)));
+}
+
+struct Add {
+    static constexpr const char* name = "add";
+    static constexpr int arity = 2;
+    static constexpr const char* ufunc = "add";
+    template <class T> static T forward(T a, T b) { return a + b; }
+    template <class T> static void backward(T, T, T, T g, T& ga, T& gb) { ga = g; gb = g; }
+};
+
+struct Sub {
+    static constexpr const char* name = "sub";
+    static constexpr int arity = 2;
+    static constexpr const char* ufunc = "subtract";
+    template <class T> static T forward(T a, T b) { return a - b; }
+    template <class T> static void backward(T, T, T, T g, T& ga, T& gb) { ga = g; gb = -g; }
+};
+
+struct Mul {
+    static constexpr const char* name = "mul";
+    static constexpr int arity = 2;
+    static constexpr const char* ufunc = "multiply";
+    template <class T> static T forward(T a, T b) { return a * b; }
+    template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
+        ga = g * b;
+        gb = g * a;
+    }
+};
+
+struct Div {
+    static constexpr const char* name = "div";
+    static constexpr int arity = 2;
+    static constexpr const char* ufunc = "true_divide";
+    template <class T> static T forward(T a, T b) { return a / b; }
+    template <class T> static void backward(T, T b, T out, T g, T& ga, T& gb) {
+        ga = g / b;
+        gb = -g * out / b;
+    }
+};
+
+struct Pow {
+    static constexpr const char* name = "pow";
+    static constexpr int arity = 2;
+    static constexpr const char* ufunc = "power";
+    template <class T> static T forward(T a, T b) { return std::pow(a, b); }
+    template <class T> static void backward(T a, T b, T out, T g, T& ga, T& gb) {
+        ga = b == T(0) ? T(0) : g * b * std::pow(a, b - T(1));
+        gb = (a == T(0) && b >= T(0)) ? T(0) : g * out * std::log(a);
+    }
+};
+
+struct Neg {
+    static constexpr const char* name = "neg";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = "negative";
+    template <class T> static T forward(T a) { return -a; }
+    template <class T> static T backward(T, T, T g) { return -g; }
+};
+
+struct Abs {
+    static constexpr const char* name = "abs";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = "absolute";
+    template <class T> static T forward(T a) { return std::abs(a); }
+    template <class T> static T backward(T a, T, T g) { return g * sign_of(a); }
+};
+
+struct Exp {
+    static constexpr const char* name = "exp";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = "exp";
+    template <class T> static T forward(T a) { return std::exp(a); }
+    template <class T> static T backward(T, T out, T g) { return g * out; }
+};
+
+struct Log {
+    static constexpr const char* name = "log";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = "log";
+    template <class T> static T forward(T a) { return std::log(a); }
+    template <class T> static T backward(T a, T, T g) { return g / a; }
+};
+
+struct Sqrt {
+    static constexpr const char* name = "sqrt";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = "sqrt";
+    template <class T> static T forward(T a) { return std::sqrt(a); }
+    template <class T> static T backward(T, T out, T g) { return g / (T(2) * out); }
+};
+
+struct Sin {
+    static constexpr const char* name = "sin";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = "sin";
+    template <class T> static T forward(T a) { return std::sin(a); }
+    template <class T> static T backward(T a, T, T g) { return g * std::cos(a); }
+};
+
+struct Cos {
+    static constexpr const char* name = "cos";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = "cos";
+    template <class T> static T forward(T a) { return std::cos(a); }
+    template <class T> static T backward(T a, T, T g) { return -g * std::sin(a); }
+};
+
+struct Tan {
+    static constexpr const char* name = "tan";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = "tan";
+    template <class T> static T forward(T a) { return std::tan(a); }
+    template <class T> static T backward(T, T out, T g) { return g * (T(1) + out * out); }
+};
+
+struct Tanh {
+    static constexpr const char* name = "tanh";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = "tanh";
+    template <class T> static T forward(T a) { return std::tanh(a); }
+    template <class T> static T backward(T, T out, T g) { return g * (T(1) - out * out); }
+};
+
+struct Sigmoid {
+    static constexpr const char* name = "sigmoid";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = nullptr;
+    // Written so that neither branch overflows: exp only ever sees a value <= 0.
+    template <class T> static T forward(T a) {
+        if (a >= T(0)) return T(1) / (T(1) + std::exp(-a));
+        T e = std::exp(a);
+        return e / (T(1) + e);
+    }
+    template <class T> static T backward(T, T out, T g) { return g * out * (T(1) - out); }
+};
+
+struct Relu {
+    static constexpr const char* name = "relu";
+    static constexpr int arity = 1;
+    static constexpr const char* ufunc = nullptr;
+    template <class T> static T forward(T a) { return a < T(0) ? T(0) : a; }
+    template <class T> static T backward(T a, T, T g) { return a > T(0) ? g : T(0); }
+};
+
+// X(CODE, Struct): the table. Adding an op is one struct above and one line here.
+#define TAPEGRAD_OPS(X)                                                              \
+    X(ADD, Add) X(SUB, Sub) X(MUL, Mul) X(DIV, Div) X(POW, Pow) X(NEG, Neg) X(ABS, Abs) \
+    X(EXP, Exp) X(LOG, Log) X(SQRT, Sqrt) X(SIN, Sin) X(COS, Cos) X(TAN, Tan)         \
+    X(TANH, Tanh) X(SIGMOID, Sigmoid) X(RELU, Relu)
+
+// Record kinds that are not ops come first: a leaf (a value with no history),
+// a user record with a Python backward, and a stale tensor (one whose own
+// record was cleared, re-entered as an input of a new op).
+enum OpCode : uint8_t {
+    OP_LEAF,
+    OP_CUSTOM,
+    OP_STALE,
+#define TAPEGRAD_ENUM(code, cls) OP_##code,
+    TAPEGRAD_OPS(TAPEGRAD_ENUM)
+#undef TAPEGRAD_ENUM
+    OP_COUNT
+};
+
+template <class Op>
+struct OpTag {
+    using type = Op;
+};
+
+// Calls f(OpTag<Op>{}) for the op with this code; returns false for a code
+// that names no op (leaf, custom, stale or out of range).
+template <class F>
+bool visit_op(uint8_t code, F&& f) {
+    switch (code) {
+#define TAPEGRAD_CASE(code, cls) \
+    case OP_##code:              \
+        f(OpTag<cls>{});         \
+        return true;
+        TAPEGRAD_OPS(TAPEGRAD_CASE)
+#undef TAPEGRAD_CASE
+        default:
+            return false;
+    }
+}
+
+inline const char* op_name(uint8_t code) {
+    const char* name = "?";
+    if (code == OP_LEAF) return "leaf";
+    if (code == OP_CUSTOM) return "custom";
+    if (code == OP_STALE) return "stale";
+    visit_op(code, [&](auto tag) { name = decltype(tag)::type::name; });
+    return name;
+}
+
+inline int op_arity(uint8_t code) {
+    int arity = 0;
+    visit_op(code, [&](auto tag) { arity = decltype(tag)::type::arity; });
+    return arity;
+}
+
+}  // namespace tapegrad

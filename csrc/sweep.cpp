@@ -1,0 +1,438 @@
+// The reverse sweep: one loop from the last row down (Note [Records are nodes]).
+//
+// Note [Reached]
+// A row is visited only if one of its outputs received a gradient; that is a
+// flag, not a test for zero, so a zero gradient still meets an infinite
+// partial and gives NaN, as in PyTorch. Scalar gradients live in a dense
+// array of doubles; array gradients in buffers the sweep owns, one per
+// arrays slot, added into in place.
+#include "sweep.hpp"
+
+#include <string>
+
+#include "arrays.hpp"
+#include "tensor.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+enum : uint8_t { REACHED = 1, KEEP = 2 };
+
+struct Source {
+    TensorObject* tensor;
+    uint32_t node;  // UINT32_MAX: not on this tape (its gradient is zero)
+};
+
+PyObject* label_text(TensorObject* t) { return PyObject_GetAttrString(reinterpret_cast<PyObject*>(t), "label"); }
+
+class Sweep {
+public:
+    // Uses the tape's scratch buffers (warm memory, Note [Reached]) unless a
+    // sweep is already running on them: a user backward_fn may start another.
+    explicit Sweep(Tape& tape)
+        : t(tape),
+          nested(tape.sweeping),
+          grad(nested ? own_grad : tape.grad),
+          reached(nested ? own_reached : tape.reached),
+          array_grad(nested ? own_array_grad : tape.array_grad) {
+        t.sweeping = true;
+        grad.assign(t.op.size(), 0.0);
+        reached.assign(t.op.size(), 0);
+        array_grad.assign(t.arrays.size(), nullptr);
+    }
+    ~Sweep() {
+        std::vector<PyObject*> grads;
+        grads.swap(array_grad);
+        if (!nested) t.sweeping = false;
+        for (PyObject* g : grads) Py_XDECREF(g);
+    }
+    Sweep(const Sweep&) = delete;
+    Sweep& operator=(const Sweep&) = delete;
+
+    // Seeds `node` with `seed` (a float, or an ndarray of the node's shape and dtype).
+    bool seed(uint32_t node, PyObject* seed) {
+        if (t.is_array(node)) return add_array(node, Py_NewRef(seed));
+        grad[node] = PyFloat_AsDouble(seed);
+        reached[node] |= REACHED;
+        return !PyErr_Occurred();
+    }
+
+    bool run(const std::vector<Source>& sources) {
+        for (const Source& s : sources)
+            if (s.node != UINT32_MAX) reached[s.node] |= KEEP;
+        for (int64_t i = static_cast<int64_t>(t.op.size()) - 1; i >= 0; --i) {
+            const uint32_t row = static_cast<uint32_t>(i);
+            const uint8_t code = t.op[row];
+            if (code == OP_CUSTOM) {
+                if (!user_record(row)) return false;
+                continue;
+            }
+            if (!(reached[row] & REACHED) || code == OP_LEAF) continue;
+            if (code == OP_STALE) {
+                if (!check_stale(row, sources)) return false;
+                continue;
+            }
+            if (t.flags[row] & F_ARRAY) {
+                if (!array_row(row)) return false;
+            } else {
+                scalar_row(row);
+            }
+        }
+        return true;
+    }
+
+    // The gradient that reached a source: a float or an ndarray of its shape.
+    PyObject* result(const Source& s) {
+        PyObject* value = s.tensor->array;
+        if (s.node == UINT32_MAX || !(reached[s.node] & REACHED))
+            return value ? filled_like(value, 0.0) : PyFloat_FromDouble(0.0);
+        if (!t.is_array(s.node)) return PyFloat_FromDouble(grad[s.node]);
+        PyObject*& buffer = array_grad[t.val[s.node].index];
+        // Hand the buffer over the first time; a source listed twice gets a copy.
+        if (Py_REFCNT(buffer) == 1) return Py_NewRef(buffer);
+        return owned_copy(buffer);
+    }
+
+private:
+    Tape& t;
+    const bool nested;
+    std::vector<double> own_grad;
+    std::vector<uint8_t> own_reached;
+    std::vector<PyObject*> own_array_grad;
+    std::vector<double>& grad;
+    std::vector<uint8_t>& reached;
+    std::vector<PyObject*>& array_grad;
+
+    double scalar_operand(uint32_t index, bool is_number) const {
+        return is_number ? t.consts[index] : t.val[index].number;
+    }
+
+    void scalar_row(uint32_t row) {
+        const uint8_t f = t.flags[row];
+        const uint32_t ia = t.in0[row], ib = t.in1[row];
+        const double a = scalar_operand(ia, f & F_A_NUMBER);
+        const double out = t.val[row].number, g = grad[row];
+        visit_op(t.op[row], [&](auto tag) {
+            using Op = typename decltype(tag)::type;
+            if constexpr (Op::arity == 2) {
+                const double b = scalar_operand(ib, f & F_B_NUMBER);
+                double ga, gb;
+                Op::backward(a, b, out, g, ga, gb);
+                if (!(f & F_A_CONST)) add_number(ia, ga);
+                if (!(f & F_B_CONST)) add_number(ib, gb);
+            } else {
+                add_number(ia, Op::backward(a, out, g));
+            }
+        });
+    }
+
+    void add_number(uint32_t node, double g) {
+        grad[node] += g;
+        reached[node] |= REACHED;
+    }
+
+    // Adds a gradient array (a new reference, stolen) into node, undoing broadcasting.
+    bool add_array(uint32_t node, PyObject* g) {
+        reached[node] |= REACHED;
+        if (!t.is_array(node)) {
+            double s = sum_all(g);
+            Py_DECREF(g);
+            grad[node] += s;
+            return !PyErr_Occurred();
+        }
+        PyObject* like = t.array_of(node);
+        PyObject* reduced = sum_to_like(g, like);
+        Py_DECREF(g);
+        if (!reduced) return false;
+        PyObject*& buffer = array_grad[t.val[node].index];
+        if (buffer) {
+            add_into(buffer, reduced);
+            Py_DECREF(reduced);
+        } else if (is_owned_buffer(reduced, like)) {
+            buffer = reduced;
+        } else {
+            buffer = owned_copy(reduced);
+            Py_DECREF(reduced);
+            if (!buffer) return false;
+        }
+        return true;
+    }
+
+    bool array_row(uint32_t row) {
+        const uint8_t f = t.flags[row];
+        const uint32_t ia = t.in0[row], ib = t.in1[row];
+        const bool binary = op_arity(t.op[row]) == 2;
+        PyObject* a = operand(ia, f & F_A_NUMBER, f & F_A_ARRAY);
+        PyObject* b = binary ? operand(ib, f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
+        PyObject* ga = nullptr;
+        PyObject* gb = nullptr;
+        PyObject*& g = array_grad[t.val[row].index];
+        bool ok = a && (b || !binary) &&
+                  array_backward(t.op[row], a, b, t.array_of(row), g,
+                                 (f & F_A_CONST) ? nullptr : &ga,
+                                 (binary && !(f & F_B_CONST)) ? &gb : nullptr);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        // This row's gradient is spent unless the caller asked for it.
+        if (!(reached[row] & KEEP)) Py_CLEAR(g);
+        if (!ok) {
+            Py_XDECREF(ga);
+            Py_XDECREF(gb);
+            return false;
+        }
+        if (ga && !add_array(ia, ga)) {
+            Py_XDECREF(gb);
+            return false;
+        }
+        return !gb || add_array(ib, gb);
+    }
+
+    PyObject* operand(uint32_t index, bool is_number, bool is_array) const {
+        if (is_number) return PyFloat_FromDouble(t.consts[index]);
+        if (is_array) return Py_NewRef(t.arrays[index]);
+        if (t.is_array(index)) return Py_NewRef(t.array_of(index));
+        return PyFloat_FromDouble(t.val[index].number);
+    }
+
+    // A gradient for `node` as a Python object: a float or its buffer.
+    PyObject* grad_object(uint32_t node) {
+        const bool got = reached[node] & REACHED;
+        if (!t.is_array(node)) return PyFloat_FromDouble(got ? grad[node] : 0.0);
+        PyObject* buffer = array_grad[t.val[node].index];
+        return got && buffer ? Py_NewRef(buffer) : filled_like(t.array_of(node), 0.0);
+    }
+
+    bool user_record(uint32_t row) {
+        UserRecord& r = t.user_records[t.in0[row]];
+        bool any = false;
+        for (uint32_t o : r.outputs) any = any || (reached[o] & REACHED);
+        if (!any) return true;
+        // Copy what we need: the callback may append to (and so move) user_records.
+        PyObject* record = Py_NewRef(r.record);
+        std::vector<uint32_t> inputs = r.inputs;
+        PyObject* args = PyTuple_New(static_cast<Py_ssize_t>(r.outputs.size()));
+        bool ok = args != nullptr;
+        for (size_t k = 0; ok && k < r.outputs.size(); ++k) {
+            PyObject* g = grad_object(r.outputs[k]);
+            if (!g) ok = false;
+            else PyTuple_SET_ITEM(args, static_cast<Py_ssize_t>(k), g);
+        }
+        PyObject* result = nullptr;
+        if (ok) {
+            PyObject* fn = PyObject_GetAttrString(record, "backward_fn");
+            result = fn ? PyObject_Call(fn, args, nullptr) : nullptr;
+            Py_XDECREF(fn);
+        }
+        Py_XDECREF(args);
+        ok = result && take_user_grads(record, inputs, result);
+        Py_XDECREF(result);
+        Py_DECREF(record);
+        return ok;
+    }
+
+    bool take_user_grads(PyObject* record, const std::vector<uint32_t>& inputs, PyObject* result) {
+        if (!PyList_Check(result) && !PyTuple_Check(result)) {
+            PyErr_Format(PyExc_TypeError,
+                         "backward_fn of %R returned %.100s; it must return a list with one "
+                         "gradient per input (None for no gradient)",
+                         record, Py_TYPE(result)->tp_name);
+            return false;
+        }
+        const Py_ssize_t n = PySequence_Fast_GET_SIZE(result);
+        if (n != static_cast<Py_ssize_t>(inputs.size())) {
+            PyErr_Format(PyExc_ValueError,
+                         "backward_fn of %R returned %zd gradients for %zd inputs; return one per "
+                         "input, in the order of input_keys (None for no gradient)",
+                         record, n, static_cast<Py_ssize_t>(inputs.size()));
+            return false;
+        }
+        PyObject** items = PySequence_Fast_ITEMS(result);
+        for (Py_ssize_t k = 0; k < n; ++k) {
+            if (items[k] == Py_None) continue;
+            if (!add_user_grad(record, k, inputs[static_cast<size_t>(k)], items[k])) return false;
+        }
+        return true;
+    }
+
+    bool add_user_grad(PyObject* record, Py_ssize_t k, uint32_t node, PyObject* g) {
+        PyObject* array = to_float_array(g, "backward_fn");
+        if (!array) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError,
+                         "backward_fn of %R returned %.100s for input %zd; a gradient must be a "
+                         "real number or a float array",
+                         record, Py_TYPE(g)->tp_name, k);
+            return false;
+        }
+        PyArrayObject* a = reinterpret_cast<PyArrayObject*>(array);
+        if (!t.is_array(node)) {
+            if (PyArray_NDIM(a) != 0) {
+                PyErr_Format(PyExc_ValueError,
+                             "backward_fn of %R returned an array of %d dimensions for input %zd, "
+                             "which is a scalar; return a number",
+                             record, PyArray_NDIM(a), k);
+                Py_DECREF(array);
+                return false;
+            }
+            double v = PyFloat_AsDouble(array);
+            Py_DECREF(array);
+            if (v == -1.0 && PyErr_Occurred()) return false;
+            add_number(node, v);
+            return true;
+        }
+        PyArrayObject* like = reinterpret_cast<PyArrayObject*>(t.array_of(node));
+        if (!PyArray_SAMESHAPE(a, like)) {
+            PyObject* want = PyObject_GetAttrString(reinterpret_cast<PyObject*>(like), "shape");
+            PyObject* got = PyObject_GetAttrString(array, "shape");
+            PyErr_Format(PyExc_ValueError,
+                         "backward_fn of %R returned a gradient of shape %S for input %zd, whose "
+                         "shape is %S; return the input's shape",
+                         record, got ? got : Py_None, k, want ? want : Py_None);
+            Py_XDECREF(want);
+            Py_XDECREF(got);
+            Py_DECREF(array);
+            return false;
+        }
+        return add_array(node, array);
+    }
+
+    // A stale row (Note [Stale tensors] in tensor.cpp) was reached: its history
+    // is gone, so a source made no later than it might be missing a gradient.
+    bool check_stale(uint32_t row, const std::vector<Source>& sources) {
+        const uint64_t born = t.stale_born[row];
+        for (const Source& s : sources) {
+            if (s.node == row || s.tensor->born > born) continue;
+            PyObject* stale_label = t.label_of(row);
+            PyObject* source_label = label_text(s.tensor);
+            PyErr_Format(PyExc_RuntimeError,
+                         "the gradient with respect to '%S' flows through '%S', whose history was "
+                         "cleared (clear_history() ran after it was computed, or it was computed "
+                         "on another thread). Compute gradients before clearing, or use "
+                         "t.detach() to treat it as a constant.",
+                         source_label ? source_label : Py_None,
+                         stale_label ? stale_label : Py_None);
+            Py_XDECREF(stale_label);
+            Py_XDECREF(source_label);
+            return false;
+        }
+        return true;
+    }
+};
+
+PyObject* seed_for(TensorObject* target, PyObject* grad_output) {
+    if (!target->array) {
+        if (grad_output == Py_None) return PyFloat_FromDouble(1.0);
+        PyObject* array = to_float_array(grad_output, "compute_gradients: grad_output");
+        if (!array) return nullptr;
+        if (PyArray_SIZE(reinterpret_cast<PyArrayObject*>(array)) != 1) {
+            Py_DECREF(array);
+            PyErr_SetString(PyExc_ValueError,
+                            "compute_gradients: the target is a scalar, so grad_output must be "
+                            "a single number");
+            return nullptr;
+        }
+        double v = sum_all(array);
+        Py_DECREF(array);
+        return PyErr_Occurred() ? nullptr : PyFloat_FromDouble(v);
+    }
+    if (grad_output == Py_None) return filled_like(target->array, 1.0);
+    if (PyFloat_Check(grad_output) || PyLong_Check(grad_output))
+        return filled_like(target->array, PyFloat_AsDouble(grad_output));
+    PyObject* array = to_float_array(grad_output, "compute_gradients: grad_output");
+    if (!array) return nullptr;
+    PyArrayObject* a = reinterpret_cast<PyArrayObject*>(array);
+    PyArrayObject* like = reinterpret_cast<PyArrayObject*>(target->array);
+    if (!PyArray_SAMESHAPE(a, like)) {
+        PyObject* want = PyObject_GetAttrString(target->array, "shape");
+        PyObject* got = PyObject_GetAttrString(array, "shape");
+        PyErr_Format(PyExc_ValueError,
+                     "compute_gradients: grad_output has shape %S but the target has shape %S; "
+                     "give one gradient per element of the target",
+                     got ? got : Py_None, want ? want : Py_None);
+        Py_XDECREF(want);
+        Py_XDECREF(got);
+        Py_DECREF(array);
+        return nullptr;
+    }
+    PyObject* cast = PyArray_FROM_OTF(array, PyArray_TYPE(like), NPY_ARRAY_CARRAY_RO);
+    Py_DECREF(array);
+    return cast;
+}
+
+}  // namespace
+
+PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObject* grad_output) {
+    if (!is_tensor(target_obj)) {
+        PyErr_Format(PyExc_TypeError, "compute_gradients: the target must be a Tensor, got %.100s",
+                     Py_TYPE(target_obj)->tp_name);
+        return nullptr;
+    }
+    auto* target = reinterpret_cast<TensorObject*>(target_obj);
+    PyObject* seq = PySequence_Fast(sources_obj, "compute_gradients: sources must be a list of Tensors");
+    if (!seq) return nullptr;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject** items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t k = 0; k < n; ++k) {
+        if (!is_tensor(items[k])) {
+            PyErr_Format(PyExc_TypeError,
+                         "compute_gradients: sources[%zd] is %.100s; every source must be a Tensor",
+                         k, Py_TYPE(items[k])->tp_name);
+            Py_DECREF(seq);
+            return nullptr;
+        }
+    }
+    Tape* tape = current_tape();
+    PyObject* seed = tape ? seed_for(target, grad_output) : nullptr;
+    if (!seed) {
+        Py_DECREF(seq);
+        return nullptr;
+    }
+    PyObject* out = nullptr;
+    std::vector<Source> sources;
+    const bool leaf = target->flags & T_LEAF;
+    const bool on_tape = target->epoch == tape->epoch;
+    bool only_itself = true;
+    for (Py_ssize_t k = 0; k < n; ++k) {
+        auto* s = reinterpret_cast<TensorObject*>(items[k]);
+        only_itself = only_itself && s == target;
+        sources.push_back({s, s->epoch == tape->epoch ? s->node : UINT32_MAX});
+    }
+    bool has_history = on_tape && (tape->op[target->node] != OP_LEAF ||
+                                   (tape->flags[target->node] & F_CUSTOM_OUTPUT));
+    if (!only_itself && !has_history) {
+        PyObject* label = label_text(target);
+        if (!leaf)
+            PyErr_Format(PyExc_RuntimeError,
+                         "compute_gradients: the history of the target '%S' was cleared "
+                         "(clear_history() ran after it was computed, or it was computed on "
+                         "another thread); recompute it, then ask for its gradients",
+                         label ? label : Py_None);
+        else
+            PyErr_Format(PyExc_ValueError,
+                         "compute_gradients: the target '%S' has no recorded history, so it "
+                         "depends on no other tensor. Was it computed on .data values (which "
+                         "records nothing)? Compute it with Tensor operations instead.",
+                         label ? label : Py_None);
+        Py_XDECREF(label);
+    } else if (only_itself && !on_tape) {
+        out = PyList_New(n);
+        for (Py_ssize_t k = 0; out && k < n; ++k)
+            PyList_SET_ITEM(out, k, Py_NewRef(seed));
+    } else {
+        Sweep sweep(*tape);
+        if (sweep.seed(target->node, seed) && sweep.run(sources)) {
+            out = PyList_New(n);
+            for (Py_ssize_t k = 0; out && k < n; ++k) {
+                PyObject* g = sweep.result(sources[static_cast<size_t>(k)]);
+                if (!g) Py_CLEAR(out);
+                else PyList_SET_ITEM(out, k, g);
+            }
+        }
+    }
+    Py_DECREF(seed);
+    Py_DECREF(seq);
+    return out;
+}
+
+}  // namespace tapegrad

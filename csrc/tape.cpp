@@ -1,0 +1,181 @@
+#include "tape.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <string>
+
+namespace tapegrad {
+
+namespace {
+
+// num_nodes entries for tensors with no node (constants) keep the previous
+// entry's node with this bit set, so the column stays sorted.
+constexpr uint32_t NO_NODE_BIT = 0x80000000u;
+
+void destroy_tape(PyObject* capsule) {
+    delete static_cast<Tape*>(PyCapsule_GetPointer(capsule, "tapegrad.tape"));
+}
+
+thread_local PyThreadState* cached_state = nullptr;
+thread_local Tape* cached_tape = nullptr;
+
+}  // namespace
+
+uint64_t next_epoch() {
+    static std::atomic<uint64_t> last{0};
+    return ++last;
+}
+
+Tape::Tape()
+    : epoch(next_epoch()), node_by_label(PyDict_New()), label_by_node(PyDict_New()) {}
+
+Tape::~Tape() {
+    if (cached_tape == this) {
+        cached_tape = nullptr;
+        cached_state = nullptr;
+    }
+    clear();
+    Py_XDECREF(node_by_label);
+    Py_XDECREF(label_by_node);
+}
+
+uint32_t Tape::overflow() {
+    PyErr_SetString(PyExc_MemoryError,
+                    "tapegrad: the tape holds 2**32 - 1 records, its limit; call clear_history()");
+    return UINT32_MAX;
+}
+
+void Tape::set_num_node(int64_t num, uint32_t node) {
+    if (num == static_cast<int64_t>(num_nodes.size()) && num_overflow.empty()) {
+        if (node == UINT32_MAX)
+            node = num_nodes.empty() ? NO_NODE_BIT : (num_nodes.back() | NO_NODE_BIT);
+        num_nodes.push_back(node);
+    } else if (node != UINT32_MAX) {
+        num_overflow[num] = node;
+    } else {
+        num_overflow.erase(num);
+    }
+}
+
+uint32_t Tape::node_of_num(int64_t num) const {
+    if (!num_overflow.empty()) {
+        auto it = num_overflow.find(num);
+        if (it != num_overflow.end()) return it->second;
+    }
+    if (num >= 0 && num < static_cast<int64_t>(num_nodes.size()) && !(num_nodes[num] & NO_NODE_BIT))
+        return num_nodes[num];
+    return UINT32_MAX;
+}
+
+PyObject* Tape::label_of(uint32_t node) const {
+    PyObject* key = PyLong_FromUnsignedLong(node);
+    if (!key) return nullptr;
+    PyObject* label = PyDict_GetItemWithError(label_by_node, key);
+    Py_DECREF(key);
+    if (label) return Py_NewRef(label);
+    if (PyErr_Occurred()) return nullptr;
+    auto masked_less = [](uint32_t entry, uint32_t n) { return (entry & ~NO_NODE_BIT) < n; };
+    auto it = std::lower_bound(num_nodes.begin(), num_nodes.end(), node, masked_less);
+    if (it != num_nodes.end() && *it == node)
+        return PyUnicode_FromFormat("tensor_%zd", static_cast<Py_ssize_t>(it - num_nodes.begin()));
+    for (const auto& [num, n] : num_overflow)
+        if (n == node) return PyUnicode_FromFormat("tensor_%lld", static_cast<long long>(num));
+    Py_RETURN_NONE;
+}
+
+uint32_t Tape::node_of_label(PyObject* label) const {
+    PyObject* node = PyDict_GetItemWithError(node_by_label, label);
+    if (node) return static_cast<uint32_t>(PyLong_AsUnsignedLong(node));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return UINT32_MAX;
+    }
+    // A default label: tensor_<digits>.
+    Py_ssize_t size = 0;
+    const char* text = PyUnicode_AsUTF8AndSize(label, &size);
+    if (!text) {
+        PyErr_Clear();
+        return UINT32_MAX;
+    }
+    std::string s(text, static_cast<size_t>(size));
+    const std::string prefix = "tensor_";
+    if (s.size() <= prefix.size() || s.compare(0, prefix.size(), prefix) != 0) return UINT32_MAX;
+    std::string digits = s.substr(prefix.size());
+    if (digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit))
+        return UINT32_MAX;
+    return node_of_num(std::stoll(digits));
+}
+
+const std::vector<uint32_t>& Tape::operation_rows() {
+    for (; op_rows_scanned < op.size(); ++op_rows_scanned) {
+        uint8_t code = op[op_rows_scanned];
+        if (code == OP_CUSTOM || code > OP_STALE)
+            op_rows.push_back(static_cast<uint32_t>(op_rows_scanned));
+    }
+    return op_rows;
+}
+
+void Tape::clear() {
+    // Reset first, release after: releasing can run arbitrary Python code
+    // (a __del__), which must find an empty, consistent tape.
+    std::vector<PyObject*> old_arrays;
+    old_arrays.swap(arrays);
+    std::vector<UserRecord> old_records;
+    old_records.swap(user_records);
+    std::vector<PyObject*> old_grads;
+    old_grads.swap(array_grad);
+    op.clear();
+    flags.clear();
+    in0.clear();
+    in1.clear();
+    val.clear();
+    consts.clear();
+    stale_born.clear();
+    num_nodes.clear();
+    num_overflow.clear();
+    op_rows.clear();
+    op_rows_scanned = 0;
+    n_ops = 0;
+    counter = 0;
+    epoch = next_epoch();
+    // Keep the capacity of what is refilled at the same pace next time.
+    arrays.reserve(old_arrays.capacity());
+    if (node_by_label) PyDict_Clear(node_by_label);
+    if (label_by_node) PyDict_Clear(label_by_node);
+    for (PyObject* a : old_arrays) Py_DECREF(a);
+    for (PyObject* g : old_grads) Py_XDECREF(g);
+    for (UserRecord& r : old_records) Py_DECREF(r.record);
+}
+
+Tape* current_tape() {
+    PyThreadState* state = PyThreadState_Get();
+    if (state == cached_state && cached_tape) return cached_tape;
+    PyObject* dict = PyThreadState_GetDict();
+    if (!dict) {
+        PyErr_SetString(PyExc_RuntimeError, "tapegrad: this thread has no Python thread state");
+        return nullptr;
+    }
+    PyObject* capsule = PyDict_GetItemString(dict, "tapegrad.tape");
+    Tape* tape;
+    if (capsule) {
+        tape = static_cast<Tape*>(PyCapsule_GetPointer(capsule, "tapegrad.tape"));
+        if (!tape) return nullptr;
+    } else {
+        // The thread's dict owns the tape, so it is freed (with the GIL held)
+        // when the thread's state is cleared.
+        tape = new Tape();
+        capsule = PyCapsule_New(tape, "tapegrad.tape", destroy_tape);
+        if (!capsule) {
+            delete tape;
+            return nullptr;
+        }
+        int rc = PyDict_SetItemString(dict, "tapegrad.tape", capsule);
+        Py_DECREF(capsule);
+        if (rc < 0) return nullptr;
+    }
+    cached_state = state;
+    cached_tape = tape;
+    return tape;
+}
+
+}  // namespace tapegrad

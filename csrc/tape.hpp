@@ -1,0 +1,139 @@
+// The tape: records as rows of flat arrays, and the reverse sweep over them.
+//
+// Note [Records are nodes]
+// Every record produces exactly one node, and a node's id is its row, so the
+// tape needs no separate output column and creation order is a topological
+// order: the sweep is one loop from the last row down, with no sort and no
+// recursion. Rows that are not ops are leaves (a tensor's value with no
+// history), stale tensors (see tensor.cpp) and user records (the seed's
+// OperationRecord with a Python backward; its row holds no value).
+//
+// A row costs op 1 + flags 1 + in0 4 + in1 4 + value 8 = 18 bytes, plus 4 for
+// the label index while recording and 9 for the sweep's gradient and flag.
+// A value is a C double for scalars or an index into `arrays` for ndarrays.
+// A constant operand is not a node: in0/in1 then index `consts` (a number) or
+// `arrays` (an ndarray), as the row's flags say.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+#include "ops.hpp"
+
+namespace tapegrad {
+
+enum RowFlag : uint8_t {
+    F_ARRAY = 1,          // the value is an ndarray: val[i].index into arrays
+    F_A_NUMBER = 2,       // operand a is a constant number: in0 indexes consts
+    F_A_ARRAY = 4,        // operand a is a constant ndarray: in0 indexes arrays
+    F_B_NUMBER = 8,       // likewise for operand b and in1
+    F_B_ARRAY = 16,
+    F_CUSTOM_OUTPUT = 32  // a leaf that a user record lists as an output
+};
+constexpr uint8_t F_A_CONST = F_A_NUMBER | F_A_ARRAY;
+constexpr uint8_t F_B_CONST = F_B_NUMBER | F_B_ARRAY;
+
+union Value {
+    double number;
+    uint64_t index;
+};
+
+// A user record: the seed's OperationRecord appended to operation_history.
+struct UserRecord {
+    PyObject* record;  // owned: the OperationRecord object itself
+    std::vector<uint32_t> inputs, outputs;
+};
+
+class Tape {
+public:
+    Tape();
+    ~Tape();
+    Tape(const Tape&) = delete;
+    Tape& operator=(const Tape&) = delete;
+
+    // A fresh epoch id, never reused in the process: tensors compare their
+    // stored epoch with the tape's to know whether their node is still here.
+    uint64_t epoch;
+    int64_t counter = 0;  // Tensor._counter: the next label number
+
+    std::vector<uint8_t> op, flags;
+    std::vector<uint32_t> in0, in1;
+    std::vector<Value> val;
+
+    std::vector<double> consts;
+    std::vector<PyObject*> arrays;  // owned references
+    std::vector<UserRecord> user_records;
+    std::unordered_map<uint32_t, uint64_t> stale_born;  // stale row -> epoch its tensor was made in
+
+    // Labels: the node of tensor_N is num_nodes[N] while numbers run in
+    // order; numbers assigned out of order (after Tensor._counter was set by
+    // hand) go to num_overflow. Explicit labels live in two small dicts.
+    std::vector<uint32_t> num_nodes;
+    std::unordered_map<int64_t, uint32_t> num_overflow;
+    PyObject* node_by_label;  // dict str -> int
+    PyObject* label_by_node;  // dict int -> str
+
+    size_t n_ops = 0;                   // rows that are ops or user records
+    std::vector<uint32_t> op_rows;      // their row ids, built lazily for indexing
+    size_t op_rows_scanned = 0;
+
+    // Sweep scratch, reused between sweeps (sweep.cpp).
+    bool sweeping = false;
+    std::vector<double> grad;
+    std::vector<uint8_t> reached;
+    std::vector<PyObject*> array_grad;  // owned, per arrays slot, during a sweep
+
+    // Appends a row; returns its node id, or UINT32_MAX with MemoryError set.
+    uint32_t push(uint8_t code, uint8_t row_flags, uint32_t a, uint32_t b, Value v) {
+        if (op.size() >= UINT32_MAX - 1) return overflow();
+        op.push_back(code);
+        flags.push_back(row_flags);
+        in0.push_back(a);
+        in1.push_back(b);
+        val.push_back(v);
+        if (code > OP_STALE || code == OP_CUSTOM) ++n_ops;
+        return static_cast<uint32_t>(op.size() - 1);
+    }
+    uint32_t add_const(double c) {
+        consts.push_back(c);
+        return static_cast<uint32_t>(consts.size() - 1);
+    }
+    // Takes a new reference to arr.
+    uint32_t add_array(PyObject* arr) {
+        Py_INCREF(arr);
+        arrays.push_back(arr);
+        return static_cast<uint32_t>(arrays.size() - 1);
+    }
+    // Gives the tensor numbered `num` the node `node`.
+    void set_num_node(int64_t num, uint32_t node);
+    // Node of tensor_N, or UINT32_MAX.
+    uint32_t node_of_num(int64_t num) const;
+    // Label of a node's tensor as a new str, or None when it has none.
+    PyObject* label_of(uint32_t node) const;
+    // Node of a label, or UINT32_MAX (no Python error set).
+    uint32_t node_of_label(PyObject* label) const;
+    // Row ids of ops and user records, in order (extends op_rows as needed).
+    const std::vector<uint32_t>& operation_rows();
+
+    bool is_array(uint32_t node) const { return flags[node] & F_ARRAY; }
+    PyObject* array_of(uint32_t node) const { return arrays[val[node].index]; }
+
+    // Empties the tape (keeping its buffers), takes a new epoch, and
+    // restarts labels at tensor_0.
+    void clear();
+
+private:
+    static uint32_t overflow();
+};
+
+// The calling thread's default tape, or nullptr with a Python error set.
+Tape* current_tape();
+
+// A new epoch id (process-wide, increasing).
+uint64_t next_epoch();
+
+}  // namespace tapegrad

@@ -1,0 +1,380 @@
+#include "tensor.hpp"
+
+#include "arrays.hpp"
+
+namespace tapegrad {
+
+PyTypeObject* TensorBaseType = nullptr;
+
+namespace {
+
+PyTypeObject* tensor_class = nullptr;
+
+// Note [Stale tensors]
+// A tensor made by an op whose record clear_history() removed keeps its value.
+// Used again, it enters the new tape as a "stale" row: a value with no
+// history. If a gradient reaches that row while a source made no later than
+// the tensor is asked for, the sweep raises (the source may have fed it);
+// sources made after it cannot have, and get their gradients as usual.
+Value value_slot(Tape& tape, TensorObject* t) {
+    Value v;
+    if (t->array) v.index = tape.add_array(t->array);
+    else v.number = t->scalar;
+    return v;
+}
+
+bool register_label(Tape& tape, TensorObject* t, uint32_t node) {
+    if (!t->label) return true;
+    PyObject* key = PyLong_FromUnsignedLong(node);
+    bool ok = key && PyDict_SetItem(tape.node_by_label, t->label, key) == 0 &&
+              PyDict_SetItem(tape.label_by_node, key, t->label) == 0;
+    Py_XDECREF(key);
+    return ok;
+}
+
+PyObject* make_result(Tape& tape, double number, PyObject* array, uint32_t node, bool requires_grad) {
+    auto* r = reinterpret_cast<TensorObject*>(tensor_class->tp_alloc(tensor_class, 0));
+    if (!r) {
+        Py_XDECREF(array);
+        return nullptr;
+    }
+    r->scalar = number;
+    r->array = array;  // stolen
+    r->label = nullptr;
+    r->born = tape.epoch;
+    r->num = tape.counter++;
+    r->flags = requires_grad ? T_REQUIRES_GRAD : T_LEAF;  // no history: a constant leaf
+    r->epoch = node == UINT32_MAX ? 0 : tape.epoch;
+    r->node = node;
+    tape.set_num_node(r->num, node);
+    return reinterpret_cast<PyObject*>(r);
+}
+
+enum Kind { K_TENSOR, K_NUMBER, K_ARRAY };
+
+struct Operand {
+    Kind kind = K_NUMBER;
+    TensorObject* tensor = nullptr;
+    double number = 0.0;
+    PyObject* array = nullptr;  // owned, for K_ARRAY
+    Operand() = default;
+    Operand(const Operand&) = delete;
+    Operand& operator=(const Operand&) = delete;
+    ~Operand() { Py_XDECREF(array); }
+
+    bool is_scalar() const { return kind == K_NUMBER || (kind == K_TENSOR && !tensor->array); }
+    bool wants_grad() const { return kind == K_TENSOR && (tensor->flags & T_REQUIRES_GRAD); }
+    double scalar() const { return kind == K_TENSOR ? tensor->scalar : number; }
+    // The operand as numpy sees it: an ndarray or a float (new reference).
+    PyObject* object() const {
+        if (kind == K_ARRAY) return Py_NewRef(array);
+        if (kind == K_TENSOR && tensor->array) return Py_NewRef(tensor->array);
+        return PyFloat_FromDouble(scalar());
+    }
+};
+
+// 1: read; 0: not a type we take (the caller returns NotImplemented); -1: error.
+int read_operand(PyObject* o, Operand& r, const char* op) {
+    if (is_tensor(o)) {
+        r.kind = K_TENSOR;
+        r.tensor = reinterpret_cast<TensorObject*>(o);
+        return 1;
+    }
+    if (PyFloat_Check(o)) {  // numpy.float64 included
+        r.number = PyFloat_AS_DOUBLE(o);
+        return 1;
+    }
+    if (PyLong_Check(o) || PyArray_IsScalar(o, Integer) || PyArray_IsScalar(o, Bool)) {
+        r.number = PyFloat_AsDouble(o);
+        return r.number == -1.0 && PyErr_Occurred() ? -1 : 1;
+    }
+    if (PyArray_Check(o) || PyArray_IsScalar(o, Generic) || PyList_Check(o) || PyTuple_Check(o)) {
+        r.kind = K_ARRAY;
+        r.array = to_float_array(o, op);
+        return r.array ? 1 : -1;
+    }
+    return 0;
+}
+
+// The node an operand stands for: a tensor's node, or a constant's slot.
+bool operand_index(Tape& tape, const Operand& x, uint8_t number_flag, uint8_t array_flag,
+                   uint8_t& flags, uint32_t& index) {
+    switch (x.kind) {
+        case K_TENSOR:
+            index = node_on(tape, x.tensor);
+            return index != UINT32_MAX;
+        case K_NUMBER:
+            flags |= number_flag;
+            index = tape.add_const(x.number);
+            return true;
+        case K_ARRAY:
+            flags |= array_flag;
+            index = tape.add_array(x.array);
+            return true;
+    }
+    return false;
+}
+
+bool read_code(PyObject* arg, int arity, uint8_t& code) {
+    long c = PyLong_AsLong(arg);
+    if (c == -1 && PyErr_Occurred()) return false;
+    if (c <= OP_STALE || c >= OP_COUNT || op_arity(static_cast<uint8_t>(c)) != arity) {
+        PyErr_Format(PyExc_ValueError, "tapegrad: %ld is not the code of an op of arity %d", c, arity);
+        return false;
+    }
+    code = static_cast<uint8_t>(c);
+    return true;
+}
+
+// Applies op `code` to one or two operands; b is null for a unary op.
+PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
+    const char* name = op_name(code);
+    Operand a, b;
+    int ra = read_operand(a_obj, a, name);
+    int rb = b_obj ? read_operand(b_obj, b, name) : 1;
+    if (ra < 0 || rb < 0) return nullptr;
+    if (ra == 0 || rb == 0) {
+        if (b_obj) Py_RETURN_NOTIMPLEMENTED;
+        PyErr_Format(PyExc_TypeError, "%s: expected a Tensor, a number or a numeric array, got %.100s",
+                     name, Py_TYPE(a_obj)->tp_name);
+        return nullptr;
+    }
+    const bool scalar = a.is_scalar() && (!b_obj || b.is_scalar());
+    const bool any_tensor = a.kind == K_TENSOR || (b_obj && b.kind == K_TENSOR);
+    const bool record = a.wants_grad() || (b_obj && b.wants_grad());
+
+    double number = 0.0;
+    PyObject* array = nullptr;
+    if (scalar) {
+        const double x = a.scalar(), y = b_obj ? b.scalar() : 0.0;
+        visit_op(code, [&](auto tag) {
+            using Op = typename decltype(tag)::type;
+            if constexpr (Op::arity == 2) number = Op::forward(x, y);
+            else number = Op::forward(x);
+        });
+        if (!any_tensor) return PyFloat_FromDouble(number);
+    } else {
+        PyObject* x = a.object();
+        PyObject* y = b_obj ? b.object() : nullptr;
+        array = (x && (y || !b_obj)) ? array_forward(code, x, y) : nullptr;
+        Py_XDECREF(x);
+        Py_XDECREF(y);
+        if (!array || !any_tensor) return array;
+    }
+
+    Tape* tape = current_tape();
+    if (!tape) {
+        Py_XDECREF(array);
+        return nullptr;
+    }
+    if (!record) return make_result(*tape, number, array, UINT32_MAX, false);
+    uint8_t flags = array ? F_ARRAY : 0;
+    uint32_t ia = 0, ib = 0;
+    if (!operand_index(*tape, a, F_A_NUMBER, F_A_ARRAY, flags, ia) ||
+        (b_obj && !operand_index(*tape, b, F_B_NUMBER, F_B_ARRAY, flags, ib))) {
+        Py_XDECREF(array);
+        return nullptr;
+    }
+    Value v;
+    if (array) v.index = tape->add_array(array);
+    else v.number = number;
+    const uint32_t node = tape->push(code, flags, ia, ib, v);
+    if (node == UINT32_MAX) {
+        Py_XDECREF(array);
+        return nullptr;
+    }
+    return make_result(*tape, number, array, node, true);
+}
+
+// ---- the TensorBase type ----
+
+int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
+    static const char* keywords[] = {"data", "label", "requires_grad", nullptr};
+    PyObject* data = nullptr;
+    PyObject* label = Py_None;
+    int requires_grad = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$p:Tensor", const_cast<char**>(keywords), &data,
+                                     &label, &requires_grad))
+        return -1;
+    if (label != Py_None && !PyUnicode_Check(label)) {
+        PyErr_Format(PyExc_TypeError, "Tensor: label must be a str or None, got %.100s",
+                     Py_TYPE(label)->tp_name);
+        return -1;
+    }
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    double number = 0.0;
+    PyObject* array = nullptr;
+    if (is_tensor(data)) {
+        auto* other = reinterpret_cast<TensorObject*>(data);
+        number = other->scalar;
+        array = Py_XNewRef(other->array);
+    } else if (PyFloat_Check(data) || PyLong_Check(data)) {
+        number = PyFloat_AsDouble(data);
+        if (number == -1.0 && PyErr_Occurred()) return -1;
+    } else if (PyUnicode_Check(data) || PyBytes_Check(data) || data == Py_None || PyComplex_Check(data)) {
+        PyErr_Format(PyExc_TypeError,
+                     "Tensor: data must be a real number or a numeric array, got %.100s%s",
+                     Py_TYPE(data)->tp_name,
+                     PyComplex_Check(data) ? " (complex numbers are not supported yet)" : "");
+        return -1;
+    } else {
+        array = to_float_array(data, "Tensor");
+        if (!array) return -1;
+    }
+    Tape* tape = current_tape();
+    if (!tape) {
+        Py_XDECREF(array);
+        return -1;
+    }
+    Py_XSETREF(t->array, array);
+    Py_XSETREF(t->label, label == Py_None ? nullptr : Py_NewRef(label));
+    t->scalar = number;
+    t->flags = T_LEAF | (requires_grad ? T_REQUIRES_GRAD : 0);
+    t->born = tape->epoch;
+    t->epoch = 0;
+    t->num = tape->counter++;
+    // Entered at once, so that its label names it in user records.
+    const uint32_t node = node_on(*tape, t);
+    if (node == UINT32_MAX) return -1;
+    tape->set_num_node(t->num, node);
+    return 0;
+}
+
+void tensor_dealloc(PyObject* self) {
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    PyTypeObject* type = Py_TYPE(self);
+    Py_CLEAR(t->array);
+    Py_CLEAR(t->label);
+    type->tp_free(self);
+    Py_DECREF(type);  // instances of heap types own a reference to their type
+}
+
+PyObject* get_data(PyObject* self, void*) { return value_object(reinterpret_cast<TensorObject*>(self)); }
+
+int set_data(PyObject* self, PyObject* value, void*) {
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "Tensor.data cannot be deleted");
+        return -1;
+    }
+    // Assigning .data detaches: the tensor becomes a leaf with the new value;
+    // records made earlier keep the value they saw.
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    double number = 0.0;
+    PyObject* array = nullptr;
+    if (PyFloat_Check(value) || PyLong_Check(value)) {
+        number = PyFloat_AsDouble(value);
+        if (number == -1.0 && PyErr_Occurred()) return -1;
+    } else {
+        array = to_float_array(value, "Tensor.data");
+        if (!array) return -1;
+    }
+    Py_XSETREF(t->array, array);
+    t->scalar = number;
+    t->flags |= T_LEAF;
+    t->epoch = 0;
+    return 0;
+}
+
+PyObject* get_label(PyObject* self, void*) {
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    if (t->label) return Py_NewRef(t->label);
+    return PyUnicode_FromFormat("tensor_%lld", static_cast<long long>(t->num));
+}
+
+int set_label(PyObject* self, PyObject* value, void*) {
+    if (!value || !PyUnicode_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "Tensor.label must be a str");
+        return -1;
+    }
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    Py_XSETREF(t->label, Py_NewRef(value));
+    Tape* tape = current_tape();
+    if (!tape) return -1;
+    if (t->epoch == tape->epoch && !register_label(*tape, t, t->node)) return -1;
+    return 0;
+}
+
+PyObject* get_requires_grad(PyObject* self, void*) {
+    return PyBool_FromLong(reinterpret_cast<TensorObject*>(self)->flags & T_REQUIRES_GRAD);
+}
+
+PyObject* get_is_leaf(PyObject* self, void*) {
+    return PyBool_FromLong(reinterpret_cast<TensorObject*>(self)->flags & T_LEAF);
+}
+
+PyGetSetDef tensor_getset[] = {
+    {"data", get_data, set_data, "The value: a float, or a float32/float64 ndarray.", nullptr},
+    {"label", get_label, set_label, "A name for people: tensor_N unless given.", nullptr},
+    {"requires_grad", get_requires_grad, nullptr, "Whether ops on it are recorded.", nullptr},
+    {"is_leaf", get_is_leaf, nullptr, "True for tensors made by the user, not by an op.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+}  // namespace
+
+uint32_t node_on(Tape& tape, TensorObject* t) {
+    if (t->epoch == tape.epoch) return t->node;
+    const bool leaf = t->flags & T_LEAF;
+    const uint32_t node = tape.push(leaf ? OP_LEAF : OP_STALE, t->array ? F_ARRAY : 0, 0, 0,
+                                    value_slot(tape, t));
+    if (node == UINT32_MAX) return node;
+    if (!leaf) tape.stale_born[node] = t->born;
+    t->epoch = tape.epoch;
+    t->node = node;
+    if (t->born != tape.epoch && !t->label) {
+        // A tensor from an earlier epoch keeps its old default label for display.
+        PyObject* key = PyLong_FromUnsignedLong(node);
+        PyObject* label = get_label(reinterpret_cast<PyObject*>(t), nullptr);
+        bool ok = key && label && PyDict_SetItem(tape.label_by_node, key, label) == 0;
+        Py_XDECREF(key);
+        Py_XDECREF(label);
+        if (!ok) return UINT32_MAX;
+    }
+    return register_label(tape, t, node) ? node : UINT32_MAX;
+}
+
+PyObject* value_object(TensorObject* t) {
+    if (t->array) return Py_NewRef(t->array);
+    return PyFloat_FromDouble(t->scalar);
+}
+
+void set_tensor_class(PyObject* cls) { tensor_class = reinterpret_cast<PyTypeObject*>(cls); }
+
+PyObject* apply_unary(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    uint8_t code;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "apply_unary(code, a) takes 2 arguments");
+        return nullptr;
+    }
+    if (!read_code(args[0], 1, code)) return nullptr;
+    return apply(code, args[1], nullptr);
+}
+
+PyObject* apply_binary(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    uint8_t code;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "apply_binary(code, a, b) takes 3 arguments");
+        return nullptr;
+    }
+    if (!read_code(args[0], 2, code)) return nullptr;
+    return apply(code, args[1], args[2]);
+}
+
+bool init_tensor_type(PyObject* module) {
+    static PyType_Slot slots[] = {
+        {Py_tp_doc, const_cast<char*>("The native part of tapegrad.Tensor.")},
+        {Py_tp_new, reinterpret_cast<void*>(PyType_GenericNew)},
+        {Py_tp_init, reinterpret_cast<void*>(tensor_init)},
+        {Py_tp_dealloc, reinterpret_cast<void*>(tensor_dealloc)},
+        {Py_tp_getset, tensor_getset},
+        {0, nullptr}};
+    static PyType_Spec spec = {"tapegrad._core.TensorBase", sizeof(TensorObject), 0,
+                               Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};
+    PyObject* type = PyType_FromSpec(&spec);
+    if (!type) return false;
+    TensorBaseType = reinterpret_cast<PyTypeObject*>(type);
+    tensor_class = TensorBaseType;
+    Py_INCREF(type);  // one reference for the module, one kept here
+    return PyModule_AddObject(module, "TensorBase", type) == 0;
+}
+
+}  // namespace tapegrad

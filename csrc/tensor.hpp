@@ -1,0 +1,57 @@
+// The native part of a Tensor: its value and where it stands on the tape.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdint>
+
+#include "tape.hpp"
+
+namespace tapegrad {
+
+enum TensorFlag : uint8_t {
+    T_REQUIRES_GRAD = 1,
+    T_LEAF = 2,  // made by the user, not by an op
+};
+
+// Note [Tensor layout]
+// tapegrad.Tensor is a Python subclass (with empty __slots__) of this C type,
+// so an op reads its operands' fields with a pointer add and creates its
+// result with tp_alloc, never running Python. A scalar's value is a C double;
+// `array` is null then. Tensors hold no reference to their tape: `epoch` says
+// whether `node` is a row of the current tape, so a tensor outliving a
+// clear_history() or its thread is never a dangling pointer.
+struct TensorObject {
+    PyObject_HEAD
+    double scalar;
+    PyObject* array;  // owned ndarray (float32 or float64), or nullptr
+    PyObject* label;  // owned str, or nullptr: "tensor_{num}" made when read
+    uint64_t epoch;   // the tape epoch `node` belongs to; 0 = none
+    uint64_t born;    // the tape epoch the tensor was made in
+    int64_t num;      // label number
+    uint32_t node;
+    uint8_t flags;
+};
+
+extern PyTypeObject* TensorBaseType;
+
+inline bool is_tensor(PyObject* o) { return PyObject_TypeCheck(o, TensorBaseType); }
+
+// Registers the Python Tensor class that op results are made of.
+void set_tensor_class(PyObject* cls);
+
+// The node of a tensor on `tape`, entering it as a leaf (or a stale tensor)
+// if it is not on this tape yet. UINT32_MAX with an error set on failure.
+uint32_t node_on(Tape& tape, TensorObject* t);
+
+// A tensor's value as a new reference: a float or its ndarray.
+PyObject* value_object(TensorObject* t);
+
+// Ready-to-bind entry points (METH_FASTCALL).
+PyObject* apply_unary(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+PyObject* apply_binary(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+
+bool init_tensor_type(PyObject* module);
+
+}  // namespace tapegrad

@@ -1,0 +1,216 @@
+"""Tensor: a value (a float or a float32/float64 ndarray) whose operations are recorded.
+
+Each operator is one call into the native core with the op's code; the core
+computes the value, appends a record to this thread's tape and builds the
+result Tensor, so no Python runs per op beyond the dunder itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+
+_CODE = _core.OP_CODES
+_ADD, _SUB, _MUL, _DIV, _POW = (_CODE[n] for n in ("add", "sub", "mul", "div", "pow"))
+_NEG, _ABS = _CODE["neg"], _CODE["abs"]
+_apply1 = _core.apply_unary
+_apply2 = _core.apply_binary
+
+
+class _TensorMeta(type):
+    """Gives the class the seed's ``Tensor._counter``, read from this thread's tape."""
+
+    @property
+    def _counter(cls) -> int:
+        return _core.get_counter()
+
+    @_counter.setter
+    def _counter(cls, value: int) -> None:
+        _core.set_counter(value)
+
+
+class Tensor(_core.TensorBase, metaclass=_TensorMeta):
+    """A value whose operations are recorded for reverse-mode differentiation.
+
+    ``Tensor(data, label=None)``: ``data`` is a number (kept as a Python float)
+    or array-like (kept as a float32 or float64 ndarray; integers and booleans
+    become float64). ``label`` defaults to ``tensor_N``, N from
+    ``Tensor._counter``. ``requires_grad`` (keyword only) is True, as in the seed.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> tg.clear_history()
+        >>> x = tg.Tensor(3.0, "x")
+        >>> y = x * x + 1
+        >>> tg.compute_gradients(y, [x])
+        [6.0]
+        >>> x
+        x: 3.0
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def create(cls, data: Any, label: str | None = None) -> Tensor:
+        """Make a Tensor: the seed's factory, same as ``Tensor(data, label)``.
+
+        Example:
+            >>> Tensor.create(2.0, "x")
+            x: 2.0
+        """
+        return cls(data, label)
+
+    def __repr__(self) -> str:
+        return f"{self.label}: {self.data}"
+
+    # Arithmetic: one native call each (Note [Tensor layout] in csrc/tensor.hpp).
+    def __add__(self, other: Any) -> Tensor:
+        return _apply2(_ADD, self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _apply2(_ADD, other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _apply2(_SUB, self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _apply2(_SUB, other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _apply2(_MUL, self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _apply2(_MUL, other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _apply2(_DIV, self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _apply2(_DIV, other, self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return _apply2(_POW, self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return _apply2(_POW, other, self)
+
+    def __neg__(self) -> Tensor:
+        return _apply1(_NEG, self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return _apply1(_ABS, self)
+
+    # Comparisons look at values only: plain bools or boolean arrays, nothing recorded.
+    def __lt__(self, other: Any) -> Any:
+        return self.data < _value(other)
+
+    def __le__(self, other: Any) -> Any:
+        return self.data <= _value(other)
+
+    def __gt__(self, other: Any) -> Any:
+        return self.data > _value(other)
+
+    def __ge__(self, other: Any) -> Any:
+        return self.data >= _value(other)
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        return self.data == _value(other)
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        return self.data != _value(other)
+
+    __hash__ = object.__hash__
+
+    # Plain-value access.
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the value: ``()`` for a scalar."""
+        return np.shape(self.data)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float64 for a scalar, else the array's dtype (float32 or float64)."""
+        data = self.data
+        return data.dtype if isinstance(data, np.ndarray) else np.dtype(np.float64)
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions: 0 for a scalar."""
+        return np.ndim(self.data)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.size(self.data))
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python float.
+
+        Example:
+            >>> Tensor([2.5]).item()
+            2.5
+        """
+        data = self.data
+        if isinstance(data, float):
+            return data
+        if data.size != 1:
+            raise ValueError(
+                f"item(): the tensor has {data.size} elements (shape {data.shape}); "
+                "only a one-element tensor converts to a Python float"
+            )
+        return float(data.reshape(()))
+
+    def numpy(self) -> np.ndarray:
+        """The value as an ndarray (a 0-d float64 array for a scalar); nothing is recorded.
+
+        Example:
+            >>> Tensor([1, 2]).numpy()
+            array([1., 2.])
+        """
+        return np.asarray(self.data)
+
+    def __float__(self) -> float:
+        return self.item()
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __len__(self) -> int:
+        shape = self.shape
+        if not shape:
+            raise TypeError("len() of a 0-d tensor")
+        return shape[0]
+
+    # numpy interop: ufuncs and functions on Tensors record or refuse, never
+    # silently compute on the bare values.
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        from .numpy_interop import array_ufunc
+
+        return array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        from .numpy_interop import array_function
+
+        return array_function(func, args, kwargs)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self.requires_grad:
+            raise TypeError(
+                f"cannot convert tensor '{self.label}' to an ndarray implicitly: it requires "
+                "grad and the conversion would drop its history. Use t.data or t.numpy() "
+                "for the bare value."
+            )
+        return np.asarray(self.data, dtype=dtype)
+
+
+def _value(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+_core.set_tensor_class(Tensor)
