@@ -65,7 +65,7 @@ bool prepare(PyObject* o, PyObject* out, Operand<T>& operand) {
     }
     PyArrayObject* a = arr(o);
     if (PyArray_SIZE(a) == 1 && PyArray_SIZE(arr(out)) != 1) {
-        Ref flat(PyArray_FROM_OTF(o, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO));
+        Ref flat(PyArray_FROM_OTF(o, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
         if (!flat.p) return false;
         operand.value = *static_cast<const T*>(PyArray_DATA(arr(flat.p)));
         return true;
@@ -80,7 +80,7 @@ bool prepare(PyObject* o, PyObject* out, Operand<T>& operand) {
         if (!broadcast.p) return false;
         source = broadcast.p;
     }
-    operand.keep.p = PyArray_FROM_OTF(source, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO);
+    operand.keep.p = PyArray_FROM_OTF(source, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
     if (!operand.keep.p) return false;
     operand.data = static_cast<const T*>(PyArray_DATA(arr(operand.keep.p)));
     return true;
@@ -101,8 +101,8 @@ bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, PyObj
     if constexpr (Op::arity == 2) {
         if (!prepare<T>(b, out, vb)) return false;
     }
-    Ref gc(PyArray_FROM_OTF(g, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO));
-    Ref oc(PyArray_FROM_OTF(out, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO));
+    Ref gc(PyArray_FROM_OTF(g, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
+    Ref oc(PyArray_FROM_OTF(out, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
     if (!gc.p || !oc.p) return false;
     const T* gp = static_cast<const T*>(PyArray_DATA(arr(gc.p)));
     const T* op = static_cast<const T*>(PyArray_DATA(arr(oc.p)));
@@ -135,7 +135,7 @@ bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, PyObj
 
 template <class Op, class T>
 PyObject* forward_loop(PyObject* a) {
-    Ref ac(PyArray_FROM_OTF(a, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO));
+    Ref ac(PyArray_FROM_OTF(a, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
     if (!ac.p) return nullptr;
     PyObject* r = empty_like_out(ac.p);
     if (!r) return nullptr;
@@ -279,11 +279,11 @@ PyObject* sum_to_like(PyObject* g, PyObject* like) {
         if (!reduced.p) return nullptr;
         current = reduced.p;
     }
-    return PyArray_FROM_OTF(current, PyArray_TYPE(la), NPY_ARRAY_CARRAY_RO);
+    return PyArray_FROM_OTF(current, PyArray_TYPE(la), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
 }
 
 double sum_all(PyObject* g) {
-    Ref c(PyArray_FROM_OTF(g, NPY_FLOAT64, NPY_ARRAY_CARRAY_RO));
+    Ref c(PyArray_FROM_OTF(g, NPY_FLOAT64, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
     if (!c.p) return 0.0;
     const double* p = static_cast<const double*>(PyArray_DATA(arr(c.p)));
     double s = 0.0;

@@ -8,6 +8,7 @@
 // arrays slot, added into in place.
 #include "sweep.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "arrays.hpp"
@@ -59,9 +60,17 @@ public:
     }
 
     bool run(const std::vector<Source>& sources) {
-        for (const Source& s : sources)
-            if (s.node != UINT32_MAX) reached[s.node] |= KEEP;
-        for (int64_t i = static_cast<int64_t>(t.op.size()) - 1; i >= 0; --i) {
+        // Rows only pass gradients to lower rows, so nothing below the lowest
+        // source can change a source's gradient: stop there, unless stale rows
+        // below it still need their check (Note [Stale tensors]).
+        int64_t lowest = t.stale_born.empty() ? static_cast<int64_t>(t.op.size()) : 0;
+        for (const Source& s : sources) {
+            if (s.node == UINT32_MAX) continue;
+            reached[s.node] |= KEEP;
+            lowest = std::min<int64_t>(lowest, s.node);
+        }
+        if (lowest == static_cast<int64_t>(t.op.size())) lowest = 0;
+        for (int64_t i = static_cast<int64_t>(t.op.size()) - 1; i >= lowest; --i) {
             const uint32_t row = static_cast<uint32_t>(i);
             const uint8_t code = t.op[row];
             if (code == OP_CUSTOM) {
@@ -355,7 +364,7 @@ PyObject* seed_for(TensorObject* target, PyObject* grad_output) {
         Py_DECREF(array);
         return nullptr;
     }
-    PyObject* cast = PyArray_FROM_OTF(array, PyArray_TYPE(like), NPY_ARRAY_CARRAY_RO);
+    PyObject* cast = PyArray_FROM_OTF(array, PyArray_TYPE(like), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
     Py_DECREF(array);
     return cast;
 }

@@ -1,0 +1,128 @@
+"""Graph shapes: reuse, fan-out and fan-in, long chains, clear_history and threads."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import tapegrad
+
+
+def test_reused_subexpressions(impl):
+    a = impl.Tensor(3.0)
+    b = a + a
+    c = b + b
+    assert c.data == 12.0
+    assert impl.compute_gradients(c, [a, b]) == [4.0, 2.0]
+
+
+def test_fan_out_and_fan_in(impl):
+    x = impl.Tensor(0.5)
+    u, v, w = impl.sin(x), impl.exp(x), x * x
+    y = u * v + w / v
+    (g,) = impl.compute_gradients(y, [x])
+    s, c, e = np.sin(0.5), np.cos(0.5), np.exp(0.5)
+    expected = c * e + s * e + (2 * 0.5 * e - 0.25 * e) / e**2
+    assert g == pytest.approx(expected, rel=1e-12)
+
+
+def test_same_tensor_as_both_operands(impl):
+    x = impl.Tensor(np.array([1.0, -2.0]))
+    np.testing.assert_array_equal(impl.compute_gradients(x * x, [x])[0], [2.0, -4.0])
+    np.testing.assert_array_equal(impl.compute_gradients(x / x, [x])[0], [0.0, 0.0])
+
+
+def test_intermediate_sources(impl):
+    x = impl.Tensor(2.0)
+    h = x * 3.0
+    y = h * h
+    gx, gh = impl.compute_gradients(y, [x, h])
+    assert (gx, gh) == (36.0, 12.0)
+
+
+def test_million_op_chain_needs_no_recursion():
+    x = tapegrad.Tensor(1.0)
+    y = x
+    for _ in range(1_000_000):
+        y = y * 1.0000001
+    (g,) = tapegrad.compute_gradients(y, [x])
+    assert g == pytest.approx(1.0000001**1_000_000, rel=1e-9)
+    assert len(tapegrad.operation_history) == 1_000_000
+
+
+def test_duplicate_labels_never_mix_gradients():
+    a = tapegrad.Tensor(2.0, "x")
+    b = tapegrad.Tensor(3.0, "x")
+    y = a * 10.0 + b * 100.0
+    assert tapegrad.compute_gradients(y, [a, b]) == [10.0, 100.0]
+
+
+def test_reference_keeps_the_seed_label_collision():
+    """The reference is the seed design, limits included (documented in its docstring)."""
+    from tapegrad import reference as ref
+
+    ref.clear_history()
+    a = ref.Tensor(2.0, "x")
+    b = ref.Tensor(3.0, "x")
+    y = a * 10.0 + b * 100.0
+    assert ref.compute_gradients(y, [a, b]) == [110.0, 110.0]
+
+
+def test_tensors_survive_clear_history_as_values():
+    w = tapegrad.Tensor(3.0, "w")
+    old = w * 2.0
+    tapegrad.clear_history()
+    assert len(tapegrad.operation_history) == 0
+    assert old.data == 6.0 and old.label == "tensor_1"
+    fresh = tapegrad.Tensor(1.0)
+    assert fresh.label == "tensor_0"  # numbering restarted
+    y = w * fresh  # an old leaf feeds a new op
+    assert tapegrad.compute_gradients(y, [w, fresh]) == [1.0, 3.0]
+
+
+def test_gradient_through_cleared_history_raises():
+    w = tapegrad.Tensor(3.0, "w")
+    old = w * 2.0
+    tapegrad.clear_history()
+    with pytest.raises(RuntimeError, match="history of the target .* was cleared"):
+        tapegrad.compute_gradients(old, [w])
+    late = tapegrad.Tensor(5.0, "late")
+    y = old * late
+    with pytest.raises(RuntimeError, match="'w' flows through .* whose history was cleared"):
+        tapegrad.compute_gradients(y, [w, late])
+    # A source made after the clear cannot have fed `old`: its gradient is well defined.
+    assert tapegrad.compute_gradients(y, [late]) == [6.0]
+    assert tapegrad.compute_gradients(old, [old]) == [1.0]
+
+
+def test_threads_have_separate_histories():
+    results = {}
+    barrier = threading.Barrier(2)
+
+    def work(name, value, n):
+        tapegrad.clear_history()
+        x = tapegrad.Tensor(value, name)
+        barrier.wait()
+        y = x
+        for _ in range(n):
+            y = y * x
+        barrier.wait()
+        results[name] = (tapegrad.compute_gradients(y, [x])[0], len(tapegrad.operation_history))
+
+    threads = [threading.Thread(target=work, args=("a", 1.5, 3)),
+               threading.Thread(target=work, args=("b", 0.5, 5))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["a"] == (pytest.approx(4 * 1.5**3), 3)
+    assert results["b"] == (pytest.approx(6 * 0.5**5), 5)
+    assert len(tapegrad.operation_history) == 0
+
+
+def test_array_graph_with_broadcast_scalar_and_reuse(rng):
+    x = tapegrad.Tensor(rng.uniform(-1, 1, size=(4, 3)))
+    w = tapegrad.Tensor(rng.uniform(-1, 1, size=(4, 3)))
+    b = tapegrad.Tensor(0.3)
+    f = lambda x, w, b: tapegrad.tanh(x * w + b) * tapegrad.exp(-x * x) + tapegrad.log(1 + w * w) / (1 + b * b)  # noqa: E731
+    assert tapegrad.gradcheck(f, [x, w, b])
