@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from opcatalog import BINARY, UNARY
 
 import tapegrad
+
+from opcatalog import BINARY, UNARY
 
 FLOAT_TOL = {np.float64: 1e-12, np.float32: 1e-5}
 

@@ -51,7 +51,7 @@ def negative(a: Any) -> Any:
     return _apply1(_CODE["neg"], a)
 
 
-def abs(a: Any) -> Any:  # noqa: A001 - numpy's name
+def abs(a: Any) -> Any:
     """``|a|``, with gradient 0 at 0. Example: ``tapegrad.abs(x)``."""
     return _apply1(_CODE["abs"], a)
 

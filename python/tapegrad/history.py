@@ -79,7 +79,9 @@ class _Keys:
         return repr(self.record)
 
 
-def _builtin_record(name: str, inputs: list, outputs: list, row: int, epoch: int) -> OperationRecord:
+def _builtin_record(
+    name: str, inputs: list, outputs: list, row: int, epoch: int
+) -> OperationRecord:
     record = OperationRecord(inputs, outputs, partial(_core.record_vjp, row, epoch))
     record.op = name
     return record

@@ -27,7 +27,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -96,9 +97,13 @@ class OperationRecord:
         outputs: Sequence[Any],
         backward_func: Callable[..., Sequence[Any]],
     ) -> None:
-        self.input_keys = [k.label if isinstance(k, Tensor) else k for k in inputs]
-        self.output_keys = [k.label if isinstance(k, Tensor) else k for k in outputs]
+        self.input_keys = [_key(k) for k in inputs]
+        self.output_keys = [_key(k) for k in outputs]
         self.backward_fn = backward_func
+
+
+def _key(k: Any) -> str:
+    return k.label if isinstance(k, Tensor) else k
 
 
 operation_history: list[OperationRecord] = []
@@ -153,7 +158,7 @@ def _as_value(data: Any) -> Any:
 def _like(g: Any, value: Any) -> Any:
     """A gradient in its tensor's form: summed over broadcast axes, float for a float."""
     if isinstance(value, float):
-        return float(np.sum(g))
+        return g if isinstance(g, float) else float(np.sum(g))
     g = np.asarray(g, dtype=value.dtype)
     if g.shape != value.shape:
         while g.ndim > value.ndim:
@@ -166,16 +171,27 @@ def _like(g: Any, value: Any) -> Any:
 
 
 def _record(operands: tuple, value: Any, vjp: Callable[[Any], tuple]) -> Tensor:
+    """Append the record of ``out = op(*operands)``; constants get no gradient."""
     out = Tensor(value)
-    tensors = [i for i, x in enumerate(operands) if isinstance(x, Tensor)]
+    record = OperationRecord.__new__(OperationRecord)  # keys are known labels: skip _key
+    if len(operands) == 2 and isinstance(operands[0], Tensor) and isinstance(operands[1], Tensor):
+        a, b = operands
+        record.input_keys = [a.label, b.label]
 
-    def backward_fn(g: Any) -> list:
-        grads = vjp(g)
-        return [_like(grads[i], operands[i].data) for i in tensors]
+        def backward_fn(g: Any) -> list:
+            ga, gb = vjp(g)
+            return [_like(ga, a.data), _like(gb, b.data)]
+    else:
+        tensors = [i for i, x in enumerate(operands) if isinstance(x, Tensor)]
+        record.input_keys = [operands[i].label for i in tensors]
 
-    operation_history.append(
-        OperationRecord([operands[i].label for i in tensors], [out.label], backward_fn)
-    )
+        def backward_fn(g: Any) -> list:
+            grads = vjp(g)
+            return [_like(grads[i], operands[i].data) for i in tensors]
+
+    record.output_keys = [out.label]
+    record.backward_fn = backward_fn
+    operation_history.append(record)
     return out
 
 
@@ -247,7 +263,7 @@ def negative(a: Any) -> Tensor:
     return _record((a,), -_v(a), lambda g: (-g,))
 
 
-def abs(a: Any) -> Tensor:  # noqa: A001 - numpy's name
+def abs(a: Any) -> Tensor:
     """``|a|``, gradient 0 at 0."""
     av = _v(a)
     return _record((a,), np.abs(av) if isinstance(av, np.ndarray) else math.fabs(av),
