@@ -36,7 +36,8 @@ PyMethodDef fast_methods[] = {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "tapegrad's native core: the tape, the op table and the reverse sweep.";
-    if (!init_arrays() || !init_tensor_type(m.ptr()) || PyModule_AddFunctions(m.ptr(), fast_methods) < 0)
+    if (!init_arrays() || !init_tensor_type(m.ptr()) || !add_unary_functions(m.ptr()) ||
+        PyModule_AddFunctions(m.ptr(), fast_methods) < 0)
         throw py::error_already_set();
 
     py::dict codes;
@@ -46,11 +47,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("OP_CODES") = codes;
 
     m.def("set_tensor_class", [](py::object cls) {
-        if (!PyType_Check(cls.ptr()) ||
-            !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls.ptr()), TensorBaseType))
-            throw py::type_error("set_tensor_class: expected a subclass of TensorBase");
-        cls.inc_ref();  // kept for the life of the process
-        set_tensor_class(cls.ptr());
+        if (!set_tensor_class(cls.ptr())) throw py::error_already_set();
     });
     m.def("compute_gradients",
           [](py::object target, py::object sources, py::object grad_output) {

@@ -74,8 +74,12 @@ struct Pow {
 };
 
 struct Neg {
-    static constexpr const char* name = "neg";
+    static constexpr const char* name = "negative";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "negative(x)\n--\n\n-x. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.negative(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "negative";
     template <class T> static T forward(T a) { return -a; }
     template <class T> static T backward(T, T, T g) { return -g; }
@@ -84,6 +88,10 @@ struct Neg {
 struct Abs {
     static constexpr const char* name = "abs";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "abs(x)\n--\n\n|x|, with gradient 0 at 0. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.abs(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "absolute";
     template <class T> static T forward(T a) { return std::abs(a); }
     template <class T> static T backward(T a, T, T g) { return g * sign_of(a); }
@@ -92,6 +100,10 @@ struct Abs {
 struct Exp {
     static constexpr const char* name = "exp";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "exp(x)\n--\n\ne**x. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.exp(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "exp";
     template <class T> static T forward(T a) { return std::exp(a); }
     template <class T> static T backward(T, T out, T g) { return g * out; }
@@ -100,6 +112,10 @@ struct Exp {
 struct Log {
     static constexpr const char* name = "log";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "log(x)\n--\n\nThe natural logarithm. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.log(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "log";
     template <class T> static T forward(T a) { return std::log(a); }
     template <class T> static T backward(T a, T, T g) { return g / a; }
@@ -108,6 +124,10 @@ struct Log {
 struct Sqrt {
     static constexpr const char* name = "sqrt";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "sqrt(x)\n--\n\nThe square root. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.sqrt(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "sqrt";
     template <class T> static T forward(T a) { return std::sqrt(a); }
     template <class T> static T backward(T, T out, T g) { return g / (T(2) * out); }
@@ -116,6 +136,10 @@ struct Sqrt {
 struct Sin {
     static constexpr const char* name = "sin";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "sin(x)\n--\n\nSine. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.sin(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "sin";
     template <class T> static T forward(T a) { return std::sin(a); }
     template <class T> static T backward(T a, T, T g) { return g * std::cos(a); }
@@ -124,6 +148,10 @@ struct Sin {
 struct Cos {
     static constexpr const char* name = "cos";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "cos(x)\n--\n\nCosine. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.cos(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "cos";
     template <class T> static T forward(T a) { return std::cos(a); }
     template <class T> static T backward(T a, T, T g) { return -g * std::sin(a); }
@@ -132,6 +160,10 @@ struct Cos {
 struct Tan {
     static constexpr const char* name = "tan";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "tan(x)\n--\n\nTangent. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.tan(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "tan";
     template <class T> static T forward(T a) { return std::tan(a); }
     template <class T> static T backward(T, T out, T g) { return g * (T(1) + out * out); }
@@ -140,6 +172,10 @@ struct Tan {
 struct Tanh {
     static constexpr const char* name = "tanh";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "tanh(x)\n--\n\nHyperbolic tangent. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.tanh(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "tanh";
     template <class T> static T forward(T a) { return std::tanh(a); }
     template <class T> static T backward(T, T out, T g) { return g * (T(1) - out * out); }
@@ -148,6 +184,10 @@ struct Tanh {
 struct Sigmoid {
     static constexpr const char* name = "sigmoid";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "sigmoid(x)\n--\n\nThe logistic function 1 / (1 + e**-x), computed without overflow. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.sigmoid(tg.Tensor(0.5))";
     static constexpr const char* ufunc = nullptr;
     // Written so that neither branch overflows: exp only ever sees a value <= 0.
     template <class T> static T forward(T a) {
@@ -161,16 +201,21 @@ struct Sigmoid {
 struct Relu {
     static constexpr const char* name = "relu";
     static constexpr int arity = 1;
+    static constexpr const char* doc =
+        "relu(x)\n--\n\nmax(x, 0), with gradient 0 at 0. Recorded when x is a Tensor; on a number or an "
+        "ndarray, computes the value and records nothing.\n\n"
+        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.relu(tg.Tensor(0.5))";
     static constexpr const char* ufunc = nullptr;
     template <class T> static T forward(T a) { return a < T(0) ? T(0) : a; }
     template <class T> static T backward(T a, T, T g) { return a > T(0) ? g : T(0); }
 };
 
 // X(CODE, Struct): the table. Adding an op is one struct above and one line here.
-#define TAPEGRAD_OPS(X)                                                              \
-    X(ADD, Add) X(SUB, Sub) X(MUL, Mul) X(DIV, Div) X(POW, Pow) X(NEG, Neg) X(ABS, Abs) \
-    X(EXP, Exp) X(LOG, Log) X(SQRT, Sqrt) X(SIN, Sin) X(COS, Cos) X(TAN, Tan)         \
-    X(TANH, Tanh) X(SIGMOID, Sigmoid) X(RELU, Relu)
+#define TAPEGRAD_BINARY_OPS(X) X(ADD, Add) X(SUB, Sub) X(MUL, Mul) X(DIV, Div) X(POW, Pow)
+#define TAPEGRAD_UNARY_OPS(X)                                                           \
+    X(NEG, Neg) X(ABS, Abs) X(EXP, Exp) X(LOG, Log) X(SQRT, Sqrt) X(SIN, Sin) X(COS, Cos) \
+    X(TAN, Tan) X(TANH, Tanh) X(SIGMOID, Sigmoid) X(RELU, Relu)
+#define TAPEGRAD_OPS(X) TAPEGRAD_BINARY_OPS(X) TAPEGRAD_UNARY_OPS(X)
 
 // Record kinds that are not ops come first: a leaf (a value with no history),
 // a user record with a Python backward, and a stale tensor (one whose own

@@ -16,8 +16,10 @@ void destroy_tape(PyObject* capsule) {
     delete static_cast<Tape*>(PyCapsule_GetPointer(capsule, "tapegrad.tape"));
 }
 
-thread_local PyThreadState* cached_state = nullptr;
-thread_local Tape* cached_tape = nullptr;
+// The last caller's thread state and tape. Every caller holds the GIL, so a
+// plain static is safe, and cheaper than thread_local in a shared library.
+PyThreadState* cached_state = nullptr;
+Tape* cached_tape = nullptr;
 
 }  // namespace
 

@@ -6,9 +6,9 @@ namespace tapegrad {
 
 PyTypeObject* TensorBaseType = nullptr;
 
-namespace {
-
 PyTypeObject* tensor_class = nullptr;
+
+namespace {
 
 // Note [Stale tensors]
 // A tensor made by an op whose record clear_history() removed keeps its value.
@@ -33,11 +33,14 @@ bool register_label(Tape& tape, TensorObject* t, uint32_t node) {
 }
 
 PyObject* make_result(Tape& tape, double number, PyObject* array, uint32_t node, bool requires_grad) {
-    auto* r = reinterpret_cast<TensorObject*>(tensor_class->tp_alloc(tensor_class, 0));
+    // Not tp_alloc: the class is not GC-tracked (Note [No GC]), so a plain
+    // allocation and PyObject_Init (which takes a reference to the heap type) suffice.
+    auto* r = static_cast<TensorObject*>(PyObject_Malloc(sizeof(TensorObject)));
     if (!r) {
         Py_XDECREF(array);
-        return nullptr;
+        return PyErr_NoMemory();
     }
+    PyObject_Init(reinterpret_cast<PyObject*>(r), tensor_class);
     r->scalar = number;
     r->array = array;  // stolen
     r->label = nullptr;
@@ -337,7 +340,52 @@ PyObject* value_object(TensorObject* t) {
     return PyFloat_FromDouble(t->scalar);
 }
 
-void set_tensor_class(PyObject* cls) { tensor_class = reinterpret_cast<PyTypeObject*>(cls); }
+// Note [No GC]
+// A Python `class` statement always gives its type GC support, so every op
+// result would be GC-tracked: a 16-byte header, and gen-0 collections walking
+// live tensors every 700 ops. A Tensor holds only an ndarray and a str, which
+// cannot reach back to it, so it can never be part of a reference cycle. The
+// Tensor class adds no slots, no __dict__ and no __weakref__ to TensorBase, so
+// GC support is dropped before any instance exists. Subclasses users define
+// get GC again, as CPython gives them, which is harmless.
+bool set_tensor_class(PyObject* cls) {
+    auto* type = reinterpret_cast<PyTypeObject*>(cls);
+    if (!PyType_Check(cls) || !PyType_IsSubtype(type, TensorBaseType) ||
+        type->tp_basicsize != TensorBaseType->tp_basicsize || type->tp_dictoffset != 0 ||
+        type->tp_weaklistoffset != 0 || type->tp_itemsize != 0) {
+        PyErr_SetString(PyExc_TypeError,
+                        "set_tensor_class: expected a subclass of TensorBase with __slots__ = ()");
+        return false;
+    }
+    if (PyType_IS_GC(type)) {
+        type->tp_flags &= ~Py_TPFLAGS_HAVE_GC;
+        type->tp_free = PyObject_Free;
+        type->tp_traverse = nullptr;
+        type->tp_clear = nullptr;
+        PyType_Modified(type);
+    }
+    Py_INCREF(cls);  // kept for the life of the process
+    tensor_class = type;
+    return true;
+}
+
+namespace {
+template <uint8_t CODE>
+PyObject* unary_function(PyObject*, PyObject* a) {
+    return apply(CODE, a, nullptr);
+}
+}  // namespace
+
+bool add_unary_functions(PyObject* module) {
+    // One METH_O function per unary op of the table, named and documented by it.
+    static PyMethodDef methods[] = {
+#define TAPEGRAD_UNARY_DEF(code, cls)                                                   \
+    {cls::name, reinterpret_cast<PyCFunction>(unary_function<OP_##code>), METH_O, cls::doc},
+        TAPEGRAD_UNARY_OPS(TAPEGRAD_UNARY_DEF)
+#undef TAPEGRAD_UNARY_DEF
+        {nullptr, nullptr, 0, nullptr}};
+    return PyModule_AddFunctions(module, methods) == 0;
+}
 
 PyObject* apply_unary(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     uint8_t code;
@@ -359,8 +407,35 @@ PyObject* apply_binary(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return apply(code, args[1], args[2]);
 }
 
+// The operators, as the type's number slots: `a * b` is one native call.
+// Python calls a slot for either operand order, so `2.0 * t` lands here too.
+template <uint8_t CODE>
+PyObject* binary_slot(PyObject* a, PyObject* b) {
+    return apply(CODE, a, b);
+}
+
+template <uint8_t CODE>
+PyObject* unary_slot(PyObject* a) {
+    return apply(CODE, a, nullptr);
+}
+
+PyObject* power_slot(PyObject* a, PyObject* b, PyObject* modulo) {
+    if (modulo != Py_None) Py_RETURN_NOTIMPLEMENTED;
+    return apply(OP_POW, a, b);
+}
+
+PyObject* positive_slot(PyObject* a) { return Py_NewRef(a); }
+
 bool init_tensor_type(PyObject* module) {
     static PyType_Slot slots[] = {
+        {Py_nb_add, reinterpret_cast<void*>(binary_slot<OP_ADD>)},
+        {Py_nb_subtract, reinterpret_cast<void*>(binary_slot<OP_SUB>)},
+        {Py_nb_multiply, reinterpret_cast<void*>(binary_slot<OP_MUL>)},
+        {Py_nb_true_divide, reinterpret_cast<void*>(binary_slot<OP_DIV>)},
+        {Py_nb_power, reinterpret_cast<void*>(power_slot)},
+        {Py_nb_negative, reinterpret_cast<void*>(unary_slot<OP_NEG>)},
+        {Py_nb_absolute, reinterpret_cast<void*>(unary_slot<OP_ABS>)},
+        {Py_nb_positive, reinterpret_cast<void*>(positive_slot)},
         {Py_tp_doc, const_cast<char*>("The native part of tapegrad.Tensor.")},
         {Py_tp_new, reinterpret_cast<void*>(PyType_GenericNew)},
         {Py_tp_init, reinterpret_cast<void*>(tensor_init)},

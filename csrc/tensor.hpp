@@ -36,10 +36,17 @@ struct TensorObject {
 
 extern PyTypeObject* TensorBaseType;
 
-inline bool is_tensor(PyObject* o) { return PyObject_TypeCheck(o, TensorBaseType); }
+// The exact class first: that is every op result, and it skips an MRO walk.
+extern PyTypeObject* tensor_class;
+inline bool is_tensor(PyObject* o) {
+    return Py_TYPE(o) == tensor_class || PyObject_TypeCheck(o, TensorBaseType);
+}
 
 // Registers the Python Tensor class that op results are made of.
-void set_tensor_class(PyObject* cls);
+bool set_tensor_class(PyObject* cls);
+
+// Adds exp, log, ... (one METH_O function per unary op) to the module.
+bool add_unary_functions(PyObject* module);
 
 // The node of a tensor on `tape`, entering it as a leaf (or a stale tensor)
 // if it is not on this tape yet. UINT32_MAX with an error set on failure.

@@ -11,7 +11,6 @@ from typing import Any
 from . import _core
 
 _CODE = _core.OP_CODES
-_apply1 = _core.apply_unary
 _apply2 = _core.apply_binary
 
 
@@ -46,65 +45,16 @@ def power(a: Any, b: Any) -> Any:
     return _apply2(_CODE["pow"], a, b)
 
 
-def negative(a: Any) -> Any:
-    """``-a``. Example: ``tapegrad.negative(x)``."""
-    return _apply1(_CODE["neg"], a)
-
-
-def abs(a: Any) -> Any:
-    """``|a|``, with gradient 0 at 0. Example: ``tapegrad.abs(x)``."""
-    return _apply1(_CODE["abs"], a)
-
-
-def exp(a: Any) -> Any:
-    """``e**a``. Example: ``tapegrad.exp(x)``."""
-    return _apply1(_CODE["exp"], a)
-
-
-def log(a: Any) -> Any:
-    """Natural logarithm.
-
-    Example:
-        >>> import tapegrad as tg
-        >>> tg.log(tg.Tensor(1.0)).data
-        0.0
-    """
-    return _apply1(_CODE["log"], a)
-
-
-def sqrt(a: Any) -> Any:
-    """Square root. Example: ``tapegrad.sqrt(x)``."""
-    return _apply1(_CODE["sqrt"], a)
-
-
-def sin(a: Any) -> Any:
-    """Sine. Example: ``tapegrad.sin(x)``."""
-    return _apply1(_CODE["sin"], a)
-
-
-def cos(a: Any) -> Any:
-    """Cosine. Example: ``tapegrad.cos(x)``."""
-    return _apply1(_CODE["cos"], a)
-
-
-def tan(a: Any) -> Any:
-    """Tangent. Example: ``tapegrad.tan(x)``."""
-    return _apply1(_CODE["tan"], a)
-
-
-def tanh(a: Any) -> Any:
-    """Hyperbolic tangent. Example: ``tapegrad.tanh(x)``."""
-    return _apply1(_CODE["tanh"], a)
-
-
-def sigmoid(a: Any) -> Any:
-    """Logistic function ``1 / (1 + e**-a)``, computed without overflow.
-
-    Example: ``tapegrad.sigmoid(x)``.
-    """
-    return _apply1(_CODE["sigmoid"], a)
-
-
-def relu(a: Any) -> Any:
-    """``max(a, 0)``, with gradient 0 at 0. Example: ``tapegrad.relu(x)``."""
-    return _apply1(_CODE["relu"], a)
+# The unary ops are the native functions themselves (no Python frame per call),
+# generated from the op table in csrc/ops.hpp with their docstrings.
+negative = _core.negative
+abs = _core.abs
+exp = _core.exp
+log = _core.log
+sqrt = _core.sqrt
+sin = _core.sin
+cos = _core.cos
+tan = _core.tan
+tanh = _core.tanh
+sigmoid = _core.sigmoid
+relu = _core.relu

@@ -17,7 +17,7 @@ from . import _core
 _CODE = _core.OP_CODES
 
 _UNARY = {
-    np.negative: _CODE["neg"],
+    np.negative: _CODE["negative"],
     np.absolute: _CODE["abs"],
     np.exp: _CODE["exp"],
     np.log: _CODE["log"],

@@ -1,8 +1,7 @@
 """Tensor: a value (a float or a float32/float64 ndarray) whose operations are recorded.
 
-Each operator is one call into the native core with the op's code; the core
-computes the value, appends a record to this thread's tape and builds the
-result Tensor, so no Python runs per op beyond the dunder itself.
+Each operator is one call into the native core: it computes the value, appends a
+record to this thread's tape and builds the result Tensor, so no Python runs per op.
 """
 
 from __future__ import annotations
@@ -12,12 +11,6 @@ from typing import Any
 import numpy as np
 
 from . import _core
-
-_CODE = _core.OP_CODES
-_ADD, _SUB, _MUL, _DIV, _POW = (_CODE[n] for n in ("add", "sub", "mul", "div", "pow"))
-_NEG, _ABS = _CODE["neg"], _CODE["abs"]
-_apply1 = _core.apply_unary
-_apply2 = _core.apply_binary
 
 
 class _TensorMeta(type):
@@ -66,45 +59,9 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     def __repr__(self) -> str:
         return f"{self.label}: {self.data}"
 
-    # Arithmetic: one native call each (Note [Tensor layout] in csrc/tensor.hpp).
-    def __add__(self, other: Any) -> Tensor:
-        return _apply2(_ADD, self, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        return _apply2(_ADD, other, self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return _apply2(_SUB, self, other)
-
-    def __rsub__(self, other: Any) -> Tensor:
-        return _apply2(_SUB, other, self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        return _apply2(_MUL, self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return _apply2(_MUL, other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return _apply2(_DIV, self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return _apply2(_DIV, other, self)
-
-    def __pow__(self, other: Any) -> Tensor:
-        return _apply2(_POW, self, other)
-
-    def __rpow__(self, other: Any) -> Tensor:
-        return _apply2(_POW, other, self)
-
-    def __neg__(self) -> Tensor:
-        return _apply1(_NEG, self)
-
-    def __pos__(self) -> Tensor:
-        return self
-
-    def __abs__(self) -> Tensor:
-        return _apply1(_ABS, self)
+    # Arithmetic (+ - * / ** and unary - + abs) is not defined here: it is
+    # TensorBase's number slots, so `a * b` is one native call that computes the
+    # value, records it and builds the result (Note [Tensor layout], csrc/tensor.hpp).
 
     # Comparisons look at values only: plain bools or boolean arrays, nothing recorded.
     def __lt__(self, other: Any) -> Any:
