@@ -159,3 +159,38 @@ def test_data_computation_records_nothing():
     assert len(tapegrad.operation_history) == 0
     with pytest.raises(ValueError, match=r"no recorded history.*\.data"):
         tapegrad.compute_gradients(leaf, [x, y])
+
+
+def test_operation_history_indexing_and_repr():
+    x = tapegrad.Tensor(2.0, "x")
+    y = tapegrad.exp(x) * x
+    history = tapegrad.operation_history
+    assert [r.op for r in history] == ["exp", "mul"]
+    assert history[-1].output_keys == [y.label]
+    assert [r.op for r in history[0:2]] == ["exp", "mul"]
+    assert repr(history[0]) == f"OperationRecord(exp: ['x'] -> ['{history[0].output_keys[0]}'])"
+    with pytest.raises(IndexError):
+        history[2]
+    user = tapegrad.OperationRecord([x], [y], lambda g: [g])
+    history.append(user)
+    assert history[-1] is user
+    assert len(history) == 3
+
+
+def test_builtin_backward_fn_of_a_cleared_record_raises():
+    x = tapegrad.Tensor(2.0, "x")
+    _ = x * x
+    record = tapegrad.operation_history[0]
+    tapegrad.clear_history()
+    with pytest.raises(RuntimeError, match="clear_history"):
+        record.backward_fn(1.0)
+
+
+def test_counter_can_be_set_like_the_seed():
+    tapegrad.Tensor._counter = 10
+    t = tapegrad.Tensor(1.0)
+    assert t.label == "tensor_10"
+    assert tapegrad.Tensor._counter == 11
+    out = tapegrad.Tensor(t.data * 2)
+    tapegrad.operation_history.append(tapegrad.OperationRecord(["tensor_10"], [out.label], lambda g: [2 * g]))
+    assert tapegrad.compute_gradients(out, [t]) == [2.0]
