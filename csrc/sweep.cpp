@@ -70,22 +70,29 @@ public:
             lowest = std::min<int64_t>(lowest, s.node);
         }
         if (lowest == static_cast<int64_t>(t.op.size())) lowest = 0;
+        // Columns as raw pointers: a store to the uint8_t `reached` may alias
+        // anything, so through the vectors every column pointer would be
+        // reloaded per row. Rows that can run Python (which may record, and so
+        // move the columns) reload them.
+        Columns c(t, grad, reached);
         for (int64_t i = static_cast<int64_t>(t.op.size()) - 1; i >= lowest; --i) {
             const uint32_t row = static_cast<uint32_t>(i);
-            const uint8_t code = t.op[row];
+            const uint8_t code = c.op[row];
             if (code == OP_CUSTOM) {
                 if (!user_record(row)) return false;
+                c = Columns(t, grad, reached);
                 continue;
             }
-            if (!(reached[row] & REACHED) || code == OP_LEAF) continue;
+            if (!(c.reached[row] & REACHED) || code == OP_LEAF) continue;
             if (code == OP_STALE) {
                 if (!check_stale(row, sources)) return false;
                 continue;
             }
-            if (t.flags[row] & F_ARRAY) {
+            if (c.flags[row] & F_ARRAY) {
                 if (!array_row(row)) return false;
+                c = Columns(t, grad, reached);
             } else {
-                scalar_row(row);
+                scalar_row(c, row, code);
             }
         }
         return true;
@@ -113,25 +120,42 @@ private:
     std::vector<uint8_t>& reached;
     std::vector<PyObject*>& array_grad;
 
-    double scalar_operand(uint32_t index, bool is_number) const {
-        return is_number ? t.consts[index] : t.val[index].number;
-    }
+    struct Columns {
+        const uint8_t* op;
+        const uint8_t* flags;
+        const uint32_t* in0;
+        const uint32_t* in1;
+        const Value* val;
+        const double* consts;
+        double* grad;
+        uint8_t* reached;
+        Columns(const Tape& t, std::vector<double>& g, std::vector<uint8_t>& r)
+            : op(t.op.data()), flags(t.flags.data()), in0(t.in0.data()), in1(t.in1.data()),
+              val(t.val.data()), consts(t.consts.data()), grad(g.data()), reached(r.data()) {}
+    };
 
-    void scalar_row(uint32_t row) {
-        const uint8_t f = t.flags[row];
-        const uint32_t ia = t.in0[row], ib = t.in1[row];
-        const double a = scalar_operand(ia, f & F_A_NUMBER);
-        const double out = t.val[row].number, g = grad[row];
-        visit_op(t.op[row], [&](auto tag) {
+    static void scalar_row(const Columns& c, uint32_t row, uint8_t code) {
+        const uint8_t f = c.flags[row];
+        const uint32_t ia = c.in0[row], ib = c.in1[row];
+        const double a = (f & F_A_NUMBER) ? c.consts[ia] : c.val[ia].number;
+        const double out = c.val[row].number, g = c.grad[row];
+        visit_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;
             if constexpr (Op::arity == 2) {
-                const double b = scalar_operand(ib, f & F_B_NUMBER);
+                const double b = (f & F_B_NUMBER) ? c.consts[ib] : c.val[ib].number;
                 double ga, gb;
                 Op::backward(a, b, out, g, ga, gb);
-                if (!(f & F_A_CONST)) add_number(ia, ga);
-                if (!(f & F_B_CONST)) add_number(ib, gb);
+                if (!(f & F_A_CONST)) {
+                    c.grad[ia] += ga;
+                    c.reached[ia] |= REACHED;
+                }
+                if (!(f & F_B_CONST)) {
+                    c.grad[ib] += gb;
+                    c.reached[ib] |= REACHED;
+                }
             } else {
-                add_number(ia, Op::backward(a, out, g));
+                c.grad[ia] += Op::backward(a, out, g);
+                c.reached[ia] |= REACHED;
             }
         });
     }
