@@ -2,6 +2,7 @@
 #include "arrays.hpp"
 
 #include <string>
+#include <type_traits>
 
 #include "ops.hpp"
 
@@ -86,15 +87,70 @@ bool prepare(PyObject* o, PyObject* out, Operand<T>& operand) {
     return true;
 }
 
-PyObject* empty_like_out(PyObject* out) {
-    PyArrayObject* o = arr(out);
-    return PyArray_Empty(PyArray_NDIM(o), PyArray_DIMS(o),
-                         PyArray_DescrFromType(PyArray_TYPE(o)), 0);
+
+template <class T>
+bool open_sink(GradSink* sink, PyObject* out, T*& data) {
+    data = nullptr;
+    if (!sink) return true;
+    if (!sink->into) {
+        sink->fresh = empty_like(out);
+        if (!sink->fresh) return false;
+    }
+    data = static_cast<T*>(PyArray_DATA(arr(sink->into ? sink->into : sink->fresh)));
+    return true;
+}
+
+// What a kernel does with one input's gradient.
+enum SinkMode { NONE, WRITE, ADD };
+
+int sink_mode(const GradSink* sink) {
+    if (!sink) return NONE;
+    return sink->into && sink->add ? ADD : WRITE;
+}
+
+template <int MODE, class T>
+inline void store(T* dest, npy_intp i, T v) {
+    if constexpr (MODE == WRITE) dest[i] = v;
+    else if constexpr (MODE == ADD) dest[i] += v;
+}
+
+// The fused loop of one op. Every choice is a template parameter, so each
+// instantiation is branch-free and the compiler can vectorize it. When pa and
+// pb are one buffer (x * x), each element is written then added to, in order.
+template <class Op, class T, bool A_ARRAY, bool B_ARRAY, int MODE_A, int MODE_B>
+void kernel_loop(npy_intp n, const Operand<T>& a, const Operand<T>& b, const T* out, const T* g,
+                 T* pa, T* pb) {
+    for (npy_intp i = 0; i < n; ++i) {
+        const T x = A_ARRAY ? a.data[i] : a.value;
+        if constexpr (Op::arity == 2) {
+            const T y = B_ARRAY ? b.data[i] : b.value;
+            T da, db;
+            Op::backward(x, y, out[i], g[i], da, db);
+            store<MODE_A>(pa, i, da);
+            store<MODE_B>(pb, i, db);
+        } else {
+            store<MODE_A>(pa, i, Op::backward(x, out[i], g[i]));
+        }
+    }
+}
+
+// Turns runtime choices into template arguments: f(integral_constant<int, v>).
+template <int N, class F>
+void with_choice(int v, F&& f) {
+    static_assert(N == 2 || N == 3);
+    if (v == 0) {
+        f(std::integral_constant<int, 0>{});
+    } else if constexpr (N == 2) {
+        f(std::integral_constant<int, 1>{});
+    } else {
+        if (v == 1) f(std::integral_constant<int, 1>{});
+        else f(std::integral_constant<int, 2>{});
+    }
 }
 
 template <class Op, class T>
-bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, PyObject** ga,
-                     PyObject** gb) {
+bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, GradSink* ga,
+                     GradSink* gb) {
     const npy_intp n = PyArray_SIZE(arr(out));
     Operand<T> va, vb;
     if (!prepare<T>(a, out, va)) return false;
@@ -106,30 +162,23 @@ bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, PyObj
     if (!gc.p || !oc.p) return false;
     const T* gp = static_cast<const T*>(PyArray_DATA(arr(gc.p)));
     const T* op = static_cast<const T*>(PyArray_DATA(arr(oc.p)));
-    Ref ra, rb;
-    if (ga) {
-        ra.p = empty_like_out(out);
-        if (!ra.p) return false;
-    }
-    if (gb) {
-        rb.p = empty_like_out(out);
-        if (!rb.p) return false;
-    }
-    T* pa = ra.p ? static_cast<T*>(PyArray_DATA(arr(ra.p))) : nullptr;
-    T* pb = rb.p ? static_cast<T*>(PyArray_DATA(arr(rb.p))) : nullptr;
-    // One pass over memory for the whole backward of the op.
-    for (npy_intp i = 0; i < n; ++i) {
-        if constexpr (Op::arity == 2) {
-            T da, db;
-            Op::backward(va[i], vb[i], op[i], gp[i], da, db);
-            if (pa) pa[i] = da;
-            if (pb) pb[i] = db;
-        } else {
-            pa[i] = Op::backward(va[i], op[i], gp[i]);
-        }
-    }
-    if (ga) *ga = ra.release();
-    if (gb) *gb = rb.release();
+    T* pa;
+    T* pb;
+    if (!open_sink<T>(ga, out, pa) || !open_sink<T>(gb, out, pb)) return false;
+    with_choice<2>(va.data != nullptr, [&](auto a_array) {
+        with_choice<3>(sink_mode(ga), [&](auto mode_a) {
+            if constexpr (Op::arity == 2) {
+                with_choice<2>(vb.data != nullptr, [&](auto b_array) {
+                    with_choice<3>(sink_mode(gb), [&](auto mode_b) {
+                        kernel_loop<Op, T, a_array(), b_array(), mode_a(), mode_b()>(
+                            n, va, vb, op, gp, pa, pb);
+                    });
+                });
+            } else if constexpr (mode_a() != NONE) {
+                kernel_loop<Op, T, a_array(), false, mode_a(), NONE>(n, va, vb, op, gp, pa, pb);
+            }
+        });
+    });
     return true;
 }
 
@@ -137,7 +186,7 @@ template <class Op, class T>
 PyObject* forward_loop(PyObject* a) {
     Ref ac(PyArray_FROM_OTF(a, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
     if (!ac.p) return nullptr;
-    PyObject* r = empty_like_out(ac.p);
+    PyObject* r = empty_like(ac.p);
     if (!r) return nullptr;
     const npy_intp n = PyArray_SIZE(arr(ac.p));
     const T* x = static_cast<const T*>(PyArray_DATA(arr(ac.p)));
@@ -233,7 +282,7 @@ PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b) {
 }
 
 bool array_backward(uint8_t code, PyObject* a, PyObject* b, PyObject* out, PyObject* g,
-                    PyObject** ga, PyObject** gb) {
+                    GradSink* ga, GradSink* gb) {
     bool is32 = PyArray_TYPE(arr(out)) == NPY_FLOAT32;
     bool ok = false;
     bool known = visit_op(code, [&](auto tag) {
@@ -242,7 +291,22 @@ bool array_backward(uint8_t code, PyObject* a, PyObject* b, PyObject* out, PyObj
                   : backward_kernel<Op, double>(a, b, out, g, ga, gb);
     });
     if (!known) PyErr_Format(PyExc_RuntimeError, "tapegrad: no backward for op %d", int(code));
+    if (!(known && ok)) {
+        if (ga) Py_CLEAR(ga->fresh);
+        if (gb) Py_CLEAR(gb->fresh);
+    }
     return known && ok;
+}
+
+bool same_layout(PyObject* a, PyObject* out) {
+    return PyArray_Check(a) && PyArray_TYPE(arr(a)) == PyArray_TYPE(arr(out)) &&
+           PyArray_SAMESHAPE(arr(a), arr(out));
+}
+
+PyObject* empty_like(PyObject* like) {
+    PyArrayObject* o = arr(like);
+    return PyArray_Empty(PyArray_NDIM(o), PyArray_DIMS(o),
+                         PyArray_DescrFromType(PyArray_TYPE(o)), 0);
 }
 
 PyObject* sum_to_like(PyObject* g, PyObject* like) {
@@ -308,7 +372,7 @@ void add_into(PyObject* buf, PyObject* g) {
 }
 
 PyObject* filled_like(PyObject* like, double v) {
-    PyObject* r = empty_like_out(like);
+    PyObject* r = empty_like(like);
     if (!r) return nullptr;
     if (PyArray_TYPE(arr(r)) == NPY_FLOAT32) {
         float* p = static_cast<float*>(PyArray_DATA(arr(r)));

@@ -27,11 +27,26 @@ PyObject* to_float_array(PyObject* data, const char* what);
 // one loop. Shape errors are reported with numpy's broadcasting rule.
 PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b);
 
+// Where one input's gradient goes: into `into`, a C-contiguous buffer of
+// out's shape and dtype (written, or added to when `add`), or else into a new
+// array of out's shape returned in `fresh`.
+struct GradSink {
+    PyObject* into = nullptr;
+    bool add = false;
+    PyObject* fresh = nullptr;  // new reference, when `into` is null
+};
+
 // The backward of op `code` for upstream gradient g (the shape and dtype of
-// `out`): sets *ga / *gb (when asked for) to new arrays of out's shape, each
-// computed in one fused pass. Operands are ndarrays or floats.
+// `out`), in one fused pass over memory that also accumulates into the
+// sinks' buffers. A null sink is not computed. Operands are ndarrays or floats.
 bool array_backward(uint8_t code, PyObject* a, PyObject* b, PyObject* out, PyObject* g,
-                    PyObject** ga, PyObject** gb);
+                    GradSink* ga, GradSink* gb);
+
+// Whether arr can take a gradient of out directly: same shape and dtype.
+bool same_layout(PyObject* arr, PyObject* out);
+
+// A new uninitialised C-contiguous array of like's shape and dtype.
+PyObject* empty_like(PyObject* like);
 
 // Broadcasting undone: g summed down to like's shape and cast to like's dtype,
 // C-contiguous. Returns g itself (a new reference) when nothing is needed.

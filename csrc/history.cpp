@@ -141,16 +141,15 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
     PyObject* gc = to_float_array(g, "backward_fn");
     PyObject* a = value(tape->in0[row], f & F_A_NUMBER, f & F_A_ARRAY);
     PyObject* b = binary ? value(tape->in1[row], f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
-    PyObject* ga = nullptr;
-    PyObject* gb = nullptr;
+    GradSink sa, sb;
     bool ok = gc && a && (b || !binary);
     if (ok && !PyArray_SAMESHAPE(reinterpret_cast<PyArrayObject*>(gc), reinterpret_cast<PyArrayObject*>(out))) {
         PyErr_SetString(PyExc_ValueError, "backward_fn: the gradient must have the output's shape");
         ok = false;
     }
-    ok = ok && array_backward(code, a, b, out, gc, (f & F_A_CONST) ? nullptr : &ga,
-                              (binary && !(f & F_B_CONST)) ? &gb : nullptr);
-    PyObject* parts[2] = {ga, gb};
+    ok = ok && array_backward(code, a, b, out, gc, (f & F_A_CONST) ? nullptr : &sa,
+                              (binary && !(f & F_B_CONST)) ? &sb : nullptr);
+    PyObject* parts[2] = {sa.fresh, sb.fresh};
     size_t used = 0;
     for (PyObject* part : parts) {
         if (!ok || !part) continue;
@@ -160,8 +159,8 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
         ok = reduced && PyList_Append(result, reduced) == 0;
         Py_XDECREF(reduced);
     }
-    Py_XDECREF(ga);
-    Py_XDECREF(gb);
+    Py_XDECREF(sa.fresh);
+    Py_XDECREF(sb.fresh);
     Py_XDECREF(a);
     Py_XDECREF(b);
     Py_XDECREF(gc);

@@ -47,14 +47,17 @@ public:
         grads.swap(array_grad);
         if (!nested) t.sweeping = false;
         for (PyObject* g : grads) Py_XDECREF(g);
+        for (PyObject* g : spare) Py_DECREF(g);
     }
     Sweep(const Sweep&) = delete;
     Sweep& operator=(const Sweep&) = delete;
 
-    // Seeds `node` with `seed` (a float, or an ndarray of the node's shape and dtype).
+    // Seeds `node` with `seed` (stolen: a float, or an ndarray of the node's
+    // shape and dtype, which becomes its buffer when nothing else holds it).
     bool seed(uint32_t node, PyObject* seed) {
-        if (t.is_array(node)) return add_array(node, Py_NewRef(seed));
+        if (t.is_array(node)) return add_array(node, seed);
         grad[node] = PyFloat_AsDouble(seed);
+        Py_DECREF(seed);
         reached[node] |= REACHED;
         return !PyErr_Occurred();
     }
@@ -119,6 +122,7 @@ private:
     std::vector<double>& grad;
     std::vector<uint8_t>& reached;
     std::vector<PyObject*>& array_grad;
+    std::vector<PyObject*> spare;
 
     struct Columns {
         const uint8_t* op;
@@ -196,29 +200,64 @@ private:
         const uint8_t f = t.flags[row];
         const uint32_t ia = t.in0[row], ib = t.in1[row];
         const bool binary = op_arity(t.op[row]) == 2;
+        const bool want_a = !(f & F_A_CONST), want_b = binary && !(f & F_B_CONST);
+        PyObject* out = t.array_of(row);
         PyObject* a = operand(ia, f & F_A_NUMBER, f & F_A_ARRAY);
         PyObject* b = binary ? operand(ib, f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
-        PyObject* ga = nullptr;
-        PyObject* gb = nullptr;
         PyObject*& g = array_grad[t.val[row].index];
-        bool ok = a && (b || !binary) &&
-                  array_backward(t.op[row], a, b, t.array_of(row), g,
-                                 (f & F_A_CONST) ? nullptr : &ga,
-                                 (binary && !(f & F_B_CONST)) ? &gb : nullptr);
+        GradSink sa, sb;
+        bool ok = a && (b || !binary) && (!want_a || open_sink(ia, out, sa)) &&
+                  (!want_b || open_sink(ib, out, sb)) &&
+                  array_backward(t.op[row], a, b, out, g, want_a ? &sa : nullptr,
+                                 want_b ? &sb : nullptr);
         Py_XDECREF(a);
         Py_XDECREF(b);
         // This row's gradient is spent unless the caller asked for it.
-        if (!(reached[row] & KEEP)) Py_CLEAR(g);
+        if (!(reached[row] & KEEP)) spend(g);
         if (!ok) {
-            Py_XDECREF(ga);
-            Py_XDECREF(gb);
+            Py_XDECREF(sa.fresh);
+            Py_XDECREF(sb.fresh);
             return false;
         }
-        if (ga && !add_array(ia, ga)) {
-            Py_XDECREF(gb);
+        // Gradients that could not go straight into their buffer (broadcast
+        // operands, scalars, other dtypes) are added now.
+        if (sa.fresh && !add_array(ia, sa.fresh)) {
+            Py_XDECREF(sb.fresh);
             return false;
         }
-        return !gb || add_array(ib, gb);
+        return !sb.fresh || add_array(ib, sb.fresh);
+    }
+
+    // Points the sink at the node's own gradient buffer when the node has the
+    // row's shape and dtype: the kernel then writes (first time) or adds into
+    // it, with no temporary and no second pass (DESIGN 2.7).
+    bool open_sink(uint32_t node, PyObject* out, GradSink& sink) {
+        if (!t.is_array(node) || !same_layout(t.array_of(node), out)) return true;
+        PyObject*& buffer = array_grad[t.val[node].index];
+        reached[node] |= REACHED;
+        sink.add = buffer != nullptr;
+        if (!buffer) buffer = take_spare(out);  // uninitialised: the kernel writes it all
+        sink.into = buffer;
+        return buffer != nullptr;
+    }
+
+    // Spent buffers are reused for later rows of this sweep: a fresh 8 MB array
+    // costs thousands of page faults, more than the arithmetic on it.
+    void spend(PyObject*& buffer) {
+        if (buffer && Py_REFCNT(buffer) == 1 && spare.size() < 16) spare.push_back(buffer);
+        else Py_XDECREF(buffer);
+        buffer = nullptr;
+    }
+
+    PyObject* take_spare(PyObject* like) {
+        for (size_t k = 0; k < spare.size(); ++k) {
+            if (!same_layout(spare[k], like)) continue;
+            PyObject* buffer = spare[k];
+            spare[k] = spare.back();
+            spare.pop_back();
+            return buffer;
+        }
+        return empty_like(like);
     }
 
     PyObject* operand(uint32_t index, bool is_number, bool is_array) const {
@@ -454,7 +493,9 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
             PyList_SET_ITEM(out, k, Py_NewRef(seed));
     } else {
         Sweep sweep(*tape);
-        if (sweep.seed(target->node, seed) && sweep.run(sources)) {
+        const bool seeded = sweep.seed(target->node, seed);
+        seed = nullptr;
+        if (seeded && sweep.run(sources)) {
             out = PyList_New(n);
             for (Py_ssize_t k = 0; out && k < n; ++k) {
                 PyObject* g = sweep.result(sources[static_cast<size_t>(k)]);
@@ -463,7 +504,7 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
             }
         }
     }
-    Py_DECREF(seed);
+    Py_XDECREF(seed);
     Py_DECREF(seq);
     return out;
 }
