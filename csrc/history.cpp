@@ -20,6 +20,13 @@ PyObject* labels_of(Tape& tape, const std::vector<uint32_t>& nodes) {
     return list;
 }
 
+// Appends `item` (a new reference, or null after an error) to `list`.
+bool append_new(PyObject* list, PyObject* item) {
+    const bool ok = item && PyList_Append(list, item) == 0;
+    Py_XDECREF(item);
+    return ok;
+}
+
 // The Tensor inputs of a built-in row (constants are not inputs).
 std::vector<uint32_t> tensor_inputs(const Tape& tape, uint32_t row) {
     std::vector<uint32_t> nodes;
@@ -111,36 +118,30 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
     const uint8_t code = tape->op[row];
     const uint8_t f = tape->flags[row];
     const bool binary = op_arity(code) == 2;
-    auto value = [&](uint32_t index, bool number, bool array) -> PyObject* {
-        if (number) return PyFloat_FromDouble(tape->consts[index]);
-        if (array) return Py_NewRef(tape->arrays[index]);
-        if (tape->is_array(index)) return Py_NewRef(tape->array_of(index));
-        return PyFloat_FromDouble(tape->val[index].number);
-    };
     std::vector<uint32_t> inputs = tensor_inputs(*tape, row);
     PyObject* result = PyList_New(0);
     if (!result) return nullptr;
     if (!(f & F_ARRAY)) {
         const double gv = PyFloat_AsDouble(g);
-        if (gv == -1.0 && PyErr_Occurred()) return Py_DECREF(result), nullptr;
+        if (gv == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(result);
+            return nullptr;
+        }
         const double a = (f & F_A_NUMBER) ? tape->consts[tape->in0[row]] : tape->val[tape->in0[row]].number;
         const double b = !binary ? 0.0
                          : (f & F_B_NUMBER) ? tape->consts[tape->in1[row]]
                                             : tape->val[tape->in1[row]].number;
         double ga = 0.0, gb = 0.0;
-        visit_op(code, [&](auto tag) {
-            using Op = typename decltype(tag)::type;
-            if constexpr (Op::arity == 2) Op::backward(a, b, tape->val[row].number, gv, ga, gb);
-            else ga = Op::backward(a, tape->val[row].number, gv);
-        });
-        if (!(f & F_A_CONST)) PyList_Append(result, PyFloat_FromDouble(ga)), Py_DECREF(PyList_GET_ITEM(result, PyList_GET_SIZE(result) - 1));
-        if (binary && !(f & F_B_CONST)) PyList_Append(result, PyFloat_FromDouble(gb)), Py_DECREF(PyList_GET_ITEM(result, PyList_GET_SIZE(result) - 1));
+        scalar_backward(code, a, b, tape->val[row].number, gv, ga, gb);
+        bool ok = (f & F_A_CONST) || append_new(result, PyFloat_FromDouble(ga));
+        ok = ok && (!binary || (f & F_B_CONST) || append_new(result, PyFloat_FromDouble(gb)));
+        if (!ok) Py_CLEAR(result);
         return result;
     }
     PyObject* out = tape->array_of(row);
     PyObject* gc = to_float_array(g, "backward_fn");
-    PyObject* a = value(tape->in0[row], f & F_A_NUMBER, f & F_A_ARRAY);
-    PyObject* b = binary ? value(tape->in1[row], f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
+    PyObject* a = tape->operand_object(tape->in0[row], f & F_A_NUMBER, f & F_A_ARRAY);
+    PyObject* b = binary ? tape->operand_object(tape->in1[row], f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
     GradSink sa, sb;
     bool ok = gc && a && (b || !binary);
     if (ok && !PyArray_SAMESHAPE(reinterpret_cast<PyArrayObject*>(gc), reinterpret_cast<PyArrayObject*>(out))) {
@@ -154,10 +155,8 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
     for (PyObject* part : parts) {
         if (!ok || !part) continue;
         const uint32_t node = inputs[used++];
-        PyObject* reduced = tape->is_array(node) ? sum_to_like(part, tape->array_of(node))
-                                                 : PyFloat_FromDouble(sum_all(part));
-        ok = reduced && PyList_Append(result, reduced) == 0;
-        Py_XDECREF(reduced);
+        ok = append_new(result, tape->is_array(node) ? sum_to_like(part, tape->array_of(node))
+                                                     : PyFloat_FromDouble(sum_all(part)));
     }
     Py_XDECREF(sa.fresh);
     Py_XDECREF(sb.fresh);

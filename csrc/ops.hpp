@@ -251,6 +251,17 @@ bool visit_op(uint8_t code, F&& f) {
     }
 }
 
+// The scalar backward of op `code`: the partial contributions for upstream
+// gradient g (gb is left alone for a unary op).
+inline void scalar_backward(uint8_t code, double a, double b, double out, double g, double& ga,
+                            double& gb) {
+    visit_op(code, [&](auto tag) {
+        using Op = typename decltype(tag)::type;
+        if constexpr (Op::arity == 2) Op::backward(a, b, out, g, ga, gb);
+        else ga = Op::backward(a, out, g);
+    });
+}
+
 inline const char* op_name(uint8_t code) {
     const char* name = "?";
     if (code == OP_LEAF) return "leaf";

@@ -121,6 +121,14 @@ public:
 
     bool is_array(uint32_t node) const { return flags[node] & F_ARRAY; }
     PyObject* array_of(uint32_t node) const { return arrays[val[node].index]; }
+    // An operand of a row as numpy sees it (a new reference): a constant
+    // (number or ndarray, as the row's flags say) or a node's value.
+    PyObject* operand_object(uint32_t index, bool is_number, bool is_array) const {
+        if (is_number) return PyFloat_FromDouble(consts[index]);
+        if (is_array) return Py_NewRef(arrays[index]);
+        if (this->is_array(index)) return Py_NewRef(array_of(index));
+        return PyFloat_FromDouble(val[index].number);
+    }
 
     // Empties the tape (keeping its buffers), takes a new epoch, and
     // restarts labels at tensor_0.
