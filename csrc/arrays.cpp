@@ -214,7 +214,9 @@ bool init_arrays() {
 }
 
 PyObject* to_float_array(PyObject* data, const char* what) {
-    Ref a(PyArray_FROM_O(data));
+    // A base-class ndarray: a subclass could carry a __dict__ that refers back
+    // to the Tensor, a cycle the (untracked) Tensor could never be freed from.
+    Ref a(PyArray_FromAny(data, nullptr, 0, 0, NPY_ARRAY_ENSUREARRAY, nullptr));
     if (!a.p) {
         if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
             PyErr_Clear();

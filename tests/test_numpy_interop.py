@@ -74,3 +74,21 @@ def test_value_accessors():
         t.item()
     with pytest.raises(TypeError, match=r"len\(\) of a 0-d tensor"):
         len(s)
+
+
+def test_copy_deepcopy_and_pickle_make_leaves_with_the_same_value():
+    import copy
+    import pickle
+
+    x = tapegrad.Tensor(np.array([1.0, 2.0]), "x")
+    for clone in (copy.copy(x), copy.deepcopy(x), pickle.loads(pickle.dumps(x))):
+        assert isinstance(clone, tapegrad.Tensor) and clone.label == "x" and clone.is_leaf
+        np.testing.assert_array_equal(clone.data, [1.0, 2.0])
+        (g,) = tapegrad.compute_gradients(clone * clone, [clone])
+        np.testing.assert_array_equal(g, [2.0, 4.0])
+    assert copy.deepcopy(x).data is not x.data
+
+
+def test_array_subclasses_are_stored_as_plain_ndarrays():
+    t = tapegrad.Tensor(np.ma.masked_array([1.0, 2.0]))
+    assert type(t.data) is np.ndarray

@@ -59,6 +59,10 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     def __repr__(self) -> str:
         return f"{self.label}: {self.data}"
 
+    def __reduce__(self) -> tuple:
+        # copy, deepcopy and pickle make a new leaf with the same value and label.
+        return (_rebuild, (self.data, self.label, self.requires_grad))
+
     # Arithmetic (+ - * / ** and unary - + abs) is not defined here: it is
     # TensorBase's number slots, so `a * b` is one native call that computes the
     # value, records it and builds the result (Note [Tensor layout], csrc/tensor.hpp).
@@ -164,6 +168,10 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
                 "for the bare value."
             )
         return np.asarray(self.data, dtype=dtype)
+
+
+def _rebuild(data: Any, label: str, requires_grad: bool) -> Tensor:
+    return Tensor(data, label, requires_grad=requires_grad)
 
 
 def _value(x: Any) -> Any:
