@@ -126,3 +126,23 @@ def test_array_graph_with_broadcast_scalar_and_reuse(rng):
     b = tapegrad.Tensor(0.3)
     f = lambda x, w, b: tapegrad.tanh(x * w + b) * tapegrad.exp(-x * x) + tapegrad.log(1 + w * w) / (1 + b * b)  # noqa: E731
     assert tapegrad.gradcheck(f, [x, w, b])
+
+
+def test_detach_cuts_history_and_constants_record_nothing():
+    x = tapegrad.Tensor(3.0)
+    c = (x * x).detach()
+    assert not c.requires_grad and c.data == 9.0
+    before = len(tapegrad.operation_history)
+    d = c * 2.0 + tapegrad.exp(c)
+    assert not d.requires_grad
+    assert len(tapegrad.operation_history) == before
+    y = x * c
+    assert tapegrad.compute_gradients(y, [x, c]) == [9.0, 3.0]
+
+
+def test_detach_resolves_a_cleared_history():
+    w = tapegrad.Tensor(3.0, "w")
+    old = w * 2.0
+    tapegrad.clear_history()
+    y = old.detach() * w
+    assert tapegrad.compute_gradients(y, [w]) == [6.0]

@@ -127,6 +127,19 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
             )
         return float(data.reshape(()))
 
+    def detach(self) -> Tensor:
+        """The same value as a constant: no history, ``requires_grad=False``.
+
+        Ops whose inputs are all constants record nothing.
+
+        Example:
+            >>> x = Tensor(2.0)
+            >>> c = (x * x).detach()
+            >>> c.requires_grad, c.data
+            (False, 4.0)
+        """
+        return Tensor(self.data, requires_grad=False)
+
     def numpy(self) -> np.ndarray:
         """The value as an ndarray (a 0-d float64 array for a scalar); nothing is recorded.
 
