@@ -339,9 +339,12 @@ PyObject* sum_to_like(PyObject* g, PyObject* like) {
         Ref empty(PyTuple_New(0));
         if (!axis_tuple.p || !sum.p || !kwargs.p || !empty.p) return nullptr;
         Ref summed(PyObject_Call(sum.p, empty.p, kwargs.p));
-        if (!summed.p) return nullptr;
-        PyArray_Dims dims = {PyArray_DIMS(la), lnd};
-        reduced.p = PyArray_Newshape(arr(summed.p), &dims, NPY_CORDER);
+        // Summing every axis gives a numpy scalar, not an array.
+        Ref summed_array(summed.p ? PyArray_FROM_O(summed.p) : nullptr);
+        if (!summed_array.p) return nullptr;
+        npy_intp none[1] = {0};
+        PyArray_Dims dims = {lnd ? PyArray_DIMS(la) : none, lnd};
+        reduced.p = PyArray_Newshape(arr(summed_array.p), &dims, NPY_CORDER);
         if (!reduced.p) return nullptr;
         current = reduced.p;
     }

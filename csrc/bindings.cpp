@@ -2,6 +2,8 @@
 // CPython fastcall functions (one crossing per op, Note [Tensor layout]).
 #include <pybind11/pybind11.h>
 
+#include "array_apply.hpp"
+#include "array_ops.hpp"
 #include "arrays.hpp"
 #include "history.hpp"
 #include "ops.hpp"
@@ -43,6 +45,7 @@ PYBIND11_MODULE(_core, m) {
     py::dict codes;
 #define TAPEGRAD_CODE(code, cls) codes[cls::name] = static_cast<int>(OP_##code);
     TAPEGRAD_OPS(TAPEGRAD_CODE)
+    TAPEGRAD_ARRAY_OPS(TAPEGRAD_CODE)
 #undef TAPEGRAD_CODE
     m.attr("OP_CODES") = codes;
 
@@ -54,6 +57,12 @@ PYBIND11_MODULE(_core, m) {
               return checked(compute_gradients(target.ptr(), sources.ptr(), grad_output.ptr()));
           },
           py::arg("target"), py::arg("sources"), py::arg("grad_output") = py::none());
+    m.def("array_op",
+          [](long code, py::object inputs, py::object params) {
+              return checked(apply_array_op(code, inputs.ptr(), params.ptr()));
+          },
+          py::arg("code"), py::arg("inputs"), py::arg("params"),
+          "array_op(code, inputs, params): array op `code` (reductions, shapes, matmul...).");
     m.def("clear_history", []() {
         if (!clear_history()) throw py::error_already_set();
     });

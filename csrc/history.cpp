@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "array_apply.hpp"
+#include "array_ops.hpp"
 #include "arrays.hpp"
 #include "tape.hpp"
 #include "tensor.hpp"
@@ -30,10 +32,46 @@ bool append_new(PyObject* list, PyObject* item) {
 // The Tensor inputs of a built-in row (constants are not inputs).
 std::vector<uint32_t> tensor_inputs(const Tape& tape, uint32_t row) {
     std::vector<uint32_t> nodes;
+    if (is_array_op(tape.op[row])) {
+        for (int64_t in : tape.array_records[tape.in0[row]].inputs)
+            if (in >= 0) nodes.push_back(static_cast<uint32_t>(in));
+        return nodes;
+    }
     const uint8_t f = tape.flags[row];
     if (!(f & F_A_CONST)) nodes.push_back(tape.in0[row]);
     if (op_arity(tape.op[row]) == 2 && !(f & F_B_CONST)) nodes.push_back(tape.in1[row]);
     return nodes;
+}
+
+// record_vjp for an array-op row: its gradients, each in its input's shape.
+PyObject* array_record_vjp(Tape& tape, uint32_t row, PyObject* g) {
+    PyObject* gc = to_float_array(g, "backward_fn");
+    if (!gc) return nullptr;
+    std::vector<PyObject*> grads;
+    const bool ok = array_op_backward(tape, row, gc, grads);
+    Py_DECREF(gc);
+    if (!ok) return nullptr;
+    const std::vector<int64_t> inputs = tape.array_records[tape.in0[row]].inputs;
+    PyObject* result = PyList_New(0);
+    for (size_t k = 0; k < grads.size(); ++k) {
+        if (inputs[k] < 0) continue;  // a constant: not an input of the record
+        const uint32_t node = static_cast<uint32_t>(inputs[k]);
+        PyObject* part = grads[k];
+        grads[k] = nullptr;
+        if (!result) {
+            Py_XDECREF(part);
+            continue;
+        }
+        if (!part) {
+            if (!append_new(result, Py_NewRef(Py_None))) Py_CLEAR(result);
+            continue;
+        }
+        PyObject* shaped = tape.is_array(node) ? sum_to_like(part, tape.array_of(node))
+                                               : PyFloat_FromDouble(sum_all(part));
+        Py_DECREF(part);
+        if (!append_new(result, shaped)) Py_CLEAR(result);
+    }
+    return result;
 }
 
 // Resolves an input or output key (a label or a Tensor) to a node.
@@ -94,7 +132,7 @@ PyObject* history_item(Py_ssize_t k) {
     PyObject* inputs = labels_of(*tape, tensor_inputs(*tape, row));
     PyObject* outputs = labels_of(*tape, {row});
     PyObject* item = inputs && outputs
-                         ? Py_BuildValue("(sNNkKO)", op_name(tape->op[row]), inputs, outputs,
+                         ? Py_BuildValue("(sNNkKO)", row_op_name(tape->op[row]), inputs, outputs,
                                          static_cast<unsigned long>(row),
                                          static_cast<unsigned long long>(tape->epoch), Py_None)
                          : nullptr;
@@ -116,6 +154,7 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
     }
     const uint32_t row = static_cast<uint32_t>(row64);
     const uint8_t code = tape->op[row];
+    if (is_array_op(code)) return array_record_vjp(*tape, row, g);
     const uint8_t f = tape->flags[row];
     const bool binary = op_arity(code) == 2;
     std::vector<uint32_t> inputs = tensor_inputs(*tape, row);

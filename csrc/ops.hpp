@@ -73,6 +73,32 @@ struct Pow {
     }
 };
 
+// Ties give half the gradient to each side, as PyTorch does.
+struct Maximum {
+    static constexpr const char* name = "maximum";
+    static constexpr int arity = 2;
+    static constexpr const char* ufunc = "maximum";
+    // NaN in either operand propagates, as numpy's maximum does.
+    template <class T> static T forward(T a, T b) { return (a < b || b != b) ? b : a; }
+    template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
+        const T share = a > b ? T(1) : (a == b ? T(0.5) : T(0));
+        ga = g * share;
+        gb = g * (T(1) - share);
+    }
+};
+
+struct Minimum {
+    static constexpr const char* name = "minimum";
+    static constexpr int arity = 2;
+    static constexpr const char* ufunc = "minimum";
+    template <class T> static T forward(T a, T b) { return (b < a || b != b) ? b : a; }
+    template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
+        const T share = a < b ? T(1) : (a == b ? T(0.5) : T(0));
+        ga = g * share;
+        gb = g * (T(1) - share);
+    }
+};
+
 struct Neg {
     static constexpr const char* name = "negative";
     static constexpr int arity = 1;
@@ -211,7 +237,8 @@ struct Relu {
 };
 
 // X(CODE, Struct): the table. Adding an op is one struct above and one line here.
-#define TAPEGRAD_BINARY_OPS(X) X(ADD, Add) X(SUB, Sub) X(MUL, Mul) X(DIV, Div) X(POW, Pow)
+#define TAPEGRAD_BINARY_OPS(X) \
+    X(ADD, Add) X(SUB, Sub) X(MUL, Mul) X(DIV, Div) X(POW, Pow) X(MAXIMUM, Maximum) X(MINIMUM, Minimum)
 #define TAPEGRAD_UNARY_OPS(X)                                                           \
     X(NEG, Neg) X(ABS, Abs) X(EXP, Exp) X(LOG, Log) X(SQRT, Sqrt) X(SIN, Sin) X(COS, Cos) \
     X(TAN, Tan) X(TANH, Tanh) X(SIGMOID, Sigmoid) X(RELU, Relu)

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <string>
 
+#include "array_apply.hpp"
+#include "array_ops.hpp"
 #include "arrays.hpp"
 #include "tensor.hpp"
 
@@ -91,7 +93,10 @@ public:
                 if (!check_stale(row, sources)) return false;
                 continue;
             }
-            if (c.flags[row] & F_ARRAY) {
+            if (is_array_op(code)) {
+                if (!array_op_row(row)) return false;
+                c = Columns(t, grad, reached);
+            } else if (c.flags[row] & F_ARRAY) {
                 if (!array_row(row)) return false;
                 c = Columns(t, grad, reached);
             } else {
@@ -228,6 +233,24 @@ private:
             return false;
         }
         return !sb.fresh || add_array(ib, sb.fresh);
+    }
+
+    // An array op (array_ops.hpp): its backward formula gives one gradient per
+    // input, which add_array sums down to the input's shape.
+    bool array_op_row(uint32_t row) {
+        PyObject*& g = array_grad[t.val[row].index];
+        std::vector<PyObject*> grads;
+        const bool ok = array_op_backward(t, row, g, grads);
+        if (!(reached[row] & KEEP)) spend(g);
+        if (!ok) return false;
+        const std::vector<int64_t> inputs = t.array_records[t.in0[row]].inputs;
+        bool added = true;
+        for (size_t k = 0; k < grads.size(); ++k) {
+            if (!grads[k]) continue;
+            if (added) added = add_array(static_cast<uint32_t>(inputs[k]), grads[k]);
+            else Py_DECREF(grads[k]);
+        }
+        return added;
     }
 
     // Points the sink at the node's own gradient buffer when the node has the

@@ -124,6 +124,8 @@ void Tape::clear() {
     old_arrays.swap(arrays);
     std::vector<UserRecord> old_records;
     old_records.swap(user_records);
+    std::vector<ArrayRecord> old_array_records;
+    old_array_records.swap(array_records);
     std::vector<PyObject*> old_grads;
     old_grads.swap(array_grad);
     op.clear();
@@ -147,6 +149,7 @@ void Tape::clear() {
     for (PyObject* a : old_arrays) Py_DECREF(a);
     for (PyObject* g : old_grads) Py_XDECREF(g);
     for (UserRecord& r : old_records) Py_DECREF(r.record);
+    for (ArrayRecord& r : old_array_records) Py_DECREF(r.params);
 }
 
 Tape* current_tape() {

@@ -42,6 +42,13 @@ union Value {
     uint64_t index;
 };
 
+// The inputs and parameters of an array-op row (array_ops.hpp): an input is
+// a node (>= 0) or a constant, -(k + 1) for arrays[k].
+struct ArrayRecord {
+    std::vector<int64_t> inputs;
+    PyObject* params;  // owned tuple
+};
+
 // A user record: the seed's OperationRecord appended to operation_history.
 struct UserRecord {
     PyObject* record;  // owned: the OperationRecord object itself
@@ -67,6 +74,7 @@ public:
     std::vector<double> consts;
     std::vector<PyObject*> arrays;  // owned references
     std::vector<UserRecord> user_records;
+    std::vector<ArrayRecord> array_records;  // in0 of an array-op row indexes this
     std::unordered_map<uint32_t, uint64_t> stale_born;  // stale row -> epoch its tensor was made in
 
     // Labels: the node of tensor_N is num_nodes[N] while numbers run in

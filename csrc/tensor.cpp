@@ -32,7 +32,9 @@ bool register_label(Tape& tape, TensorObject* t, uint32_t node) {
     return ok;
 }
 
-PyObject* make_result(Tape& tape, double number, PyObject* array, uint32_t node, bool requires_grad) {
+}  // namespace
+
+PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, bool requires_grad) {
     // Not tp_alloc: the class is not GC-tracked (Note [No GC]), so a plain
     // allocation and PyObject_Init (which takes a reference to the heap type) suffice.
     auto* r = static_cast<TensorObject*>(PyObject_Malloc(sizeof(TensorObject)));
@@ -52,6 +54,8 @@ PyObject* make_result(Tape& tape, double number, PyObject* array, uint32_t node,
     tape.set_num_node(r->num, node);
     return reinterpret_cast<PyObject*>(r);
 }
+
+namespace {
 
 enum Kind { K_TENSOR, K_NUMBER, K_ARRAY };
 
@@ -170,7 +174,7 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
         Py_XDECREF(array);
         return nullptr;
     }
-    if (!record) return make_result(*tape, number, array, UINT32_MAX, false);
+    if (!record) return new_tensor(*tape, number, array, UINT32_MAX, false);
     uint8_t flags = array ? F_ARRAY : 0;
     uint32_t ia = 0, ib = 0;
     if (!operand_index(*tape, a, F_A_NUMBER, F_A_ARRAY, flags, ia) ||
@@ -186,7 +190,7 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
         Py_XDECREF(array);
         return nullptr;
     }
-    return make_result(*tape, number, array, node, true);
+    return new_tensor(*tape, number, array, node, true);
 }
 
 // ---- the TensorBase type ----

@@ -52,6 +52,11 @@ bool add_unary_functions(PyObject* module);
 // if it is not on this tape yet. UINT32_MAX with an error set on failure.
 uint32_t node_on(Tape& tape, TensorObject* t);
 
+// A new Tensor (of the registered class) with this value: `array` (stolen) or,
+// when it is null, the float `number`; on `node` of the tape, or a constant
+// with no node when node is UINT32_MAX.
+PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, bool requires_grad);
+
 // A tensor's value as a new reference: a float or its ndarray.
 PyObject* value_object(TensorObject* t);
 

@@ -33,6 +33,8 @@ _BINARY = {
     np.multiply: _CODE["mul"],
     np.true_divide: _CODE["div"],
     np.power: _CODE["pow"],
+    np.maximum: _CODE["maximum"],
+    np.minimum: _CODE["minimum"],
 }
 # Comparisons look at values and record nothing, as the Tensor operators do.
 _COMPARISONS = {np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal}
@@ -48,6 +50,8 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
     """Dispatch a numpy ufunc call that involves a Tensor."""
     if method == "__call__" and ufunc in _COMPARISONS:
         return ufunc(*_values(inputs), **kwargs)
+    if method == "__call__" and ufunc is np.matmul and not kwargs:
+        return array_ops.matmul(*inputs)
     code = _UNARY.get(ufunc) if len(inputs) == 1 else _BINARY.get(ufunc)
     if method != "__call__" or code is None or kwargs:
         what = f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
@@ -62,10 +66,46 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
     return _core.apply_binary(code, inputs[0], inputs[1])
 
 
+def _functions() -> dict:
+    ops = array_ops
+    return {
+        np.sum: ops.sum, np.mean: ops.mean, np.max: ops.max, np.min: ops.min,
+        np.amax: ops.max, np.amin: ops.min, np.prod: ops.prod, np.var: ops.var,
+        np.std: ops.std, np.dot: ops.dot, np.outer: ops.outer, np.einsum: ops.einsum,
+        np.reshape: ops.reshape, np.transpose: ops.transpose, np.swapaxes: ops.swapaxes,
+        np.expand_dims: ops.expand_dims, np.squeeze: ops.squeeze,
+        np.broadcast_to: ops.broadcast_to, np.concatenate: ops.concatenate,
+        np.stack: ops.stack, np.split: ops.split, np.where: ops.where, np.clip: ops.clip,
+        np.matmul: ops.matmul,
+    }
+
+
+_FUNCTIONS: dict = {}
+
+
 def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
-    """Dispatch a numpy function call that involves a Tensor (none are differentiable yet)."""
+    """Dispatch a numpy function call that involves a Tensor to tapegrad's own."""
+    if not _FUNCTIONS:
+        _FUNCTIONS.update(_functions())
+    ours = _FUNCTIONS.get(func)
     name = getattr(func, "__name__", repr(func))
-    raise TypeError(
-        f"tapegrad cannot differentiate numpy.{name} on a Tensor yet. Use tapegrad's own "
-        "operators and functions, or call it on t.data to compute without gradients."
-    )
+    if ours is None:
+        raise TypeError(
+            f"tapegrad cannot differentiate numpy.{name} on a Tensor yet. Use tapegrad's own "
+            "operators and functions, or call it on t.data to compute without gradients."
+        )
+    if func is np.reshape and "newshape" in kwargs:  # numpy < 2.1 spelling
+        kwargs = {**kwargs, "shape": kwargs.pop("newshape")}
+    if func is np.clip:
+        kwargs = {("a_min" if k == "min" else "a_max" if k == "max" else k): v
+                  for k, v in kwargs.items()}
+    try:
+        return ours(*args, **kwargs)
+    except TypeError as error:
+        if "unexpected keyword argument" in str(error):
+            raise TypeError(f"tapegrad's numpy.{name} on Tensors does not take "
+                            f"{sorted(kwargs)}: {error}") from None
+        raise
+
+
+from . import array_ops  # noqa: E402  (array_ops needs tensor, which imports this lazily)

@@ -1,0 +1,185 @@
+#include "array_apply.hpp"
+
+#include <string>
+
+#include "array_ops.hpp"
+#include "arrays.hpp"
+#include "numeric.hpp"
+#include "tensor.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+// Re-raises the pending Python error with the op's name in front, keeping its type.
+void prefix_error(const char* op) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    PyObject* text = value ? PyObject_Str(value) : nullptr;
+    if (text && PyUnicode_Check(text)) {
+        PyErr_Format(type, "%s: %U", op, text);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+    } else {
+        PyErr_Restore(type, value, traceback);
+    }
+    Py_XDECREF(text);
+}
+
+// The value numpy computes with for one input, and whether it is a Tensor.
+struct Input {
+    py::object value;
+    TensorObject* tensor = nullptr;
+};
+
+bool read_inputs(PyObject* seq_obj, const char* op, std::vector<Input>& inputs) {
+    PyObject* seq = PySequence_Fast(seq_obj, "array_op: inputs must be a sequence");
+    if (!seq) return false;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    bool ok = true;
+    for (Py_ssize_t k = 0; ok && k < n; ++k) {
+        PyObject* item = PySequence_Fast_GET_ITEM(seq, k);
+        Input in;
+        if (is_tensor(item)) {
+            in.tensor = reinterpret_cast<TensorObject*>(item);
+            in.value = py::reinterpret_steal<py::object>(value_object(in.tensor));
+        } else if (PyFloat_Check(item) || PyLong_Check(item)) {
+            in.value = py::reinterpret_steal<py::object>(PyFloat_FromDouble(PyFloat_AsDouble(item)));
+        } else {
+            in.value = py::reinterpret_steal<py::object>(to_float_array(item, op));
+        }
+        ok = in.value && !PyErr_Occurred();
+        inputs.push_back(std::move(in));
+    }
+    Py_DECREF(seq);
+    return ok;
+}
+
+// A result as a float32/float64 ndarray; read-only, since the tape keeps it.
+PyObject* as_result_array(PyObject* result) {
+    PyObject* a = PyArray_FromAny(result, nullptr, 0, 0, NPY_ARRAY_ENSUREARRAY, nullptr);
+    if (!a) return nullptr;
+    const int type = PyArray_TYPE(reinterpret_cast<PyArrayObject*>(a));
+    if (type != NPY_FLOAT32 && type != NPY_FLOAT64) {
+        PyObject* cast = PyArray_FROM_OTF(a, NPY_FLOAT64, NPY_ARRAY_ENSUREARRAY);
+        Py_DECREF(a);
+        a = cast;
+        if (!a) return nullptr;
+    }
+    PyArray_CLEARFLAGS(reinterpret_cast<PyArrayObject*>(a), NPY_ARRAY_WRITEABLE);
+    return a;
+}
+
+}  // namespace
+
+PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) {
+    if (code_arg <= OP_FIRST_ARRAY || code_arg >= OP_ARRAY_END) {
+        PyErr_Format(PyExc_ValueError, "array_op: %ld is not the code of an array op", code_arg);
+        return nullptr;
+    }
+    if (!PyTuple_Check(params)) {
+        PyErr_SetString(PyExc_TypeError, "array_op: params must be a tuple");
+        return nullptr;
+    }
+    const uint8_t code = static_cast<uint8_t>(code_arg);
+    const char* name = row_op_name(code);
+    std::vector<Input> inputs;
+    if (!read_inputs(inputs_obj, name, inputs)) return nullptr;
+    PyObject* result = nullptr;
+    try {
+        Values values;
+        for (const Input& in : inputs) values.push_back(in.value);
+        py::tuple p = py::reinterpret_borrow<py::tuple>(params);
+        visit_array_op(code, [&](auto tag) {
+            using Op = typename decltype(tag)::type;
+            result = Op::forward(Numeric::get(), values, p).release().ptr();
+        });
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    if (!result) {
+        prefix_error(name);
+        return nullptr;
+    }
+    bool any_tensor = false, record = false;
+    for (const Input& in : inputs) {
+        any_tensor = any_tensor || in.tensor;
+        record = record || (in.tensor && (in.tensor->flags & T_REQUIRES_GRAD));
+    }
+    if (!any_tensor) return result;  // plain values in, numpy's value out
+    PyObject* array = as_result_array(result);
+    Py_DECREF(result);
+    if (!array) return nullptr;
+    Tape* tape = current_tape();
+    if (!tape) {
+        Py_DECREF(array);
+        return nullptr;
+    }
+    if (!record) return new_tensor(*tape, 0.0, array, UINT32_MAX, false);
+    ArrayRecord r;
+    for (const Input& in : inputs) {
+        if (in.tensor) {
+            const uint32_t node = node_on(*tape, in.tensor);
+            if (node == UINT32_MAX) {
+                Py_DECREF(array);
+                return nullptr;
+            }
+            r.inputs.push_back(node);
+        } else {
+            r.inputs.push_back(-static_cast<int64_t>(tape->add_array(in.value.ptr())) - 1);
+        }
+    }
+    r.params = Py_NewRef(params);
+    Value v;
+    v.index = tape->add_array(array);
+    const uint32_t node = tape->push(code, F_ARRAY, static_cast<uint32_t>(tape->array_records.size()), 0, v);
+    if (node == UINT32_MAX) {
+        Py_DECREF(r.params);
+        Py_DECREF(array);
+        return nullptr;
+    }
+    tape->array_records.push_back(std::move(r));
+    return new_tensor(*tape, 0.0, array, node, true);
+}
+
+bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads) {
+    // Copied: the backward may run Python that records, moving array_records.
+    const ArrayRecord r = tape.array_records[tape.in0[row]];
+    const uint8_t code = tape.op[row];
+    grads.assign(r.inputs.size(), nullptr);
+    try {
+        Values x, gx(r.inputs.size());
+        for (int64_t in : r.inputs) {
+            PyObject* v = in >= 0 ? tape.operand_object(static_cast<uint32_t>(in), false, false)
+                                  : Py_NewRef(tape.arrays[static_cast<size_t>(-in - 1)]);
+            x.push_back(py::reinterpret_steal<py::object>(v));
+        }
+        py::object out = py::reinterpret_borrow<py::object>(tape.array_of(row));
+        py::object grad = py::reinterpret_borrow<py::object>(g);
+        py::tuple p = py::reinterpret_borrow<py::tuple>(r.params);
+        for (py::object& v : gx) v = py::none();
+        visit_array_op(code, [&](auto tag) {
+            using Op = typename decltype(tag)::type;
+            Op::backward(Numeric::get(), x, out, grad, p, gx);
+        });
+        for (size_t k = 0; k < gx.size(); ++k) {
+            if (r.inputs[k] < 0 || gx[k].is_none()) continue;
+            grads[k] = PyArray_FromAny(gx[k].ptr(), nullptr, 0, 0, NPY_ARRAY_ENSUREARRAY, nullptr);
+            if (!grads[k]) throw py::error_already_set();
+        }
+        return true;
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    for (PyObject*& gk : grads) Py_CLEAR(gk);
+    prefix_error(row_op_name(code));
+    return false;
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,23 @@
+// Array ops on the tape: the entry point that computes and records them, and
+// the backward the sweep and operation_history call.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "tape.hpp"
+
+namespace tapegrad {
+
+// array_op(code, inputs, params): computes array op `code` on a sequence of
+// inputs (Tensors, numbers, arrays) and records it when an input requires grad.
+PyObject* apply_array_op(long code, PyObject* inputs, PyObject* params);
+
+// The backward of array-op row `row` for output gradient g: sets grads to one
+// new reference (or nullptr: no gradient) per input. False with an error set.
+bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads);
+
+}  // namespace tapegrad

@@ -1,0 +1,290 @@
+// The array-op table: ops with parameters (axis, shape, index, spec) or any
+// number of inputs. Each is declared once: its forward and its backward.
+//
+// Note [Backends]
+// Forwards and backwards are templates over a backend `B` whose values are
+// Python objects (py::object). Numeric (numeric.hpp) computes with numpy; a
+// recording backend, for create_graph, can run the very same backward formulas
+// on Tensors. A backward sets gx[k] for each input k it differentiates (left
+// as None: no gradient). Gradients may have a broadcast shape: the sweep sums
+// them down to each input's shape in one place (sum_to_like).
+//
+// Parameters come as a tuple normalised by the Python wrapper (axes as tuples
+// of non-negative ints, or None); numpy validates the rest and its errors are
+// reported with the op's name.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "ops.hpp"
+
+namespace tapegrad {
+
+namespace py = pybind11;
+using Values = std::vector<py::object>;
+
+struct Sum {
+    static constexpr const char* name = "sum";  // params: (axis, keepdims)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.sum(x[0], p[0], p[1]);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        gx[0] = b.unreduce(g, x[0], p[0], p[1]);
+    }
+};
+
+// max and min: ties share the gradient evenly.
+template <bool IS_MAX>
+struct Extreme {
+    static constexpr const char* name = IS_MAX ? "max" : "min";  // params: (axis, keepdims)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return IS_MAX ? b.max(x[0], p[0], p[1]) : b.min(x[0], p[0], p[1]);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        py::object mask = b.equal_mask(x[0], b.unreduce(out, x[0], p[0], p[1]));
+        py::object count = b.sum(mask, p[0], py::bool_(true));
+        gx[0] = b.div(b.mul(mask, b.unreduce(g, x[0], p[0], p[1])), count);
+    }
+};
+using Max = Extreme<true>;
+using Min = Extreme<false>;
+
+struct Prod {
+    static constexpr const char* name = "prod";  // params: (axis, keepdims)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.prod(x[0], p[0], p[1]);
+    }
+    // The product of the other elements, computed without dividing (exact at zeros).
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        gx[0] = b.mul(b.unreduce(g, x[0], p[0], p[1]), b.prod_of_others(x[0], p[0]));
+    }
+};
+
+struct Var {
+    static constexpr const char* name = "var";  // params: (axis, keepdims, ddof)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.var(x[0], p[0], p[1], p[2]);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        py::object centred = b.sub(x[0], b.mean(x[0], p[0]));
+        py::object scale = b.number(2.0 / (b.count(x[0], p[0]) - p[2].cast<double>()));
+        gx[0] = b.mul(b.unreduce(g, x[0], p[0], p[1]), b.mul(centred, scale));
+    }
+};
+
+struct LogSumExp {
+    static constexpr const char* name = "logsumexp";  // params: (axis, keepdims)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.logsumexp(x[0], p[0], p[1]);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        py::object soft = b.exp(b.sub(x[0], b.unreduce(out, x[0], p[0], p[1])));
+        gx[0] = b.mul(b.unreduce(g, x[0], p[0], p[1]), soft);
+    }
+};
+
+struct Softmax {
+    static constexpr const char* name = "softmax";  // params: (axis,)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.softmax(x[0], p[0]);
+    }
+    template <class B>
+    static void backward(B& b, const Values&, const py::object& out, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        py::object dot = b.sum(b.mul(g, out), p[0], py::bool_(true));
+        gx[0] = b.mul(out, b.sub(g, dot));
+    }
+};
+
+struct LogSoftmax {
+    static constexpr const char* name = "log_softmax";  // params: (axis,)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.sub(x[0], b.logsumexp(x[0], p[0], py::bool_(true)));
+    }
+    template <class B>
+    static void backward(B& b, const Values&, const py::object& out, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        gx[0] = b.sub(g, b.mul(b.exp(out), b.sum(g, p[0], py::bool_(true))));
+    }
+};
+
+// numpy's matmul: 1-D operands are promoted to a row (a) or a column (b)
+// and the added axis removed from the result; batch axes broadcast.
+struct MatMul {
+    static constexpr const char* name = "matmul";  // params: ()
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple&) {
+        return b.matmul(x[0], x[1]);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple&, Values& gx) {
+        const bool a_vec = b.ndim(x[0]) == 1, b_vec = b.ndim(x[1]) == 1;
+        py::object a2 = a_vec ? b.expand_dims(x[0], 0) : x[0];
+        py::object b2 = b_vec ? b.expand_dims(x[1], 1) : x[1];
+        py::object g2 = g;
+        if (a_vec) g2 = b.expand_dims(g2, b.ndim(g2) - (b_vec ? 0 : 1));
+        if (b_vec) g2 = b.expand_dims(g2, b.ndim(g2));
+        py::object ga = b.matmul(g2, b.swap_last(b2));
+        py::object gb = b.matmul(b.swap_last(a2), g2);
+        gx[0] = a_vec ? b.squeeze_axis(ga, b.ndim(ga) - 2) : ga;
+        gx[1] = b_vec ? b.squeeze_axis(gb, b.ndim(gb) - 1) : gb;
+    }
+};
+
+struct Einsum {
+    static constexpr const char* name = "einsum";  // params: (input specs tuple, output spec)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.einsum(p[0], p[1], x);
+    }
+    // Input k's gradient: the einsum of g with the other inputs onto k's
+    // subscripts (broadcast over letters only k has, placed on the diagonal
+    // for letters k repeats).
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        py::tuple specs = p[0];
+        for (size_t k = 0; k < x.size(); ++k) gx[k] = b.einsum_grad(specs, p[1], x, g, k);
+    }
+};
+
+struct Reshape {
+    static constexpr const char* name = "reshape";  // params: (shape,)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.reshape(x[0], p[0]);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple&, Values& gx) {
+        gx[0] = b.reshape(g, b.shape(x[0]));
+    }
+};
+
+struct Transpose {
+    static constexpr const char* name = "transpose";  // params: (axes,) a full permutation
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.transpose(x[0], p[0]);
+    }
+    template <class B>
+    static void backward(B& b, const Values&, const py::object&, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        gx[0] = b.transpose(g, b.inverse_permutation(p[0]));
+    }
+};
+
+struct BroadcastTo {
+    static constexpr const char* name = "broadcast_to";  // params: (shape,)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.broadcast_to(x[0], p[0]);
+    }
+    template <class B>
+    static void backward(B&, const Values&, const py::object&, const py::object& g,
+                         const py::tuple&, Values& gx) {
+        gx[0] = g;  // summed back to the input's shape by the sweep
+    }
+};
+
+struct GetItem {
+    static constexpr const char* name = "getitem";  // params: (index, advanced)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.getitem(x[0], p[0]);
+    }
+    // Scattered back with accumulation, so repeated indices add up.
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        gx[0] = b.scatter_add(x[0], p[0], p[1].cast<bool>(), g);
+    }
+};
+
+struct Concatenate {
+    static constexpr const char* name = "concatenate";  // params: (axis,)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.concatenate(x, p[0]);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        gx = b.unconcatenate(g, x, p[0]);
+    }
+};
+
+struct Where {
+    static constexpr const char* name = "where";  // params: (condition,) a constant
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.where(p[0], x[0], x[1]);
+    }
+    template <class B>
+    static void backward(B& b, const Values&, const py::object&, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        py::object zero = b.number(0.0);
+        gx[0] = b.where(p[0], g, zero);
+        gx[1] = b.where(p[0], zero, g);
+    }
+};
+
+struct Clip {
+    static constexpr const char* name = "clip";  // params: (lo, hi), numbers, arrays or None
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.clip(x[0], p[0], p[1]);
+    }
+    // The gradient passes where lo <= x <= hi, boundaries included.
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple& p, Values& gx) {
+        gx[0] = b.where(b.within(x[0], p[0], p[1]), g, b.number(0.0));
+    }
+};
+
+#define TAPEGRAD_ARRAY_OPS(X)                                                                  \
+    X(SUM, Sum) X(MAX, Max) X(MIN, Min) X(PROD, Prod) X(VAR, Var) X(LOGSUMEXP, LogSumExp)         \
+    X(SOFTMAX, Softmax) X(LOG_SOFTMAX, LogSoftmax) X(MATMUL, MatMul) X(EINSUM, Einsum)            \
+    X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo) X(GETITEM, GetItem) \
+    X(CONCATENATE, Concatenate) X(WHERE, Where) X(CLIP, Clip)
+
+enum ArrayOpCode : uint8_t {
+    OP_FIRST_ARRAY = OP_COUNT,
+#define TAPEGRAD_ARRAY_ENUM(code, cls) OP_##code,
+    TAPEGRAD_ARRAY_OPS(TAPEGRAD_ARRAY_ENUM)
+#undef TAPEGRAD_ARRAY_ENUM
+    OP_ARRAY_END
+};
+static_assert(OP_ARRAY_END < 255, "op codes are one byte");
+
+inline bool is_array_op(uint8_t code) { return code > OP_FIRST_ARRAY && code < OP_ARRAY_END; }
+
+// Calls f(OpTag<Op>{}) for the array op with this code; false if there is none.
+template <class F>
+bool visit_array_op(uint8_t code, F&& f) {
+    switch (code) {
+#define TAPEGRAD_ARRAY_CASE(code, cls) \
+    case OP_##code:                    \
+        f(OpTag<cls>{});               \
+        return true;
+        TAPEGRAD_ARRAY_OPS(TAPEGRAD_ARRAY_CASE)
+#undef TAPEGRAD_ARRAY_CASE
+        default:
+            return false;
+    }
+}
+
+// The name of any row's op: elementwise, array, or a kind of row.
+inline const char* row_op_name(uint8_t code) {
+    const char* name = nullptr;
+    visit_array_op(code, [&](auto tag) { name = decltype(tag)::type::name; });
+    return name ? name : op_name(code);
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,309 @@
+// Numeric: the backend that computes array-op forwards and backwards with
+// numpy (Note [Backends] in array_ops.hpp). numpy's functions are looked up
+// once; every method returns a new value and leaves its arguments alone.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "array_ops.hpp"
+
+namespace tapegrad {
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+class Numeric {
+public:
+    static Numeric& get() {
+        static Numeric* instance = new Numeric();  // lives as long as the process
+        return *instance;
+    }
+
+    // ---- reductions ----
+    py::object sum(const py::object& x, const py::object& axis, const py::object& keepdims) {
+        return f_sum(x, "axis"_a = axis, "keepdims"_a = keepdims);
+    }
+    py::object max(const py::object& x, const py::object& axis, const py::object& keepdims) {
+        return f_max(x, "axis"_a = axis, "keepdims"_a = keepdims);
+    }
+    py::object min(const py::object& x, const py::object& axis, const py::object& keepdims) {
+        return f_min(x, "axis"_a = axis, "keepdims"_a = keepdims);
+    }
+    py::object prod(const py::object& x, const py::object& axis, const py::object& keepdims) {
+        return f_prod(x, "axis"_a = axis, "keepdims"_a = keepdims);
+    }
+    py::object var(const py::object& x, const py::object& axis, const py::object& keepdims,
+                   const py::object& ddof) {
+        return f_var(x, "axis"_a = axis, "keepdims"_a = keepdims, "ddof"_a = ddof);
+    }
+    py::object mean(const py::object& x, const py::object& axis) {
+        return f_mean(x, "axis"_a = axis, "keepdims"_a = true);
+    }
+    // Number of elements a reduction over `axis` combines.
+    double count(const py::object& x, const py::object& axis) {
+        py::tuple shape = this->shape(x);
+        if (axis.is_none()) return static_cast<double>(py::len(shape) ? size(x) : 1);
+        double n = 1;
+        for (py::handle a : axis) n *= shape[a.cast<size_t>()].cast<double>();
+        return n;
+    }
+    // A reduced value (or gradient) brought back to x's shape.
+    py::object unreduce(const py::object& g, const py::object& x, const py::object& axis,
+                        const py::object& keepdims) {
+        py::tuple shape = this->shape(x);
+        py::object kept = g;
+        if (!keepdims.cast<bool>()) {
+            py::list kept_shape;
+            for (size_t i = 0; i < py::len(shape); ++i) {
+                bool reduced = axis.is_none() || py::bool_(axis.contains(py::int_(i)));
+                kept_shape.append(reduced ? py::int_(1) : py::int_(shape[i]));
+            }
+            kept = f_reshape(g, py::tuple(kept_shape));
+        }
+        return f_broadcast_to(kept, shape);
+    }
+    py::object logsumexp(const py::object& x, const py::object& axis, const py::object& keepdims) {
+        py::object m = f_max(x, "axis"_a = axis, "keepdims"_a = true);
+        m = f_where(f_isfinite(m), m, 0.0);
+        py::object s = f_log(f_sum(f_exp(sub(x, m)), "axis"_a = axis, "keepdims"_a = true));
+        py::object out = add(s, m);
+        if (keepdims.cast<bool>()) return out;
+        return axis.is_none() ? f_reshape(out, py::tuple()) : f_squeeze(out, "axis"_a = axis);
+    }
+    py::object softmax(const py::object& x, const py::object& axis) {
+        py::object e = f_exp(sub(x, f_max(x, "axis"_a = axis, "keepdims"_a = true)));
+        return div(e, f_sum(e, "axis"_a = axis, "keepdims"_a = true));
+    }
+    // For each element, the product of the others in its reduction, by
+    // exclusive cumulative products from both ends (no division, exact at 0).
+    py::object prod_of_others(const py::object& x, const py::object& axis) {
+        const size_t nd = py::len(shape(x));
+        py::list reduced, kept;
+        for (size_t i = 0; i < nd; ++i) {
+            bool r = axis.is_none() || py::bool_(axis.contains(py::int_(i)));
+            (r ? reduced : kept).append(py::int_(i));
+        }
+        py::list order;  // a new list: `= kept` would alias it (pybind11 objects are references)
+        for (py::handle k : kept) order.append(k);
+        for (py::handle r : reduced) order.append(r);
+        py::object moved = f_transpose(x, py::tuple(order));
+        py::tuple moved_shape = shape(moved);
+        py::list flat_shape;
+        for (size_t i = 0; i < py::len(kept); ++i) flat_shape.append(moved_shape[i]);
+        flat_shape.append(py::int_(-1));
+        py::object flat = f_reshape(moved, py::tuple(flat_shape));
+        py::object none = py::none();
+        py::object ones = f_ones_like(getitem(flat, last_axis(py::int_(0), py::int_(1))));
+        py::object head = getitem(flat, last_axis(none, py::int_(-1)));
+        py::object left = f_cumprod(f_concatenate(py::make_tuple(ones, head), "axis"_a = -1),
+                                    "axis"_a = -1);
+        py::object reversed = getitem(flat, last_axis(none, none, py::int_(-1)));
+        py::object rhead = getitem(reversed, last_axis(none, py::int_(-1)));
+        py::object right = f_cumprod(f_concatenate(py::make_tuple(ones, rhead), "axis"_a = -1),
+                                     "axis"_a = -1);
+        right = getitem(right, last_axis(none, none, py::int_(-1)));
+        py::object others = f_reshape(mul(left, right), moved_shape);
+        return f_transpose(others, inverse_permutation(py::tuple(order)));
+    }
+
+    // ---- elementwise helpers (used inside backward formulas) ----
+    py::object add(const py::object& a, const py::object& b) { return f_add(a, b); }
+    py::object sub(const py::object& a, const py::object& b) { return f_subtract(a, b); }
+    py::object mul(const py::object& a, const py::object& b) { return f_multiply(a, b); }
+    py::object div(const py::object& a, const py::object& b) { return f_divide(a, b); }
+    py::object exp(const py::object& a) { return f_exp(a); }
+    py::object number(double v) { return py::float_(v); }
+    // 1.0 where a == b, else 0.0, in a's dtype.
+    py::object equal_mask(const py::object& a, const py::object& b) {
+        return f_equal(a, b).attr("astype")(f_result_type(a));
+    }
+    py::object where(const py::object& c, const py::object& a, const py::object& b) {
+        return f_where(c, a, b);
+    }
+    py::object clip(const py::object& x, const py::object& lo, const py::object& hi) {
+        return f_clip(x, lo, hi);
+    }
+    py::object within(const py::object& x, const py::object& lo, const py::object& hi) {
+        py::object inside = f_ones_like(x, "dtype"_a = "bool");
+        if (!lo.is_none()) inside = f_logical_and(inside, f_greater_equal(x, lo));
+        if (!hi.is_none()) inside = f_logical_and(inside, f_less_equal(x, hi));
+        return inside;
+    }
+
+    // ---- linear algebra ----
+    py::object matmul(const py::object& a, const py::object& b) { return f_matmul(a, b); }
+    py::object einsum(const py::tuple& specs, const py::object& out, const Values& x) {
+        py::list args;
+        args.append(join(specs) + "->" + out.cast<std::string>());
+        for (const py::object& v : x) args.append(v);
+        return f_einsum(*py::tuple(args));
+    }
+    py::object einsum_grad(const py::tuple& specs, const py::object& out, const Values& x,
+                           const py::object& g, size_t k);
+
+    // ---- shapes ----
+    py::tuple shape(const py::object& x) { return f_shape(x); }
+    size_t ndim(const py::object& x) { return py::len(shape(x)); }
+    size_t size(const py::object& x) { return f_size(x).cast<size_t>(); }
+    py::object reshape(const py::object& x, const py::object& shape) { return f_reshape(x, shape); }
+    py::object transpose(const py::object& x, const py::object& axes) {
+        return f_transpose(x, axes);
+    }
+    py::object inverse_permutation(const py::object& axes) {
+        return py::tuple(f_argsort(axes).attr("tolist")());
+    }
+    py::object broadcast_to(const py::object& x, const py::object& shape) {
+        return f_broadcast_to(x, shape);
+    }
+    py::object expand_dims(const py::object& x, size_t axis) {
+        return f_expand_dims(x, py::int_(axis));
+    }
+    py::object squeeze_axis(const py::object& x, size_t axis) {
+        return f_squeeze(x, "axis"_a = py::int_(axis));
+    }
+    py::object swap_last(const py::object& x) { return f_swapaxes(x, -1, -2); }
+
+    // ---- indexing and joining ----
+    py::object getitem(const py::object& x, const py::object& index) {
+        return py::reinterpret_steal<py::object>(check(PyObject_GetItem(x.ptr(), index.ptr())));
+    }
+    // zeros of x's shape with g added at `index` (repeated indices add up).
+    py::object scatter_add(const py::object& x, const py::object& index, bool advanced,
+                           const py::object& g) {
+        py::object out = f_zeros(shape(x), "dtype"_a = f_result_type(g));
+        if (advanced) {
+            f_add_at(out, index, g);
+        } else {
+            check_int(PyObject_SetItem(out.ptr(), index.ptr(), g.ptr()));
+        }
+        return out;
+    }
+    py::object concatenate(const Values& x, const py::object& axis) {
+        py::list seq;
+        for (const py::object& v : x) seq.append(v);
+        return f_concatenate(seq, "axis"_a = axis);
+    }
+    Values unconcatenate(const py::object& g, const Values& x, const py::object& axis) {
+        Values parts;
+        py::object flat = axis.is_none() ? f_reshape(g, py::make_tuple(-1)) : g;
+        const long ax = axis.is_none() ? 0 : axis.cast<long>();
+        long start = 0;
+        for (const py::object& v : x) {
+            const long n = axis.is_none() ? static_cast<long>(size(v))
+                                          : shape(v)[static_cast<size_t>(ax)].cast<long>();
+            py::list index;
+            for (long i = 0; i < ax; ++i) index.append(slice(py::none(), py::none()));
+            index.append(slice(py::int_(start), py::int_(start + n)));
+            py::object part = getitem(flat, py::tuple(index));
+            parts.push_back(axis.is_none() ? f_reshape(part, shape(v)) : part);
+            start += n;
+        }
+        return parts;
+    }
+
+private:
+    Numeric() {
+        py::module_ np = py::module_::import("numpy");
+        auto fn = [&](const char* name) { return np.attr(name); };
+        f_sum = fn("sum"), f_max = fn("max"), f_min = fn("min"), f_prod = fn("prod");
+        f_var = fn("var"), f_mean = fn("mean"), f_reshape = fn("reshape");
+        f_broadcast_to = fn("broadcast_to"), f_where = fn("where"), f_isfinite = fn("isfinite");
+        f_log = fn("log"), f_exp = fn("exp"), f_squeeze = fn("squeeze"), f_transpose = fn("transpose");
+        f_ones_like = fn("ones_like"), f_cumprod = fn("cumprod"), f_concatenate = fn("concatenate");
+        f_add = fn("add"), f_subtract = fn("subtract"), f_multiply = fn("multiply");
+        f_divide = fn("true_divide"), f_equal = fn("equal"), f_result_type = fn("result_type");
+        f_clip = fn("clip"), f_logical_and = fn("logical_and"), f_greater_equal = fn("greater_equal");
+        f_less_equal = fn("less_equal"), f_matmul = fn("matmul"), f_einsum = fn("einsum");
+        f_shape = fn("shape"), f_size = fn("size"), f_argsort = fn("argsort");
+        f_expand_dims = fn("expand_dims"), f_swapaxes = fn("swapaxes"), f_zeros = fn("zeros");
+        f_add_at = np.attr("add").attr("at"), f_arange = fn("arange");
+    }
+
+    static PyObject* check(PyObject* o) {
+        if (!o) throw py::error_already_set();
+        return o;
+    }
+    static void check_int(int rc) {
+        if (rc < 0) throw py::error_already_set();
+    }
+    static std::string join(const py::tuple& specs) {
+        std::string s;
+        for (size_t i = 0; i < py::len(specs); ++i) {
+            if (i) s += ",";
+            s += specs[i].cast<std::string>();
+        }
+        return s;
+    }
+    static py::object slice(py::object a, py::object b, py::object c = py::none()) {
+        return py::reinterpret_steal<py::object>(check(PySlice_New(a.ptr(), b.ptr(), c.ptr())));
+    }
+    // (..., a:b:c): a slice of the last axis.
+    static py::tuple last_axis(py::object a, py::object b, py::object c = py::none()) {
+        return py::make_tuple(py::ellipsis(), slice(std::move(a), std::move(b), std::move(c)));
+    }
+
+    py::object f_sum, f_max, f_min, f_prod, f_var, f_mean, f_reshape, f_broadcast_to, f_where,
+        f_isfinite, f_log, f_exp, f_squeeze, f_transpose, f_ones_like, f_cumprod, f_concatenate,
+        f_add, f_subtract, f_multiply, f_divide, f_equal, f_result_type, f_clip, f_logical_and,
+        f_greater_equal, f_less_equal, f_matmul, f_einsum, f_shape, f_size, f_argsort,
+        f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_arange;
+};
+
+// Input k's gradient of einsum(specs -> out): see Einsum in array_ops.hpp.
+inline py::object Numeric::einsum_grad(const py::tuple& specs, const py::object& out_spec,
+                                       const Values& x, const py::object& g, size_t k) {
+    const std::string sk = specs[k].cast<std::string>();
+    const std::string out = out_spec.cast<std::string>();
+    std::string available = out, expr;
+    py::list args;
+    for (size_t j = 0; j < x.size(); ++j) {
+        if (j == k) continue;
+        const std::string sj = specs[j].cast<std::string>();
+        available += sj;
+        expr += sj + ",";
+        args.append(x[j]);
+    }
+    expr += out;
+    args.append(g);
+    std::string uniq, reached;  // k's distinct letters; those the others or g carry
+    for (char c : sk) {
+        if (uniq.find(c) != std::string::npos) continue;
+        uniq += c;
+        if (available.find(c) != std::string::npos) reached += c;
+    }
+    args.insert(0, py::str(expr + "->" + reached));
+    py::object res = f_einsum(*py::tuple(args));
+    py::tuple xshape = shape(x[k]);
+    auto size_of = [&](char c) { return xshape[sk.find(c)]; };
+    if (reached != uniq) {  // letters only k has: the gradient is constant along them
+        py::list kept, full;
+        for (char c : uniq) {
+            kept.append(reached.find(c) != std::string::npos ? size_of(c) : py::int_(1));
+            full.append(size_of(c));
+        }
+        res = f_broadcast_to(f_reshape(res, py::tuple(kept)), py::tuple(full));
+    }
+    if (uniq.size() == sk.size()) return res;
+    // Letters k repeats (a diagonal): gather along the first occurrence of each
+    // letter and zero where repeated positions differ.
+    const size_t nd = sk.size();
+    std::vector<py::object> grid;
+    for (size_t p = 0; p < nd; ++p) {
+        py::list shape_p;
+        for (size_t q = 0; q < nd; ++q) shape_p.append(q == p ? xshape[p] : py::int_(1));
+        grid.push_back(f_reshape(f_arange(xshape[p]), py::tuple(shape_p)));
+    }
+    py::list index;
+    for (char c : uniq) index.append(grid[sk.find(c)]);
+    py::object gathered = getitem(res, py::tuple(index));
+    for (size_t p = 0; p < nd; ++p) {
+        const size_t first = sk.find(sk[p]);
+        if (first != p) gathered = mul(gathered, f_equal(grid[p], grid[first]));
+    }
+    return f_broadcast_to(gathered, xshape);
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,248 @@
+"""Every array op: finite differences (gradcheck) and PyTorch as an oracle.
+
+CASES walks the array-op table: a name, the tapegrad call, the shapes of its
+inputs, and the same computation in PyTorch.
+"""
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+
+# name -> (fn(*tensors), input shapes, torch fn(torch, *tensors) or None)
+CASES = {
+    "sum_all": (lambda x: tg.sum(x), [(3, 4)], lambda t, x: x.sum()),
+    "sum_axis0": (lambda x: x.sum(axis=0), [(3, 4)], lambda t, x: x.sum(0)),
+    "sum_axes_keepdims": (lambda x: x.sum(axis=(0, 2), keepdims=True), [(2, 3, 4)],
+                          lambda t, x: x.sum((0, 2), keepdim=True)),
+    "sum_negative_axis": (lambda x: x.sum(axis=-1), [(2, 3)], lambda t, x: x.sum(-1)),
+    "sum_0d": (lambda x: tg.sum(x), [()], lambda t, x: x.sum()),
+    "mean": (lambda x: x.mean(axis=1), [(3, 5)], lambda t, x: x.mean(1)),
+    "mean_all_keepdims": (lambda x: tg.mean(x, keepdims=True), [(2, 3)],
+                          lambda t, x: x.mean().reshape(1, 1)),
+    "max": (lambda x: x.max(axis=1), [(4, 5)], lambda t, x: x.amax(1)),
+    "min_all": (lambda x: x.min(), [(4, 5)], lambda t, x: x.amin()),
+    "prod": (lambda x: x.prod(axis=0), [(3, 4)], lambda t, x: x.prod(0)),
+    "prod_all": (lambda x: tg.prod(x), [(2, 3)], lambda t, x: x.prod()),
+    "var": (lambda x: x.var(axis=0), [(5, 3)], lambda t, x: x.var(0, unbiased=False)),
+    "var_ddof1": (lambda x: tg.var(x, ddof=1), [(4, 3)], lambda t, x: x.var()),
+    "std": (lambda x: x.std(axis=1, keepdims=True), [(3, 4)],
+            lambda t, x: x.std(1, unbiased=False, keepdim=True)),
+    "logsumexp": (lambda x: tg.logsumexp(x, axis=-1), [(3, 4)],
+                  lambda t, x: t.logsumexp(x, -1)),
+    "logsumexp_all": (lambda x: tg.logsumexp(x), [(3, 4)], lambda t, x: t.logsumexp(x, (0, 1))),
+    "softmax": (lambda x: tg.softmax(x), [(3, 4)], lambda t, x: t.softmax(x, -1)),
+    "softmax_axis0": (lambda x: tg.softmax(x, axis=0), [(3, 4)], lambda t, x: t.softmax(x, 0)),
+    "log_softmax": (lambda x: tg.log_softmax(x, axis=1), [(2, 5)],
+                    lambda t, x: t.log_softmax(x, 1)),
+    "matmul_2d": (lambda a, b: a @ b, [(3, 4), (4, 5)], lambda t, a, b: a @ b),
+    "matmul_vec_mat": (lambda a, b: a @ b, [(4,), (4, 5)], lambda t, a, b: a @ b),
+    "matmul_mat_vec": (lambda a, b: tg.matmul(a, b), [(3, 4), (4,)], lambda t, a, b: a @ b),
+    "matmul_vec_vec": (lambda a, b: a @ b, [(4,), (4,)], lambda t, a, b: a @ b),
+    "matmul_batched": (lambda a, b: a @ b, [(2, 3, 4), (4, 5)], lambda t, a, b: a @ b),
+    "matmul_batch_broadcast": (lambda a, b: a @ b, [(2, 1, 3, 4), (5, 4, 2)],
+                               lambda t, a, b: a @ b),
+    "matmul_vec_batched": (lambda a, b: a @ b, [(4,), (2, 4, 3)], lambda t, a, b: a @ b),
+    "dot": (lambda a, b: tg.dot(a, b), [(3, 4), (4,)], lambda t, a, b: a @ b),
+    "dot_nd": (lambda a, b: tg.dot(a, b), [(2, 3, 4), (5, 4, 2)],
+               lambda t, a, b: t.tensordot(a, b, dims=([2], [1]))),
+    "outer": (lambda a, b: tg.outer(a, b), [(3,), (4,)], lambda t, a, b: t.outer(a, b)),
+    "einsum_matmul": (lambda a, b: tg.einsum("ij,jk->ik", a, b), [(2, 3), (3, 4)],
+                      lambda t, a, b: t.einsum("ij,jk->ik", a, b)),
+    "einsum_batched": (lambda a, b: tg.einsum("bij,bjk->bik", a, b), [(2, 2, 3), (2, 3, 2)],
+                       lambda t, a, b: t.einsum("bij,bjk->bik", a, b)),
+    "einsum_trace": (lambda a: tg.einsum("ii->", a), [(3, 3)], lambda t, a: t.einsum("ii->", a)),
+    "einsum_diagonal": (lambda a: tg.einsum("ii->i", a), [(3, 3)],
+                        lambda t, a: t.einsum("ii->i", a)),
+    "einsum_row_sums": (lambda a: tg.einsum("ij->i", a), [(3, 4)],
+                        lambda t, a: t.einsum("ij->i", a)),
+    "einsum_three": (lambda a, b, c: tg.einsum("i,ij,j->", a, b, c), [(3,), (3, 4), (4,)],
+                     lambda t, a, b, c: t.einsum("i,ij,j->", a, b, c)),
+    "reshape": (lambda x: x.reshape(4, -1), [(2, 3, 2)], lambda t, x: x.reshape(4, -1)),
+    "transpose": (lambda x: x.transpose(2, 0, 1), [(2, 3, 4)], lambda t, x: x.permute(2, 0, 1)),
+    "T": (lambda x: x.T * 1.0, [(2, 3)], lambda t, x: x.T * 1.0),
+    "swapaxes": (lambda x: tg.swapaxes(x, 0, 2), [(2, 3, 4)], lambda t, x: x.transpose(0, 2)),
+    "expand_dims": (lambda x: tg.expand_dims(x, 1), [(2, 3)], lambda t, x: x.unsqueeze(1)),
+    "squeeze": (lambda x: tg.squeeze(x), [(2, 1, 3, 1)], lambda t, x: x.squeeze()),
+    "flatten": (lambda x: x.flatten(), [(2, 3)], lambda t, x: x.flatten()),
+    "broadcast_to": (lambda x: tg.broadcast_to(x, (4, 2, 3)), [(2, 1)],
+                     lambda t, x: x.broadcast_to((4, 2, 3))),
+    "getitem_int": (lambda x: x[1], [(3, 4)], lambda t, x: x[1]),
+    "getitem_slices": (lambda x: x[::-1, 1:3], [(4, 5)], lambda t, x: x.flip(0)[:, 1:3]),
+    "getitem_ellipsis_none": (lambda x: x[..., None, 0], [(2, 3, 4)],
+                              lambda t, x: x[..., None, 0]),
+    "getitem_int_array_repeats": (lambda x: x[np.array([0, 2, 0, 0])], [(3, 2)],
+                                  lambda t, x: x[t.tensor([0, 2, 0, 0])]),
+    "getitem_mask": (lambda x: x[np.array([True, False, True])], [(3, 2)],
+                     lambda t, x: x[t.tensor([True, False, True])]),
+    "getitem_mixed": (lambda x: x[1:, np.array([0, 0, 2])], [(3, 4)],
+                      lambda t, x: x[1:, t.tensor([0, 0, 2])]),
+    "iterate": (lambda x: tg.stack([row * (i + 1.0) for i, row in enumerate(x)]), [(3, 2)],
+                lambda t, x: t.stack([row * (i + 1.0) for i, row in enumerate(x)])),
+    "concatenate": (lambda a, b: tg.concatenate([a, b], axis=1), [(2, 3), (2, 2)],
+                    lambda t, a, b: t.cat([a, b], 1)),
+    "concatenate_flat": (lambda a, b: tg.concatenate([a, b], axis=None), [(2, 2), (3,)],
+                         lambda t, a, b: t.cat([a.flatten(), b])),
+    "stack": (lambda a, b: tg.stack([a, b], axis=-1), [(2, 3), (2, 3)],
+              lambda t, a, b: t.stack([a, b], -1)),
+    "split": (lambda x: tg.split(x, 2, axis=1)[1] * tg.split(x, [1], axis=1)[0], [(3, 4)],
+              lambda t, x: x[:, 2:] * x[:, :1]),
+    "where": (lambda a, b: tg.where(a.data > 0, a, b), [(3, 4), (3, 4)],
+              lambda t, a, b: t.where(a > 0, a, b)),
+    "where_broadcast": (lambda a, b: tg.where(np.array([True, False, True]), a, b), [(2, 3), ()],
+                        lambda t, a, b: t.where(t.tensor([True, False, True]), a, b)),
+    "clip": (lambda x: tg.clip(x, -0.5, 0.5), [(4, 5)], lambda t, x: x.clip(-0.5, 0.5)),
+    "maximum": (lambda a, b: tg.maximum(a, b), [(3, 4), (4,)], lambda t, a, b: t.maximum(a, b)),
+    "minimum": (lambda a, b: np.minimum(a, b), [(3, 1), (1, 4)], lambda t, a, b: t.minimum(a, b)),
+    "broadcast_add": (lambda a, b: a + b, [(3, 1), (1, 4)], lambda t, a, b: a + b),
+    "broadcast_mul_3d": (lambda a, b: a * b, [(4,), (2, 3, 4)], lambda t, a, b: a * b),
+    "broadcast_div_keepdim": (lambda a, b: a / b, [(2, 3), (2, 1)], lambda t, a, b: a / b),
+    "mlp_layer": (lambda x, w, b: tg.log_softmax(tg.tanh(x @ w + b)).sum(),
+                  [(5, 4), (4, 3), (3,)],
+                  lambda t, x, w, b: t.log_softmax(t.tanh(x @ w + b), -1).sum()),
+}
+
+POSITIVE = {"prod", "prod_all"}
+
+
+def _inputs(name, shapes, rng, dtype=np.float64):
+    values = []
+    for shape in shapes:
+        v = rng.uniform(-1, 1, size=shape)
+        if name in POSITIVE:
+            v = rng.uniform(0.5, 1.5, size=shape)
+        values.append(np.asarray(v, dtype=dtype))
+    return values
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gradcheck(name, rng):
+    fn, shapes, _ = CASES[name]
+    inputs = [tg.Tensor(v) for v in _inputs(name, shapes, rng)]
+    assert tg.gradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_against_torch(name, dtype, rng):
+    torch = pytest.importorskip("torch")
+    fn, shapes, torch_fn = CASES[name]
+    values = _inputs(name, shapes, rng, dtype)
+    ours = [tg.Tensor(v) for v in values]
+    theirs = [torch.tensor(v, requires_grad=True) for v in values]
+    out = fn(*ours)
+    ref = torch_fn(torch, *theirs)
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=tol, atol=tol)
+    assert out.data.dtype == dtype
+    weight = np.asarray(rng.uniform(0.5, 1.5, size=out.shape), dtype=dtype)
+    (ref * torch.tensor(weight)).sum().backward()
+    grads = tg.compute_gradients(out, ours, grad_output=weight)
+    for g, t, v in zip(grads, theirs, values):
+        assert np.shape(g) == v.shape and np.asarray(g).dtype == dtype
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=10 * tol, atol=10 * tol)
+
+
+def test_numpy_functions_dispatch_like_the_methods(rng):
+    a = rng.uniform(-1, 1, size=(3, 4))
+    pairs = [
+        (lambda x: np.sum(x, axis=0), lambda x: x.sum(axis=0)),
+        (lambda x: np.mean(x), lambda x: x.mean()),
+        (lambda x: np.max(x, axis=1, keepdims=True), lambda x: x.max(axis=1, keepdims=True)),
+        (lambda x: np.reshape(x, (4, 3)), lambda x: x.reshape(4, 3)),
+        (lambda x: np.transpose(x), lambda x: x.T),
+        (lambda x: np.concatenate([x, x]), lambda x: tg.concatenate([x, x])),
+        (lambda x: np.where(a > 0, x, 0.0), lambda x: tg.where(a > 0, x, 0.0)),
+        (lambda x: np.matmul(x, x.T), lambda x: x @ x.T),
+        (lambda x: np.clip(x, -0.2, 0.3), lambda x: x.clip(-0.2, 0.3)),
+        (lambda x: np.std(x, axis=0, ddof=1), lambda x: x.std(axis=0, ddof=1)),
+        (lambda x: np.stack([x, x], axis=1), lambda x: tg.stack([x, x], axis=1)),
+        (lambda x: np.split(x, 2, axis=1)[0], lambda x: tg.split(x, 2, axis=1)[0]),
+        (lambda x: np.einsum("ij->j", x), lambda x: tg.einsum("ij->j", x)),
+        (lambda x: np.maximum(x, 0.1), lambda x: tg.maximum(x, 0.1)),
+    ]
+    for via_numpy, via_tapegrad in pairs:
+        x1, x2 = tg.Tensor(a), tg.Tensor(a)
+        y1, y2 = via_numpy(x1), via_tapegrad(x2)
+        assert isinstance(y1, tg.Tensor)
+        np.testing.assert_array_equal(y1.data, y2.data)
+        np.testing.assert_array_equal(tg.compute_gradients(y1, [x1])[0],
+                                      tg.compute_gradients(y2, [x2])[0])
+
+
+def test_repeated_indices_accumulate():
+    x = tg.Tensor(np.arange(4.0))
+    y = x[np.array([1, 1, 1, 3])].sum()
+    np.testing.assert_array_equal(tg.compute_gradients(y, [x])[0], [0, 3, 0, 1])
+
+
+def test_ties_split_evenly():
+    x = tg.Tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]]))
+    np.testing.assert_allclose(tg.compute_gradients(x.max(axis=1).sum(), [x])[0],
+                               [[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]])
+    np.testing.assert_allclose(tg.compute_gradients(x.min(), [x])[0],
+                               [[1, 0, 0], [0, 0, 0]])
+    a, b = tg.Tensor(np.array([1.0, 2.0])), tg.Tensor(np.array([1.0, 3.0]))
+    ga, gb = tg.compute_gradients(tg.maximum(a, b).sum(), [a, b])
+    np.testing.assert_array_equal(ga, [0.5, 0.0])
+    np.testing.assert_array_equal(gb, [0.5, 1.0])
+    ga, gb = tg.compute_gradients(tg.minimum(a, b).sum(), [a, b])
+    np.testing.assert_array_equal(ga, [0.5, 1.0])
+
+
+def test_clip_passes_the_gradient_on_its_boundaries():
+    x = tg.Tensor(np.array([-1.0, 0.0, 0.5, 1.0, 2.0]))
+    (g,) = tg.compute_gradients(tg.clip(x, 0.0, 1.0).sum(), [x])
+    np.testing.assert_array_equal(g, [0, 1, 1, 1, 0])
+
+
+def test_prod_gradient_is_exact_at_zeros():
+    x = tg.Tensor(np.array([[0.0, 2.0, 3.0], [0.0, 0.0, 5.0]]))
+    (g,) = tg.compute_gradients(x.prod(axis=1).sum(), [x])
+    np.testing.assert_array_equal(g, [[6, 0, 0], [0, 0, 0]])
+
+
+def test_softmax_and_logsumexp_do_not_overflow():
+    x = tg.Tensor(np.array([1000.0, 1000.0, -1000.0]))
+    np.testing.assert_allclose(tg.softmax(x).data, [0.5, 0.5, 0.0])
+    assert tg.logsumexp(x).data == pytest.approx(1000 + np.log(2))
+    np.testing.assert_allclose(tg.compute_gradients(tg.logsumexp(x), [x])[0], [0.5, 0.5, 0])
+
+
+def test_comparisons_record_nothing_and_array_results_are_read_only():
+    x = tg.Tensor(np.arange(3.0))
+    y = x.sum(axis=0, keepdims=True)
+    with pytest.raises(ValueError, match="read-only"):
+        y.data[0] = 5.0
+
+
+def test_plain_values_give_plain_results():
+    a = np.arange(6.0).reshape(2, 3)
+    assert isinstance(tg.sum(a), np.floating)
+    np.testing.assert_array_equal(tg.reshape(a, 3, 2), a.reshape(3, 2))
+    assert len(tg.operation_history) == 0
+
+
+@pytest.mark.parametrize("call, kind, match", [
+    (lambda x: x.sum(axis=2), np.exceptions.AxisError, r"sum: axis 2 is out of bounds .* dimension 2"),
+    (lambda x: tg.softmax(x, axis=-3), np.exceptions.AxisError, "softmax: axis -3"),
+    (lambda x: x @ tg.Tensor(np.ones((4, 2))), ValueError,
+     r"matmul: shapes \(2, 3\) and \(4, 2\) do not align: the last axis of the first \(3\) "
+     r"must equal the second-to-last axis of the second \(4\)"),
+    (lambda x: x @ 2.0, ValueError, "matmul: operands must have at least one dimension"),
+    (lambda x: tg.concatenate([x, tg.Tensor(np.ones((3, 3)))], axis=1), ValueError,
+     "concatenate: all the input array dimensions except for the concatenation axis"),
+    (lambda x: x.reshape(4, 2), ValueError, "reshape: cannot reshape array of size 6"),
+    (lambda x: x[5], IndexError, "getitem: index 5 is out of bounds"),
+    (lambda x: tg.einsum("ij,jk->ik", x), ValueError, "names 2 operands, 1 given"),
+    (lambda x: tg.einsum("ij->ii", x), ValueError, "repeats a letter"),
+    (lambda x: tg.split(x, 4, axis=1), ValueError, "does not split into 4 equal sections"),
+    (lambda x: tg.squeeze(x, 0), ValueError, r"axis 0 has length 2, not 1"),
+    (lambda x: tg.clip(x), ValueError, "give a_min, a_max or both"),
+])
+def test_clear_errors(call, kind, match):
+    x = tg.Tensor(np.ones((2, 3)))
+    with pytest.raises(kind, match=match):
+        call(x)
+    y = tg.Tensor(2.0)
+    assert tg.compute_gradients(y * y, [y]) == [4.0]
