@@ -146,6 +146,16 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
     return new_tensor(*tape, 0.0, array, node, true);
 }
 
+PyObject* array_op_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "array_op(code, inputs, params) takes 3 arguments");
+        return nullptr;
+    }
+    const long code = PyLong_AsLong(args[0]);
+    if (code == -1 && PyErr_Occurred()) return nullptr;
+    return apply_array_op(code, args[1], args[2]);
+}
+
 bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads) {
     // Copied: the backward may run Python that records, moving array_records.
     const ArrayRecord r = tape.array_records[tape.in0[row]];

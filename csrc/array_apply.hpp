@@ -16,6 +16,9 @@ namespace tapegrad {
 // inputs (Tensors, numbers, arrays) and records it when an input requires grad.
 PyObject* apply_array_op(long code, PyObject* inputs, PyObject* params);
 
+// The same as a METH_FASTCALL entry point: array_op(code, inputs, params).
+PyObject* array_op_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+
 // The backward of array-op row `row` for output gradient g: sets grads to one
 // new reference (or nullptr: no gradient) per input. False with an error set.
 bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads);

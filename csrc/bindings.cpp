@@ -32,6 +32,8 @@ PyMethodDef fast_methods[] = {
      METH_FASTCALL, "apply_unary(code, a): op `code` on a, recorded when a requires grad."},
     {"apply_binary", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(apply_binary)),
      METH_FASTCALL, "apply_binary(code, a, b): op `code` on a and b, recorded when either requires grad."},
+    {"array_op", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(array_op_entry)),
+     METH_FASTCALL, "array_op(code, inputs, params): array op `code` (reductions, shapes, matmul...)."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
@@ -57,12 +59,6 @@ PYBIND11_MODULE(_core, m) {
               return checked(compute_gradients(target.ptr(), sources.ptr(), grad_output.ptr()));
           },
           py::arg("target"), py::arg("sources"), py::arg("grad_output") = py::none());
-    m.def("array_op",
-          [](long code, py::object inputs, py::object params) {
-              return checked(apply_array_op(code, inputs.ptr(), params.ptr()));
-          },
-          py::arg("code"), py::arg("inputs"), py::arg("params"),
-          "array_op(code, inputs, params): array op `code` (reductions, shapes, matmul...).");
     m.def("clear_history", []() {
         if (!clear_history()) throw py::error_already_set();
     });

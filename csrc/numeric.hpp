@@ -23,17 +23,18 @@ public:
     }
 
     // ---- reductions ----
+    // ufunc.reduce(array, axis, dtype, out, keepdims), positionally: no kwargs dict.
     py::object sum(const py::object& x, const py::object& axis, const py::object& keepdims) {
-        return f_sum(x, "axis"_a = axis, "keepdims"_a = keepdims);
+        return f_sum(x, axis, py::none(), py::none(), keepdims);
     }
     py::object max(const py::object& x, const py::object& axis, const py::object& keepdims) {
-        return f_max(x, "axis"_a = axis, "keepdims"_a = keepdims);
+        return f_max(x, axis, py::none(), py::none(), keepdims);
     }
     py::object min(const py::object& x, const py::object& axis, const py::object& keepdims) {
-        return f_min(x, "axis"_a = axis, "keepdims"_a = keepdims);
+        return f_min(x, axis, py::none(), py::none(), keepdims);
     }
     py::object prod(const py::object& x, const py::object& axis, const py::object& keepdims) {
-        return f_prod(x, "axis"_a = axis, "keepdims"_a = keepdims);
+        return f_prod(x, axis, py::none(), py::none(), keepdims);
     }
     py::object var(const py::object& x, const py::object& axis, const py::object& keepdims,
                    const py::object& ddof) {
@@ -66,16 +67,16 @@ public:
         return f_broadcast_to(kept, shape);
     }
     py::object logsumexp(const py::object& x, const py::object& axis, const py::object& keepdims) {
-        py::object m = f_max(x, "axis"_a = axis, "keepdims"_a = true);
+        py::object m = max(x, axis, py::bool_(true));
         m = f_where(f_isfinite(m), m, 0.0);
-        py::object s = f_log(f_sum(f_exp(sub(x, m)), "axis"_a = axis, "keepdims"_a = true));
+        py::object s = f_log(sum(f_exp(sub(x, m)), axis, py::bool_(true)));
         py::object out = add(s, m);
         if (keepdims.cast<bool>()) return out;
         return axis.is_none() ? f_reshape(out, py::tuple()) : f_squeeze(out, "axis"_a = axis);
     }
     py::object softmax(const py::object& x, const py::object& axis) {
-        py::object e = f_exp(sub(x, f_max(x, "axis"_a = axis, "keepdims"_a = true)));
-        return div(e, f_sum(e, "axis"_a = axis, "keepdims"_a = true));
+        py::object e = f_exp(sub(x, max(x, axis, py::bool_(true))));
+        return div(e, sum(e, axis, py::bool_(true)));
     }
     // For each element, the product of the others in its reduction, by
     // exclusive cumulative products from both ends (no division, exact at 0).
@@ -148,9 +149,12 @@ public:
     py::tuple shape(const py::object& x) { return f_shape(x); }
     size_t ndim(const py::object& x) { return py::len(shape(x)); }
     size_t size(const py::object& x) { return f_size(x).cast<size_t>(); }
-    py::object reshape(const py::object& x, const py::object& shape) { return f_reshape(x, shape); }
+    // ndarray methods where x is an array: numpy's functions add a Python-level wrapper.
+    py::object reshape(const py::object& x, const py::object& shape) {
+        return is_array(x) ? x.attr("reshape")(shape) : f_reshape(x, shape);
+    }
     py::object transpose(const py::object& x, const py::object& axes) {
-        return f_transpose(x, axes);
+        return is_array(x) ? x.attr("transpose")(axes) : f_transpose(x, axes);
     }
     py::object inverse_permutation(const py::object& axes) {
         return py::tuple(f_argsort(axes).attr("tolist")());
@@ -208,7 +212,10 @@ private:
     Numeric() {
         py::module_ np = py::module_::import("numpy");
         auto fn = [&](const char* name) { return np.attr(name); };
-        f_sum = fn("sum"), f_max = fn("max"), f_min = fn("min"), f_prod = fn("prod");
+        // The ufuncs' reduce methods: np.sum and friends add a Python-level wrapper
+        // that costs a microsecond per call on small arrays.
+        f_sum = np.attr("add").attr("reduce"), f_max = np.attr("maximum").attr("reduce");
+        f_min = np.attr("minimum").attr("reduce"), f_prod = np.attr("multiply").attr("reduce");
         f_var = fn("var"), f_mean = fn("mean"), f_reshape = fn("reshape");
         f_broadcast_to = fn("broadcast_to"), f_where = fn("where"), f_isfinite = fn("isfinite");
         f_log = fn("log"), f_exp = fn("exp"), f_squeeze = fn("squeeze"), f_transpose = fn("transpose");
@@ -220,7 +227,10 @@ private:
         f_shape = fn("shape"), f_size = fn("size"), f_argsort = fn("argsort");
         f_expand_dims = fn("expand_dims"), f_swapaxes = fn("swapaxes"), f_zeros = fn("zeros");
         f_add_at = np.attr("add").attr("at"), f_arange = fn("arange");
+        ndarray_type = fn("ndarray");
     }
+
+    bool is_array(const py::object& x) { return py::isinstance(x, ndarray_type); }
 
     static PyObject* check(PyObject* o) {
         if (!o) throw py::error_already_set();
@@ -249,7 +259,7 @@ private:
         f_isfinite, f_log, f_exp, f_squeeze, f_transpose, f_ones_like, f_cumprod, f_concatenate,
         f_add, f_subtract, f_multiply, f_divide, f_equal, f_result_type, f_clip, f_logical_and,
         f_greater_equal, f_less_equal, f_matmul, f_einsum, f_shape, f_size, f_argsort,
-        f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_arange;
+        f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_arange, ndarray_type;
 };
 
 // Input k's gradient of einsum(specs -> out): see Einsum in array_ops.hpp.

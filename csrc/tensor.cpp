@@ -309,7 +309,20 @@ PyObject* get_is_leaf(PyObject* self, void*) {
     return PyBool_FromLong(reinterpret_cast<TensorObject*>(self)->flags & T_LEAF);
 }
 
+PyObject* get_shape(PyObject* self, void*) {
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    if (!t->array) return PyTuple_New(0);
+    return PyObject_GetAttrString(t->array, "shape");
+}
+
+PyObject* get_ndim(PyObject* self, void*) {
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    return PyLong_FromLong(t->array ? PyArray_NDIM(reinterpret_cast<PyArrayObject*>(t->array)) : 0);
+}
+
 PyGetSetDef tensor_getset[] = {
+    {"shape", get_shape, nullptr, "The shape of the value: () for a scalar.", nullptr},
+    {"ndim", get_ndim, nullptr, "Number of dimensions: 0 for a scalar.", nullptr},
     {"data", get_data, set_data, "The value: a float, or a float32/float64 ndarray.", nullptr},
     {"label", get_label, set_label, "A name for people: tensor_N unless given.", nullptr},
     {"requires_grad", get_requires_grad, nullptr, "Whether ops on it are recorded.", nullptr},

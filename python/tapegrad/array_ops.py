@@ -10,6 +10,7 @@ from the ops they are made of. Given no Tensor, each returns a plain value.
 from __future__ import annotations
 
 import builtins
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +26,7 @@ _apply2 = _core.apply_binary
 
 
 def _shape(x: Any) -> tuple[int, ...]:
-    return np.shape(x.data if isinstance(x, Tensor) else x)
+    return x.shape if isinstance(x, Tensor) else np.shape(x)
 
 
 def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...] | None:
@@ -72,7 +73,7 @@ def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     """Mean over ``axis``, as ``np.mean``. Example: ``tapegrad.mean(t, axis=1)``."""
     shape = _shape(x)
     axes = _axes(axis, len(shape), "mean")
-    count = np.prod([shape[a] for a in axes] if axes is not None else shape)
+    count = math.prod([shape[a] for a in axes] if axes is not None else shape)
     return sum(x, axis, keepdims) / float(count)
 
 

@@ -90,20 +90,10 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
 
     # Plain-value access.
     @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of the value: ``()`` for a scalar."""
-        return np.shape(self.data)
-
-    @property
     def dtype(self) -> np.dtype:
         """float64 for a scalar, else the array's dtype (float32 or float64)."""
         data = self.data
         return data.dtype if isinstance(data, np.ndarray) else np.dtype(np.float64)
-
-    @property
-    def ndim(self) -> int:
-        """Number of dimensions: 0 for a scalar."""
-        return np.ndim(self.data)
 
     @property
     def size(self) -> int:
