@@ -17,6 +17,8 @@ Workloads (DESIGN.md section 6):
 - elementwise: sum(tanh(x*w + b) * exp(-x*x) + log(1 + w*w) / (1 + b*b)) and its
   gradient w.r.t. x, w, b, at 1 to 1e6 float64 elements, next to the same
   gradient written by hand in numpy (the floor).
+- mlp: a training step of a 64-128-128-10 MLP on scikit-learn's digits, batches
+  64 and 1024, float32 and float64, next to the step written by hand in numpy.
 """
 
 from __future__ import annotations
@@ -236,6 +238,170 @@ def elementwise_hips(arrays):
     return time.perf_counter() - t0, grads
 
 
+# -------------------------------------------------------------------- mlp
+
+MLP_SIZES = [64, 128, 128, 10]
+MLP_LR = 0.05
+MLP_CONFIGS = [(64, "float64"), (1024, "float64"), (64, "float32"), (1024, "float32")]
+
+
+def mlp_data(batch, dtype, steps):
+    """Batches of scikit-learn's digits (random ones of the same shape without it)."""
+    try:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x, labels = digits.data / 16.0, digits.target
+    except ImportError:
+        rng = np.random.default_rng(0)
+        x, labels = rng.uniform(0, 1, size=(1797, 64)), rng.integers(0, 10, size=1797)
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(steps):
+        idx = rng.integers(0, len(x), size=batch)
+        onehot = np.zeros((batch, 10), dtype=dtype)
+        onehot[np.arange(batch), labels[idx]] = 1
+        batches.append((np.ascontiguousarray(x[idx], dtype=dtype), onehot))
+    return batches
+
+
+def mlp_init(dtype):
+    rng = np.random.default_rng(1)
+    params = []
+    for fan_in, fan_out in zip(MLP_SIZES[:-1], MLP_SIZES[1:]):
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        params.append(rng.uniform(-bound, bound, size=(fan_in, fan_out)).astype(dtype))
+        params.append(np.zeros(fan_out, dtype=dtype))
+    return params
+
+
+def mlp_numpy():
+    def make(dtype):
+        w1, b1, w2, b2, w3, b3 = params = mlp_init(dtype)
+
+        def step(x, y):
+            h1 = np.tanh(x @ w1 + b1)
+            h2 = np.tanh(h1 @ w2 + b2)
+            logits = h2 @ w3 + b3
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            dlogits = (e / e.sum(axis=1, keepdims=True) - y) / len(x)
+            da2 = (dlogits @ w3.T) * (1 - h2 * h2)
+            da1 = (da2 @ w2.T) * (1 - h1 * h1)
+            grads = [x.T @ da1, da1.sum(axis=0), h1.T @ da2, da2.sum(axis=0),
+                     h2.T @ dlogits, dlogits.sum(axis=0)]
+            for p, g in zip(params, grads):
+                p -= MLP_LR * g
+            return grads
+
+        return step
+
+    return make
+
+
+def mlp_tapegrad():
+    def make(dtype):
+        params = [tapegrad.Tensor(a) for a in mlp_init(dtype)]
+
+        def step(x, y):
+            h = x
+            for i in (0, 2):
+                h = tapegrad.tanh(h @ params[i] + params[i + 1])
+            logits = h @ params[4] + params[5]
+            loss = -(tapegrad.log_softmax(logits, axis=1) * y).sum() / float(len(x))
+            grads = tapegrad.compute_gradients(loss, params)
+            tapegrad.clear_history()
+            for p, g in zip(params, grads):
+                np.subtract(p.data, MLP_LR * g, out=p.data)
+            return grads
+
+        return step
+
+    return make
+
+
+def mlp_torch():
+    def make(dtype):
+        params = [torch.from_numpy(a).requires_grad_() for a in mlp_init(dtype)]
+
+        def step(x, y):
+            x, y = torch.from_numpy(x), torch.from_numpy(y)
+            h = x
+            for i in (0, 2):
+                h = torch.tanh(h @ params[i] + params[i + 1])
+            logits = h @ params[4] + params[5]
+            loss = -(torch.log_softmax(logits, dim=1) * y).sum() / len(x)
+            loss.backward()
+            grads = []
+            with torch.no_grad():
+                for p in params:
+                    grads.append(p.grad.numpy().copy())
+                    p -= MLP_LR * p.grad
+                    p.grad = None
+            return grads
+
+        return step
+
+    return make
+
+
+def mlp_hips():
+    anp = hips.numpy
+
+    def make(dtype):
+        params = mlp_init(dtype)
+
+        def loss(ps, x, y):
+            h = x
+            for i in (0, 2):
+                h = anp.tanh(anp.dot(h, ps[i]) + ps[i + 1])
+            logits = anp.dot(h, ps[4]) + ps[5]
+            m = anp.max(logits, axis=1, keepdims=True)
+            log_p = logits - m - anp.log(anp.sum(anp.exp(logits - m), axis=1, keepdims=True))
+            return -anp.sum(log_p * y) / len(x)
+
+        gradient = hips.grad(loss)
+
+        def step(x, y):
+            grads = gradient(params, x, y)
+            for p, g in zip(params, grads):
+                p -= MLP_LR * g
+            return grads
+
+        return step
+
+    return make
+
+
+MLP_LIBRARIES = {
+    "numpy by hand (floor)": mlp_numpy,
+    "tapegrad": mlp_tapegrad,
+    "PyTorch": mlp_torch,
+    "HIPS autograd": mlp_hips,
+}
+
+
+def mlp_child(library, configs):
+    """Per config: seconds per training step, and the first step's gradients."""
+    make = MLP_LIBRARIES[library]()
+    out = {}
+    for key in configs:
+        batch, dtype = key.split("-")
+        batch = int(batch)
+        steps = 40 if batch <= 64 else 8
+        step = make(dtype)
+        batches = mlp_data(batch, dtype, steps + 3)
+        first = step(*batches[0])
+        for x, y in batches[1:3]:  # warm-up
+            step(x, y)
+        gc.collect()
+        t0 = time.perf_counter()
+        for x, y in batches[3:]:
+            step(x, y)
+        out[key] = [(time.perf_counter() - t0) / steps,
+                    [np.asarray(g, dtype=float).ravel()[:40].tolist() for g in first]]
+    return out
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -288,13 +454,16 @@ def available(names):
     return [n for n in names if installed(n)]
 
 
-def child(workload: str, library: str, sizes: list[int]) -> None:
+def child(workload: str, library: str, sizes: list) -> None:
     """Runs in a fresh process: one library, one workload, every size once; prints JSON.
 
     A fresh process per library keeps one library's objects from slowing another's
     garbage collection (a full collection walks every tracked object).
     """
     load_peer(library)
+    if workload == "mlp":
+        print(json.dumps(mlp_child(library, sizes)))
+        return
     if workload == "scalar":
         run = SCALAR_LIBRARIES[library]()
         out = {}
@@ -325,14 +494,15 @@ def child(workload: str, library: str, sizes: list[int]) -> None:
     print(json.dumps(out))
 
 
-def spawn(workload: str, library: str, sizes: list[int]) -> dict:
+def spawn(workload: str, library: str, sizes: list) -> dict:
     result = subprocess.run(
         [sys.executable, __file__, "--child", workload, library, *map(str, sizes)],
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
         raise SystemExit(f"{library} ({workload}) failed:\n{result.stderr[-2000:]}")
-    return {int(k): v for k, v in json.loads(result.stdout.strip().splitlines()[-1]).items()}
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    return {(k if workload == "mlp" else int(k)): v for k, v in parsed.items()}
 
 
 def bench_scalar(sizes, repeats, with_memory):
@@ -392,6 +562,36 @@ def bench_elementwise(sizes, repeats):
             m = median_of(samples[(n, name)])
             rows.append((n, name, m, m / floor))
     return rows
+
+
+def bench_mlp(configs, repeats):
+    names = available(list(MLP_LIBRARIES))
+    keys = [f"{batch}-{dtype}" for batch, dtype in configs]
+    samples = {}
+    for _ in range(repeats):
+        for name in names:
+            for key, (seconds, grads) in spawn("mlp", name, keys).items():
+                samples.setdefault((key, name), []).append(seconds)
+                truth = samples.setdefault((key, "grads"), grads)
+                check_close(f"{name} ({key})", grads, truth, 1e-3 if "32" in key else 1e-7)
+    rows = []
+    for key in keys:
+        floor = median_of(samples[(key, names[0])])
+        torch_time = median_of(samples.get((key, "PyTorch"), []))
+        for name in names:
+            m = median_of(samples[(key, name)])
+            rows.append((key, name, m, m / floor, m / torch_time if torch_time else None))
+    return rows
+
+
+def mlp_table(rows):
+    lines = ["| batch | dtype | library | per step | vs numpy floor | vs PyTorch |",
+             "|---|---|---|---|---|---|"]
+    for key, name, t, vs_floor, vs_torch in rows:
+        batch, dtype = key.split("-")
+        lines.append(f"| {batch} | {dtype} | {name} | {fmt_time(t)} | {vs_floor:.2f}x | "
+                     f"{'–' if vs_torch is None else f'{vs_torch:.2f}x'} |")
+    return "\n".join(lines)
 
 
 def machine_description():
@@ -476,7 +676,8 @@ def main(argv=None):
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child[0], args.child[1], [int(n) for n in args.child[2:]])
+        sizes = args.child[2:] if args.child[0] == "mlp" else [int(n) for n in args.child[2:]]
+        child(args.child[0], args.child[1], sizes)
         return
     if args.memory_child:
         scalar_memory_child(args.memory_child[0], int(args.memory_child[1]))
@@ -494,6 +695,8 @@ def main(argv=None):
     started = time.perf_counter()
     scalar_rows = bench_scalar(scalar_sizes, repeats, with_memory=not args.quick)
     elementwise_rows = bench_elementwise(element_sizes, repeats)
+    mlp_rows = bench_mlp(MLP_CONFIGS[:1] if args.quick else MLP_CONFIGS,
+                         repeats)
     elapsed = time.perf_counter() - started
 
     scalar_text = scalar_table(scalar_rows)
@@ -503,8 +706,15 @@ def main(argv=None):
     print()
     print("Elementwise chain (float64, forward + backward per call)")
     print(elementwise_text)
+    print()
+    mlp_text = mlp_table(mlp_rows)
+    print("MLP training step (64-128-128-10, tanh, softmax cross-entropy, SGD)")
+    print(mlp_text)
     chart = Path(args.output).with_suffix(".png")
     has_chart = write_chart(scalar_rows, elementwise_rows, chart)
+    digits = importlib.util.find_spec("sklearn") is not None
+    data_note = ("scikit-learn's digits" if digits else
+              "random data of the digits' shape (scikit-learn is not installed)")
     env_note = ", ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
                          if k in os.environ) or "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
     text = f"""# Benchmark results
@@ -535,6 +745,14 @@ only its total is shown.
 arrays of the given size). The floor is the same gradient written by hand in numpy.
 
 {elementwise_text}
+
+## MLP training step
+64-128-128-10 with tanh, softmax cross-entropy and SGD on {data_note}: forward, gradients of
+all six parameters and the update, per step. The floor is the same step with the backward
+written by hand in numpy. First-step gradients of every library are checked against the
+floor's.
+
+{mlp_text}
 """
     if has_chart:
         text += f"\n![chart]({chart.name})\n"

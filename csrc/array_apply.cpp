@@ -172,9 +172,11 @@ bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObje
         py::object grad = py::reinterpret_borrow<py::object>(g);
         py::tuple p = py::reinterpret_borrow<py::tuple>(r.params);
         for (py::object& v : gx) v = py::none();
+        Needs need;
+        for (int64_t in : r.inputs) need.push_back(in >= 0);
         visit_array_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;
-            Op::backward(Numeric::get(), x, out, grad, p, gx);
+            Op::backward(Numeric::get(), x, out, grad, p, need, gx);
         });
         for (size_t k = 0; k < gx.size(); ++k) {
             if (r.inputs[k] < 0 || gx[k].is_none()) continue;

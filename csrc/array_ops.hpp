@@ -5,8 +5,9 @@
 // Forwards and backwards are templates over a backend `B` whose values are
 // Python objects (py::object). Numeric (numeric.hpp) computes with numpy; a
 // recording backend, for create_graph, can run the very same backward formulas
-// on Tensors. A backward sets gx[k] for each input k it differentiates (left
-// as None: no gradient). Gradients may have a broadcast shape: the sweep sums
+// on Tensors. A backward sets gx[k] for each input k with need[k] (left as
+// None: no gradient), and may skip the others: a matmul by a constant
+// computes one product, not two. Gradients may have a broadcast shape: the sweep sums
 // them down to each input's shape in one place (sum_to_like).
 //
 // Parameters come as a tuple normalised by the Python wrapper (axes as tuples
@@ -25,6 +26,7 @@ namespace tapegrad {
 
 namespace py = pybind11;
 using Values = std::vector<py::object>;
+using Needs = std::vector<bool>;  // which inputs want a gradient (not constants)
 
 struct Sum {
     static constexpr const char* name = "sum";  // params: (axis, keepdims)
@@ -33,7 +35,7 @@ struct Sum {
     }
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         gx[0] = b.unreduce(g, x[0], p[0], p[1]);
     }
 };
@@ -47,7 +49,7 @@ struct Extreme {
     }
     template <class B>
     static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         py::object mask = b.equal_mask(x[0], b.unreduce(out, x[0], p[0], p[1]));
         py::object count = b.sum(mask, p[0], py::bool_(true));
         gx[0] = b.div(b.mul(mask, b.unreduce(g, x[0], p[0], p[1])), count);
@@ -64,7 +66,7 @@ struct Prod {
     // The product of the other elements, computed without dividing (exact at zeros).
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         gx[0] = b.mul(b.unreduce(g, x[0], p[0], p[1]), b.prod_of_others(x[0], p[0]));
     }
 };
@@ -76,7 +78,7 @@ struct Var {
     }
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         py::object centred = b.sub(x[0], b.mean(x[0], p[0]));
         py::object scale = b.number(2.0 / (b.count(x[0], p[0]) - p[2].cast<double>()));
         gx[0] = b.mul(b.unreduce(g, x[0], p[0], p[1]), b.mul(centred, scale));
@@ -90,7 +92,7 @@ struct LogSumExp {
     }
     template <class B>
     static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         py::object soft = b.exp(b.sub(x[0], b.unreduce(out, x[0], p[0], p[1])));
         gx[0] = b.mul(b.unreduce(g, x[0], p[0], p[1]), soft);
     }
@@ -103,7 +105,7 @@ struct Softmax {
     }
     template <class B>
     static void backward(B& b, const Values&, const py::object& out, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         py::object dot = b.sum(b.mul(g, out), p[0], py::bool_(true));
         gx[0] = b.mul(out, b.sub(g, dot));
     }
@@ -116,7 +118,7 @@ struct LogSoftmax {
     }
     template <class B>
     static void backward(B& b, const Values&, const py::object& out, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         gx[0] = b.sub(g, b.mul(b.exp(out), b.sum(g, p[0], py::bool_(true))));
     }
 };
@@ -130,17 +132,21 @@ struct MatMul {
     }
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
-                         const py::tuple&, Values& gx) {
+                         const py::tuple&, const Needs& need, Values& gx) {
         const bool a_vec = b.ndim(x[0]) == 1, b_vec = b.ndim(x[1]) == 1;
         py::object a2 = a_vec ? b.expand_dims(x[0], 0) : x[0];
         py::object b2 = b_vec ? b.expand_dims(x[1], 1) : x[1];
         py::object g2 = g;
         if (a_vec) g2 = b.expand_dims(g2, b.ndim(g2) - (b_vec ? 0 : 1));
         if (b_vec) g2 = b.expand_dims(g2, b.ndim(g2));
-        py::object ga = b.matmul(g2, b.swap_last(b2));
-        py::object gb = b.matmul(b.swap_last(a2), g2);
-        gx[0] = a_vec ? b.squeeze_axis(ga, b.ndim(ga) - 2) : ga;
-        gx[1] = b_vec ? b.squeeze_axis(gb, b.ndim(gb) - 1) : gb;
+        if (need[0]) {
+            py::object ga = b.matmul(g2, b.swap_last(b2));
+            gx[0] = a_vec ? b.squeeze_axis(ga, b.ndim(ga) - 2) : ga;
+        }
+        if (need[1]) {
+            py::object gb = b.matmul(b.swap_last(a2), g2);
+            gx[1] = b_vec ? b.squeeze_axis(gb, b.ndim(gb) - 1) : gb;
+        }
     }
 };
 
@@ -154,9 +160,10 @@ struct Einsum {
     // for letters k repeats).
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs& need, Values& gx) {
         py::tuple specs = p[0];
-        for (size_t k = 0; k < x.size(); ++k) gx[k] = b.einsum_grad(specs, p[1], x, g, k);
+        for (size_t k = 0; k < x.size(); ++k)
+            if (need[k]) gx[k] = b.einsum_grad(specs, p[1], x, g, k);
     }
 };
 
@@ -167,7 +174,7 @@ struct Reshape {
     }
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
-                         const py::tuple&, Values& gx) {
+                         const py::tuple&, const Needs&, Values& gx) {
         gx[0] = b.reshape(g, b.shape(x[0]));
     }
 };
@@ -179,7 +186,7 @@ struct Transpose {
     }
     template <class B>
     static void backward(B& b, const Values&, const py::object&, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         gx[0] = b.transpose(g, b.inverse_permutation(p[0]));
     }
 };
@@ -191,7 +198,7 @@ struct BroadcastTo {
     }
     template <class B>
     static void backward(B&, const Values&, const py::object&, const py::object& g,
-                         const py::tuple&, Values& gx) {
+                         const py::tuple&, const Needs&, Values& gx) {
         gx[0] = g;  // summed back to the input's shape by the sweep
     }
 };
@@ -204,7 +211,7 @@ struct GetItem {
     // Scattered back with accumulation, so repeated indices add up.
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         gx[0] = b.scatter_add(x[0], p[0], p[1].cast<bool>(), g);
     }
 };
@@ -216,7 +223,7 @@ struct Concatenate {
     }
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         gx = b.unconcatenate(g, x, p[0]);
     }
 };
@@ -228,10 +235,10 @@ struct Where {
     }
     template <class B>
     static void backward(B& b, const Values&, const py::object&, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs& need, Values& gx) {
         py::object zero = b.number(0.0);
-        gx[0] = b.where(p[0], g, zero);
-        gx[1] = b.where(p[0], zero, g);
+        if (need[0]) gx[0] = b.where(p[0], g, zero);
+        if (need[1]) gx[1] = b.where(p[0], zero, g);
     }
 };
 
@@ -243,7 +250,7 @@ struct Clip {
     // The gradient passes where lo <= x <= hi, boundaries included.
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
-                         const py::tuple& p, Values& gx) {
+                         const py::tuple& p, const Needs&, Values& gx) {
         gx[0] = b.where(b.within(x[0], p[0], p[1]), g, b.number(0.0));
     }
 };

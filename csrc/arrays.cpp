@@ -3,6 +3,7 @@
 
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "ops.hpp"
 
@@ -11,7 +12,6 @@ namespace tapegrad {
 namespace {
 
 PyObject* ufuncs[OP_COUNT] = {};
-PyObject* broadcast_to_fn = nullptr;
 
 // A borrowed reference that is released on scope exit.
 struct Ref {
@@ -74,10 +74,7 @@ bool prepare(PyObject* o, PyObject* out, Operand<T>& operand) {
     PyObject* source = o;
     Ref broadcast;
     if (!PyArray_SAMESHAPE(a, arr(out))) {
-        PyObject* shape = PyObject_GetAttrString(out, "shape");
-        if (!shape) return false;
-        broadcast.p = PyObject_CallFunctionObjArgs(broadcast_to_fn, o, shape, nullptr);
-        Py_DECREF(shape);
+        broadcast.p = broadcast_view(o, PyArray_NDIM(arr(out)), PyArray_DIMS(arr(out)));
         if (!broadcast.p) return false;
         source = broadcast.p;
     }
@@ -152,16 +149,24 @@ template <class Op, class T>
 bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, GradSink* ga,
                      GradSink* gb) {
     const npy_intp n = PyArray_SIZE(arr(out));
+    // Only what the backward reads is prepared: add's never broadcasts or copies its operands.
     Operand<T> va, vb;
-    if (!prepare<T>(a, out, va)) return false;
-    if constexpr (Op::arity == 2) {
+    if constexpr (Op::reads & READS_A) {
+        if (!prepare<T>(a, out, va)) return false;
+    }
+    if constexpr (Op::arity == 2 && (Op::reads & READS_B)) {
         if (!prepare<T>(b, out, vb)) return false;
     }
     Ref gc(PyArray_FROM_OTF(g, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
-    Ref oc(PyArray_FROM_OTF(out, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
-    if (!gc.p || !oc.p) return false;
+    if (!gc.p) return false;
     const T* gp = static_cast<const T*>(PyArray_DATA(arr(gc.p)));
-    const T* op = static_cast<const T*>(PyArray_DATA(arr(oc.p)));
+    const T* op = gp;  // read only when the backward uses `out`
+    Ref oc;
+    if constexpr (Op::reads & READS_OUT) {
+        oc.p = PyArray_FROM_OTF(out, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
+        if (!oc.p) return false;
+        op = static_cast<const T*>(PyArray_DATA(arr(oc.p)));
+    }
     T* pa;
     T* pb;
     if (!open_sink<T>(ga, out, pa) || !open_sink<T>(gb, out, pb)) return false;
@@ -209,8 +214,7 @@ bool init_arrays() {
         return false;
     TAPEGRAD_OPS(TAPEGRAD_LOAD)
 #undef TAPEGRAD_LOAD
-    broadcast_to_fn = PyObject_GetAttrString(numpy.p, "broadcast_to");
-    return broadcast_to_fn != nullptr;
+    return true;
 }
 
 PyObject* to_float_array(PyObject* data, const char* what) {
@@ -311,6 +315,42 @@ PyObject* empty_like(PyObject* like) {
                          PyArray_DescrFromType(PyArray_TYPE(o)), 0);
 }
 
+PyObject* broadcast_view(PyObject* a_obj, int nd, const npy_intp* dims) {
+    PyArrayObject* a = arr(a_obj);
+    const int and_ = PyArray_NDIM(a);
+    const int lead = nd - and_;
+    std::string text = shape_text(a_obj);
+    if (lead < 0) {
+        PyErr_Format(PyExc_ValueError, "cannot broadcast an array of shape %s to %d dimensions",
+                     text.c_str(), nd);
+        return nullptr;
+    }
+    std::vector<npy_intp> strides(static_cast<size_t>(nd), 0);
+    for (int i = lead; i < nd; ++i) {
+        const npy_intp have = PyArray_DIM(a, i - lead);
+        if (have == dims[i]) {
+            strides[static_cast<size_t>(i)] = PyArray_STRIDE(a, i - lead);
+        } else if (have != 1) {
+            PyErr_Format(PyExc_ValueError, "cannot broadcast an array of shape %s: axis %d has "
+                         "length %zd where %zd is needed", text.c_str(), i - lead,
+                         static_cast<Py_ssize_t>(have), static_cast<Py_ssize_t>(dims[i]));
+            return nullptr;
+        }
+    }
+    PyArray_Descr* descr = PyArray_DESCR(a);
+    Py_INCREF(descr);
+    // A read-only view that keeps `a` alive, as np.broadcast_to makes.
+    PyObject* view = PyArray_NewFromDescr(&PyArray_Type, descr, nd, const_cast<npy_intp*>(dims),
+                                          strides.data(), PyArray_DATA(a), 0, nullptr);
+    if (!view) return nullptr;
+    Py_INCREF(a_obj);
+    if (PyArray_SetBaseObject(arr(view), a_obj) < 0) {  // steals a_obj
+        Py_DECREF(view);
+        return nullptr;
+    }
+    return view;
+}
+
 PyObject* sum_to_like(PyObject* g, PyObject* like) {
     PyArrayObject* ga = arr(g);
     PyArrayObject* la = arr(like);
@@ -325,23 +365,19 @@ PyObject* sum_to_like(PyObject* g, PyObject* like) {
                          shape_text(g).c_str(), shape_text(like).c_str());
             return nullptr;
         }
-        Ref axes(PyList_New(0));
-        if (!axes.p) return nullptr;
-        for (int i = 0; i < gnd; ++i) {
-            bool summed = i < lead || (PyArray_DIM(la, i - lead) == 1 && PyArray_DIM(ga, i) != 1);
+        // One axis at a time with the C API, last first so the indices stay
+        // valid; numpy's Python-level sum(axis=...) costs microseconds on small arrays.
+        Ref summed_array(Py_NewRef(g));
+        for (int i = gnd - 1; i >= 0; --i) {
+            const bool summed = i < lead || (PyArray_DIM(la, i - lead) == 1 && PyArray_DIM(ga, i) != 1);
             if (!summed) continue;
-            Ref index(PyLong_FromLong(i));
-            if (!index.p || PyList_Append(axes.p, index.p) < 0) return nullptr;
+            PyObject* next = PyArray_Sum(arr(summed_array.p), i, NPY_NOTYPE, nullptr);
+            if (!next) return nullptr;
+            Ref next_array(PyArray_FROM_O(next));  // a 0-d result comes back as a scalar
+            Py_DECREF(next);
+            if (!next_array.p) return nullptr;
+            std::swap(summed_array.p, next_array.p);
         }
-        Ref axis_tuple(PyList_AsTuple(axes.p));
-        Ref sum(PyObject_GetAttrString(g, "sum"));
-        Ref kwargs(Py_BuildValue("{s:O}", "axis", axis_tuple.p));
-        Ref empty(PyTuple_New(0));
-        if (!axis_tuple.p || !sum.p || !kwargs.p || !empty.p) return nullptr;
-        Ref summed(PyObject_Call(sum.p, empty.p, kwargs.p));
-        // Summing every axis gives a numpy scalar, not an array.
-        Ref summed_array(summed.p ? PyArray_FROM_O(summed.p) : nullptr);
-        if (!summed_array.p) return nullptr;
         npy_intp none[1] = {0};
         PyArray_Dims dims = {lnd ? PyArray_DIMS(la) : none, lnd};
         reduced.p = PyArray_Newshape(arr(summed_array.p), &dims, NPY_CORDER);

@@ -52,6 +52,10 @@ PyObject* empty_like(PyObject* like);
 // C-contiguous. Returns g itself (a new reference) when nothing is needed.
 PyObject* sum_to_like(PyObject* g, PyObject* like);
 
+// A read-only view of ndarray a broadcast to `dims` (numpy's rules), without
+// numpy's Python-level broadcast_to.
+PyObject* broadcast_view(PyObject* a, int nd, const npy_intp* dims);
+
 // Sum of all elements as a double (a gradient flowing into a scalar).
 double sum_all(PyObject* g);
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "array_ops.hpp"
+#include "arrays.hpp"
 
 namespace tapegrad {
 
@@ -62,9 +63,9 @@ public:
                 bool reduced = axis.is_none() || py::bool_(axis.contains(py::int_(i)));
                 kept_shape.append(reduced ? py::int_(1) : py::int_(shape[i]));
             }
-            kept = f_reshape(g, py::tuple(kept_shape));
+            kept = reshape(g, py::tuple(kept_shape));
         }
-        return f_broadcast_to(kept, shape);
+        return broadcast_to(kept, shape);
     }
     py::object logsumexp(const py::object& x, const py::object& axis, const py::object& keepdims) {
         py::object m = max(x, axis, py::bool_(true));
@@ -160,7 +161,11 @@ public:
         return py::tuple(f_argsort(axes).attr("tolist")());
     }
     py::object broadcast_to(const py::object& x, const py::object& shape) {
-        return f_broadcast_to(x, shape);
+        if (!is_array(x)) return f_broadcast_to(x, shape);
+        std::vector<npy_intp> dims;
+        for (py::handle n : shape) dims.push_back(n.cast<npy_intp>());
+        return py::reinterpret_steal<py::object>(
+            check(broadcast_view(x.ptr(), static_cast<int>(dims.size()), dims.data())));
     }
     py::object expand_dims(const py::object& x, size_t axis) {
         return f_expand_dims(x, py::int_(axis));

@@ -1,8 +1,9 @@
 // The op table: every differentiable op is declared once, here.
 //
 // Note [One table]
-// Each op is a struct with its name, its arity, the numpy ufunc that computes
-// its forward on arrays (nullptr when numpy has none), and two templates:
+// Each op is a struct with its name, its arity, what its backward reads, the
+// numpy ufunc that computes its forward on arrays (nullptr when numpy has
+// none), and two templates:
 //   forward(a[, b])                       -> out
 //   backward(a[, b], out, g, ga[, gb])    -> the input gradients
 // The templates take the element type T, so one formula serves the scalar
@@ -19,6 +20,10 @@
 
 namespace tapegrad {
 
+// What an op's backward reads besides the upstream gradient (its `reads`):
+// kernels prepare only those, and a record need keep no other value.
+enum Reads { READS_A = 1, READS_B = 2, READS_OUT = 4 };
+
 template <class T>
 T sign_of(T a) {
     return T((a > T(0)) - (a < T(0)));
@@ -27,6 +32,7 @@ T sign_of(T a) {
 struct Add {
     static constexpr const char* name = "add";
     static constexpr int arity = 2;
+    static constexpr int reads = 0;
     static constexpr const char* ufunc = "add";
     template <class T> static T forward(T a, T b) { return a + b; }
     template <class T> static void backward(T, T, T, T g, T& ga, T& gb) { ga = g; gb = g; }
@@ -35,6 +41,7 @@ struct Add {
 struct Sub {
     static constexpr const char* name = "sub";
     static constexpr int arity = 2;
+    static constexpr int reads = 0;
     static constexpr const char* ufunc = "subtract";
     template <class T> static T forward(T a, T b) { return a - b; }
     template <class T> static void backward(T, T, T, T g, T& ga, T& gb) { ga = g; gb = -g; }
@@ -43,6 +50,7 @@ struct Sub {
 struct Mul {
     static constexpr const char* name = "mul";
     static constexpr int arity = 2;
+    static constexpr int reads = READS_A | READS_B;
     static constexpr const char* ufunc = "multiply";
     template <class T> static T forward(T a, T b) { return a * b; }
     template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
@@ -54,6 +62,7 @@ struct Mul {
 struct Div {
     static constexpr const char* name = "div";
     static constexpr int arity = 2;
+    static constexpr int reads = READS_B | READS_OUT;
     static constexpr const char* ufunc = "true_divide";
     template <class T> static T forward(T a, T b) { return a / b; }
     template <class T> static void backward(T, T b, T out, T g, T& ga, T& gb) {
@@ -65,6 +74,7 @@ struct Div {
 struct Pow {
     static constexpr const char* name = "pow";
     static constexpr int arity = 2;
+    static constexpr int reads = READS_A | READS_B | READS_OUT;
     static constexpr const char* ufunc = "power";
     template <class T> static T forward(T a, T b) { return std::pow(a, b); }
     template <class T> static void backward(T a, T b, T out, T g, T& ga, T& gb) {
@@ -77,6 +87,7 @@ struct Pow {
 struct Maximum {
     static constexpr const char* name = "maximum";
     static constexpr int arity = 2;
+    static constexpr int reads = READS_A | READS_B;
     static constexpr const char* ufunc = "maximum";
     // NaN in either operand propagates, as numpy's maximum does.
     template <class T> static T forward(T a, T b) { return (a < b || b != b) ? b : a; }
@@ -90,6 +101,7 @@ struct Maximum {
 struct Minimum {
     static constexpr const char* name = "minimum";
     static constexpr int arity = 2;
+    static constexpr int reads = READS_A | READS_B;
     static constexpr const char* ufunc = "minimum";
     template <class T> static T forward(T a, T b) { return (b < a || b != b) ? b : a; }
     template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
@@ -102,6 +114,7 @@ struct Minimum {
 struct Neg {
     static constexpr const char* name = "negative";
     static constexpr int arity = 1;
+    static constexpr int reads = 0;
     static constexpr const char* doc =
         "negative(x)\n--\n\n-x. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
@@ -114,6 +127,7 @@ struct Neg {
 struct Abs {
     static constexpr const char* name = "abs";
     static constexpr int arity = 1;
+    static constexpr int reads = READS_A;
     static constexpr const char* doc =
         "abs(x)\n--\n\n|x|, with gradient 0 at 0. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
@@ -126,6 +140,7 @@ struct Abs {
 struct Exp {
     static constexpr const char* name = "exp";
     static constexpr int arity = 1;
+    static constexpr int reads = READS_OUT;
     static constexpr const char* doc =
         "exp(x)\n--\n\ne**x. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
@@ -138,6 +153,7 @@ struct Exp {
 struct Log {
     static constexpr const char* name = "log";
     static constexpr int arity = 1;
+    static constexpr int reads = READS_A;
     static constexpr const char* doc =
         "log(x)\n--\n\nThe natural logarithm. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
@@ -150,6 +166,7 @@ struct Log {
 struct Sqrt {
     static constexpr const char* name = "sqrt";
     static constexpr int arity = 1;
+    static constexpr int reads = READS_OUT;
     static constexpr const char* doc =
         "sqrt(x)\n--\n\nThe square root. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
@@ -162,6 +179,7 @@ struct Sqrt {
 struct Sin {
     static constexpr const char* name = "sin";
     static constexpr int arity = 1;
+    static constexpr int reads = READS_A;
     static constexpr const char* doc =
         "sin(x)\n--\n\nSine. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
@@ -174,6 +192,7 @@ struct Sin {
 struct Cos {
     static constexpr const char* name = "cos";
     static constexpr int arity = 1;
+    static constexpr int reads = READS_A;
     static constexpr const char* doc =
         "cos(x)\n--\n\nCosine. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
@@ -186,6 +205,7 @@ struct Cos {
 struct Tan {
     static constexpr const char* name = "tan";
     static constexpr int arity = 1;
+    static constexpr int reads = READS_OUT;
     static constexpr const char* doc =
         "tan(x)\n--\n\nTangent. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
@@ -198,6 +218,7 @@ struct Tan {
 struct Tanh {
     static constexpr const char* name = "tanh";
     static constexpr int arity = 1;
+    static constexpr int reads = READS_OUT;
     static constexpr const char* doc =
         "tanh(x)\n--\n\nHyperbolic tangent. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
@@ -210,6 +231,7 @@ struct Tanh {
 struct Sigmoid {
     static constexpr const char* name = "sigmoid";
     static constexpr int arity = 1;
+    static constexpr int reads = READS_OUT;
     static constexpr const char* doc =
         "sigmoid(x)\n--\n\nThe logistic function 1 / (1 + e**-x), computed without overflow. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
@@ -227,6 +249,7 @@ struct Sigmoid {
 struct Relu {
     static constexpr const char* name = "relu";
     static constexpr int arity = 1;
+    static constexpr int reads = READS_A;
     static constexpr const char* doc =
         "relu(x)\n--\n\nmax(x, 0), with gradient 0 at 0. Recorded when x is a Tensor; on a number or an "
         "ndarray, computes the value and records nothing.\n\n"
