@@ -119,7 +119,46 @@ public:
     }
 
 private:
+    // Note [Quiet numpy]
+    // NaN and inf propagate through a backward as values (0 * inf is NaN, as in
+    // PyTorch); numpy's floating-point warnings are silenced while a sweep runs
+    // array-op formulas, set once per sweep and restored after.
+    class QuietNumpy {
+    public:
+        bool active() const { return saved != nullptr; }
+        bool start() {
+            PyObject* numpy = PyImport_ImportModule("numpy");
+            if (!numpy) return false;
+            seterr = PyObject_GetAttrString(numpy, "seterr");
+            Py_DECREF(numpy);
+            PyObject* kwargs = seterr ? Py_BuildValue("{s:s}", "all", "ignore") : nullptr;
+            PyObject* empty = PyTuple_New(0);
+            saved = kwargs && empty ? PyObject_Call(seterr, empty, kwargs) : nullptr;
+            Py_XDECREF(kwargs);
+            Py_XDECREF(empty);
+            return saved != nullptr;
+        }
+        ~QuietNumpy() {
+            if (!saved) return;
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);  // an error in flight survives the restore
+            PyObject* empty = PyTuple_New(0);
+            PyObject* restored = empty ? PyObject_Call(seterr, empty, saved) : nullptr;
+            Py_XDECREF(restored);
+            Py_XDECREF(empty);
+            PyErr_Clear();
+            PyErr_Restore(type, value, traceback);
+            Py_DECREF(saved);
+            Py_XDECREF(seterr);
+        }
+
+    private:
+        PyObject* seterr = nullptr;
+        PyObject* saved = nullptr;  // the previous settings, a dict
+    };
+
     Tape& t;
+    QuietNumpy quiet_numpy;
     const bool nested;
     std::vector<double> own_grad;
     std::vector<uint8_t> own_reached;
@@ -238,6 +277,7 @@ private:
     // An array op (array_ops.hpp): its backward formula gives one gradient per
     // input, which add_array sums down to the input's shape.
     bool array_op_row(uint32_t row) {
+        if (!quiet_numpy.active() && !quiet_numpy.start()) return false;
         PyObject*& g = array_grad[t.val[row].index];
         std::vector<PyObject*> grads;
         const bool ok = array_op_backward(t, row, g, grads);
