@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ops.hpp"
+#include "pool.hpp"
 
 namespace tapegrad {
 
@@ -85,12 +86,18 @@ bool prepare(PyObject* o, PyObject* out, Operand<T>& operand) {
 }
 
 
+// A new array of out's layout: from the pool when there is one.
+PyObject* fresh_like(PyObject* out, BufferPool* pool) {
+    if (!pool) return empty_like(out);
+    return pool->take(PyArray_NDIM(arr(out)), PyArray_DIMS(arr(out)), PyArray_TYPE(arr(out)));
+}
+
 template <class T>
-bool open_sink(GradSink* sink, PyObject* out, T*& data) {
+bool open_sink(GradSink* sink, PyObject* out, BufferPool* pool, T*& data) {
     data = nullptr;
     if (!sink) return true;
     if (!sink->into) {
-        sink->fresh = empty_like(out);
+        sink->fresh = fresh_like(out, pool);
         if (!sink->fresh) return false;
     }
     data = static_cast<T*>(PyArray_DATA(arr(sink->into ? sink->into : sink->fresh)));
@@ -147,7 +154,7 @@ void with_choice(int v, F&& f) {
 
 template <class Op, class T>
 bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, GradSink* ga,
-                     GradSink* gb) {
+                     GradSink* gb, BufferPool* pool) {
     const npy_intp n = PyArray_SIZE(arr(out));
     // Only what the backward reads is prepared: add's never broadcasts or copies its operands.
     Operand<T> va, vb;
@@ -169,7 +176,7 @@ bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, GradS
     }
     T* pa;
     T* pb;
-    if (!open_sink<T>(ga, out, pa) || !open_sink<T>(gb, out, pb)) return false;
+    if (!open_sink<T>(ga, out, pool, pa) || !open_sink<T>(gb, out, pool, pb)) return false;
     with_choice<2>(va.data != nullptr, [&](auto a_array) {
         with_choice<3>(sink_mode(ga), [&](auto mode_a) {
             if constexpr (Op::arity == 2) {
@@ -188,10 +195,10 @@ bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, GradS
 }
 
 template <class Op, class T>
-PyObject* forward_loop(PyObject* a) {
+PyObject* forward_loop(PyObject* a, BufferPool* pool) {
     Ref ac(PyArray_FROM_OTF(a, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
     if (!ac.p) return nullptr;
-    PyObject* r = empty_like(ac.p);
+    PyObject* r = fresh_like(ac.p, pool);
     if (!r) return nullptr;
     const npy_intp n = PyArray_SIZE(arr(ac.p));
     const T* x = static_cast<const T*>(PyArray_DATA(arr(ac.p)));
@@ -245,11 +252,34 @@ PyObject* to_float_array(PyObject* data, const char* what) {
     return nullptr;
 }
 
-PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b) {
+namespace {
+// The output of a ufunc on these operands when it is plain to see (same-shape
+// float arrays of one dtype, or one such array with a float): a pooled buffer
+// for it, or nullptr to let numpy allocate.
+PyObject* pooled_output(PyObject* a, PyObject* b, BufferPool* pool) {
+    if (!pool) return nullptr;
+    PyObject* array = PyArray_Check(a) ? a : b;
+    PyObject* other = array == a ? b : a;
+    if (!array || !PyArray_Check(array)) return nullptr;
+    PyArrayObject* x = arr(array);
+    if (static_cast<size_t>(PyArray_NBYTES(x)) < BufferPool::MIN_BYTES) return nullptr;
+    if (other && !PyFloat_Check(other)) {
+        if (!PyArray_Check(other) || PyArray_TYPE(arr(other)) != PyArray_TYPE(x) ||
+            !PyArray_SAMESHAPE(arr(other), x))
+            return nullptr;
+    }
+    return pool->take(PyArray_NDIM(x), PyArray_DIMS(x), PyArray_TYPE(x));
+}
+}  // namespace
+
+PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool) {
     PyObject* ufunc = code < OP_COUNT ? ufuncs[code] : nullptr;
     Ref result;
     if (ufunc) {
-        result.p = PyObject_CallFunctionObjArgs(ufunc, a, b, nullptr);
+        Ref out(pooled_output(a, b, pool));
+        if (out.p) result.p = b ? PyObject_CallFunctionObjArgs(ufunc, a, b, out.p, nullptr)
+                                : PyObject_CallFunctionObjArgs(ufunc, a, out.p, nullptr);
+        else result.p = PyObject_CallFunctionObjArgs(ufunc, a, b, nullptr);
         if (!result.p) {
             if (b && PyErr_ExceptionMatches(PyExc_ValueError)) {
                 PyErr_Clear();
@@ -266,7 +296,7 @@ PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b) {
         visit_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;
             if constexpr (Op::arity == 1) {
-                result.p = is32 ? forward_loop<Op, float>(a) : forward_loop<Op, double>(a);
+                result.p = is32 ? forward_loop<Op, float>(a, pool) : forward_loop<Op, double>(a, pool);
             }
         });
         if (!result.p) {
@@ -288,13 +318,13 @@ PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b) {
 }
 
 bool array_backward(uint8_t code, PyObject* a, PyObject* b, PyObject* out, PyObject* g,
-                    GradSink* ga, GradSink* gb) {
+                    GradSink* ga, GradSink* gb, BufferPool* pool) {
     bool is32 = PyArray_TYPE(arr(out)) == NPY_FLOAT32;
     bool ok = false;
     bool known = visit_op(code, [&](auto tag) {
         using Op = typename decltype(tag)::type;
-        ok = is32 ? backward_kernel<Op, float>(a, b, out, g, ga, gb)
-                  : backward_kernel<Op, double>(a, b, out, g, ga, gb);
+        ok = is32 ? backward_kernel<Op, float>(a, b, out, g, ga, gb, pool)
+                  : backward_kernel<Op, double>(a, b, out, g, ga, gb, pool);
     });
     if (!known) PyErr_Format(PyExc_RuntimeError, "tapegrad: no backward for op %d", int(code));
     if (!(known && ok)) {

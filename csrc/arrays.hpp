@@ -24,8 +24,10 @@ PyObject* to_float_array(PyObject* data, const char* what);
 
 // The forward of op `code` on ndarray or float operands (b is nullptr for a
 // unary op): numpy's ufunc where there is one, else the op's own template in
-// one loop. Shape errors are reported with numpy's broadcasting rule.
-PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b);
+// one loop, writing into a pooled buffer when the output's layout is known up
+// front (pool may be null). Shape errors are reported with numpy's broadcasting rule.
+class BufferPool;
+PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool);
 
 // Where one input's gradient goes: into `into`, a C-contiguous buffer of
 // out's shape and dtype (written, or added to when `add`), or else into a new
@@ -38,9 +40,10 @@ struct GradSink {
 
 // The backward of op `code` for upstream gradient g (the shape and dtype of
 // `out`), in one fused pass over memory that also accumulates into the
-// sinks' buffers. A null sink is not computed. Operands are ndarrays or floats.
+// sinks' buffers. A null sink is not computed; fresh sinks come from the pool
+// (which may be null). Operands are ndarrays or floats.
 bool array_backward(uint8_t code, PyObject* a, PyObject* b, PyObject* out, PyObject* g,
-                    GradSink* ga, GradSink* gb);
+                    GradSink* ga, GradSink* gb, BufferPool* pool);
 
 // Whether arr can take a gradient of out directly: same shape and dtype.
 bool same_layout(PyObject* arr, PyObject* out);

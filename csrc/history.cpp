@@ -188,7 +188,7 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
         ok = false;
     }
     ok = ok && array_backward(code, a, b, out, gc, (f & F_A_CONST) ? nullptr : &sa,
-                              (binary && !(f & F_B_CONST)) ? &sb : nullptr);
+                              (binary && !(f & F_B_CONST)) ? &sb : nullptr, nullptr);
     PyObject* parts[2] = {sa.fresh, sb.fresh};
     size_t used = 0;
     for (PyObject* part : parts) {

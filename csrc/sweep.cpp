@@ -48,8 +48,7 @@ public:
         std::vector<PyObject*> grads;
         grads.swap(array_grad);
         if (!nested) t.sweeping = false;
-        for (PyObject* g : grads) Py_XDECREF(g);
-        for (PyObject* g : spare) Py_DECREF(g);
+        for (PyObject* g : grads) t.pool.give(g);  // those not handed out are reused
     }
     Sweep(const Sweep&) = delete;
     Sweep& operator=(const Sweep&) = delete;
@@ -166,7 +165,6 @@ private:
     std::vector<double>& grad;
     std::vector<uint8_t>& reached;
     std::vector<PyObject*>& array_grad;
-    std::vector<PyObject*> spare;
 
     struct Columns {
         const uint8_t* op;
@@ -226,17 +224,17 @@ private:
         }
         PyObject* like = t.array_of(node);
         PyObject* reduced = sum_to_like(g, like);
-        Py_DECREF(g);
+        t.pool.give(g);
         if (!reduced) return false;
         PyObject*& buffer = array_grad[t.val[node].index];
         if (buffer) {
             add_into(buffer, reduced);
-            Py_DECREF(reduced);
+            t.pool.give(reduced);
         } else if (is_owned_buffer(reduced, like)) {
             buffer = reduced;
         } else {
             buffer = owned_copy(reduced);
-            Py_DECREF(reduced);
+            t.pool.give(reduced);
             if (!buffer) return false;
         }
         return true;
@@ -255,7 +253,7 @@ private:
         bool ok = a && (b || !binary) && (!want_a || open_sink(ia, out, sa)) &&
                   (!want_b || open_sink(ib, out, sb)) &&
                   array_backward(t.op[row], a, b, out, g, want_a ? &sa : nullptr,
-                                 want_b ? &sb : nullptr);
+                                 want_b ? &sb : nullptr, &t.pool);
         Py_XDECREF(a);
         Py_XDECREF(b);
         // This row's gradient is spent unless the caller asked for it.
@@ -306,23 +304,15 @@ private:
         return buffer != nullptr;
     }
 
-    // Spent buffers are reused for later rows of this sweep: a fresh 8 MB array
-    // costs thousands of page faults, more than the arithmetic on it.
+    // Spent buffers go to the pool and serve later rows (Note [Buffer pool]).
     void spend(PyObject*& buffer) {
-        if (buffer && Py_REFCNT(buffer) == 1 && spare.size() < 16) spare.push_back(buffer);
-        else Py_XDECREF(buffer);
+        t.pool.give(buffer);
         buffer = nullptr;
     }
 
     PyObject* take_spare(PyObject* like) {
-        for (size_t k = 0; k < spare.size(); ++k) {
-            if (!same_layout(spare[k], like)) continue;
-            PyObject* buffer = spare[k];
-            spare[k] = spare.back();
-            spare.pop_back();
-            return buffer;
-        }
-        return empty_like(like);
+        PyArrayObject* a = reinterpret_cast<PyArrayObject*>(like);
+        return t.pool.take(PyArray_NDIM(a), PyArray_DIMS(a), PyArray_TYPE(a));
     }
 
     // A gradient for `node` as a Python object: a float or its buffer.

@@ -146,8 +146,9 @@ void Tape::clear() {
     arrays.reserve(old_arrays.capacity());
     if (node_by_label) PyDict_Clear(node_by_label);
     if (label_by_node) PyDict_Clear(label_by_node);
-    for (PyObject* a : old_arrays) Py_DECREF(a);
-    for (PyObject* g : old_grads) Py_XDECREF(g);
+    // Arrays nobody else holds go to the pool for the next steps (Note [Buffer pool]).
+    for (PyObject* a : old_arrays) pool.give(a);
+    for (PyObject* g : old_grads) pool.give(g);
     for (UserRecord& r : old_records) Py_DECREF(r.record);
     for (ArrayRecord& r : old_array_records) Py_DECREF(r.params);
 }

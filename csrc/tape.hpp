@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "ops.hpp"
+#include "pool.hpp"
 
 namespace tapegrad {
 
@@ -88,6 +89,8 @@ public:
     size_t n_ops = 0;                   // rows that are ops or user records
     std::vector<uint32_t> op_rows;      // their row ids, built lazily for indexing
     size_t op_rows_scanned = 0;
+
+    BufferPool pool;  // Note [Buffer pool]
 
     // Sweep scratch, reused between sweeps (sweep.cpp).
     bool sweeping = false;

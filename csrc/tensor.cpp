@@ -150,6 +150,8 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
     const bool any_tensor = a.kind == K_TENSOR || (b_obj && b.kind == K_TENSOR);
     const bool record = a.wants_grad() || (b_obj && b.wants_grad());
 
+    Tape* tape = current_tape();
+    if (!tape) return nullptr;
     double number = 0.0;
     PyObject* array = nullptr;
     if (scalar) {
@@ -163,17 +165,15 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
     } else {
         PyObject* x = a.object();
         PyObject* y = b_obj ? b.object() : nullptr;
-        array = (x && (y || !b_obj)) ? array_forward(code, x, y) : nullptr;
+        array = (x && (y || !b_obj)) ? array_forward(code, x, y, any_tensor ? &tape->pool : nullptr)
+                                     : nullptr;
         Py_XDECREF(x);
         Py_XDECREF(y);
         if (!array || !any_tensor) return array;
+        // The tape keeps op outputs for the backward: nobody may write into them.
+        PyArray_CLEARFLAGS(reinterpret_cast<PyArrayObject*>(array), NPY_ARRAY_WRITEABLE);
     }
 
-    Tape* tape = current_tape();
-    if (!tape) {
-        Py_XDECREF(array);
-        return nullptr;
-    }
     if (!record) return new_tensor(*tape, number, array, UINT32_MAX, false);
     uint8_t flags = array ? F_ARRAY : 0;
     uint32_t ia = 0, ib = 0;

@@ -146,3 +146,34 @@ def test_detach_resolves_a_cleared_history():
     tapegrad.clear_history()
     y = old.detach() * w
     assert tapegrad.compute_gradients(y, [w]) == [6.0]
+
+
+def test_recycled_buffers_never_change_values_users_hold(rng):
+    """Arrays the tape releases are reused (Note [Buffer pool]) only when nobody holds them."""
+    a = rng.uniform(size=(64, 128))
+    kept = []
+    for step in range(6):
+        x = tapegrad.Tensor(a * (step + 1))
+        y = tapegrad.tanh(x * 2.0) + x
+        (g,) = tapegrad.compute_gradients(y.sum(), [x])
+        kept.append((step, y, y.data.copy(), g, g.copy(), y.data[:2]))
+        tapegrad.clear_history()
+    for step, y, value, g, g_copy, view in kept:
+        np.testing.assert_array_equal(y.data, value)
+        np.testing.assert_array_equal(g, g_copy)
+        np.testing.assert_array_equal(view, value[:2])
+        np.testing.assert_allclose(value, np.tanh(2 * a * (step + 1)) + a * (step + 1))
+
+
+def test_loop_results_are_the_same_with_warm_buffers(rng):
+    a = rng.uniform(size=(32, 300))
+    results = []
+    for _ in range(4):
+        x = tapegrad.Tensor(a)
+        w = tapegrad.Tensor(a[::-1].copy())
+        y = tapegrad.exp(-x * w) / (1.0 + w * w)
+        results.append([g.copy() for g in tapegrad.compute_gradients(y, [x, w])])
+        tapegrad.clear_history()
+    for later in results[1:]:
+        for g0, g1 in zip(results[0], later):
+            np.testing.assert_array_equal(g0, g1)

@@ -1,0 +1,58 @@
+#include "pool.hpp"
+
+namespace tapegrad {
+
+namespace {
+PyArrayObject* arr(PyObject* o) { return reinterpret_cast<PyArrayObject*>(o); }
+}  // namespace
+
+PyObject* BufferPool::take(int nd, const npy_intp* dims, int type) {
+    for (size_t k = free_.size(); k-- > 0;) {  // newest first: warmest in cache
+        PyArrayObject* a = arr(free_[k]);
+        if (PyArray_TYPE(a) != type || PyArray_NDIM(a) != nd) continue;
+        bool same = true;
+        for (int i = 0; same && i < nd; ++i) same = PyArray_DIM(a, i) == dims[i];
+        if (!same) continue;
+        PyObject* found = free_[k];
+        free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(k));
+        bytes_ -= static_cast<size_t>(PyArray_NBYTES(a));
+        return found;
+    }
+    return PyArray_Empty(nd, const_cast<npy_intp*>(dims), PyArray_DescrFromType(type), 0);
+}
+
+void BufferPool::give(PyObject* array) {
+    if (!array) return;
+    PyArrayObject* a = arr(array);
+    const size_t nbytes = PyArray_Check(array) ? static_cast<size_t>(PyArray_NBYTES(a)) : 0;
+    // Only what nobody else can see: one reference (ours), its own data, no base.
+    const bool keep = nbytes >= MIN_BYTES && nbytes <= MAX_BYTES &&
+                      Py_REFCNT(array) == 1 && PyArray_CHKFLAGS(a, NPY_ARRAY_OWNDATA) &&
+                      PyArray_IS_C_CONTIGUOUS(a) && PyArray_BASE(a) == nullptr &&
+                      Py_TYPE(array) == &PyArray_Type;
+    if (!keep) {
+        Py_DECREF(array);
+        return;
+    }
+    PyArray_ENABLEFLAGS(a, NPY_ARRAY_WRITEABLE);  // op outputs are handed out read-only
+    while (!free_.empty() && (free_.size() >= MAX_ARRAYS || bytes_ + nbytes > MAX_BYTES))
+        evict_oldest();
+    free_.push_back(array);
+    bytes_ += nbytes;
+}
+
+void BufferPool::evict_oldest() {
+    PyObject* oldest = free_.front();
+    free_.erase(free_.begin());
+    bytes_ -= static_cast<size_t>(PyArray_NBYTES(arr(oldest)));
+    Py_DECREF(oldest);
+}
+
+void BufferPool::release() {
+    std::vector<PyObject*> old;
+    old.swap(free_);
+    bytes_ = 0;
+    for (PyObject* a : old) Py_DECREF(a);
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,56 @@
+// The buffer pool: large arrays the tape is done with, kept for reuse.
+//
+// Note [Buffer pool]
+// A fresh large array costs a page fault per 4 KiB the first time it is
+// written, more than the arithmetic on it (anchors/limit.md: 1e6 float64
+// elements take thousands of faults). So arrays that clear_history() or a
+// sweep releases, and that nobody else holds, are kept here and handed out
+// again as outputs of later ops and backward kernels of the same shape and
+// dtype: a loop that records and differentiates the same graph every step
+// then runs in memory it has already touched. Small arrays are left to
+// numpy's and malloc's own caches. The pool is per tape, so per thread.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "arrays.hpp"
+
+namespace tapegrad {
+
+class BufferPool {
+public:
+    // Arrays smaller than this are not pooled.
+    static constexpr size_t MIN_BYTES = 32 * 1024;
+    // At most this many arrays and this much memory wait in the pool; past
+    // that the oldest go. Arrays given and never asked for again (outputs
+    // numpy allocated itself) so age out instead of piling up.
+    static constexpr size_t MAX_ARRAYS = 64;
+    static constexpr size_t MAX_BYTES = size_t(512) << 20;
+
+    BufferPool() = default;
+    BufferPool(const BufferPool&) = delete;
+    BufferPool& operator=(const BufferPool&) = delete;
+    ~BufferPool() { release(); }
+
+    // A writable, C-contiguous, uninitialised array of this shape and numpy
+    // type number: a pooled one when there is one, else a new one.
+    PyObject* take(int nd, const npy_intp* dims, int type);
+
+    // Offers an array (the reference is stolen): kept when nothing else holds
+    // it and it owns C-contiguous data; released otherwise.
+    void give(PyObject* array);
+
+    // Frees every pooled array.
+    void release();
+
+    size_t bytes() const { return bytes_; }
+
+private:
+    void evict_oldest();
+
+    std::vector<PyObject*> free_;  // oldest first
+    size_t bytes_ = 0;
+};
+
+}  // namespace tapegrad
