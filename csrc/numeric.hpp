@@ -147,8 +147,13 @@ public:
                            const py::object& g, size_t k);
 
     // ---- shapes ----
-    py::tuple shape(const py::object& x) { return f_shape(x); }
-    size_t ndim(const py::object& x) { return py::len(shape(x)); }
+    py::tuple shape(const py::object& x) {
+        return is_array(x) ? py::tuple(x.attr("shape")) : py::tuple(f_shape(x));
+    }
+    size_t ndim(const py::object& x) {
+        if (is_array(x)) return static_cast<size_t>(PyArray_NDIM(reinterpret_cast<PyArrayObject*>(x.ptr())));
+        return py::len(shape(x));
+    }
     size_t size(const py::object& x) { return f_size(x).cast<size_t>(); }
     // ndarray methods where x is an array: numpy's functions add a Python-level wrapper.
     py::object reshape(const py::object& x, const py::object& shape) {
@@ -168,12 +173,18 @@ public:
             check(broadcast_view(x.ptr(), static_cast<int>(dims.size()), dims.data())));
     }
     py::object expand_dims(const py::object& x, size_t axis) {
-        return f_expand_dims(x, py::int_(axis));
+        if (!is_array(x)) return f_expand_dims(x, py::int_(axis));
+        py::list shape_list(shape(x));
+        shape_list.insert(axis, py::int_(1));
+        return x.attr("reshape")(py::tuple(shape_list));
     }
     py::object squeeze_axis(const py::object& x, size_t axis) {
-        return f_squeeze(x, "axis"_a = py::int_(axis));
+        return is_array(x) ? x.attr("squeeze")(py::int_(axis))
+                           : f_squeeze(x, "axis"_a = py::int_(axis));
     }
-    py::object swap_last(const py::object& x) { return f_swapaxes(x, -1, -2); }
+    py::object swap_last(const py::object& x) {
+        return is_array(x) ? x.attr("swapaxes")(-1, -2) : f_swapaxes(x, -1, -2);
+    }
 
     // ---- indexing and joining ----
     py::object getitem(const py::object& x, const py::object& index) {
