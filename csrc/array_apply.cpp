@@ -128,6 +128,8 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
                 Py_DECREF(array);
                 return nullptr;
             }
+            // Array-op formulas may read any input (Note [Saved values]).
+            if (in.tensor->array) tape->keep_value(node, in.tensor->array);
             r.inputs.push_back(node);
         } else {
             r.inputs.push_back(-static_cast<int64_t>(tape->add_array(in.value.ptr())) - 1);

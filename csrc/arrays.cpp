@@ -381,6 +381,17 @@ PyObject* broadcast_view(PyObject* a_obj, int nd, const npy_intp* dims) {
     return view;
 }
 
+PyObject* layout_of(PyObject* a_obj) {
+    // One zero element that every layout view points at, never written.
+    alignas(16) static const char zero[16] = {};
+    PyArrayObject* a = arr(a_obj);
+    std::vector<npy_intp> strides(static_cast<size_t>(PyArray_NDIM(a)), 0);
+    PyArray_Descr* descr = PyArray_DESCR(a);
+    Py_INCREF(descr);
+    return PyArray_NewFromDescr(&PyArray_Type, descr, PyArray_NDIM(a), PyArray_DIMS(a),
+                                strides.data(), const_cast<char*>(zero), 0, nullptr);
+}
+
 PyObject* sum_to_like(PyObject* g, PyObject* like) {
     PyArrayObject* ga = arr(g);
     PyArrayObject* la = arr(like);

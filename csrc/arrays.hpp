@@ -65,6 +65,10 @@ double sum_all(PyObject* g);
 // buf += g, both C-contiguous arrays of one shape and dtype.
 void add_into(PyObject* buf, PyObject* g);
 
+// A read-only array of a's shape and dtype with no data of its own (zero
+// strides over one element): what the tape keeps of a value no backward reads.
+PyObject* layout_of(PyObject* a);
+
 // A new C-contiguous array of like's shape and dtype filled with v.
 PyObject* filled_like(PyObject* like, double v);
 

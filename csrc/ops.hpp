@@ -321,6 +321,12 @@ inline const char* op_name(uint8_t code) {
     return name;
 }
 
+inline int op_reads(uint8_t code) {
+    int reads = 0;
+    visit_op(code, [&](auto tag) { reads = decltype(tag)::type::reads; });
+    return reads;
+}
+
 inline int op_arity(uint8_t code) {
     int arity = 0;
     visit_op(code, [&](auto tag) { arity = decltype(tag)::type::arity; });

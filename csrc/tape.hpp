@@ -11,6 +11,15 @@
 // A row costs op 1 + flags 1 + in0 4 + in1 4 + value 8 = 18 bytes, plus 4 for
 // the label index while recording and 9 for the sweep's gradient and flag.
 // A value is a C double for scalars or an index into `arrays` for ndarrays.
+//
+// Note [Saved values]
+// The tape keeps an array's data only while some backward reads it (each op
+// declares what its backward reads, ops.hpp). An elementwise op whose own
+// backward does not read its output records a zero-stride "layout" view in its
+// slot: the shape and dtype the sweep needs, no data. If a later op's backward
+// reads that value, keep_value puts the real array in the slot. So a chain
+// like tanh(x * w + b) keeps x, w and tanh's output, not x * w or x * w + b,
+// whose memory is reused at once.
 // A constant operand is not a node: in0/in1 then index `consts` (a number) or
 // `arrays` (an ndarray), as the row's flags say.
 #pragma once
@@ -118,6 +127,15 @@ public:
         Py_INCREF(arr);
         arrays.push_back(arr);
         return static_cast<uint32_t>(arrays.size() - 1);
+    }
+    // Makes sure an array node keeps its data (`value`, the tensor's array), not
+    // only its layout: a backward recorded now reads it (Note [Saved values]).
+    void keep_value(uint32_t node, PyObject* value) {
+        if (!is_array(node)) return;
+        PyObject*& slot = arrays[val[node].index];
+        if (slot == value) return;
+        Py_INCREF(value);
+        Py_SETREF(slot, value);
     }
     // Gives the tensor numbered `num` the node `node`.
     void set_num_node(int64_t num, uint32_t node);

@@ -103,12 +103,14 @@ int read_operand(PyObject* o, Operand& r, const char* op) {
     return 0;
 }
 
-// The node an operand stands for: a tensor's node, or a constant's slot.
-bool operand_index(Tape& tape, const Operand& x, uint8_t number_flag, uint8_t array_flag,
-                   uint8_t& flags, uint32_t& index) {
+// The node an operand stands for: a tensor's node (whose data the tape keeps
+// when `read`, Note [Saved values]), or a constant's slot.
+bool operand_index(Tape& tape, const Operand& x, bool read, uint8_t number_flag,
+                   uint8_t array_flag, uint8_t& flags, uint32_t& index) {
     switch (x.kind) {
         case K_TENSOR:
             index = node_on(tape, x.tensor);
+            if (index != UINT32_MAX && read && x.tensor->array) tape.keep_value(index, x.tensor->array);
             return index != UINT32_MAX;
         case K_NUMBER:
             flags |= number_flag;
@@ -177,14 +179,25 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
     if (!record) return new_tensor(*tape, number, array, UINT32_MAX, false);
     uint8_t flags = array ? F_ARRAY : 0;
     uint32_t ia = 0, ib = 0;
-    if (!operand_index(*tape, a, F_A_NUMBER, F_A_ARRAY, flags, ia) ||
-        (b_obj && !operand_index(*tape, b, F_B_NUMBER, F_B_ARRAY, flags, ib))) {
+    const int reads = op_reads(code);
+    if (!operand_index(*tape, a, reads & READS_A, F_A_NUMBER, F_A_ARRAY, flags, ia) ||
+        (b_obj && !operand_index(*tape, b, reads & READS_B, F_B_NUMBER, F_B_ARRAY, flags, ib))) {
         Py_XDECREF(array);
         return nullptr;
     }
     Value v;
-    if (array) v.index = tape->add_array(array);
-    else v.number = number;
+    if (array) {
+        // Note [Saved values]: the data only if this op's backward reads it.
+        PyObject* kept = (reads & READS_OUT) ? Py_NewRef(array) : layout_of(array);
+        if (!kept) {
+            Py_DECREF(array);
+            return nullptr;
+        }
+        v.index = tape->add_array(kept);
+        Py_DECREF(kept);
+    } else {
+        v.number = number;
+    }
     const uint32_t node = tape->push(code, flags, ia, ib, v);
     if (node == UINT32_MAX) {
         Py_XDECREF(array);
