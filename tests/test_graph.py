@@ -177,3 +177,23 @@ def test_loop_results_are_the_same_with_warm_buffers(rng):
     for later in results[1:]:
         for g0, g1 in zip(results[0], later):
             np.testing.assert_array_equal(g0, g1)
+
+
+def test_the_tape_keeps_only_values_a_backward_reads(rng):
+    """Note [Saved values]: x * w feeds only an add, whose backward reads nothing."""
+    import weakref
+
+    x = tapegrad.Tensor(rng.uniform(size=1000))
+    w = tapegrad.Tensor(rng.uniform(size=1000))
+    product = x * w
+    dropped = weakref.ref(product.data)
+    y = tapegrad.tanh(product + 1.0)  # tanh's backward reads its output: kept
+    kept = weakref.ref(y.data)
+    z = y * y  # mul's backward reads both operands: y is kept
+    del product, y
+    assert dropped() is None
+    assert kept() is not None
+    gx, gw = tapegrad.compute_gradients(z, [x, w])
+    t = np.tanh(x.data * w.data + 1.0)
+    np.testing.assert_allclose(gx, 2 * t * (1 - t * t) * w.data, rtol=1e-12)
+    np.testing.assert_allclose(gw, 2 * t * (1 - t * t) * x.data, rtol=1e-12)
