@@ -59,6 +59,26 @@ PYBIND11_MODULE(_core, m) {
               return checked(compute_gradients(target.ptr(), sources.ptr(), grad_output.ptr()));
           },
           py::arg("target"), py::arg("sources"), py::arg("grad_output") = py::none());
+    m.def("backward",
+          [](py::object target, py::object gradient, bool retain_graph) {
+              if (!backward(target.ptr(), gradient.ptr(), retain_graph)) throw py::error_already_set();
+          },
+          py::arg("target"), py::arg("gradient") = py::none(), py::arg("retain_graph") = false);
+    m.def("grad",
+          [](py::object outputs, py::object inputs, py::object grad_outputs, bool retain_graph,
+             bool allow_unused) {
+              return checked(grad(outputs.ptr(), inputs.ptr(), grad_outputs.ptr(), retain_graph,
+                                  allow_unused));
+          },
+          py::arg("outputs"), py::arg("inputs"), py::arg("grad_outputs") = py::none(),
+          py::arg("retain_graph") = false, py::arg("allow_unused") = false);
+    m.def("is_grad_enabled", []() { return tape().grad_enabled; });
+    m.def("set_grad_enabled", [](bool mode) {
+        Tape& t = tape();
+        const bool previous = t.grad_enabled;
+        t.grad_enabled = mode;
+        return previous;
+    });
     m.def("clear_history", []() {
         if (!clear_history()) throw py::error_already_set();
     });

@@ -83,11 +83,13 @@ public:
             const uint32_t row = static_cast<uint32_t>(i);
             const uint8_t code = c.op[row];
             if (code == OP_CUSTOM) {
+                if ((c.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(row);
                 if (!user_record(row)) return false;
                 c = Columns(t, grad, reached);
                 continue;
             }
             if (!(c.reached[row] & REACHED) || code == OP_LEAF) continue;
+            if (c.flags[row] & F_FREED) return freed_error(row);
             if (code == OP_STALE) {
                 if (!check_stale(row, sources)) return false;
                 continue;
@@ -117,7 +119,75 @@ public:
         return owned_copy(buffer);
     }
 
+    bool reached_node(uint32_t node) const { return reached[node] & REACHED; }
+
+    // After a backward() that does not retain the graph: what it traversed
+    // cannot be traversed again (the values stay until the tape is cleared).
+    void free_traversed() {
+        for (size_t row = 0; row < t.op.size(); ++row) {
+            const uint8_t code = t.op[row];
+            const bool traversed = code == OP_CUSTOM ? outputs_reached(static_cast<uint32_t>(row))
+                                                     : (reached[row] & REACHED) && code > OP_STALE;
+            if (traversed) t.flags[row] |= F_FREED;
+        }
+    }
+
+    // backward(): adds each reached leaf's gradient into its .grad.
+    bool accumulate_leaf_grads() {
+        for (size_t row = 0; row < t.op.size(); ++row) {
+            if (t.op[row] != OP_LEAF || !(reached[row] & REACHED) || t.in0[row] == UINT32_MAX) continue;
+            auto* leaf = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]]);
+            PyObject* g = result({leaf, static_cast<uint32_t>(row)});
+            if (!g || !add_to_grad(leaf, g)) return false;
+        }
+        return true;
+    }
+
 private:
+    // Takes g (a float or an ndarray, stolen) into leaf.grad, a Tensor whose
+    // identity stays across accumulations, as in PyTorch.
+    bool add_to_grad(TensorObject* leaf, PyObject* g) {
+        if (!leaf->grad) {
+            const bool is_array = PyArray_Check(g);
+            const double number = is_array ? 0.0 : PyFloat_AsDouble(g);
+            if (!is_array) Py_DECREF(g);
+            leaf->grad = new_tensor(t, number, is_array ? g : nullptr, UINT32_MAX, false);
+            return leaf->grad != nullptr;
+        }
+        auto* acc = reinterpret_cast<TensorObject*>(leaf->grad);
+        if (!acc->array) {
+            acc->scalar += PyArray_Check(g) ? sum_all(g) : PyFloat_AsDouble(g);
+            Py_DECREF(g);
+        } else {
+            PyObject* total = PyNumber_Add(acc->array, g);
+            Py_DECREF(g);
+            if (!total) return false;
+            PyObject* shaped = sum_to_like(total, acc->array);
+            Py_DECREF(total);
+            if (!shaped) return false;
+            Py_SETREF(acc->array, shaped);
+        }
+        acc->epoch = 0;  // a new value: re-entered on its next use
+        return !PyErr_Occurred();
+    }
+
+    bool outputs_reached(uint32_t row) const {
+        for (uint32_t o : t.user_records[t.in0[row]].outputs)
+            if (reached[o] & REACHED) return true;
+        return false;
+    }
+
+    bool freed_error(uint32_t row) {
+        PyObject* label = t.label_of(row);
+        PyErr_Format(PyExc_RuntimeError,
+                     "Trying to backward through the graph a second time (through %s -> %S): "
+                     "backward() and tapegrad.grad() free what they traverse. Pass "
+                     "retain_graph=True to the first call if you need to go through it again.",
+                     row_op_name(t.op[row]), label ? label : Py_None);
+        Py_XDECREF(label);
+        return false;
+    }
+
     // Note [Quiet numpy]
     // NaN and inf propagate through a backward as values (0 * inf is NaN, as in
     // PyTorch); numpy's floating-point warnings are silenced while a sweep runs
@@ -440,16 +510,15 @@ private:
     }
 };
 
-PyObject* seed_for(TensorObject* target, PyObject* grad_output) {
+PyObject* seed_for(TensorObject* target, PyObject* grad_output, const char* what) {
     if (!target->array) {
         if (grad_output == Py_None) return PyFloat_FromDouble(1.0);
-        PyObject* array = to_float_array(grad_output, "compute_gradients: grad_output");
+        PyObject* array = to_float_array(grad_output, what);
         if (!array) return nullptr;
         if (PyArray_SIZE(reinterpret_cast<PyArrayObject*>(array)) != 1) {
             Py_DECREF(array);
-            PyErr_SetString(PyExc_ValueError,
-                            "compute_gradients: the target is a scalar, so grad_output must be "
-                            "a single number");
+            PyErr_Format(PyExc_ValueError, "%s: the target is a scalar, so its gradient must be "
+                         "a single number", what);
             return nullptr;
         }
         double v = sum_all(array);
@@ -459,7 +528,7 @@ PyObject* seed_for(TensorObject* target, PyObject* grad_output) {
     if (grad_output == Py_None) return filled_like(target->array, 1.0);
     if (PyFloat_Check(grad_output) || PyLong_Check(grad_output))
         return filled_like(target->array, PyFloat_AsDouble(grad_output));
-    PyObject* array = to_float_array(grad_output, "compute_gradients: grad_output");
+    PyObject* array = to_float_array(grad_output, what);
     if (!array) return nullptr;
     PyArrayObject* a = reinterpret_cast<PyArrayObject*>(array);
     PyArrayObject* like = reinterpret_cast<PyArrayObject*>(target->array);
@@ -467,9 +536,9 @@ PyObject* seed_for(TensorObject* target, PyObject* grad_output) {
         PyObject* want = PyObject_GetAttrString(target->array, "shape");
         PyObject* got = PyObject_GetAttrString(array, "shape");
         PyErr_Format(PyExc_ValueError,
-                     "compute_gradients: grad_output has shape %S but the target has shape %S; "
-                     "give one gradient per element of the target",
-                     got ? got : Py_None, want ? want : Py_None);
+                     "%s has shape %S but the target has shape %S; give one gradient per "
+                     "element of the target",
+                     what, got ? got : Py_None, want ? want : Py_None);
         Py_XDECREF(want);
         Py_XDECREF(got);
         Py_DECREF(array);
@@ -503,7 +572,7 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
         }
     }
     Tape* tape = current_tape();
-    PyObject* seed = tape ? seed_for(target, grad_output) : nullptr;
+    PyObject* seed = tape ? seed_for(target, grad_output, "compute_gradients: grad_output") : nullptr;
     if (!seed) {
         Py_DECREF(seq);
         return nullptr;
@@ -554,6 +623,179 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
     }
     Py_XDECREF(seed);
     Py_DECREF(seq);
+    return out;
+}
+
+namespace {
+
+// A target of backward() or grad(): its node, or UINT32_MAX with an error set.
+uint32_t backward_target(Tape& tape, TensorObject* t, const char* what) {
+    PyObject* label = label_text(t);
+    uint32_t node = UINT32_MAX;
+    if (!(t->flags & T_REQUIRES_GRAD)) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%s: '%S' does not require grad and has no history, so there is nothing to "
+                     "differentiate. Was it computed inside no_grad(), or only from tensors made "
+                     "with requires_grad=False?", what, label ? label : Py_None);
+    } else if (t->epoch == tape.epoch) {
+        node = t->node;
+    } else if (t->flags & T_LEAF) {
+        node = node_on(tape, t);  // a leaf: its gradient is the seed itself
+    } else {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%s: the history of '%S' was cleared (clear_history() ran after it was "
+                     "computed, or it was computed on another thread)", what, label ? label : Py_None);
+    }
+    Py_XDECREF(label);
+    return node;
+}
+
+// The seed of a target for backward()/grad(): implicit only for one element, as in PyTorch.
+PyObject* backward_seed(TensorObject* t, PyObject* gradient, const char* what) {
+    if (gradient == Py_None && t->array && PyArray_SIZE(reinterpret_cast<PyArrayObject*>(t->array)) != 1) {
+        PyObject* shape = PyObject_GetAttrString(t->array, "shape");
+        PyErr_Format(PyExc_RuntimeError,
+                     "%s: grad can be implicitly created only for scalar outputs; this output has "
+                     "shape %S, so pass its gradient (an array of that shape)", what,
+                     shape ? shape : Py_None);
+        Py_XDECREF(shape);
+        return nullptr;
+    }
+    return seed_for(t, gradient, what);
+}
+
+std::vector<TensorObject*> tensors_of(PyObject* obj, const char* what) {
+    std::vector<TensorObject*> out;
+    if (is_tensor(obj)) {
+        out.push_back(reinterpret_cast<TensorObject*>(obj));
+        return out;
+    }
+    PyObject* seq = PySequence_Fast(obj, "expected a Tensor or a sequence of Tensors");
+    if (!seq) return out;
+    for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(seq); ++k) {
+        PyObject* item = PySequence_Fast_GET_ITEM(seq, k);
+        if (!is_tensor(item)) {
+            PyErr_Format(PyExc_TypeError, "%s[%zd] is %.100s; expected Tensors", what, k,
+                         Py_TYPE(item)->tp_name);
+            out.clear();
+            break;
+        }
+        out.push_back(reinterpret_cast<TensorObject*>(item));
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+}  // namespace
+
+bool backward(PyObject* target_obj, PyObject* gradient, bool retain_graph) {
+    if (!is_tensor(target_obj)) {
+        PyErr_Format(PyExc_TypeError, "backward: expected a Tensor, got %.100s",
+                     Py_TYPE(target_obj)->tp_name);
+        return false;
+    }
+    auto* target = reinterpret_cast<TensorObject*>(target_obj);
+    Tape* tape = current_tape();
+    if (!tape) return false;
+    const uint32_t node = backward_target(*tape, target, "backward");
+    if (node == UINT32_MAX) return false;
+    PyObject* seed = backward_seed(target, gradient, "backward: gradient");
+    if (!seed) return false;
+    // Every leaf the tape holds is a source: they are what .grad is set on, and
+    // the stale check needs them (Note [Stale tensors]).
+    std::vector<Source> sources;
+    for (size_t row = 0; row < tape->op.size(); ++row)
+        if (tape->op[row] == OP_LEAF && tape->in0[row] != UINT32_MAX)
+            sources.push_back({reinterpret_cast<TensorObject*>(tape->leaf_tensors[tape->in0[row]]),
+                               static_cast<uint32_t>(row)});
+    Sweep sweep(*tape);
+    const bool ok = sweep.seed(node, seed) && sweep.run(sources) && sweep.accumulate_leaf_grads();
+    if (ok && !retain_graph) sweep.free_traversed();
+    return ok;
+}
+
+PyObject* grad(PyObject* outputs_obj, PyObject* inputs_obj, PyObject* grad_outputs,
+               bool retain_graph, bool allow_unused) {
+    std::vector<TensorObject*> outputs = tensors_of(outputs_obj, "grad: outputs");
+    if (outputs.empty()) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "grad: outputs is empty");
+        return nullptr;
+    }
+    std::vector<TensorObject*> inputs = tensors_of(inputs_obj, "grad: inputs");
+    if (inputs.empty()) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "grad: inputs is empty");
+        return nullptr;
+    }
+    std::vector<PyObject*> seeds_given(outputs.size(), Py_None);
+    PyObject* seeds_seq = nullptr;
+    if (grad_outputs != Py_None) {
+        seeds_seq = is_tensor(grad_outputs) || PyArray_Check(grad_outputs) || PyFloat_Check(grad_outputs)
+                        ? PyTuple_Pack(1, grad_outputs)
+                        : PySequence_Tuple(grad_outputs);
+        if (!seeds_seq) return nullptr;
+        if (PyTuple_GET_SIZE(seeds_seq) != static_cast<Py_ssize_t>(outputs.size())) {
+            PyErr_Format(PyExc_ValueError, "grad: %zd grad_outputs for %zd outputs",
+                         PyTuple_GET_SIZE(seeds_seq), static_cast<Py_ssize_t>(outputs.size()));
+            Py_DECREF(seeds_seq);
+            return nullptr;
+        }
+        for (size_t k = 0; k < outputs.size(); ++k)
+            seeds_given[k] = PyTuple_GET_ITEM(seeds_seq, static_cast<Py_ssize_t>(k));
+    }
+    Tape* tape = current_tape();
+    PyObject* out = nullptr;
+    if (tape) {
+        Sweep sweep(*tape);
+        bool ok = true;
+        for (size_t k = 0; ok && k < outputs.size(); ++k) {
+            const uint32_t node = backward_target(*tape, outputs[k], "grad");
+            PyObject* given = seeds_given[k];
+            PyObject* value = is_tensor(given) ? value_object(reinterpret_cast<TensorObject*>(given))
+                                               : Py_NewRef(given);
+            PyObject* seed = node == UINT32_MAX || !value
+                                 ? nullptr
+                                 : backward_seed(outputs[k], value, "grad: grad_outputs");
+            Py_XDECREF(value);
+            ok = seed && sweep.seed(node, seed);
+        }
+        std::vector<Source> sources;
+        for (TensorObject* in : inputs)
+            sources.push_back({in, in->epoch == tape->epoch ? in->node : UINT32_MAX});
+        if (ok && sweep.run(sources)) {
+            out = PyTuple_New(static_cast<Py_ssize_t>(inputs.size()));
+            for (size_t k = 0; out && k < inputs.size(); ++k) {
+                const Source& src = sources[k];
+                PyObject* item;
+                if (src.node == UINT32_MAX || !sweep.reached_node(src.node)) {
+                    if (!allow_unused) {
+                        PyObject* label = label_text(src.tensor);
+                        PyErr_Format(PyExc_RuntimeError,
+                                     "grad: input %zd ('%S') does not appear in the graph of the "
+                                     "outputs. Pass allow_unused=True to get None for it.",
+                                     static_cast<Py_ssize_t>(k), label ? label : Py_None);
+                        Py_XDECREF(label);
+                        Py_CLEAR(out);
+                        break;
+                    }
+                    item = Py_NewRef(Py_None);
+                } else {
+                    PyObject* g = sweep.result(src);
+                    const bool is_array = g && PyArray_Check(g);
+                    item = !g ? nullptr
+                              : new_tensor(*tape, is_array ? 0.0 : PyFloat_AsDouble(g),
+                                           is_array ? g : nullptr, UINT32_MAX, false);
+                    if (g && !is_array) Py_DECREF(g);
+                }
+                if (!item) {
+                    Py_CLEAR(out);
+                    break;
+                }
+                PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(k), item);
+            }
+            if (out && !retain_graph) sweep.free_traversed();
+        }
+    }
+    Py_XDECREF(seeds_seq);
     return out;
 }
 

@@ -10,4 +10,13 @@ namespace tapegrad {
 // per source (a float, or an ndarray of the source's shape and dtype).
 PyObject* compute_gradients(PyObject* target, PyObject* sources, PyObject* grad_output);
 
+// t.backward(gradient, retain_graph): accumulates into the .grad of every leaf
+// that requires grad; unless retain_graph, what it traversed cannot be again.
+bool backward(PyObject* target, PyObject* gradient, bool retain_graph);
+
+// tapegrad.grad(outputs, inputs, grad_outputs, retain_graph, allow_unused):
+// a tuple with one Tensor (or None) per input, as torch.autograd.grad.
+PyObject* grad(PyObject* outputs, PyObject* inputs, PyObject* grad_outputs, bool retain_graph,
+               bool allow_unused);
+
 }  // namespace tapegrad

@@ -126,6 +126,8 @@ void Tape::clear() {
     old_records.swap(user_records);
     std::vector<ArrayRecord> old_array_records;
     old_array_records.swap(array_records);
+    std::vector<PyObject*> old_leaves;
+    old_leaves.swap(leaf_tensors);
     std::vector<PyObject*> old_grads;
     old_grads.swap(array_grad);
     op.clear();
@@ -151,6 +153,7 @@ void Tape::clear() {
     for (PyObject* g : old_grads) pool.give(g);
     for (UserRecord& r : old_records) Py_DECREF(r.record);
     for (ArrayRecord& r : old_array_records) Py_DECREF(r.params);
+    for (PyObject* leaf : old_leaves) Py_DECREF(leaf);
 }
 
 Tape* current_tape() {

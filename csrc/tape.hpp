@@ -42,7 +42,8 @@ enum RowFlag : uint8_t {
     F_A_ARRAY = 4,        // operand a is a constant ndarray: in0 indexes arrays
     F_B_NUMBER = 8,       // likewise for operand b and in1
     F_B_ARRAY = 16,
-    F_CUSTOM_OUTPUT = 32  // a leaf that a user record lists as an output
+    F_CUSTOM_OUTPUT = 32,  // a leaf that a user record lists as an output
+    F_FREED = 64           // traversed by a backward() that did not retain the graph
 };
 constexpr uint8_t F_A_CONST = F_A_NUMBER | F_A_ARRAY;
 constexpr uint8_t F_B_CONST = F_B_NUMBER | F_B_ARRAY;
@@ -76,6 +77,7 @@ public:
     // stored epoch with the tape's to know whether their node is still here.
     uint64_t epoch;
     int64_t counter = 0;  // Tensor._counter: the next label number
+    bool grad_enabled = true;  // false inside no_grad(): ops record nothing
 
     std::vector<uint8_t> op, flags;
     std::vector<uint32_t> in0, in1;
@@ -84,6 +86,9 @@ public:
     std::vector<double> consts;
     std::vector<PyObject*> arrays;  // owned references
     std::vector<UserRecord> user_records;
+    // Leaves that require grad, owned, so backward() can accumulate their .grad;
+    // a leaf row's in0 indexes this (UINT32_MAX: none).
+    std::vector<PyObject*> leaf_tensors;
     std::vector<ArrayRecord> array_records;  // in0 of an array-op row indexes this
     std::unordered_map<uint32_t, uint64_t> stale_born;  // stale row -> epoch its tensor was made in
 

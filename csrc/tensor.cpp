@@ -46,6 +46,7 @@ PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, 
     r->scalar = number;
     r->array = array;  // stolen
     r->label = nullptr;
+    r->grad = nullptr;
     r->born = tape.epoch;
     r->num = tape.counter++;
     r->flags = requires_grad ? T_REQUIRES_GRAD : T_LEAF;  // no history: a constant leaf
@@ -150,18 +151,21 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
     }
     const bool scalar = a.is_scalar() && (!b_obj || b.is_scalar());
     const bool any_tensor = a.kind == K_TENSOR || (b_obj && b.kind == K_TENSOR);
-    const bool record = a.wants_grad() || (b_obj && b.wants_grad());
+    bool record = a.wants_grad() || (b_obj && b.wants_grad());
 
     Tape* tape = current_tape();
     if (!tape) return nullptr;
+    record = record && tape->grad_enabled;  // nothing is recorded inside no_grad()
     double number = 0.0;
     PyObject* array = nullptr;
+    int reads = 0;  // what the op's backward reads (Note [Saved values])
     if (scalar) {
         const double x = a.scalar(), y = b_obj ? b.scalar() : 0.0;
-        visit_op(code, [&](auto tag) {
+        visit_op(code, [&](auto tag) {  // one switch gives the forward and `reads`
             using Op = typename decltype(tag)::type;
             if constexpr (Op::arity == 2) number = Op::forward(x, y);
             else number = Op::forward(x);
+            reads = Op::reads;
         });
         if (!any_tensor) return PyFloat_FromDouble(number);
     } else {
@@ -169,6 +173,7 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
         PyObject* y = b_obj ? b.object() : nullptr;
         array = (x && (y || !b_obj)) ? array_forward(code, x, y, any_tensor ? &tape->pool : nullptr)
                                      : nullptr;
+        reads = op_reads(code);
         Py_XDECREF(x);
         Py_XDECREF(y);
         if (!array || !any_tensor) return array;
@@ -179,7 +184,6 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
     if (!record) return new_tensor(*tape, number, array, UINT32_MAX, false);
     uint8_t flags = array ? F_ARRAY : 0;
     uint32_t ia = 0, ib = 0;
-    const int reads = op_reads(code);
     if (!operand_index(*tape, a, reads & READS_A, F_A_NUMBER, F_A_ARRAY, flags, ia) ||
         (b_obj && !operand_index(*tape, b, reads & READS_B, F_B_NUMBER, F_B_ARRAY, flags, ib))) {
         Py_XDECREF(array);
@@ -265,6 +269,7 @@ void tensor_dealloc(PyObject* self) {
     PyTypeObject* type = Py_TYPE(self);
     Py_CLEAR(t->array);
     Py_CLEAR(t->label);
+    Py_CLEAR(t->grad);
     type->tp_free(self);
     Py_DECREF(type);  // instances of heap types own a reference to their type
 }
@@ -333,7 +338,42 @@ PyObject* get_ndim(PyObject* self, void*) {
     return PyLong_FromLong(t->array ? PyArray_NDIM(reinterpret_cast<PyArrayObject*>(t->array)) : 0);
 }
 
+PyObject* get_grad(PyObject* self, void*) {
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    return Py_NewRef(t->grad ? t->grad : Py_None);
+}
+
+int set_grad(PyObject* self, PyObject* value, void*) {
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    if (!value || value == Py_None) {
+        Py_CLEAR(t->grad);
+        return 0;
+    }
+    if (!is_tensor(value) || value == self) {
+        PyErr_SetString(PyExc_TypeError, "Tensor.grad must be None or another Tensor");
+        return -1;
+    }
+    auto* g = reinterpret_cast<TensorObject*>(value);
+    const bool same = (!g->array && !t->array) ||
+                      (g->array && t->array &&
+                       PyArray_SAMESHAPE(reinterpret_cast<PyArrayObject*>(g->array),
+                                         reinterpret_cast<PyArrayObject*>(t->array)));
+    if (!same) {
+        PyObject* got = PyObject_GetAttrString(value, "shape");
+        PyObject* want = PyObject_GetAttrString(self, "shape");
+        PyErr_Format(PyExc_ValueError, "Tensor.grad: the gradient has shape %S but the tensor has shape %S",
+                     got ? got : Py_None, want ? want : Py_None);
+        Py_XDECREF(got);
+        Py_XDECREF(want);
+        return -1;
+    }
+    Py_XSETREF(t->grad, Py_NewRef(value));
+    return 0;
+}
+
 PyGetSetDef tensor_getset[] = {
+    {"grad", get_grad, set_grad, "The gradient backward() accumulated here (a Tensor), or None.",
+     nullptr},
     {"shape", get_shape, nullptr, "The shape of the value: () for a scalar.", nullptr},
     {"ndim", get_ndim, nullptr, "Number of dimensions: 0 for a scalar.", nullptr},
     {"data", get_data, set_data, "The value: a float, or a float32/float64 ndarray.", nullptr},
@@ -347,7 +387,13 @@ PyGetSetDef tensor_getset[] = {
 uint32_t node_on(Tape& tape, TensorObject* t) {
     if (t->epoch == tape.epoch) return t->node;
     const bool leaf = t->flags & T_LEAF;
-    const uint32_t node = tape.push(leaf ? OP_LEAF : OP_STALE, t->array ? F_ARRAY : 0, 0, 0,
+    // A leaf that requires grad is held by the tape, so backward() can set its .grad.
+    uint32_t holder = UINT32_MAX;
+    if (leaf && (t->flags & T_REQUIRES_GRAD)) {
+        holder = static_cast<uint32_t>(tape.leaf_tensors.size());
+        tape.leaf_tensors.push_back(Py_NewRef(reinterpret_cast<PyObject*>(t)));
+    }
+    const uint32_t node = tape.push(leaf ? OP_LEAF : OP_STALE, t->array ? F_ARRAY : 0, holder, 0,
                                     value_slot(tape, t));
     if (node == UINT32_MAX) return node;
     if (!leaf) tape.stale_born[node] = t->born;

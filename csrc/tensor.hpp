@@ -27,6 +27,7 @@ struct TensorObject {
     double scalar;
     PyObject* array;  // owned ndarray (float32 or float64), or nullptr
     PyObject* label;  // owned str, or nullptr: "tensor_{num}" made when read
+    PyObject* grad;   // owned Tensor accumulated by backward(), or nullptr
     uint64_t epoch;   // the tape epoch `node` belongs to; 0 = none
     uint64_t born;    // the tape epoch the tensor was made in
     int64_t num;      // label number

@@ -67,6 +67,52 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     # TensorBase's number slots, so `a * b` is one native call that computes the
     # value, records it and builds the result (Note [Tensor layout], csrc/tensor.hpp).
 
+    def backward(self, gradient: Any = None, retain_graph: bool = False,
+                 create_graph: bool = False) -> None:
+        """Accumulate this tensor's gradient into the ``.grad`` of every leaf it depends on.
+
+        As in PyTorch: a non-scalar needs ``gradient`` (an array of its shape);
+        what the sweep traversed cannot be traversed again unless
+        ``retain_graph=True``; ``t.grad = None`` resets a leaf's gradient.
+        ``create_graph=True`` is not supported yet.
+
+        Example:
+            >>> w = Tensor(3.0)
+            >>> (w * w).backward()
+            >>> w.grad.data
+            6.0
+        """
+        if create_graph:
+            raise NotImplementedError(
+                "backward: create_graph=True (higher-order derivatives) is not supported yet")
+        _core.backward(self, gradient, bool(retain_graph))
+
+    # In-place operators replace the value (graphs recorded earlier keep the one
+    # they saw). As in PyTorch, a tensor that requires grad is only updated in
+    # place inside no_grad(), where optimizer steps belong.
+    def __iadd__(self, other: Any) -> Tensor:
+        return self._update("+=", np.add, other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self._update("-=", np.subtract, other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self._update("*=", np.multiply, other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self._update("/=", np.true_divide, other)
+
+    def _update(self, symbol: str, ufunc: np.ufunc, other: Any) -> Tensor:
+        if self.requires_grad and _core.is_grad_enabled():
+            raise RuntimeError(
+                f"'{self.label}' requires grad, so '{symbol}' on it would change a value the "
+                "recorded graph depends on. Put the update inside `with tapegrad.no_grad():` "
+                "(as an optimizer step in PyTorch), or use `t = t ... x` to record a new tensor."
+            )
+        value = ufunc(self.data, _value(other))
+        self.data = value if isinstance(self.data, np.ndarray) else float(value)
+        return self
+
     # Comparisons look at values only: plain bools or boolean arrays, nothing recorded.
     def __lt__(self, other: Any) -> Any:
         return self.data < _value(other)

@@ -1,0 +1,120 @@
+"""The PyTorch-style surface: grad modes, tapegrad.grad, tapegrad.tensor.
+
+``t.backward()`` and ``.grad`` live on Tensor (tensor.py); the sweep is native.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, Callable, TypeVar
+
+from . import _core
+from .tensor import Tensor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _GradMode:
+    """A context manager and decorator that sets this thread's grad mode."""
+
+    _enabled: bool
+
+    def __enter__(self) -> None:
+        self._previous = _core.set_grad_enabled(self._enabled)
+
+    def __exit__(self, *exc: Any) -> None:
+        _core.set_grad_enabled(self._previous)
+
+    def __call__(self, fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self.__class__():
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+class no_grad(_GradMode):
+    """Record nothing inside: ops on Tensors return constants (``requires_grad=False``).
+
+    Per thread, as a context manager or a decorator. In-place updates of
+    parameters (``w -= lr * w.grad``) belong inside it, as in PyTorch.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> w = tg.Tensor(1.0)
+        >>> with tg.no_grad():
+        ...     y = w * 2.0
+        >>> y.requires_grad
+        False
+    """
+
+    _enabled = False
+
+
+class enable_grad(_GradMode):
+    """Record again inside a ``no_grad`` block (context manager or decorator).
+
+    Example:
+        >>> import tapegrad as tg
+        >>> with tg.no_grad(), tg.enable_grad():
+        ...     y = tg.Tensor(1.0) * 2.0
+        >>> y.requires_grad
+        True
+    """
+
+    _enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops record on this thread. Example: ``tapegrad.is_grad_enabled()``."""
+    return _core.is_grad_enabled()
+
+
+def set_grad_enabled(mode: bool) -> bool:
+    """Turn recording on or off for this thread; returns the previous mode.
+
+    Example: ``previous = tapegrad.set_grad_enabled(False)``.
+    """
+    return _core.set_grad_enabled(bool(mode))
+
+
+def tensor(data: Any, requires_grad: bool = False, label: str | None = None) -> Tensor:
+    """A Tensor that is a constant unless ``requires_grad=True`` (``torch.tensor``'s default).
+
+    Example:
+        >>> import tapegrad as tg
+        >>> tg.tensor([1.0, 2.0]).requires_grad
+        False
+    """
+    return Tensor(data, label, requires_grad=requires_grad)
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple:
+    """Gradients of ``outputs`` with respect to ``inputs``, as ``torch.autograd.grad``.
+
+    Returns a tuple with one Tensor per input (None for an input the outputs do
+    not use, when ``allow_unused=True``; otherwise that is a RuntimeError).
+    Leaves' ``.grad`` is not touched. Unless ``retain_graph=True``, what the
+    sweep traversed cannot be traversed again. ``create_graph=True`` (gradients
+    that are themselves differentiable) is not supported yet.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> x = tg.Tensor(3.0)
+        >>> (g,) = tg.grad(x * x, x)
+        >>> g.data
+        6.0
+    """
+    if create_graph:
+        raise NotImplementedError(
+            "tapegrad.grad: create_graph=True (higher-order derivatives) is not supported yet")
+    return _core.grad(outputs, inputs, grad_outputs, bool(retain_graph), allow_unused)

@@ -1,0 +1,166 @@
+"""The PyTorch-style surface: backward, .grad, no_grad, grad(), in-place updates."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+
+
+def test_backward_accumulates_into_leaves():
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    b = tg.Tensor(0.5)
+    loss = (w * w * b).sum()
+    loss.backward(retain_graph=True)
+    np.testing.assert_array_equal(w.grad.data, [1.0, 2.0])
+    assert b.grad.data == 5.0
+    first = w.grad
+    loss.backward()
+    assert w.grad is first  # accumulated into the same Tensor, as in PyTorch
+    np.testing.assert_array_equal(w.grad.data, [2.0, 4.0])
+    assert not w.grad.requires_grad and w.grad.is_leaf
+    w.grad = None
+    assert w.grad is None
+
+
+def test_backward_twice_needs_retain_graph():
+    x = tg.Tensor(2.0)
+    y = tg.exp(x) * x
+    y.backward()
+    with pytest.raises(RuntimeError, match=r"backward through the graph a second time.*retain_graph=True"):
+        y.backward()
+    with pytest.raises(RuntimeError, match="a second time"):
+        tg.compute_gradients(y, [x])
+    z = x * 3.0  # a new graph from the same leaf still works
+    z.backward()
+    assert x.grad.data == pytest.approx(3 * np.exp(2.0) + 3.0)
+
+
+def test_backward_of_a_non_scalar_needs_a_gradient():
+    x = tg.Tensor(np.array([1.0, 2.0, 3.0]))
+    y = x * x
+    with pytest.raises(RuntimeError, match=r"implicitly created only for scalar outputs.*\(3,\)"):
+        y.backward()
+    y.backward(gradient=np.array([1.0, 0.0, 2.0]))
+    np.testing.assert_array_equal(x.grad.data, [2.0, 0.0, 12.0])
+
+
+def test_backward_of_a_constant_raises():
+    c = tg.tensor(1.0)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (c * 2.0).backward()
+
+
+def test_constants_and_no_grad_record_nothing():
+    w = tg.Tensor(np.ones(3))
+    c = tg.tensor([1.0, 2.0, 3.0])
+    assert not c.requires_grad and tg.Tensor(1.0).requires_grad
+    before = len(tg.operation_history)
+    assert not (c * 2.0 + tg.exp(c)).requires_grad
+    with tg.no_grad():
+        y = tg.tanh(w * 3.0).sum()
+        assert not tg.is_grad_enabled()
+        with tg.enable_grad():
+            z = w * 2.0
+    assert tg.is_grad_enabled()
+    assert not y.requires_grad and z.requires_grad
+    assert len(tg.operation_history) == before + 1
+
+    @tg.no_grad()
+    def evaluate(t):
+        return t * t
+
+    assert not evaluate(w).requires_grad
+
+
+def test_grad_mode_is_per_thread():
+    seen = {}
+    inside = threading.Event()
+    done = threading.Event()
+
+    def other():
+        inside.wait()
+        seen["other"] = (tg.Tensor(1.0) * 2.0).requires_grad
+        done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with tg.no_grad():
+        inside.set()
+        done.wait()
+        seen["here"] = (tg.Tensor(1.0) * 2.0).requires_grad
+    thread.join()
+    assert seen == {"other": True, "here": False}
+
+
+def test_grad_returns_tensors_and_leaves_grad_alone():
+    x = tg.Tensor(np.array([1.0, 2.0]))
+    y = tg.Tensor(3.0)
+    u = tg.Tensor(5.0)
+    out = (x * y).sum()
+    gx, gy = tg.grad(out, [x, y], retain_graph=True)
+    np.testing.assert_array_equal(gx.data, [3.0, 3.0])
+    assert gy.data == 3.0 and x.grad is None
+    with pytest.raises(RuntimeError, match=r"does not appear in the graph.*allow_unused=True"):
+        tg.grad(out, [x, u], retain_graph=True)
+    gx, gu = tg.grad(out, [x, u], allow_unused=True, retain_graph=True)
+    assert gu is None
+    two = tg.grad([out, y * y], [y], grad_outputs=[1.0, 2.0])
+    assert two[0].data == 3.0 + 2.0 * 6.0
+    with pytest.raises(NotImplementedError, match="create_graph"):
+        tg.grad(out, [x], create_graph=True)
+
+
+def test_in_place_updates_inside_no_grad():
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    y = w * 2.0
+    with pytest.raises(RuntimeError, match=r"requires grad, so '-=' .*no_grad"):
+        w -= 1.0
+    with tg.no_grad():
+        w -= 1.0
+        w *= 3.0
+    np.testing.assert_array_equal(w.data, [0.0, 3.0])
+    assert w.requires_grad
+    np.testing.assert_array_equal(y.data, [2.0, 4.0])  # recorded with the old value
+    y.sum().backward()
+    np.testing.assert_array_equal(w.grad.data, [2.0, 2.0])
+    s = tg.tensor(1.0)
+    s += 2.0  # a constant may change at any time
+    assert s.data == 3.0
+
+
+def test_two_interleaved_graphs():
+    w = tg.Tensor(2.0)
+    a = w * 3.0
+    b = w * w
+    a.backward()
+    assert w.grad.data == 3.0
+    b.backward()
+    assert w.grad.data == 3.0 + 4.0
+
+
+def test_training_loop_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.uniform(-1, 1, size=(16, 4))
+    target = rng.uniform(-1, 1, size=(16, 2))
+    w0, b0 = rng.uniform(-1, 1, size=(4, 2)), np.zeros(2)
+    w, b = tg.Tensor(w0.copy()), tg.Tensor(b0.copy())
+    tw = torch.tensor(w0.copy(), requires_grad=True)
+    tb = torch.tensor(b0.copy(), requires_grad=True)
+    for _ in range(5):
+        loss = ((tg.tanh(x @ w + b) - target) ** 2).mean()
+        loss.backward()
+        with tg.no_grad():
+            w -= 0.5 * w.grad
+            b -= 0.5 * b.grad
+        w.grad = b.grad = None
+        tloss = ((torch.tanh(torch.tensor(x) @ tw + tb) - torch.tensor(target)) ** 2).mean()
+        tloss.backward()
+        with torch.no_grad():
+            tw -= 0.5 * tw.grad
+            tb -= 0.5 * tb.grad
+        tw.grad = tb.grad = None
+        assert loss.item() == pytest.approx(tloss.item(), rel=1e-12)
+    np.testing.assert_allclose(w.data, tw.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(b.data, tb.detach().numpy(), rtol=1e-12)
