@@ -85,6 +85,8 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
     }
     const uint8_t code = static_cast<uint8_t>(code_arg);
     const char* name = row_op_name(code);
+    if (Tape* tape = current_tape()) tape->maybe_reclaim();  // a safe point, before any input is read
+    else return nullptr;
     std::vector<Input> inputs;
     if (!read_inputs(inputs_obj, name, inputs)) return nullptr;
     PyObject* result = nullptr;

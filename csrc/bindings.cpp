@@ -50,6 +50,7 @@ PYBIND11_MODULE(_core, m) {
     TAPEGRAD_ARRAY_OPS(TAPEGRAD_CODE)
 #undef TAPEGRAD_CODE
     m.attr("OP_CODES") = codes;
+    m.attr("RECLAIM_ROWS") = Tape::RECLAIM_ROWS;  // Note [Reclaiming records]
 
     m.def("set_tensor_class", [](py::object cls) {
         if (!set_tensor_class(cls.ptr())) throw py::error_already_set();

@@ -22,6 +22,12 @@ namespace {
 
 enum : uint8_t { REACHED = 1, KEEP = 2 };
 
+// Why a tensor's records can be gone, and what to do about each cause.
+constexpr const char* HISTORY_GONE =
+    "Either a backward() or grad() already went through it and freed it (pass "
+    "retain_graph=True to that call to go through it again), or clear_history() ran after it "
+    "was computed (compute gradients first), or it was computed on another thread.";
+
 struct Source {
     TensorObject* tensor;
     uint32_t node;  // UINT32_MAX: not on this tape (its gradient is zero)
@@ -128,7 +134,7 @@ public:
             const uint8_t code = t.op[row];
             const bool traversed = code == OP_CUSTOM ? outputs_reached(static_cast<uint32_t>(row))
                                                      : (reached[row] & REACHED) && code > OP_STALE;
-            if (traversed) t.flags[row] |= F_FREED;
+            if (traversed) t.mark_freed(static_cast<uint32_t>(row));
         }
     }
 
@@ -496,12 +502,10 @@ private:
             PyObject* stale_label = t.label_of(row);
             PyObject* source_label = label_text(s.tensor);
             PyErr_Format(PyExc_RuntimeError,
-                         "the gradient with respect to '%S' flows through '%S', whose history was "
-                         "cleared (clear_history() ran after it was computed, or it was computed "
-                         "on another thread). Compute gradients before clearing, or use "
-                         "t.detach() to treat it as a constant.",
+                         "the gradient with respect to '%S' flows through '%S', whose history is "
+                         "gone. %s Or use t.detach() to treat it as a constant.",
                          source_label ? source_label : Py_None,
-                         stale_label ? stale_label : Py_None);
+                         stale_label ? stale_label : Py_None, HISTORY_GONE);
             Py_XDECREF(stale_label);
             Py_XDECREF(source_label);
             return false;
@@ -572,6 +576,7 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
         }
     }
     Tape* tape = current_tape();
+    if (tape) tape->maybe_reclaim();
     PyObject* seed = tape ? seed_for(target, grad_output, "compute_gradients: grad_output") : nullptr;
     if (!seed) {
         Py_DECREF(seq);
@@ -593,10 +598,8 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
         PyObject* label = label_text(target);
         if (!leaf)
             PyErr_Format(PyExc_RuntimeError,
-                         "compute_gradients: the history of the target '%S' was cleared "
-                         "(clear_history() ran after it was computed, or it was computed on "
-                         "another thread); recompute it, then ask for its gradients",
-                         label ? label : Py_None);
+                         "compute_gradients: the history of the target '%S' is gone. %s",
+                         label ? label : Py_None, HISTORY_GONE);
         else
             PyErr_Format(PyExc_ValueError,
                          "compute_gradients: the target '%S' has no recorded history, so it "
@@ -642,9 +645,8 @@ uint32_t backward_target(Tape& tape, TensorObject* t, const char* what) {
     } else if (t->flags & T_LEAF) {
         node = node_on(tape, t);  // a leaf: its gradient is the seed itself
     } else {
-        PyErr_Format(PyExc_RuntimeError,
-                     "%s: the history of '%S' was cleared (clear_history() ran after it was "
-                     "computed, or it was computed on another thread)", what, label ? label : Py_None);
+        PyErr_Format(PyExc_RuntimeError, "%s: the history of '%S' is gone. %s", what,
+                     label ? label : Py_None, HISTORY_GONE);
     }
     Py_XDECREF(label);
     return node;
@@ -697,6 +699,7 @@ bool backward(PyObject* target_obj, PyObject* gradient, bool retain_graph) {
     auto* target = reinterpret_cast<TensorObject*>(target_obj);
     Tape* tape = current_tape();
     if (!tape) return false;
+    tape->maybe_reclaim();
     const uint32_t node = backward_target(*tape, target, "backward");
     if (node == UINT32_MAX) return false;
     PyObject* seed = backward_seed(target, gradient, "backward: gradient");
@@ -745,6 +748,7 @@ PyObject* grad(PyObject* outputs_obj, PyObject* inputs_obj, PyObject* grad_outpu
     Tape* tape = current_tape();
     PyObject* out = nullptr;
     if (tape) {
+        tape->maybe_reclaim();
         Sweep sweep(*tape);
         bool ok = true;
         for (size_t k = 0; ok && k < outputs.size(); ++k) {

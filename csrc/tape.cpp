@@ -19,9 +19,10 @@ void destroy_tape(PyObject* capsule) {
 // The last caller's thread state and tape. Every caller holds the GIL, so a
 // plain static is safe, and cheaper than thread_local in a shared library.
 PyThreadState* cached_state = nullptr;
-Tape* cached_tape = nullptr;
 
 }  // namespace
+
+Tape* last_tape = nullptr;
 
 uint64_t next_epoch() {
     static std::atomic<uint64_t> last{0};
@@ -32,11 +33,11 @@ Tape::Tape()
     : epoch(next_epoch()), node_by_label(PyDict_New()), label_by_node(PyDict_New()) {}
 
 Tape::~Tape() {
-    if (cached_tape == this) {
-        cached_tape = nullptr;
+    if (last_tape == this) {
+        last_tape = nullptr;
         cached_state = nullptr;
     }
-    clear();
+    reset(true);
     Py_XDECREF(node_by_label);
     Py_XDECREF(label_by_node);
 }
@@ -48,7 +49,7 @@ uint32_t Tape::overflow() {
 }
 
 void Tape::set_num_node(int64_t num, uint32_t node) {
-    if (num == static_cast<int64_t>(num_nodes.size()) && num_overflow.empty()) {
+    if (num - num_base == static_cast<int64_t>(num_nodes.size()) && num_overflow.empty()) {
         if (node == UINT32_MAX)
             node = num_nodes.empty() ? NO_NODE_BIT : (num_nodes.back() | NO_NODE_BIT);
         num_nodes.push_back(node);
@@ -64,8 +65,10 @@ uint32_t Tape::node_of_num(int64_t num) const {
         auto it = num_overflow.find(num);
         if (it != num_overflow.end()) return it->second;
     }
-    if (num >= 0 && num < static_cast<int64_t>(num_nodes.size()) && !(num_nodes[num] & NO_NODE_BIT))
-        return num_nodes[num];
+    const int64_t index = num - num_base;
+    if (index >= 0 && index < static_cast<int64_t>(num_nodes.size()) &&
+        !(num_nodes[static_cast<size_t>(index)] & NO_NODE_BIT))
+        return num_nodes[static_cast<size_t>(index)];
     return UINT32_MAX;
 }
 
@@ -79,7 +82,8 @@ PyObject* Tape::label_of(uint32_t node) const {
     auto masked_less = [](uint32_t entry, uint32_t n) { return (entry & ~NO_NODE_BIT) < n; };
     auto it = std::lower_bound(num_nodes.begin(), num_nodes.end(), node, masked_less);
     if (it != num_nodes.end() && *it == node)
-        return PyUnicode_FromFormat("tensor_%zd", static_cast<Py_ssize_t>(it - num_nodes.begin()));
+        return PyUnicode_FromFormat("tensor_%lld",
+                                    static_cast<long long>(num_base + (it - num_nodes.begin())));
     for (const auto& [num, n] : num_overflow)
         if (n == node) return PyUnicode_FromFormat("tensor_%lld", static_cast<long long>(num));
     Py_RETURN_NONE;
@@ -117,7 +121,7 @@ const std::vector<uint32_t>& Tape::operation_rows() {
     return op_rows;
 }
 
-void Tape::clear() {
+void Tape::reset(bool restart_labels) {
     // Reset first, release after: releasing can run arbitrary Python code
     // (a __del__), which must find an empty, consistent tape.
     std::vector<PyObject*> old_arrays;
@@ -139,10 +143,14 @@ void Tape::clear() {
     stale_born.clear();
     num_nodes.clear();
     num_overflow.clear();
+    live.clear();
+    live_total = live_freed = 0;
+    freed_any = pinned = false;
     op_rows.clear();
     op_rows_scanned = 0;
     n_ops = 0;
-    counter = 0;
+    if (restart_labels) counter = 0;
+    num_base = counter;
     epoch = next_epoch();
     // Keep the capacity of what is refilled at the same pace next time.
     arrays.reserve(old_arrays.capacity());
@@ -156,9 +164,16 @@ void Tape::clear() {
     for (PyObject* leaf : old_leaves) Py_DECREF(leaf);
 }
 
+Tape* tape_of_epoch_slow(uint64_t epoch) {
+    PyObject* dict = PyThreadState_GetDict();  // no error set when there is none
+    PyObject* capsule = dict ? PyDict_GetItemString(dict, "tapegrad.tape") : nullptr;
+    Tape* tape = capsule ? static_cast<Tape*>(PyCapsule_GetPointer(capsule, "tapegrad.tape")) : nullptr;
+    return tape && tape->epoch == epoch ? tape : nullptr;
+}
+
 Tape* current_tape() {
     PyThreadState* state = PyThreadState_Get();
-    if (state == cached_state && cached_tape) return cached_tape;
+    if (state == cached_state && last_tape) return last_tape;
     PyObject* dict = PyThreadState_GetDict();
     if (!dict) {
         PyErr_SetString(PyExc_RuntimeError, "tapegrad: this thread has no Python thread state");
@@ -183,7 +198,7 @@ Tape* current_tape() {
         if (rc < 0) return nullptr;
     }
     cached_state = state;
-    cached_tape = tape;
+    last_tape = tape;
     return tape;
 }
 

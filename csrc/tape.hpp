@@ -95,7 +95,8 @@ public:
     // Labels: the node of tensor_N is num_nodes[N] while numbers run in
     // order; numbers assigned out of order (after Tensor._counter was set by
     // hand) go to num_overflow. Explicit labels live in two small dicts.
-    std::vector<uint32_t> num_nodes;
+    std::vector<uint32_t> num_nodes;  // num_nodes[N - num_base] is the node of tensor_N
+    int64_t num_base = 0;
     std::unordered_map<int64_t, uint32_t> num_overflow;
     PyObject* node_by_label;  // dict str -> int
     PyObject* label_by_node;  // dict int -> str
@@ -105,6 +106,57 @@ public:
     size_t op_rows_scanned = 0;
 
     BufferPool pool;  // Note [Buffer pool]
+
+    // Note [Reclaiming records]
+    // live[row] counts the live recorded (non-leaf) tensors whose node is that
+    // row (saturating: a row with 255 pins the tape); live_total counts them
+    // all, live_freed those on rows a backward() has freed. When every live
+    // recorded tensor is on a freed row, or none is alive, no backward can use
+    // any record again: at the next safe point (the start of an op or of a
+    // gradient call, never during a sweep) the tape drops its records, keeping
+    // label numbering; leaves re-enter on their next use, tensors on freed
+    // rows keep their values and lose their (already freed) history. This is
+    // done only after a backward() or grad() freed something, or once the tape
+    // is large, and never while user records (the seed's custom ops, which
+    // name tensors by label) are on it, so seed-style code keeps the seed's
+    // semantics until clear_history().
+    std::vector<uint8_t> live;
+    size_t live_total = 0, live_freed = 0;
+    bool freed_any = false, pinned = false;
+    static constexpr size_t RECLAIM_ROWS = size_t(1) << 16;
+
+    void add_live(uint32_t node) {
+        if (live[node] == UINT8_MAX) {
+            pinned = true;
+            return;
+        }
+        ++live[node];
+        ++live_total;
+        if (flags[node] & F_FREED) ++live_freed;
+    }
+    // The first live tensor of a row just pushed: no checks needed.
+    void add_live_new_row(uint32_t node) {
+        live[node] = 1;
+        ++live_total;
+    }
+    void drop_live(uint32_t node) {
+        if (node >= live.size() || live[node] == 0 || live[node] == UINT8_MAX) return;
+        --live[node];
+        --live_total;
+        if (flags[node] & F_FREED) --live_freed;
+    }
+    void mark_freed(uint32_t row) {
+        if (flags[row] & F_FREED) return;
+        flags[row] |= F_FREED;
+        live_freed += live[row] == UINT8_MAX ? 0 : live[row];
+        freed_any = true;
+    }
+    // At a safe point: drops the records when nothing can use them again.
+    void maybe_reclaim() {
+        if (live_total == live_freed && !op.empty() && !sweeping && !pinned &&
+            user_records.empty() && (freed_any || op.size() >= RECLAIM_ROWS))
+            reset(false);
+    }
 
     // Sweep scratch, reused between sweeps (sweep.cpp).
     bool sweeping = false;
@@ -120,6 +172,7 @@ public:
         in0.push_back(a);
         in1.push_back(b);
         val.push_back(v);
+        live.push_back(0);
         if (code > OP_STALE || code == OP_CUSTOM) ++n_ops;
         return static_cast<uint32_t>(op.size() - 1);
     }
@@ -166,7 +219,10 @@ public:
 
     // Empties the tape (keeping its buffers), takes a new epoch, and
     // restarts labels at tensor_0.
-    void clear();
+    void clear() { reset(true); }
+
+    // Empties the tape and takes a new epoch; restarts labels if asked.
+    void reset(bool restart_labels);
 
 private:
     static uint32_t overflow();
@@ -174,6 +230,17 @@ private:
 
 // The calling thread's default tape, or nullptr with a Python error set.
 Tape* current_tape();
+
+// The last tape current_tape() returned (its own cache; GIL-protected).
+extern Tape* last_tape;
+
+// The tape whose current epoch is `epoch` if it is the last one used or the
+// calling thread's, else nullptr; never creates a tape or sets an error (for
+// deallocators). Epochs are unique, so the cached tape is right on any thread.
+Tape* tape_of_epoch_slow(uint64_t epoch);
+inline Tape* tape_of_epoch(uint64_t epoch) {
+    return last_tape && last_tape->epoch == epoch ? last_tape : tape_of_epoch_slow(epoch);
+}
 
 // A new epoch id (process-wide, increasing).
 uint64_t next_epoch();

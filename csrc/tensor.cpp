@@ -52,6 +52,7 @@ PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, 
     r->flags = requires_grad ? T_REQUIRES_GRAD : T_LEAF;  // no history: a constant leaf
     r->epoch = node == UINT32_MAX ? 0 : tape.epoch;
     r->node = node;
+    if (node != UINT32_MAX) tape.add_live_new_row(node);  // new_tensor's node is always a new row
     tape.set_num_node(r->num, node);
     return reinterpret_cast<PyObject*>(r);
 }
@@ -155,6 +156,7 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
 
     Tape* tape = current_tape();
     if (!tape) return nullptr;
+    tape->maybe_reclaim();  // a safe point: operands are read after it
     record = record && tape->grad_enabled;  // nothing is recorded inside no_grad()
     double number = 0.0;
     PyObject* array = nullptr;
@@ -212,6 +214,12 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
 
 // ---- the TensorBase type ----
 
+// A recorded tensor stops counting as live on its tape (Note [Reclaiming records]).
+void forget_live(TensorObject* t) {
+    if ((t->flags & T_LEAF) || t->epoch == 0) return;
+    if (Tape* tape = tape_of_epoch(t->epoch)) tape->drop_live(t->node);
+}
+
 int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
     static const char* keywords[] = {"data", "label", "requires_grad", nullptr};
     PyObject* data = nullptr;
@@ -250,6 +258,8 @@ int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
         Py_XDECREF(array);
         return -1;
     }
+    tape->maybe_reclaim();
+    forget_live(t);  // re-initialised: it is a leaf now
     Py_XSETREF(t->array, array);
     Py_XSETREF(t->label, label == Py_None ? nullptr : Py_NewRef(label));
     t->scalar = number;
@@ -267,6 +277,7 @@ int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
 void tensor_dealloc(PyObject* self) {
     auto* t = reinterpret_cast<TensorObject*>(self);
     PyTypeObject* type = Py_TYPE(self);
+    forget_live(t);
     Py_CLEAR(t->array);
     Py_CLEAR(t->label);
     Py_CLEAR(t->grad);
@@ -293,6 +304,7 @@ int set_data(PyObject* self, PyObject* value, void*) {
         array = to_float_array(value, "Tensor.data");
         if (!array) return -1;
     }
+    forget_live(t);
     Py_XSETREF(t->array, array);
     t->scalar = number;
     t->flags |= T_LEAF;
@@ -396,7 +408,10 @@ uint32_t node_on(Tape& tape, TensorObject* t) {
     const uint32_t node = tape.push(leaf ? OP_LEAF : OP_STALE, t->array ? F_ARRAY : 0, holder, 0,
                                     value_slot(tape, t));
     if (node == UINT32_MAX) return node;
-    if (!leaf) tape.stale_born[node] = t->born;
+    if (!leaf) {
+        tape.stale_born[node] = t->born;
+        tape.add_live(node);  // Note [Reclaiming records]: it now stands on this row
+    }
     t->epoch = tape.epoch;
     t->node = node;
     if (t->born != tape.epoch && !t->label) {

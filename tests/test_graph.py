@@ -84,11 +84,11 @@ def test_gradient_through_cleared_history_raises():
     w = tapegrad.Tensor(3.0, "w")
     old = w * 2.0
     tapegrad.clear_history()
-    with pytest.raises(RuntimeError, match=r"history of the target .* was cleared"):
+    with pytest.raises(RuntimeError, match=r"history of the target .* is gone.*clear_history"):
         tapegrad.compute_gradients(old, [w])
     late = tapegrad.Tensor(5.0, "late")
     y = old * late
-    with pytest.raises(RuntimeError, match=r"'w' flows through .* whose history was cleared"):
+    with pytest.raises(RuntimeError, match=r"'w' flows through .* whose history is gone"):
         tapegrad.compute_gradients(y, [w, late])
     # A source made after the clear cannot have fed `old`: its gradient is well defined.
     assert tapegrad.compute_gradients(y, [late]) == [6.0]

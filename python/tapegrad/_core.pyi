@@ -5,6 +5,7 @@ from typing import Any
 import numpy as np
 
 OP_CODES: dict[str, int]
+RECLAIM_ROWS: int
 
 class TensorBase:
     def __init__(

@@ -1,0 +1,93 @@
+"""Memory over long loops: records are reclaimed when nothing can use them again.
+
+Note [Reclaiming records] in csrc/tape.hpp. The bounds would break with a leak:
+the tape would hold every step's records (thousands of rows per step here).
+"""
+
+import tracemalloc
+
+import numpy as np
+
+import tapegrad as tg
+from tapegrad import _core
+
+
+def _rss_bytes():
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_training_loop_without_clear_history_stays_flat(rng):
+    x = rng.uniform(-1, 1, size=(32, 8))
+    target = rng.uniform(-1, 1, size=(32, 2))
+    w = tg.Tensor(rng.uniform(-1, 1, size=(8, 2)))
+    b = tg.Tensor(np.zeros(2))
+    rows, traced, rss = [], [], []
+    tracemalloc.start()
+    try:
+        for step in range(2000):
+            loss = ((tg.tanh(x @ w + b) - target) ** 2).mean()
+            loss.backward()
+            with tg.no_grad():
+                w -= 0.1 * w.grad
+                b -= 0.1 * b.grad
+            w.grad = b.grad = None
+            if step in (200, 1999):
+                rows.append(_core.tape_rows())
+                traced.append(tracemalloc.get_traced_memory()[0])
+                rss.append(_rss_bytes())
+    finally:
+        tracemalloc.stop()
+    assert rows[1] <= 64, rows  # one step's records, not 2,000 steps'
+    assert traced[1] - traced[0] < 200_000, traced
+    assert rss[1] - rss[0] < 8 << 20, rss
+    assert loss.item() < 0.5
+
+
+def test_scalar_training_loop_stays_flat():
+    p = [tg.Tensor(0.1 * k) for k in range(4)]
+    for step in range(3000):
+        acc = p[0]
+        for k in range(1, 4):
+            acc = tg.tanh(acc * p[k] + 0.5)
+        acc.backward()
+        with tg.no_grad():
+            for t in p:
+                t -= 0.01 * t.grad
+                t.grad = None
+        if step == 10:
+            early = _core.tape_rows()
+    assert _core.tape_rows() <= early + 16
+
+
+def test_evaluation_loop_that_drops_its_graphs_stays_bounded(rng):
+    w = tg.Tensor(rng.uniform(size=50))
+    peak = 0
+    for _ in range(3000):
+        _ = tg.tanh(w * 2.0 + 1.0).sum().item()  # the graph dies at once
+        peak = max(peak, _core.tape_rows())
+    assert peak <= _core.RECLAIM_ROWS + 64  # records of dead graphs do not pile up
+
+
+def test_seed_style_history_is_kept_until_clear_history():
+    a = tg.Tensor(3.0, "a")
+    out = tg.Tensor(a.data ** 2)
+    tg.operation_history.append(tg.OperationRecord(["a"], [out.label], lambda g: [2 * 3.0 * g]))
+    y = out * 2.0
+    y.backward()  # frees what it traversed, but a user record keeps the history
+    assert a.grad.data == 12.0
+    del y
+    z = a * 1.0
+    assert len(tg.operation_history) == 3
+    assert tg.compute_gradients(z, [a]) == [1.0]
+
+
+def test_a_retained_graph_is_kept():
+    x = tg.Tensor(2.0)
+    y = x * x * x
+    y.backward(retain_graph=True)
+    _ = tg.Tensor(1.0) * 3.0  # a safe point: nothing may be reclaimed
+    y.backward()
+    assert x.grad.data == 24.0
