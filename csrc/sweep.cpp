@@ -120,6 +120,7 @@ public:
             return value ? filled_like(value, 0.0) : PyFloat_FromDouble(0.0);
         if (!t.is_array(s.node)) return PyFloat_FromDouble(grad[s.node]);
         PyObject*& buffer = array_grad[t.val[s.node].index];
+        if (!buffer) return filled_like(value ? value : t.array_of(s.node), 0.0);
         // Hand the buffer over the first time; a source listed twice gets a copy.
         if (Py_REFCNT(buffer) == 1) return Py_NewRef(buffer);
         return owned_copy(buffer);
@@ -130,7 +131,8 @@ public:
     // After a backward() that does not retain the graph: what it traversed
     // cannot be traversed again (the values stay until the tape is cleared).
     void free_traversed() {
-        for (size_t row = 0; row < t.op.size(); ++row) {
+        // reached.size(): rows a backward_fn recorded during the sweep were not traversed.
+        for (size_t row = 0; row < reached.size(); ++row) {
             const uint8_t code = t.op[row];
             const bool traversed = code == OP_CUSTOM ? outputs_reached(static_cast<uint32_t>(row))
                                                      : (reached[row] & REACHED) && code > OP_STALE;
@@ -140,7 +142,7 @@ public:
 
     // backward(): adds each reached leaf's gradient into its .grad.
     bool accumulate_leaf_grads() {
-        for (size_t row = 0; row < t.op.size(); ++row) {
+        for (size_t row = 0; row < reached.size(); ++row) {
             if (t.op[row] != OP_LEAF || !(reached[row] & REACHED) || t.in0[row] == UINT32_MAX) continue;
             auto* leaf = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]]);
             PyObject* g = result({leaf, static_cast<uint32_t>(row)});

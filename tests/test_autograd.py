@@ -164,3 +164,17 @@ def test_training_loop_matches_torch(rng):
         assert loss.item() == pytest.approx(tloss.item(), rel=1e-12)
     np.testing.assert_allclose(w.data, tw.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(b.data, tb.detach().numpy(), rtol=1e-12)
+
+
+def test_backward_through_a_user_record_that_records_ops():
+    """A backward_fn that computes with Tensors appends rows while the sweep runs."""
+    a = tg.Tensor(np.array([1.0, 2.0]), "a")
+    out = tg.Tensor(a.data ** 2)
+
+    def backward(g):
+        doubled = tg.Tensor(a.data) * 2.0  # recorded during the sweep
+        return [doubled.data * g]
+
+    tg.operation_history.append(tg.OperationRecord([a], [out], backward))
+    (out * 3.0).sum().backward()
+    np.testing.assert_array_equal(a.grad.data, [6.0, 12.0])
