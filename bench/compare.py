@@ -697,8 +697,10 @@ def main(argv=None):
     started = time.perf_counter()
     scalar_rows = bench_scalar(scalar_sizes, repeats, with_memory=not args.quick)
     elementwise_rows = bench_elementwise(element_sizes, repeats)
+    # --quick: one MLP config, one repeat (process start-up, torch's import above
+    # all, is most of a quick run's time).
     mlp_rows = bench_mlp(MLP_CONFIGS[:1] if args.quick else MLP_CONFIGS,
-                         repeats)
+                         1 if args.quick else repeats)
     elapsed = time.perf_counter() - started
 
     scalar_text = scalar_table(scalar_rows)
