@@ -100,12 +100,5 @@ PYBIND11_MODULE(_core, m) {
     m.def("append_record", [](py::object record) {
         if (!append_record(record.ptr())) throw py::error_already_set();
     });
-    m.def("tape_nbytes", []() {
-        Tape& t = tape();
-        // Bytes per row actually held: record columns, value, label index.
-        return t.op.size() * (sizeof(uint8_t) * 2 + sizeof(uint32_t) * 2 + sizeof(Value)) +
-               t.num_nodes.size() * sizeof(uint32_t) + t.consts.size() * sizeof(double) +
-               t.arrays.size() * sizeof(PyObject*);
-    });
     m.def("tape_rows", []() { return tape().op.size(); });
 }
