@@ -97,8 +97,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("record_vjp", [](uint64_t row, uint64_t epoch, py::object g) {
         return checked(record_vjp(row, epoch, g.ptr()));
     });
-    m.def("append_record", [](py::object record) {
-        if (!append_record(record.ptr())) throw py::error_already_set();
-    });
+    m.def("append_record",
+          [](py::object record, bool function) {
+              if (!append_record(record.ptr(), function)) throw py::error_already_set();
+          },
+          py::arg("record"), py::arg("function") = false);
     m.def("tape_rows", []() { return tape().op.size(); });
 }

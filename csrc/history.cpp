@@ -108,6 +108,35 @@ bool nodes_of_keys(Tape& tape, PyObject* record, const char* attr, std::vector<u
     return ok;
 }
 
+// A Function's outputs (Tensors, freshly made leaves) become recorded tensors:
+// not leaves (no .grad), counted live on their rows (Note [Reclaiming records]).
+bool function_outputs(Tape& tape, PyObject* record) {
+    PyObject* keys = PyObject_GetAttrString(record, "output_keys");
+    PyObject* seq = keys ? PySequence_Fast(keys, "Function outputs must be a sequence") : nullptr;
+    Py_XDECREF(keys);
+    if (!seq) return false;
+    bool ok = true;
+    for (Py_ssize_t k = 0; ok && k < PySequence_Fast_GET_SIZE(seq); ++k) {
+        PyObject* item = PySequence_Fast_GET_ITEM(seq, k);
+        if (!is_tensor(item)) {
+            PyErr_SetString(PyExc_TypeError, "Function: every output must be a Tensor");
+            ok = false;
+            break;
+        }
+        auto* t = reinterpret_cast<TensorObject*>(item);
+        const uint32_t node = node_on(tape, t);
+        if (node == UINT32_MAX) {
+            ok = false;
+            break;
+        }
+        t->flags &= static_cast<uint8_t>(~T_LEAF);
+        tape.in0[node] = UINT32_MAX;  // no .grad on a Function's output
+        tape.add_live(node);
+    }
+    Py_DECREF(seq);
+    return ok;
+}
+
 }  // namespace
 
 Py_ssize_t history_length() {
@@ -206,7 +235,7 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
     return result;
 }
 
-bool append_record(PyObject* record) {
+bool append_record(PyObject* record, bool function) {
     Tape* tape = current_tape();
     if (!tape) return false;
     PyObject* fn = PyObject_GetAttrString(record, "backward_fn");
@@ -225,11 +254,14 @@ bool append_record(PyObject* record) {
         PyErr_SetString(PyExc_ValueError, "operation_history.append: a record needs at least one output");
         return false;
     }
+    if (function && !function_outputs(*tape, record)) return false;
     for (uint32_t o : r.outputs) tape->flags[o] |= F_CUSTOM_OUTPUT;
     Value v;
     v.index = tape->user_records.size();
     if (tape->push(OP_CUSTOM, 0, static_cast<uint32_t>(v.index), 0, v) == UINT32_MAX) return false;
     r.record = Py_NewRef(record);
+    r.by_label = !function;
+    if (r.by_label) ++tape->label_records;
     tape->user_records.push_back(std::move(r));
     return true;
 }

@@ -19,8 +19,9 @@ PyObject* history_item(Py_ssize_t k);
 PyObject* record_vjp(uint64_t row, uint64_t epoch, PyObject* g);
 
 // Appends a user record (an object with input_keys, output_keys and
-// backward_fn) whose keys are labels or Tensors.
-bool append_record(PyObject* record);
+// backward_fn) whose keys are labels or Tensors. A Function's record
+// (`function`) names its Tensors and makes its outputs recorded tensors.
+bool append_record(PyObject* record, bool function);
 
 // Empties the calling thread's tape and restarts labels at tensor_0.
 bool clear_history();

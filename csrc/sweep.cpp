@@ -136,7 +136,11 @@ public:
             const uint8_t code = t.op[row];
             const bool traversed = code == OP_CUSTOM ? outputs_reached(static_cast<uint32_t>(row))
                                                      : (reached[row] & REACHED) && code > OP_STALE;
-            if (traversed) t.mark_freed(static_cast<uint32_t>(row));
+            if (!traversed) continue;
+            t.mark_freed(static_cast<uint32_t>(row));
+            // A Function's outputs stand on their own rows: freed with their record.
+            if (code == OP_CUSTOM)
+                for (uint32_t o : t.user_records[t.in0[row]].outputs) t.mark_freed(o);
         }
     }
 

@@ -149,6 +149,7 @@ void Tape::reset(bool restart_labels) {
     op_rows.clear();
     op_rows_scanned = 0;
     n_ops = 0;
+    label_records = 0;
     if (restart_labels) counter = 0;
     num_base = counter;
     epoch = next_epoch();

@@ -64,6 +64,7 @@ struct ArrayRecord {
 struct UserRecord {
     PyObject* record;  // owned: the OperationRecord object itself
     std::vector<uint32_t> inputs, outputs;
+    bool by_label;  // appended to operation_history (seed style), not made by a Function
 };
 
 class Tape {
@@ -86,6 +87,7 @@ public:
     std::vector<double> consts;
     std::vector<PyObject*> arrays;  // owned references
     std::vector<UserRecord> user_records;
+    size_t label_records = 0;  // user records appended seed-style (they block reclaiming)
     // Leaves that require grad, owned, so backward() can accumulate their .grad;
     // a leaf row's in0 indexes this (UINT32_MAX: none).
     std::vector<PyObject*> leaf_tensors;
@@ -117,9 +119,10 @@ public:
     // label numbering; leaves re-enter on their next use, tensors on freed
     // rows keep their values and lose their (already freed) history. This is
     // done only after a backward() or grad() freed something, or once the tape
-    // is large, and never while user records (the seed's custom ops, which
-    // name tensors by label) are on it, so seed-style code keeps the seed's
-    // semantics until clear_history().
+    // is large, and never while seed-style user records (which name tensors by
+    // label, and whose outputs are leaves) are on it, so such code keeps the
+    // seed's semantics until clear_history(). A Function's outputs are
+    // recorded tensors like any op's, so its records do not block reclaiming.
     std::vector<uint8_t> live;
     size_t live_total = 0, live_freed = 0;
     bool freed_any = false, pinned = false;
@@ -154,7 +157,7 @@ public:
     // At a safe point: drops the records when nothing can use them again.
     void maybe_reclaim() {
         if (live_total == live_freed && !op.empty() && !sweeping && !pinned &&
-            user_records.empty() && (freed_any || op.size() >= RECLAIM_ROWS))
+            label_records == 0 && (freed_any || op.size() >= RECLAIM_ROWS))
             reset(false);
     }
 

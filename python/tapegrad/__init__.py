@@ -41,6 +41,8 @@ from .array_ops import (
     where,
 )
 from .autograd import (
+    Function,
+    FunctionCtx,
     enable_grad,
     grad,
     is_grad_enabled,
@@ -78,6 +80,8 @@ from .tensor import Tensor
 __version__ = "0.1.0"
 
 __all__ = [
+    "Function",
+    "FunctionCtx",
     "GradcheckError",
     "OperationRecord",
     "Tensor",

@@ -1,4 +1,4 @@
-"""The PyTorch-style surface: grad modes, tapegrad.grad, tapegrad.tensor.
+"""The PyTorch-style surface: grad modes, tapegrad.grad, tapegrad.tensor, Function.
 
 ``t.backward()`` and ``.grad`` live on Tensor (tensor.py); the sweep is native.
 """
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
 from . import _core
+from .history import OperationRecord, _Keys
 from .tensor import Tensor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -118,3 +119,84 @@ def grad(
         raise NotImplementedError(
             "tapegrad.grad: create_graph=True (higher-order derivatives) is not supported yet")
     return _core.grad(outputs, inputs, grad_outputs, bool(retain_graph), allow_unused)
+
+
+class FunctionCtx:
+    """What a Function's forward leaves for its backward (``ctx`` in both)."""
+
+    def __init__(self, needs_input_grad: tuple) -> None:
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors: tuple = ()
+
+    def save_for_backward(self, *tensors: Any) -> None:
+        """Keep tensors (or arrays) for the backward, as ``ctx.saved_tensors``."""
+        self.saved_tensors = tensors
+
+
+class Function:
+    """A custom op with its own backward, as ``torch.autograd.Function``.
+
+    Subclass it with static ``forward(ctx, *args)`` and ``backward(ctx, *grads)``
+    and call ``MyOp.apply(*args)``. ``forward`` runs without recording and
+    returns a Tensor, an array or a number (or a tuple of them); ``backward``
+    gets one Tensor per output and returns one gradient per ``forward``
+    argument (None for non-Tensors or no gradient). Its record appears in
+    ``operation_history`` under the class's name.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> class Cube(tg.Function):
+        ...     @staticmethod
+        ...     def forward(ctx, x):
+        ...         ctx.save_for_backward(x)
+        ...         return x * x * x
+        ...     @staticmethod
+        ...     def backward(ctx, g):
+        ...         (x,) = ctx.saved_tensors
+        ...         return 3 * x * x * g
+        >>> x = tg.Tensor(2.0)
+        >>> Cube.apply(x).backward()
+        >>> x.grad.data
+        12.0
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, *args: Any) -> Any:
+        raise NotImplementedError("a Function subclass defines forward(ctx, *args)")
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, *grads: Any) -> Any:
+        raise NotImplementedError("a Function subclass defines backward(ctx, *grads)")
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:
+        """Run ``forward`` on ``args`` and record the op with ``backward`` as its gradient."""
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx = FunctionCtx(needs)
+        with no_grad():
+            raw = cls.forward(ctx, *args)
+        single = not isinstance(raw, tuple)
+        record = _core.is_grad_enabled() and any(needs)
+        outputs = [Tensor(o.data if isinstance(o, Tensor) else o, requires_grad=record)
+                   for o in ((raw,) if single else raw)]
+        if record:
+            inputs = [a for a in args if isinstance(a, Tensor)]
+            operation = OperationRecord(inputs, outputs, _backward_of(cls, ctx, args))
+            operation.op = cls.__name__
+            _core.append_record(_Keys(operation), True)  # keys as the Tensors themselves
+        return outputs[0] if single else tuple(outputs)
+
+
+def _backward_of(cls: type, ctx: FunctionCtx, args: tuple) -> Callable[..., list]:
+    def backward_fn(*grads: Any) -> list:
+        with no_grad():
+            result = cls.backward(ctx, *(Tensor(g, requires_grad=False) for g in grads))
+        result = result if isinstance(result, tuple) else (result,)
+        if len(result) != len(args):
+            raise ValueError(
+                f"{cls.__name__}.backward returned {len(result)} gradients for the "
+                f"{len(args)} arguments of forward; return one per argument (None for none)")
+        return [r.data if isinstance(r, Tensor) else r
+                for r, a in zip(result, args) if isinstance(a, Tensor)]
+
+    return backward_fn
