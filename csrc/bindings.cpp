@@ -80,6 +80,7 @@ PYBIND11_MODULE(_core, m) {
         t.grad_enabled = mode;
         return previous;
     });
+    m.def("graph_of", [](py::object tensor) { return checked(graph_of(tensor.ptr())); });
     m.def("clear_history", []() {
         if (!clear_history()) throw py::error_already_set();
     });

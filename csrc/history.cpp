@@ -266,6 +266,90 @@ bool append_record(PyObject* record, bool function) {
     return true;
 }
 
+PyObject* graph_of(PyObject* tensor_obj) {
+    if (!is_tensor(tensor_obj)) {
+        PyErr_Format(PyExc_TypeError, "to_dot: expected a Tensor, got %.100s", Py_TYPE(tensor_obj)->tp_name);
+        return nullptr;
+    }
+    auto* t = reinterpret_cast<TensorObject*>(tensor_obj);
+    Tape* tape = current_tape();
+    if (!tape) return nullptr;
+    PyObject* rows = PyList_New(0);
+    if (!rows || t->epoch != tape->epoch) return rows;  // no history on this tape
+    // Everything t depends on: one pass from the top (a user record stands
+    // above its outputs), marking the inputs of each marked row.
+    std::vector<uint8_t> needed(tape->op.size(), 0);
+    needed[t->node] = 1;
+    std::vector<uint32_t> order;
+    for (int64_t i = static_cast<int64_t>(tape->op.size()) - 1; i >= 0; --i) {
+        const uint32_t row = static_cast<uint32_t>(i);
+        const uint8_t code = tape->op[row];
+        std::vector<uint32_t> inputs;
+        if (code == OP_CUSTOM) {
+            const UserRecord& r = tape->user_records[tape->in0[row]];
+            for (uint32_t o : r.outputs) needed[row] |= needed[o];
+            if (needed[row]) inputs = r.inputs;
+        } else if (needed[row] && code > OP_STALE) {
+            inputs = tensor_inputs(*tape, row);
+        }
+        if (!needed[row]) continue;
+        for (uint32_t in : inputs) needed[in] = 1;
+        order.push_back(row);
+    }
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+        const uint32_t row = *it;
+        const uint8_t code = tape->op[row];
+        const bool custom = code == OP_CUSTOM;
+        const std::vector<uint32_t> ins =
+            custom ? tape->user_records[tape->in0[row]].inputs
+                   : (code > OP_STALE ? tensor_inputs(*tape, row) : std::vector<uint32_t>{});
+        const std::vector<uint32_t> outs =
+            custom ? tape->user_records[tape->in0[row]].outputs : std::vector<uint32_t>{row};
+        PyObject* in_list = PyList_New(0);
+        PyObject* out_list = PyList_New(0);
+        bool ok = in_list && out_list;
+        for (uint32_t n : ins) ok = ok && append_new(in_list, PyLong_FromUnsignedLong(n));
+        for (uint32_t n : outs) ok = ok && append_new(out_list, PyLong_FromUnsignedLong(n));
+        PyObject* name = nullptr;
+        if (custom) {
+            PyObject* record = tape->user_records[tape->in0[row]].record;
+            name = PyObject_GetAttrString(record, "op");
+            if (!name) {  // a record of the user's own class
+                PyErr_Clear();
+                name = PyUnicode_FromString("custom");
+            }
+        } else if (code == OP_LEAF && (tape->flags[row] & F_CUSTOM_OUTPUT)) {
+            name = PyUnicode_FromString("output");  // made by a user record, not a leaf
+        } else {
+            name = PyUnicode_FromString(row_op_name(code));
+        }
+        PyObject* label = custom ? Py_NewRef(Py_None) : tape->label_of(row);
+        PyObject* shape = custom ? Py_NewRef(Py_None)
+                                 : (tape->is_array(row) ? PyObject_GetAttrString(tape->array_of(row), "shape")
+                                                        : PyTuple_New(0));
+        ok = ok && name && label && shape;
+        PyObject* item = ok ? Py_BuildValue("(kONNNN)", static_cast<unsigned long>(row), name, in_list,
+                                            out_list, label, shape)
+                            : nullptr;
+        Py_XDECREF(name);
+        if (!item) {
+            if (!ok) {
+                Py_XDECREF(in_list);
+                Py_XDECREF(out_list);
+                Py_XDECREF(label);
+                Py_XDECREF(shape);
+            }
+            Py_DECREF(rows);
+            return nullptr;
+        }
+        if (!append_new(rows, item)) {
+            Py_DECREF(rows);
+            return nullptr;
+        }
+    }
+    return rows;
+}
+
 bool clear_history() {
     Tape* tape = current_tape();
     if (!tape) return false;

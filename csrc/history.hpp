@@ -23,6 +23,11 @@ PyObject* record_vjp(uint64_t row, uint64_t epoch, PyObject* g);
 // (`function`) names its Tensors and makes its outputs recorded tensors.
 bool append_record(PyObject* record, bool function);
 
+// The rows a tensor depends on, in creation order, as (row, op name, input
+// nodes, output nodes, label, shape); the label and shape of a user record
+// (several outputs) are None. Empty for a tensor with no history here.
+PyObject* graph_of(PyObject* tensor);
+
 // Empties the calling thread's tape and restarts labels at tensor_0.
 bool clear_history();
 

@@ -10,6 +10,7 @@ Example:
     5.5
 """
 
+from . import viz
 from .array_ops import (
     broadcast_to,
     clip,
@@ -138,5 +139,6 @@ __all__ = [
     "tensor",
     "transpose",
     "var",
+    "viz",
     "where",
 ]

@@ -75,6 +75,10 @@ class _Keys:
     def backward_fn(self) -> Callable[..., Sequence[Any]]:
         return self.record.backward_fn
 
+    @property
+    def op(self) -> str:
+        return getattr(self.record, "op", "custom")
+
     def __repr__(self) -> str:
         return repr(self.record)
 
