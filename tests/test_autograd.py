@@ -178,3 +178,29 @@ def test_backward_through_a_user_record_that_records_ops():
     tg.operation_history.append(tg.OperationRecord([a], [out], backward))
     (out * 3.0).sum().backward()
     np.testing.assert_array_equal(a.grad.data, [6.0, 12.0])
+
+
+def test_jacobian_and_vjp_against_torch(rng):
+    torch = pytest.importorskip("torch")
+    from torch.autograd import functional as F
+
+    a, b = rng.uniform(-1, 1, size=(2, 3)), rng.uniform(-1, 1, size=3)
+
+    def ours(x, y):
+        return tg.tanh(x * y).sum(axis=0) + y * y
+
+    def theirs(x, y):
+        return torch.tanh(x * y).sum(0) + y * y
+
+    j_ours = tg.jacobian(ours, (tg.Tensor(a), tg.Tensor(b)))
+    j_theirs = F.jacobian(theirs, (torch.tensor(a), torch.tensor(b)))
+    for j, t in zip(j_ours, j_theirs):
+        assert j.shape == tuple(t.shape)
+        np.testing.assert_allclose(j.data, t.numpy(), rtol=1e-12, atol=1e-14)
+    v = rng.uniform(size=3)
+    out, (gx, gy) = tg.vjp(ours, (tg.Tensor(a), tg.Tensor(b)), v)
+    t_out, (tx, ty) = F.vjp(theirs, (torch.tensor(a), torch.tensor(b)), torch.tensor(v))
+    np.testing.assert_allclose(out.data, t_out.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(gx.data, tx.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(gy.data, ty.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(tg.jacobian(tg.sin, tg.Tensor(0.5)).data, np.cos(0.5))

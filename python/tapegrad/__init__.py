@@ -47,9 +47,11 @@ from .autograd import (
     enable_grad,
     grad,
     is_grad_enabled,
+    jacobian,
     no_grad,
     set_grad_enabled,
     tensor,
+    vjp,
 )
 from .functional import (
     abs,
@@ -104,6 +106,7 @@ __all__ = [
     "grad",
     "gradcheck",
     "is_grad_enabled",
+    "jacobian",
     "log",
     "log_softmax",
     "logsumexp",
@@ -140,5 +143,6 @@ __all__ = [
     "transpose",
     "var",
     "viz",
+    "vjp",
     "where",
 ]

@@ -9,6 +9,8 @@ import functools
 from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
+import numpy as np
+
 from . import _core
 from .history import OperationRecord, _Keys
 from .tensor import Tensor
@@ -200,3 +202,64 @@ def _backward_of(cls: type, ctx: FunctionCtx, args: tuple) -> Callable[..., list
                 for r, a in zip(result, args) if isinstance(a, Tensor)]
 
     return backward_fn
+
+
+def _as_inputs(inputs: Any) -> tuple[tuple, bool]:
+    """Inputs as a tuple of fresh leaves (the caller's tensors are not touched)."""
+    single = not isinstance(inputs, (tuple, list))
+    items = (inputs,) if single else tuple(inputs)
+    leaves = tuple(Tensor(x.data if isinstance(x, Tensor) else x) for x in items)
+    return leaves, single
+
+
+def vjp(func: Callable[..., Any], inputs: Any, v: Any = None) -> tuple:
+    """``(func(*inputs), v^T J)``, as ``torch.autograd.functional.vjp``.
+
+    ``v`` has the output's shape (it may be omitted for a scalar output). The
+    result has one gradient per input (a Tensor, or a tuple of them when
+    ``inputs`` is a tuple).
+
+    Example:
+        >>> import tapegrad as tg
+        >>> out, g = tg.vjp(lambda x: x * x, tg.Tensor([1.0, 2.0]), v=[1.0, 1.0])
+        >>> g.data
+        array([2., 4.])
+    """
+    leaves, single = _as_inputs(inputs)
+    with enable_grad():
+        out = func(*leaves)
+        grads = _core.grad(out, leaves, v, False, True)
+    grads = tuple(Tensor(leaf.data * 0.0, requires_grad=False) if g is None else g
+                  for g, leaf in zip(grads, leaves))
+    return out.detach(), grads[0] if single else grads
+
+
+def jacobian(func: Callable[..., Any], inputs: Any) -> Any:
+    """The Jacobian of ``func`` at ``inputs``, as ``torch.autograd.functional.jacobian``.
+
+    For one input and one output it is a Tensor of shape ``out.shape +
+    in.shape``; for a tuple of inputs, a tuple with one such Tensor per input.
+    It takes one backward sweep per output element.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> tg.jacobian(lambda x: x * x, tg.Tensor([1.0, 2.0])).data
+        array([[2., 0.],
+               [0., 4.]])
+    """
+    leaves, single = _as_inputs(inputs)
+    with enable_grad():
+        out = func(*leaves)
+    out_shape = out.shape
+    rows = []
+    for k in range(max(1, int(np.prod(out_shape)))):
+        seed = np.zeros(out_shape, dtype=out.dtype)
+        seed.reshape(-1)[k] = 1.0
+        grads = _core.grad(out, leaves, seed if out_shape else None, True, True)
+        rows.append([np.zeros(np.shape(leaf.data)) if g is None else np.asarray(g.data)
+                     for g, leaf in zip(grads, leaves)])
+    result = tuple(
+        Tensor(np.stack([r[i] for r in rows]).reshape(out_shape + np.shape(leaves[i].data)),
+               requires_grad=False)
+        for i in range(len(leaves)))
+    return result[0] if single else result
