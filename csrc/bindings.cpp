@@ -80,6 +80,9 @@ PYBIND11_MODULE(_core, m) {
         t.grad_enabled = mode;
         return previous;
     });
+    m.def("register_hook", [](py::object tensor, py::object fn) {
+        return checked(register_hook(tensor.ptr(), fn.ptr()));
+    });
     m.def("graph_of", [](py::object tensor) { return checked(graph_of(tensor.ptr())); });
     m.def("clear_history", []() {
         if (!clear_history()) throw py::error_already_set();

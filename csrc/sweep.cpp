@@ -20,7 +20,7 @@ namespace tapegrad {
 
 namespace {
 
-enum : uint8_t { REACHED = 1, KEEP = 2 };
+enum : uint8_t { REACHED = 1, KEEP = 2, HOOKS_RAN = 4 };
 
 // Why a tensor's records can be gone, and what to do about each cause.
 constexpr const char* HISTORY_GONE =
@@ -94,7 +94,12 @@ public:
                 c = Columns(t, grad, reached);
                 continue;
             }
-            if (!(c.reached[row] & REACHED) || code == OP_LEAF) continue;
+            if (!(c.reached[row] & REACHED)) continue;
+            if (c.flags[row] & F_HOOKED) {  // its gradient is complete: every consumer is above
+                if (!run_hooks(row)) return false;
+                c = Columns(t, grad, reached);
+            }
+            if (code == OP_LEAF) continue;
             if (c.flags[row] & F_FREED) return freed_error(row);
             if (code == OP_STALE) {
                 if (!check_stale(row, sources)) return false;
@@ -181,6 +186,75 @@ private:
         }
         acc->epoch = 0;  // a new value: re-entered on its next use
         return !PyErr_Occurred();
+    }
+
+    // Calls the register_hook functions of a row's tensor, in order, on its
+    // complete gradient; one that returns a value replaces the gradient.
+    bool run_hooks(uint32_t row) {
+        if (reached[row] & HOOKS_RAN) return true;
+        reached[row] |= HOOKS_RAN;
+        PyObject* hooks = nullptr;
+        if (t.op[row] == OP_LEAF && t.in0[row] != UINT32_MAX) {
+            hooks = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]])->hooks;
+        } else {
+            auto it = t.row_hooks.find(row);
+            if (it != t.row_hooks.end()) hooks = it->second;
+        }
+        if (!hooks) return true;
+        PyObject* snapshot = PySequence_List(hooks);  // a hook may add or remove hooks
+        if (!snapshot) return false;
+        bool ok = true;
+        for (Py_ssize_t k = 0; ok && k < PyList_GET_SIZE(snapshot); ++k) {
+            PyObject* g = grad_object(row);
+            const bool is_array = g && PyArray_Check(g);
+            PyObject* g_tensor = !g ? nullptr
+                                    : new_tensor(t, is_array ? 0.0 : PyFloat_AsDouble(g),
+                                                 is_array ? owned_copy(g) : nullptr, UINT32_MAX, false);
+            Py_XDECREF(g);
+            PyObject* r = g_tensor ? PyObject_CallOneArg(PyList_GET_ITEM(snapshot, k), g_tensor) : nullptr;
+            Py_XDECREF(g_tensor);
+            ok = r && (r == Py_None || replace_grad(row, r));
+            Py_XDECREF(r);
+        }
+        Py_DECREF(snapshot);
+        return ok;
+    }
+
+    // A hook's result (a Tensor, array or number of the row's shape) as its gradient.
+    bool replace_grad(uint32_t row, PyObject* value) {
+        PyObject* v = is_tensor(value) ? value_object(reinterpret_cast<TensorObject*>(value))
+                                       : Py_NewRef(value);
+        PyObject* array = v ? to_float_array(v, "register_hook: a hook's result") : nullptr;
+        Py_XDECREF(v);
+        if (!array) return false;
+        PyArrayObject* a = reinterpret_cast<PyArrayObject*>(array);
+        const bool fits = t.is_array(row)
+                              ? PyArray_SAMESHAPE(a, reinterpret_cast<PyArrayObject*>(t.array_of(row)))
+                              : PyArray_NDIM(a) == 0;
+        if (!fits) {
+            PyObject* got = PyObject_GetAttrString(array, "shape");
+            PyErr_Format(PyExc_ValueError,
+                         "register_hook: a hook returned a gradient of shape %S; return one of the "
+                         "tensor's shape (or None to keep the gradient)", got ? got : Py_None);
+            Py_XDECREF(got);
+            Py_DECREF(array);
+            return false;
+        }
+        if (!t.is_array(row)) {
+            grad[row] = PyFloat_AsDouble(array);
+            Py_DECREF(array);
+            return !PyErr_Occurred();
+        }
+        PyObject* cast = sum_to_like(array, t.array_of(row));  // same shape: a cast, if any
+        Py_DECREF(array);
+        if (!cast) return false;
+        PyObject* copy = owned_copy(cast);
+        Py_DECREF(cast);
+        if (!copy) return false;
+        PyObject*& buffer = array_grad[t.val[row].index];
+        t.pool.give(buffer);
+        buffer = copy;
+        return true;
     }
 
     bool outputs_reached(uint32_t row) const {
@@ -406,10 +480,15 @@ private:
     }
 
     bool user_record(uint32_t row) {
-        UserRecord& r = t.user_records[t.in0[row]];
         bool any = false;
-        for (uint32_t o : r.outputs) any = any || (reached[o] & REACHED);
+        for (uint32_t o : t.user_records[t.in0[row]].outputs) {
+            if (!(reached[o] & REACHED)) continue;
+            any = true;
+            // The record consumes its outputs' gradients now, before their own rows.
+            if ((t.flags[o] & F_HOOKED) && !run_hooks(o)) return false;
+        }
         if (!any) return true;
+        UserRecord& r = t.user_records[t.in0[row]];
         // Copy what we need: the callback may append to (and so move) user_records.
         PyObject* record = Py_NewRef(r.record);
         std::vector<uint32_t> inputs = r.inputs;

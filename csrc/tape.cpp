@@ -132,6 +132,8 @@ void Tape::reset(bool restart_labels) {
     old_array_records.swap(array_records);
     std::vector<PyObject*> old_leaves;
     old_leaves.swap(leaf_tensors);
+    std::unordered_map<uint32_t, PyObject*> old_hooks;
+    old_hooks.swap(row_hooks);
     std::vector<PyObject*> old_grads;
     old_grads.swap(array_grad);
     op.clear();
@@ -163,6 +165,7 @@ void Tape::reset(bool restart_labels) {
     for (UserRecord& r : old_records) Py_DECREF(r.record);
     for (ArrayRecord& r : old_array_records) Py_DECREF(r.params);
     for (PyObject* leaf : old_leaves) Py_DECREF(leaf);
+    for (auto& [row, hooks] : old_hooks) Py_DECREF(hooks);
 }
 
 Tape* tape_of_epoch_slow(uint64_t epoch) {

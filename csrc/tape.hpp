@@ -43,7 +43,8 @@ enum RowFlag : uint8_t {
     F_B_NUMBER = 8,       // likewise for operand b and in1
     F_B_ARRAY = 16,
     F_CUSTOM_OUTPUT = 32,  // a leaf that a user record lists as an output
-    F_FREED = 64           // traversed by a backward() that did not retain the graph
+    F_FREED = 64,          // traversed by a backward() that did not retain the graph
+    F_HOOKED = 128         // its tensor has hooks (register_hook) the sweep calls
 };
 constexpr uint8_t F_A_CONST = F_A_NUMBER | F_A_ARRAY;
 constexpr uint8_t F_B_CONST = F_B_NUMBER | F_B_ARRAY;
@@ -88,6 +89,8 @@ public:
     std::vector<PyObject*> arrays;  // owned references
     std::vector<UserRecord> user_records;
     size_t label_records = 0;  // user records appended seed-style (they block reclaiming)
+    // The hook lists of hooked non-leaf rows (leaves' are on leaf_tensors), owned.
+    std::unordered_map<uint32_t, PyObject*> row_hooks;
     // Leaves that require grad, owned, so backward() can accumulate their .grad;
     // a leaf row's in0 indexes this (UINT32_MAX: none).
     std::vector<PyObject*> leaf_tensors;

@@ -47,6 +47,7 @@ PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, 
     r->array = array;  // stolen
     r->label = nullptr;
     r->grad = nullptr;
+    r->hooks = nullptr;
     r->born = tape.epoch;
     r->num = tape.counter++;
     r->flags = requires_grad ? T_REQUIRES_GRAD : T_LEAF;  // no history: a constant leaf
@@ -281,6 +282,7 @@ void tensor_dealloc(PyObject* self) {
     Py_CLEAR(t->array);
     Py_CLEAR(t->label);
     Py_CLEAR(t->grad);
+    Py_CLEAR(t->hooks);
     type->tp_free(self);
     Py_DECREF(type);  // instances of heap types own a reference to their type
 }
@@ -405,7 +407,8 @@ uint32_t node_on(Tape& tape, TensorObject* t) {
         holder = static_cast<uint32_t>(tape.leaf_tensors.size());
         tape.leaf_tensors.push_back(Py_NewRef(reinterpret_cast<PyObject*>(t)));
     }
-    const uint32_t node = tape.push(leaf ? OP_LEAF : OP_STALE, t->array ? F_ARRAY : 0, holder, 0,
+    const uint8_t row_flags = (t->array ? F_ARRAY : 0) | (leaf && t->hooks ? F_HOOKED : 0);
+    const uint32_t node = tape.push(leaf ? OP_LEAF : OP_STALE, row_flags, holder, 0,
                                     value_slot(tape, t));
     if (node == UINT32_MAX) return node;
     if (!leaf) {
@@ -466,6 +469,37 @@ PyObject* unary_function(PyObject*, PyObject* a) {
     return apply(CODE, a, nullptr);
 }
 }  // namespace
+
+PyObject* register_hook(PyObject* tensor_obj, PyObject* fn) {
+    if (!is_tensor(tensor_obj) || !PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "register_hook: expected a Tensor and a callable");
+        return nullptr;
+    }
+    auto* t = reinterpret_cast<TensorObject*>(tensor_obj);
+    if (!(t->flags & T_REQUIRES_GRAD)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "register_hook: the tensor does not require grad, so no gradient flows "
+                        "into it; make it with requires_grad=True");
+        return nullptr;
+    }
+    Tape* tape = current_tape();
+    if (!tape) return nullptr;
+    const bool leaf = t->flags & T_LEAF;
+    if (!leaf && t->epoch != tape->epoch) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "register_hook: the tensor's history is gone (freed by a backward(), or "
+                        "cleared), so no gradient will flow into it");
+        return nullptr;
+    }
+    if (!t->hooks && !(t->hooks = PyList_New(0))) return nullptr;
+    if (PyList_Append(t->hooks, fn) < 0) return nullptr;
+    // A leaf is found through leaf_tensors; it gets F_HOOKED whenever it enters a tape.
+    const uint32_t node = node_on(*tape, t);
+    if (node == UINT32_MAX) return nullptr;
+    tape->flags[node] |= F_HOOKED;
+    if (!leaf && !tape->row_hooks.count(node)) tape->row_hooks[node] = Py_NewRef(t->hooks);
+    return Py_NewRef(t->hooks);
+}
 
 bool add_unary_functions(PyObject* module) {
     // One METH_O function per unary op of the table, named and documented by it.

@@ -28,6 +28,7 @@ struct TensorObject {
     PyObject* array;  // owned ndarray (float32 or float64), or nullptr
     PyObject* label;  // owned str, or nullptr: "tensor_{num}" made when read
     PyObject* grad;   // owned Tensor accumulated by backward(), or nullptr
+    PyObject* hooks;  // owned list of register_hook functions, or nullptr
     uint64_t epoch;   // the tape epoch `node` belongs to; 0 = none
     uint64_t born;    // the tape epoch the tensor was made in
     int64_t num;      // label number
@@ -45,6 +46,9 @@ inline bool is_tensor(PyObject* o) {
 
 // Registers the Python Tensor class that op results are made of.
 bool set_tensor_class(PyObject* cls);
+
+// t.register_hook(fn): returns the tensor's list of hooks (for the handle).
+PyObject* register_hook(PyObject* tensor, PyObject* fn);
 
 // Adds exp, log, ... (one METH_O function per unary op) to the module.
 bool add_unary_functions(PyObject* module);

@@ -4,6 +4,7 @@ Note [Reclaiming records] in csrc/tape.hpp. The bounds would break with a leak:
 the tape would hold every step's records (thousands of rows per step here).
 """
 
+import os
 import tracemalloc
 
 import numpy as np
@@ -13,8 +14,6 @@ from tapegrad import _core
 
 
 def _rss_bytes():
-    import os
-
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
@@ -42,7 +41,8 @@ def test_training_loop_without_clear_history_stays_flat(rng):
         tracemalloc.stop()
     assert rows[1] <= 64, rows  # one step's records, not 2,000 steps'
     assert traced[1] - traced[0] < 200_000, traced
-    assert rss[1] - rss[0] < 8 << 20, rss
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):  # ASan's quarantine keeps freed memory
+        assert rss[1] - rss[0] < 8 << 20, rss
     assert loss.item() < 0.5
 
 

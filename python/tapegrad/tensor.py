@@ -87,6 +87,24 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
                 "backward: create_graph=True (higher-order derivatives) is not supported yet")
         _core.backward(self, gradient, bool(retain_graph))
 
+    def register_hook(self, hook: Any) -> RemovableHandle:
+        """Call ``hook(grad)`` when this tensor's gradient is complete in a sweep.
+
+        ``grad`` is a Tensor; a hook that returns a Tensor, array or number
+        replaces the gradient (it must keep the tensor's shape), one that
+        returns None leaves it. Hooks run in the order they were added, on
+        every backward() and gradient call, and stay until removed.
+
+        Example:
+            >>> x = Tensor(3.0)
+            >>> handle = x.register_hook(lambda g: g * 10.0)
+            >>> (x * x).backward()
+            >>> x.grad.data
+            60.0
+            >>> handle.remove()
+        """
+        return RemovableHandle(_core.register_hook(self, hook), hook)
+
     # In-place operators replace the value (graphs recorded earlier keep the one
     # they saw). As in PyTorch, a tensor that requires grad is only updated in
     # place inside no_grad(), where optimizer steps belong.
@@ -294,6 +312,23 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
                 "for the bare value."
             )
         return np.asarray(self.data, dtype=dtype)
+
+
+class RemovableHandle:
+    """What register_hook returns: ``handle.remove()`` takes the hook off again."""
+
+    __slots__ = ("_hook", "_hooks")
+
+    def __init__(self, hooks: list, hook: Any) -> None:
+        self._hooks = hooks
+        self._hook = hook
+
+    def remove(self) -> None:
+        """Take the hook off (doing it twice is harmless)."""
+        for i, h in enumerate(self._hooks):
+            if h is self._hook:
+                del self._hooks[i]
+                return
 
 
 def _rebuild(data: Any, label: str, requires_grad: bool) -> Tensor:
