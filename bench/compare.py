@@ -19,6 +19,8 @@ Workloads (DESIGN.md section 6):
   gradient written by hand in numpy (the floor).
 - mlp: a training step of a 64-128-128-10 MLP on scikit-learn's digits, batches
   64 and 1024, float32 and float64, next to the step written by hand in numpy.
+- training loop: RSS after 1,000 and 10,000 PyTorch-style steps (backward(),
+  no clear_history), tapegrad and PyTorch (not with --quick).
 """
 
 from __future__ import annotations
@@ -404,6 +406,70 @@ def mlp_child(library, configs):
     return out
 
 
+# ---------------------------------------------------------- training loop
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def loop_child(library: str) -> dict:
+    """PyTorch-style steps (backward(), update in no_grad, no clear_history): RSS over time."""
+    batches = mlp_data(64, "float64", 64)
+    if library == "tapegrad":
+        params = [tapegrad.Tensor(a) for a in mlp_init("float64")]
+
+        def step(x, y):
+            h = x
+            for i in (0, 2):
+                h = tapegrad.tanh(h @ params[i] + params[i + 1])
+            loss = -(tapegrad.log_softmax(h @ params[4] + params[5], axis=1) * y).sum() / 64.0
+            loss.backward()
+            with tapegrad.no_grad():
+                for p in params:
+                    p -= MLP_LR * p.grad
+                    p.grad = None
+    else:
+        params = [torch.from_numpy(a).requires_grad_() for a in mlp_init("float64")]
+
+        def step(x, y):
+            h = torch.from_numpy(x)
+            for i in (0, 2):
+                h = torch.tanh(h @ params[i] + params[i + 1])
+            loss = -(torch.log_softmax(h @ params[4] + params[5], dim=1)
+                     * torch.from_numpy(y)).sum() / 64.0
+            loss.backward()
+            with torch.no_grad():
+                for p in params:
+                    p -= MLP_LR * p.grad
+                    p.grad = None
+
+    out = {}
+    for k in range(10_000):
+        step(*batches[k % len(batches)])
+        if k + 1 in (1_000, 10_000):
+            out[k + 1] = rss_bytes()
+    return out
+
+
+def bench_loop():
+    rows = []
+    for name in available(["tapegrad", "PyTorch"]):
+        result = spawn("loop", name, [])
+        rows.append((name, result[1_000], result[10_000]))
+    return rows
+
+
+def loop_table(rows):
+    lines = ["| library | RSS after 1,000 steps | after 10,000 steps | growth |",
+             "|---|---|---|---|"]
+    for name, early, late in rows:
+        lines.append(f"| {name} | {early / 2**20:.1f} MiB | {late / 2**20:.1f} MiB | "
+                     f"{(late - early) / 2**20:+.1f} MiB |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -463,6 +529,9 @@ def child(workload: str, library: str, sizes: list) -> None:
     garbage collection (a full collection walks every tracked object).
     """
     load_peer(library)
+    if workload == "loop":
+        print(json.dumps(loop_child(library)))
+        return
     if workload == "mlp":
         print(json.dumps(mlp_child(library, sizes)))
         return
@@ -504,7 +573,7 @@ def spawn(workload: str, library: str, sizes: list) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{library} ({workload}) failed:\n{result.stderr[-2000:]}")
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
-    return {(k if workload == "mlp" else int(k)): v for k, v in parsed.items()}
+    return {(k if workload == "mlp" else int(k)): v for k, v in parsed.items()}  # loop: ints
 
 
 def bench_scalar(sizes, repeats, with_memory):
@@ -703,6 +772,7 @@ def main(argv=None):
     # all, is most of a quick run's time).
     mlp_rows = bench_mlp(MLP_CONFIGS[:1] if args.quick else MLP_CONFIGS,
                          1 if args.quick else repeats)
+    loop_rows = [] if args.quick else bench_loop()
     elapsed = time.perf_counter() - started
 
     scalar_text = scalar_table(scalar_rows)
@@ -716,6 +786,10 @@ def main(argv=None):
     mlp_text = mlp_table(mlp_rows)
     print("MLP training step (64-128-128-10, tanh, softmax cross-entropy, SGD)")
     print(mlp_text)
+    loop_text = loop_table(loop_rows) if loop_rows else "(not run with --quick)"
+    print()
+    print("Training loop memory (PyTorch-style steps, no clear_history)")
+    print(loop_text)
     chart = Path(args.output).with_suffix(".png")
     has_chart = write_chart(scalar_rows, elementwise_rows, chart)
     digits = importlib.util.find_spec("sklearn") is not None
@@ -759,6 +833,13 @@ steady state). The floor is the same step with the backward written by hand in n
 First-step gradients of every library are checked against the floor's.
 
 {mlp_text}
+
+## Training loop memory
+The batch-64 MLP step written PyTorch-style: `loss.backward()`, the update inside
+`no_grad()`, `.grad` reset, and no `clear_history()`. RSS of the process after 1,000 and
+after 10,000 steps; flat means the records of finished steps are reclaimed.
+
+{loop_text}
 """
     if has_chart:
         text += f"\n![chart]({chart.name})\n"
