@@ -2,6 +2,8 @@
 // CPython fastcall functions (one crossing per op, Note [Tensor layout]).
 #include <pybind11/pybind11.h>
 
+#include <memory>
+
 #include "array_apply.hpp"
 #include "array_ops.hpp"
 #include "arrays.hpp"
@@ -26,6 +28,11 @@ Tape& tape() {
     if (!t) throw py::error_already_set();
     return *t;
 }
+
+// A tapegrad.Tape's own tape (Python owns it; it is never a thread's default).
+struct OwnTape {
+    std::unique_ptr<Tape> tape = std::make_unique<Tape>();
+};
 
 PyMethodDef fast_methods[] = {
     {"apply_unary", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(apply_unary)),
@@ -80,6 +87,19 @@ PYBIND11_MODULE(_core, m) {
         t.grad_enabled = mode;
         return previous;
     });
+    py::class_<OwnTape>(m, "OwnTape", "The tape of a tapegrad.Tape context.")
+        .def(py::init<>())
+        .def("push", [](OwnTape& t) {
+            if (!push_tape(t.tape.get())) throw py::error_already_set();
+        })
+        .def("pop", [](OwnTape& t) {
+            if (!pop_tape(t.tape.get())) throw py::error_already_set();
+        })
+        .def("clear", [](OwnTape& t) {
+            if (t.tape->sweeping) throw py::value_error("Tape.clear: a gradient is being computed");
+            t.tape->clear();
+        })
+        .def("rows", [](OwnTape& t) { return t.tape->op.size(); });
     m.def("register_hook", [](py::object tensor, py::object fn) {
         return checked(register_hook(tensor.ptr(), fn.ptr()));
     });

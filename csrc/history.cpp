@@ -275,11 +275,12 @@ PyObject* graph_of(PyObject* tensor_obj) {
     Tape* tape = current_tape();
     if (!tape) return nullptr;
     PyObject* rows = PyList_New(0);
-    if (!rows || t->epoch != tape->epoch) return rows;  // no history on this tape
+    const uint32_t start = find_node(*tape, t);
+    if (!rows || start == UINT32_MAX) return rows;  // no history on this tape
     // Everything t depends on: one pass from the top (a user record stands
     // above its outputs), marking the inputs of each marked row.
     std::vector<uint8_t> needed(tape->op.size(), 0);
-    needed[t->node] = 1;
+    needed[start] = 1;
     std::vector<uint32_t> order;
     for (int64_t i = static_cast<int64_t>(tape->op.size()) - 1; i >= 0; --i) {
         const uint32_t row = static_cast<uint32_t>(i);

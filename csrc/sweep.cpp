@@ -670,15 +670,17 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
     PyObject* out = nullptr;
     std::vector<Source> sources;
     const bool leaf = target->flags & T_LEAF;
-    const bool on_tape = target->epoch == tape->epoch;
+    const uint32_t target_node = find_node(*tape, target);
+    const bool on_tape = target_node != UINT32_MAX;
     bool only_itself = true;
     for (Py_ssize_t k = 0; k < n; ++k) {
         auto* s = reinterpret_cast<TensorObject*>(items[k]);
         only_itself = only_itself && s == target;
-        sources.push_back({s, s->epoch == tape->epoch ? s->node : UINT32_MAX});
+        sources.push_back({s, find_node(*tape, s)});
     }
-    bool has_history = on_tape && (tape->op[target->node] != OP_LEAF ||
-                                   (tape->flags[target->node] & F_CUSTOM_OUTPUT));
+    bool has_history = on_tape && (tape->op[target_node] == OP_CUSTOM || tape->op[target_node] > OP_STALE ||
+                                   (tape->op[target_node] == OP_LEAF &&
+                                    (tape->flags[target_node] & F_CUSTOM_OUTPUT)));
     if (!only_itself && !has_history) {
         PyObject* label = label_text(target);
         if (!leaf)
@@ -698,7 +700,7 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
             PyList_SET_ITEM(out, k, Py_NewRef(seed));
     } else {
         Sweep sweep(*tape);
-        const bool seeded = sweep.seed(target->node, seed);
+        const bool seeded = sweep.seed(target_node, seed);
         seed = nullptr;
         if (seeded && sweep.run(sources)) {
             out = PyList_New(n);
@@ -720,13 +722,14 @@ namespace {
 uint32_t backward_target(Tape& tape, TensorObject* t, const char* what) {
     PyObject* label = label_text(t);
     uint32_t node = UINT32_MAX;
+    const uint32_t here = find_node(tape, t);  // bound here, or foreign (Note [Foreign tensors])
     if (!(t->flags & T_REQUIRES_GRAD)) {
         PyErr_Format(PyExc_RuntimeError,
                      "%s: '%S' does not require grad and has no history, so there is nothing to "
                      "differentiate. Was it computed inside no_grad(), or only from tensors made "
                      "with requires_grad=False?", what, label ? label : Py_None);
-    } else if (t->epoch == tape.epoch) {
-        node = t->node;
+    } else if (here != UINT32_MAX && tape.op[here] != OP_STALE) {
+        node = here;
     } else if (t->flags & T_LEAF) {
         node = node_on(tape, t);  // a leaf: its gradient is the seed itself
     } else {
@@ -849,7 +852,7 @@ PyObject* grad(PyObject* outputs_obj, PyObject* inputs_obj, PyObject* grad_outpu
         }
         std::vector<Source> sources;
         for (TensorObject* in : inputs)
-            sources.push_back({in, in->epoch == tape->epoch ? in->node : UINT32_MAX});
+            sources.push_back({in, find_node(*tape, in)});
         if (ok && sweep.run(sources)) {
             out = PyTuple_New(static_cast<Py_ssize_t>(inputs.size()));
             for (size_t k = 0; out && k < inputs.size(); ++k) {

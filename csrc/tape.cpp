@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <string>
+#include <unordered_map>
 
 namespace tapegrad {
 
@@ -24,19 +25,35 @@ PyThreadState* cached_state = nullptr;
 
 Tape* last_tape = nullptr;
 
+namespace {
+// Every live tape by its current epoch (Note [Foreign tensors]).
+std::unordered_map<uint64_t, Tape*>& live_tapes() {
+    static auto* tapes = new std::unordered_map<uint64_t, Tape*>();
+    return *tapes;
+}
+}  // namespace
+
 uint64_t next_epoch() {
     static std::atomic<uint64_t> last{0};
     return ++last;
 }
 
 Tape::Tape()
-    : epoch(next_epoch()), node_by_label(PyDict_New()), label_by_node(PyDict_New()) {}
+    : epoch(next_epoch()), node_by_label(PyDict_New()), label_by_node(PyDict_New()) {
+    live_tapes()[epoch] = this;
+}
 
 Tape::~Tape() {
+    live_tapes().erase(epoch);
     if (last_tape == this) {
         last_tape = nullptr;
         cached_state = nullptr;
     }
+    if (pushed_on) {  // destroyed while pushed (a context never exited): unlink it
+        auto& stack = pushed_on->pushed;
+        stack.erase(std::remove(stack.begin(), stack.end(), this), stack.end());
+    }
+    for (Tape* t : pushed) t->pushed_on = nullptr;
     reset(true);
     Py_XDECREF(node_by_label);
     Py_XDECREF(label_by_node);
@@ -154,7 +171,12 @@ void Tape::reset(bool restart_labels) {
     label_records = 0;
     if (restart_labels) counter = 0;
     num_base = counter;
+    live_tapes().erase(epoch);
     epoch = next_epoch();
+    live_tapes()[epoch] = this;
+    std::vector<PyObject*> old_foreign;
+    old_foreign.swap(foreign_refs);
+    foreign.clear();
     // Keep the capacity of what is refilled at the same pace next time.
     arrays.reserve(old_arrays.capacity());
     if (node_by_label) PyDict_Clear(node_by_label);
@@ -166,13 +188,45 @@ void Tape::reset(bool restart_labels) {
     for (ArrayRecord& r : old_array_records) Py_DECREF(r.params);
     for (PyObject* leaf : old_leaves) Py_DECREF(leaf);
     for (auto& [row, hooks] : old_hooks) Py_DECREF(hooks);
+    for (PyObject* t : old_foreign) Py_DECREF(t);
 }
 
+
 Tape* tape_of_epoch_slow(uint64_t epoch) {
-    PyObject* dict = PyThreadState_GetDict();  // no error set when there is none
-    PyObject* capsule = dict ? PyDict_GetItemString(dict, "tapegrad.tape") : nullptr;
-    Tape* tape = capsule ? static_cast<Tape*>(PyCapsule_GetPointer(capsule, "tapegrad.tape")) : nullptr;
-    return tape && tape->epoch == epoch ? tape : nullptr;
+    auto it = live_tapes().find(epoch);
+    return it == live_tapes().end() ? nullptr : it->second;
+}
+
+bool push_tape(Tape* tape) {
+    last_tape = nullptr;  // the current tape changes: drop the cache
+    cached_state = nullptr;
+    Tape* base = current_tape();
+    if (!base) return false;
+    if (base->pushed_on) base = base->pushed_on;
+    if (tape->pushed_on || tape == base) {
+        PyErr_SetString(PyExc_RuntimeError, "tapegrad.Tape: this tape is already recording");
+        return false;
+    }
+    base->pushed.push_back(tape);
+    tape->pushed_on = base;
+    last_tape = nullptr;
+    cached_state = nullptr;
+    return true;
+}
+
+bool pop_tape(Tape* tape) {
+    Tape* base = tape->pushed_on;
+    if (!base || base->pushed.empty() || base->pushed.back() != tape) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "tapegrad.Tape: contexts must be exited in the reverse order they were "
+                        "entered, on the thread that entered them");
+        return false;
+    }
+    base->pushed.pop_back();
+    tape->pushed_on = nullptr;
+    last_tape = nullptr;
+    cached_state = nullptr;
+    return true;
 }
 
 Tape* current_tape() {
@@ -201,6 +255,7 @@ Tape* current_tape() {
         Py_DECREF(capsule);
         if (rc < 0) return nullptr;
     }
+    if (!tape->pushed.empty()) tape = tape->pushed.back();  // inside `with tapegrad.Tape()`
     cached_state = state;
     last_tape = tape;
     return tape;

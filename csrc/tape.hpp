@@ -164,6 +164,21 @@ public:
             reset(false);
     }
 
+    // Note [Foreign tensors]
+    // A tensor is bound to one tape at a time (its epoch and node). Used on
+    // another tape while its home tape is still alive (another thread's, or
+    // the other side of a `with tapegrad.Tape()`), it is not rebound, which
+    // would cut it from the graphs it is in: it gets a row here that only this
+    // tape knows, found through `foreign` (the tape holds the tensor, so the
+    // key cannot be reused). A tensor whose home tape is gone is simply rebound.
+    std::unordered_map<PyObject*, uint32_t> foreign;
+    std::vector<PyObject*> foreign_refs;  // owned
+
+    // On a thread's default tape: the tapes pushed by `with tapegrad.Tape()`,
+    // innermost last; ops record on the innermost (current_tape()).
+    std::vector<Tape*> pushed;
+    Tape* pushed_on = nullptr;  // on a pushed tape: the default tape it sits on
+
     // Sweep scratch, reused between sweeps (sweep.cpp).
     bool sweeping = false;
     std::vector<double> grad;
@@ -234,15 +249,22 @@ private:
     static uint32_t overflow();
 };
 
-// The calling thread's default tape, or nullptr with a Python error set.
+// The tape the calling thread records on (the innermost pushed tape, else its
+// default tape), or nullptr with a Python error set.
 Tape* current_tape();
+
+// `with tapegrad.Tape()`: makes `tape` the calling thread's current tape until
+// popped; pops must come in reverse order. False with an error set.
+bool push_tape(Tape* tape);
+bool pop_tape(Tape* tape);
 
 // The last tape current_tape() returned (its own cache; GIL-protected).
 extern Tape* last_tape;
 
-// The tape whose current epoch is `epoch` if it is the last one used or the
-// calling thread's, else nullptr; never creates a tape or sets an error (for
-// deallocators). Epochs are unique, so the cached tape is right on any thread.
+// The live tape (of any thread) whose current epoch is `epoch`, or nullptr.
+
+// Never creates a tape or sets an error (deallocators use it). Epochs are
+// unique, so the cached tape is right whatever thread asks.
 Tape* tape_of_epoch_slow(uint64_t epoch);
 inline Tape* tape_of_epoch(uint64_t epoch) {
     return last_tape && last_tape->epoch == epoch ? last_tape : tape_of_epoch_slow(epoch);

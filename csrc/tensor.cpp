@@ -398,8 +398,20 @@ PyGetSetDef tensor_getset[] = {
 
 }  // namespace
 
+uint32_t find_node(const Tape& tape, TensorObject* t) {
+    if (t->epoch == tape.epoch) return t->node;
+    if (tape.foreign.empty()) return UINT32_MAX;
+    auto it = tape.foreign.find(reinterpret_cast<PyObject*>(t));
+    return it == tape.foreign.end() ? UINT32_MAX : it->second;
+}
+
 uint32_t node_on(Tape& tape, TensorObject* t) {
     if (t->epoch == tape.epoch) return t->node;
+    const uint32_t known = find_node(tape, t);
+    if (known != UINT32_MAX) return known;
+    // Note [Foreign tensors]: a tensor whose home tape is alive stays bound to it.
+    Tape* home = t->epoch ? tape_of_epoch(t->epoch) : nullptr;
+    const bool foreign = home && home != &tape;
     const bool leaf = t->flags & T_LEAF;
     // A leaf that requires grad is held by the tape, so backward() can set its .grad.
     uint32_t holder = UINT32_MAX;
@@ -411,10 +423,13 @@ uint32_t node_on(Tape& tape, TensorObject* t) {
     const uint32_t node = tape.push(leaf ? OP_LEAF : OP_STALE, row_flags, holder, 0,
                                     value_slot(tape, t));
     if (node == UINT32_MAX) return node;
-    if (!leaf) {
-        tape.stale_born[node] = t->born;
-        tape.add_live(node);  // Note [Reclaiming records]: it now stands on this row
+    if (!leaf) tape.stale_born[node] = t->born;
+    if (foreign) {
+        tape.foreign[reinterpret_cast<PyObject*>(t)] = node;
+        tape.foreign_refs.push_back(Py_NewRef(reinterpret_cast<PyObject*>(t)));
+        return register_label(tape, t, node) ? node : UINT32_MAX;
     }
+    if (!leaf) tape.add_live(node);  // Note [Reclaiming records]: it now stands on this row
     t->epoch = tape.epoch;
     t->node = node;
     if (t->born != tape.epoch && !t->label) {

@@ -62,6 +62,10 @@ uint32_t node_on(Tape& tape, TensorObject* t);
 // with no node when node is UINT32_MAX.
 PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, bool requires_grad);
 
+// The node of a tensor on `tape` if it has one there (bound or foreign), else
+// UINT32_MAX; enters nothing.
+uint32_t find_node(const Tape& tape, TensorObject* t);
+
 // A tensor's value as a new reference: a float or its ndarray.
 PyObject* value_object(TensorObject* t);
 

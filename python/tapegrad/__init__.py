@@ -44,6 +44,7 @@ from .array_ops import (
 from .autograd import (
     Function,
     FunctionCtx,
+    Tape,
     enable_grad,
     grad,
     is_grad_enabled,
@@ -87,6 +88,7 @@ __all__ = [
     "FunctionCtx",
     "GradcheckError",
     "OperationRecord",
+    "Tape",
     "Tensor",
     "abs",
     "add",

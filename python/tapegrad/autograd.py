@@ -263,3 +263,58 @@ def jacobian(func: Callable[..., Any], inputs: Any) -> Any:
                requires_grad=False)
         for i in range(len(leaves)))
     return result[0] if single else result
+
+
+class Tape:
+    """A TensorFlow-style explicit tape: ops inside ``with`` record on it alone.
+
+    ``tape.gradient(target, sources)`` returns one Tensor per source (None for
+    a source the target does not depend on), or a single Tensor for a single
+    source. A non-persistent tape frees its records after its first
+    ``gradient()``; a persistent one keeps them until it is garbage or
+    ``tape.clear()``. Tapes nest: ops record on the innermost only.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> x = tg.Tensor(3.0)
+        >>> with tg.Tape() as tape:
+        ...     y = x * x
+        >>> tape.gradient(y, x).data
+        6.0
+    """
+
+    def __init__(self, persistent: bool = False) -> None:
+        self.persistent = persistent
+        self._own = _core.OwnTape()
+        self._used = False
+
+    def __enter__(self) -> Tape:
+        self._own.push()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._own.pop()
+
+    def gradient(self, target: Tensor, sources: Any, output_gradients: Any = None) -> Any:
+        """Gradients of ``target`` with respect to ``sources`` from this tape's records.
+
+        Example: ``dw, db = tape.gradient(loss, [w, b])``.
+        """
+        if self._used and not self.persistent:
+            raise RuntimeError(
+                "Tape.gradient: a non-persistent tape computes one gradient and then frees its "
+                "records; use tapegrad.Tape(persistent=True) to call gradient() more than once")
+        single = isinstance(sources, Tensor)
+        self._own.push()
+        try:
+            grads = _core.grad(target, sources, output_gradients, self.persistent, True)
+        finally:
+            self._own.pop()
+        self._used = True
+        if not self.persistent:
+            self._own.clear()
+        return grads[0] if single else list(grads)
+
+    def clear(self) -> None:
+        """Free this tape's records. Example: ``tape.clear()``."""
+        self._own.clear()

@@ -1,0 +1,84 @@
+"""tapegrad.Tape, and tensors used on more than one tape (Note [Foreign tensors])."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+
+
+def test_tape_records_on_its_own():
+    x = tg.Tensor(3.0)
+    before = len(tg.operation_history)
+    with tg.Tape() as tape:
+        y = x * x + tg.sin(x)
+    assert len(tg.operation_history) == before  # the default tape saw nothing
+    assert tape.gradient(y, x).data == pytest.approx(6.0 + np.cos(3.0))
+    with pytest.raises(RuntimeError, match="non-persistent tape computes one gradient"):
+        tape.gradient(y, x)
+
+
+def test_persistent_tape_and_unconnected_sources():
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    u = tg.Tensor(5.0)
+    with tg.Tape(persistent=True) as tape:
+        z = (w * w).sum()
+    gw, gu = tape.gradient(z, [w, u])
+    np.testing.assert_array_equal(gw.data, [2.0, 4.0])
+    assert gu is None
+    np.testing.assert_array_equal(tape.gradient(z, [w])[0].data, [2.0, 4.0])
+
+
+def test_a_leaf_used_on_two_tapes_keeps_both_gradients():
+    w = tg.Tensor(2.0)
+    y = w * 3.0  # on the default tape
+    with tg.Tape(persistent=True) as tape:
+        z = w * w * w
+    q = w * 5.0  # the default tape again
+    assert tg.compute_gradients(y, [w]) == [3.0]
+    assert tg.compute_gradients(q, [w]) == [5.0]
+    assert tape.gradient(z, w).data == 12.0
+
+
+def test_nested_tapes_record_on_the_innermost():
+    x = tg.Tensor(1.5)
+    with tg.Tape(persistent=True) as outer:
+        a = x * x
+        with tg.Tape() as inner:
+            b = x * 4.0
+        c = a * 2.0
+    assert inner.gradient(b, x).data == 4.0
+    assert outer.gradient(c, x).data == 4 * 1.5
+    # `a` lives on the outer tape: differentiating through it on another raises, never zeros.
+    with tg.Tape() as other:
+        d = a * 3.0
+    with pytest.raises(RuntimeError, match="is gone"):
+        other.gradient(d, x)
+
+
+def test_tapes_must_exit_in_order():
+    t1, t2 = tg.Tape(), tg.Tape()
+    t1.__enter__()
+    t2.__enter__()
+    with pytest.raises(RuntimeError, match="reverse order"):
+        t1.__exit__(None, None, None)
+    t2.__exit__(None, None, None)
+    t1.__exit__(None, None, None)
+    assert (tg.Tensor(1.0) * 2.0).requires_grad  # back on the default tape
+
+
+def test_a_tensor_shared_by_two_threads_keeps_its_gradient_on_each():
+    w = tg.Tensor(2.0)
+    y = w * 3.0  # w lives on the main thread's tape
+    result = {}
+
+    def other():
+        z = w * w
+        result["other"] = tg.compute_gradients(z, [w])
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert result["other"] == [4.0]
+    assert tg.compute_gradients(y, [w]) == [3.0]  # not cut by the other thread's use
