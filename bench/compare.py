@@ -277,6 +277,24 @@ def mlp_init(dtype):
     return params
 
 
+def tapegrad_mlp_loss(params, x, y):
+    """Mean softmax cross-entropy of the MLP on one batch (y one-hot), recorded."""
+    h = x
+    for i in (0, 2):
+        h = tapegrad.tanh(h @ params[i] + params[i + 1])
+    logits = h @ params[4] + params[5]
+    return -(tapegrad.log_softmax(logits, axis=1) * y).sum() / float(len(x))
+
+
+def torch_mlp_loss(params, x, y):
+    """The same loss in PyTorch, on numpy batches."""
+    h = torch.from_numpy(x)
+    for i in (0, 2):
+        h = torch.tanh(h @ params[i] + params[i + 1])
+    logits = h @ params[4] + params[5]
+    return -(torch.log_softmax(logits, dim=1) * torch.from_numpy(y)).sum() / len(x)
+
+
 def mlp_numpy():
     def make(dtype):
         w1, b1, w2, b2, w3, b3 = params = mlp_init(dtype)
@@ -305,12 +323,7 @@ def mlp_tapegrad():
         params = [tapegrad.Tensor(a) for a in mlp_init(dtype)]
 
         def step(x, y):
-            h = x
-            for i in (0, 2):
-                h = tapegrad.tanh(h @ params[i] + params[i + 1])
-            logits = h @ params[4] + params[5]
-            loss = -(tapegrad.log_softmax(logits, axis=1) * y).sum() / float(len(x))
-            grads = tapegrad.compute_gradients(loss, params)
+            grads = tapegrad.compute_gradients(tapegrad_mlp_loss(params, x, y), params)
             tapegrad.clear_history()
             for p, g in zip(params, grads):
                 np.subtract(p.data, MLP_LR * g, out=p.data)
@@ -326,13 +339,7 @@ def mlp_torch():
         params = [torch.from_numpy(a).requires_grad_() for a in mlp_init(dtype)]
 
         def step(x, y):
-            x, y = torch.from_numpy(x), torch.from_numpy(y)
-            h = x
-            for i in (0, 2):
-                h = torch.tanh(h @ params[i] + params[i + 1])
-            logits = h @ params[4] + params[5]
-            loss = -(torch.log_softmax(logits, dim=1) * y).sum() / len(x)
-            loss.backward()
+            torch_mlp_loss(params, x, y).backward()
             grads = []
             with torch.no_grad():
                 for p in params:
@@ -421,11 +428,7 @@ def loop_child(library: str) -> dict:
         params = [tapegrad.Tensor(a) for a in mlp_init("float64")]
 
         def step(x, y):
-            h = x
-            for i in (0, 2):
-                h = tapegrad.tanh(h @ params[i] + params[i + 1])
-            loss = -(tapegrad.log_softmax(h @ params[4] + params[5], axis=1) * y).sum() / 64.0
-            loss.backward()
+            tapegrad_mlp_loss(params, x, y).backward()
             with tapegrad.no_grad():
                 for p in params:
                     p -= MLP_LR * p.grad
@@ -434,12 +437,7 @@ def loop_child(library: str) -> dict:
         params = [torch.from_numpy(a).requires_grad_() for a in mlp_init("float64")]
 
         def step(x, y):
-            h = torch.from_numpy(x)
-            for i in (0, 2):
-                h = torch.tanh(h @ params[i] + params[i + 1])
-            loss = -(torch.log_softmax(h @ params[4] + params[5], dim=1)
-                     * torch.from_numpy(y)).sum() / 64.0
-            loss.backward()
+            torch_mlp_loss(params, x, y).backward()
             with torch.no_grad():
                 for p in params:
                     p -= MLP_LR * p.grad

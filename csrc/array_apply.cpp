@@ -85,8 +85,9 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
     }
     const uint8_t code = static_cast<uint8_t>(code_arg);
     const char* name = row_op_name(code);
-    if (Tape* tape = current_tape()) tape->maybe_reclaim();  // a safe point, before any input is read
-    else return nullptr;
+    Tape* tape = current_tape();
+    if (!tape) return nullptr;
+    tape->maybe_reclaim();  // a safe point, before any input is read
     std::vector<Input> inputs;
     if (!read_inputs(inputs_obj, name, inputs)) return nullptr;
     PyObject* result = nullptr;
@@ -116,11 +117,6 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
     PyObject* array = as_result_array(result);
     Py_DECREF(result);
     if (!array) return nullptr;
-    Tape* tape = current_tape();
-    if (!tape) {
-        Py_DECREF(array);
-        return nullptr;
-    }
     if (!record || !tape->grad_enabled) return new_tensor(*tape, 0.0, array, UINT32_MAX, false);
     ArrayRecord r;
     for (const Input& in : inputs) {

@@ -455,7 +455,7 @@ private:
         PyObject*& buffer = array_grad[t.val[node].index];
         reached[node] |= REACHED;
         sink.add = buffer != nullptr;
-        if (!buffer) buffer = take_spare(out);  // uninitialised: the kernel writes it all
+        if (!buffer) buffer = pooled_like(out);  // uninitialised: the kernel writes it all
         sink.into = buffer;
         return buffer != nullptr;
     }
@@ -466,7 +466,8 @@ private:
         buffer = nullptr;
     }
 
-    PyObject* take_spare(PyObject* like) {
+    // A buffer of like's layout from the pool (Note [Buffer pool]).
+    PyObject* pooled_like(PyObject* like) {
         PyArrayObject* a = reinterpret_cast<PyArrayObject*>(like);
         return t.pool.take(PyArray_NDIM(a), PyArray_DIMS(a), PyArray_TYPE(a));
     }

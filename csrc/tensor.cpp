@@ -84,7 +84,8 @@ struct Operand {
 };
 
 // 1: read; 0: not a type we take (the caller returns NotImplemented); -1: error.
-int read_operand(PyObject* o, Operand& r, const char* op) {
+// The op's name is looked up only for an error message, off the hot path.
+int read_operand(PyObject* o, Operand& r, uint8_t code) {
     if (is_tensor(o)) {
         r.kind = K_TENSOR;
         r.tensor = reinterpret_cast<TensorObject*>(o);
@@ -100,7 +101,7 @@ int read_operand(PyObject* o, Operand& r, const char* op) {
     }
     if (PyArray_Check(o) || PyArray_IsScalar(o, Generic) || PyList_Check(o) || PyTuple_Check(o)) {
         r.kind = K_ARRAY;
-        r.array = to_float_array(o, op);
+        r.array = to_float_array(o, op_name(code));
         return r.array ? 1 : -1;
     }
     return 0;
@@ -140,15 +141,14 @@ bool read_code(PyObject* arg, int arity, uint8_t& code) {
 
 // Applies op `code` to one or two operands; b is null for a unary op.
 PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
-    const char* name = op_name(code);
     Operand a, b;
-    int ra = read_operand(a_obj, a, name);
-    int rb = b_obj ? read_operand(b_obj, b, name) : 1;
+    int ra = read_operand(a_obj, a, code);
+    int rb = b_obj ? read_operand(b_obj, b, code) : 1;
     if (ra < 0 || rb < 0) return nullptr;
     if (ra == 0 || rb == 0) {
         if (b_obj) Py_RETURN_NOTIMPLEMENTED;
         PyErr_Format(PyExc_TypeError, "%s: expected a Tensor, a number or a numeric array, got %.100s",
-                     name, Py_TYPE(a_obj)->tp_name);
+                     op_name(code), Py_TYPE(a_obj)->tp_name);
         return nullptr;
     }
     const bool scalar = a.is_scalar() && (!b_obj || b.is_scalar());
