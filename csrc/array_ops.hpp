@@ -3,12 +3,14 @@
 //
 // Note [Backends]
 // Forwards and backwards are templates over a backend `B` whose values are
-// Python objects (py::object). Numeric (numeric.hpp) computes with numpy; a
-// recording backend, for create_graph, can run the very same backward formulas
-// on Tensors. A backward sets gx[k] for each input k with need[k] (left as
-// None: no gradient), and may skip the others: a matmul by a constant
-// computes one product, not two. Gradients may have a broadcast shape: the sweep sums
-// them down to each input's shape in one place (sum_to_like).
+// Python objects (py::object). Numeric (numeric.hpp) computes with numpy;
+// Recording (recording.hpp), for create_graph, runs the very same backward
+// formulas on Tensors, so that they record. Pieces that several backwards
+// share are written once over B in composite.hpp. A backward sets gx[k] for
+// each input k with need[k] (left as None: no gradient), and may skip the
+// others: a matmul by a constant computes one product, not two. Gradients may
+// have a broadcast shape: the sweep sums them down to each input's shape in
+// one place (sum_to_like).
 //
 // Parameters come as a tuple normalised by the Python wrapper (axes as tuples
 // of non-negative ints, or None); numpy validates the rest and its errors are
@@ -20,13 +22,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "composite.hpp"
 #include "ops.hpp"
 
 namespace tapegrad {
-
-namespace py = pybind11;
-using Values = std::vector<py::object>;
-using Needs = std::vector<bool>;  // which inputs want a gradient (not constants)
 
 struct Sum {
     static constexpr const char* name = "sum";  // params: (axis, keepdims)
@@ -36,7 +35,7 @@ struct Sum {
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
                          const py::tuple& p, const Needs&, Values& gx) {
-        gx[0] = b.unreduce(g, x[0], p[0], p[1]);
+        gx[0] = unreduce(b, g, x[0], p[0], p[1]);
     }
 };
 
@@ -50,9 +49,9 @@ struct Extreme {
     template <class B>
     static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
                          const py::tuple& p, const Needs&, Values& gx) {
-        py::object mask = b.equal_mask(x[0], b.unreduce(out, x[0], p[0], p[1]));
+        py::object mask = b.equal_mask(x[0], unreduce(b, out, x[0], p[0], p[1]));
         py::object count = b.sum(mask, p[0], py::bool_(true));
-        gx[0] = b.div(b.mul(mask, b.unreduce(g, x[0], p[0], p[1])), count);
+        gx[0] = b.div(b.mul(mask, unreduce(b, g, x[0], p[0], p[1])), count);
     }
 };
 using Max = Extreme<true>;
@@ -67,7 +66,7 @@ struct Prod {
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
                          const py::tuple& p, const Needs&, Values& gx) {
-        gx[0] = b.mul(b.unreduce(g, x[0], p[0], p[1]), b.prod_of_others(x[0], p[0]));
+        gx[0] = b.mul(unreduce(b, g, x[0], p[0], p[1]), b.prod_of_others(x[0], p[0]));
     }
 };
 
@@ -79,9 +78,9 @@ struct Var {
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
                          const py::tuple& p, const Needs&, Values& gx) {
-        py::object centred = b.sub(x[0], b.mean(x[0], p[0]));
+        py::object centred = b.sub(x[0], mean_kept(b, x[0], p[0]));
         py::object scale = b.number(2.0 / (b.count(x[0], p[0]) - p[2].cast<double>()));
-        gx[0] = b.mul(b.unreduce(g, x[0], p[0], p[1]), b.mul(centred, scale));
+        gx[0] = b.mul(unreduce(b, g, x[0], p[0], p[1]), b.mul(centred, scale));
     }
 };
 
@@ -93,8 +92,8 @@ struct LogSumExp {
     template <class B>
     static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
                          const py::tuple& p, const Needs&, Values& gx) {
-        py::object soft = b.exp(b.sub(x[0], b.unreduce(out, x[0], p[0], p[1])));
-        gx[0] = b.mul(b.unreduce(g, x[0], p[0], p[1]), soft);
+        py::object soft = b.exp(b.sub(x[0], unreduce(b, out, x[0], p[0], p[1])));
+        gx[0] = b.mul(unreduce(b, g, x[0], p[0], p[1]), soft);
     }
 };
 
@@ -163,7 +162,7 @@ struct Einsum {
                          const py::tuple& p, const Needs& need, Values& gx) {
         py::tuple specs = p[0];
         for (size_t k = 0; k < x.size(); ++k)
-            if (need[k]) gx[k] = b.einsum_grad(specs, p[1], x, g, k);
+            if (need[k]) gx[k] = einsum_grad(b, specs, p[1], x, g, k);
     }
 };
 
@@ -206,13 +205,27 @@ struct BroadcastTo {
 struct GetItem {
     static constexpr const char* name = "getitem";  // params: (index, advanced)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
-        return b.getitem(x[0], p[0]);
+        return b.getitem(x[0], p[0], p[1].cast<bool>());
     }
     // Scattered back with accumulation, so repeated indices add up.
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
                          const py::tuple& p, const Needs&, Values& gx) {
-        gx[0] = b.scatter_add(x[0], p[0], p[1].cast<bool>(), g);
+        gx[0] = b.scatter_add(b.shape(x[0]), p[0], p[1].cast<bool>(), g);
+    }
+};
+
+// getitem's backward as an op of its own, so that create_graph can record it
+// (and differentiate it: its backward is getitem again).
+struct ScatterAdd {
+    static constexpr const char* name = "scatter_add";  // params: (shape, index, advanced)
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.scatter_add(p[0], p[1], p[2].cast<bool>(), x[0]);
+    }
+    template <class B>
+    static void backward(B& b, const Values&, const py::object&, const py::object& g,
+                         const py::tuple& p, const Needs&, Values& gx) {
+        gx[0] = b.getitem(g, p[1], p[2].cast<bool>());
     }
 };
 
@@ -224,7 +237,7 @@ struct Concatenate {
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
                          const py::tuple& p, const Needs&, Values& gx) {
-        gx = b.unconcatenate(g, x, p[0]);
+        gx = unconcatenate(b, g, x, p[0]);
     }
 };
 
@@ -259,7 +272,7 @@ struct Clip {
     X(SUM, Sum) X(MAX, Max) X(MIN, Min) X(PROD, Prod) X(VAR, Var) X(LOGSUMEXP, LogSumExp)         \
     X(SOFTMAX, Softmax) X(LOG_SOFTMAX, LogSoftmax) X(MATMUL, MatMul) X(EINSUM, Einsum)            \
     X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo) X(GETITEM, GetItem) \
-    X(CONCATENATE, Concatenate) X(WHERE, Where) X(CLIP, Clip)
+    X(SCATTER_ADD, ScatterAdd) X(CONCATENATE, Concatenate) X(WHERE, Where) X(CLIP, Clip)
 
 enum ArrayOpCode : uint8_t {
     OP_FIRST_ARRAY = OP_COUNT,

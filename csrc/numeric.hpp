@@ -41,9 +41,6 @@ public:
                    const py::object& ddof) {
         return f_var(x, "axis"_a = axis, "keepdims"_a = keepdims, "ddof"_a = ddof);
     }
-    py::object mean(const py::object& x, const py::object& axis) {
-        return f_mean(x, "axis"_a = axis, "keepdims"_a = true);
-    }
     // Number of elements a reduction over `axis` combines.
     double count(const py::object& x, const py::object& axis) {
         py::tuple shape = this->shape(x);
@@ -51,21 +48,6 @@ public:
         double n = 1;
         for (py::handle a : axis) n *= shape[a.cast<size_t>()].cast<double>();
         return n;
-    }
-    // A reduced value (or gradient) brought back to x's shape.
-    py::object unreduce(const py::object& g, const py::object& x, const py::object& axis,
-                        const py::object& keepdims) {
-        py::tuple shape = this->shape(x);
-        py::object kept = g;
-        if (!keepdims.cast<bool>()) {
-            py::list kept_shape;
-            for (size_t i = 0; i < py::len(shape); ++i) {
-                bool reduced = axis.is_none() || py::bool_(axis.contains(py::int_(i)));
-                kept_shape.append(reduced ? py::int_(1) : py::int_(shape[i]));
-            }
-            kept = reshape(g, py::tuple(kept_shape));
-        }
-        return broadcast_to(kept, shape);
     }
     py::object logsumexp(const py::object& x, const py::object& axis, const py::object& keepdims) {
         py::object m = max(x, axis, py::bool_(true));
@@ -143,9 +125,6 @@ public:
         for (const py::object& v : x) args.append(v);
         return f_einsum(*py::tuple(args));
     }
-    py::object einsum_grad(const py::tuple& specs, const py::object& out, const Values& x,
-                           const py::object& g, size_t k);
-
     // ---- shapes ----
     py::tuple shape(const py::object& x) {
         return is_array(x) ? py::tuple(x.attr("shape")) : py::tuple(f_shape(x));
@@ -155,6 +134,7 @@ public:
         return py::len(shape(x));
     }
     size_t size(const py::object& x) { return f_size(x).cast<size_t>(); }
+    py::object dtype(const py::object& x) { return f_result_type(x); }
     // ndarray methods where x is an array: numpy's functions add a Python-level wrapper.
     py::object reshape(const py::object& x, const py::object& shape) {
         return is_array(x) ? x.attr("reshape")(shape) : f_reshape(x, shape);
@@ -187,13 +167,13 @@ public:
     }
 
     // ---- indexing and joining ----
-    py::object getitem(const py::object& x, const py::object& index) {
+    py::object getitem(const py::object& x, const py::object& index, bool = false) {
         return py::reinterpret_steal<py::object>(check(PyObject_GetItem(x.ptr(), index.ptr())));
     }
-    // zeros of x's shape with g added at `index` (repeated indices add up).
-    py::object scatter_add(const py::object& x, const py::object& index, bool advanced,
+    // zeros of `shape` with g added at `index` (repeated indices add up).
+    py::object scatter_add(const py::object& shape, const py::object& index, bool advanced,
                            const py::object& g) {
-        py::object out = f_zeros(shape(x), "dtype"_a = f_result_type(g));
+        py::object out = f_zeros(shape, "dtype"_a = f_result_type(g));
         if (advanced) {
             f_add_at(out, index, g);
         } else {
@@ -206,24 +186,6 @@ public:
         for (const py::object& v : x) seq.append(v);
         return f_concatenate(seq, "axis"_a = axis);
     }
-    Values unconcatenate(const py::object& g, const Values& x, const py::object& axis) {
-        Values parts;
-        py::object flat = axis.is_none() ? f_reshape(g, py::make_tuple(-1)) : g;
-        const long ax = axis.is_none() ? 0 : axis.cast<long>();
-        long start = 0;
-        for (const py::object& v : x) {
-            const long n = axis.is_none() ? static_cast<long>(size(v))
-                                          : shape(v)[static_cast<size_t>(ax)].cast<long>();
-            py::list index;
-            for (long i = 0; i < ax; ++i) index.append(slice(py::none(), py::none()));
-            index.append(slice(py::int_(start), py::int_(start + n)));
-            py::object part = getitem(flat, py::tuple(index));
-            parts.push_back(axis.is_none() ? f_reshape(part, shape(v)) : part);
-            start += n;
-        }
-        return parts;
-    }
-
 private:
     Numeric() {
         py::module_ np = py::module_::import("numpy");
@@ -232,7 +194,7 @@ private:
         // that costs a microsecond per call on small arrays.
         f_sum = np.attr("add").attr("reduce"), f_max = np.attr("maximum").attr("reduce");
         f_min = np.attr("minimum").attr("reduce"), f_prod = np.attr("multiply").attr("reduce");
-        f_var = fn("var"), f_mean = fn("mean"), f_reshape = fn("reshape");
+        f_var = fn("var"), f_reshape = fn("reshape");
         f_broadcast_to = fn("broadcast_to"), f_where = fn("where"), f_isfinite = fn("isfinite");
         f_log = fn("log"), f_exp = fn("exp"), f_squeeze = fn("squeeze"), f_transpose = fn("transpose");
         f_ones_like = fn("ones_like"), f_cumprod = fn("cumprod"), f_concatenate = fn("concatenate");
@@ -242,7 +204,7 @@ private:
         f_less_equal = fn("less_equal"), f_matmul = fn("matmul"), f_einsum = fn("einsum");
         f_shape = fn("shape"), f_size = fn("size"), f_argsort = fn("argsort");
         f_expand_dims = fn("expand_dims"), f_swapaxes = fn("swapaxes"), f_zeros = fn("zeros");
-        f_add_at = np.attr("add").attr("at"), f_arange = fn("arange");
+        f_add_at = np.attr("add").attr("at");
         ndarray_type = fn("ndarray");
     }
 
@@ -271,65 +233,11 @@ private:
         return py::make_tuple(py::ellipsis(), slice(std::move(a), std::move(b), std::move(c)));
     }
 
-    py::object f_sum, f_max, f_min, f_prod, f_var, f_mean, f_reshape, f_broadcast_to, f_where,
+    py::object f_sum, f_max, f_min, f_prod, f_var, f_reshape, f_broadcast_to, f_where,
         f_isfinite, f_log, f_exp, f_squeeze, f_transpose, f_ones_like, f_cumprod, f_concatenate,
         f_add, f_subtract, f_multiply, f_divide, f_equal, f_result_type, f_clip, f_logical_and,
         f_greater_equal, f_less_equal, f_matmul, f_einsum, f_shape, f_size, f_argsort,
-        f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_arange, ndarray_type;
+        f_expand_dims, f_swapaxes, f_zeros, f_add_at, ndarray_type;
 };
-
-// Input k's gradient of einsum(specs -> out): see Einsum in array_ops.hpp.
-inline py::object Numeric::einsum_grad(const py::tuple& specs, const py::object& out_spec,
-                                       const Values& x, const py::object& g, size_t k) {
-    const std::string sk = specs[k].cast<std::string>();
-    const std::string out = out_spec.cast<std::string>();
-    std::string available = out, expr;
-    py::list args;
-    for (size_t j = 0; j < x.size(); ++j) {
-        if (j == k) continue;
-        const std::string sj = specs[j].cast<std::string>();
-        available += sj;
-        expr += sj + ",";
-        args.append(x[j]);
-    }
-    expr += out;
-    args.append(g);
-    std::string uniq, reached;  // k's distinct letters; those the others or g carry
-    for (char c : sk) {
-        if (uniq.find(c) != std::string::npos) continue;
-        uniq += c;
-        if (available.find(c) != std::string::npos) reached += c;
-    }
-    args.insert(0, py::str(expr + "->" + reached));
-    py::object res = f_einsum(*py::tuple(args));
-    py::tuple xshape = shape(x[k]);
-    auto size_of = [&](char c) { return xshape[sk.find(c)]; };
-    if (reached != uniq) {  // letters only k has: the gradient is constant along them
-        py::list kept, full;
-        for (char c : uniq) {
-            kept.append(reached.find(c) != std::string::npos ? size_of(c) : py::int_(1));
-            full.append(size_of(c));
-        }
-        res = f_broadcast_to(f_reshape(res, py::tuple(kept)), py::tuple(full));
-    }
-    if (uniq.size() == sk.size()) return res;
-    // Letters k repeats (a diagonal): gather along the first occurrence of each
-    // letter and zero where repeated positions differ.
-    const size_t nd = sk.size();
-    std::vector<py::object> grid;
-    for (size_t p = 0; p < nd; ++p) {
-        py::list shape_p;
-        for (size_t q = 0; q < nd; ++q) shape_p.append(q == p ? xshape[p] : py::int_(1));
-        grid.push_back(f_reshape(f_arange(xshape[p]), py::tuple(shape_p)));
-    }
-    py::list index;
-    for (char c : uniq) index.append(grid[sk.find(c)]);
-    py::object gathered = getitem(res, py::tuple(index));
-    for (size_t p = 0; p < nd; ++p) {
-        const size_t first = sk.find(sk[p]);
-        if (first != p) gathered = mul(gathered, f_equal(grid[p], grid[first]));
-    }
-    return f_broadcast_to(gathered, xshape);
-}
 
 }  // namespace tapegrad

@@ -11,6 +11,10 @@
 // loop over memory) and, later, a recording type for create_graph. Nothing
 // else in csrc/ knows an op's derivative.
 //
+// So that a recording type can run the backwards too, they use only
+// arithmetic, comparisons, `select` (never `?:`, whose condition must be a
+// C++ bool) and unqualified math functions (found by overloading, never std::).
+//
 // Edge cases follow PyTorch: abs and relu have gradient 0 at 0; pow's
 // exponent gradient is 0 where the base is 0 and the exponent is >= 0.
 #pragma once
@@ -23,6 +27,15 @@ namespace tapegrad {
 // What an op's backward reads besides the upstream gradient (its `reads`):
 // kernels prepare only those, and a record need keep no other value.
 enum Reads { READS_A = 1, READS_B = 2, READS_OUT = 4 };
+
+using std::abs, std::cos, std::exp, std::log, std::pow, std::sin, std::sqrt, std::tan, std::tanh;
+
+// x where c holds, else y. Both are computed, which keeps the array kernels
+// straight-line; a recording type makes it an elementwise where.
+template <class T>
+T select(bool c, T x, T y) {
+    return c ? x : y;
+}
 
 template <class T>
 T sign_of(T a) {
@@ -78,8 +91,8 @@ struct Pow {
     static constexpr const char* ufunc = "power";
     template <class T> static T forward(T a, T b) { return std::pow(a, b); }
     template <class T> static void backward(T a, T b, T out, T g, T& ga, T& gb) {
-        ga = b == T(0) ? T(0) : g * b * std::pow(a, b - T(1));
-        gb = (a == T(0) && b >= T(0)) ? T(0) : g * out * std::log(a);
+        ga = select(b == T(0), T(0), g * b * pow(a, b - T(1)));
+        gb = select(a == T(0) && b >= T(0), T(0), g * out * log(a));
     }
 };
 
@@ -92,7 +105,7 @@ struct Maximum {
     // NaN in either operand propagates, as numpy's maximum does.
     template <class T> static T forward(T a, T b) { return (a < b || b != b) ? b : a; }
     template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
-        const T share = a > b ? T(1) : (a == b ? T(0.5) : T(0));
+        const T share = select(a > b, T(1), select(a == b, T(0.5), T(0)));
         ga = g * share;
         gb = g * (T(1) - share);
     }
@@ -105,7 +118,7 @@ struct Minimum {
     static constexpr const char* ufunc = "minimum";
     template <class T> static T forward(T a, T b) { return (b < a || b != b) ? b : a; }
     template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
-        const T share = a < b ? T(1) : (a == b ? T(0.5) : T(0));
+        const T share = select(a < b, T(1), select(a == b, T(0.5), T(0)));
         ga = g * share;
         gb = g * (T(1) - share);
     }
@@ -186,7 +199,7 @@ struct Sin {
         "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.sin(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "sin";
     template <class T> static T forward(T a) { return std::sin(a); }
-    template <class T> static T backward(T a, T, T g) { return g * std::cos(a); }
+    template <class T> static T backward(T a, T, T g) { return g * cos(a); }
 };
 
 struct Cos {
@@ -199,7 +212,7 @@ struct Cos {
         "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.cos(tg.Tensor(0.5))";
     static constexpr const char* ufunc = "cos";
     template <class T> static T forward(T a) { return std::cos(a); }
-    template <class T> static T backward(T a, T, T g) { return -g * std::sin(a); }
+    template <class T> static T backward(T a, T, T g) { return -g * sin(a); }
 };
 
 struct Tan {
@@ -256,7 +269,7 @@ struct Relu {
         "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.relu(tg.Tensor(0.5))";
     static constexpr const char* ufunc = nullptr;
     template <class T> static T forward(T a) { return a < T(0) ? T(0) : a; }
-    template <class T> static T backward(T a, T, T g) { return a > T(0) ? g : T(0); }
+    template <class T> static T backward(T a, T, T g) { return select(a > T(0), g, T(0)); }
 };
 
 // X(CODE, Struct): the table. Adding an op is one struct above and one line here.
