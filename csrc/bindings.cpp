@@ -68,18 +68,21 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("target"), py::arg("sources"), py::arg("grad_output") = py::none());
     m.def("backward",
-          [](py::object target, py::object gradient, bool retain_graph) {
-              if (!backward(target.ptr(), gradient.ptr(), retain_graph)) throw py::error_already_set();
+          [](py::object target, py::object gradient, bool retain_graph, bool create_graph) {
+              if (!backward(target.ptr(), gradient.ptr(), retain_graph, create_graph))
+                  throw py::error_already_set();
           },
-          py::arg("target"), py::arg("gradient") = py::none(), py::arg("retain_graph") = false);
+          py::arg("target"), py::arg("gradient") = py::none(), py::arg("retain_graph") = false,
+          py::arg("create_graph") = false);
     m.def("grad",
           [](py::object outputs, py::object inputs, py::object grad_outputs, bool retain_graph,
-             bool allow_unused) {
+             bool allow_unused, bool create_graph) {
               return checked(grad(outputs.ptr(), inputs.ptr(), grad_outputs.ptr(), retain_graph,
-                                  allow_unused));
+                                  create_graph, allow_unused));
           },
           py::arg("outputs"), py::arg("inputs"), py::arg("grad_outputs") = py::none(),
-          py::arg("retain_graph") = false, py::arg("allow_unused") = false);
+          py::arg("retain_graph") = false, py::arg("allow_unused") = false,
+          py::arg("create_graph") = false);
     m.def("is_grad_enabled", []() { return tape().grad_enabled; });
     m.def("set_grad_enabled", [](bool mode) {
         Tape& t = tape();

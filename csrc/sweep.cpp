@@ -10,30 +10,85 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "array_apply.hpp"
 #include "array_ops.hpp"
 #include "arrays.hpp"
+#include "graph_sweep.hpp"
 #include "tensor.hpp"
 
 namespace tapegrad {
+
+const char* const HISTORY_GONE =
+    "Either a backward() or grad() already went through it and freed it (pass "
+    "retain_graph=True to that call to go through it again), or clear_history() ran after it "
+    "was computed (compute gradients first), or it was computed on another thread.";
+
+PyObject* label_text(TensorObject* t) { return PyObject_GetAttrString(reinterpret_cast<PyObject*>(t), "label"); }
+
+bool freed_error(const Tape& t, uint32_t row) {
+    PyObject* label = t.label_of(row);
+    PyErr_Format(PyExc_RuntimeError,
+                 "Trying to backward through the graph a second time (through %s -> %S): "
+                 "backward() and tapegrad.grad() free what they traverse. Pass "
+                 "retain_graph=True to the first call if you need to go through it again.",
+                 row_op_name(t.op[row]), label ? label : Py_None);
+    Py_XDECREF(label);
+    return false;
+}
+
+bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources) {
+    const uint64_t born = t.stale_born[row];
+    for (const Source& s : sources) {
+        if (s.node == row || s.tensor->born > born) continue;
+        PyObject* stale_label = t.label_of(row);
+        PyObject* source_label = label_text(s.tensor);
+        PyErr_Format(PyExc_RuntimeError,
+                     "the gradient with respect to '%S' flows through '%S', whose history is "
+                     "gone. %s Or use t.detach() to treat it as a constant.",
+                     source_label ? source_label : Py_None,
+                     stale_label ? stale_label : Py_None, HISTORY_GONE);
+        Py_XDECREF(stale_label);
+        Py_XDECREF(source_label);
+        return false;
+    }
+    return true;
+}
+
+bool QuietNumpy::start() {
+    PyObject* numpy = PyImport_ImportModule("numpy");
+    if (!numpy) return false;
+    seterr = PyObject_GetAttrString(numpy, "seterr");
+    Py_DECREF(numpy);
+    PyObject* kwargs = seterr ? Py_BuildValue("{s:s}", "all", "ignore") : nullptr;
+    PyObject* empty = PyTuple_New(0);
+    saved = kwargs && empty ? PyObject_Call(seterr, empty, kwargs) : nullptr;
+    Py_XDECREF(kwargs);
+    Py_XDECREF(empty);
+    return saved != nullptr;
+}
+
+QuietNumpy::~QuietNumpy() {
+    if (!saved) return;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);  // an error in flight survives the restore
+    PyObject* empty = PyTuple_New(0);
+    PyObject* restored = empty ? PyObject_Call(seterr, empty, saved) : nullptr;
+    Py_XDECREF(restored);
+    Py_XDECREF(empty);
+    PyErr_Clear();
+    PyErr_Restore(type, value, traceback);
+    Py_DECREF(saved);
+    Py_XDECREF(seterr);
+}
 
 namespace {
 
 enum : uint8_t { REACHED = 1, KEEP = 2, HOOKS_RAN = 4 };
 
-// Why a tensor's records can be gone, and what to do about each cause.
-constexpr const char* HISTORY_GONE =
-    "Either a backward() or grad() already went through it and freed it (pass "
-    "retain_graph=True to that call to go through it again), or clear_history() ran after it "
-    "was computed (compute gradients first), or it was computed on another thread.";
 
-struct Source {
-    TensorObject* tensor;
-    uint32_t node;  // UINT32_MAX: not on this tape (its gradient is zero)
-};
 
-PyObject* label_text(TensorObject* t) { return PyObject_GetAttrString(reinterpret_cast<PyObject*>(t), "label"); }
 
 class Sweep {
 public:
@@ -89,7 +144,7 @@ public:
             const uint32_t row = static_cast<uint32_t>(i);
             const uint8_t code = c.op[row];
             if (code == OP_CUSTOM) {
-                if ((c.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(row);
+                if ((c.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(t, row);
                 if (!user_record(row)) return false;
                 c = Columns(t, grad, reached);
                 continue;
@@ -100,9 +155,9 @@ public:
                 c = Columns(t, grad, reached);
             }
             if (code == OP_LEAF) continue;
-            if (c.flags[row] & F_FREED) return freed_error(row);
+            if (c.flags[row] & F_FREED) return freed_error(t, row);
             if (code == OP_STALE) {
-                if (!check_stale(row, sources)) return false;
+                if (!check_stale(t, row, sources)) return false;
                 continue;
             }
             if (is_array_op(code)) {
@@ -263,54 +318,7 @@ private:
         return false;
     }
 
-    bool freed_error(uint32_t row) {
-        PyObject* label = t.label_of(row);
-        PyErr_Format(PyExc_RuntimeError,
-                     "Trying to backward through the graph a second time (through %s -> %S): "
-                     "backward() and tapegrad.grad() free what they traverse. Pass "
-                     "retain_graph=True to the first call if you need to go through it again.",
-                     row_op_name(t.op[row]), label ? label : Py_None);
-        Py_XDECREF(label);
-        return false;
-    }
 
-    // Note [Quiet numpy]
-    // NaN and inf propagate through a backward as values (0 * inf is NaN, as in
-    // PyTorch); numpy's floating-point warnings are silenced while a sweep runs
-    // array-op formulas, set once per sweep and restored after.
-    class QuietNumpy {
-    public:
-        bool active() const { return saved != nullptr; }
-        bool start() {
-            PyObject* numpy = PyImport_ImportModule("numpy");
-            if (!numpy) return false;
-            seterr = PyObject_GetAttrString(numpy, "seterr");
-            Py_DECREF(numpy);
-            PyObject* kwargs = seterr ? Py_BuildValue("{s:s}", "all", "ignore") : nullptr;
-            PyObject* empty = PyTuple_New(0);
-            saved = kwargs && empty ? PyObject_Call(seterr, empty, kwargs) : nullptr;
-            Py_XDECREF(kwargs);
-            Py_XDECREF(empty);
-            return saved != nullptr;
-        }
-        ~QuietNumpy() {
-            if (!saved) return;
-            PyObject *type, *value, *traceback;
-            PyErr_Fetch(&type, &value, &traceback);  // an error in flight survives the restore
-            PyObject* empty = PyTuple_New(0);
-            PyObject* restored = empty ? PyObject_Call(seterr, empty, saved) : nullptr;
-            Py_XDECREF(restored);
-            Py_XDECREF(empty);
-            PyErr_Clear();
-            PyErr_Restore(type, value, traceback);
-            Py_DECREF(saved);
-            Py_XDECREF(seterr);
-        }
-
-    private:
-        PyObject* seterr = nullptr;
-        PyObject* saved = nullptr;  // the previous settings, a dict
-    };
 
     Tape& t;
     QuietNumpy quiet_numpy;
@@ -579,25 +587,6 @@ private:
         return add_array(node, array);
     }
 
-    // A stale row (Note [Stale tensors] in tensor.cpp) was reached: its history
-    // is gone, so a source made no later than it might be missing a gradient.
-    bool check_stale(uint32_t row, const std::vector<Source>& sources) {
-        const uint64_t born = t.stale_born[row];
-        for (const Source& s : sources) {
-            if (s.node == row || s.tensor->born > born) continue;
-            PyObject* stale_label = t.label_of(row);
-            PyObject* source_label = label_text(s.tensor);
-            PyErr_Format(PyExc_RuntimeError,
-                         "the gradient with respect to '%S' flows through '%S', whose history is "
-                         "gone. %s Or use t.detach() to treat it as a constant.",
-                         source_label ? source_label : Py_None,
-                         stale_label ? stale_label : Py_None, HISTORY_GONE);
-            Py_XDECREF(stale_label);
-            Py_XDECREF(source_label);
-            return false;
-        }
-        return true;
-    }
 };
 
 PyObject* seed_for(TensorObject* target, PyObject* grad_output, const char* what) {
@@ -779,7 +768,95 @@ std::vector<TensorObject*> tensors_of(PyObject* obj, const char* what) {
 
 }  // namespace
 
-bool backward(PyObject* target_obj, PyObject* gradient, bool retain_graph) {
+namespace {
+
+// Runs sweep S (Sweep, or GraphSweep for create_graph) for backward().
+template <class S>
+bool backward_with(Tape& tape, uint32_t node, PyObject* seed, bool retain_graph) {
+    // Every leaf the tape holds is a source: they are what .grad is set on, and
+    // the stale check needs them (Note [Stale tensors]).
+    std::vector<Source> sources;
+    for (size_t row = 0; row < tape.op.size(); ++row)
+        if (tape.op[row] == OP_LEAF && tape.in0[row] != UINT32_MAX)
+            sources.push_back({reinterpret_cast<TensorObject*>(tape.leaf_tensors[tape.in0[row]]),
+                               static_cast<uint32_t>(row)});
+    S sweep(tape);
+    const bool ok = sweep.seed(node, seed) && sweep.run(sources) && sweep.accumulate_leaf_grads();
+    if (ok && !retain_graph) sweep.free_traversed();
+    return ok;
+}
+
+// The gradient of a reached source as a Tensor.
+PyObject* tensor_result(Tape& tape, Sweep& sweep, const Source& src) {
+    PyObject* g = sweep.result(src);
+    const bool is_array = g && PyArray_Check(g);
+    PyObject* item = !g ? nullptr
+                        : new_tensor(tape, is_array ? 0.0 : PyFloat_AsDouble(g),
+                                     is_array ? g : nullptr, UINT32_MAX, false);
+    if (g && !is_array) Py_DECREF(g);
+    return item;
+}
+PyObject* tensor_result(Tape&, GraphSweep& sweep, const Source& src) {
+    return sweep.tensor_result(src);
+}
+
+// Runs sweep S for tapegrad.grad(); seeds_given holds one grad_output (or None) per output.
+template <class S>
+PyObject* grad_with(Tape& tape, const std::vector<TensorObject*>& outputs,
+                    const std::vector<TensorObject*>& inputs, const std::vector<PyObject*>& seeds_given,
+                    bool retain_graph, bool allow_unused) {
+    constexpr bool graph = std::is_same_v<S, GraphSweep>;
+    S sweep(tape);
+    bool ok = true;
+    for (size_t k = 0; ok && k < outputs.size(); ++k) {
+        const uint32_t node = backward_target(tape, outputs[k], "grad");
+        PyObject* given = seeds_given[k];
+        PyObject* value = is_tensor(given) ? value_object(reinterpret_cast<TensorObject*>(given))
+                                           : Py_NewRef(given);
+        PyObject* seed = node == UINT32_MAX || !value
+                             ? nullptr
+                             : backward_seed(outputs[k], value, "grad: grad_outputs");
+        Py_XDECREF(value);
+        // With create_graph a Tensor grad_output keeps its history (checked above by value).
+        if (graph && seed && is_tensor(given)) Py_SETREF(seed, Py_NewRef(given));
+        ok = seed && sweep.seed(node, seed);
+    }
+    std::vector<Source> sources;
+    for (TensorObject* in : inputs)
+        sources.push_back({in, find_node(tape, in)});
+    if (!ok || !sweep.run(sources)) return nullptr;
+    PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(inputs.size()));
+    for (size_t k = 0; out && k < inputs.size(); ++k) {
+        const Source& src = sources[k];
+        PyObject* item;
+        if (src.node == UINT32_MAX || !sweep.reached_node(src.node)) {
+            if (!allow_unused) {
+                PyObject* label = label_text(src.tensor);
+                PyErr_Format(PyExc_RuntimeError,
+                             "grad: input %zd ('%S') does not appear in the graph of the "
+                             "outputs. Pass allow_unused=True to get None for it.",
+                             static_cast<Py_ssize_t>(k), label ? label : Py_None);
+                Py_XDECREF(label);
+                Py_CLEAR(out);
+                break;
+            }
+            item = Py_NewRef(Py_None);
+        } else {
+            item = tensor_result(tape, sweep, src);
+        }
+        if (!item) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(k), item);
+    }
+    if (out && !retain_graph) sweep.free_traversed();
+    return out;
+}
+
+}  // namespace
+
+bool backward(PyObject* target_obj, PyObject* gradient, bool retain_graph, bool create_graph) {
     if (!is_tensor(target_obj)) {
         PyErr_Format(PyExc_TypeError, "backward: expected a Tensor, got %.100s",
                      Py_TYPE(target_obj)->tp_name);
@@ -793,21 +870,13 @@ bool backward(PyObject* target_obj, PyObject* gradient, bool retain_graph) {
     if (node == UINT32_MAX) return false;
     PyObject* seed = backward_seed(target, gradient, "backward: gradient");
     if (!seed) return false;
-    // Every leaf the tape holds is a source: they are what .grad is set on, and
-    // the stale check needs them (Note [Stale tensors]).
-    std::vector<Source> sources;
-    for (size_t row = 0; row < tape->op.size(); ++row)
-        if (tape->op[row] == OP_LEAF && tape->in0[row] != UINT32_MAX)
-            sources.push_back({reinterpret_cast<TensorObject*>(tape->leaf_tensors[tape->in0[row]]),
-                               static_cast<uint32_t>(row)});
-    Sweep sweep(*tape);
-    const bool ok = sweep.seed(node, seed) && sweep.run(sources) && sweep.accumulate_leaf_grads();
-    if (ok && !retain_graph) sweep.free_traversed();
-    return ok;
+    if (create_graph && is_tensor(gradient)) Py_SETREF(seed, Py_NewRef(gradient));
+    return create_graph ? backward_with<GraphSweep>(*tape, node, seed, retain_graph)
+                        : backward_with<Sweep>(*tape, node, seed, retain_graph);
 }
 
 PyObject* grad(PyObject* outputs_obj, PyObject* inputs_obj, PyObject* grad_outputs,
-               bool retain_graph, bool allow_unused) {
+               bool retain_graph, bool create_graph, bool allow_unused) {
     std::vector<TensorObject*> outputs = tensors_of(outputs_obj, "grad: outputs");
     if (outputs.empty()) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "grad: outputs is empty");
@@ -838,55 +907,9 @@ PyObject* grad(PyObject* outputs_obj, PyObject* inputs_obj, PyObject* grad_outpu
     PyObject* out = nullptr;
     if (tape) {
         tape->maybe_reclaim();
-        Sweep sweep(*tape);
-        bool ok = true;
-        for (size_t k = 0; ok && k < outputs.size(); ++k) {
-            const uint32_t node = backward_target(*tape, outputs[k], "grad");
-            PyObject* given = seeds_given[k];
-            PyObject* value = is_tensor(given) ? value_object(reinterpret_cast<TensorObject*>(given))
-                                               : Py_NewRef(given);
-            PyObject* seed = node == UINT32_MAX || !value
-                                 ? nullptr
-                                 : backward_seed(outputs[k], value, "grad: grad_outputs");
-            Py_XDECREF(value);
-            ok = seed && sweep.seed(node, seed);
-        }
-        std::vector<Source> sources;
-        for (TensorObject* in : inputs)
-            sources.push_back({in, find_node(*tape, in)});
-        if (ok && sweep.run(sources)) {
-            out = PyTuple_New(static_cast<Py_ssize_t>(inputs.size()));
-            for (size_t k = 0; out && k < inputs.size(); ++k) {
-                const Source& src = sources[k];
-                PyObject* item;
-                if (src.node == UINT32_MAX || !sweep.reached_node(src.node)) {
-                    if (!allow_unused) {
-                        PyObject* label = label_text(src.tensor);
-                        PyErr_Format(PyExc_RuntimeError,
-                                     "grad: input %zd ('%S') does not appear in the graph of the "
-                                     "outputs. Pass allow_unused=True to get None for it.",
-                                     static_cast<Py_ssize_t>(k), label ? label : Py_None);
-                        Py_XDECREF(label);
-                        Py_CLEAR(out);
-                        break;
-                    }
-                    item = Py_NewRef(Py_None);
-                } else {
-                    PyObject* g = sweep.result(src);
-                    const bool is_array = g && PyArray_Check(g);
-                    item = !g ? nullptr
-                              : new_tensor(*tape, is_array ? 0.0 : PyFloat_AsDouble(g),
-                                           is_array ? g : nullptr, UINT32_MAX, false);
-                    if (g && !is_array) Py_DECREF(g);
-                }
-                if (!item) {
-                    Py_CLEAR(out);
-                    break;
-                }
-                PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(k), item);
-            }
-            if (out && !retain_graph) sweep.free_traversed();
-        }
+        out = create_graph
+                  ? grad_with<GraphSweep>(*tape, outputs, inputs, seeds_given, retain_graph, allow_unused)
+                  : grad_with<Sweep>(*tape, outputs, inputs, seeds_given, retain_graph, allow_unused);
     }
     Py_XDECREF(seeds_seq);
     return out;

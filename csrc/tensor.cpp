@@ -213,6 +213,30 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
     return new_tensor(*tape, number, array, node, true);
 }
 
+}  // namespace
+
+PyObject* apply_op(uint8_t code, PyObject* a, PyObject* b) { return apply(code, a, b); }
+
+PyObject* node_tensor(Tape& tape, uint32_t node) {
+    const uint8_t code = tape.op[node];
+    if (code == OP_LEAF && tape.in0[node] != UINT32_MAX)
+        return Py_NewRef(tape.leaf_tensors[tape.in0[node]]);
+    // A leaf with no holder is a constant, unless a user record outputs it.
+    if (code == OP_LEAF && !(tape.flags[node] & F_CUSTOM_OUTPUT))
+        return tape.operand_object(node, false, false);
+    auto* r = reinterpret_cast<TensorObject*>(
+        new_tensor(tape, tape.is_array(node) ? 0.0 : tape.val[node].number,
+                   tape.is_array(node) ? Py_NewRef(tape.array_of(node)) : nullptr, UINT32_MAX, true));
+    if (!r) return nullptr;
+    r->flags = T_REQUIRES_GRAD;  // made by an op: not a leaf
+    r->epoch = tape.epoch;
+    r->node = node;
+    tape.add_live(node);
+    return reinterpret_cast<PyObject*>(r);
+}
+
+namespace {
+
 // ---- the TensorBase type ----
 
 // A recorded tensor stops counting as live on its tape (Note [Reclaiming records]).

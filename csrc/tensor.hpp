@@ -69,6 +69,18 @@ uint32_t find_node(const Tape& tape, TensorObject* t);
 // A tensor's value as a new reference: a float or its ndarray.
 PyObject* value_object(TensorObject* t);
 
+// Op `code` on a and b (b null for a unary op), as the operators do: a new
+// Tensor, recorded when an operand requires grad; a float or an ndarray when
+// neither operand is a Tensor. nullptr with an error set, or NotImplemented.
+PyObject* apply_op(uint8_t code, PyObject* a, PyObject* b);
+
+// A tensor standing for `node` of the tape, whose value the tape keeps (Note
+// [Recording]): the leaf itself for a leaf that requires grad, the value (a
+// float or an ndarray, a constant) for one that does not, and otherwise (an
+// op's or a user record's output) a new Tensor on that row, so that ops on it
+// record against the row.
+PyObject* node_tensor(Tape& tape, uint32_t node);
+
 // Ready-to-bind entry points (METH_FASTCALL).
 PyObject* apply_unary(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 PyObject* apply_binary(PyObject*, PyObject* const* args, Py_ssize_t nargs);

@@ -106,9 +106,12 @@ def grad(
 
     Returns a tuple with one Tensor per input (None for an input the outputs do
     not use, when ``allow_unused=True``; otherwise that is a RuntimeError).
-    Leaves' ``.grad`` is not touched. Unless ``retain_graph=True``, what the
-    sweep traversed cannot be traversed again. ``create_graph=True`` (gradients
-    that are themselves differentiable) is not supported yet.
+    Leaves' ``.grad`` is not touched. Unless ``retain_graph=True`` (which
+    defaults to ``create_graph``), what the sweep traversed cannot be
+    traversed again. With ``create_graph=True`` the gradients are Tensors with
+    history, which can be differentiated again, to any order; a seed-style
+    ``OperationRecord`` on the way raises RuntimeError (its backward is not
+    recorded), a ``Function`` whose backward uses Tensor ops works.
 
     Example:
         >>> import tapegrad as tg
@@ -116,11 +119,13 @@ def grad(
         >>> (g,) = tg.grad(x * x, x)
         >>> g.data
         6.0
+        >>> (g,) = tg.grad(x * x * x, x, create_graph=True)
+        >>> tg.grad(g, x)[0].data
+        18.0
     """
-    if create_graph:
-        raise NotImplementedError(
-            "tapegrad.grad: create_graph=True (higher-order derivatives) is not supported yet")
-    return _core.grad(outputs, inputs, grad_outputs, bool(retain_graph), allow_unused)
+    retain = create_graph if retain_graph is None else retain_graph
+    return _core.grad(outputs, inputs, grad_outputs, bool(retain), allow_unused,
+                      bool(create_graph))
 
 
 class FunctionCtx:
@@ -185,6 +190,7 @@ class Function:
             inputs = [a for a in args if isinstance(a, Tensor)]
             operation = OperationRecord(inputs, outputs, _backward_of(cls, ctx, args))
             operation.op = cls.__name__
+            operation.graph_backward = _graph_backward_of(cls, ctx, args)
             _core.append_record(_Keys(operation), True)  # keys as the Tensors themselves
         return outputs[0] if single else tuple(outputs)
 
@@ -202,6 +208,20 @@ def _backward_of(cls: type, ctx: FunctionCtx, args: tuple) -> Callable[..., list
                 for r, a in zip(result, args) if isinstance(a, Tensor)]
 
     return backward_fn
+
+
+def _graph_backward_of(cls: type, ctx: FunctionCtx, args: tuple) -> Callable[..., list]:
+    """The backward for create_graph: on Tensors, recording, so it can be differentiated."""
+    def graph_backward(*grads: Any) -> list:
+        result = cls.backward(ctx, *grads)
+        result = result if isinstance(result, tuple) else (result,)
+        if len(result) != len(args):
+            raise ValueError(
+                f"{cls.__name__}.backward returned {len(result)} gradients for the "
+                f"{len(args)} arguments of forward; return one per argument (None for none)")
+        return [r for r, a in zip(result, args) if isinstance(a, Tensor)]
+
+    return graph_backward
 
 
 def _as_inputs(inputs: Any) -> tuple[tuple, bool]:
@@ -228,7 +248,8 @@ def vjp(func: Callable[..., Any], inputs: Any, v: Any = None) -> tuple:
     leaves, single = _as_inputs(inputs)
     with enable_grad():
         out = func(*leaves)
-        grads = _core.grad(out, leaves, v, False, True)
+        seed = None if v is None else (v if isinstance(v, Tensor) else np.asarray(v, dtype=float),)
+        grads = _core.grad(out, leaves, seed, False, True)
     grads = tuple(Tensor(leaf.data * 0.0, requires_grad=False) if g is None else g
                   for g, leaf in zip(grads, leaves))
     return out.detach(), grads[0] if single else grads
@@ -263,6 +284,89 @@ def jacobian(func: Callable[..., Any], inputs: Any) -> Any:
                requires_grad=False)
         for i in range(len(leaves)))
     return result[0] if single else result
+
+
+def _scalar_output(out: Any, what: str) -> Tensor:
+    if not isinstance(out, Tensor) or np.size(out.data) != 1:
+        got = np.shape(out.data) if isinstance(out, Tensor) else type(out).__name__
+        raise RuntimeError(
+            f"{what}: the function must return a Tensor with a single element, got {got}")
+    return out
+
+
+def hvp(func: Callable[..., Any], inputs: Any, v: Any) -> tuple:
+    """``(func(*inputs), H v)``, as ``torch.autograd.functional.hvp``.
+
+    ``func`` returns a single-element Tensor; ``H`` is its Hessian at
+    ``inputs`` and ``v`` has the inputs' shapes (a tuple for a tuple of
+    inputs). It takes two sweeps, not the Hessian: the gradient with
+    ``create_graph=True``, then the gradient of its dot product with ``v``.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> f = lambda x: (x * x * x).sum()
+        >>> out, hv = tg.hvp(f, tg.Tensor([1.0, 2.0]), tg.Tensor([1.0, 1.0]))
+        >>> hv.data
+        array([ 6., 12.])
+    """
+    leaves, single = _as_inputs(inputs)
+    vs = (v,) if single else tuple(v)
+    if len(vs) != len(leaves):
+        raise ValueError(f"hvp: {len(vs)} vectors v for {len(leaves)} inputs; give one per input")
+    with enable_grad():
+        out = _scalar_output(func(*leaves), "hvp")
+        grads = _core.grad(out, leaves, None, True, True, True)
+        dot = None
+        for g, vec, leaf in zip(grads, vs, leaves):
+            vec = vec.data if isinstance(vec, Tensor) else np.asarray(vec, dtype=float)
+            if np.shape(vec) != np.shape(leaf.data):
+                raise ValueError(f"hvp: v has shape {np.shape(vec)} but its input has shape "
+                                 f"{np.shape(leaf.data)}; give v the input's shape")
+            if g is not None and g.requires_grad:
+                term = (g * vec).sum() if np.ndim(vec) else g * float(vec)
+                dot = term if dot is None else dot + term
+        hv = (_core.grad(dot, leaves, None, False, True) if dot is not None
+              else (None,) * len(leaves))
+    result = tuple(Tensor(np.zeros_like(leaf.data) if h is None else h.data, requires_grad=False)
+                   for h, leaf in zip(hv, leaves))
+    return out.detach(), result[0] if single else result
+
+
+def hessian(func: Callable[..., Any], inputs: Any) -> Any:
+    """The Hessian of ``func`` at ``inputs``, as ``torch.autograd.functional.hessian``.
+
+    ``func`` returns a single-element Tensor. For one input the result is a
+    Tensor of shape ``in.shape + in.shape``; for a tuple of inputs, a tuple of
+    tuples with ``H[i][j]`` of shape ``in_i.shape + in_j.shape``. One
+    ``create_graph`` sweep gives the gradient, then one sweep per gradient
+    element gives a row.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> tg.hessian(lambda x: (x * x * x).sum(), tg.Tensor([1.0, 2.0])).data
+        array([[ 6.,  0.],
+               [ 0., 12.]])
+    """
+    leaves, single = _as_inputs(inputs)
+    with enable_grad():
+        out = _scalar_output(func(*leaves), "hessian")
+        grads = _core.grad(out, leaves, None, True, True, True)
+        blocks = []
+        for g, leaf_i in zip(grads, leaves):
+            shape_i = np.shape(leaf_i.data)
+            rows = []
+            flat = g.reshape(-1) if g is not None and np.ndim(g.data) else g
+            for k in range(int(np.prod(shape_i))):
+                gk = None if g is None else (flat[k] if np.ndim(g.data) else g)
+                row = ((None,) * len(leaves) if gk is None or not gk.requires_grad
+                       else _core.grad(gk, leaves, None, True, True))
+                rows.append([np.zeros(np.shape(leaf.data)) if r is None else np.asarray(r.data)
+                             for r, leaf in zip(row, leaves)])
+            blocks.append(tuple(
+                Tensor(np.stack([r[j] for r in rows]).reshape(shape_i + np.shape(leaf_j.data)),
+                       requires_grad=False)
+                for j, leaf_j in enumerate(leaves)))
+    return blocks[0][0] if single else tuple(blocks)
 
 
 class Tape:

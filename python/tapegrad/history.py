@@ -29,7 +29,9 @@ class OperationRecord:
     (the record then names exactly those tensors, even if labels repeat).
 
     A record with a Python ``backward_fn`` is differentiated once: its
-    gradient computation is not itself recorded.
+    gradient computation is not itself recorded, so ``create_graph=True``
+    through it raises RuntimeError. For an op that must be differentiated
+    twice, write a ``tapegrad.Function`` whose backward uses Tensor ops.
 
     Example:
         >>> import tapegrad as tg
@@ -42,7 +44,7 @@ class OperationRecord:
         [6.0]
     """
 
-    __slots__ = ("_keys", "backward_fn", "input_keys", "op", "output_keys")
+    __slots__ = ("_keys", "backward_fn", "graph_backward", "input_keys", "op", "output_keys")
 
     def __init__(
         self,
@@ -54,6 +56,8 @@ class OperationRecord:
         self.output_keys = [_label(k) for k in outputs]
         self.backward_fn = backward_func
         self.op = "custom"
+        # Set by Function.apply: the backward on Tensors, for create_graph.
+        self.graph_backward: Callable[..., Sequence[Any]] | None = None
         # What append() resolves: the Tensors themselves where they were given.
         self._keys = (list(inputs), list(outputs))
 
@@ -78,6 +82,10 @@ class _Keys:
     @property
     def op(self) -> str:
         return getattr(self.record, "op", "custom")
+
+    @property
+    def graph_backward(self) -> Callable[..., Sequence[Any]] | None:
+        return getattr(self.record, "graph_backward", None)
 
     def __repr__(self) -> str:
         return repr(self.record)

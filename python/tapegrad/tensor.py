@@ -67,14 +67,16 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     # TensorBase's number slots, so `a * b` is one native call that computes the
     # value, records it and builds the result (Note [Tensor layout], csrc/tensor.hpp).
 
-    def backward(self, gradient: Any = None, retain_graph: bool = False,
+    def backward(self, gradient: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False) -> None:
         """Accumulate this tensor's gradient into the ``.grad`` of every leaf it depends on.
 
         As in PyTorch: a non-scalar needs ``gradient`` (an array of its shape);
         what the sweep traversed cannot be traversed again unless
-        ``retain_graph=True``; ``t.grad = None`` resets a leaf's gradient.
-        ``create_graph=True`` is not supported yet.
+        ``retain_graph=True`` (which defaults to ``create_graph``); ``t.grad =
+        None`` resets a leaf's gradient. With ``create_graph=True`` the
+        gradients are Tensors with history (accumulated out of place), so
+        they can be differentiated again.
 
         Example:
             >>> w = Tensor(3.0)
@@ -82,10 +84,8 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
             >>> w.grad.data
             6.0
         """
-        if create_graph:
-            raise NotImplementedError(
-                "backward: create_graph=True (higher-order derivatives) is not supported yet")
-        _core.backward(self, gradient, bool(retain_graph))
+        retain = create_graph if retain_graph is None else retain_graph
+        _core.backward(self, gradient, bool(retain), bool(create_graph))
 
     def register_hook(self, hook: Any) -> RemovableHandle:
         """Call ``hook(grad)`` when this tensor's gradient is complete in a sweep.

@@ -1,0 +1,291 @@
+#include "graph_sweep.hpp"
+
+#include <algorithm>
+
+#include "array_ops.hpp"
+#include "recording.hpp"
+
+namespace tapegrad {
+
+GraphSweep::GraphSweep(Tape& tape)
+    : t(tape),
+      top(tape.op.size()),
+      grads(top),
+      reached(top, 0),
+      keep(top, 0),
+      hooks_ran(top, 0),
+      was_enabled(tape.grad_enabled),
+      was_sweeping(tape.sweeping) {
+    t.grad_enabled = true;
+    t.sweeping = true;  // no reclaiming while it runs (Note [Reclaiming records])
+}
+
+GraphSweep::~GraphSweep() {
+    t.grad_enabled = was_enabled;
+    t.sweeping = was_sweeping;
+}
+
+bool GraphSweep::seed(uint32_t node, PyObject* seed) {
+    py::object g = py::reinterpret_steal<py::object>(seed);
+    try {
+        add(node, g);
+        return true;
+    } catch (py::error_already_set& e) {
+        e.restore();
+        return false;
+    }
+}
+
+bool GraphSweep::run(const std::vector<Source>& sources) {
+    if (!quiet.start()) return false;
+    // As in the numeric sweep: nothing below the lowest source matters,
+    // unless stale rows need their check.
+    int64_t lowest = t.stale_born.empty() ? static_cast<int64_t>(top) : 0;
+    for (const Source& s : sources) {
+        if (s.node == UINT32_MAX || s.node >= top) continue;
+        keep[s.node] = 1;
+        lowest = std::min<int64_t>(lowest, s.node);
+    }
+    if (lowest == static_cast<int64_t>(top)) lowest = 0;
+    try {
+        for (int64_t i = static_cast<int64_t>(top) - 1; i >= lowest; --i) {
+            const uint32_t row = static_cast<uint32_t>(i);
+            const uint8_t code = t.op[row];
+            if (code == OP_CUSTOM) {
+                if ((t.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(t, row);
+                user_record(row);
+                continue;
+            }
+            if (!reached[row]) continue;
+            if (t.flags[row] & F_HOOKED) run_hooks(row);
+            if (code == OP_LEAF) continue;
+            if (t.flags[row] & F_FREED) return freed_error(t, row);
+            if (code == OP_STALE) {
+                if (!check_stale(t, row, sources)) return false;
+                continue;
+            }
+            if (is_array_op(code)) array_op_row(row);
+            else elementwise_row(row);
+            if (!keep[row]) grads[row] = py::object();  // spent: its tensors may go
+        }
+        return true;
+    } catch (py::error_already_set& e) {
+        e.restore();
+        return false;
+    }
+}
+
+PyObject* GraphSweep::tensor_result(const Source& s) {
+    try {
+        return as_tensor(grads[s.node]).release().ptr();
+    } catch (py::error_already_set& e) {
+        e.restore();
+        return nullptr;
+    }
+}
+
+bool GraphSweep::accumulate_leaf_grads() {
+    try {
+        for (size_t row = 0; row < top; ++row) {
+            if (t.op[row] != OP_LEAF || !reached[row] || t.in0[row] == UINT32_MAX) continue;
+            auto* leaf = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]]);
+            py::object g = as_tensor(grads[row]);
+            if (leaf->grad) g = (Rec(py::reinterpret_borrow<py::object>(leaf->grad)) + Rec(g)).v;
+            Py_XSETREF(leaf->grad, g.release().ptr());
+        }
+        return true;
+    } catch (py::error_already_set& e) {
+        e.restore();
+        return false;
+    }
+}
+
+void GraphSweep::free_traversed() {
+    for (size_t row = 0; row < top; ++row) {
+        const uint8_t code = t.op[row];
+        const bool traversed = code == OP_CUSTOM ? outputs_reached(static_cast<uint32_t>(row))
+                                                 : reached[row] && code > OP_STALE;
+        if (!traversed) continue;
+        t.mark_freed(static_cast<uint32_t>(row));
+        if (code == OP_CUSTOM)
+            for (uint32_t o : t.user_records[t.in0[row]].outputs) t.mark_freed(o);
+    }
+}
+
+// An elementwise row: the op's backward (ops.hpp) with T = Rec.
+void GraphSweep::elementwise_row(uint32_t row) {
+    const uint8_t code = t.op[row], f = t.flags[row];
+    const uint32_t ia = t.in0[row], ib = t.in1[row];
+    const int reads = op_reads(code);
+    // An operand as the formula sees it; a value it does not read stays None.
+    auto operand = [&](uint32_t index, bool number, bool array, bool read) {
+        if (number) return Rec(t.consts[index]);
+        if (array) return Rec(py::reinterpret_borrow<py::object>(t.arrays[index]));
+        return read ? Rec(checked(node_tensor(t, index))) : Rec();
+    };
+    const Rec a = operand(ia, f & F_A_NUMBER, f & F_A_ARRAY, reads & READS_A);
+    const Rec out = (reads & READS_OUT) ? Rec(checked(node_tensor(t, row))) : Rec();
+    const Rec g(grads[row]);
+    visit_op(code, [&](auto tag) {
+        using Op = typename decltype(tag)::type;
+        if constexpr (Op::arity == 2) {
+            const Rec b = operand(ib, f & F_B_NUMBER, f & F_B_ARRAY, reads & READS_B);
+            Rec ga, gb;
+            Op::backward(a, b, out, g, ga, gb);
+            if (!(f & F_A_CONST)) add(ia, ga.v);
+            if (!(f & F_B_CONST)) add(ib, gb.v);
+        } else {
+            add(ia, Op::backward(a, out, g).v);
+        }
+    });
+}
+
+// An array-op row: the op's backward (array_ops.hpp) with the Recording backend.
+void GraphSweep::array_op_row(uint32_t row) {
+    // Copied: recording appends to array_records.
+    const std::vector<int64_t> inputs = t.array_records[t.in0[row]].inputs;
+    const py::tuple params = py::reinterpret_borrow<py::tuple>(t.array_records[t.in0[row]].params);
+    const uint8_t code = t.op[row];
+    Values x, gx(inputs.size(), py::none());
+    Needs need;
+    for (int64_t in : inputs) {
+        x.push_back(in >= 0 ? checked(node_tensor(t, static_cast<uint32_t>(in)))
+                            : py::reinterpret_borrow<py::object>(t.arrays[static_cast<size_t>(-in - 1)]));
+        need.push_back(in >= 0);
+    }
+    const py::object out = checked(node_tensor(t, row));
+    const py::object g = grads[row];
+    visit_array_op(code, [&](auto tag) {
+        using Op = typename decltype(tag)::type;
+        Op::backward(Recording::get(), x, out, g, params, need, gx);
+    });
+    for (size_t k = 0; k < inputs.size(); ++k)
+        if (need[k] && !gx[k].is_none()) add(static_cast<uint32_t>(inputs[k]), gx[k]);
+}
+
+// A user record: a tapegrad.Function's backward runs on Tensors and records;
+// a seed-style OperationRecord's backward_fn returns plain numbers, whose
+// dependence on the inputs nobody recorded, so it cannot be part of a
+// gradient that will be differentiated again.
+void GraphSweep::user_record(uint32_t row) {
+    if (!outputs_reached(row)) return;
+    const UserRecord& r = t.user_records[t.in0[row]];
+    const std::vector<uint32_t> inputs = r.inputs, outputs = r.outputs;
+    const py::object record = py::reinterpret_borrow<py::object>(r.record);
+    for (uint32_t o : outputs)  // the record consumes its outputs' gradients now
+        if (reached[o] && (t.flags[o] & F_HOOKED)) run_hooks(o);
+    py::object backward = py::getattr(record, "graph_backward", py::none());
+    if (backward.is_none()) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "create_graph=True: the gradient flows through %R, whose backward_fn is a "
+                     "plain Python function: its result cannot be differentiated again. Write the "
+                     "op as a tapegrad.Function whose backward uses Tensor operations, or "
+                     "compute this gradient without create_graph.",
+                     record.ptr());
+        throw py::error_already_set();
+    }
+    py::tuple args(outputs.size());
+    for (size_t k = 0; k < outputs.size(); ++k) {
+        const uint32_t o = outputs[k];
+        args[k] = reached[o] ? as_tensor(grads[o])
+                             : as_tensor(Numeric::get().mul(value_of(checked(node_tensor(t, o))),
+                                                            py::float_(0.0)));
+    }
+    py::object result = backward(*args);
+    py::list items(result);
+    if (items.size() != inputs.size()) {
+        PyErr_Format(PyExc_ValueError, "backward of %R returned %zd gradients for %zd inputs",
+                     record.ptr(), static_cast<Py_ssize_t>(items.size()),
+                     static_cast<Py_ssize_t>(inputs.size()));
+        throw py::error_already_set();
+    }
+    for (size_t k = 0; k < inputs.size(); ++k) {
+        py::object g = items[k];
+        if (g.is_none()) continue;
+        py::tuple want = node_shape(inputs[k]), got = Recording::get().shape(g);
+        if (!want.equal(got)) {
+            PyErr_Format(PyExc_ValueError,
+                         "backward of %R returned a gradient of shape %S for input %zd, whose "
+                         "shape is %S; return the input's shape",
+                         record.ptr(), got.ptr(), static_cast<Py_ssize_t>(k), want.ptr());
+            throw py::error_already_set();
+        }
+        add(inputs[k], g);
+    }
+}
+
+bool GraphSweep::outputs_reached(uint32_t row) const {
+    for (uint32_t o : t.user_records[t.in0[row]].outputs)
+        if (reached_node(o)) return true;
+    return false;
+}
+
+// The register_hook functions of a row's tensor, in order, on its complete
+// gradient (a Tensor); one that returns a value replaces it.
+void GraphSweep::run_hooks(uint32_t row) {
+    if (hooks_ran[row]) return;
+    hooks_ran[row] = 1;
+    PyObject* hooks = nullptr;
+    if (t.op[row] == OP_LEAF && t.in0[row] != UINT32_MAX) {
+        hooks = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]])->hooks;
+    } else {
+        auto it = t.row_hooks.find(row);
+        if (it != t.row_hooks.end()) hooks = it->second;
+    }
+    if (!hooks) return;
+    py::list snapshot(py::reinterpret_borrow<py::object>(hooks));  // a hook may change the list
+    for (py::handle hook : snapshot) {
+        py::object r = hook(as_tensor(grads[row]));
+        if (r.is_none()) continue;
+        py::tuple want = node_shape(row), got = Recording::get().shape(r);
+        if (!want.equal(got)) {
+            PyErr_Format(PyExc_ValueError,
+                         "register_hook: a hook returned a gradient of shape %S; return one of the "
+                         "tensor's shape (or None to keep the gradient)", got.ptr());
+            throw py::error_already_set();
+        }
+        grads[row] = is_tensor(r.ptr()) ? r : value_of(r);
+    }
+}
+
+// Adds a gradient into node's, summed down to the node's shape first.
+void GraphSweep::add(uint32_t node, py::object g) {
+    g = sum_to_node(std::move(g), node);
+    grads[node] = grads[node] ? (Rec(grads[node]) + Rec(g)).v : g;
+    reached[node] = 1;
+}
+
+py::tuple GraphSweep::node_shape(uint32_t node) const {
+    if (!t.is_array(node)) return py::tuple();
+    return py::reinterpret_borrow<py::object>(t.array_of(node)).attr("shape");
+}
+
+// Undoes broadcasting (DESIGN 2.6), with recorded sums.
+py::object GraphSweep::sum_to_node(py::object g, uint32_t node) {
+    Recording& rec = Recording::get();
+    const py::tuple want = node_shape(node), have = rec.shape(g);
+    if (want.equal(have)) return g;
+    const size_t nw = py::len(want), nh = py::len(have);
+    py::list axes;
+    for (size_t i = 0; i < nh; ++i) {
+        const bool leading = i + nw < nh;
+        if (leading || (want[i + nw - nh].cast<long>() == 1 && have[i].cast<long>() != 1))
+            axes.append(i);
+    }
+    if (py::len(axes)) g = rec.sum(g, py::tuple(axes), py::bool_(true));
+    if (nh > nw) g = rec.reshape(g, rec.shape(g)[py::slice(nh - nw, nh, 1)]);  // leading 1s
+    // A constant smaller than the node (a number, or a select of numbers) is broadcast up.
+    return rec.shape(g).equal(want) ? g : rec.broadcast_to(g, want);
+}
+
+// A gradient as a Tensor: itself, or a constant made from its value.
+py::object GraphSweep::as_tensor(const py::object& g) {
+    if (is_tensor(g.ptr())) return g;
+    if (PyArray_Check(g.ptr()))
+        return checked(new_tensor(t, 0.0, Py_NewRef(g.ptr()), UINT32_MAX, false));
+    const double v = PyFloat_AsDouble(g.ptr());
+    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    return checked(new_tensor(t, v, nullptr, UINT32_MAX, false));
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,226 @@
+// Note [Recording]
+// create_graph=True runs the op tables' backward formulas on Tensors, so that
+// the backward's own operations are recorded and the gradients it returns can
+// be differentiated again, to any order. Nothing is written twice:
+//   - Rec is the element type for the elementwise table (ops.hpp): its
+//     arithmetic and math functions call the ops the operators call;
+//   - Recording is the backend for the array-op table (array_ops.hpp).
+// Both also take constants (numbers and arrays with no history) and keep them
+// plain, so the part of a gradient that depends on nothing recorded records
+// nothing. Comparisons give a Mask, a value that is never differentiated (the
+// derivative of a comparison is zero almost everywhere), as in PyTorch.
+// Errors are thrown as py::error_already_set.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <utility>
+
+#include "array_apply.hpp"
+#include "array_ops.hpp"
+#include "numeric.hpp"
+#include "tensor.hpp"
+
+namespace tapegrad {
+
+namespace py = pybind11;
+
+inline py::object checked(PyObject* o) {
+    if (!o) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(o);
+}
+
+// A Tensor's value (a float or an ndarray); anything else as it is.
+inline py::object value_of(const py::object& x) {
+    if (is_tensor(x.ptr())) return checked(value_object(reinterpret_cast<TensorObject*>(x.ptr())));
+    return x;
+}
+
+// ---- Rec: the element type for the elementwise table ----
+
+struct Rec {
+    py::object v;  // a Tensor, a float or an ndarray; None for a value the formula must not read
+    Rec() : v(py::none()) {}
+    Rec(double c) : v(py::float_(c)) {}  // NOLINT: T(0) in the formulas
+    explicit Rec(py::object o) : v(std::move(o)) {}
+};
+
+struct Mask {
+    py::object v;  // a bool or a boolean ndarray
+};
+
+inline Rec op2(uint8_t code, const Rec& a, const Rec& b) {
+    py::object r = checked(apply_op(code, a.v.ptr(), b.v.ptr()));
+    if (r.ptr() == Py_NotImplemented) {
+        PyErr_Format(PyExc_TypeError, "create_graph: %s cannot take %.100s and %.100s", op_name(code),
+                     Py_TYPE(a.v.ptr())->tp_name, Py_TYPE(b.v.ptr())->tp_name);
+        throw py::error_already_set();
+    }
+    return Rec(std::move(r));
+}
+inline Rec op1(uint8_t code, const Rec& a) { return Rec(checked(apply_op(code, a.v.ptr(), nullptr))); }
+
+inline Rec operator+(const Rec& a, const Rec& b) { return op2(OP_ADD, a, b); }
+inline Rec operator-(const Rec& a, const Rec& b) { return op2(OP_SUB, a, b); }
+inline Rec operator*(const Rec& a, const Rec& b) { return op2(OP_MUL, a, b); }
+inline Rec operator/(const Rec& a, const Rec& b) { return op2(OP_DIV, a, b); }
+inline Rec operator-(const Rec& a) { return op1(OP_NEG, a); }
+inline Rec pow(const Rec& a, const Rec& b) { return op2(OP_POW, a, b); }
+inline Rec log(const Rec& a) { return op1(OP_LOG, a); }
+inline Rec exp(const Rec& a) { return op1(OP_EXP, a); }
+inline Rec sin(const Rec& a) { return op1(OP_SIN, a); }
+inline Rec cos(const Rec& a) { return op1(OP_COS, a); }
+
+inline Mask compare(const Rec& a, const Rec& b, int how) {
+    return Mask{checked(PyObject_RichCompare(value_of(a.v).ptr(), value_of(b.v).ptr(), how))};
+}
+inline Mask operator>(const Rec& a, const Rec& b) { return compare(a, b, Py_GT); }
+inline Mask operator<(const Rec& a, const Rec& b) { return compare(a, b, Py_LT); }
+inline Mask operator>=(const Rec& a, const Rec& b) { return compare(a, b, Py_GE); }
+inline Mask operator==(const Rec& a, const Rec& b) { return compare(a, b, Py_EQ); }
+inline Mask operator&&(const Mask& a, const Mask& b) {
+    return Mask{py::module_::import("numpy").attr("logical_and")(a.v, b.v)};
+}
+
+// The sign as a constant: its derivative is zero (almost everywhere).
+inline Rec sign_of(const Rec& a) { return Rec(py::module_::import("numpy").attr("sign")(value_of(a.v))); }
+
+inline Rec select(const Mask& c, const Rec& x, const Rec& y) {
+    if (!PyArray_Check(c.v.ptr())) return py::bool_(c.v) ? x : y;  // a bool or numpy bool
+    if (!is_tensor(x.v.ptr()) && !is_tensor(y.v.ptr()))
+        return Rec(py::module_::import("numpy").attr("where")(c.v, x.v, y.v));
+    return Rec(checked(apply_array_op(OP_WHERE, py::make_tuple(x.v, y.v).ptr(),
+                                      py::make_tuple(c.v).ptr())));
+}
+
+// ---- Recording: the backend for the array-op table ----
+
+class Recording {
+public:
+    static Recording& get() {
+        static Recording* instance = new Recording();  // lives as long as the process
+        return *instance;
+    }
+
+    // Values, computed on the inputs' values: never differentiated.
+    py::tuple shape(const py::object& x) { return np().shape(value_of(x)); }
+    size_t ndim(const py::object& x) { return py::len(shape(x)); }
+    size_t size(const py::object& x) { return np().size(value_of(x)); }
+    py::object dtype(const py::object& x) { return np().dtype(value_of(x)); }
+    py::object number(double v) { return py::float_(v); }
+    double count(const py::object& x, const py::object& axis) { return np().count(value_of(x), axis); }
+    py::object inverse_permutation(const py::object& axes) { return np().inverse_permutation(axes); }
+    py::object equal_mask(const py::object& a, const py::object& b) {
+        return np().equal_mask(value_of(a), value_of(b));
+    }
+    py::object within(const py::object& x, const py::object& lo, const py::object& hi) {
+        return np().within(value_of(x), lo, hi);
+    }
+
+    // Recorded: each is an op of the tables.
+    py::object add(const py::object& a, const py::object& b) { return (Rec(a) + Rec(b)).v; }
+    py::object sub(const py::object& a, const py::object& b) { return (Rec(a) - Rec(b)).v; }
+    py::object mul(const py::object& a, const py::object& b) { return (Rec(a) * Rec(b)).v; }
+    py::object div(const py::object& a, const py::object& b) { return (Rec(a) / Rec(b)).v; }
+    py::object exp(const py::object& a) { return tapegrad::exp(Rec(a)).v; }
+
+    py::object sum(const py::object& x, const py::object& axis, const py::object& keepdims) {
+        return op(OP_SUM, {x}, py::make_tuple(axes(x, axis), keepdims));
+    }
+    py::object prod(const py::object& x, const py::object& axis, const py::object& keepdims) {
+        return op(OP_PROD, {x}, py::make_tuple(axes(x, axis), keepdims));
+    }
+    py::object reshape(const py::object& x, const py::object& shape) {
+        return op(OP_RESHAPE, {x}, py::make_tuple(py::tuple(shape)));
+    }
+    py::object broadcast_to(const py::object& x, const py::object& shape) {
+        return op(OP_BROADCAST_TO, {x}, py::make_tuple(py::tuple(shape)));
+    }
+    py::object transpose(const py::object& x, const py::object& perm) {
+        return op(OP_TRANSPOSE, {x}, py::make_tuple(py::tuple(perm)));
+    }
+    py::object expand_dims(const py::object& x, size_t axis) {
+        py::list s(shape(x));
+        s.insert(axis, py::int_(1));
+        return reshape(x, s);
+    }
+    py::object squeeze_axis(const py::object& x, size_t axis) {
+        py::list s(shape(x));
+        s.attr("pop")(axis);
+        return reshape(x, s);
+    }
+    py::object swap_last(const py::object& x) {
+        const size_t n = ndim(x);
+        py::list perm;
+        for (size_t i = 0; i < n; ++i) perm.append(i + 2 < n ? i : (i == n - 1 ? n - 2 : n - 1));
+        return transpose(x, perm);
+    }
+    py::object getitem(const py::object& x, const py::object& index, bool advanced) {
+        return op(OP_GETITEM, {x}, py::make_tuple(index, advanced));
+    }
+    py::object scatter_add(const py::object& shape, const py::object& index, bool advanced,
+                           const py::object& g) {
+        return op(OP_SCATTER_ADD, {g}, py::make_tuple(py::tuple(shape), index, advanced));
+    }
+    py::object einsum(const py::tuple& specs, const py::object& out, const Values& x) {
+        return op(OP_EINSUM, x, py::make_tuple(specs, out));
+    }
+    py::object matmul(const py::object& a, const py::object& b) {
+        return op(OP_MATMUL, {a, b}, py::tuple());
+    }
+    py::object where(const py::object& c, const py::object& a, const py::object& b) {
+        return select(Mask{c}, Rec(a), Rec(b)).v;
+    }
+
+    // For each element, the product of the others in its reduction. Numeric
+    // uses cumulative products, which are not an op; here each element's
+    // product is taken over a copy of its reduction with a 1 in its place:
+    // n*n values for a reduction of n, fine for the sizes one takes
+    // higher derivatives of a product over.
+    py::object prod_of_others(const py::object& x, const py::object& axis) {
+        const size_t nd = ndim(x);
+        py::tuple xshape = shape(x);
+        py::list order, kept_shape;
+        size_t n = 1;
+        for (size_t i = 0; i < nd; ++i)
+            if (!reduces(axis, i)) {
+                order.append(i);
+                kept_shape.append(xshape[i]);
+            }
+        for (size_t i = 0; i < nd; ++i)
+            if (reduces(axis, i)) {
+                order.append(i);
+                n *= xshape[i].cast<size_t>();
+            }
+        py::object moved = transpose(x, order);
+        py::list row_shape, square_shape;  // new lists: copying a py::list would alias it
+        for (py::handle k : kept_shape) row_shape.append(k), square_shape.append(k);
+        row_shape.append(1), row_shape.append(n);
+        square_shape.append(n), square_shape.append(n);
+        py::object square = broadcast_to(reshape(moved, row_shape), square_shape);
+        py::object eye = py::module_::import("numpy").attr("eye")(n, "dtype"_a = "bool");
+        py::object others = prod(where(eye, number(1.0), square), py::make_tuple(py::len(kept_shape) + 1),
+                                 py::bool_(false));
+        return transpose(reshape(others, shape(moved)), inverse_permutation(py::tuple(order)));
+    }
+
+private:
+    static Numeric& np() { return Numeric::get(); }
+
+    // An array op on these inputs: recorded when one of them requires grad.
+    static py::object op(uint8_t code, const Values& inputs, const py::tuple& params) {
+        py::tuple in(inputs.size());
+        for (size_t k = 0; k < inputs.size(); ++k) in[k] = inputs[k];
+        return checked(apply_array_op(code, in.ptr(), params.ptr()));
+    }
+
+    // Reduction axes as the table's ops take them: a tuple of non-negative ints, or None.
+    py::object axes(const py::object& x, const py::object& axis) {
+        if (axis.is_none() || py::isinstance<py::tuple>(axis)) return axis;
+        const long nd = static_cast<long>(ndim(x));
+        const long a = axis.cast<long>();
+        return py::make_tuple(a < 0 ? a + nd : a);
+    }
+};
+
+}  // namespace tapegrad
