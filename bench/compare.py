@@ -21,6 +21,9 @@ Workloads (DESIGN.md section 6):
   64 and 1024, float32 and float64, next to the step written by hand in numpy.
 - training loop: RSS after 1,000 and 10,000 PyTorch-style steps (backward(),
   no clear_history), tapegrad and PyTorch (not with --quick).
+- hvp: a Hessian-vector product of the MLP loss w.r.t. all six parameters
+  (double backward: the gradient with create_graph, then the gradient of its
+  dot product with v), tapegrad and PyTorch, float64, batches 64 and 1024.
 """
 
 from __future__ import annotations
@@ -413,6 +416,74 @@ def mlp_child(library, configs):
     return out
 
 
+# ---------------------------------------------------- Hessian-vector product
+
+HVP_BATCHES = [64, 1024]
+
+
+def hvp_child(library, batches):
+    """Seconds per Hessian-vector product of the MLP loss, and the first product."""
+    rng = np.random.default_rng(2)
+    init = mlp_init("float64")
+    vs = [rng.normal(size=a.shape) for a in init]
+    if library == "tapegrad":
+        params = [tapegrad.Tensor(a) for a in init]
+
+        def product(x, y):
+            grads = tapegrad.grad(tapegrad_mlp_loss(params, x, y), params, create_graph=True)
+            dot = sum((g * v).sum() for g, v in zip(grads, vs))
+            return [h.data for h in tapegrad.grad(dot, params)]
+    else:
+        params = [torch.from_numpy(a).requires_grad_() for a in init]
+        tvs = [torch.from_numpy(v) for v in vs]
+
+        def product(x, y):
+            grads = torch.autograd.grad(torch_mlp_loss(params, x, y), params, create_graph=True)
+            dot = sum((g * v).sum() for g, v in zip(grads, tvs))
+            return [h.numpy() for h in torch.autograd.grad(dot, params)]
+
+    out = {}
+    for batch in batches:
+        steps = 20 if batch <= 64 else 5
+        data = mlp_data(batch, "float64", steps + 3)
+        first = product(*data[0])
+        for x, y in data[1:3]:
+            product(x, y)
+        gc.collect()
+        t0 = time.perf_counter()
+        for x, y in data[3:]:
+            product(x, y)
+        out[batch] = [(time.perf_counter() - t0) / steps,
+                      [np.asarray(h).ravel()[:40].tolist() for h in first]]
+    return out
+
+
+def bench_hvp(batches, repeats):
+    names = available(["tapegrad", "PyTorch"])
+    samples = {}
+    for _ in range(repeats):
+        for name in names:
+            for batch, (seconds, products) in spawn("hvp", name, batches).items():
+                samples.setdefault((batch, name), []).append(seconds)
+                truth = samples.setdefault((batch, "products"), products)
+                check_close(f"{name} (hvp, batch {batch})", products, truth, 1e-7)
+    rows = []
+    for batch in batches:
+        torch_time = median_of(samples.get((batch, "PyTorch"), []))
+        for name in names:
+            m = median_of(samples[(batch, name)])
+            rows.append((batch, name, m, m / torch_time if torch_time else None))
+    return rows
+
+
+def hvp_table(rows):
+    lines = ["| batch | library | per Hessian-vector product | vs PyTorch |", "|---|---|---|---|"]
+    for batch, name, t, vs_torch in rows:
+        lines.append(f"| {batch} | {name} | {fmt_time(t)} | "
+                     f"{'–' if vs_torch is None else f'{vs_torch:.2f}x'} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------- training loop
 
 
@@ -532,6 +603,9 @@ def child(workload: str, library: str, sizes: list) -> None:
         return
     if workload == "mlp":
         print(json.dumps(mlp_child(library, sizes)))
+        return
+    if workload == "hvp":
+        print(json.dumps(hvp_child(library, sizes)))
         return
     if workload == "scalar":
         run = SCALAR_LIBRARIES[library]()
@@ -771,6 +845,8 @@ def main(argv=None):
     mlp_rows = bench_mlp(MLP_CONFIGS[:1] if args.quick else MLP_CONFIGS,
                          1 if args.quick else repeats)
     loop_rows = [] if args.quick else bench_loop()
+    hvp_rows = bench_hvp(HVP_BATCHES[:1] if args.quick else HVP_BATCHES,
+                         1 if args.quick else repeats)
     elapsed = time.perf_counter() - started
 
     scalar_text = scalar_table(scalar_rows)
@@ -788,6 +864,10 @@ def main(argv=None):
     print()
     print("Training loop memory (PyTorch-style steps, no clear_history)")
     print(loop_text)
+    hvp_text = hvp_table(hvp_rows)
+    print()
+    print("Hessian-vector product of the MLP loss (float64)")
+    print(hvp_text)
     chart = Path(args.output).with_suffix(".png")
     has_chart = write_chart(scalar_rows, elementwise_rows, chart)
     digits = importlib.util.find_spec("sklearn") is not None
@@ -838,6 +918,14 @@ The batch-64 MLP step written PyTorch-style: `loss.backward()`, the update insid
 after 10,000 steps; flat means the records of finished steps are reclaimed.
 
 {loop_text}
+
+## Hessian-vector product
+The batch's MLP loss (float64), differentiated twice: `grad(loss, params,
+create_graph=True)`, then the gradient of `sum(g * v)` for a fixed random `v`, w.r.t. all
+six parameters; per product, after 2 warm-up products. The products are checked against
+the first library's.
+
+{hvp_text}
 """
     if has_chart:
         text += f"\n![chart]({chart.name})\n"
