@@ -1,5 +1,7 @@
 #include "tape.hpp"
 
+#include "tensor.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <string>
@@ -45,6 +47,7 @@ Tape::Tape()
 
 Tape::~Tape() {
     live_tapes().erase(epoch);
+    for (const auto& [old, moved] : renamed) live_tapes().erase(old);
     if (last_tape == this) {
         last_tape = nullptr;
         cached_state = nullptr;
@@ -172,6 +175,9 @@ void Tape::reset(bool restart_labels) {
     if (restart_labels) counter = 0;
     num_base = counter;
     live_tapes().erase(epoch);
+    for (const auto& [old, moved] : renamed) live_tapes().erase(old);
+    renamed.clear();
+    compact_at = RECLAIM_ROWS;
     epoch = next_epoch();
     live_tapes()[epoch] = this;
     std::vector<PyObject*> old_foreign;
@@ -191,6 +197,220 @@ void Tape::reset(bool restart_labels) {
     for (PyObject* t : old_foreign) Py_DECREF(t);
 }
 
+void Tape::compact() {
+    const size_t n = op.size();
+    // Mark, from the top down: a row is kept if a live tensor stands on it or
+    // a kept row reads it; a user record if one of its outputs is kept.
+    std::vector<uint8_t> keep(n, 0);
+    for (size_t i = n; i-- > 0;) {
+        const uint32_t r = static_cast<uint32_t>(i);
+        const uint8_t code = op[r];
+        if (code == OP_CUSTOM) {
+            const UserRecord& u = user_records[in0[r]];
+            for (uint32_t o : u.outputs) keep[r] |= keep[o] | (live[o] > 0);
+            if (keep[r]) {
+                for (uint32_t o : u.outputs) keep[o] = 1;
+                for (uint32_t x : u.inputs) keep[x] = 1;
+            }
+            continue;
+        }
+        keep[r] |= live[r] > 0;
+        if (!keep[r] || code <= OP_STALE) continue;
+        if (code >= OP_COUNT) {  // an array op
+            for (int64_t x : array_records[in0[r]].inputs)
+                if (x >= 0) keep[static_cast<size_t>(x)] = 1;
+            continue;
+        }
+        if (!(flags[r] & F_A_CONST)) keep[in0[r]] = 1;
+        if (op_arity(code) == 2 && !(flags[r] & F_B_CONST)) keep[in1[r]] = 1;
+    }
+    // before[r]: the kept rows below r, which is r's new id when it is kept.
+    std::vector<uint32_t> before(n + 1, 0);
+    for (size_t r = 0; r < n; ++r) before[r + 1] = before[r] + keep[r];
+    const uint32_t kept = before[n];
+    if (kept > n / 2) {  // little to gain: wait until the tape doubles
+        compact_at = std::max(RECLAIM_ROWS, 2 * n);
+        return;
+    }
+    const uint64_t old_epoch = epoch;
+    constexpr uint32_t NONE = UINT32_MAX;
+    std::vector<uint32_t> const_map(consts.size(), NONE), array_map(arrays.size(), NONE),
+        leaf_map(leaf_tensors.size(), NONE);
+    std::vector<double> new_consts;
+    std::vector<PyObject*> new_arrays, new_leaves;
+    std::vector<ArrayRecord> new_array_records;
+    std::vector<UserRecord> new_user_records;
+    auto array_slot = [&](uint64_t k) {
+        if (array_map[k] == NONE) {
+            array_map[k] = static_cast<uint32_t>(new_arrays.size());
+            new_arrays.push_back(Py_NewRef(arrays[k]));
+        }
+        return array_map[k];
+    };
+    auto const_slot = [&](uint32_t k) {
+        if (const_map[k] == NONE) {
+            const_map[k] = static_cast<uint32_t>(new_consts.size());
+            new_consts.push_back(consts[k]);
+        }
+        return const_map[k];
+    };
+    std::vector<uint8_t> new_op, new_flags, new_live;
+    std::vector<uint32_t> new_in0, new_in1;
+    std::vector<Value> new_val;
+    for (size_t i = 0; i < n; ++i) {
+        if (!keep[i]) continue;
+        const uint32_t r = static_cast<uint32_t>(i);
+        const uint8_t code = op[r], f = flags[r];
+        uint32_t a = in0[r], b = in1[r];
+        Value v = val[r];
+        if (f & F_ARRAY) v.index = array_slot(v.index);
+        if (code == OP_LEAF) {
+            if (a != NONE) {
+                if (leaf_map[a] == NONE) {
+                    leaf_map[a] = static_cast<uint32_t>(new_leaves.size());
+                    new_leaves.push_back(Py_NewRef(leaf_tensors[a]));
+                }
+                a = leaf_map[a];
+            }
+        } else if (code == OP_CUSTOM) {
+            UserRecord u = user_records[a];
+            for (uint32_t& x : u.inputs) x = before[x];
+            for (uint32_t& o : u.outputs) o = before[o];
+            u.record = Py_NewRef(u.record);
+            a = static_cast<uint32_t>(new_user_records.size());
+            v.index = a;
+            new_user_records.push_back(std::move(u));
+        } else if (code >= OP_COUNT) {  // an array op
+            ArrayRecord ar = array_records[a];
+            for (int64_t& x : ar.inputs)
+                x = x >= 0 ? static_cast<int64_t>(before[static_cast<size_t>(x)])
+                           : -static_cast<int64_t>(array_slot(static_cast<uint64_t>(-x - 1))) - 1;
+            ar.params = Py_NewRef(ar.params);
+            a = static_cast<uint32_t>(new_array_records.size());
+            new_array_records.push_back(std::move(ar));
+        } else if (code > OP_STALE) {
+            a = (f & F_A_NUMBER) ? const_slot(a) : (f & F_A_ARRAY) ? array_slot(a) : before[a];
+            if (op_arity(code) == 2)
+                b = (f & F_B_NUMBER) ? const_slot(b) : (f & F_B_ARRAY) ? array_slot(b) : before[b];
+        }
+        new_op.push_back(code);
+        new_flags.push_back(f);
+        new_in0.push_back(a);
+        new_in1.push_back(b);
+        new_val.push_back(v);
+        new_live.push_back(live[r]);
+    }
+    // Tensors of this epoch and of earlier compactions find their new rows.
+    std::unordered_map<uint32_t, uint32_t> moved;
+    for (size_t r = 0; r < n; ++r)
+        if (keep[r] && live[r]) moved[static_cast<uint32_t>(r)] = before[r];
+    for (auto& [old, table] : renamed) {
+        std::unordered_map<uint32_t, uint32_t> next;
+        for (const auto& [from, to] : table)
+            if (keep[to]) next[from] = before[to];
+        table.swap(next);
+    }
+    renamed.emplace_back(old_epoch, std::move(moved));
+    epoch = next_epoch();
+    live_tapes()[epoch] = this;  // the old epoch stays registered: translate() serves it
+    // Leaves the tape holds are rebound here directly; dropped ones re-enter on next use.
+    for (size_t k = 0; k < leaf_tensors.size(); ++k) {
+        auto* t = reinterpret_cast<TensorObject*>(leaf_tensors[k]);
+        if (t->epoch != old_epoch) continue;  // bound to another tape (a foreign row here)
+        if (keep[t->node]) {
+            t->epoch = epoch;
+            t->node = before[t->node];
+        } else {
+            t->epoch = 0;
+        }
+    }
+    // Side tables keyed by row.
+    std::unordered_map<uint32_t, uint64_t> new_stale;
+    for (const auto& [row, born] : stale_born)
+        if (keep[row]) new_stale[before[row]] = born;
+    std::unordered_map<uint32_t, PyObject*> new_hooks;
+    for (const auto& [row, hooks] : row_hooks)
+        if (keep[row]) new_hooks[before[row]] = Py_NewRef(hooks);
+    std::unordered_map<PyObject*, uint32_t> new_foreign;
+    std::vector<PyObject*> new_foreign_refs;
+    for (const auto& [tensor, row] : foreign)
+        if (keep[row]) {
+            new_foreign[tensor] = before[row];
+            new_foreign_refs.push_back(Py_NewRef(tensor));
+        }
+    // Labels: explicit ones in the dicts, tensor_N through num_nodes (kept sorted).
+    PyObject* new_by_label = PyDict_New();
+    PyObject* new_by_node = PyDict_New();
+    if (new_by_label && new_by_node) {
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(label_by_node, &pos, &key, &value)) {
+            const size_t row = PyLong_AsSize_t(key);
+            if (row >= n || !keep[row]) continue;
+            PyObject* k = PyLong_FromUnsignedLong(before[row]);
+            if (k) PyDict_SetItem(new_by_node, k, value);
+            Py_XDECREF(k);
+        }
+        pos = 0;
+        while (PyDict_Next(node_by_label, &pos, &key, &value)) {
+            const size_t row = PyLong_AsSize_t(value);
+            if (row >= n || !keep[row]) continue;
+            PyObject* v2 = PyLong_FromUnsignedLong(before[row]);
+            if (v2) PyDict_SetItem(new_by_label, key, v2);
+            Py_XDECREF(v2);
+        }
+    }
+    PyErr_Clear();  // a failed label entry only loses a name for display
+    for (uint32_t& e : num_nodes) {
+        const uint32_t node = e & ~NO_NODE_BIT;
+        const bool real = !(e & NO_NODE_BIT) && node < n && keep[node];
+        e = real ? before[node] : (before[std::min<size_t>(node, n)] | NO_NODE_BIT);
+    }
+    size_t dead = 0;  // numbers at the front that name no row any more
+    while (dead < num_nodes.size() && (num_nodes[dead] & NO_NODE_BIT)) ++dead;
+    num_nodes.erase(num_nodes.begin(), num_nodes.begin() + static_cast<std::ptrdiff_t>(dead));
+    num_base += static_cast<int64_t>(dead);
+    for (auto it = num_overflow.begin(); it != num_overflow.end();) {
+        if (it->second < n && keep[it->second]) {
+            it->second = before[it->second];
+            ++it;
+        } else {
+            it = num_overflow.erase(it);
+        }
+    }
+    // Swap in, then release the old references (which may run Python code).
+    op.swap(new_op);
+    flags.swap(new_flags);
+    in0.swap(new_in0);
+    in1.swap(new_in1);
+    val.swap(new_val);
+    live.swap(new_live);
+    consts.swap(new_consts);
+    arrays.swap(new_arrays);
+    array_records.swap(new_array_records);
+    user_records.swap(new_user_records);
+    leaf_tensors.swap(new_leaves);
+    stale_born.swap(new_stale);
+    row_hooks.swap(new_hooks);
+    foreign.swap(new_foreign);
+    foreign_refs.swap(new_foreign_refs);
+    std::swap(node_by_label, new_by_label);
+    std::swap(label_by_node, new_by_node);
+    op_rows.clear();
+    op_rows_scanned = 0;
+    n_ops = 0;
+    for (uint8_t code : op) n_ops += code > OP_STALE || code == OP_CUSTOM;
+    compact_at = std::max(RECLAIM_ROWS, 2 * static_cast<size_t>(kept));
+    // new_* now hold the old contents.
+    for (PyObject* a : new_arrays) pool.give(a);
+    for (UserRecord& u : new_user_records) Py_DECREF(u.record);
+    for (ArrayRecord& ar : new_array_records) Py_DECREF(ar.params);
+    for (PyObject* leaf : new_leaves) Py_DECREF(leaf);
+    for (auto& [row, hooks] : new_hooks) Py_DECREF(hooks);
+    for (PyObject* t : new_foreign_refs) Py_DECREF(t);
+    Py_XDECREF(new_by_label);
+    Py_XDECREF(new_by_node);
+}
 
 Tape* tape_of_epoch_slow(uint64_t epoch) {
     auto it = live_tapes().find(epoch);

@@ -157,11 +157,44 @@ public:
         live_freed += live[row] == UINT8_MAX ? 0 : live[row];
         freed_any = true;
     }
-    // At a safe point: drops the records when nothing can use them again.
+    // At a safe point: drops the records when nothing can use them again, or
+    // compacts a large tape to what live tensors can reach (Note [Compaction]).
+    // The common case is the first test.
     void maybe_reclaim() {
-        if (live_total == live_freed && !op.empty() && !sweeping && !pinned &&
-            label_records == 0 && (freed_any || op.size() >= RECLAIM_ROWS))
-            reset(false);
+        if (!freed_any && op.size() < compact_at) return;
+        if (op.empty() || sweeping || pinned || label_records != 0) return;
+        if (live_total == live_freed) {
+            if (freed_any || op.size() >= RECLAIM_ROWS) reset(false);
+        } else if (op.size() >= compact_at) {
+            compact();
+        }
+    }
+
+    // Note [Compaction]
+    // Records stay alive while a live tensor can reach them; the whole-tape
+    // reset above only helps when no recorded tensor is alive, and a loop that
+    // keeps its last result (an evaluation loop outside no_grad) never gets
+    // there. So once the tape has grown to compact_at rows, compact() keeps
+    // the rows that live tensors (and the records of kept outputs) reach, in
+    // order, renumbered, and drops the rest with their values. Leaves the tape
+    // holds are renumbered in place. Other recorded tensors are not reachable
+    // from the tape, so the tape takes a new epoch and keeps, per old epoch,
+    // the new node of each row that had live tensors: find_node() rebinds a
+    // tensor of an old epoch when it is next used, and its deallocation finds
+    // its row through translate(). Constant leaves simply re-enter. The next
+    // compaction waits until the tape has doubled, so the work is amortised.
+    size_t compact_at = RECLAIM_ROWS;
+    std::vector<std::pair<uint64_t, std::unordered_map<uint32_t, uint32_t>>> renamed;
+    void compact();
+    // The node of a tensor bound with (epoch, node) to this tape now, or UINT32_MAX.
+    uint32_t translate(uint64_t tensor_epoch, uint32_t node) const {
+        if (tensor_epoch == epoch) return node;
+        for (const auto& [old, moved] : renamed) {
+            if (old != tensor_epoch) continue;
+            auto it = moved.find(node);
+            return it == moved.end() ? UINT32_MAX : it->second;
+        }
+        return UINT32_MAX;
     }
 
     // Note [Foreign tensors]

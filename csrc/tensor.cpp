@@ -242,7 +242,10 @@ namespace {
 // A recorded tensor stops counting as live on its tape (Note [Reclaiming records]).
 void forget_live(TensorObject* t) {
     if ((t->flags & T_LEAF) || t->epoch == 0) return;
-    if (Tape* tape = tape_of_epoch(t->epoch)) tape->drop_live(t->node);
+    if (Tape* tape = tape_of_epoch(t->epoch)) {
+        const uint32_t node = tape->translate(t->epoch, t->node);
+        if (node != UINT32_MAX) tape->drop_live(node);
+    }
 }
 
 int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
@@ -353,6 +356,7 @@ int set_label(PyObject* self, PyObject* value, void*) {
     Py_XSETREF(t->label, Py_NewRef(value));
     Tape* tape = current_tape();
     if (!tape) return -1;
+    find_node(*tape, t);  // rebinds a tensor bound before a compaction
     if (t->epoch == tape->epoch && !register_label(*tape, t, t->node)) return -1;
     return 0;
 }
@@ -424,6 +428,14 @@ PyGetSetDef tensor_getset[] = {
 
 uint32_t find_node(const Tape& tape, TensorObject* t) {
     if (t->epoch == tape.epoch) return t->node;
+    if (t->epoch && !tape.renamed.empty()) {  // bound before a compaction (Note [Compaction])
+        const uint32_t node = tape.translate(t->epoch, t->node);
+        if (node != UINT32_MAX) {
+            t->epoch = tape.epoch;
+            t->node = node;
+            return node;
+        }
+    }
     if (tape.foreign.empty()) return UINT32_MAX;
     auto it = tape.foreign.find(reinterpret_cast<PyObject*>(t));
     return it == tape.foreign.end() ? UINT32_MAX : it->second;
@@ -524,7 +536,7 @@ PyObject* register_hook(PyObject* tensor_obj, PyObject* fn) {
     Tape* tape = current_tape();
     if (!tape) return nullptr;
     const bool leaf = t->flags & T_LEAF;
-    if (!leaf && t->epoch != tape->epoch) {
+    if (!leaf && find_node(*tape, t) == UINT32_MAX) {
         PyErr_SetString(PyExc_RuntimeError,
                         "register_hook: the tensor's history is gone (freed by a backward(), or "
                         "cleared), so no gradient will flow into it");

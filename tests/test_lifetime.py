@@ -128,3 +128,87 @@ def test_seed_style_loop_with_clear_history_stays_flat():
     assert _core.tape_rows() == early[0]
     if "libasan" not in os.environ.get("LD_PRELOAD", ""):
         assert _rss_bytes() - early[1] < 4 << 20
+
+
+# ---- Note [Compaction]: records that no live tensor can reach go, even while
+# some recorded tensors stay alive ----
+
+def _garbage_graphs(w, rows):
+    """Records about `rows` rows of graphs that die at once."""
+    for _ in range(rows // 4):
+        tg.tanh(w * 2.0 + 1.0).sum()
+
+
+def test_evaluation_loop_that_keeps_its_last_result_stays_flat(rng):
+    w = tg.Tensor(rng.uniform(size=2_000))
+    out = None
+    peak_rows = 0
+    rss = []
+    for step in range(50_000):  # 4 rows a step: compacted several times
+        out = tg.tanh(w * 2.0 + 1.0).sum()  # the previous result lives until this returns
+        peak_rows = max(peak_rows, _core.tape_rows())
+        if step in (20_000, 49_999):
+            rss.append(_rss_bytes())
+    assert peak_rows <= 2 * _core.RECLAIM_ROWS + 64
+    assert rss[1] - rss[0] < 8 * 2**20  # each step's arrays are 16 KB: a leak shows at once
+    (g,) = tg.grad(out, w)  # the last graph is still whole
+    np.testing.assert_allclose(g.data, 2 * (1 - np.tanh(w.data * 2 + 1) ** 2))
+
+
+def test_tensors_kept_across_compactions_keep_their_history():
+    x = tg.Tensor(np.array([0.5, 1.5]), "x")
+    kept = tg.sin(x) * x  # lives through the loop below
+    kept.label = "kept"
+    constant = tg.tensor(np.array([2.0, 3.0]))
+    early = kept * constant  # a constant leaf entered before the compactions
+    hooked = x * 1.0
+    seen = []
+    hooked.register_hook(lambda g: seen.append(g.data.copy()))
+    w = tg.Tensor(np.ones(3))
+    epoch_rows = _core.tape_rows()
+    _garbage_graphs(w, 3 * _core.RECLAIM_ROWS)
+    assert _core.tape_rows() < epoch_rows + _core.RECLAIM_ROWS  # compacted, more than once
+    late = early * kept + constant * hooked  # old tensors used again after compaction
+    gx = tg.grad(late.sum(), x)[0].data
+    v = x.data
+    k = np.sin(v) * v
+    dk = np.cos(v) * v + np.sin(v)
+    np.testing.assert_allclose(gx, 2 * k * dk * np.array([2.0, 3.0]) + np.array([2.0, 3.0]))
+    np.testing.assert_allclose(seen[-1], [2.0, 3.0])
+    assert kept.label == "kept"
+
+
+def test_function_records_and_leaf_grads_survive_compaction():
+    class Square(tg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 2.0 * x * g
+
+    x = tg.Tensor(3.0)
+    y = Square.apply(x)
+    _garbage_graphs(tg.Tensor(np.ones(2)), 3 * _core.RECLAIM_ROWS)
+    (y * y).backward()
+    assert x.grad.data == pytest.approx(4 * 27.0)
+    # And differentiated twice through the compacted tape.
+    z = Square.apply(x)
+    _garbage_graphs(tg.Tensor(np.ones(2)), 3 * _core.RECLAIM_ROWS)
+    (g,) = tg.grad(z * z, x, create_graph=True)
+    assert tg.grad(g, x)[0].data == pytest.approx(12 * 9.0)
+
+
+def test_dropping_the_last_tensor_after_compactions_empties_the_tape():
+    x = tg.Tensor(2.0)
+    kept = x * x
+    _garbage_graphs(tg.Tensor(np.ones(2)), 3 * _core.RECLAIM_ROWS)
+    kept.backward()
+    assert x.grad.data == 4.0
+    del kept
+    y = x * 3.0  # a safe point: everything left was freed or is dead
+    assert _core.tape_rows() <= 3
+    assert tg.grad(y, x)[0].data == 3.0
