@@ -376,3 +376,34 @@ def test_second_order_graphs_are_reclaimed():
         del g, h
         sizes.append(tg._core.tape_rows())
     assert max(sizes[10:]) <= max(sizes[:10])
+
+
+def test_helpers_with_create_graph_are_differentiable_again():
+    x = tg.Tensor(np.array([0.5, -1.0, 2.0]))
+    h = tg.hessian(lambda t: (t ** 4).sum(), x, create_graph=True)
+    np.testing.assert_allclose(h.data, np.diag(12 * x.data ** 2))
+    (d_trace,) = tg.grad(tg.einsum("ii->", h), x)
+    np.testing.assert_allclose(d_trace.data, 24 * x.data)
+    j = tg.jacobian(lambda t: t * t, x, create_graph=True)
+    np.testing.assert_allclose(tg.grad(j.sum(), x)[0].data, [2.0, 2.0, 2.0])
+    out, g = tg.vjp(lambda t: tg.sin(t), x, v=np.ones(3), create_graph=True)
+    np.testing.assert_allclose(tg.grad(g.sum(), x)[0].data, -np.sin(x.data))
+    _, hv = tg.hvp(lambda t: (t ** 3).sum(), x, np.ones(3), create_graph=True)
+    np.testing.assert_allclose(tg.grad(hv.sum(), x)[0].data, [6.0, 6.0, 6.0])
+
+
+def test_helpers_without_create_graph_leave_the_inputs_alone():
+    x = tg.Tensor(np.array([1.0, 2.0]))
+    h = tg.hessian(lambda t: (t ** 3).sum(), x)
+    assert not h.requires_grad and x.grad is None
+    out, hv = tg.hvp(lambda t: t * t * t, tg.Tensor(2.0))  # v may be omitted for one element
+    assert hv.data == pytest.approx(12.0) and not hv.requires_grad
+
+
+def test_strict_helpers_name_the_unused_input():
+    with pytest.raises(RuntimeError, match="input 1"):
+        tg.vjp(lambda a, b: a * 2.0, (tg.Tensor(1.0), tg.Tensor(2.0)), strict=True)
+    with pytest.raises(RuntimeError, match="input 1"):
+        tg.jacobian(lambda a, b: a * 2.0, (tg.Tensor(1.0), tg.Tensor(2.0)), strict=True)
+    zero = tg.hessian(lambda a, b: a * a, (tg.Tensor(1.0), tg.Tensor(2.0)))
+    assert float(zero[1][1].data) == 0.0 and float(zero[0][0].data) == 2.0

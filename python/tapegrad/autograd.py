@@ -224,20 +224,61 @@ def _graph_backward_of(cls: type, ctx: FunctionCtx, args: tuple) -> Callable[...
     return graph_backward
 
 
-def _as_inputs(inputs: Any) -> tuple[tuple, bool]:
-    """Inputs as a tuple of fresh leaves (the caller's tensors are not touched)."""
+# ---- torch.autograd.functional's helpers ----
+#
+# Each takes torch's signature. Without create_graph they differentiate fresh
+# leaves made from the inputs (the caller's tensors are not touched) and return
+# constants; with create_graph=True they differentiate the caller's tensors
+# themselves and return Tensors with history, differentiable again.
+
+
+def _as_inputs(inputs: Any, create_graph: bool) -> tuple[tuple, bool]:
     single = not isinstance(inputs, (tuple, list))
     items = (inputs,) if single else tuple(inputs)
-    leaves = tuple(Tensor(x.data if isinstance(x, Tensor) else x) for x in items)
+    leaves = tuple(
+        x if create_graph and isinstance(x, Tensor) and x.requires_grad
+        else Tensor(x.data if isinstance(x, Tensor) else x)
+        for x in items)
     return leaves, single
 
 
-def vjp(func: Callable[..., Any], inputs: Any, v: Any = None) -> tuple:
+def _check_unused(grads: tuple, strict: bool, what: str) -> None:
+    if strict and any(g is None for g in grads):
+        k = next(i for i, g in enumerate(grads) if g is None)
+        raise RuntimeError(f"{what}: the output does not depend on input {k} (strict=True)")
+
+
+def _zeros_for(grads: tuple, leaves: tuple) -> tuple:
+    """Each gradient, with zeros (a constant of the input's shape) for None."""
+    return tuple(Tensor(np.zeros_like(leaf.data), requires_grad=False) if g is None else g
+                 for g, leaf in zip(grads, leaves))
+
+
+def _scalar_output(out: Any, what: str) -> Tensor:
+    if not isinstance(out, Tensor) or np.size(out.data) != 1:
+        got = np.shape(out.data) if isinstance(out, Tensor) else type(out).__name__
+        raise RuntimeError(
+            f"{what}: the function must return a Tensor with a single element, got {got}")
+    return out
+
+
+def _stacked(rows: list, shape: tuple) -> Tensor:
+    """Rows of a Jacobian (Tensors) as one Tensor of `shape`, recorded when they have history."""
+    if any(r.requires_grad for r in rows):
+        from .array_ops import reshape, stack
+
+        return reshape(stack(rows), shape)
+    return Tensor(np.stack([np.asarray(r.data) for r in rows]).reshape(shape), requires_grad=False)
+
+
+def vjp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool = False,
+        strict: bool = False) -> tuple:
     """``(func(*inputs), v^T J)``, as ``torch.autograd.functional.vjp``.
 
     ``v`` has the output's shape (it may be omitted for a scalar output). The
     result has one gradient per input (a Tensor, or a tuple of them when
-    ``inputs`` is a tuple).
+    ``inputs`` is a tuple). ``strict=True`` raises when the output does not
+    depend on an input.
 
     Example:
         >>> import tapegrad as tg
@@ -245,17 +286,18 @@ def vjp(func: Callable[..., Any], inputs: Any, v: Any = None) -> tuple:
         >>> g.data
         array([2., 4.])
     """
-    leaves, single = _as_inputs(inputs)
+    leaves, single = _as_inputs(inputs, create_graph)
     with enable_grad():
         out = func(*leaves)
         seed = None if v is None else (v if isinstance(v, Tensor) else np.asarray(v, dtype=float),)
-        grads = _core.grad(out, leaves, seed, False, True)
-    grads = tuple(Tensor(leaf.data * 0.0, requires_grad=False) if g is None else g
-                  for g, leaf in zip(grads, leaves))
-    return out.detach(), grads[0] if single else grads
+        grads = _core.grad(out, leaves, seed, create_graph, True, create_graph)
+    _check_unused(grads, strict, "vjp")
+    grads = _zeros_for(grads, leaves)
+    return (out if create_graph else out.detach()), grads[0] if single else grads
 
 
-def jacobian(func: Callable[..., Any], inputs: Any) -> Any:
+def jacobian(func: Callable[..., Any], inputs: Any, create_graph: bool = False,
+             strict: bool = False) -> Any:
     """The Jacobian of ``func`` at ``inputs``, as ``torch.autograd.functional.jacobian``.
 
     For one input and one output it is a Tensor of shape ``out.shape +
@@ -268,39 +310,31 @@ def jacobian(func: Callable[..., Any], inputs: Any) -> Any:
         array([[2., 0.],
                [0., 4.]])
     """
-    leaves, single = _as_inputs(inputs)
+    leaves, single = _as_inputs(inputs, create_graph)
     with enable_grad():
         out = func(*leaves)
-    out_shape = out.shape
-    rows = []
-    for k in range(max(1, int(np.prod(out_shape)))):
-        seed = np.zeros(out_shape, dtype=out.dtype)
-        seed.reshape(-1)[k] = 1.0
-        grads = _core.grad(out, leaves, seed if out_shape else None, True, True)
-        rows.append([np.zeros(np.shape(leaf.data)) if g is None else np.asarray(g.data)
-                     for g, leaf in zip(grads, leaves)])
-    result = tuple(
-        Tensor(np.stack([r[i] for r in rows]).reshape(out_shape + np.shape(leaves[i].data)),
-               requires_grad=False)
-        for i in range(len(leaves)))
+        out_shape = np.shape(out.data)
+        rows = []
+        for k in range(int(np.prod(out_shape))):
+            seed = np.zeros(out_shape, dtype=np.asarray(out.data).dtype)
+            seed.reshape(-1)[k] = 1.0
+            grads = _core.grad(out, leaves, seed if out_shape else None, True, True, create_graph)
+            _check_unused(grads, strict, "jacobian")
+            rows.append(_zeros_for(grads, leaves))
+    result = tuple(_stacked([r[i] for r in rows], out_shape + np.shape(leaf.data))
+                   for i, leaf in enumerate(leaves))
     return result[0] if single else result
 
 
-def _scalar_output(out: Any, what: str) -> Tensor:
-    if not isinstance(out, Tensor) or np.size(out.data) != 1:
-        got = np.shape(out.data) if isinstance(out, Tensor) else type(out).__name__
-        raise RuntimeError(
-            f"{what}: the function must return a Tensor with a single element, got {got}")
-    return out
-
-
-def hvp(func: Callable[..., Any], inputs: Any, v: Any) -> tuple:
+def hvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool = False,
+        strict: bool = False) -> tuple:
     """``(func(*inputs), H v)``, as ``torch.autograd.functional.hvp``.
 
     ``func`` returns a single-element Tensor; ``H`` is its Hessian at
     ``inputs`` and ``v`` has the inputs' shapes (a tuple for a tuple of
-    inputs). It takes two sweeps, not the Hessian: the gradient with
-    ``create_graph=True``, then the gradient of its dot product with ``v``.
+    inputs; it may be omitted when the input has a single element). It takes
+    two sweeps, not the Hessian: the gradient with ``create_graph=True``, then
+    the gradient of its dot product with ``v``.
 
     Example:
         >>> import tapegrad as tg
@@ -309,13 +343,18 @@ def hvp(func: Callable[..., Any], inputs: Any, v: Any) -> tuple:
         >>> hv.data
         array([ 6., 12.])
     """
-    leaves, single = _as_inputs(inputs)
+    leaves, single = _as_inputs(inputs, create_graph)
+    if v is None:
+        if any(np.size(leaf.data) != 1 for leaf in leaves):
+            raise RuntimeError("hvp: v can be omitted only when every input has one element")
+        v = 1.0 if single else (1.0,) * len(leaves)
     vs = (v,) if single else tuple(v)
     if len(vs) != len(leaves):
         raise ValueError(f"hvp: {len(vs)} vectors v for {len(leaves)} inputs; give one per input")
     with enable_grad():
         out = _scalar_output(func(*leaves), "hvp")
         grads = _core.grad(out, leaves, None, True, True, True)
+        _check_unused(grads, strict, "hvp")
         dot = None
         for g, vec, leaf in zip(grads, vs, leaves):
             vec = vec.data if isinstance(vec, Tensor) else np.asarray(vec, dtype=float)
@@ -325,14 +364,16 @@ def hvp(func: Callable[..., Any], inputs: Any, v: Any) -> tuple:
             if g is not None and g.requires_grad:
                 term = (g * vec).sum() if np.ndim(vec) else g * float(vec)
                 dot = term if dot is None else dot + term
-        hv = (_core.grad(dot, leaves, None, False, True) if dot is not None
+        hv = (_core.grad(dot, leaves, None, create_graph, True, create_graph) if dot is not None
               else (None,) * len(leaves))
-    result = tuple(Tensor(np.zeros_like(leaf.data) if h is None else h.data, requires_grad=False)
-                   for h, leaf in zip(hv, leaves))
-    return out.detach(), result[0] if single else result
+    result = _zeros_for(hv, leaves)
+    if not create_graph:
+        result = tuple(Tensor(h.data, requires_grad=False) for h in result)
+    return (out if create_graph else out.detach()), result[0] if single else result
 
 
-def hessian(func: Callable[..., Any], inputs: Any) -> Any:
+def hessian(func: Callable[..., Any], inputs: Any, create_graph: bool = False,
+            strict: bool = False) -> Any:
     """The Hessian of ``func`` at ``inputs``, as ``torch.autograd.functional.hessian``.
 
     ``func`` returns a single-element Tensor. For one input the result is a
@@ -347,25 +388,23 @@ def hessian(func: Callable[..., Any], inputs: Any) -> Any:
         array([[ 6.,  0.],
                [ 0., 12.]])
     """
-    leaves, single = _as_inputs(inputs)
+    leaves, single = _as_inputs(inputs, create_graph)
     with enable_grad():
         out = _scalar_output(func(*leaves), "hessian")
         grads = _core.grad(out, leaves, None, True, True, True)
+        _check_unused(grads, strict, "hessian")
         blocks = []
         for g, leaf_i in zip(grads, leaves):
             shape_i = np.shape(leaf_i.data)
-            rows = []
             flat = g.reshape(-1) if g is not None and np.ndim(g.data) else g
+            rows = []
             for k in range(int(np.prod(shape_i))):
                 gk = None if g is None else (flat[k] if np.ndim(g.data) else g)
                 row = ((None,) * len(leaves) if gk is None or not gk.requires_grad
-                       else _core.grad(gk, leaves, None, True, True))
-                rows.append([np.zeros(np.shape(leaf.data)) if r is None else np.asarray(r.data)
-                             for r, leaf in zip(row, leaves)])
-            blocks.append(tuple(
-                Tensor(np.stack([r[j] for r in rows]).reshape(shape_i + np.shape(leaf_j.data)),
-                       requires_grad=False)
-                for j, leaf_j in enumerate(leaves)))
+                       else _core.grad(gk, leaves, None, True, True, create_graph))
+                rows.append(_zeros_for(row, leaves))
+            blocks.append(tuple(_stacked([r[j] for r in rows], shape_i + np.shape(leaf_j.data))
+                                for j, leaf_j in enumerate(leaves)))
     return blocks[0][0] if single else tuple(blocks)
 
 
