@@ -386,7 +386,7 @@ def test_helpers_with_create_graph_are_differentiable_again():
     np.testing.assert_allclose(d_trace.data, 24 * x.data)
     j = tg.jacobian(lambda t: t * t, x, create_graph=True)
     np.testing.assert_allclose(tg.grad(j.sum(), x)[0].data, [2.0, 2.0, 2.0])
-    out, g = tg.vjp(lambda t: tg.sin(t), x, v=np.ones(3), create_graph=True)
+    _, g = tg.vjp(lambda t: tg.sin(t), x, v=np.ones(3), create_graph=True)
     np.testing.assert_allclose(tg.grad(g.sum(), x)[0].data, -np.sin(x.data))
     _, hv = tg.hvp(lambda t: (t ** 3).sum(), x, np.ones(3), create_graph=True)
     np.testing.assert_allclose(tg.grad(hv.sum(), x)[0].data, [6.0, 6.0, 6.0])
@@ -396,7 +396,7 @@ def test_helpers_without_create_graph_leave_the_inputs_alone():
     x = tg.Tensor(np.array([1.0, 2.0]))
     h = tg.hessian(lambda t: (t ** 3).sum(), x)
     assert not h.requires_grad and x.grad is None
-    out, hv = tg.hvp(lambda t: t * t * t, tg.Tensor(2.0))  # v may be omitted for one element
+    _, hv = tg.hvp(lambda t: t * t * t, tg.Tensor(2.0))  # v may be omitted for one element
     assert hv.data == pytest.approx(12.0) and not hv.requires_grad
 
 
