@@ -58,6 +58,7 @@ PYBIND11_MODULE(_core, m) {
 #undef TAPEGRAD_CODE
     m.attr("OP_CODES") = codes;
     m.attr("RECLAIM_ROWS") = Tape::RECLAIM_ROWS;  // Note [Reclaiming records]
+    m.attr("RECLAIM_BYTES") = Tape::RECLAIM_BYTES;
 
     m.def("set_tensor_class", [](py::object cls) {
         if (!set_tensor_class(cls.ptr())) throw py::error_already_set();
@@ -125,9 +126,21 @@ PYBIND11_MODULE(_core, m) {
         return checked(record_vjp(row, epoch, g.ptr()));
     });
     m.def("append_record",
-          [](py::object record, bool function) {
-              if (!append_record(record.ptr(), function)) throw py::error_already_set();
+          [](py::object record, bool function, py::object saved) {
+              return checked(append_record(record.ptr(), function, saved.ptr()));
           },
-          py::arg("record"), py::arg("function") = false);
+          py::arg("record"), py::arg("function") = false, py::arg("saved") = py::tuple());
     m.def("tape_rows", []() { return tape().op.size(); });
+    m.def("tape_stats", []() {  // for tests and debugging: what the lifetime rules see
+        Tape& t = tape();
+        py::dict d;
+        d["rows"] = t.op.size();
+        d["live"] = t.live_total;
+        d["live_freed"] = t.live_freed;
+        d["freed_any"] = t.freed_any;
+        d["compact_at"] = t.compact_at;
+        d["leaves"] = t.leaf_tensors.size();
+        d["user_records"] = t.user_records.size();
+        return d;
+    });
 }

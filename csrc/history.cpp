@@ -130,7 +130,10 @@ bool function_outputs(Tape& tape, PyObject* record) {
             break;
         }
         t->flags &= static_cast<uint8_t>(~T_LEAF);
-        tape.in0[node] = UINT32_MAX;  // no .grad on a Function's output
+        // No .grad on a Function's output, so the tape lets go of it: holding it
+        // would keep it live, and its records with it, forever.
+        if (tape.in0[node] != UINT32_MAX) Py_SETREF(tape.leaf_tensors[tape.in0[node]], Py_NewRef(Py_None));
+        tape.in0[node] = UINT32_MAX;
         tape.add_live(node);
     }
     Py_DECREF(seq);
@@ -235,35 +238,60 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
     return result;
 }
 
-bool append_record(PyObject* record, bool function) {
+PyObject* append_record(PyObject* record, bool function, PyObject* saved) {
     Tape* tape = current_tape();
-    if (!tape) return false;
+    if (!tape) return nullptr;
     PyObject* fn = PyObject_GetAttrString(record, "backward_fn");
-    if (!fn) return false;
+    if (!fn) return nullptr;
     const bool callable = PyCallable_Check(fn);
     Py_DECREF(fn);
     if (!callable) {
         PyErr_SetString(PyExc_TypeError, "operation_history.append: the record's backward_fn is not callable");
-        return false;
+        return nullptr;
     }
     UserRecord r;
     if (!nodes_of_keys(*tape, record, "input_keys", r.inputs) ||
         !nodes_of_keys(*tape, record, "output_keys", r.outputs))
-        return false;
+        return nullptr;
     if (r.outputs.empty()) {
         PyErr_SetString(PyExc_ValueError, "operation_history.append: a record needs at least one output");
-        return false;
+        return nullptr;
     }
-    if (function && !function_outputs(*tape, record)) return false;
+    if (function && !function_outputs(*tape, record)) return nullptr;
+    // Note [Saved tensors]: recorded tensors a Function saves (its outputs, now
+    // recorded, included) become saved handles.
+    PyObject* replaced = PySequence_Tuple(saved);
+    if (!replaced) return nullptr;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(replaced); ++k) {
+        PyObject* item = PyTuple_GET_ITEM(replaced, k);
+        if (!is_tensor(item)) continue;
+        uint32_t node;
+        PyObject* handle = saved_handle(*tape, reinterpret_cast<TensorObject*>(item), node);
+        if (!handle) {
+            for (PyObject* h : r.saved) Py_DECREF(h);
+            Py_DECREF(replaced);
+            return nullptr;
+        }
+        if (node != UINT32_MAX) {
+            r.saved.push_back(Py_NewRef(handle));
+            r.saved_rows.push_back(node);
+        }
+        PyTuple_SET_ITEM(replaced, k, handle);  // steals handle; the slot's old reference:
+        Py_DECREF(item);
+    }
     for (uint32_t o : r.outputs) tape->flags[o] |= F_CUSTOM_OUTPUT;
     Value v;
     v.index = tape->user_records.size();
-    if (tape->push(OP_CUSTOM, 0, static_cast<uint32_t>(v.index), 0, v) == UINT32_MAX) return false;
+    if (tape->push(OP_CUSTOM, 0, static_cast<uint32_t>(v.index), 0, v) == UINT32_MAX) {
+        for (PyObject* h : r.saved) Py_DECREF(h);
+        Py_DECREF(replaced);
+        return nullptr;
+    }
     r.record = Py_NewRef(record);
     r.by_label = !function;
     if (r.by_label) ++tape->label_records;
     tape->user_records.push_back(std::move(r));
-    return true;
+    return replaced;
 }
 
 PyObject* graph_of(PyObject* tensor_obj) {

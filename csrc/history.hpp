@@ -21,7 +21,9 @@ PyObject* record_vjp(uint64_t row, uint64_t epoch, PyObject* g);
 // Appends a user record (an object with input_keys, output_keys and
 // backward_fn) whose keys are labels or Tensors. A Function's record
 // (`function`) names its Tensors and makes its outputs recorded tensors.
-bool append_record(PyObject* record, bool function);
+// Returns `saved` (a Function's saved tensors) as a tuple with recorded
+// tensors replaced by saved handles (Note [Saved tensors]).
+PyObject* append_record(PyObject* record, bool function, PyObject* saved);
 
 // The rows a tensor depends on, in creation order, as (row, op name, input
 // nodes, output nodes, label, shape); the label and shape of a user record

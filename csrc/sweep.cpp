@@ -783,6 +783,8 @@ bool backward_with(Tape& tape, uint32_t node, PyObject* seed, bool retain_graph)
     S sweep(tape);
     const bool ok = sweep.seed(node, seed) && sweep.run(sources) && sweep.accumulate_leaf_grads();
     if (ok && !retain_graph) sweep.free_traversed();
+    // After a failed sweep too, the tape may be dropped once nothing live needs it.
+    if (!ok) tape.freed_any = true;
     return ok;
 }
 
@@ -824,7 +826,10 @@ PyObject* grad_with(Tape& tape, const std::vector<TensorObject*>& outputs,
     std::vector<Source> sources;
     for (TensorObject* in : inputs)
         sources.push_back({in, find_node(tape, in)});
-    if (!ok || !sweep.run(sources)) return nullptr;
+    if (!ok || !sweep.run(sources)) {
+        tape.freed_any = true;  // as after a backward: reclaimed once nothing live needs it
+        return nullptr;
+    }
     PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(inputs.size()));
     for (size_t k = 0; out && k < inputs.size(); ++k) {
         const Source& src = sources[k];

@@ -1,5 +1,6 @@
 #include "tape.hpp"
 
+#include "arrays.hpp"
 #include "tensor.hpp"
 
 #include <algorithm>
@@ -60,6 +61,14 @@ Tape::~Tape() {
     reset(true);
     Py_XDECREF(node_by_label);
     Py_XDECREF(label_by_node);
+}
+
+size_t Tape::data_bytes(PyObject* arr) {
+    if (!PyArray_Check(arr)) return 0;  // an array op's constant number
+    auto* a = reinterpret_cast<PyArrayObject*>(arr);
+    for (int d = 0; d < PyArray_NDIM(a); ++d)
+        if (PyArray_STRIDES(a)[d] == 0 && PyArray_DIMS(a)[d] > 1) return PyArray_ITEMSIZE(a);
+    return static_cast<size_t>(PyArray_NBYTES(a));
 }
 
 uint32_t Tape::overflow() {
@@ -178,6 +187,8 @@ void Tape::reset(bool restart_labels) {
     for (const auto& [old, moved] : renamed) live_tapes().erase(old);
     renamed.clear();
     compact_at = RECLAIM_ROWS;
+    compact_bytes = RECLAIM_BYTES;
+    array_bytes = 0;
     epoch = next_epoch();
     live_tapes()[epoch] = this;
     std::vector<PyObject*> old_foreign;
@@ -190,7 +201,10 @@ void Tape::reset(bool restart_labels) {
     // Arrays nobody else holds go to the pool for the next steps (Note [Buffer pool]).
     for (PyObject* a : old_arrays) pool.give(a);
     for (PyObject* g : old_grads) pool.give(g);
-    for (UserRecord& r : old_records) Py_DECREF(r.record);
+    for (UserRecord& r : old_records) {
+        Py_DECREF(r.record);
+        for (PyObject* h : r.saved) Py_DECREF(h);
+    }
     for (ArrayRecord& r : old_array_records) Py_DECREF(r.params);
     for (PyObject* leaf : old_leaves) Py_DECREF(leaf);
     for (auto& [row, hooks] : old_hooks) Py_DECREF(hooks);
@@ -211,6 +225,7 @@ void Tape::compact() {
             if (keep[r]) {
                 for (uint32_t o : u.outputs) keep[o] = 1;
                 for (uint32_t x : u.inputs) keep[x] = 1;
+                for (uint32_t x : u.saved_rows) keep[x] = 1;
             }
             continue;
         }
@@ -228,7 +243,7 @@ void Tape::compact() {
     std::vector<uint32_t> before(n + 1, 0);
     for (size_t r = 0; r < n; ++r) before[r + 1] = before[r] + keep[r];
     const uint32_t kept = before[n];
-    if (kept > n / 2) {  // little to gain: wait until the tape doubles
+    if (kept > n / 2 && array_bytes < compact_bytes) {  // little to gain: wait until the tape doubles
         compact_at = std::max(RECLAIM_ROWS, 2 * n);
         return;
     }
@@ -276,7 +291,9 @@ void Tape::compact() {
             UserRecord u = user_records[a];
             for (uint32_t& x : u.inputs) x = before[x];
             for (uint32_t& o : u.outputs) o = before[o];
+            for (uint32_t& x : u.saved_rows) x = before[x];
             u.record = Py_NewRef(u.record);
+            for (PyObject* h : u.saved) Py_INCREF(h);  // rebound below
             a = static_cast<uint32_t>(new_user_records.size());
             v.index = a;
             new_user_records.push_back(std::move(u));
@@ -315,6 +332,7 @@ void Tape::compact() {
     live_tapes()[epoch] = this;  // the old epoch stays registered: translate() serves it
     // Leaves the tape holds are rebound here directly; dropped ones re-enter on next use.
     for (size_t k = 0; k < leaf_tensors.size(); ++k) {
+        if (!is_tensor(leaf_tensors[k])) continue;  // let go of (a Function's output)
         auto* t = reinterpret_cast<TensorObject*>(leaf_tensors[k]);
         if (t->epoch != old_epoch) continue;  // bound to another tape (a foreign row here)
         if (keep[t->node]) {
@@ -324,6 +342,14 @@ void Tape::compact() {
             t->epoch = 0;
         }
     }
+    // Saved handles of kept records (Note [Saved tensors]) too.
+    for (UserRecord& u : new_user_records)
+        for (size_t k = 0; k < u.saved.size(); ++k) {
+            auto* h = reinterpret_cast<TensorObject*>(u.saved[k]);
+            if (h->epoch != old_epoch) continue;
+            h->epoch = epoch;
+            h->node = u.saved_rows[k];
+        }
     // Side tables keyed by row.
     std::unordered_map<uint32_t, uint64_t> new_stale;
     for (const auto& [row, born] : stale_born)
@@ -401,9 +427,15 @@ void Tape::compact() {
     n_ops = 0;
     for (uint8_t code : op) n_ops += code > OP_STALE || code == OP_CUSTOM;
     compact_at = std::max(RECLAIM_ROWS, 2 * static_cast<size_t>(kept));
+    array_bytes = 0;
+    for (PyObject* a : arrays) array_bytes += data_bytes(a);
+    compact_bytes = std::max(RECLAIM_BYTES, 2 * array_bytes);
     // new_* now hold the old contents.
     for (PyObject* a : new_arrays) pool.give(a);
-    for (UserRecord& u : new_user_records) Py_DECREF(u.record);
+    for (UserRecord& u : new_user_records) {
+        Py_DECREF(u.record);
+        for (PyObject* h : u.saved) Py_DECREF(h);
+    }
     for (ArrayRecord& ar : new_array_records) Py_DECREF(ar.params);
     for (PyObject* leaf : new_leaves) Py_DECREF(leaf);
     for (auto& [row, hooks] : new_hooks) Py_DECREF(hooks);

@@ -65,6 +65,9 @@ struct ArrayRecord {
 struct UserRecord {
     PyObject* record;  // owned: the OperationRecord object itself
     std::vector<uint32_t> inputs, outputs;
+    // A Function's saved handles (owned) and their rows (Note [Saved tensors]).
+    std::vector<PyObject*> saved;
+    std::vector<uint32_t> saved_rows;
     bool by_label;  // appended to operation_history (seed style), not made by a Function
 };
 
@@ -92,7 +95,8 @@ public:
     // The hook lists of hooked non-leaf rows (leaves' are on leaf_tensors), owned.
     std::unordered_map<uint32_t, PyObject*> row_hooks;
     // Leaves that require grad, owned, so backward() can accumulate their .grad;
-    // a leaf row's in0 indexes this (UINT32_MAX: none).
+    // a leaf row's in0 indexes this (UINT32_MAX: none). None where a leaf became
+    // a Function's output.
     std::vector<PyObject*> leaf_tensors;
     std::vector<ArrayRecord> array_records;  // in0 of an array-op row indexes this
     std::unordered_map<uint32_t, uint64_t> stale_born;  // stale row -> epoch its tensor was made in
@@ -130,6 +134,10 @@ public:
     size_t live_total = 0, live_freed = 0;
     bool freed_any = false, pinned = false;
     static constexpr size_t RECLAIM_ROWS = size_t(1) << 16;
+    // The same for the array data the tape holds: an evaluation loop over large
+    // arrays reaches this long before RECLAIM_ROWS.
+    static constexpr size_t RECLAIM_BYTES = size_t(64) << 20;
+    size_t array_bytes = 0;  // data of `arrays`, as counted when they were added
 
     void add_live(uint32_t node) {
         if (live[node] == UINT8_MAX) {
@@ -161,11 +169,12 @@ public:
     // compacts a large tape to what live tensors can reach (Note [Compaction]).
     // The common case is the first test.
     void maybe_reclaim() {
-        if (!freed_any && op.size() < compact_at) return;
+        if (!freed_any && op.size() < compact_at && array_bytes < compact_bytes) return;
         if (op.empty() || sweeping || pinned || label_records != 0) return;
         if (live_total == live_freed) {
-            if (freed_any || op.size() >= RECLAIM_ROWS) reset(false);
-        } else if (op.size() >= compact_at) {
+            if (freed_any || op.size() >= RECLAIM_ROWS || array_bytes >= RECLAIM_BYTES)
+                reset(false);
+        } else if (op.size() >= compact_at || array_bytes >= compact_bytes) {
             compact();
         }
     }
@@ -182,8 +191,9 @@ public:
     // the new node of each row that had live tensors: find_node() rebinds a
     // tensor of an old epoch when it is next used, and its deallocation finds
     // its row through translate(). Constant leaves simply re-enter. The next
-    // compaction waits until the tape has doubled, so the work is amortised.
-    size_t compact_at = RECLAIM_ROWS;
+    // compaction waits until the tape has doubled (in rows or in array bytes),
+    // so the work is amortised.
+    size_t compact_at = RECLAIM_ROWS, compact_bytes = RECLAIM_BYTES;
     std::vector<std::pair<uint64_t, std::unordered_map<uint32_t, uint32_t>>> renamed;
     void compact();
     // The node of a tensor bound with (epoch, node) to this tape now, or UINT32_MAX.
@@ -238,6 +248,7 @@ public:
     uint32_t add_array(PyObject* arr) {
         Py_INCREF(arr);
         arrays.push_back(arr);
+        array_bytes += data_bytes(arr);
         return static_cast<uint32_t>(arrays.size() - 1);
     }
     // Makes sure an array node keeps its data (`value`, the tensor's array), not
@@ -248,7 +259,11 @@ public:
         if (slot == value) return;
         Py_INCREF(value);
         Py_SETREF(slot, value);
+        array_bytes += data_bytes(value);
     }
+    // The bytes of data an entry of `arrays` holds (a layout view holds one element;
+    // an array op's constant may be a number).
+    static size_t data_bytes(PyObject* arr);
     // Gives the tensor numbered `num` the node `node`.
     void set_num_node(int64_t num, uint32_t node);
     // Node of tensor_N, or UINT32_MAX.

@@ -146,9 +146,15 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
     int rb = b_obj ? read_operand(b_obj, b, code) : 1;
     if (ra < 0 || rb < 0) return nullptr;
     if (ra == 0 || rb == 0) {
-        if (b_obj) Py_RETURN_NOTIMPLEMENTED;
-        PyErr_Format(PyExc_TypeError, "%s: expected a Tensor, a number or a numeric array, got %.100s",
-                     op_name(code), Py_TYPE(a_obj)->tp_name);
+        PyObject* bad = ra == 0 ? a_obj : b_obj;
+        // Other types may implement the reflected operator; these never do usefully
+        // (str * Tensor would try sequence repetition), so they get our message.
+        const bool never = bad == Py_None || PyUnicode_Check(bad) || PyBytes_Check(bad) ||
+                           PyComplex_Check(bad);
+        if (b_obj && !never) Py_RETURN_NOTIMPLEMENTED;
+        PyErr_Format(PyExc_TypeError, "%s: expected a Tensor, a number or a numeric array, got %.100s%s",
+                     op_name(code), Py_TYPE(bad)->tp_name,
+                     PyComplex_Check(bad) ? " (complex numbers are not supported)" : "");
         return nullptr;
     }
     const bool scalar = a.is_scalar() && (!b_obj || b.is_scalar());
@@ -217,6 +223,21 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
 
 PyObject* apply_op(uint8_t code, PyObject* a, PyObject* b) { return apply(code, a, b); }
 
+PyObject* saved_handle(Tape& tape, TensorObject* t, uint32_t& node) {
+    node = UINT32_MAX;
+    if ((t->flags & T_LEAF) || !(t->flags & T_REQUIRES_GRAD)) return Py_NewRef(t);
+    node = find_node(tape, t);
+    if (node == UINT32_MAX) return Py_NewRef(t);  // history gone: a stale tensor already
+    auto* h = reinterpret_cast<TensorObject*>(
+        new_tensor(tape, t->scalar, t->array ? Py_NewRef(t->array) : nullptr, UINT32_MAX, true));
+    if (!h) return nullptr;
+    h->flags = T_REQUIRES_GRAD | T_SAVED;
+    h->epoch = tape.epoch;
+    h->node = node;
+    if (t->label) h->label = Py_NewRef(t->label);
+    return reinterpret_cast<PyObject*>(h);
+}
+
 PyObject* node_tensor(Tape& tape, uint32_t node) {
     const uint8_t code = tape.op[node];
     if (code == OP_LEAF && tape.in0[node] != UINT32_MAX)
@@ -241,7 +262,7 @@ namespace {
 
 // A recorded tensor stops counting as live on its tape (Note [Reclaiming records]).
 void forget_live(TensorObject* t) {
-    if ((t->flags & T_LEAF) || t->epoch == 0) return;
+    if ((t->flags & (T_LEAF | T_SAVED)) || t->epoch == 0) return;
     if (Tape* tape = tape_of_epoch(t->epoch)) {
         const uint32_t node = tape->translate(t->epoch, t->node);
         if (node != UINT32_MAX) tape->drop_live(node);

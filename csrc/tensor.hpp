@@ -13,6 +13,7 @@ namespace tapegrad {
 enum TensorFlag : uint8_t {
     T_REQUIRES_GRAD = 1,
     T_LEAF = 2,  // made by the user, not by an op
+    T_SAVED = 4,  // a Function's saved tensor that the tape holds: not counted live
 };
 
 // Note [Tensor layout]
@@ -65,6 +66,17 @@ PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, 
 // The node of a tensor on `tape` if it has one there (bound or foreign), else
 // UINT32_MAX; enters nothing.
 uint32_t find_node(const Tape& tape, TensorObject* t);
+
+// Note [Saved tensors]
+// A Function's ctx keeps its saved tensors, and the tape keeps the Function's
+// record; a recorded tensor held that way would count as live forever, and
+// keep its own records alive (a cycle the tape cannot see). So a recorded
+// tensor passed to save_for_backward is replaced by a saved handle: the same
+// value and row, flagged T_SAVED, not counted live. The record lists the
+// handles; compaction keeps their rows while the record is kept and rebinds
+// them, and after a reset they are stale like any tensor of an old epoch.
+// Returns the handle (new reference), or t itself when it needs none.
+PyObject* saved_handle(Tape& tape, TensorObject* t, uint32_t& node);
 
 // A tensor's value as a new reference: a float or its ndarray.
 PyObject* value_object(TensorObject* t);

@@ -184,42 +184,53 @@ class Function:
             raw = cls.forward(ctx, *args)
         single = not isinstance(raw, tuple)
         record = _core.is_grad_enabled() and any(needs)
+        raws = (raw,) if single else raw
         outputs = [Tensor(o.data if isinstance(o, Tensor) else o, requires_grad=record)
-                   for o in ((raw,) if single else raw)]
+                   for o in raws]
+        # A saved output is the recorded output, as in PyTorch: differentiating the
+        # backward then goes back through this op.
+        ctx.saved_tensors = tuple(
+            next((out for r, out in zip(raws, outputs) if r is s), s) for s in ctx.saved_tensors)
         if record:
             inputs = [a for a in args if isinstance(a, Tensor)]
-            operation = OperationRecord(inputs, outputs, _backward_of(cls, ctx, args))
+            tensor_args = tuple(isinstance(a, Tensor) for a in args)
+            operation = OperationRecord(inputs, outputs, _backward_of(cls, ctx, tensor_args))
             operation.op = cls.__name__
-            operation.graph_backward = _graph_backward_of(cls, ctx, args)
-            _core.append_record(_Keys(operation), True)  # keys as the Tensors themselves
+            operation.graph_backward = _graph_backward_of(cls, ctx, tensor_args)
+            keys = _Keys(operation)  # keys as the Tensors themselves
+            # Note [Saved tensors]: the tape keeps the record, and so the ctx; recorded
+            # tensors in it become handles that do not keep their records alive.
+            ctx.saved_tensors = _core.append_record(keys, True, ctx.saved_tensors)
+            keys.input_keys = keys.output_keys = operation._keys = None  # resolved: let go
         return outputs[0] if single else tuple(outputs)
 
 
-def _backward_of(cls: type, ctx: FunctionCtx, args: tuple) -> Callable[..., list]:
+def _per_tensor_arg(cls: type, result: Any, tensor_args: tuple) -> list:
+    """A Function backward's result: one gradient per forward argument, kept for Tensors."""
+    result = result if isinstance(result, tuple) else (result,)
+    if len(result) != len(tensor_args):
+        raise ValueError(
+            f"{cls.__name__}.backward returned {len(result)} gradients for the "
+            f"{len(tensor_args)} arguments of forward; return one per argument (None for none)")
+    return [r for r, is_tensor in zip(result, tensor_args) if is_tensor]
+
+
+# The closures hold which arguments were Tensors, not the arguments: the tape
+# keeps them, and must not keep the inputs alive (Note [Saved tensors]).
+def _backward_of(cls: type, ctx: FunctionCtx, tensor_args: tuple) -> Callable[..., list]:
     def backward_fn(*grads: Any) -> list:
         with no_grad():
             result = cls.backward(ctx, *(Tensor(g, requires_grad=False) for g in grads))
-        result = result if isinstance(result, tuple) else (result,)
-        if len(result) != len(args):
-            raise ValueError(
-                f"{cls.__name__}.backward returned {len(result)} gradients for the "
-                f"{len(args)} arguments of forward; return one per argument (None for none)")
         return [r.data if isinstance(r, Tensor) else r
-                for r, a in zip(result, args) if isinstance(a, Tensor)]
+                for r in _per_tensor_arg(cls, result, tensor_args)]
 
     return backward_fn
 
 
-def _graph_backward_of(cls: type, ctx: FunctionCtx, args: tuple) -> Callable[..., list]:
+def _graph_backward_of(cls: type, ctx: FunctionCtx, tensor_args: tuple) -> Callable[..., list]:
     """The backward for create_graph: on Tensors, recording, so it can be differentiated."""
     def graph_backward(*grads: Any) -> list:
-        result = cls.backward(ctx, *grads)
-        result = result if isinstance(result, tuple) else (result,)
-        if len(result) != len(args):
-            raise ValueError(
-                f"{cls.__name__}.backward returned {len(result)} gradients for the "
-                f"{len(args)} arguments of forward; return one per argument (None for none)")
-        return [r for r, a in zip(result, args) if isinstance(a, Tensor)]
+        return _per_tensor_arg(cls, cls.backward(ctx, *grads), tensor_args)
 
     return graph_backward
 
