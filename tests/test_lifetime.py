@@ -150,7 +150,8 @@ def test_evaluation_loop_that_keeps_its_last_result_stays_flat(rng):
         if step in (20_000, 49_999):
             rss.append(_rss_bytes())
     assert peak_rows <= 2 * _core.RECLAIM_ROWS + 64
-    assert rss[1] - rss[0] < 8 * 2**20  # each step's arrays are 16 KB: a leak shows at once
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):  # ASan's quarantine keeps freed memory
+        assert rss[1] - rss[0] < 8 * 2**20  # each step's arrays are 16 KB: a leak shows at once
     (g,) = tg.grad(out, w)  # the last graph is still whole
     np.testing.assert_allclose(g.data, 2 * (1 - np.tanh(w.data * 2 + 1) ** 2))
 

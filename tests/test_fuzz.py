@@ -1,0 +1,290 @@
+"""Differential fuzzing: random programs from the op tables against three oracles.
+
+Hypothesis builds programs over a pool of values: the inputs (arrays of
+mutually broadcastable shapes, 0-d included), constants, and every value
+computed so far, so subexpressions are reused. Each step applies an op from
+either table (elementwise, reductions kept broadcastable, softmax, matmul by
+a constant, flips, reshapes and transposes there and back, where, clip...).
+The gradients must agree with
+- tapegrad.reference, when every op of the program is one the reference has;
+- central finite differences in float64, when every op is smooth;
+- PyTorch, when installed, to first and second order (create_graph).
+
+CI runs TAPEGRAD_FUZZ_EXAMPLES examples (60) with a fixed seed;
+tools/fuzz.sh --long SECONDS runs random seeds for as long as asked. A bug it
+finds becomes a regression test (see the end of this file).
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tapegrad as tg
+from tapegrad import reference
+
+EXAMPLES = int(os.environ.get("TAPEGRAD_FUZZ_EXAMPLES", "60"))
+RANDOM = os.environ.get("TAPEGRAD_FUZZ_RANDOM") == "1"  # tools/fuzz.sh --long
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM,
+                    database=None)
+
+
+class TorchOps:
+    """numpy-style names for the few torch functions the steps use."""
+
+    def __init__(self, torch):
+        self.t = torch
+
+    def __getattr__(self, name):
+        return getattr(self.t, name)
+
+    def sum(self, v, axis, keepdims):
+        return v.sum(dim=axis, keepdim=keepdims) if axis is not None else (
+            v.sum().reshape((1,) * v.ndim) if keepdims else v.sum())
+
+    def mean(self, v, axis, keepdims):
+        return v.mean(dim=axis, keepdim=keepdims)
+
+    def max(self, v, axis, keepdims):
+        return v.amax(dim=axis, keepdim=keepdims)
+
+    def logsumexp(self, v, axis, keepdims):
+        return self.t.logsumexp(v, dim=axis, keepdim=keepdims)
+
+    def softmax(self, v, axis):
+        return self.t.softmax(v, dim=axis)
+
+    def log_softmax(self, v, axis):
+        return self.t.log_softmax(v, dim=axis)
+
+    def where(self, mask, a, b):
+        return self.t.where(self.t.as_tensor(mask), a, b)
+
+    def flip(self, v, axis):
+        return self.t.flip(v, (axis,))
+
+    def constant(self, a):
+        return self.t.as_tensor(a, dtype=self.t.float64)
+
+    def swap(self, v):
+        return v.transpose(-1, -2)
+
+
+class TapegradOps:
+    """The same names on tapegrad (or the reference, for the elementwise ones)."""
+
+    def __init__(self, module):
+        self.m = module
+
+    def __getattr__(self, name):
+        return getattr(self.m, name)
+
+    def sum(self, v, axis, keepdims):
+        return self.m.sum(v, axis=axis, keepdims=keepdims)
+
+    def mean(self, v, axis, keepdims):
+        return self.m.mean(v, axis=axis, keepdims=keepdims)
+
+    def max(self, v, axis, keepdims):
+        return self.m.max(v, axis=axis, keepdims=keepdims)
+
+    def logsumexp(self, v, axis, keepdims):
+        return self.m.logsumexp(v, axis=axis, keepdims=keepdims)
+
+    def softmax(self, v, axis):
+        return self.m.softmax(v, axis=axis)
+
+    def log_softmax(self, v, axis):
+        return self.m.log_softmax(v, axis=axis)
+
+    def flip(self, v, axis):
+        index = [slice(None)] * v.ndim
+        index[axis] = slice(None, None, -1)
+        return v[tuple(index)]
+
+    def constant(self, a):
+        return a
+
+    def swap(self, v):
+        return self.m.swapaxes(v, -1, -2)
+
+
+def _ndim(v):
+    return v.ndim
+
+
+# name -> (fn(ops, u, v, c), smooth, in the reference). u and v are pool
+# members; c is a per-step constant (a float, used by some steps).
+UNARY = {
+    "tanh": (lambda o, u: o.tanh(u), True, True),
+    "sin": (lambda o, u: o.sin(u), True, True),
+    "cos": (lambda o, u: o.cos(u), True, True),
+    "exp_tanh": (lambda o, u: o.exp(o.tanh(u)), True, True),
+    "log_safe": (lambda o, u: o.log(1.0 + u * u), True, True),
+    "sqrt_safe": (lambda o, u: o.sqrt(1.0 + u * u), True, True),
+    "sigmoid": (lambda o, u: o.sigmoid(u), True, True),
+    "neg": (lambda o, u: -u, True, True),
+    "abs": (lambda o, u: o.abs(u), False, True),
+    "relu": (lambda o, u: o.relu(u), False, True),
+}
+BINARY = {
+    "add": (lambda o, u, v: u + v, True, True),
+    "sub": (lambda o, u, v: u - v, True, True),
+    "mul": (lambda o, u, v: u * v, True, True),
+    "div_safe": (lambda o, u, v: u / (1.0 + v * v), True, True),
+    "pow_safe": (lambda o, u, v: (1.0 + u * u) ** o.tanh(v), True, True),
+    "maximum": (lambda o, u, v: o.maximum(u, v), False, False),
+    "minimum": (lambda o, u, v: o.minimum(u, v), False, False),
+}
+
+
+def _axis(u, k):
+    n = _ndim(u)
+    return (k % n) - n if n else None  # a negative axis, or None for 0-d
+
+
+# Array steps keep every value broadcastable with the others: reductions keep
+# their axes, and shape changes are undone.
+ARRAY = {
+    "sum_keep": (lambda o, u, k: o.sum(u, _axis(u, k), True), True),
+    "mean_keep": (lambda o, u, k: o.mean(u, _axis(u, k), True) if _ndim(u) else u * 1.0, True),
+    "max_keep": (lambda o, u, k: o.max(u, _axis(u, k), True) if _ndim(u) else u * 1.0, False),
+    "logsumexp_keep": (lambda o, u, k: o.logsumexp(u, _axis(u, k), True) if _ndim(u) else u,
+                       True),
+    "softmax": (lambda o, u, k: o.softmax(u, _axis(u, k)) if _ndim(u) else u, True),
+    "log_softmax": (lambda o, u, k: o.log_softmax(u, _axis(u, k)) if _ndim(u) else u, True),
+    "flip": (lambda o, u, k: o.flip(u, _axis(u, k)) if _ndim(u) else u, True),
+    "swap_there_and_back": (lambda o, u, k: o.swap(o.tanh(o.swap(u))) if _ndim(u) >= 2
+                            else o.tanh(u), True),
+}
+
+
+def _matrix(n, k):
+    rng = np.random.default_rng(k)
+    return rng.uniform(-1, 1, size=(n, n))
+
+
+def _run(ops, program, inputs):
+    pool = list(inputs)
+    for step in program:
+        kind, name, i, j, k = step
+        u, v = pool[i % len(pool)], pool[j % len(pool)]
+        if kind == "unary":
+            out = UNARY[name][0](ops, u)
+        elif kind == "binary":
+            out = BINARY[name][0](ops, u, v)
+        elif kind == "binary_const":
+            out = BINARY[name][0](ops, u, ops.constant((k % 7 - 3) / 2.0 + 0.25))
+        elif kind == "array":
+            out = ARRAY[name][0](ops, u, k)
+        elif kind == "matmul_const":  # u @ C keeps u's shape (C square on its last axis)
+            n = tuple(u.shape)
+            out = u @ ops.constant(_matrix(n[-1], k)) if n else u * 2.0
+        else:  # where, with a constant mask of u's shape
+            mask = np.random.default_rng(k).uniform(size=tuple(u.shape)) > 0.5
+            out = ops.where(mask, u, v)
+        pool.append(out)
+    # Every input contributes, through the last value and a reused early one.
+    total = pool[-1]
+    for x in pool[: len(inputs)]:
+        total = total + x * 0.5
+    return total
+
+
+def _program_flags(program):
+    smooth = all(
+        (UNARY[s[1]][1] if s[0] == "unary" else BINARY[s[1]][1] if s[0].startswith("binary")
+         else ARRAY[s[1]][1] if s[0] == "array" else s[0] == "matmul_const")
+        for s in program)
+    in_reference = all(s[0] in ("unary", "binary", "binary_const") and
+                       (UNARY if s[0] == "unary" else BINARY)[s[1]][2] for s in program)
+    return smooth, in_reference
+
+
+index = st.integers(0, 99)
+step = st.one_of(
+    st.tuples(st.just("unary"), st.sampled_from(sorted(UNARY)), index, index, index),
+    st.tuples(st.sampled_from(["binary", "binary_const"]), st.sampled_from(sorted(BINARY)),
+              index, index, index),
+    st.tuples(st.just("array"), st.sampled_from(sorted(ARRAY)), index, index, index),
+    st.tuples(st.sampled_from(["matmul_const", "where"]), st.just(""), index, index, index),
+)
+programs = st.lists(step, min_size=1, max_size=8)
+shape_sets = st.integers(1, 3).flatmap(
+    lambda n: hnp.mutually_broadcastable_shapes(num_shapes=n, min_dims=0, max_dims=3,
+                                                max_side=3))
+
+
+def _inputs(shapes, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1, 1, size=s) for s in shapes.input_shapes]
+
+
+def _weights(shape, seed):
+    return np.random.default_rng(seed + 1).uniform(0.5, 1.5, size=shape)
+
+
+@SETTINGS
+@given(program=programs, shapes=shape_sets, seed=st.integers(0, 999))
+def test_random_programs_against_the_oracles(program, shapes, seed):
+    smooth, in_reference = _program_flags(program)
+    values = _inputs(shapes, seed)
+    ours = [tg.Tensor(v) for v in values]
+    out = _run(TapegradOps(tg), program, ours)
+    w = _weights(np.shape(out.data), seed)
+    grads = tg.compute_gradients(out, ours, grad_output=w if np.ndim(out.data) else None)
+    for g, v in zip(grads, values):
+        assert np.shape(g) == v.shape
+    if in_reference:
+        reference.clear_history()
+        theirs = [reference.Tensor(v) for v in values]
+        ref_out = _run(TapegradOps(reference), program, theirs)
+        np.testing.assert_allclose(out.data, ref_out.data, rtol=1e-12, atol=1e-12)
+        ref_grads = reference.compute_gradients(ref_out, theirs,
+                                                grad_output=w if np.ndim(out.data) else None)
+        for g, r in zip(grads, ref_grads):
+            np.testing.assert_allclose(g, r, rtol=1e-9, atol=1e-12)
+    if smooth:
+        assert tg.gradcheck(lambda *t: _run(TapegradOps(tg), program, t), ours, atol=1e-4)
+
+
+@SETTINGS
+@given(program=programs, shapes=shape_sets, seed=st.integers(0, 999))
+def test_random_programs_against_torch_to_second_order(program, shapes, seed):
+    torch = pytest.importorskip("torch")
+    values = _inputs(shapes, seed)
+    ours = [tg.Tensor(v) for v in values]
+    theirs = [torch.tensor(v, requires_grad=True) for v in values]
+    out = _run(TapegradOps(tg), program, ours)
+    ref = _run(TorchOps(torch), program, theirs)
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    w = _weights(np.shape(out.data), seed)
+    grads = tg.grad((out * w).sum() if np.ndim(out.data) else out * float(w), ours,
+                    create_graph=True, allow_unused=True)
+    ref_grads = torch.autograd.grad((ref * torch.tensor(w)).sum(), theirs, create_graph=True,
+                                    allow_unused=True)
+    for g, r, v in zip(grads, ref_grads, values):
+        want = np.zeros_like(v) if r is None else r.detach().numpy()
+        np.testing.assert_allclose(np.zeros_like(v) if g is None else g.data, want,
+                                   rtol=1e-9, atol=1e-12)
+    # Second order: the gradient of <u, grad> for a fixed u, against torch's double backward.
+    us = [_weights(v.shape, seed + k) for k, v in enumerate(values)]
+    dot = sum(((g * u).sum() for g, u in zip(grads, us) if g is not None and g.requires_grad),
+              start=tg.tensor(0.0))
+    ref_dot = sum(((r * torch.tensor(u)).sum() for r, u in zip(ref_grads, us)
+                   if r is not None and r.requires_grad), start=torch.tensor(0.0))
+    # Where ours has no history the gradient is constant, and torch's derivative must be 0.
+    second = (tg.grad(dot, ours, allow_unused=True) if dot.requires_grad
+              else (None,) * len(ours))
+    ref_second = (torch.autograd.grad(ref_dot, theirs, allow_unused=True)
+                  if ref_dot.requires_grad else (None,) * len(theirs))
+    for g, r, v in zip(second, ref_second, values):
+        want = np.zeros_like(v) if r is None else r.numpy(force=True)
+        np.testing.assert_allclose(np.zeros_like(v) if g is None else g.data, want,
+                                   rtol=1e-8, atol=1e-11)
+
+
+# ---- regression tests: bugs the fuzzer found ----
