@@ -66,10 +66,24 @@ def test_scalar_training_loop_stays_flat():
 def test_evaluation_loop_that_drops_its_graphs_stays_bounded(rng):
     w = tg.Tensor(rng.uniform(size=50))
     peak = 0
-    for _ in range(3000):
-        _ = tg.tanh(w * 2.0 + 1.0).sum().item()  # the graph dies at once
-        peak = max(peak, _core.tape_rows())
+    traced, rss = [], []
+    tracemalloc.start()
+    try:
+        for step in range(50_000):  # 4 rows a step: the tape is dropped three times
+            _ = tg.tanh(w * 2.0 + 1.0).sum().item()  # the graph dies at once
+            peak = max(peak, _core.tape_rows())
+            if step % 500 == 0:
+                traced.append(tracemalloc.get_traced_memory()[0])
+                rss.append(_rss_bytes())
+    finally:
+        tracemalloc.stop()
     assert peak <= _core.RECLAIM_ROWS + 64  # records of dead graphs do not pile up
+    # Memory saws up to one tape's worth (RECLAIM_ROWS rows) and back, three times; with
+    # the records kept, the second half's peak would be twice the first's.
+    half = len(traced) // 2
+    assert max(traced[half:]) < 1.5 * max(traced[:half]), traced
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        assert max(rss[half:]) < max(rss[:half]) + (8 << 20), rss
 
 
 def test_seed_style_history_is_kept_until_clear_history():
