@@ -225,13 +225,7 @@ bool GraphSweep::outputs_reached(uint32_t row) const {
 void GraphSweep::run_hooks(uint32_t row) {
     if (hooks_ran[row]) return;
     hooks_ran[row] = 1;
-    PyObject* hooks = nullptr;
-    if (t.op[row] == OP_LEAF && t.in0[row] != UINT32_MAX) {
-        hooks = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]])->hooks;
-    } else {
-        auto it = t.row_hooks.find(row);
-        if (it != t.row_hooks.end()) hooks = it->second;
-    }
+    PyObject* hooks = t.hooks_of(row);
     if (!hooks) return;
     py::list snapshot(py::reinterpret_borrow<py::object>(hooks));  // a hook may change the list
     for (py::handle hook : snapshot) {

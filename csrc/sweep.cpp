@@ -248,13 +248,7 @@ private:
     bool run_hooks(uint32_t row) {
         if (reached[row] & HOOKS_RAN) return true;
         reached[row] |= HOOKS_RAN;
-        PyObject* hooks = nullptr;
-        if (t.op[row] == OP_LEAF && t.in0[row] != UINT32_MAX) {
-            hooks = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]])->hooks;
-        } else {
-            auto it = t.row_hooks.find(row);
-            if (it != t.row_hooks.end()) hooks = it->second;
-        }
+        PyObject* hooks = t.hooks_of(row);
         if (!hooks) return true;
         PyObject* snapshot = PySequence_List(hooks);  // a hook may add or remove hooks
         if (!snapshot) return false;

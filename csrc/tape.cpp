@@ -153,16 +153,7 @@ const std::vector<uint32_t>& Tape::operation_rows() {
 void Tape::reset(bool restart_labels) {
     // Reset first, release after: releasing can run arbitrary Python code
     // (a __del__), which must find an empty, consistent tape.
-    std::vector<PyObject*> old_arrays;
-    old_arrays.swap(arrays);
-    std::vector<UserRecord> old_records;
-    old_records.swap(user_records);
-    std::vector<ArrayRecord> old_array_records;
-    old_array_records.swap(array_records);
-    std::vector<PyObject*> old_leaves;
-    old_leaves.swap(leaf_tensors);
-    std::unordered_map<uint32_t, PyObject*> old_hooks;
-    old_hooks.swap(row_hooks);
+    OwnedRefs old = swap_refs(OwnedRefs());
     std::vector<PyObject*> old_grads;
     old_grads.swap(array_grad);
     op.clear();
@@ -191,24 +182,45 @@ void Tape::reset(bool restart_labels) {
     array_bytes = 0;
     epoch = next_epoch();
     live_tapes()[epoch] = this;
-    std::vector<PyObject*> old_foreign;
-    old_foreign.swap(foreign_refs);
     foreign.clear();
     // Keep the capacity of what is refilled at the same pace next time.
-    arrays.reserve(old_arrays.capacity());
+    arrays.reserve(old.arrays.capacity());
     if (node_by_label) PyDict_Clear(node_by_label);
     if (label_by_node) PyDict_Clear(label_by_node);
-    // Arrays nobody else holds go to the pool for the next steps (Note [Buffer pool]).
-    for (PyObject* a : old_arrays) pool.give(a);
     for (PyObject* g : old_grads) pool.give(g);
-    for (UserRecord& r : old_records) {
+    old.release(pool);
+}
+
+OwnedRefs Tape::swap_refs(OwnedRefs refs) {
+    arrays.swap(refs.arrays);
+    user_records.swap(refs.user_records);
+    array_records.swap(refs.array_records);
+    leaf_tensors.swap(refs.leaf_tensors);
+    row_hooks.swap(refs.row_hooks);
+    foreign_refs.swap(refs.foreign_refs);
+    return refs;
+}
+
+void OwnedRefs::release(BufferPool& pool) {
+    for (PyObject* a : arrays) pool.give(a);
+    for (UserRecord& r : user_records) {
         Py_DECREF(r.record);
         for (PyObject* h : r.saved) Py_DECREF(h);
     }
-    for (ArrayRecord& r : old_array_records) Py_DECREF(r.params);
-    for (PyObject* leaf : old_leaves) Py_DECREF(leaf);
-    for (auto& [row, hooks] : old_hooks) Py_DECREF(hooks);
-    for (PyObject* t : old_foreign) Py_DECREF(t);
+    for (ArrayRecord& r : array_records) Py_DECREF(r.params);
+    for (PyObject* leaf : leaf_tensors) Py_DECREF(leaf);
+    for (auto& [row, hooks] : row_hooks) Py_DECREF(hooks);
+    for (PyObject* t : foreign_refs) Py_DECREF(t);
+    *this = OwnedRefs();
+}
+
+PyObject* Tape::hooks_of(uint32_t row) const {
+    if (op[row] == OP_LEAF && in0[row] != UINT32_MAX) {
+        PyObject* leaf = leaf_tensors[in0[row]];
+        return is_tensor(leaf) ? reinterpret_cast<TensorObject*>(leaf)->hooks : nullptr;
+    }
+    auto it = row_hooks.find(row);
+    return it == row_hooks.end() ? nullptr : it->second;
 }
 
 void Tape::compact() {
@@ -252,13 +264,11 @@ void Tape::compact() {
     std::vector<uint32_t> const_map(consts.size(), NONE), array_map(arrays.size(), NONE),
         leaf_map(leaf_tensors.size(), NONE);
     std::vector<double> new_consts;
-    std::vector<PyObject*> new_arrays, new_leaves;
-    std::vector<ArrayRecord> new_array_records;
-    std::vector<UserRecord> new_user_records;
+    OwnedRefs fresh;  // what the compacted tape will own
     auto array_slot = [&](uint64_t k) {
         if (array_map[k] == NONE) {
-            array_map[k] = static_cast<uint32_t>(new_arrays.size());
-            new_arrays.push_back(Py_NewRef(arrays[k]));
+            array_map[k] = static_cast<uint32_t>(fresh.arrays.size());
+            fresh.arrays.push_back(Py_NewRef(arrays[k]));
         }
         return array_map[k];
     };
@@ -282,8 +292,8 @@ void Tape::compact() {
         if (code == OP_LEAF) {
             if (a != NONE) {
                 if (leaf_map[a] == NONE) {
-                    leaf_map[a] = static_cast<uint32_t>(new_leaves.size());
-                    new_leaves.push_back(Py_NewRef(leaf_tensors[a]));
+                    leaf_map[a] = static_cast<uint32_t>(fresh.leaf_tensors.size());
+                    fresh.leaf_tensors.push_back(Py_NewRef(leaf_tensors[a]));
                 }
                 a = leaf_map[a];
             }
@@ -294,17 +304,17 @@ void Tape::compact() {
             for (uint32_t& x : u.saved_rows) x = before[x];
             u.record = Py_NewRef(u.record);
             for (PyObject* h : u.saved) Py_INCREF(h);  // rebound below
-            a = static_cast<uint32_t>(new_user_records.size());
+            a = static_cast<uint32_t>(fresh.user_records.size());
             v.index = a;
-            new_user_records.push_back(std::move(u));
+            fresh.user_records.push_back(std::move(u));
         } else if (code >= OP_COUNT) {  // an array op
             ArrayRecord ar = array_records[a];
             for (int64_t& x : ar.inputs)
                 x = x >= 0 ? static_cast<int64_t>(before[static_cast<size_t>(x)])
                            : -static_cast<int64_t>(array_slot(static_cast<uint64_t>(-x - 1))) - 1;
             ar.params = Py_NewRef(ar.params);
-            a = static_cast<uint32_t>(new_array_records.size());
-            new_array_records.push_back(std::move(ar));
+            a = static_cast<uint32_t>(fresh.array_records.size());
+            fresh.array_records.push_back(std::move(ar));
         } else if (code > OP_STALE) {
             a = (f & F_A_NUMBER) ? const_slot(a) : (f & F_A_ARRAY) ? array_slot(a) : before[a];
             if (op_arity(code) == 2)
@@ -343,7 +353,7 @@ void Tape::compact() {
         }
     }
     // Saved handles of kept records (Note [Saved tensors]) too.
-    for (UserRecord& u : new_user_records)
+    for (UserRecord& u : fresh.user_records)
         for (size_t k = 0; k < u.saved.size(); ++k) {
             auto* h = reinterpret_cast<TensorObject*>(u.saved[k]);
             if (h->epoch != old_epoch) continue;
@@ -354,15 +364,13 @@ void Tape::compact() {
     std::unordered_map<uint32_t, uint64_t> new_stale;
     for (const auto& [row, born] : stale_born)
         if (keep[row]) new_stale[before[row]] = born;
-    std::unordered_map<uint32_t, PyObject*> new_hooks;
     for (const auto& [row, hooks] : row_hooks)
-        if (keep[row]) new_hooks[before[row]] = Py_NewRef(hooks);
+        if (keep[row]) fresh.row_hooks[before[row]] = Py_NewRef(hooks);
     std::unordered_map<PyObject*, uint32_t> new_foreign;
-    std::vector<PyObject*> new_foreign_refs;
     for (const auto& [tensor, row] : foreign)
         if (keep[row]) {
             new_foreign[tensor] = before[row];
-            new_foreign_refs.push_back(Py_NewRef(tensor));
+            fresh.foreign_refs.push_back(Py_NewRef(tensor));
         }
     // Labels: explicit ones in the dicts, tensor_N through num_nodes (kept sorted).
     PyObject* new_by_label = PyDict_New();
@@ -412,14 +420,9 @@ void Tape::compact() {
     val.swap(new_val);
     live.swap(new_live);
     consts.swap(new_consts);
-    arrays.swap(new_arrays);
-    array_records.swap(new_array_records);
-    user_records.swap(new_user_records);
-    leaf_tensors.swap(new_leaves);
+    OwnedRefs old = swap_refs(std::move(fresh));
     stale_born.swap(new_stale);
-    row_hooks.swap(new_hooks);
     foreign.swap(new_foreign);
-    foreign_refs.swap(new_foreign_refs);
     std::swap(node_by_label, new_by_label);
     std::swap(label_by_node, new_by_node);
     op_rows.clear();
@@ -430,16 +433,7 @@ void Tape::compact() {
     array_bytes = 0;
     for (PyObject* a : arrays) array_bytes += data_bytes(a);
     compact_bytes = std::max(RECLAIM_BYTES, 2 * array_bytes);
-    // new_* now hold the old contents.
-    for (PyObject* a : new_arrays) pool.give(a);
-    for (UserRecord& u : new_user_records) {
-        Py_DECREF(u.record);
-        for (PyObject* h : u.saved) Py_DECREF(h);
-    }
-    for (ArrayRecord& ar : new_array_records) Py_DECREF(ar.params);
-    for (PyObject* leaf : new_leaves) Py_DECREF(leaf);
-    for (auto& [row, hooks] : new_hooks) Py_DECREF(hooks);
-    for (PyObject* t : new_foreign_refs) Py_DECREF(t);
+    old.release(pool);  // new_by_label and new_by_node now hold the old dicts
     Py_XDECREF(new_by_label);
     Py_XDECREF(new_by_node);
 }

@@ -71,6 +71,20 @@ struct UserRecord {
     bool by_label;  // appended to operation_history (seed style), not made by a Function
 };
 
+// The references a tape owns, moved out in one piece: a reset or a compaction
+// first leaves the tape consistent, then releases them (which can run Python
+// code, a __del__, that must find a consistent tape).
+struct OwnedRefs {
+    std::vector<PyObject*> arrays;
+    std::vector<UserRecord> user_records;
+    std::vector<ArrayRecord> array_records;
+    std::vector<PyObject*> leaf_tensors;
+    std::unordered_map<uint32_t, PyObject*> row_hooks;
+    std::vector<PyObject*> foreign_refs;
+    // Arrays nobody else holds go to the pool (Note [Buffer pool]); the rest is released.
+    void release(BufferPool& pool);
+};
+
 class Tape {
 public:
     Tape();
@@ -196,6 +210,10 @@ public:
     size_t compact_at = RECLAIM_ROWS, compact_bytes = RECLAIM_BYTES;
     std::vector<std::pair<uint64_t, std::unordered_map<uint32_t, uint32_t>>> renamed;
     void compact();
+    // Swaps the owned references with `refs` (moved in; the old ones returned).
+    OwnedRefs swap_refs(OwnedRefs refs);
+    // The register_hook functions of a row's tensor (borrowed), or nullptr.
+    PyObject* hooks_of(uint32_t row) const;
     // The node of a tensor bound with (epoch, node) to this tape now, or UINT32_MAX.
     uint32_t translate(uint64_t tensor_epoch, uint32_t node) const {
         if (tensor_epoch == epoch) return node;

@@ -17,6 +17,8 @@ import pytest
 
 import tapegrad as tg
 
+from functions import WrongCount
+
 
 def _matrix(*shape):
     return tg.Tensor(np.ones(shape))
@@ -58,16 +60,6 @@ def _hook_wrong_shape():
     x = _matrix(3)
     x.register_hook(lambda g: np.ones(4))
     x.sum().backward()
-
-
-class _WrongCount(tg.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x * 2.0
-
-    @staticmethod
-    def backward(ctx, g):
-        return g, g
 
 
 def _raise(exc):
@@ -121,7 +113,7 @@ CASES = {
                                   "must return a list"),
     "backward_fn_raises": (lambda: _through_record(lambda g: _raise(ArithmeticError("mine"))),
                            ArithmeticError, "mine"),
-    "function_wrong_count": (lambda: _WrongCount.apply(tg.Tensor(1.0)).backward(), ValueError,
+    "function_wrong_count": (lambda: WrongCount.apply(tg.Tensor(1.0)).backward(), ValueError,
                              "returned 2 gradients for the 1 arguments"),
     "hook_wrong_shape": (_hook_wrong_shape, ValueError, r"register_hook: .*shape \(4,\)"),
     # traversals

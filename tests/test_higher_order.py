@@ -10,11 +10,12 @@ import math
 
 import numpy as np
 import pytest
-from test_array_ops import CASES, _inputs
 
 import tapegrad as tg
 
+from functions import Cube
 from opcatalog import BINARY, UNARY
+from test_array_ops import CASES, _inputs
 
 
 def _weights(shape, rng, dtype=np.float64):
@@ -289,18 +290,6 @@ def test_hvp_and_hessian_against_torch(rng):
 
 
 # ---- Function, OperationRecord, hooks, lifetime ----
-
-class Cube(tg.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x * x
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return 3.0 * x * x * g
-
 
 def test_function_with_tensor_backward_is_differentiable_twice():
     x = tg.Tensor(1.5)

@@ -18,6 +18,8 @@ import pytest
 
 import tapegrad as tg
 
+from functions import Square
+
 # Two halves of 1,000 steps; tools/sanitize.sh's leak pass needs the paths run, not the
 # bounds, and sets fewer (every malloc unwinds the stack there).
 STEPS = int(os.environ.get("TAPEGRAD_LEAK_STEPS", "2000"))
@@ -27,18 +29,6 @@ UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")  # its quarantine kee
 def _rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class Square(tg.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return 2.0 * x * g
 
 
 class Broken(tg.Function):

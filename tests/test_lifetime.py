@@ -13,6 +13,8 @@ import pytest
 import tapegrad as tg
 from tapegrad import _core
 
+from functions import Square
+
 
 def _rss_bytes():
     with open("/proc/self/statm") as f:
@@ -194,17 +196,6 @@ def test_tensors_kept_across_compactions_keep_their_history():
 
 
 def test_function_records_and_leaf_grads_survive_compaction():
-    class Square(tg.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x * x
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return 2.0 * x * g
-
     x = tg.Tensor(3.0)
     y = Square.apply(x)
     _garbage_graphs(tg.Tensor(np.ones(2)), 3 * _core.RECLAIM_ROWS)
