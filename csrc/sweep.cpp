@@ -56,7 +56,49 @@ bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources) {
     return true;
 }
 
+namespace {
+
+// numpy 2's context variable of error settings and a value of it that ignores
+// everything, looked up once (new references kept for the process's life);
+// both null when this numpy has none.
+struct QuietSettings {
+    PyObject* var = nullptr;
+    PyObject* ignore_all = nullptr;
+};
+
+const QuietSettings& quiet_settings() {
+    static QuietSettings settings = [] {
+        QuietSettings q;
+        PyObject* umath = PyImport_ImportModule("numpy._core.umath");
+        PyObject* var = umath ? PyObject_GetAttrString(umath, "_extobj_contextvar") : nullptr;
+        PyObject* make = umath ? PyObject_GetAttrString(umath, "_make_extobj") : nullptr;
+        PyObject* kwargs = make ? Py_BuildValue("{s:s}", "all", "ignore") : nullptr;
+        PyObject* empty = kwargs ? PyTuple_New(0) : nullptr;
+        PyObject* ignore = empty ? PyObject_Call(make, empty, kwargs) : nullptr;
+        if (var && ignore && PyContextVar_CheckExact(var)) {
+            q.var = Py_NewRef(var);
+            q.ignore_all = Py_NewRef(ignore);
+        }
+        PyErr_Clear();  // no such API: the np.seterr fallback
+        Py_XDECREF(umath);
+        Py_XDECREF(var);
+        Py_XDECREF(make);
+        Py_XDECREF(kwargs);
+        Py_XDECREF(empty);
+        Py_XDECREF(ignore);
+        return q;
+    }();
+    return settings;
+}
+
+}  // namespace
+
 bool QuietNumpy::start() {
+    const QuietSettings& q = quiet_settings();
+    if (q.var) {
+        token = PyContextVar_Set(q.var, q.ignore_all);
+        return token != nullptr;
+    }
     PyObject* numpy = PyImport_ImportModule("numpy");
     if (!numpy) return false;
     seterr = PyObject_GetAttrString(numpy, "seterr");
@@ -70,17 +112,22 @@ bool QuietNumpy::start() {
 }
 
 QuietNumpy::~QuietNumpy() {
-    if (!saved) return;
+    if (!token && !saved) return;
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);  // an error in flight survives the restore
-    PyObject* empty = PyTuple_New(0);
-    PyObject* restored = empty ? PyObject_Call(seterr, empty, saved) : nullptr;
-    Py_XDECREF(restored);
-    Py_XDECREF(empty);
+    if (token) {
+        PyContextVar_Reset(quiet_settings().var, token);
+        Py_DECREF(token);
+    } else {
+        PyObject* empty = PyTuple_New(0);
+        PyObject* restored = empty ? PyObject_Call(seterr, empty, saved) : nullptr;
+        Py_XDECREF(restored);
+        Py_XDECREF(empty);
+        Py_DECREF(saved);
+        Py_XDECREF(seterr);
+    }
     PyErr_Clear();
     PyErr_Restore(type, value, traceback);
-    Py_DECREF(saved);
-    Py_XDECREF(seterr);
 }
 
 namespace {

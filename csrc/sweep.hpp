@@ -50,19 +50,22 @@ bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources);
 // Note [Quiet numpy]
 // NaN and inf propagate through a backward as values (0 * inf is NaN, as in
 // PyTorch); numpy's floating-point warnings are silenced while a sweep runs
-// array formulas, set once per sweep and restored after.
+// array formulas, set once per sweep and restored after. numpy 2 keeps its
+// error settings in a context variable, set here directly (two C calls);
+// with an older numpy, np.seterr is called instead.
 class QuietNumpy {
 public:
     QuietNumpy() = default;
     QuietNumpy(const QuietNumpy&) = delete;
     QuietNumpy& operator=(const QuietNumpy&) = delete;
-    bool active() const { return saved != nullptr; }
+    bool active() const { return token != nullptr || saved != nullptr; }
     bool start();
     ~QuietNumpy();
 
 private:
-    PyObject* seterr = nullptr;
-    PyObject* saved = nullptr;  // the previous settings, a dict
+    PyObject* token = nullptr;  // from PyContextVar_Set, for the reset
+    PyObject* seterr = nullptr;  // the fallback: np.seterr,
+    PyObject* saved = nullptr;   // and the previous settings, a dict
 };
 
 }  // namespace tapegrad
