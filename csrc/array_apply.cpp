@@ -119,7 +119,6 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
     if (!array) return nullptr;
     if (!record || !tape->grad_enabled) return new_tensor(*tape, 0.0, array, UINT32_MAX, false);
     ArrayRecord r;
-    const int reads = array_op_reads(code);
     for (const Input& in : inputs) {
         if (in.tensor) {
             const uint32_t node = node_on(*tape, in.tensor);
@@ -127,24 +126,16 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
                 Py_DECREF(array);
                 return nullptr;
             }
-            // The data of inputs the backward reads (Note [Saved values]).
-            if (in.tensor->array && (reads & READS_INPUTS)) tape->keep_value(node, in.tensor->array);
+            // Array-op formulas may read any input (Note [Saved values]).
+            if (in.tensor->array) tape->keep_value(node, in.tensor->array);
             r.inputs.push_back(node);
         } else {
             r.inputs.push_back(-static_cast<int64_t>(tape->add_array(in.value.ptr())) - 1);
         }
     }
     r.params = Py_NewRef(params);
-    // The output's data only if the backward reads it; else its layout.
-    PyObject* kept = (reads & READS_OUT) ? Py_NewRef(array) : layout_of(array);
-    if (!kept) {
-        Py_DECREF(r.params);
-        Py_DECREF(array);
-        return nullptr;
-    }
     Value v;
-    v.index = tape->add_array(kept);
-    Py_DECREF(kept);
+    v.index = tape->add_array(array);
     const uint32_t node = tape->push(code, F_ARRAY, static_cast<uint32_t>(tape->array_records.size()), 0, v);
     if (node == UINT32_MAX) {
         Py_DECREF(r.params);

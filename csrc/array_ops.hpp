@@ -12,11 +12,6 @@
 // have a broadcast shape: the sweep sums them down to each input's shape in
 // one place (sum_to_like).
 //
-// Each op declares what its backward reads besides the gradient (`reads`):
-// the inputs' values (READS_INPUTS; otherwise only their shapes) and its own
-// output (READS_OUT). The tape keeps only that data (Note [Saved values]):
-// a matmul's output, a reshape's input, are freed as soon as their tensors are.
-//
 // Parameters come as a tuple normalised by the Python wrapper (axes as tuples
 // of non-negative ints, or None); numpy validates the rest and its errors are
 // reported with the op's name.
@@ -32,10 +27,7 @@
 
 namespace tapegrad {
 
-constexpr int READS_INPUTS = READS_A;  // for array ops: every input's value
-
 struct Sum {
-    static constexpr int reads = 0;
     static constexpr const char* name = "sum";  // params: (axis, keepdims)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.sum(x[0], p[0], p[1]);
@@ -50,7 +42,6 @@ struct Sum {
 // max and min: ties share the gradient evenly.
 template <bool IS_MAX>
 struct Extreme {
-    static constexpr int reads = READS_INPUTS | READS_OUT;
     static constexpr const char* name = IS_MAX ? "max" : "min";  // params: (axis, keepdims)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return IS_MAX ? b.max(x[0], p[0], p[1]) : b.min(x[0], p[0], p[1]);
@@ -67,7 +58,6 @@ using Max = Extreme<true>;
 using Min = Extreme<false>;
 
 struct Prod {
-    static constexpr int reads = READS_INPUTS;
     static constexpr const char* name = "prod";  // params: (axis, keepdims)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.prod(x[0], p[0], p[1]);
@@ -81,7 +71,6 @@ struct Prod {
 };
 
 struct Var {
-    static constexpr int reads = READS_INPUTS;
     static constexpr const char* name = "var";  // params: (axis, keepdims, ddof)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.var(x[0], p[0], p[1], p[2]);
@@ -96,7 +85,6 @@ struct Var {
 };
 
 struct LogSumExp {
-    static constexpr int reads = READS_INPUTS | READS_OUT;
     static constexpr const char* name = "logsumexp";  // params: (axis, keepdims)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.logsumexp(x[0], p[0], p[1]);
@@ -110,7 +98,6 @@ struct LogSumExp {
 };
 
 struct Softmax {
-    static constexpr int reads = READS_OUT;
     static constexpr const char* name = "softmax";  // params: (axis,)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.softmax(x[0], p[0]);
@@ -124,7 +111,6 @@ struct Softmax {
 };
 
 struct LogSoftmax {
-    static constexpr int reads = READS_OUT;
     static constexpr const char* name = "log_softmax";  // params: (axis,)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.sub(x[0], b.logsumexp(x[0], p[0], py::bool_(true)));
@@ -139,7 +125,6 @@ struct LogSoftmax {
 // numpy's matmul: 1-D operands are promoted to a row (a) or a column (b)
 // and the added axis removed from the result; batch axes broadcast.
 struct MatMul {
-    static constexpr int reads = READS_INPUTS;
     static constexpr const char* name = "matmul";  // params: ()
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple&) {
         return b.matmul(x[0], x[1]);
@@ -165,7 +150,6 @@ struct MatMul {
 };
 
 struct Einsum {
-    static constexpr int reads = READS_INPUTS;
     static constexpr const char* name = "einsum";  // params: (input specs tuple, output spec)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.einsum(p[0], p[1], x);
@@ -183,7 +167,6 @@ struct Einsum {
 };
 
 struct Reshape {
-    static constexpr int reads = 0;
     static constexpr const char* name = "reshape";  // params: (shape,)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.reshape(x[0], p[0]);
@@ -196,7 +179,6 @@ struct Reshape {
 };
 
 struct Transpose {
-    static constexpr int reads = 0;
     static constexpr const char* name = "transpose";  // params: (axes,) a full permutation
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.transpose(x[0], p[0]);
@@ -209,7 +191,6 @@ struct Transpose {
 };
 
 struct BroadcastTo {
-    static constexpr int reads = 0;
     static constexpr const char* name = "broadcast_to";  // params: (shape,)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.broadcast_to(x[0], p[0]);
@@ -222,7 +203,6 @@ struct BroadcastTo {
 };
 
 struct GetItem {
-    static constexpr int reads = 0;
     static constexpr const char* name = "getitem";  // params: (index, advanced)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.getitem(x[0], p[0], p[1].cast<bool>());
@@ -238,7 +218,6 @@ struct GetItem {
 // getitem's backward as an op of its own, so that create_graph can record it
 // (and differentiate it: its backward is getitem again).
 struct ScatterAdd {
-    static constexpr int reads = 0;
     static constexpr const char* name = "scatter_add";  // params: (shape, index, advanced)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.scatter_add(p[0], p[1], p[2].cast<bool>(), x[0]);
@@ -251,7 +230,6 @@ struct ScatterAdd {
 };
 
 struct Concatenate {
-    static constexpr int reads = 0;
     static constexpr const char* name = "concatenate";  // params: (axis,)
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.concatenate(x, p[0]);
@@ -264,7 +242,6 @@ struct Concatenate {
 };
 
 struct Where {
-    static constexpr int reads = 0;
     static constexpr const char* name = "where";  // params: (condition,) a constant
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.where(p[0], x[0], x[1]);
@@ -279,7 +256,6 @@ struct Where {
 };
 
 struct Clip {
-    static constexpr int reads = READS_INPUTS;
     static constexpr const char* name = "clip";  // params: (lo, hi), numbers, arrays or None
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.clip(x[0], p[0], p[1]);
@@ -322,13 +298,6 @@ bool visit_array_op(uint8_t code, F&& f) {
         default:
             return false;
     }
-}
-
-// What array op `code`'s backward reads (READS_INPUTS, READS_OUT).
-inline int array_op_reads(uint8_t code) {
-    int reads = READS_INPUTS | READS_OUT;
-    visit_array_op(code, [&](auto tag) { reads = decltype(tag)::type::reads; });
-    return reads;
 }
 
 // The name of any row's op: elementwise, array, or a kind of row.
