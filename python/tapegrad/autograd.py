@@ -148,7 +148,12 @@ class Function:
     returns a Tensor, an array or a number (or a tuple of them); ``backward``
     gets one Tensor per output and returns one gradient per ``forward``
     argument (None for non-Tensors or no gradient). Its record appears in
-    ``operation_history`` under the class's name.
+    ``operation_history`` under the class's name. Under ``create_graph`` the
+    backward runs on Tensors and records, so a backward written with Tensor
+    ops can be differentiated again. Keep tensors for the backward with
+    ``ctx.save_for_backward``: those do not keep their graph alive, while a
+    recorded tensor stored as another ``ctx`` attribute keeps its records for
+    as long as the Function's own record is on the tape.
 
     Example:
         >>> import tapegrad as tg
