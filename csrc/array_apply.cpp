@@ -95,6 +95,7 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
         Values values;
         for (const Input& in : inputs) values.push_back(in.value);
         py::tuple p = py::reinterpret_borrow<py::tuple>(params);
+        PoolScope use_pool(tape->pool);
         visit_array_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;
             result = Op::forward(Numeric::get(), values, p).release().ptr();
@@ -174,6 +175,7 @@ bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObje
         for (py::object& v : gx) v = py::none();
         Needs need;
         for (int64_t in : r.inputs) need.push_back(in >= 0);
+        PoolScope use_pool(tape.pool);
         visit_array_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;
             Op::backward(Numeric::get(), x, out, grad, p, need, gx);

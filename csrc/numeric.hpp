@@ -10,6 +10,7 @@
 
 #include "array_ops.hpp"
 #include "arrays.hpp"
+#include "pool.hpp"
 
 namespace tapegrad {
 
@@ -118,7 +119,30 @@ public:
     }
 
     // ---- linear algebra ----
-    py::object matmul(const py::object& a, const py::object& b) { return f_matmul(a, b); }
+    // A large product of two matrices of one dtype goes into a buffer from the
+    // pool (Note [Buffer pool]): fresh memory for every product costs more than
+    // the call. Smaller ones come from malloc's caches, which measured faster.
+    static constexpr size_t POOLED_PRODUCT_BYTES = size_t(128) << 10;
+    py::object matmul(const py::object& a, const py::object& b) {
+        if (pool && PyArray_Check(a.ptr()) && PyArray_Check(b.ptr())) {
+            auto* pa = reinterpret_cast<PyArrayObject*>(a.ptr());
+            auto* pb = reinterpret_cast<PyArrayObject*>(b.ptr());
+            const int type = PyArray_TYPE(pa);
+            const npy_intp dims[2] = {PyArray_NDIM(pa) == 2 ? PyArray_DIM(pa, 0) : 0,
+                                      PyArray_NDIM(pb) == 2 ? PyArray_DIM(pb, 1) : 0};
+            const size_t bytes = static_cast<size_t>(dims[0] * dims[1]) * PyArray_ITEMSIZE(pa);
+            if (PyArray_NDIM(pa) == 2 && PyArray_NDIM(pb) == 2 && PyArray_TYPE(pb) == type &&
+                (type == NPY_FLOAT64 || type == NPY_FLOAT32) &&
+                PyArray_DIM(pa, 1) == PyArray_DIM(pb, 0) && bytes >= POOLED_PRODUCT_BYTES) {
+                py::object out = py::reinterpret_steal<py::object>(check(pool->take(2, dims, type)));
+                return f_matmul(a, b, "out"_a = out);
+            }
+        }
+        return f_matmul(a, b);
+    }
+    // While an op of this thread runs on a tape (PoolScope): where matmul takes
+    // its outputs from. Per thread: numpy releases the GIL inside matmul.
+    static inline thread_local BufferPool* pool = nullptr;
     py::object einsum(const py::tuple& specs, const py::object& out, const Values& x) {
         py::list args;
         args.append(join(specs) + "->" + out.cast<std::string>());
@@ -238,6 +262,18 @@ private:
         f_add, f_subtract, f_multiply, f_divide, f_equal, f_result_type, f_clip, f_logical_and,
         f_greater_equal, f_less_equal, f_matmul, f_einsum, f_shape, f_size, f_argsort,
         f_expand_dims, f_swapaxes, f_zeros, f_add_at, ndarray_type;
+};
+
+// Numeric's matmul takes its outputs from `pool` for the scope's duration.
+class PoolScope {
+public:
+    explicit PoolScope(BufferPool& pool) : previous(Numeric::pool) { Numeric::pool = &pool; }
+    ~PoolScope() { Numeric::pool = previous; }
+    PoolScope(const PoolScope&) = delete;
+    PoolScope& operator=(const PoolScope&) = delete;
+
+private:
+    BufferPool* previous;
 };
 
 }  // namespace tapegrad
