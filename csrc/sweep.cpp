@@ -40,9 +40,21 @@ bool freed_error(const Tape& t, uint32_t row) {
 
 bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources) {
     const uint64_t born = t.stale_born[row];
+    // A tensor of another live tape (Note [Foreign tensors]) has its history
+    // there, and epochs of different tapes are not ordered: only a source that
+    // was used on that tape can have fed it.
+    Tape* home = nullptr;
+    TensorObject* foreign = nullptr;
+    for (const auto& [tensor, node] : t.foreign) {
+        if (node != row) continue;
+        foreign = reinterpret_cast<TensorObject*>(tensor);
+        home = foreign->epoch ? tape_of_epoch(foreign->epoch) : nullptr;
+        break;
+    }
     for (const Source& s : sources) {
-        if (s.node == row || s.tensor->born > born) continue;
-        PyObject* stale_label = t.label_of(row);
+        if (s.node == row) continue;
+        if (home ? find_node(*home, s.tensor) == UINT32_MAX : s.tensor->born > born) continue;
+        PyObject* stale_label = foreign ? label_text(foreign) : t.label_of(row);
         PyObject* source_label = label_text(s.tensor);
         PyErr_Format(PyExc_RuntimeError,
                      "the gradient with respect to '%S' flows through '%S', whose history is "

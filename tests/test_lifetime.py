@@ -275,3 +275,30 @@ def test_function_saved_tensors_survive_compaction():
     (h,) = tg.grad(g.sum(), w)
     want = 2 * 9 * np.cos(w.data) * np.cos(w.data).sum() - 2 * s * 3 * np.sin(w.data)
     np.testing.assert_allclose(h.data, want)
+
+
+def test_a_tensor_of_another_thread_survives_compaction_of_both_tapes():
+    import threading
+
+    box = {}
+    ready, go = threading.Event(), threading.Event()
+
+    def other():
+        w = tg.Tensor(np.array([0.5, 1.5]))
+        box["v"], box["w"] = tg.sin(w) * 2.0, w  # recorded on this thread's tape
+        ready.set()
+        go.wait()
+        _garbage_graphs(tg.Tensor(np.ones(2)), 3 * _core.RECLAIM_ROWS)  # compacts it
+        box["gw"] = tg.grad(box["v"].sum(), box["w"])[0].data
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    ready.wait()
+    v, x = box["v"], tg.Tensor(np.array([2.0, 3.0]))
+    y = (v * x).sum()  # v has an entry of its own on this tape
+    _garbage_graphs(tg.Tensor(np.ones(2)), 3 * _core.RECLAIM_ROWS)  # compacts this one
+    np.testing.assert_allclose(tg.grad(y, x)[0].data, v.data)
+    go.set()
+    thread.join()
+    np.testing.assert_allclose(box["gw"], 2 * np.cos([0.5, 1.5]))
+    np.testing.assert_allclose(tg.grad((v * x).sum(), v)[0].data, [2.0, 3.0])

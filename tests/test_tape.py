@@ -82,3 +82,27 @@ def test_a_tensor_shared_by_two_threads_keeps_its_gradient_on_each():
     thread.join()
     assert result["other"] == [4.0]
     assert tg.compute_gradients(y, [w]) == [3.0]  # not cut by the other thread's use
+
+
+def test_a_source_used_on_the_other_threads_tape_cannot_hide_there():
+    box = {}
+    ready, done = threading.Event(), threading.Event()
+
+    def other():
+        w = tg.Tensor(np.array([0.5, 1.5]))
+        box["v"], box["w"] = tg.sin(w) * 2.0, w  # v's history is on this thread's tape
+        ready.set()
+        done.wait()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    ready.wait()
+    try:
+        v, w = box["v"], box["w"]
+        x = tg.Tensor(np.array([1.0, 2.0]))  # made here, never used there: no gradient is lost
+        np.testing.assert_allclose(tg.grad((v * x).sum(), x)[0].data, v.data)
+        with pytest.raises(RuntimeError, match=r"'tensor_\d+' flows through 'tensor_\d+'"):
+            tg.grad((v * x).sum(), w)  # w fed v over there: its gradient would be missing
+    finally:
+        done.set()
+        thread.join()
