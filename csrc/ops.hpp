@@ -8,8 +8,8 @@
 //   backward(a[, b], out, g, ga[, gb])    -> the input gradients
 // The templates take the element type T, so one formula serves the scalar
 // fast path (T = double), the fused array kernels (T = float or double, one
-// loop over memory) and, later, a recording type for create_graph. Nothing
-// else in csrc/ knows an op's derivative.
+// loop over memory) and Rec, the recording type of create_graph (recording.hpp).
+// Nothing else in csrc/ knows an op's derivative.
 //
 // So that a recording type can run the backwards too, they use only
 // arithmetic, comparisons, `select` (never `?:`, whose condition must be a
