@@ -119,8 +119,7 @@ void GraphSweep::elementwise_row(uint32_t row) {
     const int reads = op_reads(code);
     // An operand as the formula sees it; a value it does not read stays None.
     auto operand = [&](uint32_t index, bool number, bool array, bool read) {
-        if (number) return Rec(t.consts[index]);
-        if (array) return Rec(py::reinterpret_borrow<py::object>(t.arrays[index]));
+        if (number || array) return Rec(checked(t.operand_object(index, number, array)));
         return read ? Rec(checked(node_tensor(t, index))) : Rec();
     };
     const Rec a = operand(ia, f & F_A_NUMBER, f & F_A_ARRAY, reads & READS_A);
@@ -275,11 +274,7 @@ py::object GraphSweep::sum_to_node(py::object g, uint32_t node) {
 // A gradient as a Tensor: itself, or a constant made from its value.
 py::object GraphSweep::as_tensor(const py::object& g) {
     if (is_tensor(g.ptr())) return g;
-    if (PyArray_Check(g.ptr()))
-        return checked(new_tensor(t, 0.0, Py_NewRef(g.ptr()), UINT32_MAX, false));
-    const double v = PyFloat_AsDouble(g.ptr());
-    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-    return checked(new_tensor(t, v, nullptr, UINT32_MAX, false));
+    return checked(constant_tensor(t, Py_NewRef(g.ptr())));
 }
 
 }  // namespace tapegrad

@@ -68,8 +68,7 @@ public:
         const size_t nd = py::len(shape(x));
         py::list reduced, kept;
         for (size_t i = 0; i < nd; ++i) {
-            bool r = axis.is_none() || py::bool_(axis.contains(py::int_(i)));
-            (r ? reduced : kept).append(py::int_(i));
+            (reduces(axis, i) ? reduced : kept).append(py::int_(i));
         }
         py::list order;  // a new list: `= kept` would alias it (pybind11 objects are references)
         for (py::handle k : kept) order.append(k);

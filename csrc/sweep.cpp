@@ -279,10 +279,7 @@ private:
     // identity stays across accumulations, as in PyTorch.
     bool add_to_grad(TensorObject* leaf, PyObject* g) {
         if (!leaf->grad) {
-            const bool is_array = PyArray_Check(g);
-            const double number = is_array ? 0.0 : PyFloat_AsDouble(g);
-            if (!is_array) Py_DECREF(g);
-            leaf->grad = new_tensor(t, number, is_array ? g : nullptr, UINT32_MAX, false);
+            leaf->grad = constant_tensor(t, g);
             return leaf->grad != nullptr;
         }
         auto* acc = reinterpret_cast<TensorObject*>(leaf->grad);
@@ -314,10 +311,9 @@ private:
         bool ok = true;
         for (Py_ssize_t k = 0; ok && k < PyList_GET_SIZE(snapshot); ++k) {
             PyObject* g = grad_object(row);
-            const bool is_array = g && PyArray_Check(g);
-            PyObject* g_tensor = !g ? nullptr
-                                    : new_tensor(t, is_array ? 0.0 : PyFloat_AsDouble(g),
-                                                 is_array ? owned_copy(g) : nullptr, UINT32_MAX, false);
+            // The hook gets a copy: the buffer is the sweep's, added into later.
+            PyObject* g_tensor =
+                !g ? nullptr : constant_tensor(t, PyArray_Check(g) ? owned_copy(g) : Py_NewRef(g));
             Py_XDECREF(g);
             PyObject* r = g_tensor ? PyObject_CallOneArg(PyList_GET_ITEM(snapshot, k), g_tensor) : nullptr;
             Py_XDECREF(g_tensor);
@@ -843,13 +839,7 @@ bool backward_with(Tape& tape, uint32_t node, PyObject* seed, bool retain_graph)
 
 // The gradient of a reached source as a Tensor.
 PyObject* tensor_result(Tape& tape, Sweep& sweep, const Source& src) {
-    PyObject* g = sweep.result(src);
-    const bool is_array = g && PyArray_Check(g);
-    PyObject* item = !g ? nullptr
-                        : new_tensor(tape, is_array ? 0.0 : PyFloat_AsDouble(g),
-                                     is_array ? g : nullptr, UINT32_MAX, false);
-    if (g && !is_array) Py_DECREF(g);
-    return item;
+    return constant_tensor(tape, sweep.result(src));
 }
 PyObject* tensor_result(Tape&, GraphSweep& sweep, const Source& src) {
     return sweep.tensor_result(src);

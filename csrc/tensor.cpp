@@ -223,6 +223,15 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
 
 PyObject* apply_op(uint8_t code, PyObject* a, PyObject* b) { return apply(code, a, b); }
 
+PyObject* constant_tensor(Tape& tape, PyObject* value) {
+    if (!value) return nullptr;
+    if (PyArray_Check(value)) return new_tensor(tape, 0.0, value, UINT32_MAX, false);
+    const double number = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    if (number == -1.0 && PyErr_Occurred()) return nullptr;
+    return new_tensor(tape, number, nullptr, UINT32_MAX, false);
+}
+
 PyObject* saved_handle(Tape& tape, TensorObject* t, uint32_t& node) {
     node = UINT32_MAX;
     if ((t->flags & T_LEAF) || !(t->flags & T_REQUIRES_GRAD)) return Py_NewRef(t);

@@ -78,6 +78,11 @@ uint32_t find_node(const Tape& tape, TensorObject* t);
 // Returns the handle (new reference), or t itself when it needs none.
 PyObject* saved_handle(Tape& tape, TensorObject* t, uint32_t& node);
 
+// A constant Tensor (requires_grad=False, no node) of `value`, stolen: a float
+// (kept as a C double) or an ndarray (kept). nullptr with an error set, or when
+// value is nullptr.
+PyObject* constant_tensor(Tape& tape, PyObject* value);
+
 // A tensor's value as a new reference: a float or its ndarray.
 PyObject* value_object(TensorObject* t);
 

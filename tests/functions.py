@@ -31,6 +31,18 @@ class Square(tg.Function):
         return 2.0 * x * g
 
 
+class Double(tg.Function):
+    """2 x, with nothing saved."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2.0
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2.0
+
+
 class WrongCount(tg.Function):
     """A backward that returns two gradients for one argument."""
 

@@ -5,6 +5,8 @@ import pytest
 
 import tapegrad as tg
 
+from functions import Double
+
 
 def test_a_hook_sees_and_replaces_a_leaf_gradient():
     w = tg.Tensor(np.array([1.0, 2.0]))
@@ -32,17 +34,8 @@ def test_a_hook_on_an_intermediate_changes_what_flows_on():
 
 
 def test_a_hook_on_a_function_output_runs_before_its_record():
-    class Twice(tg.Function):
-        @staticmethod
-        def forward(ctx, t):
-            return t * 2.0
-
-        @staticmethod
-        def backward(ctx, g):
-            return g * 2.0
-
     x = tg.Tensor(1.0)
-    y = Twice.apply(x)
+    y = Double.apply(x)
     y.register_hook(lambda g: g * 100.0)
     (y * 1.0).backward()
     assert x.grad.data == 200.0

@@ -7,6 +7,8 @@ import pytest
 
 import tapegrad as tg
 
+from functions import Double
+
 
 def test_to_dot_shows_labels_ops_shapes_and_edges():
     x = tg.Tensor(2.0, "x")
@@ -26,15 +28,6 @@ def test_to_dot_shows_labels_ops_shapes_and_edges():
 
 
 def test_to_dot_names_user_records_and_functions():
-    class Double(tg.Function):
-        @staticmethod
-        def forward(ctx, t):
-            return t * 2.0
-
-        @staticmethod
-        def backward(ctx, g):
-            return g * 2.0
-
     x = tg.Tensor(1.0, "x")
     assert 'label="Double"' in tg.viz.to_dot(Double.apply(x) + 1.0)
 
