@@ -141,6 +141,8 @@ PYBIND11_MODULE(_core, m) {
         d["compact_at"] = t.compact_at;
         d["leaves"] = t.leaf_tensors.size();
         d["user_records"] = t.user_records.size();
+        d["pool_arrays"] = t.pool.size();
+        d["pool_bytes"] = t.pool.bytes();
         return d;
     });
 }

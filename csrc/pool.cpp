@@ -8,12 +8,12 @@ PyArrayObject* arr(PyObject* o) { return reinterpret_cast<PyArrayObject*>(o); }
 
 PyObject* BufferPool::take(int nd, const npy_intp* dims, int type) {
     for (size_t k = free_.size(); k-- > 0;) {  // newest first: warmest in cache
-        PyArrayObject* a = arr(free_[k]);
+        PyArrayObject* a = arr(free_[k].array);
         if (PyArray_TYPE(a) != type || PyArray_NDIM(a) != nd) continue;
         bool same = true;
         for (int i = 0; same && i < nd; ++i) same = PyArray_DIM(a, i) == dims[i];
         if (!same) continue;
-        PyObject* found = free_[k];
+        PyObject* found = free_[k].array;
         free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(k));
         bytes_ -= static_cast<size_t>(PyArray_NBYTES(a));
         return found;
@@ -37,22 +37,27 @@ void BufferPool::give(PyObject* array) {
     PyArray_ENABLEFLAGS(a, NPY_ARRAY_WRITEABLE);  // op outputs are handed out read-only
     while (!free_.empty() && (free_.size() >= MAX_ARRAYS || bytes_ + nbytes > MAX_BYTES))
         evict_oldest();
-    free_.push_back(array);
+    free_.push_back({array, generation_});
     bytes_ += nbytes;
 }
 
+void BufferPool::next_generation() {
+    ++generation_;
+    while (!free_.empty() && free_.front().given + 1 < generation_) evict_oldest();
+}
+
 void BufferPool::evict_oldest() {
-    PyObject* oldest = free_.front();
+    PyObject* oldest = free_.front().array;
     free_.erase(free_.begin());
     bytes_ -= static_cast<size_t>(PyArray_NBYTES(arr(oldest)));
     Py_DECREF(oldest);
 }
 
 void BufferPool::release() {
-    std::vector<PyObject*> old;
+    std::vector<Entry> old;
     old.swap(free_);
     bytes_ = 0;
-    for (PyObject* a : old) Py_DECREF(a);
+    for (const Entry& e : old) Py_DECREF(e.array);
 }
 
 }  // namespace tapegrad

@@ -9,9 +9,17 @@
 // dtype: a loop that records and differentiates the same graph every step
 // then runs in memory it has already touched. Small arrays are left to
 // numpy's and malloc's own caches. The pool is per tape, so per thread.
+//
+// Some arrays given are never asked for again (products numpy allocated
+// itself, shapes no later op makes). Kept, they would make every step
+// allocate that much fresh memory, page faults and all, until the pool is
+// full. So an array that waits through a whole recorded graph unused is
+// freed at the next reset (next_generation), where malloc hands it to the
+// next step's numpy arrays: the pool holds about one step's worth.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "arrays.hpp"
@@ -41,16 +49,26 @@ public:
     // it and it owns C-contiguous data; released otherwise.
     void give(PyObject* array);
 
+    // A recorded graph's tape was reset: frees the arrays that have waited
+    // since before the previous reset without being asked for.
+    void next_generation();
+
     // Frees every pooled array.
     void release();
 
     size_t bytes() const { return bytes_; }
+    size_t size() const { return free_.size(); }
 
 private:
     void evict_oldest();
 
-    std::vector<PyObject*> free_;  // oldest first
+    struct Entry {
+        PyObject* array;
+        uint64_t given;  // the generation it was given in
+    };
+    std::vector<Entry> free_;  // oldest first
     size_t bytes_ = 0;
+    uint64_t generation_ = 0;
 };
 
 }  // namespace tapegrad

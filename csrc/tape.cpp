@@ -154,6 +154,7 @@ void Tape::reset(bool restart_labels) {
     // Reset first, release after: releasing can run arbitrary Python code
     // (a __del__), which must find an empty, consistent tape.
     OwnedRefs old = swap_refs(OwnedRefs());
+    const bool recorded = !op.empty();
     std::vector<PyObject*> old_grads;
     old_grads.swap(array_grad);
     op.clear();
@@ -189,6 +190,9 @@ void Tape::reset(bool restart_labels) {
     if (label_by_node) PyDict_Clear(label_by_node);
     for (PyObject* g : old_grads) pool.give(g);
     old.release(pool);
+    // A reset of an empty tape (clear_history() after a backward that reset
+    // it) ends no graph: it does not age the pool.
+    if (recorded) pool.next_generation();
 }
 
 OwnedRefs Tape::swap_refs(OwnedRefs refs) {

@@ -165,6 +165,35 @@ def test_recycled_buffers_never_change_values_users_hold(rng):
         np.testing.assert_allclose(value, np.tanh(2 * a * (step + 1)) + a * (step + 1))
 
 
+def test_a_training_loop_reuses_the_buffers_of_its_last_step(rng):
+    """Note [Buffer pool]: the output the tape held is released to the pool at the
+    reset, and the next step's first op writes into it."""
+    a = rng.uniform(size=(64, 128))
+    scaled, outputs = [], []
+    for _ in range(4):
+        x = tapegrad.Tensor(a)
+        m = x * 2.0  # its backward reads nothing: the tape does not hold it
+        y = tapegrad.tanh(m)  # its backward reads y: held until the reset
+        scaled.append(m.data.ctypes.data)
+        outputs.append(y.data.ctypes.data)
+        del m, y
+        tapegrad.clear_history()
+    assert scaled[1:] == outputs[:-1]
+
+
+def test_the_pool_frees_buffers_no_later_graph_asks_for(rng):
+    """Each step's arrays have a new shape: the pool keeps about one step's worth, not 64."""
+    per_step = []
+    for step in range(30):
+        x = tapegrad.Tensor(rng.uniform(size=(64, 100 + step)))  # >= 32 KB: pooled
+        y = tapegrad.exp(tapegrad.tanh(x) * 2.0)
+        tapegrad.compute_gradients(y, [x])
+        tapegrad.clear_history()
+        per_step.append(tapegrad._core.tape_stats()["pool_arrays"])
+    assert 0 < max(per_step[5:]) <= 2 * max(per_step[:2])
+    assert per_step[-1] <= per_step[2]
+
+
 def test_loop_results_are_the_same_with_warm_buffers(rng):
     a = rng.uniform(size=(32, 300))
     results = []
