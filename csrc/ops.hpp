@@ -21,12 +21,19 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace tapegrad {
 
 // What an op's backward reads besides the upstream gradient (its `reads`):
 // kernels prepare only those, and a record need keep no other value.
 enum Reads { READS_A = 1, READS_B = 2, READS_OUT = 4 };
+
+// The inputs whose gradient is the upstream gradient itself (an op's
+// `passes`, 0 when it declares none): on arrays the sweep hands them the
+// row's gradient buffer rather than run a kernel that copies it
+// (Note [Passed gradients], csrc/sweep.cpp). The backward must agree.
+enum Passes { PASSES_A = 1, PASSES_B = 2 };
 
 using std::abs, std::cos, std::exp, std::log, std::pow, std::sin, std::sqrt, std::tan, std::tanh;
 
@@ -46,6 +53,7 @@ struct Add {
     static constexpr const char* name = "add";
     static constexpr int arity = 2;
     static constexpr int reads = 0;
+    static constexpr int passes = PASSES_A | PASSES_B;
     static constexpr const char* ufunc = "add";
     template <class T> static T forward(T a, T b) { return a + b; }
     template <class T> static void backward(T, T, T, T g, T& ga, T& gb) { ga = g; gb = g; }
@@ -55,6 +63,7 @@ struct Sub {
     static constexpr const char* name = "sub";
     static constexpr int arity = 2;
     static constexpr int reads = 0;
+    static constexpr int passes = PASSES_A;
     static constexpr const char* ufunc = "subtract";
     template <class T> static T forward(T a, T b) { return a - b; }
     template <class T> static void backward(T, T, T, T g, T& ga, T& gb) { ga = g; gb = -g; }
@@ -338,6 +347,17 @@ inline int op_reads(uint8_t code) {
     int reads = 0;
     visit_op(code, [&](auto tag) { reads = decltype(tag)::type::reads; });
     return reads;
+}
+
+template <class Op, class = void>
+struct PassesOf : std::integral_constant<int, 0> {};
+template <class Op>
+struct PassesOf<Op, std::void_t<decltype(Op::passes)>> : std::integral_constant<int, Op::passes> {};
+
+inline int op_passes(uint8_t code) {
+    int passes = 0;
+    visit_op(code, [&](auto tag) { passes = PassesOf<typename decltype(tag)::type>::value; });
+    return passes;
 }
 
 inline int op_arity(uint8_t code) {

@@ -9,6 +9,7 @@
 #include "sweep.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -453,24 +454,41 @@ private:
         return true;
     }
 
+    // Note [Passed gradients]
+    // Where an input's gradient is the row's own (add's both inputs, sub's
+    // first: the ops' `passes`), no kernel copies it. The input of the row's
+    // layout takes the row's buffer itself when the row is done with it, or
+    // has it added into its own; a broadcast input sums it down (add_array).
+    // In h @ w + b that saves two full-size passes over memory per add. The
+    // kernel runs first, for the inputs that are not passed, since the move
+    // empties the row's slot.
     bool array_row(uint32_t row) {
         const uint8_t f = t.flags[row];
         const uint32_t ia = t.in0[row], ib = t.in1[row];
         const bool binary = op_arity(t.op[row]) == 2;
         const bool want_a = !(f & F_A_CONST), want_b = binary && !(f & F_B_CONST);
         PyObject* out = t.array_of(row);
-        PyObject* a = t.operand_object(ia, f & F_A_NUMBER, f & F_A_ARRAY);
-        PyObject* b = binary ? t.operand_object(ib, f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
         PyObject*& g = array_grad[t.val[row].index];
+        const int passes = g && is_owned_buffer(g, out) ? op_passes(t.op[row]) : 0;
+        const bool pass_a = want_a && (passes & PASSES_A), pass_b = want_b && (passes & PASSES_B);
+        const bool kernel_a = want_a && !pass_a, kernel_b = want_b && !pass_b;
         GradSink sa, sb;
-        bool ok = a && (b || !binary) && (!want_a || open_sink(ia, out, sa)) &&
-                  (!want_b || open_sink(ib, out, sb)) &&
-                  array_backward(t.op[row], a, b, out, g, want_a ? &sa : nullptr,
-                                 want_b ? &sb : nullptr, &t.pool);
-        Py_XDECREF(a);
-        Py_XDECREF(b);
+        bool ok = true;
+        if (kernel_a || kernel_b) {
+            PyObject* a = t.operand_object(ia, f & F_A_NUMBER, f & F_A_ARRAY);
+            PyObject* b = binary ? t.operand_object(ib, f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
+            ok = a && (b || !binary) && (!kernel_a || open_sink(ia, out, sa)) &&
+                 (!kernel_b || open_sink(ib, out, sb)) &&
+                 array_backward(t.op[row], a, b, out, g, kernel_a ? &sa : nullptr,
+                                kernel_b ? &sb : nullptr, &t.pool);
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+        }
+        const bool spent = !(reached[row] & KEEP);
+        ok = ok && (!pass_b || pass_gradient(ib, g, out, spent && !pass_a));
+        ok = ok && (!pass_a || pass_gradient(ia, g, out, spent));
         // This row's gradient is spent unless the caller asked for it.
-        if (!(reached[row] & KEEP)) spend(g);
+        if (spent && g) spend(g);
         if (!ok) {
             Py_XDECREF(sa.fresh);
             Py_XDECREF(sb.fresh);
@@ -483,6 +501,28 @@ private:
             return false;
         }
         return !sb.fresh || add_array(ib, sb.fresh);
+    }
+
+    // Gives node the row's gradient g unchanged (Note [Passed gradients]);
+    // with `move`, g itself may become node's buffer, emptying the row's slot.
+    bool pass_gradient(uint32_t node, PyObject*& g, PyObject* out, bool move) {
+        if (!t.is_array(node) || !same_layout(t.array_of(node), out))
+            return add_array(node, Py_NewRef(g));
+        reached[node] |= REACHED;
+        PyObject*& buffer = array_grad[t.val[node].index];
+        if (buffer) {
+            add_into(buffer, g);
+        } else if (move) {
+            buffer = g;
+            g = nullptr;
+        } else {
+            buffer = pooled_like(out);
+            if (!buffer) return false;
+            std::memcpy(PyArray_DATA(reinterpret_cast<PyArrayObject*>(buffer)),
+                        PyArray_DATA(reinterpret_cast<PyArrayObject*>(g)),
+                        static_cast<size_t>(PyArray_NBYTES(reinterpret_cast<PyArrayObject*>(g))));
+        }
+        return true;
     }
 
     // An array op (array_ops.hpp): its backward formula gives one gradient per

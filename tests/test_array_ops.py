@@ -246,3 +246,63 @@ def test_clear_errors(call, kind, match):
         call(x)
     y = tg.Tensor(2.0)
     assert tg.compute_gradients(y * y, [y]) == [4.0]
+
+
+# Note [Passed gradients]: add's and sub's inputs receive the row's gradient
+# buffer itself, added into theirs or summed down to a broadcast shape.
+# Closed forms for an upstream gradient w of the output's shape.
+PASSED = {
+    "x + x": (lambda x: x + x, [(4, 5)], lambda w, x: [2 * w]),
+    "x - x": (lambda x: x - x, [(4, 5)], lambda w, x: [0 * w]),
+    "x + row": (lambda x, b: x + b, [(4, 5), (5,)], lambda w, x, b: [w, w.sum(0)]),
+    "row - x": (lambda b, x: b - x, [(5,), (4, 5)], lambda w, b, x: [w.sum(0), -w]),
+    "x - column": (lambda x, c: x - c, [(4, 5), (4, 1)],
+                   lambda w, x, c: [w, -w.sum(1, keepdims=True)]),
+    "(x + column) + row": (lambda x, c, b: (x + c) + b, [(4, 5), (4, 1), (5,)],
+                           lambda w, x, c, b: [w, w.sum(1, keepdims=True), w.sum(0)]),
+    "tanh(x) + x": (lambda x: tg.tanh(x) + x, [(4, 5)],
+                    lambda w, x: [w * (1 - np.tanh(x) ** 2) + w]),
+    "x + scalar": (lambda x, s: x + s, [(4, 5), ()], lambda w, x, s: [w, w.sum()]),
+    "x + y + x": (lambda x, y: (x + y) + x, [(4, 5), (4, 5)], lambda w, x, y: [2 * w, w]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PASSED))
+def test_passed_gradients(name, rng):
+    fn, shapes, expected = PASSED[name]
+    values = [rng.uniform(-1, 1, size=s) if s else float(rng.uniform(-1, 1)) for s in shapes]
+    tensors = [tg.Tensor(v) for v in values]
+    out = fn(*tensors)
+    w = rng.uniform(0.5, 1.5, size=out.shape)
+    grads = tg.compute_gradients(out, tensors, grad_output=w)
+    for g, want, v in zip(grads, expected(w, *values), values):
+        assert np.shape(g) == np.shape(v)
+        np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-12)
+    arrays = [g for g in grads if isinstance(g, np.ndarray)]
+    for i, g in enumerate(arrays):  # each its own buffer
+        assert not any(np.shares_memory(g, h) for h in arrays[i + 1:])
+
+
+def test_passed_gradients_keep_a_requested_intermediate_apart(rng):
+    """The row's gradient is asked for: its input gets a copy, not the same buffer."""
+    x, b = tg.Tensor(rng.uniform(size=(4, 5))), tg.Tensor(rng.uniform(size=5))
+    u = x + b
+    out = tg.tanh(u) + x * 2.0
+    w = rng.uniform(0.5, 1.5, size=(4, 5))
+    gu, gx, gb = tg.compute_gradients(out, [u, x, b], grad_output=w)
+    want_u = w * (1 - np.tanh(u.data) ** 2)
+    np.testing.assert_allclose(gu, want_u, rtol=1e-12)
+    np.testing.assert_allclose(gx, want_u + 2 * w, rtol=1e-12)
+    np.testing.assert_allclose(gb, want_u.sum(0), rtol=1e-12)
+    assert not np.shares_memory(gu, gx)
+
+
+def test_passed_gradients_keep_their_dtypes(rng):
+    x = tg.Tensor(rng.uniform(size=(3, 4)).astype(np.float32))
+    y = tg.Tensor(rng.uniform(size=(3, 4)))
+    out = x + y  # float64
+    w = rng.uniform(size=(3, 4))
+    gx, gy = tg.compute_gradients(out, [x, y], grad_output=w)
+    assert gx.dtype == np.float32 and gy.dtype == np.float64
+    np.testing.assert_allclose(gx, w.astype(np.float32), rtol=1e-7)
+    np.testing.assert_allclose(gy, w, rtol=1e-15)
