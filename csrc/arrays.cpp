@@ -1,6 +1,7 @@
 #define TAPEGRAD_IMPORT_ARRAY
 #include "arrays.hpp"
 
+#include <cmath>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -210,6 +211,63 @@ PyObject* forward_loop(PyObject* a, BufferPool* pool) {
 bool is_float_type(int t) { return t == NPY_FLOAT32 || t == NPY_FLOAT64; }
 
 }  // namespace
+
+namespace {
+
+template <class T>
+PyObject* softmax_rows(PyArrayObject* x, bool log) {
+    const int nd = PyArray_NDIM(x);
+    const npy_intp n = PyArray_DIM(x, nd - 1), rows = PyArray_SIZE(x) / n;
+    Ref shifted(PyArray_Empty(nd, PyArray_DIMS(x), PyArray_DescrFromType(npy_type_of<T>()), 0));
+    if (!shifted.p) return nullptr;
+    std::vector<double> row_max(static_cast<size_t>(rows));
+    const T* xp = static_cast<const T*>(PyArray_DATA(x));
+    T* sp = static_cast<T*>(PyArray_DATA(arr(shifted.p)));
+    for (npy_intp r = 0; r < rows; ++r) {
+        const T* row = xp + r * n;
+        T m = row[0];
+        for (npy_intp j = 1; j < n; ++j) m = (row[j] > m || row[j] != row[j]) ? row[j] : m;
+        // An infinity or a NaN: the general path, which warns as numpy does.
+        if (!std::isfinite(m)) return nullptr;
+        row_max[static_cast<size_t>(r)] = m;
+        for (npy_intp j = 0; j < n; ++j) sp[r * n + j] = row[j] - m;
+    }
+    Ref e(PyObject_CallFunctionObjArgs(ufuncs[OP_EXP], shifted.p, shifted.p, nullptr));
+    if (!e.p) return nullptr;
+    if (!log) {
+        for (npy_intp r = 0; r < rows; ++r) {
+            T* row = sp + r * n;
+            T total = T(0);
+            for (npy_intp j = 0; j < n; ++j) total += row[j];
+            for (npy_intp j = 0; j < n; ++j) row[j] /= total;
+        }
+        return shifted.release();
+    }
+    std::vector<npy_intp> dims(PyArray_DIMS(x), PyArray_DIMS(x) + nd);
+    dims[static_cast<size_t>(nd - 1)] = 1;
+    PyObject* out = PyArray_Empty(nd, dims.data(), PyArray_DescrFromType(npy_type_of<T>()), 0);
+    if (!out) return nullptr;
+    T* op = static_cast<T*>(PyArray_DATA(arr(out)));
+    for (npy_intp r = 0; r < rows; ++r) {
+        const T* row = sp + r * n;
+        T total = T(0);
+        for (npy_intp j = 0; j < n; ++j) total += row[j];
+        op[r] = static_cast<T>(std::log(total) + row_max[static_cast<size_t>(r)]);
+    }
+    return out;
+}
+
+}  // namespace
+
+PyObject* softmax_last_axis(PyObject* x, bool log) {
+    if (!PyArray_CheckExact(x)) return nullptr;  // (nullptr with no error: not for this kernel)
+    PyArrayObject* a = arr(x);
+    const int type = PyArray_TYPE(a);
+    if (PyArray_NDIM(a) < 1 || PyArray_SIZE(a) == 0 || !PyArray_IS_C_CONTIGUOUS(a) ||
+        !PyArray_ISALIGNED(a) || PyArray_ISBYTESWAPPED(a) || (type != NPY_FLOAT64 && type != NPY_FLOAT32))
+        return nullptr;
+    return type == NPY_FLOAT32 ? softmax_rows<float>(a, log) : softmax_rows<double>(a, log);
+}
 
 bool init_arrays() {
     if (PyArray_ImportNumPyAPI() < 0) return false;

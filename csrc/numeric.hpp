@@ -51,6 +51,13 @@ public:
         return n;
     }
     py::object logsumexp(const py::object& x, const py::object& axis, const py::object& keepdims) {
+        if (is_last_axis(x, axis)) {
+            if (PyObject* fast = softmax_last_axis(x.ptr(), true)) {
+                py::object out = py::reinterpret_steal<py::object>(fast);
+                return keepdims.cast<bool>() ? out : f_squeeze(out, "axis"_a = axis);
+            }
+            if (PyErr_Occurred()) throw py::error_already_set();
+        }
         py::object m = max(x, axis, py::bool_(true));
         m = f_where(f_isfinite(m), m, 0.0);
         py::object s = f_log(sum(f_exp(sub(x, m)), axis, py::bool_(true)));
@@ -59,6 +66,11 @@ public:
         return axis.is_none() ? f_reshape(out, py::tuple()) : f_squeeze(out, "axis"_a = axis);
     }
     py::object softmax(const py::object& x, const py::object& axis) {
+        if (is_last_axis(x, axis)) {
+            if (PyObject* fast = softmax_last_axis(x.ptr(), false))
+                return py::reinterpret_steal<py::object>(fast);
+            if (PyErr_Occurred()) throw py::error_already_set();
+        }
         py::object e = f_exp(sub(x, max(x, axis, py::bool_(true))));
         return div(e, sum(e, axis, py::bool_(true)));
     }
@@ -232,6 +244,18 @@ private:
     }
 
     bool is_array(const py::object& x) { return py::isinstance(x, ndarray_type); }
+
+    // Whether axis (a tuple of non-negative ints) is just x's last axis.
+    static bool is_last_axis(const py::object& x, const py::object& axis) {
+        if (!PyArray_Check(x.ptr()) || !PyTuple_Check(axis.ptr()) || PyTuple_GET_SIZE(axis.ptr()) != 1)
+            return false;
+        const long a = PyLong_AsLong(PyTuple_GET_ITEM(axis.ptr(), 0));
+        if (a == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return false;
+        }
+        return a == PyArray_NDIM(reinterpret_cast<PyArrayObject*>(x.ptr())) - 1;
+    }
 
     static PyObject* check(PyObject* o) {
         if (!o) throw py::error_already_set();
