@@ -127,7 +127,27 @@ struct LogSoftmax {
 struct MatMul {
     static constexpr const char* name = "matmul";  // params: ()
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple&) {
+        check_shapes(b.shape(x[0]), b.shape(x[1]));
         return b.matmul(x[0], x[1]);
+    }
+    // numpy's message names a gufunc signature; ours names the axes.
+    static void check_shapes(const py::tuple& sa, const py::tuple& sb) {
+        const bool scalar = sa.empty() || sb.empty();
+        if (!scalar && sa[sa.size() - 1].equal(sb[sb.size() == 1 ? 0 : sb.size() - 2])) return;
+        auto text = [](const py::handle& o) { return py::str(o).cast<std::string>(); };
+        const std::string shapes = text(sa) + " and " + text(sb);
+        std::string error;
+        if (scalar) {
+            error = "operands must have at least one dimension, got shapes " + shapes +
+                    "; use * to multiply by a scalar";
+        } else {
+            error = "shapes " + shapes + " do not align: the last axis of the first (" +
+                    text(sa[sa.size() - 1]) + ") must equal the " +
+                    (sb.size() == 1 ? "only axis" : "second-to-last axis") + " of the second (" +
+                    text(sb[sb.size() == 1 ? 0 : sb.size() - 2]) + ")";
+        }
+        PyErr_SetString(PyExc_ValueError, error.c_str());
+        throw py::error_already_set();
     }
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,

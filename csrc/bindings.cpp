@@ -8,6 +8,7 @@
 #include "array_ops.hpp"
 #include "arrays.hpp"
 #include "history.hpp"
+#include "numpy_dispatch.hpp"
 #include "ops.hpp"
 #include "sweep.hpp"
 #include "tape.hpp"
@@ -41,6 +42,8 @@ PyMethodDef fast_methods[] = {
      METH_FASTCALL, "apply_binary(code, a, b): op `code` on a and b, recorded when either requires grad."},
     {"array_op", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(array_op_entry)),
      METH_FASTCALL, "array_op(code, inputs, params): array op `code` (reductions, shapes, matmul...)."},
+    {"set_ufunc_dispatch", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(set_ufunc_dispatch)),
+     METH_FASTCALL, "set_ufunc_dispatch(codes, fallback): Note [numpy dispatch]."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

@@ -198,7 +198,10 @@ public:
                            : f_squeeze(x, "axis"_a = py::int_(axis));
     }
     py::object swap_last(const py::object& x) {
-        return is_array(x) ? x.attr("swapaxes")(-1, -2) : f_swapaxes(x, -1, -2);
+        if (!PyArray_Check(x.ptr())) return f_swapaxes(x, -1, -2);
+        auto* a = reinterpret_cast<PyArrayObject*>(x.ptr());
+        const int nd = PyArray_NDIM(a);
+        return py::reinterpret_steal<py::object>(check(PyArray_SwapAxes(a, nd - 1, nd - 2)));
     }
 
     // ---- indexing and joining ----

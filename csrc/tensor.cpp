@@ -1,6 +1,9 @@
 #include "tensor.hpp"
 
+#include "array_apply.hpp"
+#include "array_ops.hpp"
 #include "arrays.hpp"
+#include "numpy_dispatch.hpp"
 
 namespace tapegrad {
 
@@ -632,7 +635,21 @@ PyObject* power_slot(PyObject* a, PyObject* b, PyObject* modulo) {
 
 PyObject* positive_slot(PyObject* a) { return Py_NewRef(a); }
 
+// `a @ b`: numpy's matmul (Note [numpy dispatch] for `ndarray @ t`).
+PyObject* matmul_slot(PyObject* a, PyObject* b) {
+    PyObject* inputs = PyTuple_Pack(2, a, b);
+    PyObject* params = PyTuple_New(0);
+    PyObject* result = inputs && params ? apply_array_op(OP_MATMUL, inputs, params) : nullptr;
+    Py_XDECREF(inputs);
+    Py_XDECREF(params);
+    return result;
+}
+
 bool init_tensor_type(PyObject* module) {
+    static PyMethodDef methods[] = {
+        {"__array_ufunc__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(tensor_array_ufunc)),
+         METH_FASTCALL | METH_KEYWORDS, "numpy's ufuncs on Tensors record, or raise TypeError naming the ufunc."},
+        {nullptr, nullptr, 0, nullptr}};
     static PyType_Slot slots[] = {
         {Py_nb_add, reinterpret_cast<void*>(binary_slot<OP_ADD>)},
         {Py_nb_subtract, reinterpret_cast<void*>(binary_slot<OP_SUB>)},
@@ -642,6 +659,8 @@ bool init_tensor_type(PyObject* module) {
         {Py_nb_negative, reinterpret_cast<void*>(unary_slot<OP_NEG>)},
         {Py_nb_absolute, reinterpret_cast<void*>(unary_slot<OP_ABS>)},
         {Py_nb_positive, reinterpret_cast<void*>(positive_slot)},
+        {Py_nb_matrix_multiply, reinterpret_cast<void*>(matmul_slot)},
+        {Py_tp_methods, methods},
         {Py_tp_doc, const_cast<char*>("The native part of tapegrad.Tensor.")},
         {Py_tp_new, reinterpret_cast<void*>(PyType_GenericNew)},
         {Py_tp_init, reinterpret_cast<void*>(tensor_init)},

@@ -10,7 +10,10 @@ Example:
     5.5
 """
 
-from . import viz
+from . import (
+    numpy_interop,  # noqa: F401  (sets up numpy's ufunc dispatch)
+    viz,
+)
 from .array_ops import (
     broadcast_to,
     clip,

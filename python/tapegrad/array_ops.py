@@ -152,16 +152,7 @@ def matmul(a: Any, b: Any) -> Any:
         >>> (tg.Tensor([[1.0, 2.0]]) @ tg.Tensor([[3.0], [4.0]])).data
         array([[11.]])
     """
-    sa, sb = _shape(a), _shape(b)
-    if not sa or not sb:
-        raise ValueError(f"matmul: operands must have at least one dimension, got shapes "
-                         f"{sa} and {sb}; use * to multiply by a scalar")
-    k_b = sb[0] if len(sb) == 1 else sb[-2]
-    if sa[-1] != k_b:
-        where = "only axis" if len(sb) == 1 else "second-to-last axis"
-        raise ValueError(f"matmul: shapes {sa} and {sb} do not align: the last axis of the "
-                         f"first ({sa[-1]}) must equal the {where} of the second ({k_b})")
-    return _array_op(_CODE["matmul"], (a, b), ())
+    return _array_op(_CODE["matmul"], (a, b), ())  # shapes checked by the op (MatMul)
 
 
 def dot(a: Any, b: Any) -> Any:

@@ -36,6 +36,11 @@ _BINARY = {
     np.maximum: _CODE["maximum"],
     np.minimum: _CODE["minimum"],
 }
+# What the native __array_ufunc__ answers itself (Note [numpy dispatch],
+# csrc/numpy_dispatch.cpp): a plain call of one of these; the rest comes to
+# array_ufunc below.
+UFUNC_CODES = {**_UNARY, **_BINARY, np.matmul: _CODE["matmul"]}
+
 # Comparisons look at values and record nothing, as the Tensor operators do.
 _COMPARISONS = {np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal}
 
@@ -47,7 +52,7 @@ def _values(inputs: tuple) -> list:
 
 
 def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
-    """Dispatch a numpy ufunc call that involves a Tensor."""
+    """Dispatch a numpy ufunc call that involves a Tensor (what the native fast path leaves)."""
     if method == "__call__" and ufunc in _COMPARISONS:
         return ufunc(*_values(inputs), **kwargs)
     if method == "__call__" and ufunc is np.matmul and not kwargs:
@@ -109,3 +114,5 @@ def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
 
 
 from . import array_ops  # noqa: E402  (array_ops needs tensor, which imports this lazily)
+
+_core.set_ufunc_dispatch(UFUNC_CODES, array_ufunc)

@@ -258,12 +258,6 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
         """Limit values to ``[a_min, a_max]``. Example: ``t.clip(0, 1)``."""
         return _ops.clip(self, a_min, a_max)
 
-    def __matmul__(self, other: Any) -> Tensor:
-        return _ops.matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return _ops.matmul(other, self)
-
     def __getitem__(self, index: Any) -> Tensor:
         return _ops.getitem(self, index)
 
@@ -293,12 +287,8 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
         return shape[0]
 
     # numpy interop: ufuncs and functions on Tensors record or refuse, never
-    # silently compute on the bare values.
-    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        from .numpy_interop import array_ufunc
-
-        return array_ufunc(ufunc, method, inputs, kwargs)
-
+    # silently compute on the bare values. `@` and __array_ufunc__ are
+    # TensorBase's (Note [numpy dispatch], csrc/numpy_dispatch.cpp).
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         from .numpy_interop import array_function
 
