@@ -32,6 +32,23 @@ struct Ref {
 
 PyArrayObject* arr(PyObject* o) { return reinterpret_cast<PyArrayObject*>(o); }
 
+// Note [Kernel ISA]
+// The wheel is built for baseline x86-64 (SSE2), but a fused kernel runs
+// ~20% faster with AVX2 and FMA (the elementwise chain at 1e6 elements: the
+// divisions and multiplies of several streams, not memory, bound it). So on
+// x86-64 Linux with GCC each loop is compiled twice, and the loader picks the
+// AVX2 clone where the CPU has it (target_clones; glibc's ifunc).
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define TAPEGRAD_KERNEL __attribute__((target_clones("default", "arch=x86-64-v3")))
+#else
+#define TAPEGRAD_KERNEL
+#endif
+
+template <class T>
+TAPEGRAD_KERNEL void add_loop(npy_intp n, T* d, const T* s) {
+    for (npy_intp i = 0; i < n; ++i) d[i] += s[i];
+}
+
 std::string shape_text(PyObject* o) {
     if (!PyArray_Check(o)) return "()";
     std::string s = "(";
@@ -123,7 +140,7 @@ inline void store(T* dest, npy_intp i, T v) {
 // instantiation is branch-free and the compiler can vectorize it. When pa and
 // pb are one buffer (x * x), each element is written then added to, in order.
 template <class Op, class T, bool A_ARRAY, bool B_ARRAY, int MODE_A, int MODE_B>
-void kernel_loop(npy_intp n, const Operand<T>& a, const Operand<T>& b, const T* out, const T* g,
+TAPEGRAD_KERNEL void kernel_loop(npy_intp n, const Operand<T>& a, const Operand<T>& b, const T* out, const T* g,
                  T* pa, T* pb) {
     for (npy_intp i = 0; i < n; ++i) {
         const T x = A_ARRAY ? a.data[i] : a.value;
@@ -196,15 +213,19 @@ bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, GradS
 }
 
 template <class Op, class T>
+TAPEGRAD_KERNEL void forward_kernel(npy_intp n, const T* x, T* y) {
+    for (npy_intp i = 0; i < n; ++i) y[i] = Op::forward(x[i]);
+}
+
+template <class Op, class T>
 PyObject* forward_loop(PyObject* a, BufferPool* pool) {
     Ref ac(PyArray_FROM_OTF(a, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
     if (!ac.p) return nullptr;
     PyObject* r = fresh_like(ac.p, pool);
     if (!r) return nullptr;
     const npy_intp n = PyArray_SIZE(arr(ac.p));
-    const T* x = static_cast<const T*>(PyArray_DATA(arr(ac.p)));
-    T* y = static_cast<T*>(PyArray_DATA(arr(r)));
-    for (npy_intp i = 0; i < n; ++i) y[i] = Op::forward(x[i]);
+    forward_kernel<Op, T>(n, static_cast<const T*>(PyArray_DATA(arr(ac.p))),
+                          static_cast<T*>(PyArray_DATA(arr(r))));
     return r;
 }
 
@@ -495,20 +516,12 @@ double sum_all(PyObject* g) {
     return s;
 }
 
-namespace {
-template <class T>
-void add_loop(PyObject* buf, PyObject* g) {
-    T* d = static_cast<T*>(PyArray_DATA(arr(buf)));
-    const T* s = static_cast<const T*>(PyArray_DATA(arr(g)));
-    for (npy_intp i = 0, n = PyArray_SIZE(arr(buf)); i < n; ++i) d[i] += s[i];
-}
-}  // namespace
-
 void add_into(PyObject* buf, PyObject* g) {
+    const npy_intp n = PyArray_SIZE(arr(buf));
     if (PyArray_TYPE(arr(buf)) == NPY_FLOAT32)
-        add_loop<float>(buf, g);
+        add_loop(n, static_cast<float*>(PyArray_DATA(arr(buf))), static_cast<const float*>(PyArray_DATA(arr(g))));
     else
-        add_loop<double>(buf, g);
+        add_loop(n, static_cast<double*>(PyArray_DATA(arr(buf))), static_cast<const double*>(PyArray_DATA(arr(g))));
 }
 
 PyObject* filled_like(PyObject* like, double v) {
