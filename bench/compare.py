@@ -626,8 +626,12 @@ def child(workload: str, library: str, sizes: list) -> None:
         out = {}
         for n in sizes:
             arrays = elementwise_inputs(n)
-            inner = max(1, min(200, 20_000 // n))  # small sizes: time a batch of calls
-            run(arrays)  # warm-up
+            # Small sizes: time a batch of calls. Every size: a loop's steady state,
+            # after warm-up calls (allocators, tapegrad's buffer pool), timing
+            # several calls, since 8 MB arrays fault pages on some calls only.
+            inner = max(5, min(200, 20_000 // n))
+            for _ in range(3):
+                run(arrays)
             gc.collect()
             elapsed = 0.0
             for _ in range(inner):
@@ -904,7 +908,8 @@ only its total is shown.
 
 ## Elementwise chain
 `sum(tanh(x*w + b) * exp(-x*x) + log(1 + w*w) / (1 + b*b))`, gradient w.r.t. x, w, b (all
-arrays of the given size). The floor is the same gradient written by hand in numpy.
+arrays of the given size). The floor is the same gradient written by hand in numpy. Per
+call, after 3 warm-up calls (a loop's steady state), averaged over at least 5 calls.
 
 {elementwise_text}
 
