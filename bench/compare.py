@@ -539,6 +539,73 @@ def loop_table(rows):
     return "\n".join(lines)
 
 
+# ------------------------------------------------------- array-op overhead
+
+# name -> the call, on 1-element arrays t and u (Tensors that require grad, or
+# the ndarrays themselves for numpy's own time).
+OVERHEAD_OPS = {
+    "t + u": lambda m, t, u: t + u,
+    "tanh(t)": lambda m, t, u: m.tanh(t),
+    "t.sum()": lambda m, t, u: t.sum(),
+    "t @ u": lambda m, t, u: t @ u,
+    "log_softmax(t)": lambda m, t, u: m.log_softmax(t, axis=-1),  # numpy: 6 calls
+    "t.reshape(1, 1)": lambda m, t, u: t.reshape(1, 1),
+    "t.T": lambda m, t, u: t.T,
+    "t[0]": lambda m, t, u: t[0],
+    "maximum(t, u)": lambda m, t, u: m.maximum(t, u),
+    "np.exp(t)": lambda m, t, u: np.exp(t),
+}
+
+
+class _NumpyOps:
+    """numpy's spelling of the ops tapegrad has as functions."""
+
+    tanh = staticmethod(np.tanh)
+    maximum = staticmethod(np.maximum)
+
+    @staticmethod
+    def log_softmax(x, axis):
+        m = x.max(axis=axis, keepdims=True)
+        return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+
+
+def overhead_child(repeats: int) -> dict:
+    """Per op on 1-element arrays: tapegrad's time (computed and recorded) and numpy's."""
+    t_np, u_np = np.array([[0.5]]), np.array([[0.25]])
+    out = {}
+    for name, op in OVERHEAD_OPS.items():
+        times = {"tapegrad": [], "numpy": []}
+        for _ in range(repeats):
+            for lib in times:
+                if lib == "tapegrad":
+                    tapegrad.clear_history()
+                    args = (tapegrad, tapegrad.Tensor(t_np), tapegrad.Tensor(u_np))
+                else:
+                    args = (_NumpyOps, t_np, u_np)
+                n = 2_000
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    op(*args)
+                times[lib].append((time.perf_counter() - t0) / n)
+        tapegrad.clear_history()
+        out[name] = [median_of(times["tapegrad"]), median_of(times["numpy"])]
+    return out
+
+
+def bench_overhead(repeats):
+    result = spawn("overhead", "tapegrad", [repeats])
+    return [(name, t, n) for name, (t, n) in result.items()]
+
+
+def overhead_table(rows):
+    lines = ["| op | tapegrad (computed and recorded) | numpy | overhead |",
+             "|---|---|---|---|"]
+    for name, t, n in rows:
+        extra = fmt_time(t - n) if t > n else "none (faster than numpy's spelling)"
+        lines.append(f"| `{name}` | {fmt_time(t)} | {fmt_time(n)} | {extra} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -607,6 +674,9 @@ def child(workload: str, library: str, sizes: list) -> None:
     if workload == "hvp":
         print(json.dumps(hvp_child(library, sizes)))
         return
+    if workload == "overhead":
+        print(json.dumps(overhead_child(int(sizes[0]))))
+        return
     if workload == "scalar":
         run = SCALAR_LIBRARIES[library]()
         out = {}
@@ -649,7 +719,9 @@ def spawn(workload: str, library: str, sizes: list) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{library} ({workload}) failed:\n{result.stderr[-2000:]}")
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
-    return {(k if workload == "mlp" else int(k)): v for k, v in parsed.items()}  # loop: ints
+    if workload in ("mlp", "overhead"):
+        return parsed
+    return {int(k): v for k, v in parsed.items()}  # sizes, or the loop's step counts
 
 
 def bench_scalar(sizes, repeats, with_memory):
@@ -848,6 +920,7 @@ def main(argv=None):
     started = time.perf_counter()
     scalar_rows = bench_scalar(scalar_sizes, repeats, with_memory=not args.quick)
     elementwise_rows = bench_elementwise(element_sizes, repeats)
+    overhead_rows = bench_overhead(repeats)
     # --quick: one MLP config, one repeat (process start-up, torch's import above
     # all, is most of a quick run's time).
     mlp_rows = bench_mlp(MLP_CONFIGS[:1] if args.quick else MLP_CONFIGS,
@@ -864,6 +937,10 @@ def main(argv=None):
     print()
     print("Elementwise chain (float64, forward + backward per call)")
     print(elementwise_text)
+    print()
+    overhead_text = overhead_table(overhead_rows)
+    print("Array-op overhead (1-element arrays, per op)")
+    print(overhead_text)
     print()
     mlp_text = mlp_table(mlp_rows)
     print("MLP training step (64-128-128-10, tanh, softmax cross-entropy, SGD)")
@@ -912,6 +989,13 @@ arrays of the given size). The floor is the same gradient written by hand in num
 call, after 3 warm-up calls (a loop's steady state), averaged over at least 5 calls.
 
 {elementwise_text}
+
+## Array-op overhead
+What an array op costs beyond numpy's own work: each op on 1-element float64 arrays (`t`
+and `u`, shape (1, 1)), 2,000 times in a row, computed and recorded by tapegrad (Tensors
+that require grad), and the same call on the ndarrays; medians of {repeats} batches, per op.
+
+{overhead_text}
 
 ## MLP training step
 64-128-128-10 with tanh, softmax cross-entropy and SGD on {data_note}: forward, gradients of
