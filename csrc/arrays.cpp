@@ -351,8 +351,84 @@ PyObject* pooled_output(PyObject* a, PyObject* b, BufferPool* pool) {
 }
 }  // namespace
 
+// Note [Row broadcasts]
+// `h @ w + b` adds a row to every row of a matrix, and the bias's gradient
+// sums the rows back. numpy's iterator calls its inner loop once per row for
+// these, which made them twice as slow as a same-shape add (1024 x 128
+// float64: 77 us against 37). One loop over the rows does both at the speed
+// of a same-shape op; the arithmetic is numpy's, element for element.
+
+namespace {
+
+template <class Op, class T, bool ROW_FIRST>
+TAPEGRAD_KERNEL void row_broadcast_kernel(npy_intp rows, npy_intp m, const T* big, const T* row,
+                                          T* out) {
+    for (npy_intp r = 0; r < rows; ++r) {
+        const T* x = big + r * m;
+        T* y = out + r * m;
+        for (npy_intp j = 0; j < m; ++j)
+            y[j] = ROW_FIRST ? Op::forward(row[j], x[j]) : Op::forward(x[j], row[j]);
+    }
+}
+
+// Rows at least this big: below it numpy's per-call cost dominates anyway.
+constexpr npy_intp ROW_BROADCAST_MIN_SIZE = 4096;
+
+// Whether `row` (1-D, contiguous) broadcasts along the last axis of `big`
+// (C-contiguous, 2-D or more), both of one float dtype.
+bool is_row_of(PyObject* big, PyObject* row) {
+    if (!PyArray_CheckExact(big) || !PyArray_CheckExact(row)) return false;
+    PyArrayObject* g = arr(big);
+    PyArrayObject* r = arr(row);
+    const int type = PyArray_TYPE(g);
+    return (type == NPY_FLOAT64 || type == NPY_FLOAT32) && PyArray_TYPE(r) == type &&
+           PyArray_NDIM(g) >= 2 && PyArray_NDIM(r) == 1 && PyArray_SIZE(g) >= ROW_BROADCAST_MIN_SIZE &&
+           PyArray_DIM(r, 0) == PyArray_DIM(g, PyArray_NDIM(g) - 1) && PyArray_IS_C_CONTIGUOUS(g) &&
+           PyArray_IS_C_CONTIGUOUS(r) && PyArray_ISALIGNED(g) && PyArray_ISALIGNED(r) &&
+           !PyArray_ISBYTESWAPPED(g) && !PyArray_ISBYTESWAPPED(r);
+}
+
+// a op b by row_broadcast_kernel, or nullptr with no error when the operands
+// are not a matrix and a row.
+PyObject* row_broadcast(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool) {
+    if (code != OP_ADD && code != OP_SUB && code != OP_MUL && code != OP_DIV) return nullptr;
+    const bool row_first = is_row_of(b, a);
+    if (!row_first && !is_row_of(a, b)) return nullptr;
+    PyObject* big = row_first ? b : a;
+    PyObject* row = row_first ? a : b;
+    PyObject* out = fresh_like(big, pool);
+    if (!out) return nullptr;
+    const npy_intp m = PyArray_DIM(arr(row), 0), rows = PyArray_SIZE(arr(big)) / m;
+    visit_op(code, [&](auto tag) {
+        using Op = typename decltype(tag)::type;
+        if constexpr (Op::arity == 2) {
+            auto run = [&](auto t, auto first) {
+                using T = decltype(t);
+                row_broadcast_kernel<Op, T, first()>(rows, m, static_cast<const T*>(PyArray_DATA(arr(big))),
+                                                     static_cast<const T*>(PyArray_DATA(arr(row))),
+                                                     static_cast<T*>(PyArray_DATA(arr(out))));
+            };
+            const bool is32 = PyArray_TYPE(arr(big)) == NPY_FLOAT32;
+            if (row_first) {
+                if (is32) run(float(), std::true_type());
+                else run(double(), std::true_type());
+            } else {
+                if (is32) run(float(), std::false_type());
+                else run(double(), std::false_type());
+            }
+        }
+    });
+    return out;
+}
+
+}  // namespace
+
 PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool) {
     PyObject* ufunc = code < OP_COUNT ? ufuncs[code] : nullptr;
+    if (b) {
+        if (PyObject* out = row_broadcast(code, a, b, pool)) return out;
+        if (PyErr_Occurred()) return nullptr;
+    }
     Ref result;
     if (ufunc) {
         Ref out(pooled_output(a, b, pool));
@@ -474,6 +550,21 @@ PyObject* layout_of(PyObject* a_obj) {
 PyObject* sum_to_like(PyObject* g, PyObject* like) {
     PyArrayObject* ga = arr(g);
     PyArrayObject* la = arr(like);
+    if (PyArray_CheckExact(like) && is_row_of(g, like)) {  // Note [Row broadcasts]
+        PyObject* out = PyArray_Zeros(1, PyArray_DIMS(la), PyArray_DescrFromType(PyArray_TYPE(la)), 0);
+        if (!out) return nullptr;
+        const npy_intp m = PyArray_DIM(la, 0), rows = PyArray_SIZE(ga) / m;
+        if (PyArray_TYPE(la) == NPY_FLOAT32) {
+            auto* o = static_cast<float*>(PyArray_DATA(arr(out)));
+            const auto* p = static_cast<const float*>(PyArray_DATA(ga));
+            for (npy_intp r = 0; r < rows; ++r) add_loop(m, o, p + r * m);
+        } else {
+            auto* o = static_cast<double*>(PyArray_DATA(arr(out)));
+            const auto* p = static_cast<const double*>(PyArray_DATA(ga));
+            for (npy_intp r = 0; r < rows; ++r) add_loop(m, o, p + r * m);
+        }
+        return out;
+    }
     Ref reduced;
     PyObject* current = g;
     if (!PyArray_SAMESHAPE(ga, la)) {

@@ -326,3 +326,27 @@ def test_passed_gradients_keep_their_dtypes(rng):
     assert gx.dtype == np.float32 and gy.dtype == np.float64
     np.testing.assert_allclose(gx, w.astype(np.float32), rtol=1e-7)
     np.testing.assert_allclose(gy, w, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("op", ["add", "subtract", "multiply", "divide"])
+def test_row_broadcasts_match_numpy_exactly(op, dtype, rng):
+    """Note [Row broadcasts]: a matrix and a row take one native loop; numpy's arithmetic,
+    element for element, in either order; the row's gradient sums the rows."""
+    big = rng.uniform(0.5, 1.5, size=(3, 64, 40)).astype(dtype)  # >= 4096 elements
+    row = rng.uniform(0.5, 1.5, size=40).astype(dtype)
+    fn = getattr(np, op)
+    for left, right in ((big, row), (row, big)):
+        a, b = tg.Tensor(left), tg.Tensor(right)
+        out = getattr(tg, op)(a, b)
+        np.testing.assert_array_equal(out.data, fn(left, right))
+        assert out.data.dtype == dtype
+    a, b = tg.Tensor(big), tg.Tensor(row)
+    w = rng.uniform(size=big.shape).astype(dtype)
+    ga, gb = tg.compute_gradients(getattr(tg, op)(a, b), [a, b], grad_output=w)
+    assert gb.shape == row.shape and gb.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    want_a = {"add": w, "subtract": w, "multiply": w * row, "divide": w / row}[op]
+    want_b = {"add": w, "subtract": -w, "multiply": w * big, "divide": -w * big / row**2}[op]
+    np.testing.assert_allclose(ga, want_a, rtol=tol)
+    np.testing.assert_allclose(gb, want_b.sum(axis=(0, 1)), rtol=tol)
