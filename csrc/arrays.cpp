@@ -218,10 +218,10 @@ TAPEGRAD_KERNEL void forward_kernel(npy_intp n, const T* x, T* y) {
 }
 
 template <class Op, class T>
-PyObject* forward_loop(PyObject* a, BufferPool* pool) {
+PyObject* forward_loop(PyObject* a, BufferPool* pool, PyObject* into) {
     Ref ac(PyArray_FROM_OTF(a, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
     if (!ac.p) return nullptr;
-    PyObject* r = fresh_like(ac.p, pool);
+    PyObject* r = into ? Py_NewRef(into) : fresh_like(ac.p, pool);
     if (!r) return nullptr;
     const npy_intp n = PyArray_SIZE(arr(ac.p));
     forward_kernel<Op, T>(n, static_cast<const T*>(PyArray_DATA(arr(ac.p))),
@@ -388,15 +388,16 @@ bool is_row_of(PyObject* big, PyObject* row) {
            !PyArray_ISBYTESWAPPED(g) && !PyArray_ISBYTESWAPPED(r);
 }
 
-// a op b by row_broadcast_kernel, or nullptr with no error when the operands
-// are not a matrix and a row.
-PyObject* row_broadcast(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool) {
+// a op b by row_broadcast_kernel (into `into` when given: the matrix's own
+// array, Note [Temporaries]), or nullptr with no error when the operands are
+// not a matrix and a row.
+PyObject* row_broadcast(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool, PyObject* into) {
     if (code != OP_ADD && code != OP_SUB && code != OP_MUL && code != OP_DIV) return nullptr;
     const bool row_first = is_row_of(b, a);
     if (!row_first && !is_row_of(a, b)) return nullptr;
     PyObject* big = row_first ? b : a;
     PyObject* row = row_first ? a : b;
-    PyObject* out = fresh_like(big, pool);
+    PyObject* out = into ? Py_NewRef(into) : fresh_like(big, pool);  // into: big's own array
     if (!out) return nullptr;
     const npy_intp m = PyArray_DIM(arr(row), 0), rows = PyArray_SIZE(arr(big)) / m;
     visit_op(code, [&](auto tag) {
@@ -423,15 +424,17 @@ PyObject* row_broadcast(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool
 
 }  // namespace
 
-PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool) {
+PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool, PyObject* into) {
     PyObject* ufunc = code < OP_COUNT ? ufuncs[code] : nullptr;
+    // An op output is read-only (the tape may keep it); its only holder is writing it now.
+    if (into) PyArray_ENABLEFLAGS(arr(into), NPY_ARRAY_WRITEABLE);
     if (b) {
-        if (PyObject* out = row_broadcast(code, a, b, pool)) return out;
+        if (PyObject* out = row_broadcast(code, a, b, pool, into)) return out;
         if (PyErr_Occurred()) return nullptr;
     }
     Ref result;
     if (ufunc) {
-        Ref out(pooled_output(a, b, pool));
+        Ref out(into ? Py_NewRef(into) : pooled_output(a, b, pool));
         if (out.p) result.p = b ? PyObject_CallFunctionObjArgs(ufunc, a, b, out.p, nullptr)
                                 : PyObject_CallFunctionObjArgs(ufunc, a, out.p, nullptr);
         else result.p = PyObject_CallFunctionObjArgs(ufunc, a, b, nullptr);
@@ -451,7 +454,8 @@ PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool
         visit_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;
             if constexpr (Op::arity == 1) {
-                result.p = is32 ? forward_loop<Op, float>(a, pool) : forward_loop<Op, double>(a, pool);
+                result.p = is32 ? forward_loop<Op, float>(a, pool, into)
+                                : forward_loop<Op, double>(a, pool, into);
             }
         });
         if (!result.p) {

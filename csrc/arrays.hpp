@@ -25,9 +25,12 @@ PyObject* to_float_array(PyObject* data, const char* what);
 // The forward of op `code` on ndarray or float operands (b is nullptr for a
 // unary op): numpy's ufunc where there is one, else the op's own template in
 // one loop, writing into a pooled buffer when the output's layout is known up
-// front (pool may be null). Shape errors are reported with numpy's broadcasting rule.
+// front (pool may be null), or into `into` when given (an array of the output's
+// layout nobody else holds, Note [Temporaries]). Shape errors are reported with
+// numpy's broadcasting rule.
 class BufferPool;
-PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool);
+PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool,
+                        PyObject* into = nullptr);
 
 // Where one input's gradient goes: into `into`, a C-contiguous buffer of
 // out's shape and dtype (written, or added to when `add`), or else into a new

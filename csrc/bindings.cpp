@@ -146,6 +146,7 @@ PYBIND11_MODULE(_core, m) {
         d["user_records"] = t.user_records.size();
         d["pool_arrays"] = t.pool.size();
         d["pool_bytes"] = t.pool.bytes();
+        d["temporaries_reused"] = t.temporaries_reused;
         return d;
     });
 }

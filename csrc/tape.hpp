@@ -129,6 +129,7 @@ public:
     size_t op_rows_scanned = 0;
 
     BufferPool pool;  // Note [Buffer pool]
+    size_t temporaries_reused = 0;  // Note [Temporaries]; for tests
 
     // Note [Reclaiming records]
     // live[row] counts the live recorded (non-leaf) tensors whose node is that

@@ -4,6 +4,7 @@
 #include "array_ops.hpp"
 #include "arrays.hpp"
 #include "numpy_dispatch.hpp"
+#include "temporaries.hpp"
 
 namespace tapegrad {
 
@@ -142,8 +143,36 @@ bool read_code(PyObject* arg, int arity, uint8_t& code) {
     return true;
 }
 
-// Applies op `code` to one or two operands; b is null for a unary op.
-PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
+// The array of a temporary operand that op `code` may write its result into
+// (Note [Temporaries]), or nullptr. `which` is READS_A or READS_B: the op's
+// backward must not read that operand. The result has the operand's layout:
+// the other operand is a number or an array of the same shape and dtype.
+PyObject* temporary_array(const Tape& tape, uint8_t code, const Operand& x, const Operand* other,
+                          int which) {
+    if (x.kind != K_TENSOR || (op_reads(code) & which)) return nullptr;
+    const TensorObject* t = x.tensor;
+    PyObject* a = t->array;
+    if (!a || Py_REFCNT(reinterpret_cast<const PyObject*>(t)) != 1 || Py_REFCNT(a) != 1 ||
+        (t->flags & (T_LEAF | T_SAVED)) != 0 || !(t->flags & T_REQUIRES_GRAD) || t->hooks ||
+        t->epoch != tape.epoch || t->node == UINT32_MAX)
+        return nullptr;
+    auto* pa = reinterpret_cast<PyArrayObject*>(a);
+    if (static_cast<size_t>(PyArray_NBYTES(pa)) < MIN_ELIDE_BYTES || PyArray_BASE(pa) ||
+        !PyArray_CHKFLAGS(pa, NPY_ARRAY_OWNDATA) || !PyArray_ISCARRAY_RO(pa) ||
+        Py_TYPE(a) != &PyArray_Type)
+        return nullptr;
+    if (other && !other->is_scalar()) {
+        PyObject* o = other->kind == K_ARRAY ? other->array : other->tensor->array;
+        auto* po = reinterpret_cast<PyArrayObject*>(o);
+        if (o == a || PyArray_TYPE(po) != PyArray_TYPE(pa) || !PyArray_SAMESHAPE(po, pa)) return nullptr;
+    }
+    return called_from_interpreter() ? a : nullptr;
+}
+
+// Applies op `code` to one or two operands; b is null for a unary op. With
+// may_elide (the operators and functions Python code calls directly), the
+// result may go into a temporary operand's array (Note [Temporaries]).
+PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj, bool may_elide = false) {
     Operand a, b;
     int ra = read_operand(a_obj, a, code);
     int rb = b_obj ? read_operand(b_obj, b, code) : 1;
@@ -181,10 +210,17 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj) {
         });
         if (!any_tensor) return PyFloat_FromDouble(number);
     } else {
+        PyObject* into = nullptr;
+        if (may_elide) {
+            into = temporary_array(*tape, code, a, b_obj ? &b : nullptr, READS_A);
+            if (!into && b_obj) into = temporary_array(*tape, code, b, &a, READS_B);
+            if (into) ++tape->temporaries_reused;
+        }
         PyObject* x = a.object();
         PyObject* y = b_obj ? b.object() : nullptr;
-        array = (x && (y || !b_obj)) ? array_forward(code, x, y, any_tensor ? &tape->pool : nullptr)
-                                     : nullptr;
+        array = (x && (y || !b_obj))
+                    ? array_forward(code, x, y, any_tensor ? &tape->pool : nullptr, into)
+                    : nullptr;
         reads = op_reads(code);
         Py_XDECREF(x);
         Py_XDECREF(y);
@@ -550,7 +586,7 @@ bool set_tensor_class(PyObject* cls) {
 namespace {
 template <uint8_t CODE>
 PyObject* unary_function(PyObject*, PyObject* a) {
-    return apply(CODE, a, nullptr);
+    return apply(CODE, a, nullptr, true);
 }
 }  // namespace
 
@@ -620,17 +656,17 @@ PyObject* apply_binary(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // Python calls a slot for either operand order, so `2.0 * t` lands here too.
 template <uint8_t CODE>
 PyObject* binary_slot(PyObject* a, PyObject* b) {
-    return apply(CODE, a, b);
+    return apply(CODE, a, b, true);
 }
 
 template <uint8_t CODE>
 PyObject* unary_slot(PyObject* a) {
-    return apply(CODE, a, nullptr);
+    return apply(CODE, a, nullptr, true);
 }
 
 PyObject* power_slot(PyObject* a, PyObject* b, PyObject* modulo) {
     if (modulo != Py_None) Py_RETURN_NOTIMPLEMENTED;
-    return apply(OP_POW, a, b);
+    return apply(OP_POW, a, b, true);
 }
 
 PyObject* positive_slot(PyObject* a) { return Py_NewRef(a); }
