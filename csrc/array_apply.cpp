@@ -147,6 +147,15 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
     return new_tensor(*tape, 0.0, array, node, true);
 }
 
+PyObject* apply_matmul(PyObject* a, PyObject* b) {
+    PyObject* inputs = PyTuple_Pack(2, a, b);
+    PyObject* params = PyTuple_New(0);
+    PyObject* result = inputs && params ? apply_array_op(OP_MATMUL, inputs, params) : nullptr;
+    Py_XDECREF(inputs);
+    Py_XDECREF(params);
+    return result;
+}
+
 PyObject* array_op_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "array_op(code, inputs, params) takes 3 arguments");

@@ -16,6 +16,9 @@ namespace tapegrad {
 // inputs (Tensors, numbers, arrays) and records it when an input requires grad.
 PyObject* apply_array_op(long code, PyObject* inputs, PyObject* params);
 
+// a @ b: the matmul array op on two operands (the `@` slot and np.matmul's dispatch).
+PyObject* apply_matmul(PyObject* a, PyObject* b);
+
 // The same as a METH_FASTCALL entry point: array_op(code, inputs, params).
 PyObject* array_op_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 

@@ -551,22 +551,25 @@ PyObject* layout_of(PyObject* a_obj) {
                                 strides.data(), const_cast<char*>(zero), 0, nullptr);
 }
 
+namespace {
+// out (m,) += every row of g (..., m), both of type T.
+template <class T>
+void sum_rows(PyObject* g, PyObject* out) {
+    const npy_intp m = PyArray_DIM(arr(out), 0), rows = PyArray_SIZE(arr(g)) / m;
+    T* o = static_cast<T*>(PyArray_DATA(arr(out)));
+    const T* p = static_cast<const T*>(PyArray_DATA(arr(g)));
+    for (npy_intp r = 0; r < rows; ++r) add_loop(m, o, p + r * m);
+}
+}  // namespace
+
 PyObject* sum_to_like(PyObject* g, PyObject* like) {
     PyArrayObject* ga = arr(g);
     PyArrayObject* la = arr(like);
     if (PyArray_CheckExact(like) && is_row_of(g, like)) {  // Note [Row broadcasts]
         PyObject* out = PyArray_Zeros(1, PyArray_DIMS(la), PyArray_DescrFromType(PyArray_TYPE(la)), 0);
         if (!out) return nullptr;
-        const npy_intp m = PyArray_DIM(la, 0), rows = PyArray_SIZE(ga) / m;
-        if (PyArray_TYPE(la) == NPY_FLOAT32) {
-            auto* o = static_cast<float*>(PyArray_DATA(arr(out)));
-            const auto* p = static_cast<const float*>(PyArray_DATA(ga));
-            for (npy_intp r = 0; r < rows; ++r) add_loop(m, o, p + r * m);
-        } else {
-            auto* o = static_cast<double*>(PyArray_DATA(arr(out)));
-            const auto* p = static_cast<const double*>(PyArray_DATA(ga));
-            for (npy_intp r = 0; r < rows; ++r) add_loop(m, o, p + r * m);
-        }
+        if (PyArray_TYPE(la) == NPY_FLOAT32) sum_rows<float>(g, out);
+        else sum_rows<double>(g, out);
         return out;
     }
     Ref reduced;

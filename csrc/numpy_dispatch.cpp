@@ -66,17 +66,9 @@ PyObject* tensor_array_ufunc(PyObject*, PyObject* const* args, size_t nargsf, Py
     if (code_obj) {
         const long code = PyLong_AsLong(code_obj);
         if (code == -1 && PyErr_Occurred()) return nullptr;
-        PyObject* result = nullptr;
-        if (code == OP_MATMUL && n_in == 2) {
-            PyObject* inputs = PyTuple_Pack(2, args[2], args[3]);
-            PyObject* params = PyTuple_New(0);
-            if (inputs && params) result = apply_array_op(code, inputs, params);
-            Py_XDECREF(inputs);
-            Py_XDECREF(params);
-            return result;
-        }
+        if (code == OP_MATMUL && n_in == 2) return apply_matmul(args[2], args[3]);
         if (code > 0 && code < OP_COUNT && op_arity(static_cast<uint8_t>(code)) == n_in) {
-            result = apply_op(static_cast<uint8_t>(code), args[2], n_in == 2 ? args[3] : nullptr);
+            PyObject* result = apply_op(static_cast<uint8_t>(code), args[2], n_in == 2 ? args[3] : nullptr);
             if (result != Py_NotImplemented) return result;  // a value, or an error to raise
             Py_DECREF(result);  // an operand the ops do not take: the fallback names it
         }

@@ -145,11 +145,11 @@ bool read_code(PyObject* arg, int arity, uint8_t& code) {
 
 // The array of a temporary operand that op `code` may write its result into
 // (Note [Temporaries]), or nullptr. `which` is READS_A or READS_B: the op's
-// backward must not read that operand. The result has the operand's layout:
+// backward (which reads `reads`) must not read that operand. The result has the operand's layout:
 // the other operand is a number or an array of the same shape and dtype.
-PyObject* temporary_array(const Tape& tape, uint8_t code, const Operand& x, const Operand* other,
+PyObject* temporary_array(const Tape& tape, int reads, const Operand& x, const Operand* other,
                           int which) {
-    if (x.kind != K_TENSOR || (op_reads(code) & which)) return nullptr;
+    if (x.kind != K_TENSOR || (reads & which)) return nullptr;
     const TensorObject* t = x.tensor;
     PyObject* a = t->array;
     if (!a || Py_REFCNT(reinterpret_cast<const PyObject*>(t)) != 1 || Py_REFCNT(a) != 1 ||
@@ -210,10 +210,11 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj, bool may_elide =
         });
         if (!any_tensor) return PyFloat_FromDouble(number);
     } else {
+        reads = op_reads(code);
         PyObject* into = nullptr;
         if (may_elide) {
-            into = temporary_array(*tape, code, a, b_obj ? &b : nullptr, READS_A);
-            if (!into && b_obj) into = temporary_array(*tape, code, b, &a, READS_B);
+            into = temporary_array(*tape, reads, a, b_obj ? &b : nullptr, READS_A);
+            if (!into && b_obj) into = temporary_array(*tape, reads, b, &a, READS_B);
             if (into) ++tape->temporaries_reused;
         }
         PyObject* x = a.object();
@@ -221,7 +222,6 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj, bool may_elide =
         array = (x && (y || !b_obj))
                     ? array_forward(code, x, y, any_tensor ? &tape->pool : nullptr, into)
                     : nullptr;
-        reads = op_reads(code);
         Py_XDECREF(x);
         Py_XDECREF(y);
         if (!array || !any_tensor) return array;
@@ -671,15 +671,6 @@ PyObject* power_slot(PyObject* a, PyObject* b, PyObject* modulo) {
 
 PyObject* positive_slot(PyObject* a) { return Py_NewRef(a); }
 
-// `a @ b`: numpy's matmul (Note [numpy dispatch] for `ndarray @ t`).
-PyObject* matmul_slot(PyObject* a, PyObject* b) {
-    PyObject* inputs = PyTuple_Pack(2, a, b);
-    PyObject* params = PyTuple_New(0);
-    PyObject* result = inputs && params ? apply_array_op(OP_MATMUL, inputs, params) : nullptr;
-    Py_XDECREF(inputs);
-    Py_XDECREF(params);
-    return result;
-}
 
 bool init_tensor_type(PyObject* module) {
     static PyMethodDef methods[] = {
@@ -695,7 +686,7 @@ bool init_tensor_type(PyObject* module) {
         {Py_nb_negative, reinterpret_cast<void*>(unary_slot<OP_NEG>)},
         {Py_nb_absolute, reinterpret_cast<void*>(unary_slot<OP_ABS>)},
         {Py_nb_positive, reinterpret_cast<void*>(positive_slot)},
-        {Py_nb_matrix_multiply, reinterpret_cast<void*>(matmul_slot)},
+        {Py_nb_matrix_multiply, reinterpret_cast<void*>(apply_matmul)},  // `ndarray @ t`: Note [numpy dispatch]
         {Py_tp_methods, methods},
         {Py_tp_doc, const_cast<char*>("The native part of tapegrad.Tensor.")},
         {Py_tp_new, reinterpret_cast<void*>(PyType_GenericNew)},
