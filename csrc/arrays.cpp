@@ -1,6 +1,7 @@
 #define TAPEGRAD_IMPORT_ARRAY
 #include "arrays.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -47,6 +48,11 @@ PyArrayObject* arr(PyObject* o) { return reinterpret_cast<PyArrayObject*>(o); }
 template <class T>
 TAPEGRAD_KERNEL void add_loop(npy_intp n, T* d, const T* s) {
     for (npy_intp i = 0; i < n; ++i) d[i] += s[i];
+}
+
+template <class T>
+TAPEGRAD_KERNEL void add_value_loop(npy_intp n, T* d, T v) {
+    for (npy_intp i = 0; i < n; ++i) d[i] += v;
 }
 
 std::string shape_text(PyObject* o) {
@@ -139,13 +145,14 @@ inline void store(T* dest, npy_intp i, T v) {
 // The fused loop of one op. Every choice is a template parameter, so each
 // instantiation is branch-free and the compiler can vectorize it. When pa and
 // pb are one buffer (x * x), each element is written then added to, in order.
+// An operand that is not an array is its `value` at every element.
 template <class Op, class T, bool A_ARRAY, bool B_ARRAY, int MODE_A, int MODE_B>
-TAPEGRAD_KERNEL void kernel_loop(npy_intp n, const Operand<T>& a, const Operand<T>& b, const T* out, const T* g,
-                 T* pa, T* pb) {
+TAPEGRAD_KERNEL void kernel_loop(npy_intp n, const T* a, T a_value, const T* b, T b_value,
+                                 const T* out, const T* g, T* pa, T* pb) {
     for (npy_intp i = 0; i < n; ++i) {
-        const T x = A_ARRAY ? a.data[i] : a.value;
+        const T x = A_ARRAY ? a[i] : a_value;
         if constexpr (Op::arity == 2) {
-            const T y = B_ARRAY ? b.data[i] : b.value;
+            const T y = B_ARRAY ? b[i] : b_value;
             T da, db;
             Op::backward(x, y, out[i], g[i], da, db);
             store<MODE_A>(pa, i, da);
@@ -155,6 +162,14 @@ TAPEGRAD_KERNEL void kernel_loop(npy_intp n, const Operand<T>& a, const Operand<
         }
     }
 }
+
+// Elements per block when the gradient is uniform: a block of the one value
+// (4 KiB of doubles) stays in L1 while the kernel runs over each block.
+constexpr npy_intp UNIFORM_BLOCK = 512;
+
+// p + start, for a pointer the kernel may not use (then null).
+template <class P>
+P* at(P* p, npy_intp start) { return p ? p + start : p; }
 
 // Turns runtime choices into template arguments: f(integral_constant<int, v>).
 template <int N, class F>
@@ -182,10 +197,21 @@ bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, GradS
     if constexpr (Op::arity == 2 && (Op::reads & READS_B)) {
         if (!prepare<T>(b, out, vb)) return false;
     }
-    Ref gc(PyArray_FROM_OTF(g, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
-    if (!gc.p) return false;
-    const T* gp = static_cast<const T*>(PyArray_DATA(arr(gc.p)));
-    const T* op = gp;  // read only when the backward uses `out`
+    // A uniform gradient (Note [Uniform gradients]) is read from a block of
+    // its value, block by block, instead of being written out in full.
+    const bool g_uniform = is_uniform(g);
+    T g_block[UNIFORM_BLOCK];
+    Ref gc;
+    const T* gp = g_block;
+    if (g_uniform) {
+        const T v = static_cast<T>(uniform_value(g));
+        std::fill(g_block, g_block + UNIFORM_BLOCK, v);
+    } else {
+        gc.p = PyArray_FROM_OTF(g, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
+        if (!gc.p) return false;
+        gp = static_cast<const T*>(PyArray_DATA(arr(gc.p)));
+    }
+    const T* op = nullptr;  // set when the backward uses `out`
     Ref oc;
     if constexpr (Op::reads & READS_OUT) {
         oc.p = PyArray_FROM_OTF(out, npy_type_of<T>(), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
@@ -195,17 +221,35 @@ bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, GradS
     T* pa;
     T* pb;
     if (!open_sink<T>(ga, out, pool, pa) || !open_sink<T>(gb, out, pool, pb)) return false;
+    // The whole range at once, or block by block over a uniform gradient.
+    // `out` is g where the backward does not read it (a valid, unused pointer).
+    auto over_range = [&](auto&& loop) {
+        auto run = [&](npy_intp start, npy_intp len) {
+            const T* g_here = g_uniform ? gp : gp + start;
+            loop(start, len, op ? op + start : g_here, g_here);
+        };
+        if (!g_uniform) return run(0, n);
+        for (npy_intp start = 0; start < n; start += UNIFORM_BLOCK)
+            run(start, std::min(UNIFORM_BLOCK, n - start));
+    };
     with_choice<2>(va.data != nullptr, [&](auto a_array) {
         with_choice<3>(sink_mode(ga), [&](auto mode_a) {
             if constexpr (Op::arity == 2) {
                 with_choice<2>(vb.data != nullptr, [&](auto b_array) {
                     with_choice<3>(sink_mode(gb), [&](auto mode_b) {
-                        kernel_loop<Op, T, a_array(), b_array(), mode_a(), mode_b()>(
-                            n, va, vb, op, gp, pa, pb);
+                        over_range([&](npy_intp start, npy_intp len, const T* o, const T* gs) {
+                            kernel_loop<Op, T, a_array(), b_array(), mode_a(), mode_b()>(
+                                len, at(va.data, start), va.value, at(vb.data, start), vb.value,
+                                o, gs, at(pa, start), at(pb, start));
+                        });
                     });
                 });
             } else if constexpr (mode_a() != NONE) {
-                kernel_loop<Op, T, a_array(), false, mode_a(), NONE>(n, va, vb, op, gp, pa, pb);
+                over_range([&](npy_intp start, npy_intp len, const T* o, const T* gs) {
+                    kernel_loop<Op, T, a_array(), false, mode_a(), NONE>(
+                        len, at(va.data, start), va.value, nullptr, T(0), o, gs, at(pa, start),
+                        nullptr);
+                });
             }
         });
     });
@@ -606,6 +650,7 @@ PyObject* sum_to_like(PyObject* g, PyObject* like) {
 }
 
 double sum_all(PyObject* g) {
+    if (is_uniform(g)) return uniform_value(g) * static_cast<double>(PyArray_SIZE(arr(g)));
     Ref c(PyArray_FROM_OTF(g, NPY_FLOAT64, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));
     if (!c.p) return 0.0;
     const double* p = static_cast<const double*>(PyArray_DATA(arr(c.p)));
@@ -633,6 +678,39 @@ PyObject* filled_like(PyObject* like, double v) {
         for (npy_intp i = 0, n = PyArray_SIZE(arr(r)); i < n; ++i) p[i] = v;
     }
     return r;
+}
+
+bool is_uniform(PyObject* a) {
+    if (!PyArray_Check(a)) return false;
+    PyArrayObject* x = arr(a);
+    const int type = PyArray_TYPE(x);
+    if (PyArray_NDIM(x) == 0 || PyArray_ISWRITEABLE(x) || (type != NPY_FLOAT64 && type != NPY_FLOAT32))
+        return false;
+    for (int i = 0; i < PyArray_NDIM(x); ++i)
+        if (PyArray_STRIDE(x, i) != 0) return false;
+    return true;
+}
+
+double uniform_value(PyObject* a) {
+    const void* p = PyArray_DATA(arr(a));
+    return PyArray_TYPE(arr(a)) == NPY_FLOAT32 ? *static_cast<const float*>(p)
+                                               : *static_cast<const double*>(p);
+}
+
+PyObject* uniform_like(PyObject* like, double v) {
+    PyArrayObject* l = arr(like);
+    if (PyArray_NDIM(l) == 0) return filled_like(like, v);
+    Ref value(PyArray_Zeros(0, nullptr, PyArray_DescrFromType(PyArray_TYPE(l)), 0));
+    if (!value.p) return nullptr;
+    if (PyArray_TYPE(l) == NPY_FLOAT32) *static_cast<float*>(PyArray_DATA(arr(value.p))) = static_cast<float>(v);
+    else *static_cast<double*>(PyArray_DATA(arr(value.p))) = v;
+    return broadcast_view(value.p, PyArray_NDIM(l), PyArray_DIMS(l));
+}
+
+void add_value(PyObject* buf, double v) {
+    const npy_intp n = PyArray_SIZE(arr(buf));
+    if (PyArray_TYPE(arr(buf)) == NPY_FLOAT32) add_value_loop(n, static_cast<float*>(PyArray_DATA(arr(buf))), static_cast<float>(v));
+    else add_value_loop(n, static_cast<double*>(PyArray_DATA(arr(buf))), v);
 }
 
 PyObject* owned_copy(PyObject* a) { return PyArray_NewCopy(arr(a), NPY_CORDER); }

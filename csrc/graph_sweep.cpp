@@ -26,6 +26,9 @@ GraphSweep::~GraphSweep() {
 }
 
 bool GraphSweep::seed(uint32_t node, PyObject* seed) {
+    // The recorded sweep works on Tensors: a uniform seed is written out.
+    if (is_uniform(seed)) Py_SETREF(seed, owned_copy(seed));
+    if (!seed) return false;
     py::object g = py::reinterpret_steal<py::object>(seed);
     try {
         add(node, g);

@@ -241,8 +241,9 @@ public:
         if (!t.is_array(s.node)) return PyFloat_FromDouble(grad[s.node]);
         PyObject*& buffer = array_grad[t.val[s.node].index];
         if (!buffer) return filled_like(value ? value : t.array_of(s.node), 0.0);
-        // Hand the buffer over the first time; a source listed twice gets a copy.
-        if (Py_REFCNT(buffer) == 1) return Py_NewRef(buffer);
+        // Hand the buffer over the first time; a source listed twice gets a
+        // copy, and a uniform gradient is written out (Note [Uniform gradients]).
+        if (Py_REFCNT(buffer) == 1 && !is_uniform(buffer)) return Py_NewRef(buffer);
         return owned_copy(buffer);
     }
 
@@ -437,11 +438,18 @@ private:
             return !PyErr_Occurred();
         }
         PyObject* like = t.array_of(node);
+        if (is_uniform(g) && PyArray_SAMESHAPE(reinterpret_cast<PyArrayObject*>(g),
+                                               reinterpret_cast<PyArrayObject*>(like)))
+            return add_uniform(node, g);
         PyObject* reduced = sum_to_like(g, like);
         t.pool.give(g);
         if (!reduced) return false;
         PyObject*& buffer = array_grad[t.val[node].index];
         if (buffer) {
+            if (!own(buffer, like)) {
+                t.pool.give(reduced);
+                return false;
+            }
             add_into(buffer, reduced);
             t.pool.give(reduced);
         } else if (is_owned_buffer(reduced, like)) {
@@ -451,6 +459,48 @@ private:
             t.pool.give(reduced);
             if (!buffer) return false;
         }
+        return true;
+    }
+
+    // Adds a uniform gradient of node's shape (stolen) into node: kept as it
+    // is while node has no other gradient (Note [Uniform gradients]).
+    bool add_uniform(uint32_t node, PyObject* g) {
+        reached[node] |= REACHED;
+        PyObject* like = t.array_of(node);
+        PyObject*& buffer = array_grad[t.val[node].index];
+        const double v = uniform_value(g);
+        if (!buffer && PyArray_TYPE(reinterpret_cast<PyArrayObject*>(g)) ==
+                           PyArray_TYPE(reinterpret_cast<PyArrayObject*>(like))) {
+            buffer = g;
+            return true;
+        }
+        Py_DECREF(g);
+        if (!buffer || is_uniform(buffer)) {
+            PyObject* sum = uniform_like(like, buffer ? uniform_value(buffer) + v : v);
+            if (!sum) return false;
+            Py_XSETREF(buffer, sum);
+            return true;
+        }
+        add_value(buffer, v);
+        return true;
+    }
+
+    // Writes out a uniform buffer (Note [Uniform gradients]) so that it can
+    // be added into; any other buffer is left as it is.
+    bool own(PyObject*& buffer, PyObject* like) {
+        if (!buffer || !is_uniform(buffer)) return true;
+        const double v = uniform_value(buffer);
+        PyObject* filled = pooled_like(like);
+        if (!filled) return false;
+        PyArrayObject* f = reinterpret_cast<PyArrayObject*>(filled);
+        if (PyArray_TYPE(f) == NPY_FLOAT32) {
+            float* p = static_cast<float*>(PyArray_DATA(f));
+            std::fill(p, p + PyArray_SIZE(f), static_cast<float>(v));
+        } else {
+            double* p = static_cast<double*>(PyArray_DATA(f));
+            std::fill(p, p + PyArray_SIZE(f), v);
+        }
+        Py_SETREF(buffer, filled);
         return true;
     }
 
@@ -469,7 +519,7 @@ private:
         const bool want_a = !(f & F_A_CONST), want_b = binary && !(f & F_B_CONST);
         PyObject* out = t.array_of(row);
         PyObject*& g = array_grad[t.val[row].index];
-        const int passes = g && is_owned_buffer(g, out) ? op_passes(t.op[row]) : 0;
+        const int passes = g && (is_owned_buffer(g, out) || is_uniform(g)) ? op_passes(t.op[row]) : 0;
         const bool pass_a = want_a && (passes & PASSES_A), pass_b = want_b && (passes & PASSES_B);
         const bool kernel_a = want_a && !pass_a, kernel_b = want_b && !pass_b;
         GradSink sa, sb;
@@ -508,9 +558,16 @@ private:
     bool pass_gradient(uint32_t node, PyObject*& g, PyObject* out, bool move) {
         if (!t.is_array(node) || !same_layout(t.array_of(node), out))
             return add_array(node, Py_NewRef(g));
+        if (is_uniform(g)) {  // immutable: shared, never copied
+            PyObject* shared = g;
+            if (move) g = nullptr;
+            else Py_INCREF(shared);
+            return add_uniform(node, shared);
+        }
         reached[node] |= REACHED;
         PyObject*& buffer = array_grad[t.val[node].index];
         if (buffer) {
+            if (!own(buffer, out)) return false;
             add_into(buffer, g);
         } else if (move) {
             buffer = g;
@@ -530,6 +587,8 @@ private:
     bool array_op_row(uint32_t row) {
         if (!quiet_numpy.active() && !quiet_numpy.start()) return false;
         PyObject*& g = array_grad[t.val[row].index];
+        // An array op's backward gets a gradient it can hand to BLAS as it is.
+        if (!own(g, t.array_of(row))) return false;
         std::vector<PyObject*> grads;
         const bool ok = array_op_backward(t, row, g, grads);
         if (!(reached[row] & KEEP)) spend(g);
@@ -551,6 +610,7 @@ private:
         if (!t.is_array(node) || !same_layout(t.array_of(node), out)) return true;
         PyObject*& buffer = array_grad[t.val[node].index];
         reached[node] |= REACHED;
+        if (!own(buffer, out)) return false;
         sink.add = buffer != nullptr;
         if (!buffer) buffer = pooled_like(out);  // uninitialised: the kernel writes it all
         sink.into = buffer;
@@ -574,7 +634,8 @@ private:
         const bool got = reached[node] & REACHED;
         if (!t.is_array(node)) return PyFloat_FromDouble(got ? grad[node] : 0.0);
         PyObject* buffer = array_grad[t.val[node].index];
-        return got && buffer ? Py_NewRef(buffer) : filled_like(t.array_of(node), 0.0);
+        if (!got || !buffer) return filled_like(t.array_of(node), 0.0);
+        return is_uniform(buffer) ? owned_copy(buffer) : Py_NewRef(buffer);
     }
 
     bool user_record(uint32_t row) {
@@ -693,9 +754,12 @@ PyObject* seed_for(TensorObject* target, PyObject* grad_output, const char* what
         Py_DECREF(array);
         return PyErr_Occurred() ? nullptr : PyFloat_FromDouble(v);
     }
-    if (grad_output == Py_None) return filled_like(target->array, 1.0);
-    if (PyFloat_Check(grad_output) || PyLong_Check(grad_output))
-        return filled_like(target->array, PyFloat_AsDouble(grad_output));
+    // One value for every element: uniform (Note [Uniform gradients]).
+    if (grad_output == Py_None) return uniform_like(target->array, 1.0);
+    if (PyFloat_Check(grad_output) || PyLong_Check(grad_output)) {
+        const double v = PyFloat_AsDouble(grad_output);
+        return v == -1.0 && PyErr_Occurred() ? nullptr : uniform_like(target->array, v);
+    }
     PyObject* array = to_float_array(grad_output, what);
     if (!array) return nullptr;
     PyArrayObject* a = reinterpret_cast<PyArrayObject*>(array);
@@ -774,9 +838,13 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
                          label ? label : Py_None);
         Py_XDECREF(label);
     } else if (only_itself && !on_tape) {
+        // Each source gets its own gradient, written out if the seed is uniform.
         out = PyList_New(n);
-        for (Py_ssize_t k = 0; out && k < n; ++k)
-            PyList_SET_ITEM(out, k, Py_NewRef(seed));
+        for (Py_ssize_t k = 0; out && k < n; ++k) {
+            PyObject* g = PyArray_Check(seed) ? owned_copy(seed) : Py_NewRef(seed);
+            if (!g) Py_CLEAR(out);
+            else PyList_SET_ITEM(out, k, g);
+        }
     } else {
         Sweep sweep(*tape);
         const bool seeded = sweep.seed(target_node, seed);
