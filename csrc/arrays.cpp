@@ -129,7 +129,10 @@ bool open_sink(GradSink* sink, PyObject* out, BufferPool* pool, T*& data) {
 }
 
 // What a kernel does with one input's gradient.
-enum SinkMode { NONE, WRITE, ADD };
+// MERGED: both inputs are one array (x * x): each element gets da + db,
+// summed in registers and stored once into pa by MODE_A, so the loop has one
+// store stream and vectorizes (two stores to one address cannot).
+enum SinkMode { NONE, WRITE, ADD, MERGED };
 
 int sink_mode(const GradSink* sink) {
     if (!sink) return NONE;
@@ -143,8 +146,7 @@ inline void store(T* dest, npy_intp i, T v) {
 }
 
 // The fused loop of one op. Every choice is a template parameter, so each
-// instantiation is branch-free and the compiler can vectorize it. When pa and
-// pb are one buffer (x * x), each element is written then added to, in order.
+// instantiation is branch-free and the compiler can vectorize it.
 // An operand that is not an array is its `value` at every element.
 template <class Op, class T, bool A_ARRAY, bool B_ARRAY, int MODE_A, int MODE_B>
 TAPEGRAD_KERNEL void kernel_loop(npy_intp n, const T* a, T a_value, const T* b, T b_value,
@@ -155,8 +157,12 @@ TAPEGRAD_KERNEL void kernel_loop(npy_intp n, const T* a, T a_value, const T* b, 
             const T y = B_ARRAY ? b[i] : b_value;
             T da, db;
             Op::backward(x, y, out[i], g[i], da, db);
-            store<MODE_A>(pa, i, da);
-            store<MODE_B>(pb, i, db);
+            if constexpr (MODE_B == MERGED) {
+                store<MODE_A>(pa, i, da + db);
+            } else {
+                store<MODE_A>(pa, i, da);
+                store<MODE_B>(pb, i, db);
+            }
         } else {
             store<MODE_A>(pa, i, Op::backward(x, out[i], g[i]));
         }
@@ -236,13 +242,18 @@ bool backward_kernel(PyObject* a, PyObject* b, PyObject* out, PyObject* g, GradS
         with_choice<3>(sink_mode(ga), [&](auto mode_a) {
             if constexpr (Op::arity == 2) {
                 with_choice<2>(vb.data != nullptr, [&](auto b_array) {
-                    with_choice<3>(sink_mode(gb), [&](auto mode_b) {
+                    auto run = [&](auto mode_b) {
                         over_range([&](npy_intp start, npy_intp len, const T* o, const T* gs) {
                             kernel_loop<Op, T, a_array(), b_array(), mode_a(), mode_b()>(
                                 len, at(va.data, start), va.value, at(vb.data, start), vb.value,
                                 o, gs, at(pa, start), at(pb, start));
                         });
-                    });
+                    };
+                    // One sink for both inputs (x * x): pa and pb are one buffer.
+                    if constexpr (a_array() && b_array() && mode_a() != NONE) {
+                        if (pa == pb) return run(std::integral_constant<int, MERGED>{});
+                    }
+                    with_choice<3>(sink_mode(gb), run);
                 });
             } else if constexpr (mode_a() != NONE) {
                 over_range([&](npy_intp start, npy_intp len, const T* o, const T* gs) {

@@ -350,3 +350,32 @@ def test_row_broadcasts_match_numpy_exactly(op, dtype, rng):
     want_b = {"add": w, "subtract": -w, "multiply": w * big, "divide": -w * big / row**2}[op]
     np.testing.assert_allclose(ga, want_a, rtol=tol)
     np.testing.assert_allclose(gb, want_b.sum(axis=(0, 1)), rtol=tol)
+
+
+SAME_OPERAND = {  # f(x, x) and its derivative in x
+    "multiply": (lambda x: 2 * x),
+    "divide": (lambda x: np.zeros_like(x)),
+    "add": (lambda x: np.full_like(x, 2.0)),
+    "subtract": (lambda x: np.zeros_like(x)),
+    "power": (lambda x: x ** x * (np.log(x) + 1)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("earlier", [False, True])
+@pytest.mark.parametrize("op", sorted(SAME_OPERAND))
+def test_one_array_as_both_operands(op, earlier, dtype, rng):
+    """x * x and the like: the two gradients meet in one buffer, which is either
+    new (written) or already holds a gradient (added to), over 1300 elements."""
+    a = rng.uniform(0.5, 1.5, size=1300).astype(dtype)
+    w = rng.uniform(0.5, 1.5, size=1300).astype(dtype)
+    x = tg.Tensor(a)
+    # With `earlier`, x's buffer already holds tanh's gradient when op's row runs.
+    out = getattr(tg, op)(x, x) * w + (tg.tanh(x) if earlier else 0.0)
+    (gx,) = tg.compute_gradients(out, [x])
+    want = w.astype(np.float64) * SAME_OPERAND[op](a.astype(np.float64))
+    if earlier:
+        want = want + 1 - np.tanh(a.astype(np.float64)) ** 2
+    assert gx.dtype == dtype
+    tol = 1e-13 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(gx, want, rtol=tol, atol=tol)
