@@ -7,7 +7,7 @@ PyArrayObject* arr(PyObject* o) { return reinterpret_cast<PyArrayObject*>(o); }
 }  // namespace
 
 PyObject* BufferPool::take(int nd, const npy_intp* dims, int type) {
-    for (size_t k = free_.size(); k-- > 0;) {  // newest first: warmest in cache
+    for (size_t k = free_.size(); k-- > 0;) {  // warmest first
         PyArrayObject* a = arr(free_[k].array);
         if (PyArray_TYPE(a) != type || PyArray_NDIM(a) != nd) continue;
         bool same = true;
@@ -21,7 +21,7 @@ PyObject* BufferPool::take(int nd, const npy_intp* dims, int type) {
     return PyArray_Empty(nd, const_cast<npy_intp*>(dims), PyArray_DescrFromType(type), 0);
 }
 
-void BufferPool::give(PyObject* array) {
+void BufferPool::give(PyObject* array, bool cold) {
     if (!array) return;
     PyArrayObject* a = arr(array);
     const size_t nbytes = PyArray_Check(array) ? static_cast<size_t>(PyArray_NBYTES(a)) : 0;
@@ -36,21 +36,24 @@ void BufferPool::give(PyObject* array) {
     }
     PyArray_ENABLEFLAGS(a, NPY_ARRAY_WRITEABLE);  // op outputs are handed out read-only
     while (!free_.empty() && (free_.size() >= MAX_ARRAYS || bytes_ + nbytes > MAX_BYTES))
-        evict_oldest();
-    free_.push_back({array, generation_});
+        evict(0);  // the coldest
+    if (cold) free_.insert(free_.begin(), {array, generation_});
+    else free_.push_back({array, generation_});
     bytes_ += nbytes;
 }
 
 void BufferPool::next_generation() {
     ++generation_;
-    while (!free_.empty() && free_.front().given + 1 < generation_) evict_oldest();
+    // Cold arrays sit in front of warmer ones given earlier: look at every one.
+    for (size_t k = free_.size(); k-- > 0;)
+        if (free_[k].given + 1 < generation_) evict(k);
 }
 
-void BufferPool::evict_oldest() {
-    PyObject* oldest = free_.front().array;
-    free_.erase(free_.begin());
-    bytes_ -= static_cast<size_t>(PyArray_NBYTES(arr(oldest)));
-    Py_DECREF(oldest);
+void BufferPool::evict(size_t k) {
+    PyObject* array = free_[k].array;
+    free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(k));
+    bytes_ -= static_cast<size_t>(PyArray_NBYTES(arr(array)));
+    Py_DECREF(array);
 }
 
 void BufferPool::release() {

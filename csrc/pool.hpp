@@ -16,6 +16,14 @@
 // full. So an array that waits through a whole recorded graph unused is
 // freed at the next reset (next_generation), where malloc hands it to the
 // next step's numpy arrays: the pool holds about one step's worth.
+//
+// Which array take() hands out matters as much as reuse itself: an array
+// still in cache costs about half as much to write as one that is not (8 MB
+// arrays on this machine, whose cache holds some 64-96 MB). The gradient
+// buffers a sweep spends last were touched last, while the values a reset
+// releases were read earlier in the sweep, so values go in cold, behind the
+// spent buffers, and the next step's first ops write warm memory (the
+// elementwise chain at 1e6 in steady state: 34.2 -> 32.6 ms).
 #pragma once
 
 #include <cstddef>
@@ -31,7 +39,7 @@ public:
     // Arrays smaller than this are not pooled.
     static constexpr size_t MIN_BYTES = 32 * 1024;
     // At most this many arrays and this much memory wait in the pool; past
-    // that the oldest go. Arrays given and never asked for again (outputs
+    // that the coldest go. Arrays given and never asked for again (outputs
     // numpy allocated itself) so age out instead of piling up.
     static constexpr size_t MAX_ARRAYS = 64;
     static constexpr size_t MAX_BYTES = size_t(512) << 20;
@@ -46,8 +54,10 @@ public:
     PyObject* take(int nd, const npy_intp* dims, int type);
 
     // Offers an array (the reference is stolen): kept when nothing else holds
-    // it and it owns C-contiguous data; released otherwise.
-    void give(PyObject* array);
+    // it and it owns C-contiguous data; released otherwise. take() hands out
+    // the array given last first, the likeliest to be in cache; a `cold` one
+    // (not touched for a while) goes behind all the others instead.
+    void give(PyObject* array, bool cold = false);
 
     // A recorded graph's tape was reset: frees the arrays that have waited
     // since before the previous reset without being asked for.
@@ -60,13 +70,13 @@ public:
     size_t size() const { return free_.size(); }
 
 private:
-    void evict_oldest();
+    void evict(size_t k);
 
     struct Entry {
         PyObject* array;
         uint64_t given;  // the generation it was given in
     };
-    std::vector<Entry> free_;  // oldest first
+    std::vector<Entry> free_;  // coldest first
     size_t bytes_ = 0;
     uint64_t generation_ = 0;
 };

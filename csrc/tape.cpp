@@ -206,7 +206,7 @@ OwnedRefs Tape::swap_refs(OwnedRefs refs) {
 }
 
 void OwnedRefs::release(BufferPool& pool) {
-    for (PyObject* a : arrays) pool.give(a);
+    for (PyObject* a : arrays) pool.give(a, /*cold=*/true);  // read before the sweep's last buffers
     for (UserRecord& r : user_records) {
         Py_DECREF(r.record);
         for (PyObject* h : r.saved) Py_DECREF(h);
