@@ -678,16 +678,20 @@ void add_into(PyObject* buf, PyObject* g) {
         add_loop(n, static_cast<double*>(PyArray_DATA(arr(buf))), static_cast<const double*>(PyArray_DATA(arr(g))));
 }
 
+void fill(PyObject* a, double v) {
+    const npy_intp n = PyArray_SIZE(arr(a));
+    if (PyArray_TYPE(arr(a)) == NPY_FLOAT32) {
+        float* p = static_cast<float*>(PyArray_DATA(arr(a)));
+        std::fill(p, p + n, static_cast<float>(v));
+    } else {
+        double* p = static_cast<double*>(PyArray_DATA(arr(a)));
+        std::fill(p, p + n, v);
+    }
+}
+
 PyObject* filled_like(PyObject* like, double v) {
     PyObject* r = empty_like(like);
-    if (!r) return nullptr;
-    if (PyArray_TYPE(arr(r)) == NPY_FLOAT32) {
-        float* p = static_cast<float*>(PyArray_DATA(arr(r)));
-        for (npy_intp i = 0, n = PyArray_SIZE(arr(r)); i < n; ++i) p[i] = static_cast<float>(v);
-    } else {
-        double* p = static_cast<double*>(PyArray_DATA(arr(r)));
-        for (npy_intp i = 0, n = PyArray_SIZE(arr(r)); i < n; ++i) p[i] = v;
-    }
+    if (r) fill(r, v);
     return r;
 }
 

@@ -84,6 +84,9 @@ PyObject* layout_of(PyObject* a);
 // A new C-contiguous array of like's shape and dtype filled with v.
 PyObject* filled_like(PyObject* like, double v);
 
+// Sets every element of a C-contiguous float32/float64 array to v.
+void fill(PyObject* a, double v);
+
 // A private, writable, C-contiguous copy (for a gradient buffer we will add into).
 PyObject* owned_copy(PyObject* arr);
 

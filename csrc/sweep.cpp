@@ -489,17 +489,9 @@ private:
     // be added into; any other buffer is left as it is.
     bool own(PyObject*& buffer, PyObject* like) {
         if (!buffer || !is_uniform(buffer)) return true;
-        const double v = uniform_value(buffer);
         PyObject* filled = pooled_like(like);
         if (!filled) return false;
-        PyArrayObject* f = reinterpret_cast<PyArrayObject*>(filled);
-        if (PyArray_TYPE(f) == NPY_FLOAT32) {
-            float* p = static_cast<float*>(PyArray_DATA(f));
-            std::fill(p, p + PyArray_SIZE(f), static_cast<float>(v));
-        } else {
-            double* p = static_cast<double*>(PyArray_DATA(f));
-            std::fill(p, p + PyArray_SIZE(f), v);
-        }
+        fill(filled, uniform_value(buffer));
         Py_SETREF(buffer, filled);
         return true;
     }
