@@ -136,7 +136,15 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
     }
     r.params = Py_NewRef(params);
     Value v;
-    v.index = tape->add_array(array);
+    // The data only if the op's backward reads it (array_ops.hpp, Note [Saved values]).
+    PyObject* kept = array_op_reads_out(code) ? Py_NewRef(array) : layout_of(array);
+    if (!kept) {
+        Py_DECREF(r.params);
+        Py_DECREF(array);
+        return nullptr;
+    }
+    v.index = tape->add_array(kept);
+    Py_DECREF(kept);
     const uint32_t node = tape->push(code, F_ARRAY, static_cast<uint32_t>(tape->array_records.size()), 0, v);
     if (node == UINT32_MAX) {
         Py_DECREF(r.params);
@@ -178,7 +186,8 @@ bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObje
                                   : Py_NewRef(tape.arrays[static_cast<size_t>(-in - 1)]);
             x.push_back(py::reinterpret_steal<py::object>(v));
         }
-        py::object out = py::reinterpret_borrow<py::object>(tape.array_of(row));
+        py::object out = array_op_reads_out(code) ? py::reinterpret_borrow<py::object>(tape.array_of(row))
+                                                  : py::none();
         py::object grad = py::reinterpret_borrow<py::object>(g);
         py::tuple p = py::reinterpret_borrow<py::tuple>(r.params);
         for (py::object& v : gx) v = py::none();

@@ -12,6 +12,14 @@
 // have a broadcast shape: the sweep sums them down to each input's shape in
 // one place (sum_to_like).
 //
+// As elementwise ops declare what their backward reads (Note [Saved values]),
+// an array op whose backward reads its output says `reads_out = true`. The
+// tape keeps only the layout of every other op's output, so that a product
+// nobody reads is a temporary the next op may write into (Note
+// [Temporaries]): in tanh(h @ w + b) the sum and the tanh reuse the product's
+// array. Their backward is handed None for `out`: one that reads it without
+// declaring so fails loudly rather than read the layout's zeros.
+//
 // Parameters come as a tuple normalised by the Python wrapper (axes as tuples
 // of non-negative ints, or None); numpy validates the rest and its errors are
 // reported with the op's name.
@@ -20,6 +28,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "composite.hpp"
@@ -43,6 +52,7 @@ struct Sum {
 template <bool IS_MAX>
 struct Extreme {
     static constexpr const char* name = IS_MAX ? "max" : "min";  // params: (axis, keepdims)
+    static constexpr bool reads_out = true;  // its backward reads its output
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return IS_MAX ? b.max(x[0], p[0], p[1]) : b.min(x[0], p[0], p[1]);
     }
@@ -86,6 +96,7 @@ struct Var {
 
 struct LogSumExp {
     static constexpr const char* name = "logsumexp";  // params: (axis, keepdims)
+    static constexpr bool reads_out = true;  // its backward reads its output
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.logsumexp(x[0], p[0], p[1]);
     }
@@ -99,6 +110,7 @@ struct LogSumExp {
 
 struct Softmax {
     static constexpr const char* name = "softmax";  // params: (axis,)
+    static constexpr bool reads_out = true;  // its backward reads its output
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.softmax(x[0], p[0]);
     }
@@ -112,6 +124,7 @@ struct Softmax {
 
 struct LogSoftmax {
     static constexpr const char* name = "log_softmax";  // params: (axis,)
+    static constexpr bool reads_out = true;  // its backward reads its output
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.sub(x[0], b.logsumexp(x[0], p[0], py::bool_(true)));
     }
@@ -318,6 +331,18 @@ bool visit_array_op(uint8_t code, F&& f) {
         default:
             return false;
     }
+}
+
+// Whether op Op's backward reads its output: those that do say so.
+template <class Op, class = void>
+struct ReadsOut : std::false_type {};
+template <class Op>
+struct ReadsOut<Op, std::void_t<decltype(Op::reads_out)>> : std::bool_constant<Op::reads_out> {};
+
+inline bool array_op_reads_out(uint8_t code) {
+    bool reads = false;
+    visit_array_op(code, [&](auto tag) { reads = ReadsOut<typename decltype(tag)::type>::value; });
+    return reads;
 }
 
 // The name of any row's op: elementwise, array, or a kind of row.

@@ -155,7 +155,7 @@ void GraphSweep::array_op_row(uint32_t row) {
                             : py::reinterpret_borrow<py::object>(t.arrays[static_cast<size_t>(-in - 1)]));
         need.push_back(in >= 0);
     }
-    const py::object out = checked(node_tensor(t, row));
+    const py::object out = array_op_reads_out(code) ? checked(node_tensor(t, row)) : py::none();
     const py::object g = grads[row];
     visit_array_op(code, [&](auto tag) {
         using Op = typename decltype(tag)::type;

@@ -14,12 +14,12 @@
 //
 // Note [Saved values]
 // The tape keeps an array's data only while some backward reads it (each op
-// declares what its backward reads, ops.hpp). An elementwise op whose own
-// backward does not read its output records a zero-stride "layout" view in its
-// slot: the shape and dtype the sweep needs, no data. If a later op's backward
-// reads that value, keep_value puts the real array in the slot. So a chain
-// like tanh(x * w + b) keeps x, w and tanh's output, not x * w or x * w + b,
-// whose memory is reused at once.
+// declares what its backward reads: ops.hpp, and array_ops.hpp's `reads_out`).
+// An op whose own backward does not read its output records a zero-stride
+// "layout" view in its slot: the shape and dtype the sweep needs, no data. If
+// a later op's backward reads that value, keep_value puts the real array in
+// the slot. So a chain like tanh(x @ w + b) keeps x, w and tanh's output, not
+// x @ w or x @ w + b, whose memory is reused at once.
 // A constant operand is not a node: in0/in1 then index `consts` (a number) or
 // `arrays` (an ndarray), as the row's flags say.
 #pragma once

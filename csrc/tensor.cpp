@@ -146,7 +146,19 @@ bool read_code(PyObject* arg, int arity, uint8_t& code) {
 // The array of a temporary operand that op `code` may write its result into
 // (Note [Temporaries]), or nullptr. `which` is READS_A or READS_B: the op's
 // backward (which reads `reads`) must not read that operand. The result has the operand's layout:
-// the other operand is a number or an array of the same shape and dtype.
+// the other operand is a number, or an array of its dtype that broadcasts to
+// its shape (a row added to a matrix, say) without changing it.
+// Whether numpy broadcasts `small` against `big` to big's own shape.
+bool broadcasts_into(PyArrayObject* small, PyArrayObject* big) {
+    const int ns = PyArray_NDIM(small), nb = PyArray_NDIM(big);
+    if (ns > nb) return false;
+    for (int i = 1; i <= ns; ++i) {
+        const npy_intp d = PyArray_DIM(small, ns - i);
+        if (d != 1 && d != PyArray_DIM(big, nb - i)) return false;
+    }
+    return true;
+}
+
 PyObject* temporary_array(const Tape& tape, int reads, const Operand& x, const Operand* other,
                           int which) {
     if (x.kind != K_TENSOR || (reads & which)) return nullptr;
@@ -164,7 +176,7 @@ PyObject* temporary_array(const Tape& tape, int reads, const Operand& x, const O
     if (other && !other->is_scalar()) {
         PyObject* o = other->kind == K_ARRAY ? other->array : other->tensor->array;
         auto* po = reinterpret_cast<PyArrayObject*>(o);
-        if (o == a || PyArray_TYPE(po) != PyArray_TYPE(pa) || !PyArray_SAMESHAPE(po, pa)) return nullptr;
+        if (o == a || PyArray_TYPE(po) != PyArray_TYPE(pa) || !broadcasts_into(po, pa)) return nullptr;
     }
     return called_from_interpreter() ? a : nullptr;
 }

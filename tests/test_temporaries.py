@@ -110,3 +110,76 @@ def test_a_borrowed_reference_from_c_code_is_not_a_temporary(xwb):
     result = api.PyNumber_Add(api.PyList_GetItem(held, 0), b)
     np.testing.assert_array_equal(held[0].data, value)
     np.testing.assert_allclose(result.data, value + xwb[2], rtol=1e-15)
+
+
+@pytest.fixture
+def layer(rng):
+    """A layer's operands: h @ w is (200, 256), 400 KB of float64."""
+    return rng.uniform(-1, 1, size=(200, 64)), rng.uniform(-1, 1, size=(64, 256)), rng.uniform(size=256)
+
+
+def test_a_layer_reuses_the_product_and_matches_numpy(layer):
+    """No backward reads h @ w (matmul declares no reads_out): the bias add and the
+    tanh write into the product's array, and values and gradients are numpy's."""
+    a, m, r = layer
+    h, w, b = (tg.Tensor(v) for v in layer)
+    before = tg._core.tape_stats()["temporaries_reused"]
+    y = tg.tanh(h @ w + b)
+    assert tg._core.tape_stats()["temporaries_reused"] - before == 2
+    t = np.tanh(a @ m + r)
+    np.testing.assert_array_equal(y.data, t)
+    gh, gw, gb = tg.compute_gradients(y, [h, w, b])
+    d = 1 - t * t
+    np.testing.assert_allclose(gh, d @ m.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gw, a.T @ d, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gb, d.sum(0), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("op", ["add", "subtract", "multiply", "divide"])
+def test_a_broadcast_operand_against_a_temporary_in_either_order(layer, op):
+    a, m, r = layer
+    fn = getattr(np, op)
+    for other in (r, r[None, :], a[:, :1] @ np.ones((1, 1))):  # a row, (1, n), a column
+        for temporary_first in (True, False):
+            h, w = tg.Tensor(a), tg.Tensor(m)
+            c = tg.Tensor(other)
+            product = a @ m
+            out = getattr(tg, op)(h @ w, c) if temporary_first else getattr(tg, op)(c, h @ w)
+            want = fn(product, other) if temporary_first else fn(other, product)
+            np.testing.assert_array_equal(out.data, want)
+
+
+def test_a_product_a_later_backward_reads_keeps_its_values(layer):
+    """matmul's own backward does not read h @ w, but v's gradient in (h @ w) * v does."""
+    a, m, _ = layer
+    h, w = tg.Tensor(a), tg.Tensor(m)
+    v = tg.Tensor(np.full((200, 256), 3.0))
+    (gv,) = tg.compute_gradients(tg.sum((h @ w) * v), [v])
+    np.testing.assert_allclose(gv, a @ m, rtol=1e-13)
+
+
+def test_second_order_through_a_product_nobody_keeps(layer):
+    """The recorded sweep gets None for matmul's output and still differentiates."""
+    a, m, r = layer
+    h = tg.Tensor(a)
+    w = tg.Tensor(m, requires_grad=True)
+    loss = tg.sum(tg.tanh(h @ w + r) ** 2)
+    (gw,) = tg.grad(loss, w, create_graph=True)
+    (hv,) = tg.grad(tg.sum(gw), w)
+    torch = pytest.importorskip("torch")
+    tw = torch.tensor(m, requires_grad=True)
+    tl = (torch.tanh(torch.tensor(a) @ tw + torch.tensor(r)) ** 2).sum()
+    (tg_w,) = torch.autograd.grad(tl, tw, create_graph=True)
+    (thv,) = torch.autograd.grad(tg_w.sum(), tw)
+    np.testing.assert_allclose(gw.data, tg_w.detach().numpy(), rtol=1e-11)
+    np.testing.assert_allclose(hv.data, thv.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_a_temporary_smaller_than_the_result_is_not_written_into(rng):
+    """(1, n) + (3, n) is (3, n): it cannot go into the (1, n) temporary."""
+    row, big = rng.uniform(size=(1, N)), rng.uniform(size=(3, N))
+    x, b = tg.Tensor(row), tg.Tensor(big)
+    out = (x * 2.0) + b
+    np.testing.assert_array_equal(out.data, row * 2.0 + big)
+    out = b - (x * 2.0)
+    np.testing.assert_array_equal(out.data, big - row * 2.0)
