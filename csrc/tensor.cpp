@@ -143,11 +143,6 @@ bool read_code(PyObject* arg, int arity, uint8_t& code) {
     return true;
 }
 
-// The array of a temporary operand that op `code` may write its result into
-// (Note [Temporaries]), or nullptr. `which` is READS_A or READS_B: the op's
-// backward (which reads `reads`) must not read that operand. The result has the operand's layout:
-// the other operand is a number, or an array of its dtype that broadcasts to
-// its shape (a row added to a matrix, say) without changing it.
 // Whether numpy broadcasts `small` against `big` to big's own shape.
 bool broadcasts_into(PyArrayObject* small, PyArrayObject* big) {
     const int ns = PyArray_NDIM(small), nb = PyArray_NDIM(big);
@@ -159,6 +154,11 @@ bool broadcasts_into(PyArrayObject* small, PyArrayObject* big) {
     return true;
 }
 
+// The array of a temporary operand that op `code` may write its result into
+// (Note [Temporaries]), or nullptr. `which` is READS_A or READS_B: the op's
+// backward (which reads `reads`) must not read that operand. The result has the operand's layout:
+// the other operand is a number, or an array of its dtype that broadcasts to
+// its shape (a row added to a matrix, say) without changing it.
 PyObject* temporary_array(const Tape& tape, int reads, const Operand& x, const Operand* other,
                           int which) {
     if (x.kind != K_TENSOR || (reads & which)) return nullptr;
