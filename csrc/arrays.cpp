@@ -310,12 +310,15 @@ PyObject* softmax_rows(PyArrayObject* x, bool log) {
     }
     Ref e(PyObject_CallFunctionObjArgs(ufuncs[OP_EXP], shifted.p, shifted.p, nullptr));
     if (!e.p) return nullptr;
+    auto row_total = [&](npy_intp r) {
+        T total = T(0);
+        for (npy_intp j = 0; j < n; ++j) total += sp[r * n + j];
+        return total;
+    };
     if (!log) {
         for (npy_intp r = 0; r < rows; ++r) {
-            T* row = sp + r * n;
-            T total = T(0);
-            for (npy_intp j = 0; j < n; ++j) total += row[j];
-            for (npy_intp j = 0; j < n; ++j) row[j] /= total;
+            const T total = row_total(r);
+            for (npy_intp j = 0; j < n; ++j) sp[r * n + j] /= total;
         }
         return shifted.release();
     }
@@ -324,12 +327,8 @@ PyObject* softmax_rows(PyArrayObject* x, bool log) {
     PyObject* out = PyArray_Empty(nd, dims.data(), PyArray_DescrFromType(npy_type_of<T>()), 0);
     if (!out) return nullptr;
     T* op = static_cast<T*>(PyArray_DATA(arr(out)));
-    for (npy_intp r = 0; r < rows; ++r) {
-        const T* row = sp + r * n;
-        T total = T(0);
-        for (npy_intp j = 0; j < n; ++j) total += row[j];
-        op[r] = static_cast<T>(std::log(total) + row_max[static_cast<size_t>(r)]);
-    }
+    for (npy_intp r = 0; r < rows; ++r)
+        op[r] = static_cast<T>(std::log(row_total(r)) + row_max[static_cast<size_t>(r)]);
     return out;
 }
 
@@ -620,7 +619,7 @@ void sum_rows(PyObject* g, PyObject* out) {
 PyObject* sum_to_like(PyObject* g, PyObject* like) {
     PyArrayObject* ga = arr(g);
     PyArrayObject* la = arr(like);
-    if (PyArray_CheckExact(like) && is_row_of(g, like)) {  // Note [Row broadcasts]
+    if (is_row_of(g, like)) {  // Note [Row broadcasts]
         PyObject* out = PyArray_Zeros(1, PyArray_DIMS(la), PyArray_DescrFromType(PyArray_TYPE(la)), 0);
         if (!out) return nullptr;
         if (PyArray_TYPE(la) == NPY_FLOAT32) sum_rows<float>(g, out);
@@ -670,23 +669,27 @@ double sum_all(PyObject* g) {
     return s;
 }
 
+namespace {
+// f(data, n) with a's data as float* or double*, by its dtype (float32 or float64).
+template <class F>
+void with_data(PyObject* a, F&& f) {
+    void* p = PyArray_DATA(arr(a));
+    const npy_intp n = PyArray_SIZE(arr(a));
+    if (PyArray_TYPE(arr(a)) == NPY_FLOAT32) f(static_cast<float*>(p), n);
+    else f(static_cast<double*>(p), n);
+}
+}  // namespace
+
 void add_into(PyObject* buf, PyObject* g) {
-    const npy_intp n = PyArray_SIZE(arr(buf));
-    if (PyArray_TYPE(arr(buf)) == NPY_FLOAT32)
-        add_loop(n, static_cast<float*>(PyArray_DATA(arr(buf))), static_cast<const float*>(PyArray_DATA(arr(g))));
-    else
-        add_loop(n, static_cast<double*>(PyArray_DATA(arr(buf))), static_cast<const double*>(PyArray_DATA(arr(g))));
+    with_data(buf, [&](auto* d, npy_intp n) {
+        add_loop(n, d, static_cast<const std::remove_pointer_t<decltype(d)>*>(PyArray_DATA(arr(g))));
+    });
 }
 
 void fill(PyObject* a, double v) {
-    const npy_intp n = PyArray_SIZE(arr(a));
-    if (PyArray_TYPE(arr(a)) == NPY_FLOAT32) {
-        float* p = static_cast<float*>(PyArray_DATA(arr(a)));
-        std::fill(p, p + n, static_cast<float>(v));
-    } else {
-        double* p = static_cast<double*>(PyArray_DATA(arr(a)));
-        std::fill(p, p + n, v);
-    }
+    with_data(a, [&](auto* p, npy_intp n) {
+        std::fill(p, p + n, static_cast<std::remove_pointer_t<decltype(p)>>(v));
+    });
 }
 
 PyObject* filled_like(PyObject* like, double v) {
@@ -715,17 +718,16 @@ double uniform_value(PyObject* a) {
 PyObject* uniform_like(PyObject* like, double v) {
     PyArrayObject* l = arr(like);
     if (PyArray_NDIM(l) == 0) return filled_like(like, v);
-    Ref value(PyArray_Zeros(0, nullptr, PyArray_DescrFromType(PyArray_TYPE(l)), 0));
+    Ref value(PyArray_Empty(0, nullptr, PyArray_DescrFromType(PyArray_TYPE(l)), 0));
     if (!value.p) return nullptr;
-    if (PyArray_TYPE(l) == NPY_FLOAT32) *static_cast<float*>(PyArray_DATA(arr(value.p))) = static_cast<float>(v);
-    else *static_cast<double*>(PyArray_DATA(arr(value.p))) = v;
+    fill(value.p, v);
     return broadcast_view(value.p, PyArray_NDIM(l), PyArray_DIMS(l));
 }
 
 void add_value(PyObject* buf, double v) {
-    const npy_intp n = PyArray_SIZE(arr(buf));
-    if (PyArray_TYPE(arr(buf)) == NPY_FLOAT32) add_value_loop(n, static_cast<float*>(PyArray_DATA(arr(buf))), static_cast<float>(v));
-    else add_value_loop(n, static_cast<double*>(PyArray_DATA(arr(buf))), v);
+    with_data(buf, [&](auto* d, npy_intp n) {
+        add_value_loop(n, d, static_cast<std::remove_pointer_t<decltype(d)>>(v));
+    });
 }
 
 PyObject* owned_copy(PyObject* a) { return PyArray_NewCopy(arr(a), NPY_CORDER); }

@@ -683,7 +683,6 @@ PyObject* power_slot(PyObject* a, PyObject* b, PyObject* modulo) {
 
 PyObject* positive_slot(PyObject* a) { return Py_NewRef(a); }
 
-
 bool init_tensor_type(PyObject* module) {
     static PyMethodDef methods[] = {
         {"__array_ufunc__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(tensor_array_ufunc)),
