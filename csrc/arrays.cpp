@@ -732,10 +732,15 @@ void add_value(PyObject* buf, double v) {
 
 PyObject* owned_copy(PyObject* a) { return PyArray_NewCopy(arr(a), NPY_CORDER); }
 
+bool is_unseen(PyObject* a) {
+    return Py_REFCNT(a) == 1 && PyArray_CheckExact(a) &&
+           reinterpret_cast<PyArrayObject_fields*>(a)->weakreflist == nullptr &&
+           PyArray_CHKFLAGS(arr(a), NPY_ARRAY_OWNDATA) && PyArray_BASE(arr(a)) == nullptr;
+}
+
 bool is_owned_buffer(PyObject* a, PyObject* like) {
-    // A kernel's fresh result: sole reference, writable, contiguous, right dtype and shape.
-    return Py_REFCNT(a) == 1 && PyArray_ISCARRAY(arr(a)) && PyArray_CHKFLAGS(arr(a), NPY_ARRAY_OWNDATA) &&
-           PyArray_TYPE(arr(a)) == PyArray_TYPE(arr(like)) && PyArray_SAMESHAPE(arr(a), arr(like));
+    return is_unseen(a) && PyArray_ISCARRAY(arr(a)) && PyArray_TYPE(arr(a)) == PyArray_TYPE(arr(like)) &&
+           PyArray_SAMESHAPE(arr(a), arr(like));
 }
 
 }  // namespace tapegrad

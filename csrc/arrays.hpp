@@ -90,6 +90,19 @@ void fill(PyObject* a, double v);
 // A private, writable, C-contiguous copy (for a gradient buffer we will add into).
 PyObject* owned_copy(PyObject* arr);
 
+// Note [Unseen arrays]
+// The pool reuses an array, the sweep adds into a buffer in place and hands it
+// out, and a temporary takes an op's result: each writes into memory, so each
+// must know that nobody else can see it. A reference count of 1 is not enough:
+// a weak reference (weakref.ref(a), a WeakValueDictionary) is not counted, and
+// an array that is a view shares memory that other arrays see. So an array is
+// unseen only when we hold its one reference, nothing refers to it weakly, it
+// owns its data and has no base, and it is a plain ndarray (a subclass may
+// keep references in its __dict__).
+bool is_unseen(PyObject* arr);
+
+// An unseen (Note [Unseen arrays]), writable, C-contiguous array of like's
+// shape and dtype: a buffer the sweep may add into.
 bool is_owned_buffer(PyObject* arr, PyObject* like);
 
 // Note [Uniform gradients]

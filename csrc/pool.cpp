@@ -25,11 +25,9 @@ void BufferPool::give(PyObject* array, bool cold) {
     if (!array) return;
     PyArrayObject* a = arr(array);
     const size_t nbytes = PyArray_Check(array) ? static_cast<size_t>(PyArray_NBYTES(a)) : 0;
-    // Only what nobody else can see: one reference (ours), its own data, no base.
-    const bool keep = nbytes >= MIN_BYTES && nbytes <= MAX_BYTES &&
-                      Py_REFCNT(array) == 1 && PyArray_CHKFLAGS(a, NPY_ARRAY_OWNDATA) &&
-                      PyArray_IS_C_CONTIGUOUS(a) && PyArray_BASE(a) == nullptr &&
-                      Py_TYPE(array) == &PyArray_Type;
+    // Only what nobody else can see (Note [Unseen arrays]).
+    const bool keep = nbytes >= MIN_BYTES && nbytes <= MAX_BYTES && is_unseen(array) &&
+                      PyArray_IS_C_CONTIGUOUS(a);
     if (!keep) {
         Py_DECREF(array);
         return;

@@ -243,7 +243,7 @@ public:
         if (!buffer) return filled_like(value ? value : t.array_of(s.node), 0.0);
         // Hand the buffer over the first time; a source listed twice gets a
         // copy, and a uniform gradient is written out (Note [Uniform gradients]).
-        if (Py_REFCNT(buffer) == 1 && !is_uniform(buffer)) return Py_NewRef(buffer);
+        if (is_unseen(buffer) && !is_uniform(buffer)) return Py_NewRef(buffer);
         return owned_copy(buffer);
     }
 

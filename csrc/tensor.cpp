@@ -164,14 +164,13 @@ PyObject* temporary_array(const Tape& tape, int reads, const Operand& x, const O
     if (x.kind != K_TENSOR || (reads & which)) return nullptr;
     const TensorObject* t = x.tensor;
     PyObject* a = t->array;
-    if (!a || Py_REFCNT(reinterpret_cast<const PyObject*>(t)) != 1 || Py_REFCNT(a) != 1 ||
+    if (!a || Py_REFCNT(reinterpret_cast<const PyObject*>(t)) != 1 ||
         (t->flags & (T_LEAF | T_SAVED)) != 0 || !(t->flags & T_REQUIRES_GRAD) || t->hooks ||
         t->epoch != tape.epoch || t->node == UINT32_MAX)
         return nullptr;
     auto* pa = reinterpret_cast<PyArrayObject*>(a);
-    if (static_cast<size_t>(PyArray_NBYTES(pa)) < MIN_ELIDE_BYTES || PyArray_BASE(pa) ||
-        !PyArray_CHKFLAGS(pa, NPY_ARRAY_OWNDATA) || !PyArray_ISCARRAY_RO(pa) ||
-        Py_TYPE(a) != &PyArray_Type)
+    if (static_cast<size_t>(PyArray_NBYTES(pa)) < MIN_ELIDE_BYTES || !is_unseen(a) ||
+        !PyArray_ISCARRAY_RO(pa))
         return nullptr;
     if (other && !other->is_scalar()) {
         PyObject* o = other->kind == K_ARRAY ? other->array : other->tensor->array;
