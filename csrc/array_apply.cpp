@@ -118,7 +118,7 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
     PyObject* array = as_result_array(result);
     Py_DECREF(result);
     if (!array) return nullptr;
-    if (!record || !tape->grad_enabled) return new_tensor(*tape, 0.0, array, UINT32_MAX, false);
+    if (!record || !tape->grad_mode()) return new_tensor(*tape, 0.0, array, UINT32_MAX, false);
     ArrayRecord r;
     for (const Input& in : inputs) {
         if (in.tensor) {

@@ -87,11 +87,11 @@ PYBIND11_MODULE(_core, m) {
           py::arg("outputs"), py::arg("inputs"), py::arg("grad_outputs") = py::none(),
           py::arg("retain_graph") = false, py::arg("allow_unused") = false,
           py::arg("create_graph") = false);
-    m.def("is_grad_enabled", []() { return tape().grad_enabled; });
+    m.def("is_grad_enabled", []() { return tape().grad_mode(); });
     m.def("set_grad_enabled", [](bool mode) {
-        Tape& t = tape();
-        const bool previous = t.grad_enabled;
-        t.grad_enabled = mode;
+        bool& enabled = tape().grad_mode();
+        const bool previous = enabled;
+        enabled = mode;
         return previous;
     });
     py::class_<OwnTape>(m, "OwnTape", "The tape of a tapegrad.Tape context.")

@@ -14,14 +14,14 @@ GraphSweep::GraphSweep(Tape& tape)
       reached(top, 0),
       keep(top, 0),
       hooks_ran(top, 0),
-      was_enabled(tape.grad_enabled),
+      was_enabled(tape.grad_mode()),
       was_sweeping(tape.sweeping) {
-    t.grad_enabled = true;
+    t.grad_mode() = true;
     t.sweeping = true;  // no reclaiming while it runs (Note [Reclaiming records])
 }
 
 GraphSweep::~GraphSweep() {
-    t.grad_enabled = was_enabled;
+    t.grad_mode() = was_enabled;
     t.sweeping = was_sweeping;
 }
 

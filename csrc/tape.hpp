@@ -96,7 +96,11 @@ public:
     // stored epoch with the tape's to know whether their node is still here.
     uint64_t epoch;
     int64_t counter = 0;  // Tensor._counter: the next label number
-    bool grad_enabled = true;  // false inside no_grad(): ops record nothing
+    // Grad mode: false inside no_grad(), where ops record nothing. It is the
+    // thread's, as in PyTorch, so it lives on the thread's default tape: a
+    // `with tapegrad.Tape()` does not change it (use grad_mode(), not this).
+    bool grad_enabled = true;
+    bool& grad_mode() { return pushed_on ? pushed_on->grad_enabled : grad_enabled; }
 
     std::vector<uint8_t> op, flags;
     std::vector<uint32_t> in0, in1;

@@ -207,7 +207,7 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj, bool may_elide =
     Tape* tape = current_tape();
     if (!tape) return nullptr;
     tape->maybe_reclaim();  // a safe point: operands are read after it
-    record = record && tape->grad_enabled;  // nothing is recorded inside no_grad()
+    record = record && tape->grad_mode();  // nothing is recorded inside no_grad()
     double number = 0.0;
     PyObject* array = nullptr;
     int reads = 0;  // what the op's backward reads (Note [Saved values])

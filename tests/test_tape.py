@@ -106,3 +106,24 @@ def test_a_source_used_on_the_other_threads_tape_cannot_hide_there():
     finally:
         done.set()
         thread.join()
+
+
+def test_grad_mode_is_the_threads_not_the_tapes():
+    """As in PyTorch: entering a Tape inside no_grad() does not turn recording back on."""
+    x = tg.Tensor(2.0)
+    with tg.no_grad(), tg.Tape():
+        assert not tg.is_grad_enabled()
+        assert not (x * x).requires_grad
+    with tg.Tape():
+        with tg.no_grad():
+            assert not (x * x).requires_grad
+        assert tg.is_grad_enabled()
+    assert tg.is_grad_enabled()
+    with tg.no_grad():
+        tape = tg.Tape(persistent=True)
+        with tape:
+            y = x * x
+        assert not y.requires_grad
+    with tape, tg.enable_grad():
+        y = x * x
+    assert tape.gradient(y, x).data == 4.0
