@@ -92,9 +92,14 @@ bool GraphSweep::accumulate_leaf_grads() {
         for (size_t row = 0; row < top; ++row) {
             if (t.op[row] != OP_LEAF || !reached[row] || t.in0[row] == UINT32_MAX) continue;
             auto* leaf = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]]);
-            py::object g = as_tensor(grads[row]);
-            if (leaf->grad) g = (Rec(py::reinterpret_borrow<py::object>(leaf->grad)) + Rec(g)).v;
-            Py_XSETREF(leaf->grad, g.release().ptr());
+            const py::object g = as_tensor(grads[row]);
+            // Stored only if .grad is still the one summed (Note [Concurrent accumulation]).
+            for (bool stored = false; !stored;) {
+                py::object before = py::reinterpret_borrow<py::object>(leaf->grad ? leaf->grad : Py_None);
+                py::object total = before.is_none() ? g : (Rec(before) + Rec(g)).v;
+                stored = leaf->grad == (before.is_none() ? nullptr : before.ptr());
+                if (stored) Py_XSETREF(leaf->grad, total.release().ptr());
+            }
         }
         return true;
     } catch (py::error_already_set& e) {

@@ -279,26 +279,51 @@ public:
 private:
     // Takes g (a float or an ndarray, stolen) into leaf.grad, a Tensor whose
     // identity stays across accumulations, as in PyTorch.
+    //
+    // Note [Concurrent accumulation]
+    // backward() on several threads may add into one leaf's .grad at once
+    // (README, Guarantees). numpy releases the GIL inside an add, so an array
+    // .grad is read, added to and written back optimistically: the sum is
+    // stored only if .grad and its value are still the ones it was computed
+    // from; otherwise another thread stored first, and the sum is computed
+    // again on the newer value. A scalar is added in one step under the GIL.
     bool add_to_grad(TensorObject* leaf, PyObject* g) {
-        if (!leaf->grad) {
-            leaf->grad = constant_tensor(t, g);
-            return leaf->grad != nullptr;
+        while (!leaf->grad) {
+            PyObject* fresh = constant_tensor(t, Py_NewRef(g));
+            if (!fresh) {
+                Py_DECREF(g);
+                return false;
+            }
+            if (!leaf->grad) {  // still none: an allocation can run Python, and so another thread
+                leaf->grad = fresh;
+                Py_DECREF(g);
+                return true;
+            }
+            Py_DECREF(fresh);
         }
-        auto* acc = reinterpret_cast<TensorObject*>(leaf->grad);
+        auto* acc = reinterpret_cast<TensorObject*>(Py_NewRef(leaf->grad));
+        bool ok = true;
         if (!acc->array) {
-            acc->scalar += PyArray_Check(g) ? sum_all(g) : PyFloat_AsDouble(g);
-            Py_DECREF(g);
+            const double v = PyArray_Check(g) ? sum_all(g) : PyFloat_AsDouble(g);
+            ok = !PyErr_Occurred();
+            if (ok) acc->scalar += v;
         } else {
-            PyObject* total = PyNumber_Add(acc->array, g);
-            Py_DECREF(g);
-            if (!total) return false;
-            PyObject* shaped = sum_to_like(total, acc->array);
-            Py_DECREF(total);
-            if (!shaped) return false;
-            Py_SETREF(acc->array, shaped);
+            for (bool stored = false; ok && !stored;) {
+                PyObject* before = Py_NewRef(acc->array);
+                PyObject* total = PyNumber_Add(before, g);
+                PyObject* shaped = total ? sum_to_like(total, before) : nullptr;
+                Py_XDECREF(total);
+                ok = shaped != nullptr;
+                stored = ok && acc->array == before;
+                if (stored) Py_SETREF(acc->array, shaped);
+                else Py_XDECREF(shaped);
+                Py_DECREF(before);
+            }
         }
         acc->epoch = 0;  // a new value: re-entered on its next use
-        return !PyErr_Occurred();
+        Py_DECREF(g);
+        Py_DECREF(acc);  // held: another thread may set .grad = None while numpy runs
+        return ok;
     }
 
     // Calls the register_hook functions of a row's tensor, in order, on its

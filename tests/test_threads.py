@@ -74,3 +74,51 @@ def test_four_threads_record_and_differentiate_at_once():
     # The main thread's tape is untouched by the others.
     x = tg.Tensor(2.0)
     assert tg.grad(x * x, x)[0].data == 4.0
+
+
+def test_concurrent_backward_into_one_leaf_adds_every_gradient():
+    """Note [Concurrent accumulation]: numpy releases the GIL inside the add into
+    .grad, so the read-add-write must not lose another thread's gradient."""
+    rng = np.random.default_rng(0)
+    w = tg.Tensor(rng.uniform(-0.5, 0.5, size=(50, 50)))
+    xs = [rng.uniform(-1, 1, size=(64, 50)) for _ in range(4)]
+    steps = 150
+
+    def step(x):
+        tg.sum(tg.tanh(x @ w) ** 2).backward()
+
+    def worker(x):
+        try:
+            for _ in range(steps):
+                step(x)
+        except BaseException as e:  # reported by the main thread
+            errors.append(repr(e))
+
+    errors = []
+    threads = [threading.Thread(target=worker, args=(x,)) for x in xs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    concurrent = w.grad.data.copy()
+    w.grad = None
+    for x in xs:  # the same gradients, one at a time
+        for _ in range(steps):
+            step(x)
+    np.testing.assert_allclose(concurrent, w.grad.data, rtol=1e-9, atol=1e-9)
+
+
+def test_concurrent_create_graph_backward_into_one_leaf_adds_every_gradient():
+    w = tg.Tensor(np.linspace(-1, 1, 200 * 200).reshape(200, 200))
+
+    def worker():
+        for _ in range(20):
+            tg.sum(w * w * w).backward(create_graph=True)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_allclose(w.grad.data, 80 * 3 * w.data ** 2, rtol=1e-9)
