@@ -242,44 +242,146 @@ def _graph_backward_of(cls: type, ctx: FunctionCtx, tensor_args: tuple) -> Calla
 
 # ---- torch.autograd.functional's helpers ----
 #
-# Each takes torch's signature. Without create_graph they differentiate fresh
-# leaves made from the inputs (the caller's tensors are not touched) and return
-# constants; with create_graph=True they differentiate the caller's tensors
-# themselves and return Tensors with history, differentiable again.
+# Each takes torch's signature and returns what torch returns. As torch's
+# _grad_preprocess does, the function runs on nodes of the helper's own, one
+# per input, and is differentiated with respect to those. Without create_graph
+# they are fresh leaves made from the inputs' values (the caller's tensors are
+# not touched) and the results are constants. With create_graph=True an input
+# that requires grad gets a recorded node of its own (``x + 0.0``, whose
+# gradient passes straight through): each result is the partial derivative
+# with respect to that input slot, even when the same tensor is given twice or
+# one input is computed from another, and it keeps history back to the
+# caller's tensors, so it can be differentiated again. An input that does not
+# require grad becomes a fresh leaf either way.
 
 
-def _as_inputs(inputs: Any, create_graph: bool) -> tuple[tuple, bool]:
-    single = not isinstance(inputs, (tuple, list))
-    items = (inputs,) if single else tuple(inputs)
-    leaves = tuple(
-        x if create_graph and isinstance(x, Tensor) and x.requires_grad
-        else Tensor(x.data if isinstance(x, Tensor) else x)
-        for x in items)
-    return leaves, single
+def _value(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
 
 
-def _check_unused(grads: tuple, strict: bool, what: str) -> None:
-    if strict and any(g is None for g in grads):
-        k = next(i for i, g in enumerate(grads) if g is None)
-        raise RuntimeError(f"{what}: the output does not depend on input {k} (strict=True)")
+def _as_tuple(items: Any) -> tuple[tuple, bool]:
+    """``items`` as a tuple, and whether it was one (a list counts as a tuple)."""
+    if isinstance(items, (tuple, list)):
+        return tuple(items), True
+    return (items,), False
 
 
-def _zeros_for(grads: tuple, leaves: tuple) -> tuple:
+def _unpack(items: tuple, was_tuple: bool) -> Any:
+    return items if was_tuple else items[0]
+
+
+def _input_nodes(inputs: Any, create_graph: bool, what: str) -> tuple[tuple, bool]:
+    """The nodes ``func`` runs on, one per input, and whether the inputs were a tuple."""
+    items, was_tuple = _as_tuple(inputs)
+    if not items:
+        raise ValueError(f"{what}: inputs is empty; give a Tensor or a tuple of Tensors")
+    with enable_grad():
+        nodes = tuple(x + 0.0 if create_graph and isinstance(x, Tensor) and x.requires_grad
+                      else Tensor(_value(x)) for x in items)
+    return nodes, was_tuple
+
+
+def _outputs_of(out: Any, what: str) -> tuple[tuple, bool]:
+    """The function's outputs as a tuple of Tensors, and whether it returned a tuple."""
+    outs, was_tuple = _as_tuple(out)
+    for k, o in enumerate(outs):
+        if not isinstance(o, Tensor):
+            which = f"output {k} is" if was_tuple else "it returned"
+            raise TypeError(f"{what}: the function must return a Tensor or a tuple of Tensors, "
+                            f"but {which} {type(o).__name__}")
+    return outs, was_tuple
+
+
+def _check_outputs(outs: tuple, strict: bool, what: str) -> None:
+    for k, o in enumerate(outs if strict else ()):
+        if not o.requires_grad:
+            which = "the output" if len(outs) == 1 else f"output {k}"
+            raise RuntimeError(
+                f"{what}: {which} of the function does not require grad, so it does not depend "
+                f"on the inputs (strict=True); compute it from the inputs, or pass strict=False "
+                f"to get zeros")
+
+
+def _vectors(v: Any, refs: tuple, was_tuple: bool, what: str, of: str) -> tuple:
+    """``v`` as one entry per reference (an output or an input), each of its shape."""
+    if was_tuple:
+        vs = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+        if len(vs) != len(refs):
+            raise ValueError(f"{what}: v must be a tuple with one entry per {of} "
+                             f"({len(refs)} {of}s), got {len(vs)}")
+    elif (isinstance(v, tuple) and len(v) == 1
+          and np.shape(_value(v[0])) == np.shape(refs[0].data)):
+        vs = v  # torch's form for a single input or output: a tuple of one
+    else:
+        vs = (v,)
+    for k, (vk, ref) in enumerate(zip(vs, refs)):
+        got, want = np.shape(_value(vk)), np.shape(ref.data)
+        if got != want:
+            which = f"v[{k}]" if was_tuple else "v"
+            whose = f"{of} {k}" if was_tuple else f"the {of}"
+            raise ValueError(f"{what}: {which} has shape {got} but {whose} has shape {want}; "
+                             f"give v the {of}'s shape")
+    return vs
+
+
+def _grads(outs: tuple, seeds: tuple, nodes: tuple, retain: bool, create_graph: bool) -> tuple:
+    """The seeded gradient of ``outs`` per node, None for a node they do not reach.
+
+    Outputs that do not require grad are left out (torch's _autograd_grad).
+    """
+    kept = [(o, s) for o, s in zip(outs, seeds) if o is not None and o.requires_grad]
+    if not kept:
+        return (None,) * len(nodes)
+    return _core.grad([o for o, _ in kept], nodes, tuple(s for _, s in kept), retain, True,
+                      create_graph)
+
+
+def _check_grads(grads: tuple, strict: bool, create_graph: bool, what: str, of: str) -> None:
+    """strict=True: each gradient exists, and with create_graph depends on the inputs."""
+    for k, g in enumerate(grads if strict else ()):
+        if g is None:
+            raise RuntimeError(f"{what}: {of} does not depend on input {k} (strict=True); "
+                               f"pass strict=False to get zeros for it")
+        if create_graph and not g.requires_grad:
+            raise RuntimeError(
+                f"{what}: the derivative of {of} with respect to input {k} does not depend on "
+                f"the inputs, which strict=True does not allow with create_graph=True; pass "
+                f"strict=False")
+
+
+def _check_first_grads(grads: tuple, strict: bool, what: str) -> None:
+    """strict=True for hessian and hvp: each gradient exists and depends on the inputs."""
+    _check_grads(grads, strict, False, what, "the output")
+    for k, g in enumerate(grads if strict else ()):
+        if not g.requires_grad:
+            raise RuntimeError(
+                f"{what}: the gradient with respect to input {k} does not depend on the inputs "
+                f"(is the function linear in it?), which strict=True does not allow; pass "
+                f"strict=False to get zeros")
+
+
+def _zeros_for(grads: tuple, nodes: tuple) -> tuple:
     """Each gradient, with zeros (a constant of the input's shape) for None."""
-    return tuple(Tensor(np.zeros_like(leaf.data), requires_grad=False) if g is None else g
-                 for g, leaf in zip(grads, leaves))
+    return tuple(g if g is not None
+                 else Tensor(0.0 if isinstance(node.data, float) else np.zeros_like(node.data),
+                             requires_grad=False)
+                 for g, node in zip(grads, nodes))
 
 
 def _scalar_output(out: Any, what: str) -> Tensor:
     if not isinstance(out, Tensor) or np.size(out.data) != 1:
-        got = np.shape(out.data) if isinstance(out, Tensor) else type(out).__name__
+        got = (f"shape {np.shape(out.data)}" if isinstance(out, Tensor)
+               else f"a tuple of {len(out)}" if isinstance(out, (tuple, list))
+               else type(out).__name__)
         raise RuntimeError(
-            f"{what}: the function must return a Tensor with a single element, got {got}")
+            f"{what}: the function must return a single Tensor with a single element, got {got}")
     return out
 
 
-def _stacked(rows: list, shape: tuple) -> Tensor:
+def _stacked(rows: list, shape: tuple, like: Tensor) -> Tensor:
     """Rows of a Jacobian (Tensors) as one Tensor of `shape`, recorded when they have history."""
+    if not rows:  # an output with no elements
+        return Tensor(np.zeros(shape, dtype=np.asarray(like.data).dtype), requires_grad=False)
     if any(r.requires_grad for r in rows):
         from .array_ops import reshape, stack
 
@@ -291,55 +393,95 @@ def vjp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
         strict: bool = False) -> tuple:
     """``(func(*inputs), v^T J)``, as ``torch.autograd.functional.vjp``.
 
-    ``v`` has the output's shape (it may be omitted for a scalar output). The
-    result has one gradient per input (a Tensor, or a tuple of them when
-    ``inputs`` is a tuple). ``strict=True`` raises when the output does not
-    depend on an input.
+    ``v`` has the output's shape, or is a tuple with one entry per output when
+    ``func`` returns a tuple; it may be omitted when ``func`` returns a single
+    Tensor with one element. The first result is ``func``'s output (a tuple
+    for a tuple), the second has one gradient per input (a Tensor, or a tuple
+    of them when ``inputs`` is a tuple). With ``create_graph=True`` both keep
+    their history, and each gradient is the partial derivative with respect
+    to its input slot, as in PyTorch. ``strict=True`` raises when an output
+    does not require grad or does not depend on an input.
 
     Example:
         >>> import tapegrad as tg
         >>> out, g = tg.vjp(lambda x: x * x, tg.Tensor([1.0, 2.0]), v=[1.0, 1.0])
         >>> g.data
         array([2., 4.])
+        >>> (sq, total), g = tg.vjp(lambda x: (x * x, x.sum()), tg.Tensor([1.0, 2.0]),
+        ...                         v=([1.0, 1.0], 10.0))
+        >>> g.data
+        array([12., 14.])
     """
-    leaves, single = _as_inputs(inputs, create_graph)
+    nodes, inputs_tuple = _input_nodes(inputs, create_graph, "vjp")
     with enable_grad():
-        out = func(*leaves)
-        seed = None if v is None else (v if isinstance(v, Tensor) else np.asarray(v, dtype=float),)
-        grads = _core.grad(out, leaves, seed, create_graph, True, create_graph)
-    _check_unused(grads, strict, "vjp")
-    grads = _zeros_for(grads, leaves)
-    return (out if create_graph else out.detach()), grads[0] if single else grads
+        outs, outputs_tuple = _outputs_of(func(*nodes), "vjp")
+        _check_outputs(outs, strict, "vjp")
+        if v is None:
+            if len(outs) != 1 or np.size(outs[0].data) != 1:
+                shapes = ", ".join(str(np.shape(o.data)) for o in outs)
+                raise RuntimeError(
+                    f"vjp: v can be omitted only when the function returns a single Tensor with "
+                    f"one element, but it returned shapes {shapes}; pass v with the output's "
+                    f"shape (a tuple with one entry per output for a tuple of outputs)")
+            seeds: tuple = (None,)
+        else:
+            seeds = tuple(vk if isinstance(vk, Tensor) else np.asarray(vk, dtype=float)
+                          for vk in _vectors(v, outs, outputs_tuple, "vjp", "output"))
+        grads = _grads(outs, seeds, nodes, create_graph, create_graph)
+    _check_grads(grads, strict, create_graph, "vjp",
+                 "the outputs" if outputs_tuple else "the output")
+    grads = _zeros_for(grads, nodes)
+    outs = outs if create_graph else tuple(o.detach() for o in outs)
+    return _unpack(outs, outputs_tuple), _unpack(grads, inputs_tuple)
 
 
 def jacobian(func: Callable[..., Any], inputs: Any, create_graph: bool = False,
              strict: bool = False) -> Any:
     """The Jacobian of ``func`` at ``inputs``, as ``torch.autograd.functional.jacobian``.
 
-    For one input and one output it is a Tensor of shape ``out.shape +
-    in.shape``; for a tuple of inputs, a tuple with one such Tensor per input.
-    It takes one backward sweep per output element.
+    Each block is a Tensor of shape ``out.shape + in.shape``. For one input
+    and one output the result is that Tensor; for a tuple of inputs, a tuple
+    with one block per input; for a tuple of outputs, a tuple with one entry
+    per output; for both, a tuple of tuples with ``J[i][j]`` = d out_i / d
+    in_j. With ``create_graph=True`` the blocks keep their history and each is
+    the partial derivative with respect to its input slot, as in PyTorch.
+    ``strict=True`` raises when an output does not require grad or does not
+    depend on an input. It takes one backward sweep per output element.
 
     Example:
         >>> import tapegrad as tg
         >>> tg.jacobian(lambda x: x * x, tg.Tensor([1.0, 2.0])).data
         array([[2., 0.],
                [0., 4.]])
+        >>> j_sq, j_sum = tg.jacobian(lambda x: (x * x, x.sum()), tg.Tensor([1.0, 2.0]))
+        >>> j_sum.data
+        array([1., 1.])
+        >>> x = tg.Tensor([1.0, 2.0])
+        >>> j_a, j_b = tg.jacobian(lambda a, b: (a * b * b).sum(), (x, x), create_graph=True)
+        >>> j_a.data, j_b.data
+        (array([1., 4.]), array([2., 8.]))
     """
-    leaves, single = _as_inputs(inputs, create_graph)
+    nodes, inputs_tuple = _input_nodes(inputs, create_graph, "jacobian")
+    blocks = []
     with enable_grad():
-        out = func(*leaves)
-        out_shape = np.shape(out.data)
-        rows = []
-        for k in range(int(np.prod(out_shape))):
-            seed = np.zeros(out_shape, dtype=np.asarray(out.data).dtype)
-            seed.reshape(-1)[k] = 1.0
-            grads = _core.grad(out, leaves, seed if out_shape else None, True, True, create_graph)
-            _check_unused(grads, strict, "jacobian")
-            rows.append(_zeros_for(grads, leaves))
-    result = tuple(_stacked([r[i] for r in rows], out_shape + np.shape(leaf.data))
-                   for i, leaf in enumerate(leaves))
-    return result[0] if single else result
+        outs, outputs_tuple = _outputs_of(func(*nodes), "jacobian")
+        _check_outputs(outs, strict, "jacobian")
+        for i, out in enumerate(outs):
+            out_shape = np.shape(out.data)
+            rows = []
+            for k in range(int(np.prod(out_shape))):
+                seed = None
+                if out_shape:
+                    seed = np.zeros(out_shape, dtype=np.asarray(out.data).dtype)
+                    seed.reshape(-1)[k] = 1.0
+                grads = _grads((out,), (seed,), nodes, True, create_graph)
+                _check_grads(grads, strict, create_graph, "jacobian",
+                             f"output {i}" if outputs_tuple else "the output")
+                rows.append(_zeros_for(grads, nodes))
+            blocks.append(tuple(
+                _stacked([r[j] for r in rows], out_shape + np.shape(node.data), node)
+                for j, node in enumerate(nodes)))
+    return _unpack(tuple(_unpack(b, inputs_tuple) for b in blocks), outputs_tuple)
 
 
 def hvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool = False,
@@ -347,10 +489,15 @@ def hvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
     """``(func(*inputs), H v)``, as ``torch.autograd.functional.hvp``.
 
     ``func`` returns a single-element Tensor; ``H`` is its Hessian at
-    ``inputs`` and ``v`` has the inputs' shapes (a tuple for a tuple of
-    inputs; it may be omitted when the input has a single element). It takes
-    two sweeps, not the Hessian: the gradient with ``create_graph=True``, then
-    the gradient of its dot product with ``v``.
+    ``inputs`` and ``v`` has the inputs' shapes (a tuple with one entry per
+    input for a tuple of inputs). As in PyTorch, ``v`` may be omitted only
+    for a single input with one element (it is then 1). With
+    ``create_graph=True`` the results keep their history (and ``H v`` its
+    dependence on a ``v`` that requires grad), and ``H`` holds the partial
+    derivatives with respect to each input slot. ``strict=True`` raises when
+    the output does not depend on an input or its gradient does not depend on
+    the inputs. It takes two sweeps, not the Hessian: the gradient with
+    ``create_graph=True``, then the gradient of its dot product with ``v``.
 
     Example:
         >>> import tapegrad as tg
@@ -358,34 +505,43 @@ def hvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
         >>> out, hv = tg.hvp(f, tg.Tensor([1.0, 2.0]), tg.Tensor([1.0, 1.0]))
         >>> hv.data
         array([ 6., 12.])
+        >>> tg.hvp(f, tg.Tensor([2.0]))[1].data
+        array([12.])
     """
-    leaves, single = _as_inputs(inputs, create_graph)
+    nodes, inputs_tuple = _input_nodes(inputs, create_graph, "hvp")
     if v is None:
-        if any(np.size(leaf.data) != 1 for leaf in leaves):
-            raise RuntimeError("hvp: v can be omitted only when every input has one element")
-        v = 1.0 if single else (1.0,) * len(leaves)
-    vs = (v,) if single else tuple(v)
-    if len(vs) != len(leaves):
-        raise ValueError(f"hvp: {len(vs)} vectors v for {len(leaves)} inputs; give one per input")
+        if len(nodes) != 1 or np.size(nodes[0].data) != 1:
+            shapes = ", ".join(str(np.shape(n.data)) for n in nodes)
+            raise RuntimeError(
+                f"hvp: v can be omitted only for a single input with one element, but the "
+                f"inputs have shapes {shapes}; pass v with the input's shape (a tuple with one "
+                f"entry per input for a tuple of inputs)")
+        vs: tuple = (np.ones(np.shape(nodes[0].data)),)
+    else:
+        vs = _vectors(v, nodes, inputs_tuple, "hvp", "input")
     with enable_grad():
-        out = _scalar_output(func(*leaves), "hvp")
-        grads = _core.grad(out, leaves, None, True, True, True)
-        _check_unused(grads, strict, "hvp")
+        out = _scalar_output(func(*nodes), "hvp")
+        _check_outputs((out,), strict, "hvp")
+        grads = _grads((out,), (None,), nodes, True, True)
+        _check_first_grads(grads, strict, "hvp")
         dot = None
-        for g, vec, leaf in zip(grads, vs, leaves):
-            vec = vec.data if isinstance(vec, Tensor) else np.asarray(vec, dtype=float)
-            if np.shape(vec) != np.shape(leaf.data):
-                raise ValueError(f"hvp: v has shape {np.shape(vec)} but its input has shape "
-                                 f"{np.shape(leaf.data)}; give v the input's shape")
-            if g is not None and g.requires_grad:
-                term = (g * vec).sum() if np.ndim(vec) else g * float(vec)
-                dot = term if dot is None else dot + term
-        hv = (_core.grad(dot, leaves, None, create_graph, True, create_graph) if dot is not None
-              else (None,) * len(leaves))
-    result = _zeros_for(hv, leaves)
+        for g, vk, node in zip(grads, vs, nodes):
+            if g is None or not g.requires_grad:
+                continue
+            if create_graph and isinstance(vk, Tensor) and vk.requires_grad:
+                vec = vk  # H v keeps its dependence on v, as in PyTorch
+            else:
+                vec = np.asarray(_value(vk), dtype=np.asarray(node.data).dtype)
+                vec = vec if vec.ndim else float(vec)
+            term = g * vec
+            term = term.sum() if np.ndim(term.data) else term
+            dot = term if dot is None else dot + term
+        hv = _grads((dot,), (None,), nodes, create_graph, create_graph)
+    _check_grads(hv, strict, create_graph, "hvp", "the gradient")
+    result = _zeros_for(hv, nodes)
     if not create_graph:
         result = tuple(Tensor(h.data, requires_grad=False) for h in result)
-    return (out if create_graph else out.detach()), result[0] if single else result
+    return (out if create_graph else out.detach()), _unpack(result, inputs_tuple)
 
 
 def hessian(func: Callable[..., Any], inputs: Any, create_graph: bool = False,
@@ -394,9 +550,13 @@ def hessian(func: Callable[..., Any], inputs: Any, create_graph: bool = False,
 
     ``func`` returns a single-element Tensor. For one input the result is a
     Tensor of shape ``in.shape + in.shape``; for a tuple of inputs, a tuple of
-    tuples with ``H[i][j]`` of shape ``in_i.shape + in_j.shape``. One
-    ``create_graph`` sweep gives the gradient, then one sweep per gradient
-    element gives a row.
+    tuples with ``H[i][j]`` of shape ``in_i.shape + in_j.shape``. With
+    ``create_graph=True`` the blocks keep their history and hold the partial
+    derivatives with respect to each input slot, as in PyTorch.
+    ``strict=True`` raises, as PyTorch's does, when the output does not depend
+    on an input, a gradient does not depend on the inputs, or a block
+    ``H[i][j]`` is not connected to input ``j``. One ``create_graph`` sweep
+    gives the gradient, then one sweep per gradient element gives a row.
 
     Example:
         >>> import tapegrad as tg
@@ -404,24 +564,26 @@ def hessian(func: Callable[..., Any], inputs: Any, create_graph: bool = False,
         array([[ 6.,  0.],
                [ 0., 12.]])
     """
-    leaves, single = _as_inputs(inputs, create_graph)
+    nodes, inputs_tuple = _input_nodes(inputs, create_graph, "hessian")
     with enable_grad():
-        out = _scalar_output(func(*leaves), "hessian")
-        grads = _core.grad(out, leaves, None, True, True, True)
-        _check_unused(grads, strict, "hessian")
+        out = _scalar_output(func(*nodes), "hessian")
+        _check_outputs((out,), strict, "hessian")
+        grads = _grads((out,), (None,), nodes, True, True)
+        _check_first_grads(grads, strict, "hessian")
         blocks = []
-        for g, leaf_i in zip(grads, leaves):
-            shape_i = np.shape(leaf_i.data)
+        for i, (g, node_i) in enumerate(zip(grads, nodes)):
+            shape_i = np.shape(node_i.data)
             flat = g.reshape(-1) if g is not None and np.ndim(g.data) else g
             rows = []
             for k in range(int(np.prod(shape_i))):
                 gk = None if g is None else (flat[k] if np.ndim(g.data) else g)
-                row = ((None,) * len(leaves) if gk is None or not gk.requires_grad
-                       else _core.grad(gk, leaves, None, True, True, create_graph))
-                rows.append(_zeros_for(row, leaves))
-            blocks.append(tuple(_stacked([r[j] for r in rows], shape_i + np.shape(leaf_j.data))
-                                for j, leaf_j in enumerate(leaves)))
-    return blocks[0][0] if single else tuple(blocks)
+                row = _grads((gk,), (None,), nodes, True, create_graph)
+                _check_grads(row, strict, create_graph, "hessian", f"d out/d input {i}")
+                rows.append(_zeros_for(row, nodes))
+            blocks.append(tuple(
+                _stacked([r[j] for r in rows], shape_i + np.shape(node_j.data), node_j)
+                for j, node_j in enumerate(nodes)))
+    return _unpack(tuple(_unpack(b, inputs_tuple) for b in blocks), inputs_tuple)
 
 
 class Tape:
