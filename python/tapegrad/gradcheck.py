@@ -1,4 +1,17 @@
-"""gradcheck: compare tapegrad's gradients with central finite differences."""
+"""gradcheck: tapegrad's gradients against central finite differences.
+
+The analytic side is tapegrad's, on fresh leaves made
+from the inputs, in the inputs' dtype. The numeric side is central differences
+of a float64 evaluation: every perturbed evaluation runs on float64 copies of
+the inputs, whatever their dtype, and must give float64 back. Every element of
+every input is compared, and the worst mismatch is reported.
+
+float32 inputs make the analytic side float32 while the numeric side stays
+float64, so the comparison allows for float32 rounding of the analytic side
+(``_tolerances``): for input i, ``atol_i = max(atol, 2**8 * eps32 * scale_i)``
+and ``rtol_i = max(rtol, 2**8 * eps32)``, where ``eps32`` is float32's machine
+epsilon (2**-23) and ``scale_i`` the largest numeric derivative for input i.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +20,143 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .history import compute_gradients
+from .autograd import grad
 from .tensor import Tensor
 
 
 class GradcheckError(RuntimeError):
     """Raised by gradcheck when an analytic gradient disagrees with finite differences."""
+
+
+# float32's machine epsilon (2**-23), and how many of its units of rounding the analytic
+# side of a float32 check may carry: 2**8, about 3.1e-5, so 16 of float32's 24 bits are
+# checked. Measured on every op and on small networks (values up to 100, first and second
+# derivatives), correct float32 derivatives went beyond the default atol by at most 10
+# units of their input's scale; a 1% error is 330 times the allowance. Ill-conditioned
+# derivatives go further (var of values near 1000: 600 units) and need a larger atol.
+EPS32 = float(np.finfo(np.float32).eps)
+FLOAT32_ULPS = 2.0**8
+
+
+def _leaves(inputs: Sequence[Any]) -> list:
+    """Fresh leaves with the inputs' values and dtypes (a Tensor's own history is not used)."""
+    return [Tensor(x.data if isinstance(x, Tensor) else x) for x in inputs]
+
+
+def _float64(leaves: list) -> list:
+    return [np.array(t.data, dtype=np.float64) for t in leaves]
+
+
+def _at(values: list, leaves: list) -> list:
+    """Tensors at float64 ``values``: a Python float where the input was one, else float64."""
+    return [Tensor(float(x) if isinstance(t.data, float) else x.copy())
+            for x, t in zip(values, leaves)]
+
+
+def _as_float64(value: Any, what: str) -> np.ndarray:
+    """``value`` (a float or an array) as float64; anything else in float64 arithmetic raises."""
+    if not isinstance(value, float) and np.asarray(value).dtype != np.float64:
+        raise TypeError(
+            f"{what} is {np.asarray(value).dtype} on float64 inputs, so its central "
+            "differences would carry that dtype's rounding; fn must compute in the dtype it "
+            "is given")
+    return np.asarray(value, dtype=np.float64)
+
+
+def _central_differences(objective: Callable[[list], float], base: list, eps: float) -> list:
+    """d objective / d base[i], element by element, by central differences in float64."""
+    numeric = []
+    for i, x0 in enumerate(base):
+        flat0 = x0.reshape(-1)
+        d = np.empty(x0.size)
+        for j in range(x0.size):
+            values = [b.copy() for b in base]
+            flat = values[i].reshape(-1)  # a view: values[i] is a fresh contiguous copy
+            flat[j] = flat0[j] + eps
+            plus = objective(values)
+            flat[j] = flat0[j] - eps
+            minus = objective(values)
+            d[j] = (plus - minus) / (2 * eps)
+        numeric.append(d.reshape(x0.shape))
+    return numeric
+
+
+def _tolerances(float32: bool, numeric: np.ndarray, atol: float, rtol: float) -> tuple:
+    """``(atol, rtol)`` for one input's elements: as given, loosened when float32 is involved.
+
+    A float32 analytic derivative carries float32's rounding: a few units of it per
+    op, relative to the derivative itself (``rtol``) and relative to the terms it was
+    summed from, which cancellation can leave larger than the result (``atol``).
+    Those terms are measured by ``scale``, the input's largest numeric derivative:
+    from the float64 side, so a wrong analytic value cannot widen its own tolerance.
+    """
+    if not float32:
+        return atol, rtol
+    scale = float(np.max(np.abs(numeric))) if numeric.size else 0.0
+    if not np.isfinite(scale):
+        scale = 0.0  # a non-finite numeric derivative fails the check anyway
+    return max(atol, FLOAT32_ULPS * EPS32 * scale), max(rtol, FLOAT32_ULPS * EPS32)
+
+
+def _compare(name: str, what: str, analytic: list, numeric: list, leaves: list, eps: float,
+             atol: float, rtol: float) -> bool:
+    """True, or GradcheckError with the worst element (NaN and inf count as the worst)."""
+    float32 = any(t.dtype == np.float32 for t in leaves)
+    worst = None  # (excess, input index, element, analytic, numeric, atol, rtol)
+    for i, (a, n) in enumerate(zip(analytic, numeric)):
+        got = np.asarray(a, dtype=np.float64)
+        if got.shape != n.shape:
+            raise GradcheckError(
+                f"{name}: the {what} of input {i} has shape {got.shape}, but the input's "
+                f"shape is {n.shape}")
+        if not n.size:
+            continue
+        atol_i, rtol_i = _tolerances(float32, n, atol, rtol)
+        excess = np.abs(got - n) - (atol_i + rtol_i * np.abs(n))
+        # NaN or inf on either side fails, whatever the tolerance.
+        bad = np.isnan(excess) | ~np.isfinite(got) | ~np.isfinite(n)
+        excess = np.where(bad, np.inf, excess).reshape(-1)
+        j = int(np.argmax(excess))
+        if excess[j] > 0 and (worst is None or excess[j] > worst[0]):
+            worst = (excess[j], i, j, got.reshape(-1)[j], n.reshape(-1)[j], atol_i, rtol_i)
+    if worst is None:
+        return True
+    _, i, j, a, n, atol_i, rtol_i = worst
+    shape = numeric[i].shape
+    where = f"element {tuple(int(k) for k in np.unravel_index(j, shape))}" if shape else "its value"
+    loosened = (f"; float32 inputs: atol={atol_i:.3g}, rtol={rtol_i:.3g}"
+                if (atol_i, rtol_i) != (atol, rtol) else "")
+    raise GradcheckError(
+        f"{name}: the {what} of input {i} at {where} is {float(a)!r}, but central "
+        f"differences give {float(n)!r} (eps={eps}, atol={atol}, rtol={rtol}{loosened})")
+
+
+def _output(fn: Callable[..., Any], tensors: list, name: str) -> Tensor:
+    out = fn(*tensors)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{name}: fn must return a Tensor, got {type(out).__name__}")
+    return out
+
+
+def _weights(rng: np.random.Generator, like: Tensor) -> np.ndarray:
+    """Random weights in [0.5, 1.5) of ``like``'s shape, exact in its dtype (kept as float64)."""
+    values = rng.uniform(0.5, 1.5, size=np.shape(like.data))
+    return values.astype(like.dtype).astype(np.float64)
+
+
+def _zeros_for(grads: Sequence[Any], leaves: list) -> list:
+    """Each gradient's values, with zeros of the input's shape and dtype for None."""
+    return [np.zeros(np.shape(t.data), dtype=t.dtype) if g is None
+            else (g.data if isinstance(g, Tensor) else g) for g, t in zip(grads, leaves)]
+
+
+def _gradient(out: Tensor, leaves: list, v: Any, create_graph: bool = False) -> list:
+    """d <v, out> / d leaves as Tensors, None where out does not depend on a leaf."""
+    if not out.requires_grad:
+        return [None] * len(leaves)  # a constant: no history, a zero derivative
+    seed = v if np.ndim(out.data) else None
+    return list(grad(out, leaves, grad_outputs=seed, create_graph=create_graph,
+                     allow_unused=True))
 
 
 def gradcheck(
@@ -25,50 +169,48 @@ def gradcheck(
 ) -> bool:
     """Check ``fn``'s gradients against central differences; True, or GradcheckError.
 
-    ``fn`` maps Tensors to a Tensor. For a non-scalar output the check is on
-    ``sum(v * fn(inputs))`` for a fixed random ``v``, which tests every input
-    direction at once. The finite differences are taken in float64 whatever the
-    inputs' dtype; the analytic gradients are tapegrad's, in the inputs' dtype.
+    ``fn`` maps Tensors to a Tensor; ``inputs`` are Tensors, numbers or arrays,
+    and every element of every one is checked (on fresh leaves with the same
+    values, whether or not a Tensor requires grad). For a non-scalar output the
+    check is on ``sum(v * fn(inputs))`` for a fixed random ``v`` (from ``seed``),
+    which tests every input direction at once. An element passes when
+    ``|analytic - numeric| <= atol + rtol * |numeric|``; NaN or inf on either
+    side fails. The error names the worst element: input, index, both values.
+
+    The finite differences are taken in float64 whatever the inputs' dtype (fn
+    runs on float64 copies and must return float64 there); the analytic
+    gradients are tapegrad's, in the inputs' dtype.
+
+    float32 inputs: when any input is float32, the analytic side carries
+    float32's rounding and the tolerances for input ``i`` become
+    ``atol_i = max(atol, 2**8 * eps32 * scale_i)`` and
+    ``rtol_i = max(rtol, 2**8 * eps32)``, with ``eps32 = 2**-23`` (float32's
+    machine epsilon) and ``scale_i`` the largest numeric gradient element of
+    input ``i``. That is 256 units of float32 rounding (about 3.1e-5): relative
+    to each element, for the rounding accumulated through the ops, and relative
+    to the input's scale, for terms of that size that cancel. Correct float32
+    derivatives of every op and of small networks go beyond the default atol
+    by at most 10 units; a 1% error is 330 times the allowance. A derivative
+    that is a small difference of much larger terms (``var`` of values near
+    1000: 600 units) loses more than that to float32: give it a larger
+    ``atol``, or check it in float64.
 
     Example:
         >>> import tapegrad as tg
         >>> tg.gradcheck(lambda x: tg.sin(x) * x, [tg.Tensor([0.5, 1.5])])
         True
     """
-    tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
-    out = fn(*tensors)
-    if not isinstance(out, Tensor):
-        raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
+    name = "gradcheck"
+    leaves = _leaves(inputs)
+    out = _output(fn, leaves, name)
     shape = np.shape(out.data)
-    v = np.random.default_rng(seed).uniform(0.5, 1.5, size=shape) if shape else 1.0
-    analytic = compute_gradients(out, tensors, grad_output=v if shape else None)
-
-    base = [np.array(t.data, dtype=np.float64) for t in tensors]
+    v = _weights(np.random.default_rng(seed), out) if shape else 1.0
+    analytic = _zeros_for(_gradient(out, leaves, v), leaves)
 
     def objective(values: list) -> float:
-        args = [Tensor(float(x) if np.ndim(x) == 0 and isinstance(t.data, float) else x)
-                for x, t in zip(values, tensors)]
-        return float(np.sum(np.asarray(fn(*args).data, dtype=np.float64) * v))
+        value = _output(fn, _at(values, leaves), name).data
+        return float(np.sum(_as_float64(value, f"{name}: fn's output") * v))
 
-    worst = None  # (excess, input index, element, analytic, numeric)
-    for i, x0 in enumerate(base):
-        got = np.asarray(analytic[i], dtype=np.float64).reshape(-1)
-        for j in range(x0.size):
-            values = [b.copy() for b in base]
-            flat = values[i].reshape(-1)
-            flat[j] = x0.reshape(-1)[j] + eps
-            plus = objective(values)
-            flat[j] = x0.reshape(-1)[j] - eps
-            minus = objective(values)
-            numeric = (plus - minus) / (2 * eps)
-            excess = abs(got[j] - numeric) - (atol + rtol * abs(numeric))
-            if not excess <= 0 and (worst is None or excess > worst[0] or np.isnan(excess)):
-                worst = (excess, i, j, got[j], numeric)
-    if worst is not None:
-        _, i, j, a, n = worst
-        where = f"element {np.unravel_index(j, base[i].shape)}" if base[i].ndim else "its value"
-        raise GradcheckError(
-            f"gradcheck: the gradient of input {i} at {where} is {a!r}, but central "
-            f"differences give {n!r} (eps={eps}, atol={atol}, rtol={rtol})"
-        )
-    return True
+    numeric = _central_differences(objective, _float64(leaves), eps)
+    return _compare(name, "gradient", analytic, numeric, leaves, eps, atol, rtol)
+
