@@ -77,7 +77,7 @@ from .functional import (
     tan,
     tanh,
 )
-from .gradcheck import GradcheckError, gradcheck
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .history import (
     OperationRecord,
     clear_history,
@@ -112,6 +112,7 @@ __all__ = [
     "flatten",
     "grad",
     "gradcheck",
+    "gradgradcheck",
     "hessian",
     "hvp",
     "is_grad_enabled",

@@ -1,6 +1,6 @@
-"""gradcheck: tapegrad's gradients against central finite differences.
+"""gradcheck and gradgradcheck: tapegrad's derivatives against central finite differences.
 
-The analytic side is tapegrad's, on fresh leaves made
+Both work the same way. The analytic side is tapegrad's, on fresh leaves made
 from the inputs, in the inputs' dtype. The numeric side is central differences
 of a float64 evaluation: every perturbed evaluation runs on float64 copies of
 the inputs, whatever their dtype, and must give float64 back. Every element of
@@ -214,3 +214,82 @@ def gradcheck(
     numeric = _central_differences(objective, _float64(leaves), eps)
     return _compare(name, "gradient", analytic, numeric, leaves, eps, atol, rtol)
 
+
+def gradgradcheck(
+    fn: Callable[..., Tensor],
+    inputs: Sequence[Any],
+    grad_outputs: Any = None,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> bool:
+    """Check ``fn``'s second derivatives, as ``torch.autograd.gradgradcheck``.
+
+    True, or GradcheckError naming the worst element (input, index, analytic,
+    numeric). With ``u`` = ``grad_outputs`` (a fixed random array from ``seed``
+    for a non-scalar output when not given, 1 for a scalar one) and fixed random
+    ``w_i`` of the inputs' shapes, the first derivatives
+    ``g_i = d <u, fn(x)> / d x_i`` are taken with ``tapegrad.grad(...,
+    create_graph=True)`` and ``s = sum_i <w_i, g_i>`` is differentiated again:
+    ``ds / dx_k`` (a Hessian-vector product for a scalar fn) is compared, element
+    by element, with central differences of ``s`` computed from first
+    derivatives without ``create_graph``. So a backward that is right but not
+    differentiable right (one that uses ``.data`` or ``detach()`` for a value
+    that depends on the input) fails. An input fn does not use, or one it is
+    linear in, has a zero second derivative and passes. The first derivatives
+    themselves are not checked here: that is ``gradcheck``.
+
+    Inputs, tolerances and dtypes as ``gradcheck``: finite differences in
+    float64 (fn and its first derivatives run on float64 copies), analytic
+    second derivatives in the inputs' dtype, and for float32 inputs
+    ``atol_i = max(atol, 2**8 * eps32 * scale_i)`` and
+    ``rtol_i = max(rtol, 2**8 * eps32)``, with ``scale_i`` the largest numeric
+    second-derivative element for input ``i``.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> tg.gradgradcheck(lambda x: tg.sin(x) * x, [tg.Tensor([0.5, 1.5])])
+        True
+    """
+    name = "gradgradcheck"
+    leaves = _leaves(inputs)
+    out = _output(fn, leaves, name)
+    shape = np.shape(out.data)
+    rng = np.random.default_rng(seed)
+    if grad_outputs is None:
+        u = _weights(rng, out) if shape else 1.0
+    else:
+        given = grad_outputs.data if isinstance(grad_outputs, Tensor) else grad_outputs
+        if np.shape(given) != shape:
+            raise ValueError(f"{name}: grad_outputs has shape {np.shape(given)}, but fn's "
+                             f"output has shape {shape}")
+        # As the analytic side sees it (in the output's dtype), for the numeric side too.
+        u = np.asarray(given, dtype=out.dtype).astype(np.float64)
+    w = [_weights(rng, t) for t in leaves]
+
+    def contracted(grads: list) -> Any:
+        """sum_i <w_i, g_i> of the first derivatives present, None when there are none."""
+        total = None
+        for g, wi in zip(grads, w):
+            if g is not None:
+                # wi in g's dtype (exact: _weights): a float32 derivative stays float32
+                term = (g * wi.astype(g.dtype)).sum() if np.ndim(g.data) else g * float(wi)
+                total = term if total is None else total + term
+        return total
+
+    total = contracted(_gradient(out, leaves, u, create_graph=True))
+    if total is None or not total.requires_grad:  # no first derivative depends on the inputs
+        analytic = _zeros_for([None] * len(leaves), leaves)
+    else:
+        analytic = _zeros_for(grad(total, leaves, allow_unused=True), leaves)
+
+    def objective(values: list) -> float:
+        tensors = _at(values, leaves)
+        grads = _gradient(_output(fn, tensors, name), tensors, u)
+        return float(sum(np.sum(_as_float64(g.data, f"{name}: the gradient of fn") * wi)
+                         for g, wi in zip(grads, w) if g is not None))
+
+    numeric = _central_differences(objective, _float64(leaves), eps)
+    return _compare(name, "second derivative (along w)", analytic, numeric, leaves, eps,
+                    atol, rtol)
