@@ -328,8 +328,9 @@ def mlp_tapegrad():
         def step(x, y):
             grads = tapegrad.compute_gradients(tapegrad_mlp_loss(params, x, y), params)
             tapegrad.clear_history()
-            for p, g in zip(params, grads):
-                np.subtract(p.data, MLP_LR * g, out=p.data)
+            with tapegrad.no_grad():  # the tape let go of the values: updated in place
+                for p, g in zip(params, grads):
+                    p -= MLP_LR * g
             return grads
 
         return step

@@ -131,7 +131,15 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
             if (in.tensor->array) tape->keep_value(node, in.tensor->array);
             r.inputs.push_back(node);
         } else {
-            r.inputs.push_back(-static_cast<int64_t>(tape->add_array(in.value.ptr())) - 1);
+            // Formulas may read any constant: it must not change (Note [Immutable values]).
+            PyObject* kept = PyArray_Check(in.value.ptr()) ? immutable_value(in.value.ptr())
+                                                          : Py_NewRef(in.value.ptr());
+            if (!kept) {
+                Py_DECREF(array);
+                return nullptr;
+            }
+            r.inputs.push_back(-static_cast<int64_t>(tape->add_array(kept)) - 1);
+            Py_DECREF(kept);
         }
     }
     r.params = Py_NewRef(params);

@@ -738,6 +738,30 @@ bool is_unseen(PyObject* a) {
            PyArray_CHKFLAGS(arr(a), NPY_ARRAY_OWNDATA) && PyArray_BASE(arr(a)) == nullptr;
 }
 
+PyObject* ufunc_into(uint8_t code, PyObject* a, PyObject* b, PyObject* out) {
+    PyObject* ufunc = code < OP_COUNT ? ufuncs[code] : nullptr;
+    if (!ufunc) {
+        PyErr_Format(PyExc_TypeError, "%s has no numpy ufunc", op_name(code));
+        return nullptr;
+    }
+    Ref args(PyTuple_Pack(2, a, b));
+    Ref kwargs(Py_BuildValue("{s:O}", "out", out));
+    if (!args.p || !kwargs.p) return nullptr;
+    return PyObject_Call(ufunc, args.p, kwargs.p);
+}
+
+bool is_immutable(PyObject* a) {
+    return PyArray_Check(a) && !PyArray_ISWRITEABLE(arr(a)) && PyArray_CHKFLAGS(arr(a), NPY_ARRAY_OWNDATA) &&
+           PyArray_BASE(arr(a)) == nullptr;
+}
+
+PyObject* immutable_value(PyObject* a) {
+    if (is_immutable(a)) return Py_NewRef(a);
+    PyObject* own = is_unseen(a) ? Py_NewRef(a) : PyArray_NewCopy(arr(a), NPY_CORDER);
+    if (own) PyArray_CLEARFLAGS(arr(own), NPY_ARRAY_WRITEABLE);
+    return own;
+}
+
 bool is_owned_buffer(PyObject* a, PyObject* like) {
     return is_unseen(a) && PyArray_ISCARRAY(arr(a)) && PyArray_TYPE(arr(a)) == PyArray_TYPE(arr(like)) &&
            PyArray_SAMESHAPE(arr(a), arr(like));

@@ -32,6 +32,11 @@ class BufferPool;
 PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool,
                         PyObject* into = nullptr);
 
+// numpy's ufunc of op `code` on a and b with `out` given (numpy's broadcasting
+// and same_kind casting into out's shape and dtype): a new reference to out,
+// or nullptr with numpy's error set.
+PyObject* ufunc_into(uint8_t code, PyObject* a, PyObject* b, PyObject* out);
+
 // Where one input's gradient goes: into `into`, a C-contiguous buffer of
 // out's shape and dtype (written, or added to when `add`), or else into a new
 // array of out's shape returned in `fresh`.
@@ -100,6 +105,22 @@ PyObject* owned_copy(PyObject* arr);
 // owns its data and has no base, and it is a plain ndarray (a subclass may
 // keep references in its __dict__).
 bool is_unseen(PyObject* arr);
+
+// Note [Immutable values]
+// A value the tape keeps must not change while a graph uses it: a gradient
+// would mix values it never saw. So the arrays tapegrad keeps are read-only
+// arrays nobody else can write: the results of ops, and copies of what the
+// caller gives (Tensor(a) copies, as np.array(a) and torch.tensor(a) do; so
+// does a constant operand a backward reads). A read-only array that owns its
+// data (a Tensor's value) is shared as it is: only its owner could make it
+// writable again, and tapegrad never does while it is in use.
+// A new reference to an array with a's values (a float32/float64 ndarray)
+// that nobody can write: a itself when it is read-only and owns its data, or
+// when it is unseen (just converted: it is made read-only); else a read-only copy.
+PyObject* immutable_value(PyObject* a);
+
+// Whether a is read-only and owns its data: shared as it is (Note [Immutable values]).
+bool is_immutable(PyObject* a);
 
 // An unseen (Note [Unseen arrays]), writable, C-contiguous array of like's
 // shape and dtype: a buffer the sweep may add into.

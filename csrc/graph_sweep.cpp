@@ -62,6 +62,11 @@ bool GraphSweep::run(const std::vector<Source>& sources) {
             if (!reached[row]) continue;
             if (t.flags[row] & F_HOOKED) run_hooks(row);
             if (code == OP_LEAF) continue;
+            if (code == OP_VERSION) {  // a newer value: its gradient is the older one's too
+                add(t.in0[row], grads[row]);
+                if (!keep[row]) grads[row] = py::object();
+                continue;
+            }
             if (t.flags[row] & F_FREED) return freed_error(t, row);
             if (code == OP_STALE) {
                 if (!check_stale(t, row, sources)) return false;
@@ -92,6 +97,11 @@ bool GraphSweep::accumulate_leaf_grads() {
         for (size_t row = 0; row < top; ++row) {
             if (t.op[row] != OP_LEAF || !reached[row] || t.in0[row] == UINT32_MAX) continue;
             auto* leaf = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]]);
+            const Source source{leaf, static_cast<uint32_t>(row)};
+            if (!same_layout_as(t, source.node, leaf)) {
+                version_error(t, source, source.node);
+                throw py::error_already_set();
+            }
             const py::object g = as_tensor(grads[row]);
             // Stored only if .grad is still the one summed (Note [Concurrent accumulation]).
             for (bool stored = false; !stored;) {

@@ -38,6 +38,7 @@ std::vector<uint32_t> tensor_inputs(const Tape& tape, uint32_t row) {
         return nodes;
     }
     const uint8_t f = tape.flags[row];
+    if (tape.op[row] == OP_VERSION) return {tape.in0[row]};  // the value it updated
     if (!(f & F_A_CONST)) nodes.push_back(tape.in0[row]);
     if (op_arity(tape.op[row]) == 2 && !(f & F_B_CONST)) nodes.push_back(tape.in1[row]);
     return nodes;
@@ -318,7 +319,7 @@ PyObject* graph_of(PyObject* tensor_obj) {
             const UserRecord& r = tape->user_records[tape->in0[row]];
             for (uint32_t o : r.outputs) needed[row] |= needed[o];
             if (needed[row]) inputs = r.inputs;
-        } else if (needed[row] && code > OP_STALE) {
+        } else if (needed[row] && (code > OP_STALE || code == OP_VERSION)) {
             inputs = tensor_inputs(*tape, row);
         }
         if (!needed[row]) continue;
@@ -331,7 +332,8 @@ PyObject* graph_of(PyObject* tensor_obj) {
         const bool custom = code == OP_CUSTOM;
         const std::vector<uint32_t> ins =
             custom ? tape->user_records[tape->in0[row]].inputs
-                   : (code > OP_STALE ? tensor_inputs(*tape, row) : std::vector<uint32_t>{});
+                   : (code > OP_STALE || code == OP_VERSION ? tensor_inputs(*tape, row)
+                                                             : std::vector<uint32_t>{});
         const std::vector<uint32_t> outs =
             custom ? tape->user_records[tape->in0[row]].outputs : std::vector<uint32_t>{row};
         PyObject* in_list = PyList_New(0);

@@ -290,11 +290,13 @@ struct Relu {
 #define TAPEGRAD_OPS(X) TAPEGRAD_BINARY_OPS(X) TAPEGRAD_UNARY_OPS(X)
 
 // Record kinds that are not ops come first: a leaf (a value with no history),
-// a user record with a Python backward, and a stale tensor (one whose own
-// record was cleared, re-entered as an input of a new op).
+// a user record with a Python backward, a tensor's new value after an update
+// (its gradient passes to in0, Note [Versions] in tensor.hpp), and a stale
+// tensor (one whose own record was cleared, re-entered as an input of a new op).
 enum OpCode : uint8_t {
     OP_LEAF,
     OP_CUSTOM,
+    OP_VERSION,
     OP_STALE,
 #define TAPEGRAD_ENUM(code, cls) OP_##code,
     TAPEGRAD_OPS(TAPEGRAD_ENUM)
@@ -339,6 +341,7 @@ inline const char* op_name(uint8_t code) {
     if (code == OP_LEAF) return "leaf";
     if (code == OP_CUSTOM) return "custom";
     if (code == OP_STALE) return "stale";
+    if (code == OP_VERSION) return "update";
     visit_op(code, [&](auto tag) { name = decltype(tag)::type::name; });
     return name;
 }

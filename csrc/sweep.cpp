@@ -39,6 +39,39 @@ bool freed_error(const Tape& t, uint32_t row) {
     return false;
 }
 
+PyObject* value_layout(const Tape& tape, uint32_t node, TensorObject* t) {
+    if (node == UINT32_MAX) return t->array;
+    return tape.is_array(node) ? tape.array_of(node) : nullptr;
+}
+
+Source source_of(const Tape& tape, TensorObject* t) { return {t, identity_row(tape, find_node(tape, t))}; }
+
+void add_retired(const Tape& tape, std::vector<Source>& sources) {
+    if (tape.retired.empty()) return;
+    const size_t n = sources.size();
+    for (size_t k = 0; k < n; ++k) {
+        auto it = tape.retired.find(reinterpret_cast<PyObject*>(sources[k].tensor));
+        if (it == tape.retired.end()) continue;
+        for (uint32_t row : it->second) sources.push_back({sources[k].tensor, row});
+    }
+}
+
+bool version_error(const Tape& tape, const Source& s, uint32_t row) {
+    PyObject* label = label_text(s.tensor);
+    PyObject* now = PyObject_GetAttrString(reinterpret_cast<PyObject*>(s.tensor), "shape");
+    PyObject* then = tape.is_array(row) ? PyObject_GetAttrString(tape.array_of(row), "shape") : PyTuple_New(0);
+    PyErr_Format(PyExc_ValueError,
+                 "the gradient with respect to '%S' flows through a graph that used its earlier "
+                 "value, of shape %S (or another dtype), but its value now has shape %S (it was "
+                 "replaced with t.data = ...): one gradient cannot stand for both. Compute "
+                 "gradients before changing its shape, or give the new value a new Tensor.",
+                 label ? label : Py_None, then ? then : Py_None, now ? now : Py_None);
+    Py_XDECREF(label);
+    Py_XDECREF(now);
+    Py_XDECREF(then);
+    return false;
+}
+
 bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources) {
     const uint64_t born = t.stale_born[row];
     // A tensor of another live tape (Note [Foreign tensors]) has its history
@@ -215,6 +248,11 @@ public:
                 c = Columns(t, grad, reached);
             }
             if (code == OP_LEAF) continue;
+            if (code == OP_VERSION) {  // a newer value: its gradient is the older one's too
+                if (!pass_version(row)) return false;
+                c = Columns(t, grad, reached);
+                continue;
+            }
             if (c.flags[row] & F_FREED) return freed_error(t, row);
             if (code == OP_STALE) {
                 if (!check_stale(t, row, sources)) return false;
@@ -270,7 +308,9 @@ public:
         for (size_t row = 0; row < reached.size(); ++row) {
             if (t.op[row] != OP_LEAF || !(reached[row] & REACHED) || t.in0[row] == UINT32_MAX) continue;
             auto* leaf = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]]);
-            PyObject* g = result({leaf, static_cast<uint32_t>(row)});
+            const Source source{leaf, static_cast<uint32_t>(row)};
+            if (!same_layout_as(t, source.node, leaf)) return version_error(t, source, source.node);
+            PyObject* g = result(source);
             if (!g || !add_to_grad(leaf, g)) return false;
         }
         return true;
@@ -386,6 +426,25 @@ private:
         t.pool.give(buffer);
         buffer = copy;
         return true;
+    }
+
+    // A version row (Note [Versions]): the gradient of a tensor's newer value
+    // goes on to the row of the value before it, of the same layout.
+    bool pass_version(uint32_t row) {
+        const uint32_t previous = t.in0[row];
+        if (!t.is_array(row)) {
+            add_number(previous, grad[row]);
+            return true;
+        }
+        PyObject*& g = array_grad[t.val[row].index];
+        if (!g) {
+            reached[previous] |= REACHED;
+            return true;
+        }
+        const bool spent = !(reached[row] & KEEP);
+        const bool ok = pass_gradient(previous, g, t.array_of(row), spent);
+        if (spent && g) spend(g);
+        return ok;
     }
 
     bool outputs_reached(uint32_t row) const {
@@ -756,8 +815,10 @@ private:
 
 };
 
-PyObject* seed_for(TensorObject* target, PyObject* grad_output, const char* what) {
-    if (!target->array) {
+// The seed of a target whose value has the layout of `like` (an ndarray, or
+// nullptr for a number): a float, or an array of like's shape and dtype.
+PyObject* seed_for(PyObject* like_obj, PyObject* grad_output, const char* what) {
+    if (!like_obj) {
         if (grad_output == Py_None) return PyFloat_FromDouble(1.0);
         PyObject* array = to_float_array(grad_output, what);
         if (!array) return nullptr;
@@ -772,17 +833,17 @@ PyObject* seed_for(TensorObject* target, PyObject* grad_output, const char* what
         return PyErr_Occurred() ? nullptr : PyFloat_FromDouble(v);
     }
     // One value for every element: uniform (Note [Uniform gradients]).
-    if (grad_output == Py_None) return uniform_like(target->array, 1.0);
+    if (grad_output == Py_None) return uniform_like(like_obj, 1.0);
     if (PyFloat_Check(grad_output) || PyLong_Check(grad_output)) {
         const double v = PyFloat_AsDouble(grad_output);
-        return v == -1.0 && PyErr_Occurred() ? nullptr : uniform_like(target->array, v);
+        return v == -1.0 && PyErr_Occurred() ? nullptr : uniform_like(like_obj, v);
     }
     PyObject* array = to_float_array(grad_output, what);
     if (!array) return nullptr;
     PyArrayObject* a = reinterpret_cast<PyArrayObject*>(array);
-    PyArrayObject* like = reinterpret_cast<PyArrayObject*>(target->array);
+    PyArrayObject* like = reinterpret_cast<PyArrayObject*>(like_obj);
     if (!PyArray_SAMESHAPE(a, like)) {
-        PyObject* want = PyObject_GetAttrString(target->array, "shape");
+        PyObject* want = PyObject_GetAttrString(like_obj, "shape");
         PyObject* got = PyObject_GetAttrString(array, "shape");
         PyErr_Format(PyExc_ValueError,
                      "%s has shape %S but the target has shape %S; give one gradient per "
@@ -821,8 +882,15 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
         }
     }
     Tape* tape = current_tape();
-    if (tape) tape->maybe_reclaim();
-    PyObject* seed = tape ? seed_for(target, grad_output, "compute_gradients: grad_output") : nullptr;
+    if (!tape) {
+        Py_DECREF(seq);
+        return nullptr;
+    }
+    tape->maybe_reclaim();
+    const uint32_t target_node = find_node(*tape, target);
+    const bool on_tape = target_node != UINT32_MAX;
+    PyObject* seed = seed_for(value_layout(*tape, target_node, target), grad_output,
+                              "compute_gradients: grad_output");
     if (!seed) {
         Py_DECREF(seq);
         return nullptr;
@@ -830,17 +898,16 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
     PyObject* out = nullptr;
     std::vector<Source> sources;
     const bool leaf = target->flags & T_LEAF;
-    const uint32_t target_node = find_node(*tape, target);
-    const bool on_tape = target_node != UINT32_MAX;
     bool only_itself = true;
     for (Py_ssize_t k = 0; k < n; ++k) {
         auto* s = reinterpret_cast<TensorObject*>(items[k]);
         only_itself = only_itself && s == target;
-        sources.push_back({s, find_node(*tape, s)});
+        sources.push_back(source_of(*tape, s));
     }
-    bool has_history = on_tape && (tape->op[target_node] == OP_CUSTOM || tape->op[target_node] > OP_STALE ||
-                                   (tape->op[target_node] == OP_LEAF &&
-                                    (tape->flags[target_node] & F_CUSTOM_OUTPUT)));
+    add_retired(*tape, sources);
+    const uint32_t base = on_tape ? identity_row(*tape, target_node) : UINT32_MAX;
+    bool has_history = on_tape && (tape->op[base] == OP_CUSTOM || tape->op[base] > OP_STALE ||
+                                   (tape->op[base] == OP_LEAF && (tape->flags[base] & F_CUSTOM_OUTPUT)));
     if (!only_itself && !has_history) {
         PyObject* label = label_text(target);
         if (!leaf)
@@ -866,7 +933,7 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
         Sweep sweep(*tape);
         const bool seeded = sweep.seed(target_node, seed);
         seed = nullptr;
-        if (seeded && sweep.run(sources)) {
+        if (seeded && sweep.run(sources) && check_versions(*tape, sweep, sources, static_cast<size_t>(n))) {
             out = PyList_New(n);
             for (Py_ssize_t k = 0; out && k < n; ++k) {
                 PyObject* g = sweep.result(sources[static_cast<size_t>(k)]);
@@ -892,7 +959,7 @@ uint32_t backward_target(Tape& tape, TensorObject* t, const char* what) {
                      "%s: '%S' does not require grad and has no history, so there is nothing to "
                      "differentiate. Was it computed inside no_grad(), or only from tensors made "
                      "with requires_grad=False?", what, label ? label : Py_None);
-    } else if (here != UINT32_MAX && tape.op[here] != OP_STALE) {
+    } else if (here != UINT32_MAX && tape.op[identity_row(tape, here)] != OP_STALE) {
         node = here;
     } else if (t->flags & T_LEAF) {
         node = node_on(tape, t);  // a leaf: its gradient is the seed itself
@@ -905,9 +972,9 @@ uint32_t backward_target(Tape& tape, TensorObject* t, const char* what) {
 }
 
 // The seed of a target for backward()/grad(): implicit only for one element, as in PyTorch.
-PyObject* backward_seed(TensorObject* t, PyObject* gradient, const char* what) {
-    if (gradient == Py_None && t->array && PyArray_SIZE(reinterpret_cast<PyArrayObject*>(t->array)) != 1) {
-        PyObject* shape = PyObject_GetAttrString(t->array, "shape");
+PyObject* backward_seed(PyObject* like, PyObject* gradient, const char* what) {
+    if (gradient == Py_None && like && PyArray_SIZE(reinterpret_cast<PyArrayObject*>(like)) != 1) {
+        PyObject* shape = PyObject_GetAttrString(like, "shape");
         PyErr_Format(PyExc_RuntimeError,
                      "%s: grad can be implicitly created only for scalar outputs; this output has "
                      "shape %S, so pass its gradient (an array of that shape)", what,
@@ -915,7 +982,7 @@ PyObject* backward_seed(TensorObject* t, PyObject* gradient, const char* what) {
         Py_XDECREF(shape);
         return nullptr;
     }
-    return seed_for(t, gradient, what);
+    return seed_for(like, gradient, what);
 }
 
 std::vector<TensorObject*> tensors_of(PyObject* obj, const char* what) {
@@ -985,16 +1052,17 @@ PyObject* grad_with(Tape& tape, const std::vector<TensorObject*>& outputs,
                                            : Py_NewRef(given);
         PyObject* seed = node == UINT32_MAX || !value
                              ? nullptr
-                             : backward_seed(outputs[k], value, "grad: grad_outputs");
+                             : backward_seed(value_layout(tape, node, outputs[k]), value,
+                                             "grad: grad_outputs");
         Py_XDECREF(value);
         // With create_graph a Tensor grad_output keeps its history (checked above by value).
         if (graph && seed && is_tensor(given)) Py_SETREF(seed, Py_NewRef(given));
         ok = seed && sweep.seed(node, seed);
     }
     std::vector<Source> sources;
-    for (TensorObject* in : inputs)
-        sources.push_back({in, find_node(tape, in)});
-    if (!ok || !sweep.run(sources)) {
+    for (TensorObject* in : inputs) sources.push_back(source_of(tape, in));
+    add_retired(tape, sources);
+    if (!ok || !sweep.run(sources) || !check_versions(tape, sweep, sources, inputs.size())) {
         tape.freed_any = true;  // as after a backward: reclaimed once nothing live needs it
         return nullptr;
     }
@@ -1041,7 +1109,7 @@ bool backward(PyObject* target_obj, PyObject* gradient, bool retain_graph, bool 
     tape->maybe_reclaim();
     const uint32_t node = backward_target(*tape, target, "backward");
     if (node == UINT32_MAX) return false;
-    PyObject* seed = backward_seed(target, gradient, "backward: gradient");
+    PyObject* seed = backward_seed(value_layout(*tape, node, target), gradient, "backward: gradient");
     if (!seed) return false;
     if (create_graph && is_tensor(gradient)) Py_SETREF(seed, Py_NewRef(gradient));
     return create_graph ? backward_with<GraphSweep>(*tape, node, seed, retain_graph)

@@ -34,6 +34,39 @@ struct Source {
     uint32_t node;
 };
 
+// The layout of a tensor's value on `node` (UINT32_MAX: its own value): an
+// ndarray, or nullptr for a number (borrowed).
+PyObject* value_layout(const Tape& tape, uint32_t node, TensorObject* t);
+
+// A tensor asked for as a source, at the row where its gradient collects
+// (Note [Versions] in tensor.hpp).
+Source source_of(const Tape& tape, TensorObject* t);
+
+// Sets the error for a source whose value changed shape or dtype after the
+// graph used it on `row`; false.
+bool version_error(const Tape& tape, const Source& s, uint32_t row);
+
+// Note [Versions]: the rows of the sources' retired values, appended to
+// `sources` so that the sweep goes down to them too.
+void add_retired(const Tape& tape, std::vector<Source>& sources);
+
+// Note [Versions]: false with an error set when a gradient reached one of
+// the first n sources through a value of another shape or dtype than its
+// current one.
+template <class S>
+bool check_versions(const Tape& tape, const S& sweep, const std::vector<Source>& sources, size_t n) {
+    for (size_t k = 0; k < n; ++k) {
+        const Source& s = sources[k];
+        if (s.node != UINT32_MAX && sweep.reached_node(s.node) && !same_layout_as(tape, s.node, s.tensor))
+            return version_error(tape, s, s.node);
+        auto it = tape.retired.find(reinterpret_cast<PyObject*>(s.tensor));
+        if (it == tape.retired.end()) continue;
+        for (uint32_t row : it->second)
+            if (sweep.reached_node(row)) return version_error(tape, s, row);
+    }
+    return true;
+}
+
 // Why a tensor's records can be gone, and what to do about each cause.
 extern const char* const HISTORY_GONE;
 

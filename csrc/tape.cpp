@@ -184,6 +184,7 @@ void Tape::reset(bool restart_labels) {
     epoch = next_epoch();
     live_tapes()[epoch] = this;
     foreign.clear();
+    retired.clear();
     // Keep the capacity of what is refilled at the same pace next time.
     arrays.reserve(old.arrays.capacity());
     if (node_by_label) PyDict_Clear(node_by_label);
@@ -202,6 +203,7 @@ OwnedRefs Tape::swap_refs(OwnedRefs refs) {
     leaf_tensors.swap(refs.leaf_tensors);
     row_hooks.swap(refs.row_hooks);
     foreign_refs.swap(refs.foreign_refs);
+    retired_refs.swap(refs.retired_refs);
     return refs;
 }
 
@@ -215,6 +217,7 @@ void OwnedRefs::release(BufferPool& pool) {
     for (PyObject* leaf : leaf_tensors) Py_DECREF(leaf);
     for (auto& [row, hooks] : row_hooks) Py_DECREF(hooks);
     for (PyObject* t : foreign_refs) Py_DECREF(t);
+    for (PyObject* t : retired_refs) Py_DECREF(t);
     *this = OwnedRefs();
 }
 
@@ -246,6 +249,7 @@ void Tape::compact() {
             continue;
         }
         keep[r] |= live[r] > 0;
+        if (keep[r] && code == OP_VERSION) keep[in0[r]] = 1;  // its gradient goes there
         if (!keep[r] || code <= OP_STALE) continue;
         if (code >= OP_COUNT) {  // an array op
             for (int64_t x : array_records[in0[r]].inputs)
@@ -319,6 +323,8 @@ void Tape::compact() {
             ar.params = Py_NewRef(ar.params);
             a = static_cast<uint32_t>(fresh.array_records.size());
             fresh.array_records.push_back(std::move(ar));
+        } else if (code == OP_VERSION) {
+            a = before[a];
         } else if (code > OP_STALE) {
             a = (f & F_A_NUMBER) ? const_slot(a) : (f & F_A_ARRAY) ? array_slot(a) : before[a];
             if (op_arity(code) == 2)
@@ -376,6 +382,14 @@ void Tape::compact() {
             new_foreign[tensor] = before[row];
             fresh.foreign_refs.push_back(Py_NewRef(tensor));
         }
+    std::unordered_map<PyObject*, std::vector<uint32_t>> new_retired;
+    for (const auto& [tensor, rows] : retired)
+        for (uint32_t row : rows) {
+            if (!keep[row]) continue;
+            auto [it, first] = new_retired.try_emplace(tensor);
+            if (first) fresh.retired_refs.push_back(Py_NewRef(tensor));
+            it->second.push_back(before[row]);
+        }
     // Labels: explicit ones in the dicts, tensor_N through num_nodes (kept sorted).
     PyObject* new_by_label = PyDict_New();
     PyObject* new_by_node = PyDict_New();
@@ -427,6 +441,7 @@ void Tape::compact() {
     OwnedRefs old = swap_refs(std::move(fresh));
     stale_born.swap(new_stale);
     foreign.swap(new_foreign);
+    retired.swap(new_retired);
     std::swap(node_by_label, new_by_label);
     std::swap(label_by_node, new_by_node);
     op_rows.clear();

@@ -81,6 +81,7 @@ struct OwnedRefs {
     std::vector<PyObject*> leaf_tensors;
     std::unordered_map<uint32_t, PyObject*> row_hooks;
     std::vector<PyObject*> foreign_refs;
+    std::vector<PyObject*> retired_refs;
     // Arrays nobody else holds go to the pool (Note [Buffer pool]); the rest is released.
     void release(BufferPool& pool);
 };
@@ -239,6 +240,13 @@ public:
     // key cannot be reused). A tensor whose home tape is gone is simply rebound.
     std::unordered_map<PyObject*, uint32_t> foreign;
     std::vector<PyObject*> foreign_refs;  // owned
+
+    // Note [Versions] (tensor.hpp): tensors whose value changed shape or dtype
+    // after this tape recorded them, and the identity rows of their old
+    // values; a gradient asked for such a tensor through those rows raises.
+    // The keys are held in retired_refs.
+    std::unordered_map<PyObject*, std::vector<uint32_t>> retired;
+    std::vector<PyObject*> retired_refs;  // owned
 
     // On a thread's default tape: the tapes pushed by `with tapegrad.Tape()`,
     // innermost last; ops record on the innermost (current_tape()).

@@ -1,5 +1,7 @@
 #include "tensor.hpp"
 
+#include <cstring>
+
 #include "array_apply.hpp"
 #include "array_ops.hpp"
 #include "arrays.hpp"
@@ -36,7 +38,56 @@ bool register_label(Tape& tape, TensorObject* t, uint32_t node) {
     return ok;
 }
 
+// Whether row `node` holds t's current value: the same array object (the
+// tape holds it, so no new array can have its address) or the same number.
+bool holds_value(const Tape& tape, uint32_t node, const TensorObject* t) {
+    if (tape.is_array(node) || t->array) return tape.is_array(node) && tape.array_of(node) == t->array;
+    return std::memcmp(&tape.val[node].number, &t->scalar, sizeof(double)) == 0;
+}
+
+// Note [Versions]: t's new value as a version row above `node`, t's row on
+// this tape (its binding, or its foreign row).
+uint32_t push_version(Tape& tape, TensorObject* t, uint32_t node, bool foreign) {
+    const uint32_t row = tape.push(OP_VERSION, t->array ? F_ARRAY : 0, node, 0, value_slot(tape, t));
+    if (row == UINT32_MAX) return row;
+    if (foreign) {
+        tape.foreign[reinterpret_cast<PyObject*>(t)] = row;
+    } else {
+        if (!(t->flags & (T_LEAF | T_SAVED))) {  // a recorded tensor now stands on the new row
+            tape.drop_live(node);
+            tape.add_live(row);
+        }
+        t->node = row;
+        t->flags &= static_cast<uint8_t>(~T_UPDATED);
+        if (t->born == tape.epoch) tape.set_num_node(t->num, row);  // its label names the new value
+    }
+    return register_label(tape, t, row) ? row : UINT32_MAX;
+}
+
+// Note [Versions]: t's value changed shape or dtype, so it cannot share a
+// gradient with the value on `node`: that identity is retired, and t is
+// unbound here (it enters anew on its next use).
+void retire(Tape& tape, TensorObject* t, uint32_t node, bool foreign) {
+    auto key = reinterpret_cast<PyObject*>(t);
+    auto [it, first] = tape.retired.try_emplace(key);
+    if (first) tape.retired_refs.push_back(Py_NewRef(key));
+    it->second.push_back(identity_row(tape, node));
+    if (foreign) {
+        tape.foreign.erase(key);
+    } else {
+        t->epoch = 0;
+        t->flags &= static_cast<uint8_t>(~T_UPDATED);
+    }
+}
+
 }  // namespace
+
+bool same_layout_as(const Tape& tape, uint32_t node, const TensorObject* t) {
+    if (!tape.is_array(node) || !t->array) return !tape.is_array(node) && !t->array;
+    auto* a = reinterpret_cast<PyArrayObject*>(tape.array_of(node));
+    auto* b = reinterpret_cast<PyArrayObject*>(t->array);
+    return PyArray_TYPE(a) == PyArray_TYPE(b) && PyArray_SAMESHAPE(a, b);
+}
 
 PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, bool requires_grad) {
     // Not tp_alloc: the class is not GC-tracked (Note [No GC]), so a plain
@@ -124,10 +175,15 @@ bool operand_index(Tape& tape, const Operand& x, bool read, uint8_t number_flag,
             flags |= number_flag;
             index = tape.add_const(x.number);
             return true;
-        case K_ARRAY:
+        case K_ARRAY: {
             flags |= array_flag;
-            index = tape.add_array(x.array);
+            // A backward reads the constant: it must not change (Note [Immutable values]).
+            PyObject* kept = read ? immutable_value(x.array) : Py_NewRef(x.array);
+            if (!kept) return false;
+            index = tape.add_array(kept);
+            Py_DECREF(kept);
             return true;
+        }
     }
     return false;
 }
@@ -284,9 +340,15 @@ PyObject* constant_tensor(Tape& tape, PyObject* value) {
 
 PyObject* saved_handle(Tape& tape, TensorObject* t, uint32_t& node) {
     node = UINT32_MAX;
-    if ((t->flags & T_LEAF) || !(t->flags & T_REQUIRES_GRAD)) return Py_NewRef(t);
-    node = find_node(tape, t);
-    if (node == UINT32_MAX) return Py_NewRef(t);  // history gone: a stale tensor already
+    // A constant: its value as it is now (an update must not reach the backward).
+    if (!(t->flags & T_REQUIRES_GRAD)) return constant_tensor(tape, value_object(t));
+    node = (t->flags & T_LEAF) ? node_on(tape, t) : find_node(tape, t);
+    if (node == UINT32_MAX) {
+        if (PyErr_Occurred()) return nullptr;
+        return Py_NewRef(t);  // history gone: a stale tensor already
+    }
+    if (t->flags & T_UPDATED) node = node_on(tape, t);  // its row must hold its current value
+    if (node == UINT32_MAX) return nullptr;
     auto* h = reinterpret_cast<TensorObject*>(
         new_tensor(tape, t->scalar, t->array ? Py_NewRef(t->array) : nullptr, UINT32_MAX, true));
     if (!h) return nullptr;
@@ -299,10 +361,15 @@ PyObject* saved_handle(Tape& tape, TensorObject* t, uint32_t& node) {
 
 PyObject* node_tensor(Tape& tape, uint32_t node) {
     const uint8_t code = tape.op[node];
-    if (code == OP_LEAF && tape.in0[node] != UINT32_MAX)
-        return Py_NewRef(tape.leaf_tensors[tape.in0[node]]);
+    if (code == OP_LEAF && tape.in0[node] != UINT32_MAX) {
+        // The leaf itself while this row holds its value; after an update, a
+        // tensor standing for the old value (Note [Versions]).
+        auto* leaf = reinterpret_cast<TensorObject*>(tape.leaf_tensors[tape.in0[node]]);
+        if (leaf->epoch == tape.epoch && leaf->node == node && !(leaf->flags & T_UPDATED))
+            return Py_NewRef(reinterpret_cast<PyObject*>(leaf));
+    }
     // A leaf with no holder is a constant, unless a user record outputs it.
-    if (code == OP_LEAF && !(tape.flags[node] & F_CUSTOM_OUTPUT))
+    if (code == OP_LEAF && tape.in0[node] == UINT32_MAX && !(tape.flags[node] & F_CUSTOM_OUTPUT))
         return tape.operand_object(node, false, false);
     auto* r = reinterpret_cast<TensorObject*>(
         new_tensor(tape, tape.is_array(node) ? 0.0 : tape.val[node].number,
@@ -329,12 +396,12 @@ void forget_live(TensorObject* t) {
 }
 
 int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
-    static const char* keywords[] = {"data", "label", "requires_grad", nullptr};
+    static const char* keywords[] = {"data", "label", "requires_grad", "copy", nullptr};
     PyObject* data = nullptr;
     PyObject* label = Py_None;
-    int requires_grad = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$p:Tensor", const_cast<char**>(keywords), &data,
-                                     &label, &requires_grad))
+    int requires_grad = 1, copy = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$pp:Tensor", const_cast<char**>(keywords), &data,
+                                     &label, &requires_grad, &copy))
         return -1;
     if (label != Py_None && !PyUnicode_Check(label)) {
         PyErr_Format(PyExc_TypeError, "Tensor: label must be a str or None, got %.100s",
@@ -359,6 +426,8 @@ int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
         return -1;
     } else {
         array = to_float_array(data, "Tensor");
+        // Note [Immutable values]: the caller's array is copied unless copy=False.
+        if (array && copy) Py_SETREF(array, immutable_value(array));
         if (!array) return -1;
     }
     Tape* tape = current_tape();
@@ -401,9 +470,8 @@ int set_data(PyObject* self, PyObject* value, void*) {
         PyErr_SetString(PyExc_AttributeError, "Tensor.data cannot be deleted");
         return -1;
     }
-    // Assigning .data detaches: the tensor becomes a leaf with the new value;
-    // records made earlier keep the value they saw.
-    auto* t = reinterpret_cast<TensorObject*>(self);
+    // A new value, copied as Tensor() copies (Note [Immutable values]); records
+    // made earlier keep the value they saw (Note [Versions]).
     double number = 0.0;
     PyObject* array = nullptr;
     if (PyFloat_Check(value) || PyLong_Check(value)) {
@@ -411,13 +479,10 @@ int set_data(PyObject* self, PyObject* value, void*) {
         if (number == -1.0 && PyErr_Occurred()) return -1;
     } else {
         array = to_float_array(value, "Tensor.data");
+        if (array) Py_SETREF(array, immutable_value(array));
         if (!array) return -1;
     }
-    forget_live(t);
-    Py_XSETREF(t->array, array);
-    t->scalar = number;
-    t->flags |= T_LEAF;
-    t->epoch = 0;
+    set_value(reinterpret_cast<TensorObject*>(self), number, array);
     return 0;
 }
 
@@ -522,9 +587,16 @@ uint32_t find_node(const Tape& tape, TensorObject* t) {
 }
 
 uint32_t node_on(Tape& tape, TensorObject* t) {
-    if (t->epoch == tape.epoch) return t->node;
+    if (t->epoch == tape.epoch && !(t->flags & T_UPDATED)) return t->node;
     const uint32_t known = find_node(tape, t);
-    if (known != UINT32_MAX) return known;
+    if (known != UINT32_MAX) {
+        // Bound here (rebound by find_node after a compaction), or a foreign row.
+        const bool here = t->epoch == tape.epoch;
+        if (here ? !(t->flags & T_UPDATED) : holds_value(tape, known, t)) return known;
+        // Its value changed since that row recorded it (Note [Versions]).
+        if (same_layout_as(tape, known, t)) return push_version(tape, t, known, !here);
+        retire(tape, t, known, !here);
+    }
     // Note [Foreign tensors]: a tensor whose home tape is alive stays bound to it.
     Tape* home = t->epoch ? tape_of_epoch(t->epoch) : nullptr;
     const bool foreign = home && home != &tape;
@@ -548,6 +620,7 @@ uint32_t node_on(Tape& tape, TensorObject* t) {
     if (!leaf) tape.add_live(node);  // Note [Reclaiming records]: it now stands on this row
     t->epoch = tape.epoch;
     t->node = node;
+    t->flags &= static_cast<uint8_t>(~T_UPDATED);  // the new row holds its current value
     if (t->born != tape.epoch && !t->label) {
         // A tensor from an earlier epoch keeps its old default label for display.
         PyObject* key = PyLong_FromUnsignedLong(node);
@@ -594,6 +667,71 @@ bool set_tensor_class(PyObject* cls) {
     return true;
 }
 
+void set_value(TensorObject* t, double number, PyObject* array) {
+    const bool same = (!array && !t->array) ||
+                      (array && t->array &&
+                       PyArray_TYPE(reinterpret_cast<PyArrayObject*>(array)) ==
+                           PyArray_TYPE(reinterpret_cast<PyArrayObject*>(t->array)) &&
+                       PyArray_SAMESHAPE(reinterpret_cast<PyArrayObject*>(array),
+                                         reinterpret_cast<PyArrayObject*>(t->array)));
+    if (!same && !(t->flags & T_LEAF)) {
+        // A value of another shape or dtype cannot pass its gradient to the
+        // tensor's history: the tensor becomes a leaf (Note [Versions]).
+        forget_live(t);
+        t->flags |= T_LEAF;
+    }
+    Py_XSETREF(t->array, array);
+    t->scalar = number;
+    if (t->epoch) t->flags |= T_UPDATED;  // its rows hold the old value
+}
+
+bool update_in_place(PyObject* tensor_obj, uint8_t code, PyObject* other) {
+    auto* t = reinterpret_cast<TensorObject*>(tensor_obj);
+    Operand b;
+    const int rb = read_operand(other, b, code);
+    if (rb <= 0) {
+        if (rb == 0)
+            PyErr_Format(PyExc_TypeError, "%s in place: expected a Tensor, a number or a numeric "
+                         "array, got %.100s", op_name(code), Py_TYPE(other)->tp_name);
+        return false;
+    }
+    if (!t->array) {
+        if (!b.is_scalar()) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s in place: the tensor is a scalar, so an in-place update must give a "
+                         "scalar too; write t = t %s x for a result of x's shape",
+                         op_name(code), code == OP_ADD ? "+" : code == OP_SUB ? "-" : code == OP_MUL ? "*" : "/");
+            return false;
+        }
+        double number = 0.0;
+        visit_op(code, [&](auto tag) {
+            using Op = typename decltype(tag)::type;
+            if constexpr (Op::arity == 2) number = Op::forward(t->scalar, b.scalar());
+        });
+        set_value(t, number, nullptr);
+        return true;
+    }
+    // Into the tensor's own array when nobody else can see it (no graph keeps
+    // it, Note [Unseen arrays]); else into a new one, the old one left to
+    // the graphs that saw it. numpy's rules either way: the result keeps the
+    // tensor's shape and dtype.
+    PyObject* value = b.object();
+    if (!value) return false;
+    const bool own = is_unseen(t->array);
+    PyObject* out = own ? Py_NewRef(t->array) : empty_like(t->array);
+    if (own) PyArray_ENABLEFLAGS(reinterpret_cast<PyArrayObject*>(out), NPY_ARRAY_WRITEABLE);
+    PyObject* done = out ? ufunc_into(code, t->array, value, out) : nullptr;
+    Py_DECREF(value);
+    if (out) PyArray_CLEARFLAGS(reinterpret_cast<PyArrayObject*>(out), NPY_ARRAY_WRITEABLE);
+    if (!done) {
+        Py_XDECREF(out);
+        return false;
+    }
+    Py_DECREF(done);
+    set_value(t, 0.0, out);
+    return true;
+}
+
 namespace {
 template <uint8_t CODE>
 PyObject* unary_function(PyObject*, PyObject* a) {
@@ -625,7 +763,8 @@ PyObject* register_hook(PyObject* tensor_obj, PyObject* fn) {
     if (!t->hooks && !(t->hooks = PyList_New(0))) return nullptr;
     if (PyList_Append(t->hooks, fn) < 0) return nullptr;
     // A leaf is found through leaf_tensors; it gets F_HOOKED whenever it enters a tape.
-    const uint32_t node = node_on(*tape, t);
+    // On the row where its gradient collects (Note [Versions]).
+    const uint32_t node = identity_row(*tape, node_on(*tape, t));
     if (node == UINT32_MAX) return nullptr;
     tape->flags[node] |= F_HOOKED;
     if (!leaf && !tape->row_hooks.count(node)) tape->row_hooks[node] = Py_NewRef(t->hooks);

@@ -14,7 +14,24 @@ enum TensorFlag : uint8_t {
     T_REQUIRES_GRAD = 1,
     T_LEAF = 2,  // made by the user, not by an op
     T_SAVED = 4,  // a Function's saved tensor that the tape holds: not counted live
+    T_UPDATED = 8,  // its value changed since it was bound to `node` (Note [Versions])
 };
+
+// Note [Versions]
+// A tensor's value can change after graphs recorded it: an in-place update
+// under no_grad (w -= lr * w.grad, an optimizer step) or t.data = new. The
+// rows that recorded the old value keep it (Note [Immutable values]), so those
+// graphs still differentiate with the values they saw; the tensor is flagged
+// T_UPDATED, and its next use on a tape pushes a version row: the new value,
+// whose gradient goes on to the row of the value before it. So on a tape a
+// tensor keeps one identity, its first row (identity_row): a gradient asked
+// for the tensor is read there and collects what reached each of its values,
+// as in PyTorch, where an update under no_grad keeps the tensor's node. Its
+// .grad, its hooks and its label live there too.
+// A value of another shape or dtype cannot share a gradient with the old one:
+// the tensor then enters the tape anew (a leaf), and its old identity is
+// retired (Tape::retired): a gradient asked for it through a graph that saw
+// the old value raises, rather than come back as zero or of the old shape.
 
 // Note [Tensor layout]
 // tapegrad.Tensor is a Python subclass (with empty __slots__) of this C type,
@@ -64,8 +81,29 @@ uint32_t node_on(Tape& tape, TensorObject* t);
 PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, bool requires_grad);
 
 // The node of a tensor on `tape` if it has one there (bound or foreign), else
-// UINT32_MAX; enters nothing.
+// UINT32_MAX; enters nothing. It may hold an older value than the tensor's
+// (Note [Versions]); node_on() brings it up to date.
 uint32_t find_node(const Tape& tape, TensorObject* t);
+
+// The row where a tensor's gradient collects (Note [Versions]): `node` itself,
+// or below its version rows, the row of its first value on this tape.
+inline uint32_t identity_row(const Tape& tape, uint32_t node) {
+    while (node != UINT32_MAX && tape.op[node] == OP_VERSION) node = tape.in0[node];
+    return node;
+}
+
+// Whether t's value has the layout of row `node`'s: both numbers, or arrays
+// of one shape and dtype (Note [Versions]).
+bool same_layout_as(const Tape& tape, uint32_t node, const TensorObject* t);
+
+// t.data = value and the in-place operators: a new value (`array` stolen, or
+// the float `number` when it is null) for the tensor (Note [Versions]).
+void set_value(TensorObject* t, double number, PyObject* array);
+
+// In-place `t op= other` (op: add, sub, mul or div) under no_grad or on a
+// tensor that needs no gradient: a new value of t's shape and dtype, written
+// into t's own array when nothing else holds it. False with an error set.
+bool update_in_place(PyObject* tensor, uint8_t code, PyObject* other);
 
 // Note [Saved tensors]
 // A Function's ctx keeps its saved tensors, and the tape keeps the Function's
@@ -75,6 +113,9 @@ uint32_t find_node(const Tape& tape, TensorObject* t);
 // value and row, flagged T_SAVED, not counted live. The record lists the
 // handles; compaction keeps their rows while the record is kept and rebinds
 // them, and after a reset they are stale like any tensor of an old epoch.
+// A leaf that requires grad gets a handle on its row too, and a constant a new
+// constant of its value: an in-place update of either after the forward must
+// not reach the backward (Note [Versions]), whose values are those saved.
 // Returns the handle (new reference), or t itself when it needs none.
 PyObject* saved_handle(Tape& tape, TensorObject* t, uint32_t& node);
 

@@ -6,9 +6,11 @@ gradient call on it answers for the tensor objects themselves, with those values
 whatever happened to the tensors or to the caller's arrays afterwards.
 """
 
+import threading
 import weakref
 
 import numpy as np
+import pytest
 
 import tapegrad as tg
 
@@ -43,3 +45,316 @@ def test_a_weakly_held_result_array_is_not_taken_for_a_temporary():
     z = watched(x * 2.0) + 1.0  # the product is a temporary, but its array is watched
     np.testing.assert_array_equal(z.data, 3.0)
     assert refs[0]() is None or (refs[0]() == 2.0).all()
+
+
+# ---- in-place updates under no_grad (Note [Versions]) ----
+
+
+def test_compute_gradients_after_an_in_place_update_uses_the_old_value():
+    old = np.array([0.5, -1.5, 2.0])
+    w = tg.Tensor(old)
+    y = tg.sum(w * w * w)
+    with tg.no_grad():
+        w += 0.25
+    np.testing.assert_array_equal(w.data, old + 0.25)
+    (gw,) = tg.compute_gradients(y, [w])
+    np.testing.assert_allclose(gw, 3 * old ** 2)
+    (g,) = tg.grad(y, [w], retain_graph=True)
+    np.testing.assert_allclose(g.data, 3 * old ** 2)
+    y.backward()
+    np.testing.assert_allclose(w.grad.data, 3 * old ** 2)
+
+
+def test_a_scalar_updated_in_place():
+    s = tg.Tensor(1.5)
+    f = s * s
+    with tg.no_grad():
+        s *= 0.5
+    assert s.data == 0.75
+    assert tg.compute_gradients(f, [s]) == [3.0]
+    g = s * s * s  # a new graph sees the new value
+    assert tg.compute_gradients(g, [s]) == [3 * 0.75 ** 2]
+    assert tg.compute_gradients(f + g, [s]) == [3.0 + 3 * 0.75 ** 2]
+
+
+def test_old_and_new_values_in_one_graph_both_count():
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    y_old = w * w
+    with tg.no_grad():
+        w -= 0.5
+    y_new = w * 3.0
+    (gw,) = tg.compute_gradients(tg.sum(y_old + y_new), [w])
+    np.testing.assert_allclose(gw, 2 * np.array([1.0, 2.0]) + 3.0)
+    tg.sum(y_old + y_new).backward()
+    np.testing.assert_allclose(w.grad.data, 2 * np.array([1.0, 2.0]) + 3.0)
+
+
+def test_a_tape_context_target_recorded_before_an_update():
+    old = np.array([0.5, 1.5])
+    w = tg.Tensor(old)
+    with tg.Tape(persistent=True) as tape:
+        y = tg.sum(tg.exp(w) * w)
+    with tg.no_grad():
+        w *= 2.0
+    np.testing.assert_allclose(tape.gradient(y, w).data, np.exp(old) * (1 + old))
+    with tape:
+        z = tg.sum(w * w)
+    np.testing.assert_allclose(tape.gradient(z, w).data, 2 * w.data)
+
+
+def test_create_graph_backward_after_an_update_differentiates_the_old_value():
+    old = np.array([0.5, -1.5, 2.0])
+    w = tg.Tensor(old)
+    y = tg.sum(w * w * w)
+    with tg.no_grad():
+        w += 0.25
+    y.backward(create_graph=True)
+    np.testing.assert_allclose(w.grad.data, 3 * old ** 2)
+    (second,) = tg.grad(tg.sum(w.grad), w)
+    np.testing.assert_allclose(second.data, 6 * old)
+
+
+def test_a_function_sees_the_saved_value_not_an_updated_one():
+    class Cube(tg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.data ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 3 * x * x * g
+
+    for old in (2.0, np.array([2.0, -1.0])):
+        w = tg.Tensor(old)
+        y = Cube.apply(w)
+        with tg.no_grad():
+            w -= 1.0
+        (g,) = tg.compute_gradients(tg.sum(y) if np.ndim(old) else y, [w])
+        np.testing.assert_allclose(g, 3 * np.asarray(old) ** 2)
+        (g2,) = tg.grad(tg.sum(y) if np.ndim(old) else y, [w], create_graph=True)
+        np.testing.assert_allclose(g2.data, 3 * np.asarray(old) ** 2)
+        (h,) = tg.grad(tg.sum(g2) if np.ndim(old) else g2, [w])
+        np.testing.assert_allclose(h.data, 6 * np.asarray(old))
+
+
+def test_assigning_data_keeps_the_earlier_graph():
+    w = tg.Tensor(np.array([1.0, 3.0]))
+    y = tg.sum(w * w)
+    w.data = np.array([10.0, 20.0])
+    np.testing.assert_allclose(tg.compute_gradients(y, [w])[0], [2.0, 6.0])
+    np.testing.assert_allclose(tg.compute_gradients(tg.sum(w * w), [w])[0], [20.0, 40.0])
+    s = tg.Tensor(2.0)
+    f = s * s
+    s.data = 5.0
+    assert tg.compute_gradients(f, [s]) == [4.0]
+
+
+def test_an_update_of_a_recorded_tensor_keeps_its_history():
+    """As PyTorch: an update under no_grad is not differentiated; the tensor keeps its node."""
+    x = tg.Tensor(np.array([1.0, 2.0]))
+    h = x * 2.0
+    y_old = tg.sum(h * h)
+    with tg.no_grad():
+        h += 1.0
+    z = tg.sum(h * 3.0)
+    np.testing.assert_allclose(tg.compute_gradients(z, [x])[0], [6.0, 6.0])
+    np.testing.assert_allclose(tg.compute_gradients(y_old, [h])[0], [4.0, 8.0])
+    np.testing.assert_allclose(tg.compute_gradients(y_old + z, [h])[0], [7.0, 11.0])
+    np.testing.assert_allclose(tg.compute_gradients(y_old + z, [x])[0], [14.0, 22.0])
+
+
+def test_a_hook_runs_once_on_the_whole_gradient_across_values():
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    seen = []
+    w.register_hook(lambda g: seen.append(g.data.copy()))
+    y_old = w * w
+    with tg.no_grad():
+        w *= 10.0
+    tg.sum(y_old + w).backward()
+    assert len(seen) == 1
+    np.testing.assert_allclose(seen[0], [3.0, 5.0])
+
+
+def test_a_labelled_user_record_after_an_update_names_the_new_value():
+    x = tg.Tensor(2.0, "x")
+    with tg.no_grad():
+        x += 1.0
+    y = tg.Tensor(9.0, "y")
+    tg.operation_history.append(tg.OperationRecord(["x"], ["y"], lambda g: [g * 2 * 3.0]))
+    assert tg.compute_gradients(y, [x]) == [6.0]
+
+
+# ---- what in-place updates keep and refuse ----
+
+
+def test_an_update_keeps_shape_and_dtype_and_refuses_to_broadcast_up():
+    w = tg.Tensor(np.ones(3, dtype=np.float32))
+    with tg.no_grad():
+        w -= np.full(3, 0.5)  # float64 into float32: numpy's same_kind casting
+        assert w.dtype == np.float32
+        np.testing.assert_array_equal(w.data, 0.5)
+        with pytest.raises(ValueError, match=r"'tensor_\d+' -= x: .*shape"):
+            w -= np.ones((2, 3))
+        s = tg.Tensor(1.0)
+        with pytest.raises(ValueError, match="scalar"):
+            s += np.ones(3)
+        with pytest.raises(TypeError, match="str"):
+            s += "a"
+    np.testing.assert_array_equal(w.data, 0.5)
+    assert s.data == 1.0
+
+
+def test_an_update_writes_in_place_only_when_nothing_else_holds_the_array():
+    w = tg.Tensor(np.ones(BIG))
+    tg.clear_history()  # the tape no longer holds w's value
+    before = id(w.data)
+    with tg.no_grad():
+        w -= 1.0
+    assert id(w.data) == before  # written into its own array: no copy
+    y = tg.sum(w * w)  # the tape holds w's value now
+    kept = w.data
+    with tg.no_grad():
+        w += 2.0
+    assert w.data is not kept and (kept == 0.0).all()
+    np.testing.assert_array_equal(tg.compute_gradients(y, [w])[0], 0.0)
+
+
+def test_outside_no_grad_an_update_records_a_new_tensor():
+    x = tg.Tensor(np.array([1.0, 2.0]))
+    h = x * 2.0
+    first = h
+    h += 1.0
+    assert h is not first and first.data.tolist() == [2.0, 4.0]
+    np.testing.assert_allclose(tg.compute_gradients(tg.sum(h * h), [x])[0], [12.0, 20.0])
+    with pytest.raises(RuntimeError, match=r"leaf that requires grad.*no_grad"):
+        x += 1.0
+
+
+# ---- values the caller still holds (Note [Immutable values]) ----
+
+
+def test_writing_into_the_callers_array_cannot_change_a_gradient():
+    a = np.array([1.0, 2.0, 3.0])
+    t = tg.Tensor(a)
+    y = tg.sum(t * t)
+    a[0] = 100.0
+    np.testing.assert_allclose(tg.compute_gradients(y, [t])[0], [2.0, 4.0, 6.0])
+    np.testing.assert_array_equal(t.data, [1.0, 2.0, 3.0])
+
+
+def test_a_view_of_the_callers_array_is_copied_too():
+    a = np.arange(12.0).reshape(3, 4)
+    t = tg.Tensor(a[:, ::2])
+    y = tg.sum(t * t)
+    a[:] = -1.0
+    np.testing.assert_allclose(tg.compute_gradients(y, [t])[0], 2 * np.arange(12.0).reshape(3, 4)[:, ::2])
+
+
+def test_a_tensors_value_is_read_only():
+    t = tg.Tensor(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="read-only"):
+        t.data[0] = 5.0
+    t.data = np.array([3.0, 4.0])
+    with pytest.raises(ValueError, match="read-only"):
+        t.data[0] = 5.0
+
+
+def test_as_tensor_and_copy_false_share_the_callers_array():
+    a = np.array([1.0, 2.0])
+    t = tg.as_tensor(a)
+    assert t.data is a and not t.requires_grad
+    u = tg.Tensor(a, copy=False)
+    assert u.data is a and u.requires_grad
+    v = tg.as_tensor([1, 2])  # converted: a new array
+    assert v.dtype == np.float64
+
+
+def test_constants_a_backward_reads_are_kept_as_they_were():
+    x = tg.Tensor(np.array([1.0, 2.0]))
+    c = np.array([3.0, 4.0])
+    y = tg.sum(x * c)
+    m = np.array([[1.0, 2.0], [3.0, 4.0]])
+    z = tg.sum(m @ x)
+    c[:] = 100.0
+    m[:] = 100.0
+    np.testing.assert_allclose(tg.compute_gradients(y, [x])[0], [3.0, 4.0])
+    np.testing.assert_allclose(tg.compute_gradients(z, [x])[0], [4.0, 6.0])
+
+
+def test_a_constant_saved_by_a_function_is_its_value_then():
+    class Scale(tg.Function):
+        @staticmethod
+        def forward(ctx, x, k):
+            ctx.save_for_backward(k)
+            return x.data * k.data
+
+        @staticmethod
+        def backward(ctx, g):
+            (k,) = ctx.saved_tensors
+            return g * k, None
+
+    k = tg.tensor(3.0)
+    x = tg.Tensor(2.0)
+    y = Scale.apply(x, k)
+    k += 1.0  # a constant may change at any time: here it is rebound...
+    with tg.no_grad():
+        k.data = 10.0  # ...and this one's value is replaced
+    assert tg.compute_gradients(y, [x]) == [3.0]
+
+
+# ---- a new value of another shape (Note [Versions]) ----
+
+
+def test_a_new_shape_makes_the_old_graph_raise_rather_than_answer_wrong():
+    w = tg.Tensor(np.array([1.0, 2.0, 3.0]))
+    y = tg.sum(w * w)
+    w.data = np.zeros(5)
+    with pytest.raises(ValueError, match=r"earlier value, of shape \(3,\).*now has shape \(5,\)"):
+        tg.compute_gradients(y, [w])
+    z = tg.sum(w + 1.0)  # the new value: a graph of its own
+    np.testing.assert_array_equal(tg.compute_gradients(z, [w])[0], np.ones(5))
+    with pytest.raises(ValueError, match="earlier value"):
+        tg.compute_gradients(y, [w])
+    with pytest.raises(ValueError, match="earlier value"):
+        y.backward()
+    s = tg.Tensor(2.0)
+    f = s * s
+    s.data = np.array([1.0, 2.0])
+    with pytest.raises(ValueError, match="earlier value"):
+        tg.grad(f, s)
+
+
+# ---- across threads ----
+
+
+def test_an_update_on_another_thread_reaches_this_threads_graphs():
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    got, errors = {}, []
+    recorded, updated = threading.Event(), threading.Event()
+
+    def worker():
+        try:
+            y_old = tg.sum(w * w)  # w is another thread's: a foreign row here
+            recorded.set()
+            updated.wait()
+            y_new = tg.sum(w * w * w)
+            got["old"] = tg.compute_gradients(y_old, [w])[0]
+            got["new"] = tg.compute_gradients(y_new, [w])[0]
+            got["both"] = tg.compute_gradients(y_old + y_new, [w])[0]
+        except BaseException as e:
+            errors.append(repr(e))
+            recorded.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    recorded.wait()
+    with tg.no_grad():
+        w += 1.0
+    updated.set()
+    thread.join()
+    assert errors == []
+    np.testing.assert_allclose(got["old"], [2.0, 4.0])
+    np.testing.assert_allclose(got["new"], [12.0, 27.0])
+    np.testing.assert_allclose(got["both"], [14.0, 31.0])

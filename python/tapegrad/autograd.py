@@ -94,6 +94,26 @@ def tensor(data: Any, requires_grad: bool = False, label: str | None = None) -> 
     return Tensor(data, label, requires_grad=requires_grad)
 
 
+def as_tensor(data: Any, requires_grad: bool = False, label: str | None = None) -> Tensor:
+    """A Tensor that shares ``data`` (an ndarray) instead of copying it, as ``torch.as_tensor``.
+
+    ``Tensor(a)`` and ``tapegrad.tensor(a)`` copy the array, so that writing into
+    ``a`` later cannot change a recorded gradient; this saves the copy. Do not write
+    into ``a`` while a graph that used the tensor may still be differentiated: its
+    gradients would mix values the graph never saw. Data that is not a float32 or
+    float64 array is converted (a new array) as by ``Tensor``.
+
+    Example:
+        >>> import numpy as np
+        >>> import tapegrad as tg
+        >>> a = np.array([1.0, 2.0])
+        >>> t = tg.as_tensor(a, requires_grad=True)
+        >>> t.data is a
+        True
+    """
+    return Tensor(data, label, requires_grad=requires_grad, copy=False)
+
+
 def grad(
     outputs: Tensor | Sequence[Tensor],
     inputs: Tensor | Sequence[Tensor],
@@ -151,7 +171,9 @@ class Function:
     ``operation_history`` under the class's name. Under ``create_graph`` the
     backward runs on Tensors and records, so a backward written with Tensor
     ops can be differentiated again. Keep tensors for the backward with
-    ``ctx.save_for_backward``: those do not keep their graph alive, while a
+    ``ctx.save_for_backward``: those keep the values they had when saved (an
+    in-place update later does not reach the backward) and do not keep their
+    graph alive, while a
     recorded tensor stored as another ``ctx`` attribute keeps its records for
     as long as the Function's own record is on the tape.
 
@@ -225,7 +247,7 @@ def _per_tensor_arg(cls: type, result: Any, tensor_args: tuple) -> list:
 def _backward_of(cls: type, ctx: FunctionCtx, tensor_args: tuple) -> Callable[..., list]:
     def backward_fn(*grads: Any) -> list:
         with no_grad():
-            result = cls.backward(ctx, *(Tensor(g, requires_grad=False) for g in grads))
+            result = cls.backward(ctx, *(Tensor(g, requires_grad=False, copy=False) for g in grads))
         return [r.data if isinstance(r, Tensor) else r
                 for r in _per_tensor_arg(cls, result, tensor_args)]
 

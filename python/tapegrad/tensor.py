@@ -32,6 +32,10 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     or array-like (kept as a float32 or float64 ndarray; integers and booleans
     become float64). ``label`` defaults to ``tensor_N``, N from
     ``Tensor._counter``. ``requires_grad`` (keyword only) is True, as in the seed.
+    An ndarray is copied, as ``np.array`` and ``torch.tensor`` copy, and the value is
+    read-only: a recorded graph keeps the values it saw. ``copy=False`` (keyword
+    only; or ``tapegrad.as_tensor``) shares the caller's array instead: then do
+    not write into it while a graph uses it.
 
     Example:
         >>> import tapegrad as tg
@@ -105,30 +109,39 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
         """
         return RemovableHandle(_core.register_hook(self, hook), hook)
 
-    # In-place operators replace the value (graphs recorded earlier keep the one
-    # they saw). As in PyTorch, a tensor that requires grad is only updated in
-    # place inside no_grad(), where optimizer steps belong.
+    # In-place operators (Note [Versions], csrc/tensor.hpp). Inside no_grad(),
+    # where optimizer steps belong, they replace the value, keeping its shape and
+    # dtype; graphs recorded earlier keep the value they saw, and a gradient asked
+    # for the tensor through them is still its own. Outside no_grad() they record:
+    # `t += x` is `t = t + x`, a new tensor bound to the name, except on a leaf
+    # that requires grad, where PyTorch raises too.
     def __iadd__(self, other: Any) -> Tensor:
-        return self._update("+=", np.add, other)
+        return self._update("+=", "add", other)
 
     def __isub__(self, other: Any) -> Tensor:
-        return self._update("-=", np.subtract, other)
+        return self._update("-=", "sub", other)
 
     def __imul__(self, other: Any) -> Tensor:
-        return self._update("*=", np.multiply, other)
+        return self._update("*=", "mul", other)
 
     def __itruediv__(self, other: Any) -> Tensor:
-        return self._update("/=", np.true_divide, other)
+        return self._update("/=", "div", other)
 
-    def _update(self, symbol: str, ufunc: np.ufunc, other: Any) -> Tensor:
+    def _update(self, symbol: str, op: str, other: Any) -> Tensor:
+        code = _core.OP_CODES[op]
         if self.requires_grad and _core.is_grad_enabled():
-            raise RuntimeError(
-                f"'{self.label}' requires grad, so '{symbol}' on it would change a value the "
-                "recorded graph depends on. Put the update inside `with tapegrad.no_grad():` "
-                "(as an optimizer step in PyTorch), or use `t = t ... x` to record a new tensor."
-            )
-        value = ufunc(self.data, _value(other))
-        self.data = value if isinstance(self.data, np.ndarray) else float(value)
+            if self.is_leaf:
+                raise RuntimeError(
+                    f"'{self.label}' is a leaf that requires grad, so '{symbol}' on it would "
+                    "change a value the recorded graph depends on. Put the update inside `with "
+                    "tapegrad.no_grad():` (as an optimizer step in PyTorch), or write "
+                    f"`t = t {symbol[0]} x` to record a new tensor."
+                )
+            return _core.apply_binary(code, self, other)
+        try:
+            _core.update_in_place(self, code, other)
+        except ValueError as e:
+            raise ValueError(f"'{self.label}' {symbol} x: {e}") from None
         return self
 
     # Comparisons look at values only: plain bools or boolean arrays, nothing recorded.
