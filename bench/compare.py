@@ -214,11 +214,14 @@ def elementwise_f(lib, x, w, b):
     return lib.tanh(x * w + b) * lib.exp(-x * x) + lib.log(1 + w * w) / (1 + b * b)
 
 
-def elementwise_seed_style(module):
+def elementwise_seed_style(module, make=None):
+    """compute_gradients on Tensors made from the arrays: by `make`, else module.Tensor."""
+    make = make or module.Tensor
+
     def run(arrays):
         module.clear_history()
         t0 = time.perf_counter()
-        inputs = [module.Tensor(a) for a in arrays]
+        inputs = [make(a) for a in arrays]
         y = elementwise_f(module, *inputs)
         grads = module.compute_gradients(y, inputs)  # seeded with ones: the gradient of sum(y)
         elapsed = time.perf_counter() - t0
@@ -648,7 +651,11 @@ SCALAR_LIBRARIES = {
 }
 ELEMENTWISE_LIBRARIES = {
     "numpy by hand (floor)": lambda: elementwise_numpy,
-    "tapegrad": lambda: elementwise_seed_style(tapegrad),
+    # Sharing the inputs, as PyTorch's from_numpy does; Tensor(a) copies them
+    # (a recorded gradient must not see later writes), measured on the next row.
+    "tapegrad": lambda: elementwise_seed_style(
+        tapegrad, lambda a: tapegrad.as_tensor(a, requires_grad=True)),
+    "tapegrad, Tensor(a) copies": lambda: elementwise_seed_style(tapegrad),
     "reference": lambda: elementwise_seed_style(reference),
     "PyTorch": lambda: elementwise_torch,
     "HIPS autograd": lambda: elementwise_hips,
