@@ -66,6 +66,12 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_tensor_class", [](py::object cls) {
         if (!set_tensor_class(cls.ptr())) throw py::error_already_set();
     });
+    m.def("set_foreign_label_class", [](py::object cls) {
+        if (!PyType_Check(cls.ptr()) ||
+            !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls.ptr()), &PyUnicode_Type))
+            throw py::type_error("set_foreign_label_class: expected a subclass of str");
+        Py_XSETREF(foreign_label_class, cls.inc_ref().ptr());  // kept for the life of the process
+    });
     m.def("compute_gradients",
           [](py::object target, py::object sources, py::object grad_output) {
               return checked(compute_gradients(target.ptr(), sources.ptr(), grad_output.ptr()));

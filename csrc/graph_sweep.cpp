@@ -39,11 +39,11 @@ bool GraphSweep::seed(uint32_t node, PyObject* seed) {
     }
 }
 
-bool GraphSweep::run(const std::vector<Source>& sources) {
+bool GraphSweep::run(const std::vector<Source>& sources, bool every_leaf) {
     if (!quiet.start()) return false;
     // As in the numeric sweep: nothing below the lowest source matters,
     // unless stale rows need their check.
-    int64_t lowest = t.stale_born.empty() ? static_cast<int64_t>(top) : 0;
+    int64_t lowest = t.stale_rows.empty() ? static_cast<int64_t>(top) : 0;
     for (const Source& s : sources) {
         if (s.node == UINT32_MAX || s.node >= top) continue;
         keep[s.node] = 1;
@@ -69,7 +69,7 @@ bool GraphSweep::run(const std::vector<Source>& sources) {
             }
             if (t.flags[row] & F_FREED) return freed_error(t, row);
             if (code == OP_STALE) {
-                if (!check_stale(t, row, sources)) return false;
+                if (!check_stale(t, row, sources, every_leaf)) return false;
                 continue;
             }
             if (is_array_op(code)) array_op_row(row);

@@ -78,6 +78,15 @@ PyObject* array_record_vjp(Tape& tape, uint32_t row, PyObject* g) {
 // Resolves an input or output key (a label or a Tensor) to a node.
 uint32_t node_of_key(Tape& tape, PyObject* key, const char* which) {
     if (is_tensor(key)) return node_on(tape, reinterpret_cast<TensorObject*>(key));
+    if (foreign_label_class && PyObject_TypeCheck(key, reinterpret_cast<PyTypeObject*>(foreign_label_class))) {
+        // Note [Foreign labels]: the tensor the label was read from.
+        PyObject* tensor = PyObject_GetAttrString(key, "tensor");
+        const uint32_t node = tensor && is_tensor(tensor)
+                                  ? node_on(tape, reinterpret_cast<TensorObject*>(tensor))
+                                  : UINT32_MAX;
+        Py_XDECREF(tensor);
+        if (node != UINT32_MAX || PyErr_Occurred()) return node;
+    }
     if (!PyUnicode_Check(key)) {
         PyErr_Format(PyExc_TypeError,
                      "operation_history.append: %s must hold labels (str) or Tensors, got %.100s",
@@ -85,6 +94,15 @@ uint32_t node_of_key(Tape& tape, PyObject* key, const char* which) {
         return UINT32_MAX;
     }
     const uint32_t node = tape.node_of_label(key);
+    if (node == Tape::AMBIGUOUS) {
+        PyErr_Format(PyExc_ValueError,
+                     "operation_history.append: the label %R names two tensors on this thread's "
+                     "tape, one of them made on another thread (or in another tapegrad.Tape), "
+                     "whose default labels are numbered separately; list the Tensor itself "
+                     "instead of its label, or give it a label of its own",
+                     key);
+        return UINT32_MAX;
+    }
     if (node == UINT32_MAX)
         PyErr_Format(PyExc_ValueError,
                      "operation_history.append: no tensor labelled %R on this thread's tape (was "

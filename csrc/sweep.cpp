@@ -9,6 +9,8 @@
 #include "sweep.hpp"
 
 #include <algorithm>
+#include <set>
+#include <unordered_map>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -72,34 +74,120 @@ bool version_error(const Tape& tape, const Source& s, uint32_t row) {
     return false;
 }
 
-bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources) {
-    const uint64_t born = t.stale_born[row];
-    // A tensor of another live tape (Note [Foreign tensors]) has its history
-    // there, and epochs of different tapes are not ordered: only a source that
-    // was used on that tape can have fed it.
-    Tape* home = nullptr;
-    TensorObject* foreign = nullptr;
-    for (const auto& [tensor, node] : t.foreign) {
-        if (node != row) continue;
-        foreign = reinterpret_cast<TensorObject*>(tensor);
-        home = foreign->epoch ? tape_of_epoch(foreign->epoch) : nullptr;
-        break;
+namespace {
+
+// Note [Stale tensors] (tensor.cpp): a walk down the history behind a stale
+// row, for a source it may reach. A foreign row's history is on its home
+// tape, and the walk follows it there; where a tensor's history is gone, any
+// source made before it may have fed it. For backward(), whose sources are
+// every leaf, a leaf that requires grad on another tape counts, and history
+// that is gone always does.
+struct StaleWalk {
+    const std::vector<Source>& sources;
+    bool every_leaf;
+    std::set<std::pair<const Tape*, uint32_t>> seen;
+    TensorObject* found = nullptr;  // the source reached, or the stale tensor's
+    bool gone = false;              // reached through history that is gone
+
+    bool reach(Tape& tape, uint32_t start, bool root);
+    bool born_before(uint64_t born) {
+        for (const Source& s : sources)
+            if (s.tensor->born < born) {
+                found = s.tensor;
+                gone = true;
+                return true;
+            }
+        return false;
     }
+};
+
+bool StaleWalk::reach(Tape& tape, uint32_t start, bool root) {
+    std::unordered_map<uint32_t, TensorObject*> source_rows;
     for (const Source& s : sources) {
-        if (s.node == row) continue;
-        if (home ? find_node(*home, s.tensor) == UINT32_MAX : s.tensor->born > born) continue;
-        PyObject* stale_label = foreign ? label_text(foreign) : t.label_of(row);
-        PyObject* source_label = label_text(s.tensor);
+        const uint32_t node = identity_row(tape, find_node(tape, s.tensor));
+        if (node != UINT32_MAX && !(root && node == start)) source_rows.emplace(node, s.tensor);
+    }
+    std::vector<uint32_t> stack{start};
+    while (!stack.empty()) {
+        const uint32_t r = stack.back();
+        stack.pop_back();
+        if (!seen.insert({&tape, r}).second) continue;
+        auto hit = source_rows.find(r);
+        if (hit != source_rows.end()) {
+            found = hit->second;
+            return true;
+        }
+        const uint8_t code = tape.op[r];
+        if (code == OP_LEAF) {
+            if (every_leaf && !root && tape.in0[r] != UINT32_MAX) {
+                found = reinterpret_cast<TensorObject*>(tape.leaf_tensors[tape.in0[r]]);
+                return true;
+            }
+            if (!(tape.flags[r] & F_CUSTOM_OUTPUT)) continue;
+            for (const UserRecord& u : tape.user_records)  // the record that made it
+                if (std::find(u.outputs.begin(), u.outputs.end(), r) != u.outputs.end())
+                    stack.insert(stack.end(), u.inputs.begin(), u.inputs.end());
+        } else if (code == OP_VERSION) {
+            stack.push_back(tape.in0[r]);
+        } else if (code == OP_STALE) {
+            auto info = tape.stale_rows.find(r);
+            if (info == tape.stale_rows.end()) continue;
+            auto* f = reinterpret_cast<TensorObject*>(info->second.foreign);
+            Tape* home = f && f->epoch ? tape_of_epoch(f->epoch) : nullptr;
+            const uint32_t there = home && home != &tape ? find_node(*home, f) : UINT32_MAX;
+            if (there != UINT32_MAX) {
+                if (reach(*home, there, false)) return true;
+            } else if (every_leaf || born_before(info->second.born)) {
+                if (every_leaf) gone = true;
+                return true;
+            }
+        } else if (is_array_op(code)) {
+            for (int64_t in : tape.array_records[tape.in0[r]].inputs)
+                if (in >= 0) stack.push_back(static_cast<uint32_t>(in));
+        } else if (code > OP_STALE) {
+            if (!(tape.flags[r] & F_A_CONST)) stack.push_back(tape.in0[r]);
+            if (op_arity(code) == 2 && !(tape.flags[r] & F_B_CONST)) stack.push_back(tape.in1[r]);
+        }
+    }
+    return false;
+}
+
+}  // namespace
+
+bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources, bool every_leaf) {
+    StaleWalk walk{sources, every_leaf, {}};
+    const auto info = t.stale_rows.find(row);
+    const bool foreign = info != t.stale_rows.end() && info->second.foreign;
+    // backward() through history that is gone: its leaves lose their gradient.
+    if (every_leaf && !foreign) walk.gone = true;
+    else if (!walk.reach(t, row, true)) return true;
+    PyObject* stale_label = foreign ? label_text(reinterpret_cast<TensorObject*>(info->second.foreign))
+                                    : t.label_of(row);
+    PyObject* source_label = walk.found ? label_text(walk.found) : nullptr;
+    if (walk.gone && !walk.found)
+        PyErr_Format(PyExc_RuntimeError,
+                     "backward: the gradient flows through '%S', whose history is gone, so the "
+                     "leaves it was computed from would get no gradient. %s Or use t.detach() to "
+                     "treat it as a constant.",
+                     stale_label ? stale_label : Py_None, HISTORY_GONE);
+    else if (walk.gone)
         PyErr_Format(PyExc_RuntimeError,
                      "the gradient with respect to '%S' flows through '%S', whose history is "
                      "gone. %s Or use t.detach() to treat it as a constant.",
                      source_label ? source_label : Py_None,
                      stale_label ? stale_label : Py_None, HISTORY_GONE);
-        Py_XDECREF(stale_label);
-        Py_XDECREF(source_label);
-        return false;
-    }
-    return true;
+    else
+        PyErr_Format(PyExc_RuntimeError,
+                     "the gradient with respect to '%S' flows through '%S', which was recorded "
+                     "on another tape (inside a tapegrad.Tape context, or on another thread), "
+                     "and the gradient cannot follow it there. Record the whole computation on "
+                     "one tape (or ask that tape: tape.gradient), or use t.detach() to treat "
+                     "'%S' as a constant.",
+                     source_label ? source_label : Py_None, stale_label ? stale_label : Py_None,
+                     stale_label ? stale_label : Py_None);
+    Py_XDECREF(stale_label);
+    Py_XDECREF(source_label);
+    return false;
 }
 
 namespace {
@@ -217,11 +305,11 @@ public:
         return !PyErr_Occurred();
     }
 
-    bool run(const std::vector<Source>& sources) {
+    bool run(const std::vector<Source>& sources, bool every_leaf = false) {
         // Rows only pass gradients to lower rows, so nothing below the lowest
         // source can change a source's gradient: stop there, unless stale rows
         // below it still need their check (Note [Stale tensors]).
-        int64_t lowest = t.stale_born.empty() ? static_cast<int64_t>(t.op.size()) : 0;
+        int64_t lowest = t.stale_rows.empty() ? static_cast<int64_t>(t.op.size()) : 0;
         for (const Source& s : sources) {
             if (s.node == UINT32_MAX) continue;
             reached[s.node] |= KEEP;
@@ -255,7 +343,7 @@ public:
             }
             if (c.flags[row] & F_FREED) return freed_error(t, row);
             if (code == OP_STALE) {
-                if (!check_stale(t, row, sources)) return false;
+                if (!check_stale(t, row, sources, every_leaf)) return false;
                 continue;
             }
             if (is_array_op(code)) {
@@ -1022,7 +1110,7 @@ bool backward_with(Tape& tape, uint32_t node, PyObject* seed, bool retain_graph)
             sources.push_back({reinterpret_cast<TensorObject*>(tape.leaf_tensors[tape.in0[row]]),
                                static_cast<uint32_t>(row)});
     S sweep(tape);
-    const bool ok = sweep.seed(node, seed) && sweep.run(sources) && sweep.accumulate_leaf_grads();
+    const bool ok = sweep.seed(node, seed) && sweep.run(sources, true) && sweep.accumulate_leaf_grads();
     if (ok && !retain_graph) sweep.free_traversed();
     // After a failed sweep too, the tape may be dropped once nothing live needs it.
     if (!ok) tape.freed_any = true;

@@ -77,8 +77,11 @@ PyObject* label_text(TensorObject* t);
 bool freed_error(const Tape& t, uint32_t row);
 
 // A stale row (Note [Stale tensors] in tensor.cpp) was reached: its history
-// is gone, so a source made no later than it might be missing a gradient.
-bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources);
+// is not on this tape. False with an error set when a source may be missing
+// a gradient through it: a source made before it (history gone), or one its
+// history on another tape reaches. `every_leaf` (backward()): every leaf is
+// a source, wherever it is, so history that is gone always raises.
+bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources, bool every_leaf);
 
 // Note [Quiet numpy]
 // NaN and inf propagate through a backward as values (0 * inf is NaN, as in

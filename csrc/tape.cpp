@@ -27,6 +27,7 @@ PyThreadState* cached_state = nullptr;
 }  // namespace
 
 Tape* last_tape = nullptr;
+uint64_t birth_clock = 0;
 
 namespace {
 // Every live tape by its current epoch (Note [Foreign tensors]).
@@ -138,7 +139,11 @@ uint32_t Tape::node_of_label(PyObject* label) const {
     std::string digits = s.substr(prefix.size());
     if (digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit))
         return UINT32_MAX;
-    return node_of_num(std::stoll(digits));
+    const int64_t num = std::stoll(digits);
+    const uint32_t own = node_of_num(num);
+    auto it = foreign_numbers.find(num);
+    if (it == foreign_numbers.end()) return own;
+    return own == UINT32_MAX || own == it->second ? it->second : AMBIGUOUS;
 }
 
 const std::vector<uint32_t>& Tape::operation_rows() {
@@ -163,7 +168,8 @@ void Tape::reset(bool restart_labels) {
     in1.clear();
     val.clear();
     consts.clear();
-    stale_born.clear();
+    stale_rows.clear();
+    foreign_numbers.clear();
     num_nodes.clear();
     num_overflow.clear();
     live.clear();
@@ -371,9 +377,12 @@ void Tape::compact() {
             h->node = u.saved_rows[k];
         }
     // Side tables keyed by row.
-    std::unordered_map<uint32_t, uint64_t> new_stale;
-    for (const auto& [row, born] : stale_born)
-        if (keep[row]) new_stale[before[row]] = born;
+    std::unordered_map<uint32_t, StaleRow> new_stale;
+    for (const auto& [row, info] : stale_rows)
+        if (keep[row]) new_stale[before[row]] = info;
+    std::unordered_map<int64_t, uint32_t> new_numbers;
+    for (const auto& [num, row] : foreign_numbers)
+        if (keep[row]) new_numbers[num] = before[row];
     for (const auto& [row, hooks] : row_hooks)
         if (keep[row]) fresh.row_hooks[before[row]] = Py_NewRef(hooks);
     std::unordered_map<PyObject*, uint32_t> new_foreign;
@@ -439,7 +448,8 @@ void Tape::compact() {
     live.swap(new_live);
     consts.swap(new_consts);
     OwnedRefs old = swap_refs(std::move(fresh));
-    stale_born.swap(new_stale);
+    stale_rows.swap(new_stale);
+    foreign_numbers.swap(new_numbers);
     foreign.swap(new_foreign);
     retired.swap(new_retired);
     std::swap(node_by_label, new_by_label);

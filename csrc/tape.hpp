@@ -118,7 +118,13 @@ public:
     // a Function's output.
     std::vector<PyObject*> leaf_tensors;
     std::vector<ArrayRecord> array_records;  // in0 of an array-op row indexes this
-    std::unordered_map<uint32_t, uint64_t> stale_born;  // stale row -> epoch its tensor was made in
+    // Stale rows (Note [Stale tensors] in tensor.cpp): when their tensor was
+    // made (birth_clock), and for a foreign row the tensor (held in foreign_refs).
+    struct StaleRow {
+        uint64_t born;
+        PyObject* foreign;
+    };
+    std::unordered_map<uint32_t, StaleRow> stale_rows;
 
     // Labels: the node of tensor_N is num_nodes[N] while numbers run in
     // order; numbers assigned out of order (after Tensor._counter was set by
@@ -126,6 +132,10 @@ public:
     std::vector<uint32_t> num_nodes;  // num_nodes[N - num_base] is the node of tensor_N
     int64_t num_base = 0;
     std::unordered_map<int64_t, uint32_t> num_overflow;
+    // Default labels of foreign tensors (numbered by another tape): tensor_N
+    // names both that tensor and this tape's own tensor_N, an ambiguity that a
+    // user record's label must not resolve silently (node_of_label).
+    std::unordered_map<int64_t, uint32_t> foreign_numbers;
     PyObject* node_by_label;  // dict str -> int
     PyObject* label_by_node;  // dict int -> str
 
@@ -301,7 +311,9 @@ public:
     uint32_t node_of_num(int64_t num) const;
     // Label of a node's tensor as a new str, or None when it has none.
     PyObject* label_of(uint32_t node) const;
-    // Node of a label, or UINT32_MAX (no Python error set).
+    // Node of a label, or UINT32_MAX (no Python error set); AMBIGUOUS when a
+    // default label names both a foreign tensor and one of this tape's.
+    static constexpr uint32_t AMBIGUOUS = UINT32_MAX - 1;
     uint32_t node_of_label(PyObject* label) const;
     // Row ids of ops and user records, in order (extends op_rows as needed).
     const std::vector<uint32_t>& operation_rows();
@@ -351,5 +363,11 @@ inline Tape* tape_of_epoch(uint64_t epoch) {
 
 // A new epoch id (process-wide, increasing).
 uint64_t next_epoch();
+
+// When a tensor is made: a process-wide count of tensors made, so that the
+// order of two tensors is known whatever thread or tape made them (Note
+// [Stale tensors]). The GIL guards it.
+extern uint64_t birth_clock;
+inline uint64_t next_birth() { return ++birth_clock; }
 
 }  // namespace tapegrad

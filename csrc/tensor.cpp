@@ -13,6 +13,7 @@ namespace tapegrad {
 PyTypeObject* TensorBaseType = nullptr;
 
 PyTypeObject* tensor_class = nullptr;
+PyObject* foreign_label_class = nullptr;
 
 namespace {
 
@@ -38,6 +39,21 @@ bool register_label(Tape& tape, TensorObject* t, uint32_t node) {
     return ok;
 }
 
+// A default label (tensor_N) for a tensor numbered elsewhere (by an earlier
+// numbering of this tape, or another tape): shown for `node`, and for a
+// foreign tensor also resolved by user records (Tape::foreign_numbers).
+bool register_default_label(Tape& tape, TensorObject* t, uint32_t node, bool foreign) {
+    if (foreign) tape.foreign_numbers[t->num] = node;
+    PyObject* key = PyLong_FromUnsignedLong(node);
+    PyObject* label = key ? PyUnicode_FromFormat("tensor_%lld", static_cast<long long>(t->num)) : nullptr;
+    const bool ok = label && PyDict_SetItem(tape.label_by_node, key, label) == 0;
+    Py_XDECREF(key);
+    Py_XDECREF(label);
+    return ok;
+}
+
+uint32_t enter(Tape& tape, TensorObject* t, bool numbered_here);
+
 // Whether row `node` holds t's current value: the same array object (the
 // tape holds it, so no new array can have its address) or the same number.
 bool holds_value(const Tape& tape, uint32_t node, const TensorObject* t) {
@@ -59,8 +75,10 @@ uint32_t push_version(Tape& tape, TensorObject* t, uint32_t node, bool foreign) 
         }
         t->node = row;
         t->flags &= static_cast<uint8_t>(~T_UPDATED);
-        if (t->born == tape.epoch) tape.set_num_node(t->num, row);  // its label names the new value
     }
+    // Its label names the new value.
+    if (!t->label && tape.node_of_num(t->num) == node) tape.set_num_node(t->num, row);
+    else if (!t->label && !register_default_label(tape, t, row, foreign)) return UINT32_MAX;
     return register_label(tape, t, row) ? row : UINT32_MAX;
 }
 
@@ -103,7 +121,7 @@ PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, 
     r->label = nullptr;
     r->grad = nullptr;
     r->hooks = nullptr;
-    r->born = tape.epoch;
+    r->born = next_birth();
     r->num = tape.counter++;
     r->flags = requires_grad ? T_REQUIRES_GRAD : T_LEAF;  // no history: a constant leaf
     r->epoch = node == UINT32_MAX ? 0 : tape.epoch;
@@ -441,11 +459,11 @@ int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
     Py_XSETREF(t->label, label == Py_None ? nullptr : Py_NewRef(label));
     t->scalar = number;
     t->flags = T_LEAF | (requires_grad ? T_REQUIRES_GRAD : 0);
-    t->born = tape->epoch;
+    t->born = next_birth();
     t->epoch = 0;
     t->num = tape->counter++;
     // Entered at once, so that its label names it in user records.
-    const uint32_t node = node_on(*tape, t);
+    const uint32_t node = enter(*tape, t, true);
     if (node == UINT32_MAX) return -1;
     tape->set_num_node(t->num, node);
     return 0;
@@ -489,7 +507,19 @@ int set_data(PyObject* self, PyObject* value, void*) {
 PyObject* get_label(PyObject* self, void*) {
     auto* t = reinterpret_cast<TensorObject*>(self);
     if (t->label) return Py_NewRef(t->label);
-    return PyUnicode_FromFormat("tensor_%lld", static_cast<long long>(t->num));
+    PyObject* text = PyUnicode_FromFormat("tensor_%lld", static_cast<long long>(t->num));
+    // Note [Foreign labels]: read on another thread (or outside the Tape that
+    // numbered it), the label remembers its tensor.
+    Tape* home = t->epoch && foreign_label_class ? tape_of_epoch(t->epoch) : nullptr;
+    Tape* here = home ? current_tape() : nullptr;
+    if (!text || !home || home == here) {
+        if (!here) PyErr_Clear();
+        return text;
+    }
+    PyObject* label = PyObject_CallOneArg(foreign_label_class, text);
+    Py_DECREF(text);
+    if (label && PyObject_SetAttrString(label, "tensor", self) < 0) Py_CLEAR(label);
+    return label;
 }
 
 int set_label(PyObject* self, PyObject* value, void*) {
@@ -586,17 +616,13 @@ uint32_t find_node(const Tape& tape, TensorObject* t) {
     return it == tape.foreign.end() ? UINT32_MAX : it->second;
 }
 
-uint32_t node_on(Tape& tape, TensorObject* t) {
-    if (t->epoch == tape.epoch && !(t->flags & T_UPDATED)) return t->node;
-    const uint32_t known = find_node(tape, t);
-    if (known != UINT32_MAX) {
-        // Bound here (rebound by find_node after a compaction), or a foreign row.
-        const bool here = t->epoch == tape.epoch;
-        if (here ? !(t->flags & T_UPDATED) : holds_value(tape, known, t)) return known;
-        // Its value changed since that row recorded it (Note [Versions]).
-        if (same_layout_as(tape, known, t)) return push_version(tape, t, known, !here);
-        retire(tape, t, known, !here);
-    }
+namespace {
+
+// Enters t on the tape as a leaf (or a stale tensor: a recorded one whose
+// history is not here), bound to the new row or, for a tensor whose home tape
+// is alive, as a foreign row. `numbered_here`: t's number is this tape's (a
+// tensor just made); otherwise its default label is registered for the row.
+uint32_t enter(Tape& tape, TensorObject* t, bool numbered_here) {
     // Note [Foreign tensors]: a tensor whose home tape is alive stays bound to it.
     Tape* home = t->epoch ? tape_of_epoch(t->epoch) : nullptr;
     const bool foreign = home && home != &tape;
@@ -611,26 +637,34 @@ uint32_t node_on(Tape& tape, TensorObject* t) {
     const uint32_t node = tape.push(leaf ? OP_LEAF : OP_STALE, row_flags, holder, 0,
                                     value_slot(tape, t));
     if (node == UINT32_MAX) return node;
-    if (!leaf) tape.stale_born[node] = t->born;
+    if (!leaf) tape.stale_rows[node] = {t->born, foreign ? reinterpret_cast<PyObject*>(t) : nullptr};
     if (foreign) {
         tape.foreign[reinterpret_cast<PyObject*>(t)] = node;
         tape.foreign_refs.push_back(Py_NewRef(reinterpret_cast<PyObject*>(t)));
-        return register_label(tape, t, node) ? node : UINT32_MAX;
+    } else {
+        if (!leaf) tape.add_live(node);  // Note [Reclaiming records]: it now stands on this row
+        t->epoch = tape.epoch;
+        t->node = node;
+        t->flags &= static_cast<uint8_t>(~T_UPDATED);  // the new row holds its current value
     }
-    if (!leaf) tape.add_live(node);  // Note [Reclaiming records]: it now stands on this row
-    t->epoch = tape.epoch;
-    t->node = node;
-    t->flags &= static_cast<uint8_t>(~T_UPDATED);  // the new row holds its current value
-    if (t->born != tape.epoch && !t->label) {
-        // A tensor from an earlier epoch keeps its old default label for display.
-        PyObject* key = PyLong_FromUnsignedLong(node);
-        PyObject* label = get_label(reinterpret_cast<PyObject*>(t), nullptr);
-        bool ok = key && label && PyDict_SetItem(tape.label_by_node, key, label) == 0;
-        Py_XDECREF(key);
-        Py_XDECREF(label);
-        if (!ok) return UINT32_MAX;
-    }
+    if (!numbered_here && !t->label && !register_default_label(tape, t, node, foreign)) return UINT32_MAX;
     return register_label(tape, t, node) ? node : UINT32_MAX;
+}
+
+}  // namespace
+
+uint32_t node_on(Tape& tape, TensorObject* t) {
+    if (t->epoch == tape.epoch && !(t->flags & T_UPDATED)) return t->node;
+    const uint32_t known = find_node(tape, t);
+    if (known != UINT32_MAX) {
+        // Bound here (rebound by find_node after a compaction), or a foreign row.
+        const bool here = t->epoch == tape.epoch;
+        if (here ? !(t->flags & T_UPDATED) : holds_value(tape, known, t)) return known;
+        // Its value changed since that row recorded it (Note [Versions]).
+        if (same_layout_as(tape, known, t)) return push_version(tape, t, known, !here);
+        retire(tape, t, known, !here);
+    }
+    return enter(tape, t, false);
 }
 
 PyObject* value_object(TensorObject* t) {

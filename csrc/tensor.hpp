@@ -65,6 +65,18 @@ inline bool is_tensor(PyObject* o) {
 // Registers the Python Tensor class that op results are made of.
 bool set_tensor_class(PyObject* cls);
 
+// Note [Foreign labels]
+// Default labels are numbered per tape (each thread's, each tapegrad.Tape's),
+// so another thread's tensor_0 and this thread's tensor_0 are two tensors. A
+// seed-style OperationRecord names tensors by label: read on a thread where
+// the tensor is foreign, the label is a str subclass that remembers the tensor
+// (the class registered here, with a `tensor` attribute), and a record appended
+// with it resolves to that tensor, not to this tape's own tensor_0. A foreign
+// tensor's default label that a record names as a plain str, while this tape
+// has its own tensor of that number, is ambiguous and raises
+// (Tape::foreign_numbers).
+extern PyObject* foreign_label_class;
+
 // t.register_hook(fn): returns the tensor's list of hooks (for the handle).
 PyObject* register_hook(PyObject* tensor, PyObject* fn);
 

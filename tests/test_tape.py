@@ -53,7 +53,7 @@ def test_nested_tapes_record_on_the_innermost():
     # `a` lives on the outer tape: differentiating through it on another raises, never zeros.
     with tg.Tape() as other:
         d = a * 3.0
-    with pytest.raises(RuntimeError, match="is gone"):
+    with pytest.raises(RuntimeError, match="recorded on another tape"):
         other.gradient(d, x)
 
 
@@ -127,3 +127,47 @@ def test_grad_mode_is_the_threads_not_the_tapes():
     with tape, tg.enable_grad():
         y = x * x
     assert tape.gradient(y, x).data == 4.0
+
+
+def test_a_path_through_another_tape_raises_rather_than_drop_its_gradient():
+    """x reaches the Tape only through a, so grad(c, x) would miss b's path."""
+    x = tg.Tensor(np.array([0.3, 0.8, 1.1]))
+    a = x * x
+    with tg.Tape() as tape:
+        b = tg.exp(a)
+    c = (b * x).sum()
+    with pytest.raises(RuntimeError, match="recorded on another tape"):
+        tg.grad(c, x)
+    with pytest.raises(RuntimeError, match="recorded on another tape"):
+        tg.compute_gradients(c, [x])
+    with pytest.raises(RuntimeError, match="recorded on another tape"):
+        c.backward()
+    # A source the other tape's history does not reach is answered.
+    y = tg.Tensor(2.0)
+    d = (b * y).sum()
+    np.testing.assert_allclose(tg.grad(d, y)[0].data, np.exp(x.data ** 2).sum())
+    with tg.Tape(persistent=True) as outer:
+        a2 = x * x
+        with tg.Tape() as inner:
+            b2 = tg.exp(a2)
+        c2 = (b2 * x).sum()
+    with pytest.raises(RuntimeError, match="recorded on another tape"):
+        outer.gradient(c2, x)
+    del tape, inner  # their records are gone with them: the same gradients are refused
+    with pytest.raises(RuntimeError, match="history is gone"):
+        tg.grad(c, x)
+    with pytest.raises(RuntimeError, match="history is gone"):
+        outer.gradient(c2, x)
+
+
+def test_backward_through_history_that_is_gone_raises():
+    a = tg.Tensor(np.array([1.0, 2.0]))
+    t = tg.Tensor(np.array([3.0, 4.0]))
+    w = a * a
+    (t * w).sum().backward()  # frees what it traversed, w's record included
+    with pytest.raises(RuntimeError, match=r"backward through the graph a second time|history is gone"):
+        w.sum().backward()
+    h = a * 3.0
+    tg.clear_history()
+    with pytest.raises(RuntimeError, match="history is gone"):
+        (h * 2.0).sum().backward()

@@ -12,6 +12,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 import tapegrad as tg
 
@@ -122,3 +123,84 @@ def test_concurrent_create_graph_backward_into_one_leaf_adds_every_gradient():
     for t in threads:
         t.join()
     np.testing.assert_allclose(w.grad.data, 80 * 3 * w.data ** 2, rtol=1e-9)
+
+
+class _Worker:
+    """A thread that runs the jobs it is given, in order, on its own tape."""
+
+    def __init__(self):
+        import queue
+
+        self.jobs, self.results = queue.Queue(), queue.Queue()
+        self.thread = threading.Thread(target=self._loop)
+        self.thread.start()
+
+    def _loop(self):
+        while (job := self.jobs.get()) is not None:
+            try:
+                self.results.put(job())
+            except BaseException as e:  # handed to the caller
+                self.results.put(e)
+
+    def run(self, job):
+        self.jobs.put(job)
+        result = self.results.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def finish(self):
+        self.jobs.put(None)
+        self.thread.join()
+
+
+def test_a_stale_tensor_from_a_cleared_or_finished_thread_raises():
+    """A's tape is older than B's; x is B's. A computes t = x * x, then clears its
+    history (or exits): a gradient through t on B must not take t as a constant,
+    although x was made after A's tape (epochs of two tapes are not ordered)."""
+    for finish in ("clear", "exit"):
+        a = _Worker()
+        a.run(lambda: tg.Tensor(1.0))  # A's tape exists first
+        b = _Worker()
+        x = b.run(lambda: tg.Tensor(2.0, "x"))
+        t = a.run(lambda x=x: x * x)
+        if finish == "clear":
+            a.run(tg.clear_history)
+        else:
+            a.finish()
+
+        def differentiate(t=t, x=x):
+            try:
+                return tg.grad(t * 3.0 + x, x)[0].data
+            except RuntimeError as e:
+                return str(e)
+
+        got = b.run(differentiate)
+        b.finish()
+        if finish == "clear":
+            a.finish()
+        assert got == 13.0 or "history is gone" in got, got
+
+
+def test_another_threads_default_label_names_its_own_tensor():
+    """Note [Foreign labels]: tensor_0 of the main thread is not B's tensor_0."""
+    a, b = tg.Tensor(2.0), tg.Tensor(3.0)  # this thread's tensor_0 and tensor_1
+    got = {}
+
+    def thread_b():
+        tg.Tensor(10.0)  # B's own tensor_0 and tensor_1
+        tg.Tensor(20.0)
+        out = tg.Tensor(a.data * b.data)
+        tg.operation_history.append(tg.OperationRecord(
+            [a.label, b.label], [out.label], lambda g: [g * b.data, g * a.data]))
+        got["grads"] = tg.compute_gradients(out, [a, b])
+        # The same labels as plain strings: a is on this tape now, so tensor_0 is ambiguous.
+        out2 = tg.Tensor(1.0)
+        with pytest.raises(ValueError, match="names two tensors"):
+            tg.operation_history.append(tg.OperationRecord(["tensor_0"], [out2.label], lambda g: [g]))
+
+    worker = _Worker()
+    worker.run(thread_b)
+    worker.finish()
+    assert got["grads"] == [3.0, 2.0]
+    assert type(a.label) is str  # on its own thread, a plain str

@@ -334,6 +334,20 @@ class RemovableHandle:
                 return
 
 
+class _ForeignLabel(str):
+    """A default label read where its tensor is foreign (another thread's, another Tape's).
+
+    It is the plain text ``tensor_N`` and remembers the tensor, so that a record
+    naming it resolves to that tensor (Note [Foreign labels], csrc/tensor.hpp).
+    Copied or pickled, it is a plain str.
+    """
+
+    tensor: Tensor
+
+    def __reduce__(self) -> tuple:
+        return (str, (str(self),))
+
+
 def _rebuild(data: Any, label: str, requires_grad: bool) -> Tensor:
     return Tensor(data, label, requires_grad=requires_grad)
 
@@ -343,5 +357,6 @@ def _value(x: Any) -> Any:
 
 
 _core.set_tensor_class(Tensor)
+_core.set_foreign_label_class(_ForeignLabel)
 
 from . import array_ops as _ops  # noqa: E402  (it needs Tensor, defined above)
