@@ -39,7 +39,8 @@ bool GraphSweep::seed(uint32_t node, PyObject* seed) {
     }
 }
 
-bool GraphSweep::run(const std::vector<Source>& sources, bool every_leaf) {
+bool GraphSweep::run(const std::vector<Source>& sources, bool every_leaf,
+                     const std::vector<uint8_t>* needed) {
     if (!quiet.start()) return false;
     // As in the numeric sweep: nothing below the lowest source matters,
     // unless stale rows need their check.
@@ -54,6 +55,10 @@ bool GraphSweep::run(const std::vector<Source>& sources, bool every_leaf) {
         for (int64_t i = static_cast<int64_t>(top) - 1; i >= lowest; --i) {
             const uint32_t row = static_cast<uint32_t>(i);
             const uint8_t code = t.op[row];
+            if (needed && !(*needed)[row]) {  // leads to no source (Note [Needed rows])
+                reached[row] = 0;
+                continue;
+            }
             if (code == OP_CUSTOM) {
                 if ((t.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(t, row);
                 user_record(row);

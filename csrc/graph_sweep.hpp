@@ -34,7 +34,8 @@ public:
     // history then joins the gradients').
     bool seed(uint32_t node, PyObject* seed);
     // every_leaf: backward()'s sweep, whose sources are every leaf (check_stale).
-    bool run(const std::vector<Source>& sources, bool every_leaf = false);
+    bool run(const std::vector<Source>& sources, bool every_leaf = false,
+             const std::vector<uint8_t>* needed = nullptr);
     bool reached_node(uint32_t node) const { return node < reached.size() && reached[node]; }
     // The gradient of a reached source as a new Tensor (with history when it has one).
     PyObject* tensor_result(const Source& s);

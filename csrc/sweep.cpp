@@ -48,6 +48,39 @@ PyObject* value_layout(const Tape& tape, uint32_t node, TensorObject* t) {
 
 Source source_of(const Tape& tape, TensorObject* t) { return {t, identity_row(tape, find_node(tape, t))}; }
 
+std::vector<uint8_t> needed_rows(const Tape& t, const std::vector<Source>& sources, size_t top) {
+    if (t.label_records) return {};
+    std::vector<uint8_t> need(top, 0);
+    size_t start = top;
+    for (const Source& s : sources) {
+        if (s.node >= top) continue;
+        need[s.node] = 1;
+        start = std::min<size_t>(start, s.node);
+    }
+    if (!t.stale_rows.empty()) start = 0;  // a stale row below every source must still be checked
+    for (size_t r = start; r < top; ++r) {
+        if (need[r]) continue;
+        const uint8_t code = t.op[r];
+        if (code == OP_STALE) {
+            need[r] = 1;
+        } else if (code == OP_VERSION) {
+            need[r] = need[t.in0[r]];
+        } else if (code == OP_CUSTOM) {
+            const UserRecord& u = t.user_records[t.in0[r]];
+            for (uint32_t x : u.inputs) need[r] |= need[x];
+            if (need[r])  // its outputs stand just below it, entered with it
+                for (uint32_t o : u.outputs) need[o] = 1;
+        } else if (is_array_op(code)) {
+            for (int64_t in : t.array_records[t.in0[r]].inputs)
+                if (in >= 0) need[r] |= need[static_cast<size_t>(in)];
+        } else if (code > OP_STALE) {
+            if (!(t.flags[r] & F_A_CONST)) need[r] |= need[t.in0[r]];
+            if (op_arity(code) == 2 && !(t.flags[r] & F_B_CONST)) need[r] |= need[t.in1[r]];
+        }
+    }
+    return need;
+}
+
 void add_retired(const Tape& tape, std::vector<Source>& sources) {
     if (tape.retired.empty()) return;
     const size_t n = sources.size();
@@ -305,7 +338,9 @@ public:
         return !PyErr_Occurred();
     }
 
-    bool run(const std::vector<Source>& sources, bool every_leaf = false) {
+    // `needed` (Note [Needed rows]): the rows to sweep, or nullptr for all.
+    bool run(const std::vector<Source>& sources, bool every_leaf = false,
+             const std::vector<uint8_t>* needed = nullptr) {
         // Rows only pass gradients to lower rows, so nothing below the lowest
         // source can change a source's gradient: stop there, unless stale rows
         // below it still need their check (Note [Stale tensors]).
@@ -324,6 +359,10 @@ public:
         for (int64_t i = static_cast<int64_t>(t.op.size()) - 1; i >= lowest; --i) {
             const uint32_t row = static_cast<uint32_t>(i);
             const uint8_t code = c.op[row];
+            if (needed && !(*needed)[row]) {  // leads to no source: not swept, not freed
+                c.reached[row] &= static_cast<uint8_t>(~REACHED);
+                continue;
+            }
             if (code == OP_CUSTOM) {
                 if ((c.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(t, row);
                 if (!user_record(row)) return false;
@@ -1150,7 +1189,9 @@ PyObject* grad_with(Tape& tape, const std::vector<TensorObject*>& outputs,
     std::vector<Source> sources;
     for (TensorObject* in : inputs) sources.push_back(source_of(tape, in));
     add_retired(tape, sources);
-    if (!ok || !sweep.run(sources) || !check_versions(tape, sweep, sources, inputs.size())) {
+    const std::vector<uint8_t> needed = needed_rows(tape, sources, tape.op.size());
+    if (!ok || !sweep.run(sources, false, needed.empty() ? nullptr : &needed) ||
+        !check_versions(tape, sweep, sources, inputs.size())) {
         tape.freed_any = true;  // as after a backward: reclaimed once nothing live needs it
         return nullptr;
     }

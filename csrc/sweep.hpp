@@ -46,6 +46,17 @@ Source source_of(const Tape& tape, TensorObject* t);
 // graph used it on `row`; false.
 bool version_error(const Tape& tape, const Source& s, uint32_t row);
 
+// Note [Needed rows]
+// torch.autograd.grad runs only the part of the graph between the outputs
+// and the inputs, and frees only that: a branch that does not lead to an
+// input is neither computed nor freed, and a later backward() through it
+// still works. tapegrad.grad() and Tape.gradient() do the same with this
+// mask: a row is needed when a gradient can go from it to a source. Stale
+// rows are needed (their check decides, Note [Stale tensors]). Empty (every
+// row needed) while seed-style records are on the tape: their outputs may be
+// used before the record that names them.
+std::vector<uint8_t> needed_rows(const Tape& t, const std::vector<Source>& sources, size_t top);
+
 // Note [Versions]: the rows of the sources' retired values, appended to
 // `sources` so that the sweep goes down to them too.
 void add_retired(const Tape& tape, std::vector<Source>& sources);

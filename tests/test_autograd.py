@@ -202,3 +202,43 @@ def test_jacobian_and_vjp_against_torch(rng):
     np.testing.assert_allclose(gx.data, tx.numpy(), rtol=1e-12)
     np.testing.assert_allclose(gy.data, ty.numpy(), rtol=1e-12)
     np.testing.assert_allclose(tg.jacobian(tg.sin, tg.Tensor(0.5)).data, np.cos(0.5))
+
+
+def test_grad_sweeps_and_frees_only_the_rows_that_lead_to_its_inputs():
+    """Note [Needed rows], as torch.autograd.grad: w's branch is left as it was."""
+    a = tg.Tensor(np.array([1.0, 2.0]))
+    t = tg.Tensor(np.array([3.0, 4.0]))
+    w = a * a
+    (gt,) = tg.grad((t * w).sum(), t)
+    np.testing.assert_allclose(gt.data, [1.0, 4.0])
+    w.sum().backward()  # w's record was neither run nor freed
+    np.testing.assert_allclose(a.grad.data, [2.0, 4.0])
+
+    class Refuses(tg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.data * 2.0
+
+        @staticmethod
+        def backward(ctx, g):
+            raise AssertionError("a branch that leads to no input was swept")
+
+    x, y = tg.Tensor(1.5), tg.Tensor(2.5)
+    z = Refuses.apply(x) + y * y
+    assert tg.grad(z, y)[0].data == 5.0
+    (gy,) = tg.grad(Refuses.apply(x) * y, y, create_graph=True)
+    assert gy.data == 3.0
+
+
+def test_grad_against_torch_after_a_partial_grad():
+    torch = pytest.importorskip("torch")
+    a0, t0 = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    a, t = tg.Tensor(a0), tg.Tensor(t0)
+    ta, tt = torch.tensor(a0, requires_grad=True), torch.tensor(t0, requires_grad=True)
+    w, tw = tg.exp(a) * a, torch.exp(ta) * ta
+    loss, tloss = (t * w).sum() + (w * w).sum(), (tt * tw).sum() + (tw * tw).sum()
+    np.testing.assert_allclose(tg.grad(loss, t, retain_graph=True)[0].data,
+                               torch.autograd.grad(tloss, tt, retain_graph=True)[0].numpy())
+    loss.backward()
+    tloss.backward()
+    np.testing.assert_allclose(a.grad.data, ta.grad.numpy())
