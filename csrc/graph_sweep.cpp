@@ -114,6 +114,7 @@ bool GraphSweep::accumulate_leaf_grads() {
                 py::object total = before.is_none() ? g : (Rec(before) + Rec(g)).v;
                 stored = leaf->grad == (before.is_none() ? nullptr : before.ptr());
                 if (stored) Py_XSETREF(leaf->grad, total.release().ptr());
+                track(leaf);  // Note [Tracked tensors]
             }
         }
         return true;

@@ -463,6 +463,7 @@ private:
             }
             if (!leaf->grad) {  // still none: an allocation can run Python, and so another thread
                 leaf->grad = fresh;
+                track(leaf);  // Note [Tracked tensors]
                 Py_DECREF(g);
                 return true;
             }

@@ -107,15 +107,35 @@ bool same_layout_as(const Tape& tape, uint32_t node, const TensorObject* t) {
     return PyArray_TYPE(a) == PyArray_TYPE(b) && PyArray_SAMESHAPE(a, b);
 }
 
+namespace {
+// The size of the header before a GC object (CPython's PyGC_Head), measured
+// at import; 0 where it is not the two words this code knows.
+size_t gc_header = 0;
+
+// A Tensor of the registered class, its GC header present but untracked
+// (Note [Tracked tensors]): the header zeroed, as CPython's own allocator
+// leaves it, without the allocator's count, which only paces collections
+// (PyObject_GC_Del's decrement stops at zero).
+TensorObject* allocate_untracked() {
+    if (!gc_header) return PyObject_GC_New(TensorObject, tensor_class);
+    char* memory = static_cast<char*>(PyObject_Malloc(gc_header + sizeof(TensorObject)));
+    if (!memory) {
+        PyErr_NoMemory();
+        return nullptr;
+    }
+    std::memset(memory, 0, gc_header);
+    auto* t = reinterpret_cast<TensorObject*>(memory + gc_header);
+    PyObject_Init(reinterpret_cast<PyObject*>(t), tensor_class);  // takes a reference to the type
+    return t;
+}
+}  // namespace
+
 PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, bool requires_grad) {
-    // Not tp_alloc: the class is not GC-tracked (Note [No GC]), so a plain
-    // allocation and PyObject_Init (which takes a reference to the heap type) suffice.
-    auto* r = static_cast<TensorObject*>(PyObject_Malloc(sizeof(TensorObject)));
+    auto* r = allocate_untracked();
     if (!r) {
         Py_XDECREF(array);
-        return PyErr_NoMemory();
+        return nullptr;
     }
-    PyObject_Init(reinterpret_cast<PyObject*>(r), tensor_class);
     r->scalar = number;
     r->array = array;  // stolen
     r->label = nullptr;
@@ -472,12 +492,19 @@ int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
 void tensor_dealloc(PyObject* self) {
     auto* t = reinterpret_cast<TensorObject*>(self);
     PyTypeObject* type = Py_TYPE(self);
+    // The header's first word is nonzero while tracked (CPython's own test).
+    char* header = reinterpret_cast<char*>(self) - gc_header;
+    if (!gc_header || *reinterpret_cast<uintptr_t*>(header)) PyObject_GC_UnTrack(self);
     forget_live(t);
     Py_CLEAR(t->array);
     Py_CLEAR(t->label);
     Py_CLEAR(t->grad);
     Py_CLEAR(t->hooks);
-    type->tp_free(self);
+    // Freed as allocate_untracked allocates. For a tensor tp_alloc made
+    // (Tensor(...)) the collector's count stays one higher than CPython's own
+    // free would leave it; the count only paces collections.
+    if (gc_header && type == tensor_class) PyObject_Free(header);
+    else type->tp_free(self);
     Py_DECREF(type);  // instances of heap types own a reference to their type
 }
 
@@ -585,6 +612,7 @@ int set_grad(PyObject* self, PyObject* value, void*) {
         return -1;
     }
     Py_XSETREF(t->grad, Py_NewRef(value));
+    track(t);  // Note [Tracked tensors]
     return 0;
 }
 
@@ -672,14 +700,41 @@ PyObject* value_object(TensorObject* t) {
     return PyFloat_FromDouble(t->scalar);
 }
 
-// Note [No GC]
-// A Python `class` statement always gives its type GC support, so every op
-// result would be GC-tracked: a 16-byte header, and gen-0 collections walking
-// live tensors every 700 ops. A Tensor holds only an ndarray and a str, which
-// cannot reach back to it, so it can never be part of a reference cycle. The
-// Tensor class adds no slots, no __dict__ and no __weakref__ to TensorBase, so
-// GC support is dropped before any instance exists. Subclasses users define
-// get GC again, as CPython gives them, which is harmless.
+// Note [Tracked tensors]
+// A Tensor refers to its value (an ndarray), its label (a str), its .grad (a
+// Tensor) and its hooks (a list of functions). The first two cannot refer back
+// to it; .grad and hooks can (t.register_hook(lambda g, t=t: g), t.grad = u
+// with u.grad = t), making cycles only Python's collector can free. So the
+// type supports GC (a 16-byte header per tensor), but a tensor is tracked
+// only once it holds a .grad or a hook: op results, the bulk of all tensors,
+// are never walked by a collection. An op result is allocated and freed
+// without the collector's bookkeeping (allocate_untracked): with it, the GC
+// header cost 3.7 ns per scalar op (59.2 against 55.4 ns forward, medians of
+// 11); without it, none measurable.
+void track(TensorObject* t) {
+    PyObject* self = reinterpret_cast<PyObject*>(t);
+    if (!PyObject_GC_IsTracked(self)) PyObject_GC_Track(self);
+}
+
+namespace {
+
+int tensor_traverse(PyObject* self, visitproc visit, void* arg) {
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    Py_VISIT(Py_TYPE(self));  // instances of heap types refer to their type
+    Py_VISIT(t->grad);
+    Py_VISIT(t->hooks);
+    return 0;
+}
+
+int tensor_clear(PyObject* self) {
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    Py_CLEAR(t->grad);
+    Py_CLEAR(t->hooks);
+    return 0;
+}
+
+}  // namespace
+
 bool set_tensor_class(PyObject* cls) {
     auto* type = reinterpret_cast<PyTypeObject*>(cls);
     if (!PyType_Check(cls) || !PyType_IsSubtype(type, TensorBaseType) ||
@@ -689,13 +744,27 @@ bool set_tensor_class(PyObject* cls) {
                         "set_tensor_class: expected a subclass of TensorBase with __slots__ = ()");
         return false;
     }
-    if (PyType_IS_GC(type)) {
-        type->tp_flags &= ~Py_TPFLAGS_HAVE_GC;
-        type->tp_free = PyObject_Free;
-        type->tp_traverse = nullptr;
-        type->tp_clear = nullptr;
-        PyType_Modified(type);
-    }
+    // The class adds nothing to TensorBase (no __dict__, slots or weak
+    // references), so its instances need none of the generic subclass
+    // handling: TensorBase's own functions run directly (an op result's
+    // deallocation is on the hot path).
+    type->tp_dealloc = tensor_dealloc;
+    type->tp_traverse = tensor_traverse;
+    type->tp_clear = tensor_clear;
+    PyType_Modified(type);
+#if PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+    // The GC header's size: what sys.getsizeof adds to a GC object's own.
+    PyObject* getsizeof = PySys_GetObject("getsizeof");  // borrowed
+    PyObject* probe = PyList_New(0);
+    PyObject* whole = getsizeof && probe ? PyObject_CallOneArg(getsizeof, probe) : nullptr;
+    PyObject* own = probe ? PyObject_CallMethod(probe, "__sizeof__", nullptr) : nullptr;
+    const Py_ssize_t header = whole && own ? PyLong_AsSsize_t(whole) - PyLong_AsSsize_t(own) : 0;
+    gc_header = header == static_cast<Py_ssize_t>(2 * sizeof(void*)) ? static_cast<size_t>(header) : 0;
+    Py_XDECREF(whole);
+    Py_XDECREF(own);
+    Py_XDECREF(probe);
+    PyErr_Clear();  // not measured: PyObject_GC_New serves
+#endif
     Py_INCREF(cls);  // kept for the life of the process
     tensor_class = type;
     return true;
@@ -796,6 +865,7 @@ PyObject* register_hook(PyObject* tensor_obj, PyObject* fn) {
     }
     if (!t->hooks && !(t->hooks = PyList_New(0))) return nullptr;
     if (PyList_Append(t->hooks, fn) < 0) return nullptr;
+    track(t);  // Note [Tracked tensors]
     // A leaf is found through leaf_tensors; it gets F_HOOKED whenever it enters a tape.
     // On the row where its gradient collects (Note [Versions]).
     const uint32_t node = identity_row(*tape, node_on(*tape, t));
@@ -875,10 +945,12 @@ bool init_tensor_type(PyObject* module) {
         {Py_tp_new, reinterpret_cast<void*>(PyType_GenericNew)},
         {Py_tp_init, reinterpret_cast<void*>(tensor_init)},
         {Py_tp_dealloc, reinterpret_cast<void*>(tensor_dealloc)},
+        {Py_tp_traverse, reinterpret_cast<void*>(tensor_traverse)},
+        {Py_tp_clear, reinterpret_cast<void*>(tensor_clear)},
         {Py_tp_getset, tensor_getset},
         {0, nullptr}};
     static PyType_Spec spec = {"tapegrad._core.TensorBase", sizeof(TensorObject), 0,
-                               Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};
+                               Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, slots};
     PyObject* type = PyType_FromSpec(&spec);
     if (!type) return false;
     TensorBaseType = reinterpret_cast<PyTypeObject*>(type);

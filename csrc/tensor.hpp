@@ -62,6 +62,10 @@ inline bool is_tensor(PyObject* o) {
     return Py_TYPE(o) == tensor_class || PyObject_TypeCheck(o, TensorBaseType);
 }
 
+// Makes the collector watch t: it now holds a .grad or hooks, which can
+// refer back to it (Note [Tracked tensors]).
+void track(TensorObject* t);
+
 // Registers the Python Tensor class that op results are made of.
 bool set_tensor_class(PyObject* cls);
 

@@ -106,9 +106,22 @@ def _make_paths(data, const, w):
         with pytest.raises(ArithmeticError):
             tg.grad((Broken.apply(w) * w).sum(), w, create_graph=True)
 
+    def hook_cycle():
+        # Note [Tracked tensors]: the hook's default argument refers back to t.
+        t = tg.Tensor(data)
+        t.register_hook(lambda g, t=t: g)
+        (t * const).sum().backward()
+        np.testing.assert_allclose(t.grad.data, np.broadcast_to(const, data.shape))
+
+    def grad_cycle():
+        t, u = tg.Tensor(data), tg.Tensor(data)
+        t.grad = u
+        u.grad = t
+        tg.clear_history()  # the tape lets go of its leaves: only the cycle holds them
+
     return {f.__name__: f for f in (ops_backward, function, hooks, create_graph, seed_style,
                                      tape, raising_record, raising_function, raising_hook,
-                                     raising_under_create_graph)}
+                                     raising_under_create_graph, hook_cycle, grad_cycle)}
 
 
 PATHS = sorted(_make_paths(None, None, None))
@@ -149,3 +162,18 @@ def test_repeated_path_does_not_leak(path, rng):
     after = {"data": sys.getrefcount(data), "const": sys.getrefcount(const),
              "w": sys.getrefcount(w)}
     assert after == before
+
+
+def test_only_tensors_with_a_grad_or_hooks_are_tracked():
+    """Note [Tracked tensors]: op results are never walked by the collector."""
+    w = tg.Tensor(np.ones(3))
+    y = w * 2.0
+    assert not gc.is_tracked(y)
+    y.register_hook(lambda g: g)
+    assert gc.is_tracked(y)
+    z = w * 3.0
+    z.grad = tg.tensor(np.zeros(3))
+    assert gc.is_tracked(z)
+    (w * w).sum().backward()
+    assert gc.is_tracked(w)
+    assert gc.get_referents(z) and any(r is z.grad for r in gc.get_referents(z))
