@@ -3,6 +3,11 @@
 #include <dlfcn.h>
 #include <execinfo.h>
 
+#include <cstdint>
+#include <cstring>
+
+#include "frames.h"
+
 namespace tapegrad {
 
 // Note [Temporaries]
@@ -15,10 +20,22 @@ namespace tapegrad {
 // when its only reference is the one the operator was handed (refcount 1),
 // its array is referenced by it alone, it is an op's output on this tape
 // (not a leaf, a saved tensor or one with hooks), and the op's backward does
-// not read it. A refcount of 1 proves that only if the caller owns that
-// reference: the interpreter does, but C code may pass a borrowed reference
-// to an object a list owns. So, as numpy does, the C stack is checked: above
-// our own frames there must be only the interpreter's, up to its eval loop.
+// not read it.
+//
+// A refcount of 1 proves that only if the reference is the interpreter's own,
+// on its value stack. C code may pass on a borrowed reference to an object a
+// container owns: f(*tup) and itertools.starmap hand the callee the tuple's
+// items, numpy's object loops an array's. So two more checks, both required:
+//  1. as numpy does, the C stack: above our own frames there must be only the
+//     interpreter's, up to its eval loop;
+//  2. the operand is on the running frame's value stack, among the operands of
+//     the instruction being executed: BINARY_OP's two, UNARY_NEGATIVE's one,
+//     the arguments of a call that pushed them one by one (not
+//     CALL_FUNCTION_EX, f(*args)). Python 3.14 answers this itself
+//     (PyUnstable_Object_IsUniqueReferencedTemporary). On 3.11-3.13 the frame
+//     is read from CPython's internal structures (frames.c), and where its
+//     operands sit from the bytecode (tapegrad/_stack.py, once per code
+//     object, kept in the code object's extra slot). Elsewhere: no elision.
 
 namespace {
 const void* base_of(const void* address) {
@@ -46,5 +63,94 @@ bool called_from_interpreter() {
     }
     return false;
 }
+
+#if PY_VERSION_HEX >= 0x030E0000
+
+bool held_only_by_the_stack(PyObject* operand) {
+    return PyUnstable_Object_IsUniqueReferencedTemporary(operand);
+}
+
+#else
+
+namespace {
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define TAPEGRAD_REQUEST_CODE_EXTRA PyUnstable_Eval_RequestCodeExtraIndex
+#define TAPEGRAD_GET_CODE_EXTRA PyUnstable_Code_GetExtra
+#define TAPEGRAD_SET_CODE_EXTRA PyUnstable_Code_SetExtra
+#else
+#define TAPEGRAD_REQUEST_CODE_EXTRA _PyEval_RequestCodeExtraIndex
+#define TAPEGRAD_GET_CODE_EXTRA _PyCode_GetExtra
+#define TAPEGRAD_SET_CODE_EXTRA _PyCode_SetExtra
+#endif
+
+// tapegrad._stack.operand_slots of a code object: per code unit, the stack's
+// depth before the instruction and how many top entries its call takes.
+struct OperandSlots {
+    Py_ssize_t units;
+    int16_t slots[1];  // 2 * units
+};
+
+void free_slots(void* table) { PyMem_RawFree(table); }
+
+// The table of `code`, computed the first time (which runs Python), or
+// nullptr where it cannot be had.
+const OperandSlots* slots_of(PyObject* code) {
+    static Py_ssize_t index = -1;
+    static PyObject* compute = nullptr;  // tapegrad._stack.operand_slots, for the process's life
+    if (index == -1) {
+        index = TAPEGRAD_REQUEST_CODE_EXTRA(free_slots);
+        PyObject* module = index >= 0 ? PyImport_ImportModule("tapegrad._stack") : nullptr;
+        compute = module ? PyObject_GetAttrString(module, "operand_slots") : nullptr;
+        Py_XDECREF(module);
+        if (!compute) index = -2;
+        PyErr_Clear();
+    }
+    if (index < 0) return nullptr;
+    void* extra = nullptr;
+    if (TAPEGRAD_GET_CODE_EXTRA(code, index, &extra) < 0) {
+        PyErr_Clear();
+        return nullptr;
+    }
+    if (extra) return static_cast<OperandSlots*>(extra);
+    PyObject* computed = PyObject_CallOneArg(compute, code);
+    if (!computed || !PyBytes_Check(computed)) {
+        Py_XDECREF(computed);
+        PyErr_Clear();
+        return nullptr;
+    }
+    const Py_ssize_t bytes = PyBytes_GET_SIZE(computed);
+    auto* table = static_cast<OperandSlots*>(PyMem_RawMalloc(sizeof(OperandSlots) + static_cast<size_t>(bytes)));
+    if (table) {
+        table->units = bytes / static_cast<Py_ssize_t>(2 * sizeof(int16_t));
+        std::memcpy(table->slots, PyBytes_AS_STRING(computed), static_cast<size_t>(bytes));
+        if (TAPEGRAD_SET_CODE_EXTRA(code, index, table) < 0) {
+            PyMem_RawFree(table);
+            table = nullptr;
+            PyErr_Clear();
+        }
+    }
+    Py_DECREF(computed);
+    return table;
+}
+
+}  // namespace
+
+bool held_only_by_the_stack(PyObject* operand) {
+    PyObject* code;
+    int unit;
+    PyObject** stack;
+    if (Py_REFCNT(operand) != 1 || !tapegrad_running_frame(&code, &unit, &stack)) return false;
+    // The first look at a code object runs Python; the frame, suspended in
+    // the call that reached us, stays where it is.
+    const OperandSlots* table = slots_of(code);
+    if (!table || unit < 0 || unit >= table->units) return false;
+    const int depth = table->slots[2 * unit], count = table->slots[2 * unit + 1];
+    for (int k = depth - count; k < depth; ++k)
+        if (stack[k] == operand) return Py_REFCNT(operand) == 1;
+    return false;
+}
+
+#endif
 
 }  // namespace tapegrad

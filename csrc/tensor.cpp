@@ -271,7 +271,8 @@ PyObject* temporary_array(const Tape& tape, int reads, const Operand& x, const O
         auto* po = reinterpret_cast<PyArrayObject*>(o);
         if (o == a || PyArray_TYPE(po) != PyArray_TYPE(pa) || !broadcasts_into(po, pa)) return nullptr;
     }
-    return called_from_interpreter() ? a : nullptr;
+    return called_from_interpreter() && held_only_by_the_stack(reinterpret_cast<PyObject*>(x.tensor))
+               ? a : nullptr;
 }
 
 // Applies op `code` to one or two operands; b is null for a unary op. With

@@ -3,6 +3,7 @@ array. Values and gradients must be exactly what fresh arrays give, and no
 array anyone can still see may change."""
 
 import functools
+import itertools
 import operator
 
 import numpy as np
@@ -183,3 +184,88 @@ def test_a_temporary_smaller_than_the_result_is_not_written_into(rng):
     np.testing.assert_array_equal(out.data, row * 2.0 + big)
     out = b - (x * 2.0)
     np.testing.assert_array_equal(out.data, big - row * 2.0)
+
+
+def _call_shapes():
+    """Calls that hand the op a tensor a container holds (refcount 1, every C frame
+    the interpreter's): each must leave the tuple's tensor as it was."""
+    return {
+        "operator.add(*tup)": lambda tup: operator.add(*tup),
+        "Tensor.__add__(*tup)": lambda tup: tg.Tensor.__add__(*tup),
+        "Tensor.__mul__(*tup)": lambda tup: tg.Tensor.__mul__(*tup),
+        "Tensor.__neg__(*tup[:1])": lambda tup: tg.Tensor.__neg__(*tup[:1]),
+        "tg.exp(*tup[:1])": lambda tup: tg.exp(*tup[:1]),
+        "tg.add(*tup)": lambda tup: tg.add(*tup),
+        "starmap(operator.add)": lambda tup: list(itertools.starmap(operator.add, [tup])),
+        "starmap(Tensor.__add__)": lambda tup: list(itertools.starmap(tg.Tensor.__add__, [tup])),
+        "starmap(tg.tanh)": lambda tup: list(itertools.starmap(tg.tanh, [tup[:1]])),
+        "map(tg.exp)": lambda tup: list(map(tg.exp, tup[:1])),
+        "map(operator.neg)": lambda tup: list(map(operator.neg, tup[:1])),
+        "functools.reduce": lambda tup: functools.reduce(operator.add, tup),
+        "functools.partial": lambda tup: functools.partial(operator.add, tup[0])(1.0),
+        "operator.methodcaller": lambda tup: operator.methodcaller("__add__", 1.0)(tup[0]),
+        "np.add(*tup)": lambda tup: np.add(*tup),
+        "np.exp(*tup[:1])": lambda tup: np.exp(*tup[:1]),
+        "sum(tup)": lambda tup: sum(tup),
+        "abs(*tup[:1])": lambda tup: abs(*tup[:1]),
+    }
+
+
+@pytest.mark.parametrize("shape", sorted(_call_shapes()))
+def test_no_call_shape_writes_into_a_tensor_a_container_holds(shape, xwb):
+    """Note [Temporaries]: only the interpreter's own operands on its value stack are
+    temporaries. The issue's case: r = operator.add(*tup) wrote into tup[0]."""
+    x = tg.Tensor(xwb[0], "x")
+    tup = (x * 2.0, 1.0)
+    value = tup[0].data.copy()
+    _call_shapes()[shape](tup)
+    np.testing.assert_array_equal(tup[0].data, value)
+    y = (tup[0] * tup[0]).sum()
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, 8 * xwb[0], rtol=1e-14)
+    np.testing.assert_allclose(y.data, np.sum(4 * xwb[0] ** 2), rtol=1e-13)
+
+
+def test_temporaries_inside_hooks_and_functions_are_still_reused_and_right(xwb):
+    x, w, b = (tg.Tensor(v) for v in xwb)
+    seen = {}
+
+    def hook(g):
+        before = tg._core.tape_stats()["temporaries_reused"]
+        seen["value"] = tg.exp(w * 2.0 + 1.0)  # recorded temporaries of the hook's own frame
+        seen["reused"] = tg._core.tape_stats()["temporaries_reused"] - before
+        held = (w * g * 3.0, 1.0)
+        seen["sum"] = operator.add(*held)
+        seen["held"] = held[0].data.copy()
+        return None
+
+    class Twice(tg.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return tg.exp(t * 1.0 + 0.0) * 0.0 + t * 2.0  # temporaries under no_grad
+
+        @staticmethod
+        def backward(ctx, g):
+            return (g * 1.0 + 0.0) * 2.0
+
+    h = x * w + b
+    h.register_hook(hook)
+    (Twice.apply(h) * 1.0).sum().backward()
+    np.testing.assert_allclose(x.grad.data, 2 * xwb[1], rtol=1e-14)
+    np.testing.assert_allclose(seen["value"].data, np.exp(2 * xwb[1] + 1.0), rtol=1e-14)
+    np.testing.assert_allclose(seen["held"], 6.0 * xwb[1], rtol=1e-15)
+    np.testing.assert_allclose(seen["sum"].data, 6.0 * xwb[1] + 1.0, rtol=1e-15)
+    assert seen["reused"] >= 1
+
+
+def test_the_chain_reuses_temporaries_from_its_first_call(xwb):
+    """Calls of tanh and exp are elided before CPython specialises the call site."""
+    x, w, b = (tg.Tensor(v) for v in xwb)
+    before = tg._core.tape_stats()["temporaries_reused"]
+    chain(tg, x, w, b)
+    first = tg._core.tape_stats()["temporaries_reused"] - before
+    for _ in range(10):
+        chain(tg, x, w, b)
+    before = tg._core.tape_stats()["temporaries_reused"]
+    chain(tg, x, w, b)
+    assert first == tg._core.tape_stats()["temporaries_reused"] - before >= 5
