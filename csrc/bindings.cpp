@@ -100,6 +100,13 @@ PYBIND11_MODULE(_core, m) {
         enabled = mode;
         return previous;
     });
+    m.def("is_anomaly_enabled", []() { return tape().anomaly_mode(); });
+    m.def("set_detect_anomaly", [](bool mode) {  // Note [Anomaly mode]
+        bool& enabled = tape().anomaly_mode();
+        const bool previous = enabled;
+        enabled = mode;
+        return previous;
+    });
     py::class_<OwnTape>(m, "OwnTape", "The tape of a tapegrad.Tape context.")
         .def(py::init<>())
         .def("push", [](OwnTape& t) {
@@ -160,6 +167,7 @@ PYBIND11_MODULE(_core, m) {
         d["pool_arrays"] = t.pool.size();
         d["pool_bytes"] = t.pool.bytes();
         d["temporaries_reused"] = t.temporaries_reused;
+        d["origins"] = t.row_origins.size();
         return d;
     });
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "anomaly.hpp"
 #include "array_ops.hpp"
 #include "recording.hpp"
 
@@ -61,7 +62,9 @@ bool GraphSweep::run(const std::vector<Source>& sources, bool every_leaf,
             }
             if (code == OP_CUSTOM) {
                 if ((t.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(t, row);
+                const bool ran = outputs_reached(row);
                 user_record(row);
+                if (ran && check_anomalies && !check_row(row)) return false;
                 continue;
             }
             if (!reached[row]) continue;
@@ -79,6 +82,7 @@ bool GraphSweep::run(const std::vector<Source>& sources, bool every_leaf,
             }
             if (is_array_op(code)) array_op_row(row);
             else elementwise_row(row);
+            if (check_anomalies && !check_row(row)) return false;
             if (!keep[row]) grads[row] = py::object();  // spent: its tensors may go
         }
         return true;
@@ -235,6 +239,15 @@ void GraphSweep::user_record(uint32_t row) {
         }
         add(inputs[k], g);
     }
+}
+
+// Note [Anomaly mode]: the gradients row's backward added into are finite.
+bool GraphSweep::check_row(uint32_t row) const {
+    for (uint32_t node : t.inputs_of(row)) {
+        if (node >= top || !reached[node]) continue;
+        if (const char* kind = nonfinite(grads[node].ptr())) return anomaly_error(t, row, node, kind);
+    }
+    return true;
 }
 
 bool GraphSweep::outputs_reached(uint32_t row) const {

@@ -50,6 +50,7 @@ private:
     void user_record(uint32_t row);
     void run_hooks(uint32_t row);
     bool outputs_reached(uint32_t row) const;
+    bool check_row(uint32_t row) const;
     void add(uint32_t node, py::object g);
     py::object sum_to_node(py::object g, uint32_t node);
     py::object as_tensor(const py::object& g);
@@ -60,6 +61,7 @@ private:
     std::vector<py::object> grads;  // per row: the gradient so far, or null
     std::vector<uint8_t> reached, keep, hooks_ran;
     bool was_enabled, was_sweeping;
+    const bool check_anomalies = t.anomaly_mode();  // Note [Anomaly mode]
     QuietNumpy quiet;
 };
 

@@ -29,21 +29,6 @@ bool append_new(PyObject* list, PyObject* item) {
     return ok;
 }
 
-// The Tensor inputs of a built-in row (constants are not inputs).
-std::vector<uint32_t> tensor_inputs(const Tape& tape, uint32_t row) {
-    std::vector<uint32_t> nodes;
-    if (is_array_op(tape.op[row])) {
-        for (int64_t in : tape.array_records[tape.in0[row]].inputs)
-            if (in >= 0) nodes.push_back(static_cast<uint32_t>(in));
-        return nodes;
-    }
-    const uint8_t f = tape.flags[row];
-    if (tape.op[row] == OP_VERSION) return {tape.in0[row]};  // the value it updated
-    if (!(f & F_A_CONST)) nodes.push_back(tape.in0[row]);
-    if (op_arity(tape.op[row]) == 2 && !(f & F_B_CONST)) nodes.push_back(tape.in1[row]);
-    return nodes;
-}
-
 // record_vjp for an array-op row: its gradients, each in its input's shape.
 PyObject* array_record_vjp(Tape& tape, uint32_t row, PyObject* g) {
     PyObject* gc = to_float_array(g, "backward_fn");
@@ -180,7 +165,7 @@ PyObject* history_item(Py_ssize_t k) {
         return Py_BuildValue("(sOOkKO)", "custom", Py_None, Py_None, static_cast<unsigned long>(row),
                              static_cast<unsigned long long>(tape->epoch), r.record);
     }
-    PyObject* inputs = labels_of(*tape, tensor_inputs(*tape, row));
+    PyObject* inputs = labels_of(*tape, tape->inputs_of(row));
     PyObject* outputs = labels_of(*tape, {row});
     PyObject* item = inputs && outputs
                          ? Py_BuildValue("(sNNkKO)", row_op_name(tape->op[row]), inputs, outputs,
@@ -208,7 +193,7 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
     if (is_array_op(code)) return array_record_vjp(*tape, row, g);
     const uint8_t f = tape->flags[row];
     const bool binary = op_arity(code) == 2;
-    std::vector<uint32_t> inputs = tensor_inputs(*tape, row);
+    std::vector<uint32_t> inputs = tape->inputs_of(row);
     PyObject* result = PyList_New(0);
     if (!result) return nullptr;
     if (!(f & F_ARRAY)) {
@@ -338,7 +323,7 @@ PyObject* graph_of(PyObject* tensor_obj) {
             for (uint32_t o : r.outputs) needed[row] |= needed[o];
             if (needed[row]) inputs = r.inputs;
         } else if (needed[row] && (code > OP_STALE || code == OP_VERSION)) {
-            inputs = tensor_inputs(*tape, row);
+            inputs = tape->inputs_of(row);
         }
         if (!needed[row]) continue;
         for (uint32_t in : inputs) needed[in] = 1;
@@ -350,7 +335,7 @@ PyObject* graph_of(PyObject* tensor_obj) {
         const bool custom = code == OP_CUSTOM;
         const std::vector<uint32_t> ins =
             custom ? tape->user_records[tape->in0[row]].inputs
-                   : (code > OP_STALE || code == OP_VERSION ? tensor_inputs(*tape, row)
+                   : (code > OP_STALE || code == OP_VERSION ? tape->inputs_of(row)
                                                              : std::vector<uint32_t>{});
         const std::vector<uint32_t> outs =
             custom ? tape->user_records[tape->in0[row]].outputs : std::vector<uint32_t>{row};

@@ -15,6 +15,7 @@
 #include <string>
 #include <type_traits>
 
+#include "anomaly.hpp"
 #include "array_apply.hpp"
 #include "array_ops.hpp"
 #include "arrays.hpp"
@@ -365,8 +366,10 @@ public:
             }
             if (code == OP_CUSTOM) {
                 if ((c.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(t, row);
+                const bool ran = outputs_reached(row);
                 if (!user_record(row)) return false;
                 c = Columns(t, grad, reached);
+                if (ran && check_anomalies && !check_row(row)) return false;
                 continue;
             }
             if (!(c.reached[row] & REACHED)) continue;
@@ -394,6 +397,7 @@ public:
             } else {
                 scalar_row(c, row, code);
             }
+            if (check_anomalies && !check_row(row)) return false;
         }
         return true;
     }
@@ -575,6 +579,17 @@ private:
         return ok;
     }
 
+    // Note [Anomaly mode]: the gradients row's backward added into are finite.
+    bool check_row(uint32_t row) {
+        for (uint32_t node : t.inputs_of(row)) {
+            if (!(reached[node] & REACHED)) continue;
+            const char* kind = t.is_array(node) ? nonfinite(array_grad[t.val[node].index])
+                                                : nonfinite(grad[node]);
+            if (kind) return anomaly_error(t, row, node, kind);
+        }
+        return true;
+    }
+
     bool outputs_reached(uint32_t row) const {
         for (uint32_t o : t.user_records[t.in0[row]].outputs)
             if (reached[o] & REACHED) return true;
@@ -586,6 +601,7 @@ private:
     Tape& t;
     QuietNumpy quiet_numpy;
     const bool nested;
+    const bool check_anomalies = t.anomaly_mode();  // Note [Anomaly mode]
     std::vector<double> own_grad;
     std::vector<uint8_t> own_reached;
     std::vector<PyObject*> own_array_grad;

@@ -1,5 +1,6 @@
 #include "tape.hpp"
 
+#include "array_ops.hpp"
 #include "arrays.hpp"
 #include "tensor.hpp"
 
@@ -208,6 +209,7 @@ OwnedRefs Tape::swap_refs(OwnedRefs refs) {
     array_records.swap(refs.array_records);
     leaf_tensors.swap(refs.leaf_tensors);
     row_hooks.swap(refs.row_hooks);
+    row_origins.swap(refs.row_origins);
     foreign_refs.swap(refs.foreign_refs);
     retired_refs.swap(refs.retired_refs);
     return refs;
@@ -222,9 +224,25 @@ void OwnedRefs::release(BufferPool& pool) {
     for (ArrayRecord& r : array_records) Py_DECREF(r.params);
     for (PyObject* leaf : leaf_tensors) Py_DECREF(leaf);
     for (auto& [row, hooks] : row_hooks) Py_DECREF(hooks);
+    for (auto& [row, origin] : row_origins) Py_DECREF(origin);
     for (PyObject* t : foreign_refs) Py_DECREF(t);
     for (PyObject* t : retired_refs) Py_DECREF(t);
     *this = OwnedRefs();
+}
+
+std::vector<uint32_t> Tape::inputs_of(uint32_t row) const {
+    const uint8_t code = op[row];
+    if (code == OP_CUSTOM) return user_records[in0[row]].inputs;
+    if (code == OP_VERSION) return {in0[row]};
+    std::vector<uint32_t> nodes;
+    if (is_array_op(code)) {
+        for (int64_t in : array_records[in0[row]].inputs)
+            if (in >= 0) nodes.push_back(static_cast<uint32_t>(in));
+    } else if (code > OP_STALE) {
+        if (!(flags[row] & F_A_CONST)) nodes.push_back(in0[row]);
+        if (op_arity(code) == 2 && !(flags[row] & F_B_CONST)) nodes.push_back(in1[row]);
+    }
+    return nodes;
 }
 
 PyObject* Tape::hooks_of(uint32_t row) const {
@@ -385,6 +403,8 @@ void Tape::compact() {
         if (keep[row]) new_numbers[num] = before[row];
     for (const auto& [row, hooks] : row_hooks)
         if (keep[row]) fresh.row_hooks[before[row]] = Py_NewRef(hooks);
+    for (const auto& [row, origin] : row_origins)
+        if (keep[row]) fresh.row_origins[before[row]] = Py_NewRef(origin);
     std::unordered_map<PyObject*, uint32_t> new_foreign;
     for (const auto& [tensor, row] : foreign)
         if (keep[row]) {

@@ -80,6 +80,7 @@ struct OwnedRefs {
     std::vector<ArrayRecord> array_records;
     std::vector<PyObject*> leaf_tensors;
     std::unordered_map<uint32_t, PyObject*> row_hooks;
+    std::unordered_map<uint32_t, PyObject*> row_origins;
     std::vector<PyObject*> foreign_refs;
     std::vector<PyObject*> retired_refs;
     // Arrays nobody else holds go to the pool (Note [Buffer pool]); the rest is released.
@@ -102,6 +103,9 @@ public:
     // `with tapegrad.Tape()` does not change it (use grad_mode(), not this).
     bool grad_enabled = true;
     bool& grad_mode() { return pushed_on ? pushed_on->grad_enabled : grad_enabled; }
+    // detect_anomaly(), per thread as grad mode is (Note [Anomaly mode]).
+    bool detect_anomaly = false;
+    bool& anomaly_mode() { return pushed_on ? pushed_on->detect_anomaly : detect_anomaly; }
 
     std::vector<uint8_t> op, flags;
     std::vector<uint32_t> in0, in1;
@@ -113,6 +117,9 @@ public:
     size_t label_records = 0;  // user records appended seed-style (they block reclaiming)
     // The hook lists of hooked non-leaf rows (leaves' are on leaf_tensors), owned.
     std::unordered_map<uint32_t, PyObject*> row_hooks;
+    // Where ops recorded under detect_anomaly were recorded: "file:line" (owned
+    // str) of the user's code (Note [Anomaly mode], anomaly.hpp).
+    std::unordered_map<uint32_t, PyObject*> row_origins;
     // Leaves that require grad, owned, so backward() can accumulate their .grad;
     // a leaf row's in0 indexes this (UINT32_MAX: none). None where a leaf became
     // a Function's output.
@@ -278,9 +285,18 @@ public:
         in1.push_back(b);
         val.push_back(v);
         live.push_back(0);
-        if (code > OP_STALE || code == OP_CUSTOM) ++n_ops;
-        return static_cast<uint32_t>(op.size() - 1);
+        const uint32_t row = static_cast<uint32_t>(op.size() - 1);
+        if (code > OP_STALE || code == OP_CUSTOM) {
+            ++n_ops;
+            if (anomaly_mode()) note_origin(row);
+        }
+        return row;
     }
+    // Note [Anomaly mode]: keeps where the user's code recorded op `row`.
+    void note_origin(uint32_t row);
+    // The nodes whose gradients a row's backward gives: an op's Tensor inputs
+    // (not its constants), a user record's inputs, a version row's older value.
+    std::vector<uint32_t> inputs_of(uint32_t row) const;
     uint32_t add_const(double c) {
         consts.push_back(c);
         return static_cast<uint32_t>(consts.size() - 1);

@@ -19,15 +19,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _GradMode:
-    """A context manager and decorator that sets this thread's grad mode."""
+    """A context manager and decorator that sets a mode of this thread (grad mode here)."""
 
     _enabled: bool
+    _set: Callable[[bool], bool] = staticmethod(_core.set_grad_enabled)
 
     def __enter__(self) -> None:
-        self._previous = _core.set_grad_enabled(self._enabled)
+        self._previous = self._set(self._enabled)
 
     def __exit__(self, *exc: Any) -> None:
-        _core.set_grad_enabled(self._previous)
+        self._set(self._previous)
 
     def __call__(self, fn: F) -> F:
         @functools.wraps(fn)
@@ -68,6 +69,44 @@ class enable_grad(_GradMode):
     """
 
     _enabled = True
+
+
+class detect_anomaly(_GradMode):
+    """Check every gradient a backward produces inside: raise at the first NaN or inf.
+
+    As ``torch.autograd.detect_anomaly``: per thread, a context manager or a
+    decorator. Ops recorded inside remember the file and line of your code that
+    recorded them; a sweep run inside checks the gradients each op's backward
+    gives, and at the first NaN or infinity raises RuntimeError naming the op, its
+    output's label and that line. Outside it nothing is looked up or checked.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> x = tg.Tensor(0.0, "x")
+        >>> with tg.detect_anomaly():
+        ...     y = tg.log(tg.sqrt(x))
+        ...     try:
+        ...         y.backward()
+        ...     except RuntimeError as e:
+        ...         print(str(e).split(" (")[0])
+        detect_anomaly: the backward of log
+    """
+
+    _enabled = True
+    _set = staticmethod(_core.set_detect_anomaly)
+
+
+def is_anomaly_enabled() -> bool:
+    """Whether ``detect_anomaly`` is on for this thread. Example: ``tg.is_anomaly_enabled()``."""
+    return _core.is_anomaly_enabled()
+
+
+def set_detect_anomaly(mode: bool) -> bool:
+    """Turn anomaly detection on or off for this thread; returns the previous mode.
+
+    Example: ``previous = tapegrad.set_detect_anomaly(True)``.
+    """
+    return _core.set_detect_anomaly(bool(mode))
 
 
 def is_grad_enabled() -> bool:
