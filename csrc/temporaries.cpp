@@ -96,17 +96,22 @@ void free_slots(void* table) { PyMem_RawFree(table); }
 // The table of `code`, computed the first time (which runs Python), or
 // nullptr where it cannot be had.
 const OperandSlots* slots_of(PyObject* code) {
+    // Set up once. The import can let another thread run, which meanwhile sees
+    // `starting` and goes without (no elision) rather than wait.
+    enum State { UNSET, STARTING, READY, FAILED };
+    static State state = UNSET;
     static Py_ssize_t index = -1;
     static PyObject* compute = nullptr;  // tapegrad._stack.operand_slots, for the process's life
-    if (index == -1) {
+    if (state == UNSET) {
+        state = STARTING;
         index = TAPEGRAD_REQUEST_CODE_EXTRA(free_slots);
         PyObject* module = index >= 0 ? PyImport_ImportModule("tapegrad._stack") : nullptr;
         compute = module ? PyObject_GetAttrString(module, "operand_slots") : nullptr;
         Py_XDECREF(module);
-        if (!compute) index = -2;
+        state = compute ? READY : FAILED;
         PyErr_Clear();
     }
-    if (index < 0) return nullptr;
+    if (state != READY) return nullptr;
     void* extra = nullptr;
     if (TAPEGRAD_GET_CODE_EXTRA(code, index, &extra) < 0) {
         PyErr_Clear();

@@ -269,3 +269,32 @@ def test_the_chain_reuses_temporaries_from_its_first_call(xwb):
     before = tg._core.tape_stats()["temporaries_reused"]
     chain(tg, x, w, b)
     assert first == tg._core.tape_stats()["temporaries_reused"] - before >= 5
+
+
+def test_the_first_elisions_on_several_threads_at_once():
+    """The first look at a code object imports tapegrad._stack, which lets other
+    threads run; a thread that came meanwhile found the setup half done (a crash)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import threading
+        import numpy as np
+        import tapegrad as tg
+        barrier = threading.Barrier(4)
+        def work():
+            x = tg.Tensor(np.ones(40_000))
+            barrier.wait()
+            for _ in range(20):
+                y = tg.exp(x * 2.0 + 1.0)
+            assert (y.data == np.exp(3.0)).all()
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print("ok")
+    """)
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
