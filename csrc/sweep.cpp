@@ -138,8 +138,8 @@ struct StaleWalk {
 bool StaleWalk::reach(Tape& tape, uint32_t start, bool root) {
     std::unordered_map<uint32_t, TensorObject*> source_rows;
     for (const Source& s : sources) {
-        const uint32_t node = identity_row(tape, find_node(tape, s.tensor));
-        if (node != UINT32_MAX && !(root && node == start)) source_rows.emplace(node, s.tensor);
+        const uint32_t node = root ? s.node : identity_row(tape, find_node(tape, s.tensor));
+        if (node != UINT32_MAX) source_rows.emplace(node, s.tensor);
     }
     std::vector<uint32_t> stack{start};
     while (!stack.empty()) {
@@ -189,7 +189,11 @@ bool StaleWalk::reach(Tape& tape, uint32_t start, bool root) {
 }  // namespace
 
 bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources, bool every_leaf) {
-    StaleWalk walk{sources, every_leaf, {}};
+    // A source standing on this row is the stale tensor itself: its gradient is read here.
+    std::vector<Source> others;
+    for (const Source& s : sources)
+        if (s.node != row) others.push_back(s);
+    StaleWalk walk{others, every_leaf, {}};
     const auto info = t.stale_rows.find(row);
     const bool foreign = info != t.stale_rows.end() && info->second.foreign;
     // backward() through history that is gone: its leaves lose their gradient.
