@@ -8,7 +8,9 @@ a constant, flips, reshapes and transposes there and back, where, clip...).
 The gradients must agree with
 - tapegrad.reference, when every op of the program is one the reference has;
 - central finite differences in float64, when every op is smooth;
-- PyTorch, when installed, to first and second order (create_graph).
+- PyTorch, when installed, to first and second order (create_graph);
+- and with a value updated in place halfway through, PyTorch on the same
+  program recomputed with the values each op saw (Note [Versions]).
 
 CI runs TAPEGRAD_FUZZ_EXAMPLES examples (60) with a fixed seed;
 tools/fuzz.sh --long SECONDS runs random seeds for as long as asked. A bug it
@@ -168,7 +170,12 @@ def _matrix(n, k):
 
 
 def _run(ops, program, inputs):
-    pool = list(inputs)
+    pool = _steps(ops, program, list(inputs))
+    return _total(pool, len(inputs))
+
+
+def _steps(ops, program, pool):
+    """Runs the program's steps, appending each value to the pool (returned)."""
     for step in program:
         kind, name, i, j, k = step
         u, v = pool[i % len(pool)], pool[j % len(pool)]
@@ -187,9 +194,13 @@ def _run(ops, program, inputs):
             mask = np.random.default_rng(k).uniform(size=tuple(u.shape)) > 0.5
             out = ops.where(mask, u, v)
         pool.append(out)
+    return pool
+
+
+def _total(pool, n_inputs):
     # Every input contributes, through the last value and a reused early one.
     total = pool[-1]
-    for x in pool[: len(inputs)]:
+    for x in pool[:n_inputs]:
         total = total + x * 0.5
     return total
 
@@ -285,6 +296,52 @@ def test_random_programs_against_torch_to_second_order(program, shapes, seed):
         want = np.zeros_like(v) if r is None else r.numpy(force=True)
         np.testing.assert_allclose(np.zeros_like(v) if g is None else g.data, want,
                                    rtol=1e-8, atol=1e-11)
+
+
+@SETTINGS
+@given(program=programs, shapes=shape_sets, seed=st.integers(0, 999), cut=st.integers(0, 8),
+       target=index, how=st.sampled_from(["+=", "*=", "data"]))
+def test_random_programs_with_an_update_against_the_values_the_graph_saw(
+        program, shapes, seed, cut, target, how):
+    """Note [Versions]: halfway through, a value of the pool (an input or an
+    intermediate) is updated in place under no_grad, or given new .data; the
+    second half uses the new value. The gradients must be those of recomputing
+    from scratch with the values each op saw: the new value is the old one plus
+    a constant (an update under no_grad is not differentiated, as in PyTorch)."""
+    torch = pytest.importorskip("torch")
+    values = _inputs(shapes, seed)
+    ours = [tg.Tensor(v) for v in values]
+    theirs = [torch.tensor(v, requires_grad=True) for v in values]
+    pool = _steps(TapegradOps(tg), program[:cut], list(ours))
+    ref_pool = _steps(TorchOps(torch), program[:cut], list(theirs))
+    changed = pool[target % len(pool)]
+    old = np.array(changed.data, dtype=np.float64)
+    rng = np.random.default_rng(seed + 7)
+    with tg.no_grad():
+        if how == "+=":
+            changed += float(rng.uniform(-1, 1))
+        elif how == "*=":
+            changed *= float(rng.uniform(0.5, 1.5))
+        else:
+            changed.data = rng.uniform(-1, 1, size=old.shape)
+    delta = torch.tensor(np.asarray(changed.data, dtype=np.float64) - old)
+    # The same object may stand at several places of the pool (a step returning its input).
+    ref_pool = [r + delta if p is changed else r for p, r in zip(pool, ref_pool)]
+    pool = _steps(TapegradOps(tg), program[cut:], pool)
+    ref_pool = _steps(TorchOps(torch), program[cut:], ref_pool)
+    out, ref = _total(pool, len(ours)), _total(ref_pool, len(theirs))
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    w = _weights(np.shape(out.data), seed)
+    grads = tg.compute_gradients(out, ours, grad_output=w)
+    ref_grads = torch.autograd.grad((ref * torch.tensor(w)).sum(), theirs, allow_unused=True)
+    for g, r, v in zip(grads, ref_grads, values):
+        np.testing.assert_allclose(g, np.zeros_like(v) if r is None else r.numpy(),
+                                   rtol=1e-9, atol=1e-12)
+    graph_grads = tg.grad(tg.sum(out * w), ours, create_graph=True, allow_unused=True)
+    for g, r, v in zip(graph_grads, ref_grads, values):
+        np.testing.assert_allclose(np.zeros_like(v) if g is None else g.data,
+                                   np.zeros_like(v) if r is None else r.numpy(),
+                                   rtol=1e-9, atol=1e-12)
 
 
 # ---- regression tests: bugs the fuzzer found ----

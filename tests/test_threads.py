@@ -204,3 +204,63 @@ def test_another_threads_default_label_names_its_own_tensor():
     worker.finish()
     assert got["grads"] == [3.0, 2.0]
     assert type(a.label) is str  # on its own thread, a plain str
+
+
+def _shared_worker(k, shared, deadline, counts, errors):
+    """Large arrays (the pool and temporaries at work), an intermediate of the main
+    thread used here (a foreign row), short-lived threads that record and exit, and
+    backward() into the shared leaf, counted so the main thread can check the sum."""
+    rng = np.random.default_rng(100 + k)
+    x = shared["xs"][k]
+    try:
+        n = 0
+        while time.monotonic() < deadline:
+            # Temporaries and pooled buffers: 40,000 elements, checked against numpy.
+            a = rng.uniform(0.1, 1.0, size=40_000)
+            t = tg.Tensor(a)
+            y = tg.tanh(t * 2.0 + 1.0) * tg.exp(-t * t)
+            (g,) = tg.grad(tg.sum(y), t)
+            th, e = np.tanh(2 * a + 1), np.exp(-a * a)
+            np.testing.assert_allclose(g.data, 2 * (1 - th * th) * e - 2 * a * th * e,
+                                       rtol=1e-10, atol=1e-13)
+            # The main thread's intermediate h = tanh(W) as a foreign row here.
+            h = shared["h"]
+            (gh,) = tg.grad(tg.sum(h * h * 3.0), h)
+            np.testing.assert_allclose(gh.data, 6 * h.data, rtol=1e-13)
+            # A thread that records with the shared intermediate, then exits.
+            out = {}
+            child = threading.Thread(target=lambda out=out, h=h: out.update(v=tg.sum(h * 2.0).data))
+            child.start()
+            child.join()
+            assert out["v"] == pytest.approx(2 * h.data.sum())
+            # backward() into the shared leaf: the main thread checks the total.
+            tg.sum(tg.tanh(x @ shared["W"]) ** 2).backward()
+            counts[k] = counts.get(k, 0) + 1
+            n += 1
+            tg.clear_history()
+        assert n > 0
+    except BaseException as e:  # reported by the main thread
+        errors.append((k, repr(e)))
+
+
+def test_threads_share_arrays_intermediates_and_a_leaf():
+    rng = np.random.default_rng(0)
+    w = tg.Tensor(rng.uniform(-0.5, 0.5, size=(40, 40)))
+    shared = {"W": w, "h": tg.tanh(w), "xs": [rng.uniform(-1, 1, size=(32, 40)) for _ in range(4)]}
+    deadline = time.monotonic() + SECONDS / 2
+    counts, errors = {}, []
+    threads = [threading.Thread(target=_shared_worker, args=(k, shared, deadline, counts, errors))
+               for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    total = w.grad.data.copy()
+    w.grad = None
+    for k, x in enumerate(shared["xs"]):  # each thread's gradient, as many times as it ran
+        tg.sum(tg.tanh(x @ w) ** 2).backward()
+        one = w.grad.data.copy()
+        w.grad = None
+        total -= counts[k] * one
+    np.testing.assert_allclose(total, 0.0, atol=1e-8 * max(counts.values()))
