@@ -21,6 +21,15 @@ from functions import Cube
 SECONDS = float(os.environ.get("TAPEGRAD_STRESS_SECONDS", "10"))
 
 
+def _run_threads(target, args_list):
+    """One thread per argument tuple, started together and joined."""
+    threads = [threading.Thread(target=target, args=args) for args in args_list]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def _worker(k, shared_w, shared_const, deadline, counts, errors):
     rng = np.random.default_rng(k)
     try:
@@ -63,13 +72,8 @@ def test_four_threads_record_and_differentiate_at_once():
     shared_const = np.array([1.0, 2.0, 0.5, -1.0])
     deadline = time.monotonic() + SECONDS
     counts, errors = {}, []
-    threads = [threading.Thread(target=_worker,
-                                args=(k, shared_w, shared_const, deadline, counts, errors))
-               for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_threads(_worker, [(k, shared_w, shared_const, deadline, counts, errors)
+                           for k in range(4)])
     assert errors == []
     assert sorted(counts) == [0, 1, 2, 3] and min(counts.values()) > 0
     # The main thread's tape is untouched by the others.
@@ -96,11 +100,7 @@ def test_concurrent_backward_into_one_leaf_adds_every_gradient():
             errors.append(repr(e))
 
     errors = []
-    threads = [threading.Thread(target=worker, args=(x,)) for x in xs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_threads(worker, [(x,) for x in xs])
     assert errors == []
     concurrent = w.grad.data.copy()
     w.grad = None
@@ -117,11 +117,7 @@ def test_concurrent_create_graph_backward_into_one_leaf_adds_every_gradient():
         for _ in range(20):
             tg.sum(w * w * w).backward(create_graph=True)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_threads(worker, [()] * 4)
     np.testing.assert_allclose(w.grad.data, 80 * 3 * w.data ** 2, rtol=1e-9)
 
 
@@ -249,12 +245,7 @@ def test_threads_share_arrays_intermediates_and_a_leaf():
     shared = {"W": w, "h": tg.tanh(w), "xs": [rng.uniform(-1, 1, size=(32, 40)) for _ in range(4)]}
     deadline = time.monotonic() + SECONDS / 2
     counts, errors = {}, []
-    threads = [threading.Thread(target=_shared_worker, args=(k, shared, deadline, counts, errors))
-               for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_threads(_shared_worker, [(k, shared, deadline, counts, errors) for k in range(4)])
     assert errors == []
     total = w.grad.data.copy()
     w.grad = None
