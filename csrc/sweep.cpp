@@ -337,7 +337,7 @@ public:
     // shape and dtype, which becomes its buffer when nothing else holds it).
     bool seed(uint32_t node, PyObject* seed) {
         if (t.is_array(node)) return add_array(node, seed);
-        grad[node] = PyFloat_AsDouble(seed);
+        grad[node] += PyFloat_AsDouble(seed);  // an output listed twice is seeded twice
         Py_DECREF(seed);
         reached[node] |= REACHED;
         return !PyErr_Occurred();
@@ -486,7 +486,10 @@ private:
         } else {
             for (bool stored = false; ok && !stored;) {
                 PyObject* before = Py_NewRef(acc->array);
-                PyObject* total = PyNumber_Add(before, g);
+                PyObject* sum = PyNumber_Add(before, g);  // a numpy scalar for 0-d arrays
+                PyObject* total = sum ? PyArray_FromAny(sum, nullptr, 0, 0, NPY_ARRAY_ENSUREARRAY, nullptr)
+                                      : nullptr;
+                Py_XDECREF(sum);
                 PyObject* shaped = total ? sum_to_like(total, before) : nullptr;
                 Py_XDECREF(total);
                 ok = shaped != nullptr;

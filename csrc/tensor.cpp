@@ -799,6 +799,17 @@ bool update_in_place(PyObject* tensor_obj, uint8_t code, PyObject* other) {
                          "array, got %.100s", op_name(code), Py_TYPE(other)->tp_name);
         return false;
     }
+    if (!t->array && b.kind != K_NUMBER && !b.is_scalar()) {
+        // A one-element 0-d array (tg.sum(v)) is a number here, as in numpy.
+        PyObject* value = b.object();
+        PyArrayObject* a = value && PyArray_Check(value) ? reinterpret_cast<PyArrayObject*>(value) : nullptr;
+        if (a && PyArray_NDIM(a) == 0) {
+            b.kind = K_NUMBER;
+            b.number = PyFloat_AsDouble(value);
+        }
+        Py_XDECREF(value);
+        if (PyErr_Occurred()) return false;
+    }
     if (!t->array) {
         if (!b.is_scalar()) {
             PyErr_Format(PyExc_ValueError,

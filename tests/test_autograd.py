@@ -242,3 +242,45 @@ def test_grad_against_torch_after_a_partial_grad():
     loss.backward()
     tloss.backward()
     np.testing.assert_allclose(a.grad.data, ta.grad.numpy())
+
+
+def test_a_0d_array_leaf_accumulates_its_grad_over_two_backwards():
+    """Two backward() into a 0-d array leaf add up (4.0, as PyTorch); it raised AxisError with a garbage axis."""
+    torch = pytest.importorskip("torch")
+    x = tg.Tensor(np.array(1.0))
+    (x * 2.0).backward()
+    (x * 2.0).backward()  # add_to_grad: PyNumber_Add of two 0-d arrays is an np.float64, used as an ndarray
+    xt = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    (xt * 2.0).backward()
+    (xt * 2.0).backward()
+    assert float(x.grad.data) == xt.grad.item()
+
+
+def test_grad_adds_the_seeds_of_a_scalar_output_given_twice():
+    """tg.grad([y, y], x) is 2 dy/dx, as torch.autograd.grad."""
+    torch = pytest.importorskip("torch")
+    x = tg.Tensor(3.0)
+    y = x * x
+    (g,) = tg.grad([y, y], [x], retain_graph=True)
+    xt = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    yt = xt * xt
+    (gt,) = torch.autograd.grad([yt, yt], [xt], retain_graph=True)
+    assert g.data == gt.item()  # 12 (was 6: a scalar seed overwrote the first)
+    (g,) = tg.grad([y, y], [x], grad_outputs=[2.0, 3.0], retain_graph=True)
+    assert g.data == 5.0 * 6.0  # was 18: the last seed only
+    (g,) = tg.grad([x, x], [x])
+    assert g.data == 2.0
+
+
+def test_vjp_of_a_function_returning_the_same_scalar_twice():
+    """tg.vjp with two outputs that are one tensor: the cotangents add up (12, as torch.autograd.functional.vjp)."""
+    torch = pytest.importorskip("torch")
+
+    def f(x):
+        y = x * x
+        return (y, y)
+
+    _, g = tg.vjp(f, tg.Tensor(3.0), (1.0, 1.0))
+    _, gt = torch.autograd.functional.vjp(lambda x: (x * x, x * x), torch.tensor(3.0, dtype=torch.float64),
+                                          (torch.tensor(1.0, dtype=torch.float64),) * 2)
+    assert g.data == gt.item()

@@ -358,3 +358,39 @@ def test_an_update_on_another_thread_reaches_this_threads_graphs():
     np.testing.assert_allclose(got["old"], [2.0, 4.0])
     np.testing.assert_allclose(got["new"], [12.0, 27.0])
     np.testing.assert_allclose(got["both"], [14.0, 31.0])
+
+
+def test_in_place_add_into_a_constant_outside_no_grad_is_recorded():
+    """`total = tg.tensor(0.0); total += w * w` must record (as PyTorch), not update a constant silently."""
+    torch = pytest.importorskip("torch")
+    w = tg.Tensor(2.0)
+    total = tg.tensor(0.0)
+    for _ in range(3):
+        total += w * w
+    (total + w).backward()
+    wt = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    tt = torch.tensor(0.0, dtype=torch.float64)
+    for _ in range(3):
+        tt += wt * wt
+    (tt + wt).backward()
+    assert total.requires_grad == tt.requires_grad  # True in PyTorch
+    assert w.grad.data == pytest.approx(wt.grad.item())  # 13.0; tapegrad gives 1.0
+
+
+def test_in_place_add_of_a_recorded_array_into_a_constant_array_is_recorded():
+    """The array case of the same: an accumulator that does not require grad, += a recorded tensor."""
+    v = tg.Tensor(np.array([1.0, 2.0]))
+    acc = tg.Tensor(np.zeros(2), requires_grad=False)
+    acc += v * 3.0
+    (g,) = tg.grad(tg.sum(acc * v), v, allow_unused=True)
+    assert g is not None
+    np.testing.assert_allclose(g.data, 6.0 * v.data)  # d sum(3 v * v) / dv
+
+
+def test_in_place_add_of_a_0d_array_into_a_scalar_tensor():
+    """`s += tg.sum(v)` under no_grad (a 0-d array into a float tensor) works, as in PyTorch, rather than 'must give a scalar'."""
+    s = tg.Tensor(1.0)
+    v = tg.Tensor(np.array([1.0, 2.0]))
+    with tg.no_grad():
+        s += tg.sum(v)
+    assert float(np.asarray(s.data)) == 4.0

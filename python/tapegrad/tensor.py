@@ -113,8 +113,9 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     # where optimizer steps belong, they replace the value, keeping its shape and
     # dtype; graphs recorded earlier keep the value they saw, and a gradient asked
     # for the tensor through them is still its own. Outside no_grad() they record:
-    # `t += x` is `t = t + x`, a new tensor bound to the name, except on a leaf
-    # that requires grad, where PyTorch raises too.
+    # `t += x` is `t = t + x`, a new tensor bound to the name (so `total += w * w`
+    # on a constant total keeps w's gradient), except on a leaf that requires
+    # grad, where PyTorch raises too.
     def __iadd__(self, other: Any) -> Tensor:
         return self._update("+=", "add", other)
 
@@ -129,8 +130,8 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
 
     def _update(self, symbol: str, op: str, other: Any) -> Tensor:
         code = _core.OP_CODES[op]
-        if self.requires_grad and _core.is_grad_enabled():
-            if self.is_leaf:
+        if _core.is_grad_enabled():
+            if self.requires_grad and self.is_leaf:
                 raise RuntimeError(
                     f"'{self.label}' is a leaf that requires grad, so '{symbol}' on it would "
                     "change a value the recorded graph depends on. Put the update inside `with "
