@@ -142,7 +142,11 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
             Py_DECREF(kept);
         }
     }
-    r.params = Py_NewRef(params);
+    r.params = immutable_params(params);  // Note [Immutable values]
+    if (!r.params) {
+        Py_DECREF(array);
+        return nullptr;
+    }
     Value v;
     // The data only if the op's backward reads it (array_ops.hpp, Note [Saved values]).
     PyObject* kept = array_op_reads_out(code) ? Py_NewRef(array) : layout_of(array);

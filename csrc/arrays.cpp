@@ -750,16 +750,32 @@ PyObject* ufunc_into(uint8_t code, PyObject* a, PyObject* b, PyObject* out) {
     return PyObject_Call(ufunc, args.p, kwargs.p);
 }
 
-bool is_immutable(PyObject* a) {
-    return PyArray_Check(a) && !PyArray_ISWRITEABLE(arr(a)) && PyArray_CHKFLAGS(arr(a), NPY_ARRAY_OWNDATA) &&
-           PyArray_BASE(arr(a)) == nullptr;
-}
-
 PyObject* immutable_value(PyObject* a) {
-    if (is_immutable(a)) return Py_NewRef(a);
     PyObject* own = is_unseen(a) ? Py_NewRef(a) : PyArray_NewCopy(arr(a), NPY_CORDER);
     if (own) PyArray_CLEARFLAGS(arr(own), NPY_ARRAY_WRITEABLE);
     return own;
+}
+
+PyObject* immutable_params(PyObject* params) {
+    if (PyArray_Check(params)) return immutable_value(params);
+    const bool tuple = PyTuple_Check(params);
+    if (!tuple && !PyList_Check(params)) return Py_NewRef(params);
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(params);
+    PyObject* out = tuple ? PyTuple_New(n) : PyList_New(n);
+    bool changed = false;
+    for (Py_ssize_t k = 0; out && k < n; ++k) {
+        PyObject* item = PySequence_Fast_GET_ITEM(params, k);
+        PyObject* kept = immutable_params(item);
+        if (!kept) {
+            Py_CLEAR(out);
+            break;
+        }
+        changed = changed || kept != item;
+        if (tuple) PyTuple_SET_ITEM(out, k, kept);
+        else PyList_SET_ITEM(out, k, kept);
+    }
+    if (out && !changed) Py_SETREF(out, Py_NewRef(params));
+    return out;
 }
 
 bool is_owned_buffer(PyObject* a, PyObject* like) {

@@ -108,19 +108,21 @@ bool is_unseen(PyObject* arr);
 
 // Note [Immutable values]
 // A value the tape keeps must not change while a graph uses it: a gradient
-// would mix values it never saw. So the arrays tapegrad keeps are read-only
-// arrays nobody else can write: the results of ops, and copies of what the
-// caller gives (Tensor(a) copies, as np.array(a) and torch.tensor(a) do; so
-// does a constant operand a backward reads). A read-only array that owns its
-// data (a Tensor's value) is shared as it is: only its owner could make it
-// writable again, and tapegrad never does while it is in use.
-// A new reference to an array with a's values (a float32/float64 ndarray)
-// that nobody can write: a itself when it is read-only and owns its data, or
-// when it is unseen (just converted: it is made read-only); else a read-only copy.
+// would mix values it never saw. So every array tapegrad keeps is read-only and
+// reachable from nowhere else: the results of ops (read-only), and copies of
+// what the caller gives: Tensor(a) copies, as np.array(a) and torch.tensor(a)
+// do, and so does t.data = a; so are a constant operand a backward reads
+// (x * c), an array op's constant inputs and array parameters (index arrays,
+// masks, where's condition, clip's bounds) and arrays a Function saves. The
+// caller's own array is copied even when it is read-only: its owner may make
+// it writable again. Gradients handed out as Tensors are read-only too.
+// A new reference to an array with a's values that nobody else can write: a
+// itself when it is unseen (just made: it is made read-only), else a read-only copy.
 PyObject* immutable_value(PyObject* a);
 
-// Whether a is read-only and owns its data: shared as it is (Note [Immutable values]).
-bool is_immutable(PyObject* a);
+// The same for every ndarray inside an array op's parameters (nested tuples
+// and lists, rebuilt where they hold one); anything else is kept as it is.
+PyObject* immutable_params(PyObject* params);
 
 // An unseen (Note [Unseen arrays]), writable, C-contiguous array of like's
 // shape and dtype: a buffer the sweep may add into.

@@ -311,7 +311,8 @@ py::object GraphSweep::sum_to_node(py::object g, uint32_t node) {
 // A gradient as a Tensor: itself, or a constant made from its value.
 py::object GraphSweep::as_tensor(const py::object& g) {
     if (is_tensor(g.ptr())) return g;
-    return checked(constant_tensor(t, Py_NewRef(g.ptr())));
+    // A gradient the caller may hold (a grad_output it gave) is copied (Note [Immutable values]).
+    return checked(constant_tensor(t, PyArray_Check(g.ptr()) ? immutable_value(g.ptr()) : Py_NewRef(g.ptr())));
 }
 
 }  // namespace tapegrad

@@ -268,6 +268,17 @@ PyObject* append_record(PyObject* record, bool function, PyObject* saved) {
     if (!replaced) return nullptr;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(replaced); ++k) {
         PyObject* item = PyTuple_GET_ITEM(replaced, k);
+        if (PyArray_Check(item)) {  // an array the caller may write later (Note [Immutable values])
+            PyObject* kept = immutable_value(item);
+            if (!kept) {
+                for (PyObject* h : r.saved) Py_DECREF(h);
+                Py_DECREF(replaced);
+                return nullptr;
+            }
+            PyTuple_SET_ITEM(replaced, k, kept);
+            Py_DECREF(item);
+            continue;
+        }
         if (!is_tensor(item)) continue;
         uint32_t node;
         PyObject* handle = saved_handle(*tape, reinterpret_cast<TensorObject*>(item), node);

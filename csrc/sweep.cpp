@@ -47,6 +47,11 @@ PyObject* value_layout(const Tape& tape, uint32_t node, TensorObject* t) {
     return tape.is_array(node) ? tape.array_of(node) : nullptr;
 }
 
+PyObject* read_only(PyObject* value) {
+    if (value && PyArray_Check(value)) PyArray_CLEARFLAGS(reinterpret_cast<PyArrayObject*>(value), NPY_ARRAY_WRITEABLE);
+    return value;
+}
+
 Source source_of(const Tape& tape, TensorObject* t) { return {t, identity_row(tape, find_node(tape, t))}; }
 
 std::vector<uint8_t> needed_rows(const Tape& t, const std::vector<Source>& sources, size_t top) {
@@ -464,7 +469,7 @@ private:
     // again on the newer value. A scalar is added in one step under the GIL.
     bool add_to_grad(TensorObject* leaf, PyObject* g) {
         while (!leaf->grad) {
-            PyObject* fresh = constant_tensor(t, Py_NewRef(g));
+            PyObject* fresh = constant_tensor(t, read_only(Py_NewRef(g)));
             if (!fresh) {
                 Py_DECREF(g);
                 return false;
@@ -494,7 +499,7 @@ private:
                 Py_XDECREF(total);
                 ok = shaped != nullptr;
                 stored = ok && acc->array == before;
-                if (stored) Py_SETREF(acc->array, shaped);
+                if (stored) Py_SETREF(acc->array, read_only(shaped));
                 else Py_XDECREF(shaped);
                 Py_DECREF(before);
             }
@@ -519,7 +524,7 @@ private:
             PyObject* g = grad_object(row);
             // The hook gets a copy: the buffer is the sweep's, added into later.
             PyObject* g_tensor =
-                !g ? nullptr : constant_tensor(t, PyArray_Check(g) ? owned_copy(g) : Py_NewRef(g));
+                !g ? nullptr : constant_tensor(t, PyArray_Check(g) ? read_only(owned_copy(g)) : Py_NewRef(g));
             Py_XDECREF(g);
             PyObject* r = g_tensor ? PyObject_CallOneArg(PyList_GET_ITEM(snapshot, k), g_tensor) : nullptr;
             Py_XDECREF(g_tensor);
@@ -1182,7 +1187,7 @@ bool backward_with(Tape& tape, uint32_t node, PyObject* seed, bool retain_graph)
 
 // The gradient of a reached source as a Tensor.
 PyObject* tensor_result(Tape& tape, Sweep& sweep, const Source& src) {
-    return constant_tensor(tape, sweep.result(src));
+    return constant_tensor(tape, read_only(sweep.result(src)));
 }
 PyObject* tensor_result(Tape&, GraphSweep& sweep, const Source& src) {
     return sweep.tensor_result(src);

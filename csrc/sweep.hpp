@@ -38,6 +38,10 @@ struct Source {
 // ndarray, or nullptr for a number (borrowed).
 PyObject* value_layout(const Tape& tape, uint32_t node, TensorObject* t);
 
+// `value` (a new reference, passed through) made read-only if it is an array
+// of the sweep's own, for a gradient handed out as a Tensor (Note [Immutable values]).
+PyObject* read_only(PyObject* value);
+
 // A tensor asked for as a source, at the row where its gradient collects
 // (Note [Versions] in tensor.hpp).
 Source source_of(const Tape& tape, TensorObject* t);

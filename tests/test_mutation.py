@@ -394,3 +394,101 @@ def test_in_place_add_of_a_0d_array_into_a_scalar_tensor():
     with tg.no_grad():
         s += tg.sum(v)
     assert float(np.asarray(s.data)) == 4.0
+
+
+def test_a_read_only_array_of_the_caller_is_copied_too():
+    """Tensor(a) of a read-only array shares it; the caller sets writeable=True and writes: the graph must not change."""
+    a = np.array([1.0, 2.0, 3.0])
+    a.flags.writeable = False
+    t = tg.Tensor(a)
+    y = tg.sum(t * t)
+    a.flags.writeable = True  # the caller owns a: numpy lets it do this
+    a[:] = 100.0
+    np.testing.assert_array_equal(t.data, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(tg.compute_gradients(y, [t])[0], [2.0, 4.0, 6.0])
+
+
+def test_a_read_only_constant_of_the_caller_is_copied_too():
+    """`x * c` with a read-only ndarray c the caller later unfreezes and overwrites: the backward keeps c's old value."""
+    x = tg.Tensor(np.array([1.0, 2.0]))
+    c = np.array([3.0, 4.0])
+    c.flags.writeable = False
+    y = tg.sum(x * c)
+    c.flags.writeable = True
+    c[:] = -1.0
+    np.testing.assert_allclose(tg.compute_gradients(y, [x])[0], [3.0, 4.0])
+
+
+def test_gradient_tensors_cannot_be_written_under_a_graph_that_uses_them():
+    """Gradients returned as Tensors (tg.grad, .grad) are writable; writing one changes a recorded graph's gradient."""
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    (g,) = tg.grad(tg.sum(w * w * w), w)  # 3 w^2 = [3, 12]
+    z = tg.sum(w * g)  # mul's backward reads g
+    tg.sum(w * w).backward()  # w.grad = [2, 4]
+    pen = tg.sum(w * w.grad)
+    for value in (g.data, w.grad.data):
+        try:
+            value[:] = 0.0  # zeroing gradients in place, as with torch's .zero_()
+        except ValueError:
+            pass  # read-only, as every other Tensor value: fine
+    np.testing.assert_allclose(tg.compute_gradients(z, [w])[0], [3.0, 12.0])
+    np.testing.assert_allclose(tg.compute_gradients(pen, [w])[0], [2.0, 4.0])
+
+
+def test_an_array_saved_for_backward_keeps_its_value():
+    """ctx.save_for_backward(ndarray) then the caller writes the array: the backward must see the saved value."""
+
+    class Scale(tg.Function):
+        @staticmethod
+        def forward(ctx, x, k):
+            ctx.save_for_backward(k)
+            return x.data * k
+
+        @staticmethod
+        def backward(ctx, g):
+            (k,) = ctx.saved_tensors
+            return g * k, None
+
+    k = np.array([3.0, 4.0])
+    x = tg.Tensor(np.array([1.0, 1.0]))
+    y = tg.sum(Scale.apply(x, k))
+    k[:] = 100.0
+    np.testing.assert_allclose(tg.compute_gradients(y, [x])[0], [3.0, 4.0])
+
+
+def test_an_index_array_the_caller_reuses_does_not_change_the_gradient():
+    """x[idx] keeps idx by reference (ArrayRecord params): refilling idx after the forward moves the gradient."""
+    torch = pytest.importorskip("torch")
+    x = tg.Tensor(np.array([1.0, 2.0, 3.0]))
+    idx = np.array([0, 0, 2])
+    y = tg.sum(x[idx] * np.array([1.0, 2.0, 3.0]))
+    idx[:] = 1  # e.g. a minibatch index buffer refilled for the next step
+    xt = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    (xt[[0, 0, 2]] * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum().backward()
+    np.testing.assert_allclose(tg.compute_gradients(y, [x])[0], xt.grad.numpy())  # [3, 0, 3] (was [0, 6, 0])
+
+
+def test_a_boolean_mask_the_caller_reuses_does_not_change_the_gradient():
+    """x[mask] with mask rewritten after the forward: the gradient is the one of the mask used (it raises instead)."""
+    x = tg.Tensor(np.array([1.0, 2.0, 3.0]))
+    mask = np.array([True, False, True])
+    y = tg.sum(x[mask] * 2.0)
+    mask[:] = False
+    np.testing.assert_allclose(tg.compute_gradients(y, [x])[0], [2.0, 0.0, 2.0])
+
+
+def test_where_condition_and_clip_bounds_are_kept_as_they_were():
+    """tg.where's condition and tg.clip's array bounds are kept by reference too: writing them changes the gradient."""
+    torch = pytest.importorskip("torch")
+    x = tg.Tensor(np.array([1.0, 2.0, 3.0]))
+    cond = np.array([True, False, True])
+    c = np.array([5.0, 5.0, 5.0])
+    y = tg.sum(tg.where(cond, x, c) * x)
+    hi = np.array([1.5, 1.5, 1.5])
+    z = tg.sum(tg.clip(x, 0.0, hi))
+    cond[:] = False
+    hi[:] = 10.0
+    xt = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    (torch.where(torch.tensor([True, False, True]), xt, torch.tensor(5.0, dtype=torch.float64)) * xt).sum().backward()
+    np.testing.assert_allclose(tg.compute_gradients(y, [x])[0], xt.grad.numpy())  # [2, 5, 6] (was [1, 5, 3])
+    np.testing.assert_allclose(tg.compute_gradients(z, [x])[0], [1.0, 0.0, 0.0])  # (was [1, 1, 1])

@@ -1,8 +1,9 @@
 """Note [Uniform gradients]: the gradient of a full sum or mean, and the default
 seed of an array target, is one value at every element, kept unwritten inside
 the sweep. Values must be what a written-out gradient gives, and whatever
-leaves the sweep (results, hooks, a Function's backward) must be an ordinary,
-writable array."""
+leaves the sweep (results, hooks, a Function's backward) must be an ordinary
+array of its own: writable when it is handed out as an array, read-only when it
+is a Tensor's value (Note [Immutable values])."""
 
 import numpy as np
 import pytest
@@ -13,11 +14,12 @@ import tapegrad as tg
 N = 1300
 
 
-def assert_plain(g, shape, dtype=np.float64):
-    """An ordinary array the caller owns: writable, C-contiguous, of the shape."""
+def assert_plain(g, shape, dtype=np.float64, writeable=True):
+    """An ordinary array of its own: C-contiguous, of the shape, no zero strides;
+    writable, or read-only for a Tensor's value."""
     assert isinstance(g, np.ndarray)
     assert g.shape == shape and g.dtype == dtype
-    assert g.flags.writeable and g.flags.c_contiguous
+    assert g.flags.writeable == writeable and g.flags.c_contiguous and g.flags.owndata
     assert g.size <= 1 or 0 not in g.strides
 
 
@@ -68,7 +70,7 @@ def test_sum_and_mean_backward(rng):
     x = tg.Tensor(a, requires_grad=True)
     (tg.sum(tg.sin(x)) + tg.mean(x * x)).backward()
     np.testing.assert_allclose(x.grad.data, np.cos(a) + 2 * a / a.size, rtol=1e-13)
-    assert_plain(x.grad.data, (40, 33))
+    assert_plain(x.grad.data, (40, 33), writeable=False)
 
 
 def test_uniform_gradients_add_up(rng):
@@ -110,16 +112,15 @@ def test_float32_keeps_its_dtype(rng):
     np.testing.assert_allclose(gx, 2 * a + 1, rtol=1e-6)
 
 
-def test_a_hook_gets_a_writable_copy(rng):
+def test_a_hook_gets_a_read_only_copy(rng):
     a = rng.uniform(size=N)
     x = tg.Tensor(a, requires_grad=True)
     y = x * 2.0
     seen = []
 
     def hook(g):
-        assert_plain(g.data, (N,))
+        assert_plain(g.data, (N,), writeable=False)
         seen.append(g.data.copy())
-        g.data[:] = 100.0  # the hook's own copy: the sweep's gradient is unchanged
 
     y.register_hook(hook)
     tg.sum(y).backward()

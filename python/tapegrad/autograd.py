@@ -251,8 +251,9 @@ class Function:
         single = not isinstance(raw, tuple)
         record = _core.is_grad_enabled() and any(needs)
         raws = (raw,) if single else raw
-        outputs = [Tensor(o.data if isinstance(o, Tensor) else o, requires_grad=record)
-                   for o in raws]
+        # A Tensor's value is tapegrad's own, immutable: shared; anything else is copied.
+        outputs = [Tensor(o.data, requires_grad=record, copy=False) if isinstance(o, Tensor)
+                   else Tensor(o, requires_grad=record) for o in raws]
         # A saved output is the recorded output, as in PyTorch: differentiating the
         # backward then goes back through this op.
         ctx.saved_tensors = tuple(
