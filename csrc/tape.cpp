@@ -379,9 +379,16 @@ void Tape::compact() {
         if (!is_tensor(leaf_tensors[k])) continue;  // let go of (a Function's output)
         auto* t = reinterpret_cast<TensorObject*>(leaf_tensors[k]);
         if (t->epoch != old_epoch) continue;  // bound to another tape (a foreign row here)
+        const uint32_t base = identity_row(*this, t->node);
         if (keep[t->node]) {
             t->epoch = epoch;
             t->node = before[t->node];
+        } else if (keep[base]) {
+            // Its newest value's row goes, but a graph kept reads an older one:
+            // bound to its identity, as a tensor updated since (Note [Versions]).
+            t->epoch = epoch;
+            t->node = before[base];
+            t->flags |= T_UPDATED;
         } else {
             t->epoch = 0;
         }
@@ -406,11 +413,14 @@ void Tape::compact() {
     for (const auto& [row, origin] : row_origins)
         if (keep[row]) fresh.row_origins[before[row]] = Py_NewRef(origin);
     std::unordered_map<PyObject*, uint32_t> new_foreign;
-    for (const auto& [tensor, row] : foreign)
-        if (keep[row]) {
-            new_foreign[tensor] = before[row];
-            fresh.foreign_refs.push_back(Py_NewRef(tensor));
-        }
+    for (const auto& [tensor, row] : foreign) {
+        // A foreign tensor's newest row may go while its identity stays (Note
+        // [Versions]): the next use compares values and pushes a version again.
+        const uint32_t kept_row = keep[row] ? row : identity_row(*this, row);
+        if (!keep[kept_row]) continue;
+        new_foreign[tensor] = before[kept_row];
+        fresh.foreign_refs.push_back(Py_NewRef(tensor));
+    }
     std::unordered_map<PyObject*, std::vector<uint32_t>> new_retired;
     for (const auto& [tensor, rows] : retired)
         for (uint32_t row : rows) {

@@ -492,3 +492,68 @@ def test_where_condition_and_clip_bounds_are_kept_as_they_were():
     (torch.where(torch.tensor([True, False, True]), xt, torch.tensor(5.0, dtype=torch.float64)) * xt).sum().backward()
     np.testing.assert_allclose(tg.compute_gradients(y, [x])[0], xt.grad.numpy())  # [2, 5, 6] (was [1, 5, 3])
     np.testing.assert_allclose(tg.compute_gradients(z, [x])[0], [1.0, 0.0, 0.0])  # (was [1, 1, 1])
+
+
+# ---- compaction (Note [Compaction]) keeps updated tensors whole ----
+
+# Enough discarded ops to make the tape compact while older results stay alive
+# (Note [Compaction]: compact_at starts at RECLAIM_ROWS = 65,536 rows).
+COMPACT = 70_000
+
+
+def _torch(v, requires_grad=True):
+    return torch.tensor(v, dtype=torch.float64, requires_grad=requires_grad)
+
+
+def _updated_leaf_then_compaction():
+    """x feeds a kept graph y, is updated under no_grad, then the tape compacts."""
+    x = tg.Tensor(2.0, "x")
+    y = x * x  # kept alive: this graph saw x == 2
+    with tg.no_grad():
+        x -= 1.0  # x == 1 now
+    for _ in range(COMPACT):
+        x * 2.0  # discarded results: the first pushes x's version row, compaction drops it
+    z = x * 3.0  # a graph of the new value
+    return x, y, z
+
+
+def test_compaction_keeps_an_updated_leaf_connected_to_its_old_graph():
+    """compute_gradients/grad after compaction must still count the graph that saw x's old value."""
+    x, y, z = _updated_leaf_then_compaction()
+    # d(x_old^2 + 3 x_new)/dx with x_old = 2: 2 * 2 + 3 = 7, and 4 for y alone.
+    assert tg.compute_gradients(y, [x]) == [4.0]
+    assert tg.compute_gradients(y + z, [x]) == [7.0]
+    (g,) = tg.grad(y + z, [x], retain_graph=True)
+    assert g.data == 7.0
+
+
+def test_compaction_keeps_a_leaf_hook_running_once_on_its_whole_gradient():
+    """After compaction a leaf's hook must run once on the total (as before compaction), not once per row."""
+    x = tg.Tensor(2.0, "x")
+    seen = []
+    x.register_hook(lambda g: seen.append(float(g.data)) or tg.clip(g, -1.0, 1.0))
+    y = x * x
+    with tg.no_grad():
+        x -= 1.0
+    for _ in range(COMPACT):
+        x * 2.0
+    z = x * 3.0
+    (y + z).backward()
+    assert seen == [7.0]
+    assert x.grad.data == 1.0  # the clipping hook saw 7 and returned 1 (got clip(4) + clip(3) = 2)
+
+
+def test_compaction_of_a_tape_context_keeps_an_updated_foreign_leaf_connected():
+    """Same in a persistent tapegrad.Tape: the leaf's foreign row must not be re-entered as a new identity."""
+    w = tg.Tensor(2.0, "w")
+    with tg.Tape(persistent=True) as tape:
+        y = w * w
+    with tg.no_grad():
+        w -= 1.0
+    with tape:
+        for _ in range(COMPACT):
+            w * 2.0
+        z = w * 3.0
+        total = y + z
+    assert tape.gradient(y, w) is not None and tape.gradient(y, w).data == 4.0
+    assert tape.gradient(total, w).data == 7.0
