@@ -68,7 +68,7 @@ bool GraphSweep::run(const std::vector<Source>& sources, bool every_leaf,
                 continue;
             }
             if (!reached[row]) continue;
-            if (t.flags[row] & F_HOOKED) run_hooks(row);
+            if (t.hooked(row)) run_hooks(row);
             if (code == OP_LEAF) continue;
             if (code == OP_VERSION) {  // a newer value: its gradient is the older one's too
                 add(t.in0[row], grads[row]);
@@ -200,7 +200,7 @@ void GraphSweep::user_record(uint32_t row) {
     const std::vector<uint32_t> inputs = r.inputs, outputs = r.outputs;
     const py::object record = py::reinterpret_borrow<py::object>(r.record);
     for (uint32_t o : outputs)  // the record consumes its outputs' gradients now
-        if (reached[o] && (t.flags[o] & F_HOOKED)) run_hooks(o);
+        if (reached[o] && t.hooked(o)) run_hooks(o);
     py::object backward = py::getattr(record, "graph_backward", py::none());
     if (backward.is_none()) {
         PyErr_Format(PyExc_RuntimeError,

@@ -382,7 +382,8 @@ public:
                 continue;
             }
             if (!(c.reached[row] & REACHED)) continue;
-            if (c.flags[row] & F_HOOKED) {  // its gradient is complete: every consumer is above
+            if ((c.flags[row] & F_HOOKED) || ((code == OP_LEAF || code == OP_STALE) && t.hooked(row))) {
+                // its gradient is complete: every consumer is above
                 if (!run_hooks(row)) return false;
                 c = Columns(t, grad, reached);
             }
@@ -876,7 +877,7 @@ private:
             if (!(reached[o] & REACHED)) continue;
             any = true;
             // The record consumes its outputs' gradients now, before their own rows.
-            if ((t.flags[o] & F_HOOKED) && !run_hooks(o)) return false;
+            if (t.hooked(o) && !run_hooks(o)) return false;
         }
         if (!any) return true;
         UserRecord& r = t.user_records[t.in0[row]];

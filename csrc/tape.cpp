@@ -246,9 +246,18 @@ std::vector<uint32_t> Tape::inputs_of(uint32_t row) const {
 }
 
 PyObject* Tape::hooks_of(uint32_t row) const {
+    // A tensor the tape knows (a leaf it holds, a foreign tensor) has its hooks
+    // read from it: they may have been registered after it entered this tape.
+    PyObject* tensor = nullptr;
     if (op[row] == OP_LEAF && in0[row] != UINT32_MAX) {
-        PyObject* leaf = leaf_tensors[in0[row]];
-        return is_tensor(leaf) ? reinterpret_cast<TensorObject*>(leaf)->hooks : nullptr;
+        tensor = leaf_tensors[in0[row]];
+    } else if (op[row] == OP_STALE) {
+        auto info = stale_rows.find(row);
+        tensor = info == stale_rows.end() ? nullptr : info->second.foreign;
+    }
+    if (tensor) {
+        PyObject* hooks = is_tensor(tensor) ? reinterpret_cast<TensorObject*>(tensor)->hooks : nullptr;
+        return hooks && PyList_GET_SIZE(hooks) ? hooks : nullptr;
     }
     auto it = row_hooks.find(row);
     return it == row_hooks.end() ? nullptr : it->second;

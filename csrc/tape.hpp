@@ -236,6 +236,11 @@ public:
     // Swaps the owned references with `refs` (moved in; the old ones returned).
     OwnedRefs swap_refs(OwnedRefs refs);
     // The register_hook functions of a row's tensor (borrowed), or nullptr.
+    // Rows of leaves and foreign tensors are hooked when their tensor has
+    // hooks, whatever their F_HOOKED flag says (hooked()).
+    bool hooked(uint32_t row) const {
+        return (flags[row] & F_HOOKED) || ((op[row] == OP_LEAF || op[row] == OP_STALE) && hooks_of(row));
+    }
     PyObject* hooks_of(uint32_t row) const;
     // The node of a tensor bound with (epoch, node) to this tape now, or UINT32_MAX.
     uint32_t translate(uint64_t tensor_epoch, uint32_t node) const {

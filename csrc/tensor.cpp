@@ -866,24 +866,27 @@ PyObject* register_hook(PyObject* tensor_obj, PyObject* fn) {
                         "into it; make it with requires_grad=True");
         return nullptr;
     }
-    Tape* tape = current_tape();
-    if (!tape) return nullptr;
+    // A leaf's rows, on every tape, find its hooks through the leaf itself
+    // (Tape::hooks_of); a recorded tensor's are kept with its row on the tape
+    // that holds its history, which need not be the current one (a Tape
+    // context's), on the row where its gradient collects (Note [Versions]).
     const bool leaf = t->flags & T_LEAF;
-    if (!leaf && find_node(*tape, t) == UINT32_MAX) {
+    Tape* home = leaf ? current_tape() : (t->epoch ? tape_of_epoch(t->epoch) : nullptr);
+    const uint32_t node = home ? identity_row(*home, find_node(*home, t)) : UINT32_MAX;
+    if (!leaf && node == UINT32_MAX) {
         PyErr_SetString(PyExc_RuntimeError,
                         "register_hook: the tensor's history is gone (freed by a backward(), or "
                         "cleared), so no gradient will flow into it");
         return nullptr;
     }
+    if (leaf && !home) return nullptr;
     if (!t->hooks && !(t->hooks = PyList_New(0))) return nullptr;
     if (PyList_Append(t->hooks, fn) < 0) return nullptr;
     track(t);  // Note [Tracked tensors]
-    // A leaf is found through leaf_tensors; it gets F_HOOKED whenever it enters a tape.
-    // On the row where its gradient collects (Note [Versions]).
-    const uint32_t node = identity_row(*tape, node_on(*tape, t));
-    if (node == UINT32_MAX) return nullptr;
-    tape->flags[node] |= F_HOOKED;
-    if (!leaf && !tape->row_hooks.count(node)) tape->row_hooks[node] = Py_NewRef(t->hooks);
+    if (!leaf) {
+        home->flags[node] |= F_HOOKED;
+        if (!home->row_hooks.count(node)) home->row_hooks[node] = Py_NewRef(t->hooks);
+    }
     return Py_NewRef(t->hooks);
 }
 

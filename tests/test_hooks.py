@@ -1,5 +1,7 @@
 """Tensor.register_hook: see, and replace, the gradient flowing into a tensor."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,56 @@ def test_hook_errors_are_clear():
     y = tg.Tensor(2.0)
     (y * y).backward()
     assert y.grad.data == 4.0
+
+
+def test_a_leaf_hook_registered_after_a_tape_context_used_it_runs_in_that_tape():
+    """As torch (hooks registered before the gradient call run): tape.gradient must apply w's hook."""
+    torch = pytest.importorskip("torch")
+    w = tg.Tensor(2.0)
+    with tg.Tape(persistent=True) as tape:
+        y = w * w
+    w.register_hook(lambda g: g * 10.0)
+    with tape:
+        y2 = w * w  # recorded after the hook was registered, on the same foreign row
+    a = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    b = a * a
+    a.register_hook(lambda g: g * 10)
+    (expected,) = torch.autograd.grad(b, a)
+    assert tape.gradient(y, w).data == expected.item()  # 40 (was 4: the hook did not run)
+    assert tape.gradient(y2, w).data == expected.item()
+
+
+def test_a_leaf_hook_registered_while_another_thread_uses_the_leaf_runs_there():
+    """A hook registered on the main thread after a worker recorded with the leaf runs in the worker's grad()."""
+    u = tg.Tensor(2.0)
+    out, errors = {}, []
+    recorded, hooked = threading.Event(), threading.Event()
+
+    def worker():
+        try:
+            y = u * u
+            recorded.set()
+            hooked.wait()
+            out["g"] = tg.grad(y, u)[0].data
+        except BaseException as e:
+            errors.append(repr(e))
+            recorded.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    recorded.wait()
+    u.register_hook(lambda g: g * 10.0)
+    hooked.set()
+    thread.join()
+    assert errors == []
+    assert out["g"] == 40.0  # was 4.0
+
+
+def test_register_hook_outside_the_tape_context_that_recorded_the_tensor():
+    """A non-leaf recorded in a persistent Tape: registering a hook on it outside the `with` must work, not claim 'history is gone'."""
+    x = tg.Tensor(2.0)
+    with tg.Tape(persistent=True) as tape:
+        h = x * 3.0
+        z = h * h
+    h.register_hook(lambda g: g * 10.0)
+    assert tape.gradient(z, x).data == 10.0 * 2 * 6.0 * 3.0
