@@ -459,7 +459,7 @@ public:
 
 private:
     // Takes g (a float or an ndarray, stolen) into leaf.grad, a Tensor whose
-    // identity stays across accumulations, as in PyTorch.
+    // identity stays across accumulations while it has no history, as in PyTorch.
     //
     // Note [Concurrent accumulation]
     // backward() on several threads may add into one leaf's .grad at once
@@ -469,21 +469,58 @@ private:
     // from; otherwise another thread stored first, and the sum is computed
     // again on the newer value. A scalar is added in one step under the GIL.
     bool add_to_grad(TensorObject* leaf, PyObject* g) {
-        while (!leaf->grad) {
-            PyObject* fresh = constant_tensor(t, read_only(Py_NewRef(g)));
+        const bool ok = accumulate(leaf, g);
+        Py_DECREF(g);
+        return ok;
+    }
+
+    // like's value (a Tensor) plus g, shaped as like's and read-only (a new reference).
+    static PyObject* sum_with(TensorObject* like, PyObject* g) {
+        PyObject* value = value_object(like);
+        PyObject* sum = value ? PyNumber_Add(value, g) : nullptr;  // a numpy scalar for 0-d arrays
+        PyObject* total = sum && like->array ? PyArray_FromAny(sum, nullptr, 0, 0, NPY_ARRAY_ENSUREARRAY, nullptr)
+                                             : Py_XNewRef(sum);
+        PyObject* shaped = total && like->array ? sum_to_like(total, value) : Py_XNewRef(total);
+        Py_XDECREF(value);
+        Py_XDECREF(sum);
+        Py_XDECREF(total);
+        return read_only(shaped);
+    }
+
+    bool accumulate(TensorObject* leaf, PyObject* g) {
+        for (;;) {
+            PyObject* current = Py_XNewRef(leaf->grad);
+            auto* acc = reinterpret_cast<TensorObject*>(current);
+            if (acc && !(acc->flags & T_REQUIRES_GRAD)) {
+                const bool ok = add_in_place(acc, g);
+                Py_DECREF(current);
+                return ok;
+            }
+            // A new .grad: g itself, or the sum with a .grad that has history
+            // (backward(create_graph=True) made it), which keeps its history:
+            // as PyTorch, the sum is made out of place then.
+            PyObject* value = acc ? sum_with(acc, g) : read_only(Py_NewRef(g));
+            PyObject* fresh = value ? constant_tensor(t, value) : nullptr;
             if (!fresh) {
-                Py_DECREF(g);
+                Py_XDECREF(current);
                 return false;
             }
-            if (!leaf->grad) {  // still none: an allocation can run Python, and so another thread
-                leaf->grad = fresh;
+            // Stored only if .grad is still what it was (an allocation can run
+            // Python, and so another thread): else added again to the newer one.
+            const bool stored = leaf->grad == current;
+            if (stored) {
+                Py_XSETREF(leaf->grad, fresh);
                 track(leaf);  // Note [Tracked tensors]
-                Py_DECREF(g);
-                return true;
+            } else {
+                Py_DECREF(fresh);
             }
-            Py_DECREF(fresh);
+            Py_XDECREF(current);
+            if (stored) return true;
         }
-        auto* acc = reinterpret_cast<TensorObject*>(Py_NewRef(leaf->grad));
+    }
+
+    // g into a constant .grad acc, whose identity stays across accumulations.
+    bool add_in_place(TensorObject* acc, PyObject* g) {
         bool ok = true;
         if (!acc->array) {
             const double v = PyArray_Check(g) ? sum_all(g) : PyFloat_AsDouble(g);
@@ -492,22 +529,15 @@ private:
         } else {
             for (bool stored = false; ok && !stored;) {
                 PyObject* before = Py_NewRef(acc->array);
-                PyObject* sum = PyNumber_Add(before, g);  // a numpy scalar for 0-d arrays
-                PyObject* total = sum ? PyArray_FromAny(sum, nullptr, 0, 0, NPY_ARRAY_ENSUREARRAY, nullptr)
-                                      : nullptr;
-                Py_XDECREF(sum);
-                PyObject* shaped = total ? sum_to_like(total, before) : nullptr;
-                Py_XDECREF(total);
+                PyObject* shaped = sum_with(acc, g);
                 ok = shaped != nullptr;
                 stored = ok && acc->array == before;
-                if (stored) Py_SETREF(acc->array, read_only(shaped));
+                if (stored) Py_SETREF(acc->array, shaped);
                 else Py_XDECREF(shaped);
                 Py_DECREF(before);
             }
         }
         acc->epoch = 0;  // a new value: re-entered on its next use
-        Py_DECREF(g);
-        Py_DECREF(acc);  // held: another thread may set .grad = None while numpy runs
         return ok;
     }
 
@@ -1025,6 +1055,12 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
         return nullptr;
     }
     auto* target = reinterpret_cast<TensorObject*>(target_obj);
+    if (is_tensor(sources_obj)) {  // a Tensor is iterable: it would be taken for a list of its rows
+        PyErr_SetString(PyExc_TypeError,
+                        "compute_gradients: sources must be a list of Tensors, got a Tensor; "
+                        "pass [x] for one source");
+        return nullptr;
+    }
     PyObject* seq = PySequence_Fast(sources_obj, "compute_gradients: sources must be a list of Tensors");
     if (!seq) return nullptr;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);

@@ -448,6 +448,14 @@ int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
         return -1;
     }
     auto* t = reinterpret_cast<TensorObject*>(self);
+    if (t->born) {
+        // Graphs on several tapes may hold it: a second identity under the same
+        // object would have two answers for one gradient.
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Tensor.__init__: this tensor is already made and may be in recorded "
+                        "graphs; make a new Tensor, or give it a new value with t.data = ...");
+        return -1;
+    }
     double number = 0.0;
     PyObject* array = nullptr;
     if (is_tensor(data)) {
@@ -475,9 +483,10 @@ int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
         return -1;
     }
     tape->maybe_reclaim();
-    forget_live(t);  // re-initialised: it is a leaf now
     Py_XSETREF(t->array, array);
-    Py_XSETREF(t->label, label == Py_None ? nullptr : Py_NewRef(label));
+    // A plain str: a label read from another thread's tensor names that tensor (Note [Foreign labels]).
+    Py_XSETREF(t->label, label == Py_None ? nullptr : PyUnicode_FromObject(label));
+    if (label != Py_None && !t->label) return -1;
     t->scalar = number;
     t->flags = T_LEAF | (requires_grad ? T_REQUIRES_GRAD : 0);
     t->born = next_birth();
@@ -490,12 +499,11 @@ int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
     return 0;
 }
 
-void tensor_dealloc(PyObject* self) {
+// What deallocation releases (tensor_dealloc runs it).
+void release_tensor(PyObject* self) {
     auto* t = reinterpret_cast<TensorObject*>(self);
     PyTypeObject* type = Py_TYPE(self);
-    // The header's first word is nonzero while tracked (CPython's own test).
     char* header = reinterpret_cast<char*>(self) - gc_header;
-    if (!gc_header || *reinterpret_cast<uintptr_t*>(header)) PyObject_GC_UnTrack(self);
     forget_live(t);
     Py_CLEAR(t->array);
     Py_CLEAR(t->label);
@@ -507,6 +515,22 @@ void tensor_dealloc(PyObject* self) {
     if (gc_header && type == tensor_class) PyObject_Free(header);
     else type->tp_free(self);
     Py_DECREF(type);  // instances of heap types own a reference to their type
+}
+
+void tensor_dealloc(PyObject* self) {
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    // The header's first word is nonzero while tracked (CPython's own test).
+    char* header = reinterpret_cast<char*>(self) - gc_header;
+    if (!gc_header || *reinterpret_cast<uintptr_t*>(header)) PyObject_GC_UnTrack(self);
+    if (!t->grad && !t->hooks) {  // the common case: nothing that can chain to other tensors
+        release_tensor(self);
+        return;
+    }
+    // A chain of .grad (or hooks) can be longer than the C stack is deep:
+    // CPython's trashcan frees it iteratively.
+    Py_TRASHCAN_BEGIN(self, tensor_dealloc)
+    release_tensor(self);
+    Py_TRASHCAN_END
 }
 
 PyObject* get_data(PyObject* self, void*) { return value_object(reinterpret_cast<TensorObject*>(self)); }
@@ -556,7 +580,9 @@ int set_label(PyObject* self, PyObject* value, void*) {
         return -1;
     }
     auto* t = reinterpret_cast<TensorObject*>(self);
-    Py_XSETREF(t->label, Py_NewRef(value));
+    PyObject* text = PyUnicode_FromObject(value);  // a plain str (Note [Foreign labels])
+    if (!text) return -1;
+    Py_XSETREF(t->label, text);
     Tape* tape = current_tape();
     if (!tape) return -1;
     find_node(*tape, t);  // rebinds a tensor bound before a compaction

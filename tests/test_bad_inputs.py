@@ -8,6 +8,7 @@ interrupt inside a backward) run in a subprocess, so a segfault fails the
 test instead of killing the run.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -280,3 +281,32 @@ def test_chain_of_one_hundred_thousand_array_ops():
             d, v = d * (1 - t * t) * 1.00001, t * 1.00001
         assert np.allclose(g.data, d, rtol=1e-9), (g.data, d)
     """)
+
+
+def test_compute_gradients_given_a_tensor_instead_of_a_list():
+    """compute_gradients(y, x) with a Tensor x iterated x (recording x[i]) and returned zeros."""
+    x = tg.Tensor(np.array([1.0, 2.0, 3.0]))
+    y = tg.sum(x * x)
+    with pytest.raises(TypeError, match=r"sources must be a list of Tensors, got a Tensor; pass \[x\]"):
+        tg.compute_gradients(y, x)
+    np.testing.assert_allclose(tg.compute_gradients(y, [x])[0], [2.0, 4.0, 6.0])
+
+
+def test_freeing_a_long_chain_of_grads_does_not_overflow_the_c_stack():
+    """Freeing a 300,000-long chain of .grad recursed in C and crashed: CPython's trashcan frees it."""
+    code = textwrap.dedent("""
+        import tapegrad as tg
+        head = tg.Tensor(0.0)
+        cur = head
+        for i in range(300_000):
+            nxt = tg.Tensor(float(i))
+            cur.grad = nxt
+            cur = nxt
+        del cur
+        del head
+        print("freed")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            check=False, env=dict(os.environ))
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
+    assert "freed" in result.stdout

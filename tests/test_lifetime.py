@@ -302,3 +302,19 @@ def test_a_tensor_of_another_thread_survives_compaction_of_both_tapes():
     thread.join()
     np.testing.assert_allclose(box["gw"], 2 * np.cos([0.5, 1.5]))
     np.testing.assert_allclose(tg.grad((v * x).sum(), v)[0].data, [2.0, 3.0])
+
+
+def test_a_plain_backward_into_a_recorded_grad_does_not_pin_the_tape():
+    """backward(create_graph=True) then backward(): the plain backward wrote into the recorded
+    .grad in place and unbound it without dropping its live count, so the tape never reset
+    again and grew every step. A .grad with history now accumulates out of place."""
+    a = tg.Tensor(np.ones(1000))
+    tg.sum(a * a * a).backward(create_graph=True)
+    tg.sum(a * a).backward()
+    a.grad = None
+    rows = []
+    for _ in range(5):
+        tg.sum(tg.tanh(a * 2.0)).backward()
+        a.grad = None
+        rows.append(tg._core.tape_stats()["rows"])
+    assert rows[-1] == rows[0], rows  # was 15, 18, 21, 24, 27

@@ -501,10 +501,6 @@ def test_where_condition_and_clip_bounds_are_kept_as_they_were():
 COMPACT = 70_000
 
 
-def _torch(v, requires_grad=True):
-    return torch.tensor(v, dtype=torch.float64, requires_grad=requires_grad)
-
-
 def _updated_leaf_then_compaction():
     """x feeds a kept graph y, is updated under no_grad, then the tape compacts."""
     x = tg.Tensor(2.0, "x")
@@ -557,3 +553,18 @@ def test_compaction_of_a_tape_context_keeps_an_updated_foreign_leaf_connected():
         total = y + z
     assert tape.gradient(y, w) is not None and tape.gradient(y, w).data == 4.0
     assert tape.gradient(total, w).data == 7.0
+
+
+def test_reinit_of_a_tensor_raises_rather_than_give_it_a_second_identity():
+    """x.__init__(...) again made compute_gradients and backward() disagree on one graph (3.0
+    against 7.0), and a new shape gave zeros: a tensor is made once; t.data = ... updates it."""
+    x = tg.Tensor(2.0, "x")
+    y = x * x
+    with pytest.raises(RuntimeError, match=r"already made.*t.data ="):
+        x.__init__(5.0, "x")
+    h = x * 2.0
+    with pytest.raises(RuntimeError, match="already made"):
+        h.__init__(np.array([7.0, 7.0, 7.0]))
+    assert tg.compute_gradients(y, [x]) == [4.0]
+    y.backward()
+    assert x.grad.data == 4.0

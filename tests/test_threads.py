@@ -255,3 +255,23 @@ def test_threads_share_arrays_intermediates_and_a_leaf():
         w.grad = None
         total -= counts[k] * one
     np.testing.assert_allclose(total, 0.0, atol=1e-8 * max(counts.values()))
+
+
+def test_a_label_copied_from_another_threads_tensor_names_the_new_tensor():
+    """Note [Foreign labels]: t = Tensor(v, label=x.label) with x another thread's tensor
+    keeps the text only; a record naming t's label resolves to t, not to x."""
+    x = tg.Tensor(2.0)  # this thread's tensor_0
+    got = {}
+
+    def thread_b():
+        tg.Tensor(0.0)  # B's own tensor_0
+        t = tg.Tensor(3.0, label=x.label)  # x.label, read here, remembers x
+        assert type(t.label) is str
+        out = tg.Tensor(t.data * 2.0, "out")
+        tg.operation_history.append(tg.OperationRecord([t.label], ["out"], lambda g: [2.0 * g]))
+        got["grads"] = tg.compute_gradients(out, [t, x])
+
+    worker = _Worker()
+    worker.run(thread_b)
+    worker.finish()
+    assert got["grads"] == [2.0, 0.0]
