@@ -142,7 +142,8 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
             Py_DECREF(kept);
         }
     }
-    r.params = immutable_params(params);  // Note [Immutable values]
+    // Note [Immutable values]: arrays among the parameters are kept as copies.
+    r.params = array_op_array_params(code) ? immutable_params(params) : Py_NewRef(params);
     if (!r.params) {
         Py_DECREF(array);
         return nullptr;

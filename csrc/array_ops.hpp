@@ -13,8 +13,10 @@
 // one place (sum_to_like).
 //
 // As elementwise ops declare what their backward reads (Note [Saved values]),
-// an array op whose backward reads its output says `reads_out = true`. The
-// tape keeps only the layout of every other op's output, so that a product
+// an array op whose backward reads its output says `reads_out = true` (and
+// one whose parameters may hold arrays its backward reads says `array_params =
+// true`, Note [Immutable values] in arrays.hpp). The tape keeps only the
+// layout of every other op's output, so that a product
 // nobody reads is a temporary the next op may write into (Note
 // [Temporaries]): in tanh(h @ w + b) the sum and the tanh reuse the product's
 // array. Their backward is handed None for `out`: one that reads it without
@@ -237,6 +239,7 @@ struct BroadcastTo {
 
 struct GetItem {
     static constexpr const char* name = "getitem";  // params: (index, advanced)
+    static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.getitem(x[0], p[0], p[1].cast<bool>());
     }
@@ -252,6 +255,7 @@ struct GetItem {
 // (and differentiate it: its backward is getitem again).
 struct ScatterAdd {
     static constexpr const char* name = "scatter_add";  // params: (shape, index, advanced)
+    static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.scatter_add(p[0], p[1], p[2].cast<bool>(), x[0]);
     }
@@ -276,6 +280,7 @@ struct Concatenate {
 
 struct Where {
     static constexpr const char* name = "where";  // params: (condition,) a constant
+    static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.where(p[0], x[0], x[1]);
     }
@@ -290,6 +295,7 @@ struct Where {
 
 struct Clip {
     static constexpr const char* name = "clip";  // params: (lo, hi), numbers, arrays or None
+    static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.clip(x[0], p[0], p[1]);
     }
@@ -343,6 +349,19 @@ inline bool array_op_reads_out(uint8_t code) {
     bool reads = false;
     visit_array_op(code, [&](auto tag) { reads = ReadsOut<typename decltype(tag)::type>::value; });
     return reads;
+}
+
+// Whether op Op's parameters may hold arrays its backward reads (index arrays,
+// masks, bounds): those the tape keeps as copies (Note [Immutable values]).
+template <class Op, class = void>
+struct ArrayParams : std::false_type {};
+template <class Op>
+struct ArrayParams<Op, std::void_t<decltype(Op::array_params)>> : std::bool_constant<Op::array_params> {};
+
+inline bool array_op_array_params(uint8_t code) {
+    bool arrays = false;
+    visit_array_op(code, [&](auto tag) { arrays = ArrayParams<typename decltype(tag)::type>::value; });
+    return arrays;
 }
 
 // The name of any row's op: elementwise, array, or a kind of row.

@@ -756,10 +756,26 @@ PyObject* immutable_value(PyObject* a) {
     return own;
 }
 
+namespace {
+// Whether an array op's parameters hold an ndarray anywhere (most hold none:
+// axes, shapes, flags). Ints, floats, None and slices are ruled out first, by
+// their type's flags, before the slower ndarray subclass check.
+bool holds_array(PyObject* params) {
+    if (PyTuple_Check(params) || PyList_Check(params)) {
+        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(params); ++k)
+            if (holds_array(PySequence_Fast_GET_ITEM(params, k))) return true;
+        return false;
+    }
+    if (params == Py_None || PyLong_Check(params) || PyFloat_Check(params) || PySlice_Check(params))
+        return false;
+    return PyArray_Check(params);
+}
+}  // namespace
+
 PyObject* immutable_params(PyObject* params) {
     if (PyArray_Check(params)) return immutable_value(params);
     const bool tuple = PyTuple_Check(params);
-    if (!tuple && !PyList_Check(params)) return Py_NewRef(params);
+    if ((!tuple && !PyList_Check(params)) || !holds_array(params)) return Py_NewRef(params);
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(params);
     PyObject* out = tuple ? PyTuple_New(n) : PyList_New(n);
     bool changed = false;
