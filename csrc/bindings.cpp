@@ -105,6 +105,7 @@ PYBIND11_MODULE(_core, m) {
         bool& enabled = tape().anomaly_mode();
         const bool previous = enabled;
         enabled = mode;
+        Tape::anomaly_ever = Tape::anomaly_ever || mode;
         return previous;
     });
     py::class_<OwnTape>(m, "OwnTape", "The tape of a tapegrad.Tape context.")

@@ -309,10 +309,18 @@ struct OpTag {
     using type = Op;
 };
 
+// Forced inline where GCC's budget for a file would not: the hot loops (the
+// scalar sweep, an op's forward) are one switch with each op's formula in it.
+#if defined(__GNUC__)
+#define TAPEGRAD_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define TAPEGRAD_ALWAYS_INLINE inline
+#endif
+
 // Calls f(OpTag<Op>{}) for the op with this code; returns false for a code
 // that names no op (leaf, custom, stale or out of range).
 template <class F>
-bool visit_op(uint8_t code, F&& f) {
+TAPEGRAD_ALWAYS_INLINE bool visit_op(uint8_t code, F&& f) {
     switch (code) {
 #define TAPEGRAD_CASE(code, cls) \
     case OP_##code:              \

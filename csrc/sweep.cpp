@@ -361,55 +361,76 @@ public:
             lowest = std::min<int64_t>(lowest, s.node);
         }
         if (lowest == static_cast<int64_t>(t.op.size())) lowest = 0;
+        // The loop is compiled twice, so that its common form (every row
+        // needed, no anomaly checks) carries no test for either.
+        if (!needed && !check_anomalies) return sweep_rows<false>(sources, every_leaf, nullptr, lowest);
+        return sweep_rows<true>(sources, every_leaf, needed, lowest);
+    }
+
+    template <bool CHECKS>
+    bool sweep_rows(const std::vector<Source>& sources, bool every_leaf,
+                    const std::vector<uint8_t>* needed, int64_t lowest) {
         // Columns as raw pointers: a store to the uint8_t `reached` may alias
         // anything, so through the vectors every column pointer would be
         // reloaded per row. Rows that can run Python (which may record, and so
-        // move the columns) reload them.
+        // move the columns) reload them. The loop body is kept small: a plain
+        // scalar op (the op's backward inlined, one switch) or a call.
         Columns c(t, grad, reached);
         for (int64_t i = static_cast<int64_t>(t.op.size()) - 1; i >= lowest; --i) {
             const uint32_t row = static_cast<uint32_t>(i);
             const uint8_t code = c.op[row];
-            if (needed && !(*needed)[row]) {  // leads to no source: not swept, not freed
-                c.reached[row] &= static_cast<uint8_t>(~REACHED);
-                continue;
+            if constexpr (CHECKS) {
+                if (needed && !(*needed)[row]) {  // leads to no source: not swept, not freed
+                    c.reached[row] &= static_cast<uint8_t>(~REACHED);
+                    continue;
+                }
             }
             if (code == OP_CUSTOM) {
-                if ((c.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(t, row);
-                const bool ran = outputs_reached(row);
-                if (!user_record(row)) return false;
+                if (!custom_row(row)) return false;
                 c = Columns(t, grad, reached);
-                if (ran && check_anomalies && !check_row(row)) return false;
                 continue;
             }
             if (!(c.reached[row] & REACHED)) continue;
-            if ((c.flags[row] & F_HOOKED) || ((code == OP_LEAF || code == OP_STALE) && t.hooked(row))) {
-                // its gradient is complete: every consumer is above
-                if (!run_hooks(row)) return false;
+            const uint8_t f = c.flags[row];
+            if (code <= OP_STALE || (f & (F_ARRAY | F_HOOKED | F_FREED))) {
+                const Next next = special_row(row, code, f, sources, every_leaf);
                 c = Columns(t, grad, reached);
+                if (next == Next::FAILED) return false;
+                if (next == Next::DONE) continue;
             }
-            if (code == OP_LEAF) continue;
-            if (code == OP_VERSION) {  // a newer value: its gradient is the older one's too
-                if (!pass_version(row)) return false;
-                c = Columns(t, grad, reached);
-                continue;
-            }
-            if (c.flags[row] & F_FREED) return freed_error(t, row);
-            if (code == OP_STALE) {
-                if (!check_stale(t, row, sources, every_leaf)) return false;
-                continue;
-            }
-            if (is_array_op(code)) {
-                if (!array_op_row(row)) return false;
-                c = Columns(t, grad, reached);
-            } else if (c.flags[row] & F_ARRAY) {
-                if (!array_row(row)) return false;
-                c = Columns(t, grad, reached);
-            } else {
-                scalar_row(c, row, code);
-            }
-            if (check_anomalies && !check_row(row)) return false;
+            scalar_row(c, row, code);
+            if (CHECKS && check_anomalies && !check_row(row)) return false;
         }
         return true;
+    }
+
+    enum class Next { DONE, SCALAR, FAILED };
+
+    // A user record's row (Function or seed-style): its backward, if any of its outputs was reached.
+    bool custom_row(uint32_t row) {
+        if ((t.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(t, row);
+        const bool ran = outputs_reached(row);
+        if (!user_record(row)) return false;
+        return !(ran && check_anomalies) || check_row(row);
+    }
+
+    // Every reached row but a plain scalar op: hooks, leaves, versions, freed and
+    // stale rows, array rows. SCALAR: a hooked scalar op, whose backward is left
+    // to the loop.
+    Next special_row(uint32_t row, uint8_t code, uint8_t f, const std::vector<Source>& sources,
+                     bool every_leaf) {
+        if ((f & F_HOOKED) || ((code == OP_LEAF || code == OP_STALE) && t.hooked(row))) {
+            // its gradient is complete: every consumer is above
+            if (!run_hooks(row)) return Next::FAILED;
+        }
+        if (code == OP_LEAF) return Next::DONE;
+        if (code == OP_VERSION)  // a newer value: its gradient is the older one's too
+            return pass_version(row) ? Next::DONE : Next::FAILED;
+        if (f & F_FREED) return freed_error(t, row) ? Next::DONE : Next::FAILED;
+        if (code == OP_STALE) return check_stale(t, row, sources, every_leaf) ? Next::DONE : Next::FAILED;
+        if (!(f & F_ARRAY)) return Next::SCALAR;
+        const bool ok = is_array_op(code) ? array_op_row(row) : array_row(row);
+        return ok && (!check_anomalies || check_row(row)) ? Next::DONE : Next::FAILED;
     }
 
     // The gradient that reached a source: a float or an ndarray of its shape.
@@ -668,7 +689,7 @@ private:
 
     // The hot loop's body: the op's backward is inlined per op by visit_op, so
     // each case is straight-line code (a shared helper here costs 2x).
-    static void scalar_row(const Columns& c, uint32_t row, uint8_t code) {
+    TAPEGRAD_ALWAYS_INLINE static void scalar_row(const Columns& c, uint32_t row, uint8_t code) {
         const uint8_t f = c.flags[row];
         const uint32_t ia = c.in0[row], ib = c.in1[row];
         const double a = (f & F_A_NUMBER) ? c.consts[ia] : c.val[ia].number;

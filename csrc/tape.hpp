@@ -104,8 +104,11 @@ public:
     bool grad_enabled = true;
     bool& grad_mode() { return pushed_on ? pushed_on->grad_enabled : grad_enabled; }
     // detect_anomaly(), per thread as grad mode is (Note [Anomaly mode]).
+    // anomaly_ever: whether any thread ever turned it on (a cheaper first test
+    // for every op recorded).
     bool detect_anomaly = false;
     bool& anomaly_mode() { return pushed_on ? pushed_on->detect_anomaly : detect_anomaly; }
+    static inline bool anomaly_ever = false;
 
     std::vector<uint8_t> op, flags;
     std::vector<uint32_t> in0, in1;
@@ -293,7 +296,7 @@ public:
         const uint32_t row = static_cast<uint32_t>(op.size() - 1);
         if (code > OP_STALE || code == OP_CUSTOM) {
             ++n_ops;
-            if (anomaly_mode()) note_origin(row);
+            if (anomaly_ever && anomaly_mode()) note_origin(row);
         }
         return row;
     }

@@ -123,7 +123,9 @@ TensorObject* allocate_untracked() {
         PyErr_NoMemory();
         return nullptr;
     }
-    std::memset(memory, 0, gc_header);
+    // The header as CPython's allocator leaves it (both words zero: untracked).
+    reinterpret_cast<uintptr_t*>(memory)[0] = 0;
+    reinterpret_cast<uintptr_t*>(memory)[1] = 0;
     auto* t = reinterpret_cast<TensorObject*>(memory + gc_header);
     PyObject_Init(reinterpret_cast<PyObject*>(t), tensor_class);  // takes a reference to the type
     return t;
@@ -708,8 +710,7 @@ uint32_t enter(Tape& tape, TensorObject* t, bool numbered_here) {
 
 }  // namespace
 
-uint32_t node_on(Tape& tape, TensorObject* t) {
-    if (t->epoch == tape.epoch && !(t->flags & T_UPDATED)) return t->node;
+uint32_t node_on_slow(Tape& tape, TensorObject* t) {
     const uint32_t known = find_node(tape, t);
     if (known != UINT32_MAX) {
         // Bound here (rebound by find_node after a compaction), or a foreign row.

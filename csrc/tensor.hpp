@@ -88,8 +88,14 @@ PyObject* register_hook(PyObject* tensor, PyObject* fn);
 bool add_unary_functions(PyObject* module);
 
 // The node of a tensor on `tape`, entering it as a leaf (or a stale tensor)
-// if it is not on this tape yet. UINT32_MAX with an error set on failure.
-uint32_t node_on(Tape& tape, TensorObject* t);
+// if it is not on this tape yet, or a version row if its value changed (Note
+// [Versions]). UINT32_MAX with an error set on failure. Inline: every operand
+// of every op asks, and nearly always the tensor is bound here already.
+uint32_t node_on_slow(Tape& tape, TensorObject* t);
+inline uint32_t node_on(Tape& tape, TensorObject* t) {
+    if (t->epoch == tape.epoch && !(t->flags & T_UPDATED)) return t->node;
+    return node_on_slow(tape, t);
+}
 
 // A new Tensor (of the registered class) with this value: `array` (stolen) or,
 // when it is null, the float `number`; on `node` of the tape, or a constant
