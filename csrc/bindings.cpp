@@ -121,13 +121,6 @@ PYBIND11_MODULE(_core, m) {
             t.tape->clear();
         })
         .def("rows", [](OwnTape& t) { return t.tape->op.size(); });
-    m.def("update_in_place", [](py::object tensor, int code, py::object other) {
-        if (!is_tensor(tensor.ptr())) throw py::type_error("update_in_place: expected a Tensor");
-        if (code != OP_ADD && code != OP_SUB && code != OP_MUL && code != OP_DIV)
-            throw py::value_error("update_in_place: the op must be add, sub, mul or div");
-        if (!update_in_place(tensor.ptr(), static_cast<uint8_t>(code), other.ptr()))
-            throw py::error_already_set();
-    });
     m.def("register_hook", [](py::object tensor, py::object fn) {
         return checked(register_hook(tensor.ptr(), fn.ptr()));
     });

@@ -967,6 +967,52 @@ PyObject* power_slot(PyObject* a, PyObject* b, PyObject* modulo) {
 
 PyObject* positive_slot(PyObject* a) { return Py_NewRef(a); }
 
+// Note [In-place operators]
+// `t += x` (and -=, *=, /=), as PyTorch users write them. Inside no_grad(),
+// where optimizer steps belong, the value is replaced, keeping its shape and
+// dtype (Note [Versions]: graphs recorded earlier keep the value they saw).
+// With grad mode on they record: `t += x` is `t = t + x`, a new tensor bound
+// to the name (so `total += w * w` on a constant total keeps w's gradient),
+// except on a leaf that requires grad, where PyTorch raises too. Native slots:
+// an optimizer's update loop pays no Python per parameter.
+template <uint8_t CODE>
+PyObject* inplace_slot(PyObject* self, PyObject* other) {
+    static const char* symbol = CODE == OP_ADD ? "+=" : CODE == OP_SUB ? "-=" : CODE == OP_MUL ? "*=" : "/=";
+    auto* t = reinterpret_cast<TensorObject*>(self);
+    Tape* tape = current_tape();
+    if (!tape) return nullptr;
+    if (tape->grad_mode()) {
+        if ((t->flags & T_LEAF) && (t->flags & T_REQUIRES_GRAD)) {
+            PyObject* label = get_label(self, nullptr);
+            PyErr_Format(PyExc_RuntimeError,
+                         "'%S' is a leaf that requires grad, so '%s' on it would change a value the "
+                         "recorded graph depends on. Put the update inside `with "
+                         "tapegrad.no_grad():` (as an optimizer step in PyTorch), or write `t = t %c "
+                         "x` to record a new tensor.",
+                         label ? label : Py_None, symbol, symbol[0]);
+            Py_XDECREF(label);
+            return nullptr;
+        }
+        return apply(CODE, self, other);
+    }
+    if (!update_in_place(self, CODE, other)) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {  // numpy's message, with the update named
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyErr_NormalizeException(&type, &value, &traceback);
+            PyObject* label = get_label(self, nullptr);
+            PyErr_Format(PyExc_ValueError, "'%S' %s x: %S", label ? label : Py_None, symbol,
+                         value ? value : Py_None);
+            Py_XDECREF(label);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+        }
+        return nullptr;
+    }
+    return Py_NewRef(self);
+}
+
 bool init_tensor_type(PyObject* module) {
     static PyMethodDef methods[] = {
         {"__array_ufunc__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(tensor_array_ufunc)),
@@ -980,6 +1026,10 @@ bool init_tensor_type(PyObject* module) {
         {Py_nb_power, reinterpret_cast<void*>(power_slot)},
         {Py_nb_negative, reinterpret_cast<void*>(unary_slot<OP_NEG>)},
         {Py_nb_absolute, reinterpret_cast<void*>(unary_slot<OP_ABS>)},
+        {Py_nb_inplace_add, reinterpret_cast<void*>(inplace_slot<OP_ADD>)},
+        {Py_nb_inplace_subtract, reinterpret_cast<void*>(inplace_slot<OP_SUB>)},
+        {Py_nb_inplace_multiply, reinterpret_cast<void*>(inplace_slot<OP_MUL>)},
+        {Py_nb_inplace_true_divide, reinterpret_cast<void*>(inplace_slot<OP_DIV>)},
         {Py_nb_positive, reinterpret_cast<void*>(positive_slot)},
         {Py_nb_matrix_multiply, reinterpret_cast<void*>(apply_matmul)},  // `ndarray @ t`: Note [numpy dispatch]
         {Py_tp_methods, methods},

@@ -122,9 +122,9 @@ bool same_layout_as(const Tape& tape, uint32_t node, const TensorObject* t);
 // the float `number` when it is null) for the tensor (Note [Versions]).
 void set_value(TensorObject* t, double number, PyObject* array);
 
-// In-place `t op= other` (op: add, sub, mul or div) under no_grad or on a
-// tensor that needs no gradient: a new value of t's shape and dtype, written
-// into t's own array when nothing else holds it. False with an error set.
+// In-place `t op= other` (op: add, sub, mul or div) under no_grad (Note
+// [In-place operators]): a new value of t's shape and dtype, written into t's
+// own array when nothing else holds it. False with an error set.
 bool update_in_place(PyObject* tensor, uint8_t code, PyObject* other);
 
 // Note [Saved tensors]

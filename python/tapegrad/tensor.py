@@ -109,41 +109,10 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
         """
         return RemovableHandle(_core.register_hook(self, hook), hook)
 
-    # In-place operators (Note [Versions], csrc/tensor.hpp). Inside no_grad(),
-    # where optimizer steps belong, they replace the value, keeping its shape and
-    # dtype; graphs recorded earlier keep the value they saw, and a gradient asked
-    # for the tensor through them is still its own. Outside no_grad() they record:
-    # `t += x` is `t = t + x`, a new tensor bound to the name (so `total += w * w`
-    # on a constant total keeps w's gradient), except on a leaf that requires
-    # grad, where PyTorch raises too.
-    def __iadd__(self, other: Any) -> Tensor:
-        return self._update("+=", "add", other)
-
-    def __isub__(self, other: Any) -> Tensor:
-        return self._update("-=", "sub", other)
-
-    def __imul__(self, other: Any) -> Tensor:
-        return self._update("*=", "mul", other)
-
-    def __itruediv__(self, other: Any) -> Tensor:
-        return self._update("/=", "div", other)
-
-    def _update(self, symbol: str, op: str, other: Any) -> Tensor:
-        code = _core.OP_CODES[op]
-        if _core.is_grad_enabled():
-            if self.requires_grad and self.is_leaf:
-                raise RuntimeError(
-                    f"'{self.label}' is a leaf that requires grad, so '{symbol}' on it would "
-                    "change a value the recorded graph depends on. Put the update inside `with "
-                    "tapegrad.no_grad():` (as an optimizer step in PyTorch), or write "
-                    f"`t = t {symbol[0]} x` to record a new tensor."
-                )
-            return _core.apply_binary(code, self, other)
-        try:
-            _core.update_in_place(self, code, other)
-        except ValueError as e:
-            raise ValueError(f"'{self.label}' {symbol} x: {e}") from None
-        return self
+    # In-place operators (+= -= *= /=) are TensorBase's number slots too (Note
+    # [In-place operators], csrc/tensor.cpp): inside no_grad() they replace the
+    # value (graphs recorded earlier keep theirs); with grad mode on, `t += x` is
+    # `t = t + x`, except on a leaf that requires grad, where they raise.
 
     # Comparisons look at values only: plain bools or boolean arrays, nothing recorded.
     def __lt__(self, other: Any) -> Any:
