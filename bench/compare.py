@@ -284,7 +284,13 @@ def mlp_init(dtype):
 
 
 def tapegrad_mlp_loss(params, x, y):
-    """Mean softmax cross-entropy of the MLP on one batch (y one-hot), recorded."""
+    """Mean softmax cross-entropy of the MLP on one batch (y one-hot), recorded.
+
+    The batch is shared with tapegrad (as_tensor), as PyTorch's from_numpy shares
+    it: a raw ndarray that a backward reads is copied into the tape, so that
+    writing into it later cannot change a gradient.
+    """
+    x, y = tapegrad.as_tensor(x), tapegrad.as_tensor(y)
     h = x
     for i in (0, 2):
         h = tapegrad.tanh(h @ params[i] + params[i + 1])

@@ -42,6 +42,20 @@ bool freed_error(const Tape& t, uint32_t row) {
     return false;
 }
 
+bool constant_source_error(const char* what, Py_ssize_t k, TensorObject* t) {
+    if (t->flags & T_REQUIRES_GRAD) return true;
+    // Ops whose operands are all constants record nothing, so the gradient
+    // through them would be missing: a partial answer. PyTorch refuses too.
+    PyObject* label = label_text(t);
+    PyErr_Format(PyExc_RuntimeError,
+                 "%s: source %zd ('%S') does not require grad (it was made with "
+                 "requires_grad=False, or by ops on such tensors), so the ops that used it are not "
+                 "all recorded and its gradient cannot be had; make it with requires_grad=True",
+                 what, k, label ? label : Py_None);
+    Py_XDECREF(label);
+    return false;
+}
+
 PyObject* value_layout(const Tape& tape, uint32_t node, TensorObject* t) {
     if (node == UINT32_MAX) return t->array;
     return tape.is_array(node) ? tape.array_of(node) : nullptr;
@@ -800,7 +814,7 @@ private:
         const uint8_t f = t.flags[row];
         const uint32_t ia = t.in0[row], ib = t.in1[row];
         const bool binary = op_arity(t.op[row]) == 2;
-        const bool want_a = !(f & F_A_CONST), want_b = binary && !(f & F_B_CONST);
+        const bool want_a = !(f & F_A_CONST) && wants(ia), want_b = binary && !(f & F_B_CONST) && wants(ib);
         PyObject* out = t.array_of(row);
         PyObject*& g = array_grad[t.val[row].index];
         const int passes = g && (is_owned_buffer(g, out) || is_uniform(g)) ? op_passes(t.op[row]) : 0;
@@ -874,7 +888,7 @@ private:
         // An array op's backward gets a gradient it can hand to BLAS as it is.
         if (!own(g, t.array_of(row))) return false;
         std::vector<PyObject*> grads;
-        const bool ok = array_op_backward(t, row, g, grads);
+        const bool ok = array_op_backward(t, row, g, grads, wants_gradient, this);
         if (!(reached[row] & KEEP)) spend(g);
         if (!ok) return false;
         const std::vector<int64_t> inputs = t.array_records[t.in0[row]].inputs;
@@ -885,6 +899,16 @@ private:
             else Py_DECREF(grads[k]);
         }
         return added;
+    }
+
+    // Whether a node's gradient is of any use: not for a constant Tensor (a
+    // leaf that does not require grad: no holder), unless it was asked for.
+    bool wants(uint32_t node) const {
+        return t.op[node] != OP_LEAF || t.in0[node] != UINT32_MAX || (t.flags[node] & F_CUSTOM_OUTPUT) ||
+               (reached[node] & KEEP);
+    }
+    static bool wants_gradient(const void* sweep, uint32_t node) {
+        return static_cast<const Sweep*>(sweep)->wants(node);
     }
 
     // Points the sink at the node's own gradient buffer when the node has the
@@ -1091,6 +1115,10 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
             PyErr_Format(PyExc_TypeError,
                          "compute_gradients: sources[%zd] is %.100s; every source must be a Tensor",
                          k, Py_TYPE(items[k])->tp_name);
+            Py_DECREF(seq);
+            return nullptr;
+        }
+        if (!constant_source_error("compute_gradients", k, reinterpret_cast<TensorObject*>(items[k]))) {
             Py_DECREF(seq);
             return nullptr;
         }
@@ -1344,6 +1372,8 @@ PyObject* grad(PyObject* outputs_obj, PyObject* inputs_obj, PyObject* grad_outpu
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "grad: inputs is empty");
         return nullptr;
     }
+    for (size_t k = 0; k < inputs.size(); ++k)
+        if (!constant_source_error("grad", static_cast<Py_ssize_t>(k), inputs[k])) return nullptr;
     std::vector<PyObject*> seeds_given(outputs.size(), Py_None);
     PyObject* seeds_seq = nullptr;
     if (grad_outputs != Py_None) {

@@ -34,6 +34,10 @@ struct Source {
     uint32_t node;
 };
 
+// Sets the error for a source (the k-th of `what`'s) that does not require
+// grad, and returns false; true for one that does.
+bool constant_source_error(const char* what, Py_ssize_t k, TensorObject* t);
+
 // The layout of a tensor's value on `node` (UINT32_MAX: its own value): an
 // ndarray, or nullptr for a number (borrowed).
 PyObject* value_layout(const Tape& tape, uint32_t node, TensorObject* t);

@@ -379,3 +379,21 @@ def test_one_array_as_both_operands(op, earlier, dtype, rng):
     assert gx.dtype == dtype
     tol = 1e-13 if dtype == np.float64 else 2e-6
     np.testing.assert_allclose(gx, want, rtol=tol, atol=tol)
+
+
+def test_a_constant_tensor_operand_gets_no_gradient(rng):
+    """A Tensor that does not require grad (tg.tensor, as_tensor) is a constant: the
+    sweep computes no gradient for it (a matmul's dX, a kernel's sink), and asking for
+    one is refused: c[:, :3] below records nothing, so it would be partial."""
+    x, w0 = rng.uniform(-1, 1, size=(6, 4)), rng.uniform(-1, 1, size=(4, 3))
+    c, w = tg.as_tensor(x), tg.Tensor(w0)
+    y = tg.sum(tg.tanh(c @ w) * c[:, :3])
+    t = 1 - np.tanh(x @ w0) ** 2
+    (gw,) = tg.compute_gradients(y, [w])
+    np.testing.assert_allclose(gw, x.T @ (t * x[:, :3]), rtol=1e-12)
+    (gw2,) = tg.grad(y, w)
+    np.testing.assert_allclose(gw2.data, gw, rtol=1e-12)
+    with pytest.raises(RuntimeError, match=r"source 1 .* does not require grad"):
+        tg.compute_gradients(y, [w, c])
+    with pytest.raises(RuntimeError, match=r"grad: source 0 .* does not require grad"):
+        tg.grad(y, c)

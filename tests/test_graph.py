@@ -137,7 +137,11 @@ def test_detach_cuts_history_and_constants_record_nothing():
     assert not d.requires_grad
     assert len(tapegrad.operation_history) == before
     y = x * c
-    assert tapegrad.compute_gradients(y, [x, c]) == [9.0, 3.0]
+    assert tapegrad.compute_gradients(y, [x]) == [9.0]
+    # A constant's gradient would miss every path through ops that recorded nothing
+    # (d above): it is refused, as torch.autograd.grad refuses it.
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tapegrad.compute_gradients(y, [x, c])
 
 
 def test_detach_resolves_a_cleared_history():
