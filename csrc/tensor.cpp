@@ -565,11 +565,10 @@ PyObject* get_label(PyObject* self, void*) {
     // Note [Foreign labels]: read on another thread (or outside the Tape that
     // numbered it), the label remembers its tensor.
     Tape* home = t->epoch && foreign_label_class ? tape_of_epoch(t->epoch) : nullptr;
-    Tape* here = home ? current_tape() : nullptr;
-    if (!text || !home || home == here) {
-        if (!here) PyErr_Clear();
-        return text;
-    }
+    if (!text || !home) return text;
+    Tape* here = current_tape();
+    if (!here) PyErr_Clear();  // no tape to compare with: the plain text
+    if (!here || home == here) return text;
     PyObject* label = PyObject_CallOneArg(foreign_label_class, text);
     Py_DECREF(text);
     if (label && PyObject_SetAttrString(label, "tensor", self) < 0) Py_CLEAR(label);

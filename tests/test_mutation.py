@@ -14,6 +14,8 @@ import pytest
 
 import tapegrad as tg
 
+from functions import Cube
+
 BIG = 100_000  # 800 KB of float64: pooled, and large enough for temporaries
 
 
@@ -115,17 +117,6 @@ def test_create_graph_backward_after_an_update_differentiates_the_old_value():
 
 
 def test_a_function_sees_the_saved_value_not_an_updated_one():
-    class Cube(tg.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x.data ** 3
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return 3 * x * x * g
-
     for old in (2.0, np.array([2.0, -1.0])):
         w = tg.Tensor(old)
         y = Cube.apply(w)
