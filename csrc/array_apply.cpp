@@ -187,8 +187,7 @@ PyObject* array_op_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return apply_array_op(code, args[1], args[2]);
 }
 
-bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads,
-                       bool (*wanted)(const void*, uint32_t), const void* context) {
+bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads) {
     // Copied: the backward may run Python that records, moving array_records.
     const ArrayRecord r = tape.array_records[tape.in0[row]];
     const uint8_t code = tape.op[row];
@@ -206,8 +205,7 @@ bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObje
         py::tuple p = py::reinterpret_borrow<py::tuple>(r.params);
         for (py::object& v : gx) v = py::none();
         Needs need;
-        for (int64_t in : r.inputs)
-            need.push_back(in >= 0 && (!wanted || wanted(context, static_cast<uint32_t>(in))));
+        for (int64_t in : r.inputs) need.push_back(in >= 0 && tape.wants_gradient(static_cast<uint32_t>(in)));
         PoolScope use_pool(tape.pool);
         visit_array_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;

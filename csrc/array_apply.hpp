@@ -23,10 +23,8 @@ PyObject* apply_matmul(PyObject* a, PyObject* b);
 PyObject* array_op_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
 // The backward of array-op row `row` for output gradient g: sets grads to one
-// new reference (or nullptr: no gradient) per input. `wanted` (may be null:
-// every Tensor input) says which input nodes want a gradient. False with an
-// error set.
-bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads,
-                       bool (*wanted)(const void*, uint32_t) = nullptr, const void* context = nullptr);
+// new reference (or nullptr: no gradient, a constant's) per input. False with
+// an error set.
+bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads);
 
 }  // namespace tapegrad

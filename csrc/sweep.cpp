@@ -814,7 +814,8 @@ private:
         const uint8_t f = t.flags[row];
         const uint32_t ia = t.in0[row], ib = t.in1[row];
         const bool binary = op_arity(t.op[row]) == 2;
-        const bool want_a = !(f & F_A_CONST) && wants(ia), want_b = binary && !(f & F_B_CONST) && wants(ib);
+        const bool want_a = !(f & F_A_CONST) && t.wants_gradient(ia);
+        const bool want_b = binary && !(f & F_B_CONST) && t.wants_gradient(ib);
         PyObject* out = t.array_of(row);
         PyObject*& g = array_grad[t.val[row].index];
         const int passes = g && (is_owned_buffer(g, out) || is_uniform(g)) ? op_passes(t.op[row]) : 0;
@@ -888,7 +889,7 @@ private:
         // An array op's backward gets a gradient it can hand to BLAS as it is.
         if (!own(g, t.array_of(row))) return false;
         std::vector<PyObject*> grads;
-        const bool ok = array_op_backward(t, row, g, grads, wants_gradient, this);
+        const bool ok = array_op_backward(t, row, g, grads);
         if (!(reached[row] & KEEP)) spend(g);
         if (!ok) return false;
         const std::vector<int64_t> inputs = t.array_records[t.in0[row]].inputs;
@@ -899,16 +900,6 @@ private:
             else Py_DECREF(grads[k]);
         }
         return added;
-    }
-
-    // Whether a node's gradient is of any use: not for a constant Tensor (a
-    // leaf that does not require grad: no holder), unless it was asked for.
-    bool wants(uint32_t node) const {
-        return t.op[node] != OP_LEAF || t.in0[node] != UINT32_MAX || (t.flags[node] & F_CUSTOM_OUTPUT) ||
-               (reached[node] & KEEP);
-    }
-    static bool wants_gradient(const void* sweep, uint32_t node) {
-        return static_cast<const Sweep*>(sweep)->wants(node);
     }
 
     // Points the sink at the node's own gradient buffer when the node has the

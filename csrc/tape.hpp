@@ -343,6 +343,11 @@ public:
     const std::vector<uint32_t>& operation_rows();
 
     bool is_array(uint32_t node) const { return flags[node] & F_ARRAY; }
+    // Whether a node's gradient is of any use: not a constant Tensor's (a leaf
+    // that does not require grad has no holder), which may not be a source.
+    bool wants_gradient(uint32_t node) const {
+        return op[node] != OP_LEAF || in0[node] != UINT32_MAX || (flags[node] & F_CUSTOM_OUTPUT);
+    }
     PyObject* array_of(uint32_t node) const { return arrays[val[node].index]; }
     // An operand of a row as numpy sees it (a new reference): a constant
     // (number or ndarray, as the row's flags say) or a node's value.
