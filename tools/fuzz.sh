@@ -23,4 +23,4 @@ while [ "$(date +%s)" -lt "$end" ]; do
     rounds=$(( rounds + 1 ))
 done
 TAPEGRAD_STRESS_SECONDS=60 python -m pytest -q -p no:cacheprovider tests/test_threads.py
-echo "fuzz: $rounds rounds of 2 x 2,000 random programs, no disagreement"
+echo "fuzz: $rounds rounds of 2,000 random programs per test of tests/test_fuzz.py, no disagreement"
