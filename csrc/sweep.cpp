@@ -433,7 +433,7 @@ public:
     // to the loop.
     Next special_row(uint32_t row, uint8_t code, uint8_t f, const std::vector<Source>& sources,
                      bool every_leaf) {
-        if ((f & F_HOOKED) || ((code == OP_LEAF || code == OP_STALE) && t.hooked(row))) {
+        if (t.hooked(row)) {
             // its gradient is complete: every consumer is above
             if (!run_hooks(row)) return Next::FAILED;
         }
