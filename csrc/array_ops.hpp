@@ -40,6 +40,10 @@ namespace tapegrad {
 
 struct Sum {
     static constexpr const char* name = "sum";  // params: (axis, keepdims)
+    static constexpr const char* numpy = "numpy.sum";
+    static constexpr const char* method = "sum";
+    static constexpr const char* doc = "Sum over axis (an int, a tuple, or None for every axis), as numpy.sum.";
+    static constexpr int arity = 1;
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.sum(x[0], p[0], p[1]);
     }
@@ -54,6 +58,11 @@ struct Sum {
 template <bool IS_MAX>
 struct Extreme {
     static constexpr const char* name = IS_MAX ? "max" : "min";  // params: (axis, keepdims)
+    static constexpr const char* numpy = IS_MAX ? "numpy.max numpy.amax" : "numpy.min numpy.amin";
+    static constexpr const char* method = IS_MAX ? "max" : "min";
+    static constexpr const char* doc = IS_MAX ? "Maximum over axis; tied elements share the gradient evenly."
+                                              : "Minimum over axis; tied elements share the gradient evenly.";
+    static constexpr int arity = 1;
     static constexpr bool reads_out = true;  // its backward reads its output
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return IS_MAX ? b.max(x[0], p[0], p[1]) : b.min(x[0], p[0], p[1]);
@@ -71,6 +80,10 @@ using Min = Extreme<false>;
 
 struct Prod {
     static constexpr const char* name = "prod";  // params: (axis, keepdims)
+    static constexpr const char* numpy = "numpy.prod";
+    static constexpr const char* method = "prod";
+    static constexpr const char* doc = "Product over axis; its gradient is exact where elements are zero.";
+    static constexpr int arity = 1;
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.prod(x[0], p[0], p[1]);
     }
@@ -84,6 +97,10 @@ struct Prod {
 
 struct Var {
     static constexpr const char* name = "var";  // params: (axis, keepdims, ddof)
+    static constexpr const char* numpy = "numpy.var";
+    static constexpr const char* method = "var";
+    static constexpr const char* doc = "Variance over axis with ddof (0 by default, as numpy).";
+    static constexpr int arity = 1;
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.var(x[0], p[0], p[1], p[2]);
     }
@@ -98,6 +115,10 @@ struct Var {
 
 struct LogSumExp {
     static constexpr const char* name = "logsumexp";  // params: (axis, keepdims)
+    static constexpr const char* numpy = nullptr;
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "log(sum(exp(x))) over axis, computed without overflow.";
+    static constexpr int arity = 1;
     static constexpr bool reads_out = true;  // its backward reads its output
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.logsumexp(x[0], p[0], p[1]);
@@ -112,6 +133,10 @@ struct LogSumExp {
 
 struct Softmax {
     static constexpr const char* name = "softmax";  // params: (axis,)
+    static constexpr const char* numpy = nullptr;
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "exp(x) / sum(exp(x)) along axis, computed without overflow.";
+    static constexpr int arity = 1;
     static constexpr bool reads_out = true;  // its backward reads its output
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.softmax(x[0], p[0]);
@@ -126,6 +151,10 @@ struct Softmax {
 
 struct LogSoftmax {
     static constexpr const char* name = "log_softmax";  // params: (axis,)
+    static constexpr const char* numpy = nullptr;
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "x - logsumexp(x) along axis.";
+    static constexpr int arity = 1;
     static constexpr bool reads_out = true;  // its backward reads its output
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.sub(x[0], b.logsumexp(x[0], p[0], py::bool_(true)));
@@ -141,6 +170,10 @@ struct LogSoftmax {
 // and the added axis removed from the result; batch axes broadcast.
 struct MatMul {
     static constexpr const char* name = "matmul";  // params: ()
+    static constexpr const char* numpy = "numpy.matmul";
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "a @ b with numpy's rules (1-D, 2-D and broadcast batches).";
+    static constexpr int arity = 2;
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple&) {
         check_shapes(b.shape(x[0]), b.shape(x[1]));
         return b.matmul(x[0], x[1]);
@@ -186,6 +219,10 @@ struct MatMul {
 
 struct Einsum {
     static constexpr const char* name = "einsum";  // params: (input specs tuple, output spec)
+    static constexpr const char* numpy = "numpy.einsum";
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "numpy.einsum: a sum of products over the axes a spec names.";
+    static constexpr int arity = -1;
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.einsum(p[0], p[1], x);
     }
@@ -203,6 +240,10 @@ struct Einsum {
 
 struct Reshape {
     static constexpr const char* name = "reshape";  // params: (shape,)
+    static constexpr const char* numpy = "numpy.reshape";
+    static constexpr const char* method = "reshape";
+    static constexpr const char* doc = "The same values in a new shape (one axis may be -1).";
+    static constexpr int arity = 1;
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.reshape(x[0], p[0]);
     }
@@ -215,6 +256,10 @@ struct Reshape {
 
 struct Transpose {
     static constexpr const char* name = "transpose";  // params: (axes,) a full permutation
+    static constexpr const char* numpy = "numpy.transpose";
+    static constexpr const char* method = "transpose";
+    static constexpr const char* doc = "Permute the axes (reverse them by default).";
+    static constexpr int arity = 1;
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.transpose(x[0], p[0]);
     }
@@ -227,6 +272,10 @@ struct Transpose {
 
 struct BroadcastTo {
     static constexpr const char* name = "broadcast_to";  // params: (shape,)
+    static constexpr const char* numpy = "numpy.broadcast_to";
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "Broadcast to a shape as numpy does; the gradient is summed back.";
+    static constexpr int arity = 1;
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.broadcast_to(x[0], p[0]);
     }
@@ -239,6 +288,11 @@ struct BroadcastTo {
 
 struct GetItem {
     static constexpr const char* name = "getitem";  // params: (index, advanced)
+    static constexpr const char* function = nullptr;  // reached through an operator, not a function
+    static constexpr const char* numpy = nullptr;
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "x[index] with ints, slices, ..., None, boolean masks and integer arrays.";
+    static constexpr int arity = 1;
     static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.getitem(x[0], p[0], p[1].cast<bool>());
@@ -255,6 +309,11 @@ struct GetItem {
 // (and differentiate it: its backward is getitem again).
 struct ScatterAdd {
     static constexpr const char* name = "scatter_add";  // params: (shape, index, advanced)
+    static constexpr const char* function = nullptr;  // reached through an operator, not a function
+    static constexpr const char* numpy = nullptr;
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "Scatters into zeros of a shape, adding at repeated indices (getitem's backward).";
+    static constexpr int arity = 1;
     static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.scatter_add(p[0], p[1], p[2].cast<bool>(), x[0]);
@@ -268,6 +327,10 @@ struct ScatterAdd {
 
 struct Concatenate {
     static constexpr const char* name = "concatenate";  // params: (axis,)
+    static constexpr const char* numpy = "numpy.concatenate";
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "Join along an existing axis (axis=None flattens first), as numpy.";
+    static constexpr int arity = -1;
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.concatenate(x, p[0]);
     }
@@ -280,6 +343,10 @@ struct Concatenate {
 
 struct Where {
     static constexpr const char* name = "where";  // params: (condition,) a constant
+    static constexpr const char* numpy = "numpy.where";
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "Elements of x where a constant condition holds, else of y.";
+    static constexpr int arity = 2;
     static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.where(p[0], x[0], x[1]);
@@ -295,6 +362,10 @@ struct Where {
 
 struct Clip {
     static constexpr const char* name = "clip";  // params: (lo, hi), numbers, arrays or None
+    static constexpr const char* numpy = "numpy.clip";
+    static constexpr const char* method = "clip";
+    static constexpr const char* doc = "Limit values to [a_min, a_max]; the gradient passes where a_min <= x <= a_max.";
+    static constexpr int arity = 1;
     static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.clip(x[0], p[0], p[1]);

@@ -348,9 +348,12 @@ bool init_arrays() {
     if (PyArray_ImportNumPyAPI() < 0) return false;
     Ref numpy(PyImport_ImportModule("numpy"));
     if (!numpy.p) return false;
-    // Each op's ufunc, looked up once by the name its table entry gives.
-#define TAPEGRAD_LOAD(code, cls)                                                    \
-    if (cls::ufunc && !(ufuncs[OP_##code] = PyObject_GetAttrString(numpy.p, cls::ufunc))) \
+    // Each op's numpy ufunc, looked up once by the name its table entry gives
+    // ("numpy.exp"): its kernel computes the op's forward on arrays. An op
+    // with none (or a scipy ufunc) runs its own forward in a fused loop.
+#define TAPEGRAD_LOAD(code, cls)                                                          \
+    if (numpy_ufunc_name(cls::numpy) &&                                                   \
+        !(ufuncs[OP_##code] = PyObject_GetAttrString(numpy.p, numpy_ufunc_name(cls::numpy)))) \
         return false;
     TAPEGRAD_OPS(TAPEGRAD_LOAD)
 #undef TAPEGRAD_LOAD

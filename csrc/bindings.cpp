@@ -6,6 +6,7 @@
 
 #include "array_apply.hpp"
 #include "array_ops.hpp"
+#include "catalogue.hpp"
 #include "arrays.hpp"
 #include "history.hpp"
 #include "numpy_dispatch.hpp"
@@ -50,7 +51,7 @@ PyMethodDef fast_methods[] = {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "tapegrad's native core: the tape, the op table and the reverse sweep.";
-    if (!init_arrays() || !init_tensor_type(m.ptr()) || !add_unary_functions(m.ptr()) ||
+    if (!init_arrays() || !init_tensor_type(m.ptr()) || !add_catalogue(m.ptr()) ||
         PyModule_AddFunctions(m.ptr(), fast_methods) < 0)
         throw py::error_already_set();
 

@@ -1,9 +1,11 @@
-// The op table: every differentiable op is declared once, here.
+// The elementwise op table: every elementwise op is declared once, here.
 //
 // Note [One table]
-// Each op is a struct with its name, its arity, what its backward reads, the
-// numpy ufunc that computes its forward on arrays (nullptr when numpy has
-// none), and two templates:
+// Each op is a struct with its name on the tape, its arity, what its backward
+// reads, its catalogue entry (Note [Catalogue] in catalogue.hpp: the numpy
+// ufunc it answers and whose kernel computes its forward on arrays, its
+// method, its one-line doc; `function` when tapegrad's function is not named
+// as the row) and two templates:
 //   forward(a[, b])                       -> out
 //   backward(a[, b], out, g, ga[, gb])    -> the input gradients
 // The templates take the element type T, so one formula serves the scalar
@@ -51,29 +53,37 @@ T sign_of(T a) {
 
 struct Add {
     static constexpr const char* name = "add";
+    static constexpr const char* numpy = "numpy.add";
+    static constexpr const char* method = "add";
+    static constexpr const char* doc = "a + b, elementwise with numpy broadcasting.";
     static constexpr int arity = 2;
     static constexpr int reads = 0;
     static constexpr int passes = PASSES_A | PASSES_B;
-    static constexpr const char* ufunc = "add";
     template <class T> static T forward(T a, T b) { return a + b; }
     template <class T> static void backward(T, T, T, T g, T& ga, T& gb) { ga = g; gb = g; }
 };
 
 struct Sub {
     static constexpr const char* name = "sub";
+    static constexpr const char* function = "subtract";
+    static constexpr const char* numpy = "numpy.subtract";
+    static constexpr const char* method = "subtract";
+    static constexpr const char* doc = "a - b, elementwise with numpy broadcasting.";
     static constexpr int arity = 2;
     static constexpr int reads = 0;
     static constexpr int passes = PASSES_A;
-    static constexpr const char* ufunc = "subtract";
     template <class T> static T forward(T a, T b) { return a - b; }
     template <class T> static void backward(T, T, T, T g, T& ga, T& gb) { ga = g; gb = -g; }
 };
 
 struct Mul {
     static constexpr const char* name = "mul";
+    static constexpr const char* function = "multiply";
+    static constexpr const char* numpy = "numpy.multiply";
+    static constexpr const char* method = "multiply";
+    static constexpr const char* doc = "a * b, elementwise: the seed's model op.";
     static constexpr int arity = 2;
     static constexpr int reads = READS_A | READS_B;
-    static constexpr const char* ufunc = "multiply";
     template <class T> static T forward(T a, T b) { return a * b; }
     template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
         ga = g * b;
@@ -83,9 +93,12 @@ struct Mul {
 
 struct Div {
     static constexpr const char* name = "div";
+    static constexpr const char* function = "divide";
+    static constexpr const char* numpy = "numpy.true_divide";
+    static constexpr const char* method = "divide";
+    static constexpr const char* doc = "a / b, elementwise (true division).";
     static constexpr int arity = 2;
     static constexpr int reads = READS_B | READS_OUT;
-    static constexpr const char* ufunc = "true_divide";
     template <class T> static T forward(T a, T b) { return a / b; }
     template <class T> static void backward(T, T b, T out, T g, T& ga, T& gb) {
         ga = g / b;
@@ -95,9 +108,12 @@ struct Div {
 
 struct Pow {
     static constexpr const char* name = "pow";
+    static constexpr const char* function = "power";
+    static constexpr const char* numpy = "numpy.power";
+    static constexpr const char* method = "pow";
+    static constexpr const char* doc = "a ** b, elementwise; either side may be a Tensor.";
     static constexpr int arity = 2;
     static constexpr int reads = READS_A | READS_B | READS_OUT;
-    static constexpr const char* ufunc = "power";
     template <class T> static T forward(T a, T b) { return std::pow(a, b); }
     template <class T> static void backward(T a, T b, T out, T g, T& ga, T& gb) {
         ga = select(b == T(0), T(0), g * b * pow(a, b - T(1)));
@@ -108,9 +124,11 @@ struct Pow {
 // Ties give half the gradient to each side, as PyTorch does.
 struct Maximum {
     static constexpr const char* name = "maximum";
+    static constexpr const char* numpy = "numpy.maximum";
+    static constexpr const char* method = "maximum";
+    static constexpr const char* doc = "The elementwise maximum; ties give half the gradient to each side.";
     static constexpr int arity = 2;
     static constexpr int reads = READS_A | READS_B;
-    static constexpr const char* ufunc = "maximum";
     // NaN in either operand propagates, as numpy's maximum does.
     template <class T> static T forward(T a, T b) { return (a < b || b != b) ? b : a; }
     template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
@@ -122,9 +140,11 @@ struct Maximum {
 
 struct Minimum {
     static constexpr const char* name = "minimum";
+    static constexpr const char* numpy = "numpy.minimum";
+    static constexpr const char* method = "minimum";
+    static constexpr const char* doc = "The elementwise minimum; ties give half the gradient to each side.";
     static constexpr int arity = 2;
     static constexpr int reads = READS_A | READS_B;
-    static constexpr const char* ufunc = "minimum";
     template <class T> static T forward(T a, T b) { return (b < a || b != b) ? b : a; }
     template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
         const T share = select(a < b, T(1), select(a == b, T(0.5), T(0)));
@@ -135,130 +155,110 @@ struct Minimum {
 
 struct Neg {
     static constexpr const char* name = "negative";
+    static constexpr const char* numpy = "numpy.negative";
+    static constexpr const char* method = "negative";
+    static constexpr const char* doc = "-x.";
     static constexpr int arity = 1;
     static constexpr int reads = 0;
-    static constexpr const char* doc =
-        "negative(x)\n--\n\n-x. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.negative(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = "negative";
     template <class T> static T forward(T a) { return -a; }
     template <class T> static T backward(T, T, T g) { return -g; }
 };
 
 struct Abs {
     static constexpr const char* name = "abs";
+    static constexpr const char* numpy = "numpy.absolute";
+    static constexpr const char* method = "abs";
+    static constexpr const char* doc = "|x|, with gradient 0 at 0.";
     static constexpr int arity = 1;
     static constexpr int reads = READS_A;
-    static constexpr const char* doc =
-        "abs(x)\n--\n\n|x|, with gradient 0 at 0. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.abs(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = "absolute";
     template <class T> static T forward(T a) { return std::abs(a); }
     template <class T> static T backward(T a, T, T g) { return g * sign_of(a); }
 };
 
 struct Exp {
     static constexpr const char* name = "exp";
+    static constexpr const char* numpy = "numpy.exp";
+    static constexpr const char* method = "exp";
+    static constexpr const char* doc = "e**x.";
     static constexpr int arity = 1;
     static constexpr int reads = READS_OUT;
-    static constexpr const char* doc =
-        "exp(x)\n--\n\ne**x. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.exp(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = "exp";
     template <class T> static T forward(T a) { return std::exp(a); }
     template <class T> static T backward(T, T out, T g) { return g * out; }
 };
 
 struct Log {
     static constexpr const char* name = "log";
+    static constexpr const char* numpy = "numpy.log";
+    static constexpr const char* method = "log";
+    static constexpr const char* doc = "The natural logarithm.";
     static constexpr int arity = 1;
     static constexpr int reads = READS_A;
-    static constexpr const char* doc =
-        "log(x)\n--\n\nThe natural logarithm. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.log(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = "log";
     template <class T> static T forward(T a) { return std::log(a); }
     template <class T> static T backward(T a, T, T g) { return g / a; }
 };
 
 struct Sqrt {
     static constexpr const char* name = "sqrt";
+    static constexpr const char* numpy = "numpy.sqrt";
+    static constexpr const char* method = "sqrt";
+    static constexpr const char* doc = "The square root.";
     static constexpr int arity = 1;
     static constexpr int reads = READS_OUT;
-    static constexpr const char* doc =
-        "sqrt(x)\n--\n\nThe square root. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.sqrt(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = "sqrt";
     template <class T> static T forward(T a) { return std::sqrt(a); }
     template <class T> static T backward(T, T out, T g) { return g / (T(2) * out); }
 };
 
 struct Sin {
     static constexpr const char* name = "sin";
+    static constexpr const char* numpy = "numpy.sin";
+    static constexpr const char* method = "sin";
+    static constexpr const char* doc = "Sine.";
     static constexpr int arity = 1;
     static constexpr int reads = READS_A;
-    static constexpr const char* doc =
-        "sin(x)\n--\n\nSine. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.sin(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = "sin";
     template <class T> static T forward(T a) { return std::sin(a); }
     template <class T> static T backward(T a, T, T g) { return g * cos(a); }
 };
 
 struct Cos {
     static constexpr const char* name = "cos";
+    static constexpr const char* numpy = "numpy.cos";
+    static constexpr const char* method = "cos";
+    static constexpr const char* doc = "Cosine.";
     static constexpr int arity = 1;
     static constexpr int reads = READS_A;
-    static constexpr const char* doc =
-        "cos(x)\n--\n\nCosine. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.cos(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = "cos";
     template <class T> static T forward(T a) { return std::cos(a); }
     template <class T> static T backward(T a, T, T g) { return -g * sin(a); }
 };
 
 struct Tan {
     static constexpr const char* name = "tan";
+    static constexpr const char* numpy = "numpy.tan";
+    static constexpr const char* method = "tan";
+    static constexpr const char* doc = "Tangent.";
     static constexpr int arity = 1;
     static constexpr int reads = READS_OUT;
-    static constexpr const char* doc =
-        "tan(x)\n--\n\nTangent. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.tan(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = "tan";
     template <class T> static T forward(T a) { return std::tan(a); }
     template <class T> static T backward(T, T out, T g) { return g * (T(1) + out * out); }
 };
 
 struct Tanh {
     static constexpr const char* name = "tanh";
+    static constexpr const char* numpy = "numpy.tanh";
+    static constexpr const char* method = "tanh";
+    static constexpr const char* doc = "Hyperbolic tangent.";
     static constexpr int arity = 1;
     static constexpr int reads = READS_OUT;
-    static constexpr const char* doc =
-        "tanh(x)\n--\n\nHyperbolic tangent. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.tanh(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = "tanh";
     template <class T> static T forward(T a) { return std::tanh(a); }
     template <class T> static T backward(T, T out, T g) { return g * (T(1) - out * out); }
 };
 
 struct Sigmoid {
     static constexpr const char* name = "sigmoid";
+    static constexpr const char* numpy = nullptr;
+    static constexpr const char* method = "sigmoid";
+    static constexpr const char* doc = "The logistic function 1 / (1 + e**-x), computed without overflow.";
     static constexpr int arity = 1;
     static constexpr int reads = READS_OUT;
-    static constexpr const char* doc =
-        "sigmoid(x)\n--\n\nThe logistic function 1 / (1 + e**-x), computed without overflow. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.sigmoid(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = nullptr;
     // Written so that neither branch overflows: exp only ever sees a value <= 0.
     template <class T> static T forward(T a) {
         if (a >= T(0)) return T(1) / (T(1) + std::exp(-a));
@@ -270,13 +270,11 @@ struct Sigmoid {
 
 struct Relu {
     static constexpr const char* name = "relu";
+    static constexpr const char* numpy = nullptr;
+    static constexpr const char* method = "relu";
+    static constexpr const char* doc = "max(x, 0), with gradient 0 at 0.";
     static constexpr int arity = 1;
     static constexpr int reads = READS_A;
-    static constexpr const char* doc =
-        "relu(x)\n--\n\nmax(x, 0), with gradient 0 at 0. Recorded when x is a Tensor; on a number or an "
-        "ndarray, computes the value and records nothing.\n\n"
-        "Example:\n    >>> import tapegrad as tg\n    >>> y = tg.relu(tg.Tensor(0.5))";
-    static constexpr const char* ufunc = nullptr;
     template <class T> static T forward(T a) { return a < T(0) ? T(0) : a; }
     template <class T> static T backward(T a, T, T g) { return select(a > T(0), g, T(0)); }
 };
@@ -303,6 +301,19 @@ enum OpCode : uint8_t {
 #undef TAPEGRAD_ENUM
     OP_COUNT
 };
+
+// The attribute of numpy that an op's `numpy` entry names when it is one of
+// numpy's own ufuncs ("numpy.exp" -> "exp"), else nullptr ("scipy.special.erf",
+// "numpy.linalg.inv", none): only those have a kernel tapegrad calls directly.
+constexpr const char* numpy_ufunc_name(const char* path) {
+    if (!path) return nullptr;
+    const char* prefix = "numpy.";
+    for (; *prefix; ++prefix, ++path)
+        if (*path != *prefix) return nullptr;
+    for (const char* c = path; *c; ++c)
+        if (*c == '.' || *c == ' ') return nullptr;
+    return path;
+}
 
 template <class Op>
 struct OpTag {

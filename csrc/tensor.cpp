@@ -878,7 +878,40 @@ template <uint8_t CODE>
 PyObject* unary_function(PyObject*, PyObject* a) {
     return apply(CODE, a, nullptr, true);
 }
+
+template <uint8_t CODE>
+PyObject* binary_function(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes 2 arguments (%zd given)", op_name(CODE), nargs);
+        return nullptr;
+    }
+    PyObject* result = apply(CODE, args[0], args[1], true);
+    if (result == Py_NotImplemented) {  // an operator would let the other operand try; a function raises
+        Py_DECREF(result);
+        PyErr_Format(PyExc_TypeError, "%s: expected Tensors, numbers or numeric arrays, got %.100s and %.100s",
+                     op_name(CODE), Py_TYPE(args[0])->tp_name, Py_TYPE(args[1])->tp_name);
+        return nullptr;
+    }
+    return result;
+}
 }  // namespace
+
+PyCFunction elementwise_function(uint8_t code) {
+    switch (code) {
+#define TAPEGRAD_UNARY_FUNCTION(code, cls) \
+    case OP_##code:                         \
+        return reinterpret_cast<PyCFunction>(unary_function<OP_##code>);
+        TAPEGRAD_UNARY_OPS(TAPEGRAD_UNARY_FUNCTION)
+#undef TAPEGRAD_UNARY_FUNCTION
+#define TAPEGRAD_BINARY_FUNCTION(code, cls) \
+    case OP_##code:                          \
+        return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(binary_function<OP_##code>));
+        TAPEGRAD_BINARY_OPS(TAPEGRAD_BINARY_FUNCTION)
+#undef TAPEGRAD_BINARY_FUNCTION
+        default:
+            return nullptr;
+    }
+}
 
 PyObject* register_hook(PyObject* tensor_obj, PyObject* fn) {
     if (!is_tensor(tensor_obj) || !PyCallable_Check(fn)) {
@@ -914,17 +947,6 @@ PyObject* register_hook(PyObject* tensor_obj, PyObject* fn) {
         if (!home->row_hooks.count(node)) home->row_hooks[node] = Py_NewRef(t->hooks);
     }
     return Py_NewRef(t->hooks);
-}
-
-bool add_unary_functions(PyObject* module) {
-    // One METH_O function per unary op of the table, named and documented by it.
-    static PyMethodDef methods[] = {
-#define TAPEGRAD_UNARY_DEF(code, cls)                                                   \
-    {cls::name, reinterpret_cast<PyCFunction>(unary_function<OP_##code>), METH_O, cls::doc},
-        TAPEGRAD_UNARY_OPS(TAPEGRAD_UNARY_DEF)
-#undef TAPEGRAD_UNARY_DEF
-        {nullptr, nullptr, 0, nullptr}};
-    return PyModule_AddFunctions(module, methods) == 0;
 }
 
 PyObject* apply_unary(PyObject*, PyObject* const* args, Py_ssize_t nargs) {

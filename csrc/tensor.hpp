@@ -84,8 +84,10 @@ extern PyObject* foreign_label_class;
 // t.register_hook(fn): returns the tensor's list of hooks (for the handle).
 PyObject* register_hook(PyObject* tensor, PyObject* fn);
 
-// Adds exp, log, ... (one METH_O function per unary op) to the module.
-bool add_unary_functions(PyObject* module);
+// The native function of elementwise op `code`: METH_O for a unary op
+// (tapegrad.exp(x)), METH_FASTCALL for a binary one (tapegrad.add(a, b)). One
+// call per op, as the operators; nullptr for a code that is no elementwise op.
+PyCFunction elementwise_function(uint8_t code);
 
 // The node of a tensor on `tape`, entering it as a leaf (or a stale tensor)
 // if it is not on this tape yet, or a version row if its value changed (Note

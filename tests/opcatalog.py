@@ -34,3 +34,58 @@ BINARY = {
     "power": (np.power, (lambda a, b: b * a ** (b - 1), lambda a, b: a**b * np.log(a)),
               (0.3, 2), (-2, 2)),
 }
+
+# Elementwise ops whose derivative is not smooth everywhere: checked at points away from ties.
+TIES = {"maximum", "minimum"}
+
+
+class Sample:
+    """How to call a non-elementwise op on inputs of given shapes.
+
+    ``call(xs)`` gives ``(args, kwargs)`` for the op's function (and its numpy
+    callable); the method, if any, takes ``args[0]`` as self. ``torch(*ts)`` is
+    PyTorch's value for the same call, or None where torch has no such op.
+    """
+
+    def __init__(self, shapes, call, torch=None, low=-2.0, high=2.0):
+        self.shapes, self.call, self.torch, self.low, self.high = shapes, call, torch, low, high
+
+
+def _where_condition(shape):
+    return (np.arange(np.prod(shape)).reshape(shape) % 3) != 0
+
+
+ARRAY = {
+    "sum": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}), lambda t: t.sum(0)),
+    "mean": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1, "keepdims": True}),
+                   lambda t: t.mean(1, keepdim=True)),
+    "max": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.amax(1)),
+    "min": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}), lambda t: t.amin(0)),
+    "prod": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.prod(1)),
+    "var": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0, "ddof": 1}), lambda t: t.var(0, correction=1)),
+    "std": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.std(1, correction=0)),
+    "logsumexp": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.logsumexp(1)),
+    "softmax": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}), lambda t: t.softmax(0)),
+    "log_softmax": Sample([(3, 4)], lambda x: ((x[0],), {}), lambda t: t.log_softmax(-1)),
+    "matmul": Sample([(3, 4), (4, 2)], lambda x: ((x[0], x[1]), {}), lambda a, b: a @ b),
+    "einsum": Sample([(3, 4), (4, 2)], lambda x: (("ij,jk->ik", x[0], x[1]), {}),
+                     lambda a, b: __import__("torch").einsum("ij,jk->ik", a, b)),
+    "dot": Sample([(3, 4), (4,)], lambda x: ((x[0], x[1]), {}), lambda a, b: a @ b),
+    "outer": Sample([(3,), (4,)], lambda x: ((x[0], x[1]), {}), lambda a, b: a.outer(b)),
+    "reshape": Sample([(3, 4)], lambda x: ((x[0], (2, 6)), {}), lambda t: t.reshape(2, 6)),
+    "transpose": Sample([(2, 3, 4)], lambda x: ((x[0], (1, 2, 0)), {}), lambda t: t.permute(1, 2, 0)),
+    "swapaxes": Sample([(2, 3, 4)], lambda x: ((x[0], 0, 2), {}), lambda t: t.transpose(0, 2)),
+    "expand_dims": Sample([(3, 4)], lambda x: ((x[0], 1), {}), lambda t: t.unsqueeze(1)),
+    "squeeze": Sample([(3, 1, 4)], lambda x: ((x[0],), {}), lambda t: t.squeeze()),
+    "flatten": Sample([(3, 4)], lambda x: ((x[0],), {}), lambda t: t.flatten()),
+    "broadcast_to": Sample([(1, 4)], lambda x: ((x[0], (3, 4)), {}), lambda t: t.expand(3, 4)),
+    "concatenate": Sample([(2, 4), (3, 4)], lambda x: (([x[0], x[1]],), {"axis": 0}),
+                          lambda a, b: __import__("torch").cat([a, b], 0)),
+    "stack": Sample([(3, 4), (3, 4)], lambda x: (([x[0], x[1]],), {"axis": 1}),
+                    lambda a, b: __import__("torch").stack([a, b], 1)),
+    "split": Sample([(4, 3)], lambda x: ((x[0], 2), {}), lambda t: t.split(2)),
+    "where": Sample([(3, 4), (3, 4)], lambda x: ((_where_condition((3, 4)), x[0], x[1]), {}),
+                    lambda a, b: __import__("torch").where(
+                        __import__("torch").from_numpy(_where_condition((3, 4))), a, b)),
+    "clip": Sample([(3, 4)], lambda x: ((x[0], -0.5, 0.7), {}), lambda t: t.clamp(-0.5, 0.7)),
+}

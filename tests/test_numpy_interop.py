@@ -94,7 +94,7 @@ def test_array_subclasses_are_stored_as_plain_ndarrays():
     assert type(t.data) is np.ndarray
 
 
-@pytest.mark.parametrize("ufunc", list(tapegrad.numpy_interop.UFUNC_CODES), ids=lambda u: u.__name__)
+@pytest.mark.parametrize("ufunc", list(tapegrad.catalogue.ufunc_codes()), ids=lambda u: u.__name__)
 def test_the_native_ufunc_path_agrees_with_the_python_one(ufunc, rng):
     """Note [numpy dispatch]: plain calls are answered natively; the Python
     fallback knows every case. Both give the same value and gradients."""

@@ -11,38 +11,11 @@ Example:
 """
 
 from . import (
-    numpy_interop,  # noqa: F401  (sets up numpy's ufunc dispatch)
+    array_ops,
+    catalogue,
+    functional,
+    numpy_interop,  # noqa: F401  (sets up numpy's dispatch)
     viz,
-)
-from .array_ops import (
-    broadcast_to,
-    clip,
-    concatenate,
-    dot,
-    einsum,
-    expand_dims,
-    flatten,
-    log_softmax,
-    logsumexp,
-    matmul,
-    max,
-    maximum,
-    mean,
-    min,
-    minimum,
-    outer,
-    prod,
-    reshape,
-    softmax,
-    split,
-    squeeze,
-    stack,
-    std,
-    sum,
-    swapaxes,
-    transpose,
-    var,
-    where,
 )
 from .autograd import (
     Function,
@@ -63,24 +36,6 @@ from .autograd import (
     tensor,
     vjp,
 )
-from .functional import (
-    abs,
-    add,
-    cos,
-    divide,
-    exp,
-    log,
-    multiply,
-    negative,
-    power,
-    relu,
-    sigmoid,
-    sin,
-    sqrt,
-    subtract,
-    tan,
-    tanh,
-)
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .history import (
     OperationRecord,
@@ -89,6 +44,12 @@ from .history import (
     operation_history,
 )
 from .tensor import Tensor
+
+# The ops: every function of the catalogue (Note [Catalogue] in csrc/catalogue.hpp)
+# whose home is tapegrad itself, and each op's Tensor method.
+del array_ops, functional
+globals().update(catalogue.exports("tapegrad"))
+catalogue.install_methods(Tensor)
 
 __version__ = "0.1.0"
 
@@ -99,23 +60,11 @@ __all__ = [
     "OperationRecord",
     "Tape",
     "Tensor",
-    "abs",
-    "add",
     "as_tensor",
-    "broadcast_to",
     "clear_history",
-    "clip",
     "compute_gradients",
-    "concatenate",
-    "cos",
     "detect_anomaly",
-    "divide",
-    "dot",
-    "einsum",
     "enable_grad",
-    "exp",
-    "expand_dims",
-    "flatten",
     "grad",
     "gradcheck",
     "gradgradcheck",
@@ -124,43 +73,12 @@ __all__ = [
     "is_anomaly_enabled",
     "is_grad_enabled",
     "jacobian",
-    "log",
-    "log_softmax",
-    "logsumexp",
-    "matmul",
-    "max",
-    "maximum",
-    "mean",
-    "min",
-    "minimum",
-    "multiply",
-    "negative",
     "no_grad",
     "operation_history",
-    "outer",
-    "power",
-    "prod",
-    "relu",
-    "reshape",
     "set_detect_anomaly",
     "set_grad_enabled",
-    "sigmoid",
-    "sin",
-    "softmax",
-    "split",
-    "sqrt",
-    "squeeze",
-    "stack",
-    "std",
-    "subtract",
-    "sum",
-    "swapaxes",
-    "tan",
-    "tanh",
     "tensor",
-    "transpose",
-    "var",
     "viz",
     "vjp",
-    "where",
 ]
+__all__ += sorted(catalogue.exports("tapegrad"))

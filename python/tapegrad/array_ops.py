@@ -1,10 +1,11 @@
 """Array ops: reductions, softmax, linear algebra, shapes, indexing, joining.
 
 Each native op (csrc/array_ops.hpp) is one call to ``_core.array_op`` with its
-parameters normalised here (axes as tuples of non-negative ints). Ops that are
-compositions of others (mean, std, outer, dot, stack, split, squeeze,
-expand_dims, swapaxes, flatten) are written as such, so their gradients come
-from the ops they are made of. Given no Tensor, each returns a plain value.
+parameters normalised here (axes as tuples of non-negative ints), tied to its
+table entry by ``@wraps_op``. Ops that are compositions of others are written as
+such and declared with ``@composite``, so their gradients come from the ops they
+are made of (Note [Catalogue] in csrc/catalogue.hpp). Given no Tensor, each
+returns a plain value.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from .catalogue import composite, wraps_op
 from .tensor import Tensor
 
 _CODE = _core.OP_CODES
@@ -58,10 +60,9 @@ def _reduce(code: str, x: Any, axis: Any, keepdims: bool, *extra: Any) -> Any:
 
 # ---- reductions ----
 
+@wraps_op("sum")
 def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Sum over ``axis`` (int, tuple or None for all), as ``np.sum``.
-
-    Example:
+    """Example:
         >>> import tapegrad as tg
         >>> tg.sum(tg.Tensor([[1.0, 2.0], [3.0, 4.0]]), axis=0).data
         array([4., 6.])
@@ -69,85 +70,73 @@ def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     return _reduce("sum", x, axis, keepdims)
 
 
+@composite(doc="Mean over axis, as numpy.mean.", numpy="numpy.mean", method="mean")
 def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Mean over ``axis``, as ``np.mean``. Example: ``tapegrad.mean(t, axis=1)``."""
+    """Example: ``tapegrad.mean(t, axis=1)``."""
     shape = _shape(x)
     axes = _axes(axis, len(shape), "mean")
     count = math.prod([shape[a] for a in axes] if axes is not None else shape)
     return sum(x, axis, keepdims) / float(count)
 
 
+@wraps_op("max")
 def max(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Maximum over ``axis``; tied elements share the gradient evenly.
-
-    Example: ``tapegrad.max(t, axis=-1)``.
-    """
+    """Example: ``tapegrad.max(t, axis=-1)``."""
     return _reduce("max", x, axis, keepdims)
 
 
+@wraps_op("min")
 def min(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Minimum over ``axis``; tied elements share the gradient evenly.
-
-    Example: ``tapegrad.min(t)``.
-    """
+    """Example: ``tapegrad.min(t)``."""
     return _reduce("min", x, axis, keepdims)
 
 
+@wraps_op("prod")
 def prod(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Product over ``axis``; its gradient is exact where elements are zero.
-
-    Example: ``tapegrad.prod(t, axis=0)``.
-    """
+    """Example: ``tapegrad.prod(t, axis=0)``."""
     return _reduce("prod", x, axis, keepdims)
 
 
+@wraps_op("var")
 def var(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
-    """Variance over ``axis`` with ``ddof`` (0 by default, as numpy).
-
-    Example: ``tapegrad.var(t, axis=0, ddof=1)``.
-    """
+    """Example: ``tapegrad.var(t, axis=0, ddof=1)``."""
     return _reduce("var", x, axis, keepdims, operator.index(ddof))
 
 
+@composite(
+    doc="Standard deviation over axis with ddof: sqrt(var(...)).",
+    numpy="numpy.std",
+    method="std",
+)
 def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
-    """Standard deviation over ``axis`` with ``ddof``: ``sqrt(var(...))``.
-
-    Example: ``tapegrad.std(t)``.
-    """
+    """Example: ``tapegrad.std(t)``."""
     return _core.sqrt(var(x, axis, ddof, keepdims))
 
 
+@wraps_op("logsumexp")
 def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """``log(sum(exp(x)))`` over ``axis``, computed without overflow.
-
-    Example: ``tapegrad.logsumexp(logits, axis=-1)``.
-    """
+    """Example: ``tapegrad.logsumexp(logits, axis=-1)``."""
     return _reduce("logsumexp", x, axis, keepdims)
 
 
+@wraps_op("softmax")
 def softmax(x: Any, axis: int = -1) -> Any:
-    """``exp(x) / sum(exp(x))`` along ``axis``, computed without overflow.
-
-    Example: ``tapegrad.softmax(logits)``.
-    """
+    """Example: ``tapegrad.softmax(logits)``."""
     return _array_op(_CODE["softmax"], (x,), (_one_axis(axis, len(_shape(x)), "softmax"),))
 
 
+@wraps_op("log_softmax")
 def log_softmax(x: Any, axis: int = -1) -> Any:
-    """``x - logsumexp(x)`` along ``axis``.
-
-    Example: ``tapegrad.log_softmax(logits, axis=1)``.
-    """
+    """Example: ``tapegrad.log_softmax(logits, axis=1)``."""
     return _array_op(_CODE["log_softmax"], (x,),
                      (_one_axis(axis, len(_shape(x)), "log_softmax"),))
 
 
 # ---- linear algebra ----
 
+@wraps_op("matmul")
 def matmul(a: Any, b: Any) -> Any:
-    """``a @ b`` with numpy's rules (1-D, 2-D and broadcast batches).
-
-    Example:
+    """Example:
         >>> import tapegrad as tg
         >>> (tg.Tensor([[1.0, 2.0]]) @ tg.Tensor([[3.0], [4.0]])).data
         array([[11.]])
@@ -155,11 +144,15 @@ def matmul(a: Any, b: Any) -> Any:
     return _array_op(_CODE["matmul"], (a, b), ())  # shapes checked by the op (MatMul)
 
 
+@composite(
+    doc="numpy.dot: a product for scalars, matmul up to 2-D, else a sum over "
+    "the last axis of a and the second-to-last of b.",
+    numpy="numpy.dot",
+    method="dot",
+    arity=2,
+)
 def dot(a: Any, b: Any) -> Any:
-    """``np.dot``: a product for scalars, ``matmul`` up to 2-D, else a tensordot.
-
-    Example: ``tapegrad.dot(u, v)``.
-    """
+    """Example: ``tapegrad.dot(u, v)``."""
     sa, sb = _shape(a), _shape(b)
     if not sa or not sb:
         return _apply2(_CODE["mul"], a, b)
@@ -172,13 +165,15 @@ def dot(a: Any, b: Any) -> Any:
     return einsum(f"{left},{right}->{left[:-1]}{right[:-2]}{right[-1]}", a, b)
 
 
+@composite(doc="The outer product of the flattened inputs.", numpy="numpy.outer", arity=2)
 def outer(a: Any, b: Any) -> Any:
-    """The outer product of the flattened inputs. Example: ``tapegrad.outer(u, v)``."""
+    """Example: ``tapegrad.outer(u, v)``."""
     return _apply2(_CODE["mul"], reshape(a, (-1, 1)), reshape(b, (1, -1)))
 
 
+@wraps_op("einsum")
 def einsum(spec: str, *operands: Any) -> Any:
-    """``np.einsum`` with an explicit spec (``"ij,jk->ik"``).
+    """With an explicit spec (``"ij,jk->ik"``).
 
     Repeated letters in an input (``"ii->i"``) are allowed; the output may not
     repeat a letter, and ``...`` is not supported yet.
@@ -205,15 +200,17 @@ def einsum(spec: str, *operands: Any) -> Any:
 
 # ---- shapes ----
 
+@wraps_op("reshape")
 def reshape(x: Any, *shape: Any) -> Any:
-    """The same values in a new shape (one axis may be -1). Example: ``t.reshape(2, 3)``."""
+    """Example: ``t.reshape(2, 3)``."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     return _array_op(_CODE["reshape"], (x,), (tuple(operator.index(n) for n in shape),))
 
 
+@wraps_op("transpose")
 def transpose(x: Any, axes: Any = None) -> Any:
-    """Permute the axes (reverse them by default). Example: ``tapegrad.transpose(t)``."""
+    """Example: ``tapegrad.transpose(t)``."""
     ndim = len(_shape(x))
     if axes is None:
         perm = tuple(range(ndim))[::-1]
@@ -225,8 +222,9 @@ def transpose(x: Any, axes: Any = None) -> Any:
     return _array_op(_CODE["transpose"], (x,), (perm,))
 
 
+@composite(doc="Exchange two axes.", numpy="numpy.swapaxes", method="swapaxes")
 def swapaxes(x: Any, axis1: int, axis2: int) -> Any:
-    """Exchange two axes. Example: ``tapegrad.swapaxes(t, 0, 1)``."""
+    """Example: ``tapegrad.swapaxes(t, 0, 1)``."""
     ndim = len(_shape(x))
     (a,), (b,) = _one_axis(axis1, ndim, "swapaxes"), _one_axis(axis2, ndim, "swapaxes")
     perm = list(range(ndim))
@@ -234,8 +232,9 @@ def swapaxes(x: Any, axis1: int, axis2: int) -> Any:
     return transpose(x, perm)
 
 
+@composite(doc="Insert axes of length one.", numpy="numpy.expand_dims")
 def expand_dims(x: Any, axis: Any) -> Any:
-    """Insert axes of length one. Example: ``tapegrad.expand_dims(t, 0)``."""
+    """Example: ``tapegrad.expand_dims(t, 0)``."""
     shape = list(_shape(x))
     axes = _axes(axis, len(shape) + (len(axis) if isinstance(axis, (tuple, list)) else 1),
                  "expand_dims")
@@ -244,8 +243,13 @@ def expand_dims(x: Any, axis: Any) -> Any:
     return reshape(x, tuple(shape))
 
 
+@composite(
+    doc="Remove axes of length one (all of them by default).",
+    numpy="numpy.squeeze",
+    method="squeeze",
+)
 def squeeze(x: Any, axis: Any = None) -> Any:
-    """Remove axes of length one (all of them by default). Example: ``t.squeeze(0)``."""
+    """Example: ``t.squeeze(0)``."""
     shape = _shape(x)
     axes = _axes(axis, len(shape), "squeeze")
     if axes is None:
@@ -256,16 +260,15 @@ def squeeze(x: Any, axis: Any = None) -> Any:
     return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
 
 
+@composite(doc="The values as a 1-D tensor.", method="flatten")
 def flatten(x: Any) -> Any:
-    """The values as a 1-D tensor. Example: ``t.flatten()``."""
+    """Example: ``t.flatten()``."""
     return reshape(x, (-1,))
 
 
+@wraps_op("broadcast_to")
 def broadcast_to(x: Any, shape: Any) -> Any:
-    """Broadcast to ``shape`` as numpy does; the gradient is summed back.
-
-    Example: ``tapegrad.broadcast_to(bias, (64, 10))``.
-    """
+    """Example: ``tapegrad.broadcast_to(bias, (64, 10))``."""
     shape = (operator.index(shape),) if np.ndim(shape) == 0 else tuple(shape)
     return _array_op(_CODE["broadcast_to"], (x,), (shape,))
 
@@ -293,11 +296,9 @@ def getitem(x: Any, index: Any) -> Any:
     return _array_op(_CODE["getitem"], (x,), (index, advanced))
 
 
+@wraps_op("concatenate")
 def concatenate(tensors: Sequence[Any], axis: int | None = 0) -> Any:
-    """Join along an existing axis (``axis=None`` flattens first), as numpy.
-
-    Example: ``tapegrad.concatenate([a, b], axis=1)``.
-    """
+    """Example: ``tapegrad.concatenate([a, b], axis=1)``."""
     tensors = list(tensors)
     if not tensors:
         raise ValueError("concatenate: need at least one array to concatenate")
@@ -306,8 +307,9 @@ def concatenate(tensors: Sequence[Any], axis: int | None = 0) -> Any:
     return _array_op(_CODE["concatenate"], tensors, (axis,))
 
 
+@composite(doc="Join along a new axis, as numpy.stack.", numpy="numpy.stack", arity=-1)
 def stack(tensors: Sequence[Any], axis: int = 0) -> Any:
-    """Join along a new axis, as ``np.stack``. Example: ``tapegrad.stack([a, b])``."""
+    """Example: ``tapegrad.stack([a, b])``."""
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack: need at least one array to stack")
@@ -318,8 +320,9 @@ def stack(tensors: Sequence[Any], axis: int = 0) -> Any:
     return concatenate([expand_dims(t, axis) for t in tensors], axis=axis)
 
 
+@composite(doc="Split into pieces along axis, as numpy.split.", numpy="numpy.split")
 def split(x: Any, indices_or_sections: Any, axis: int = 0) -> list:
-    """Split into pieces along ``axis``, as ``np.split``. Example: ``a, b = tg.split(t, 2)``."""
+    """Example: ``a, b = tg.split(t, 2)``."""
     shape = _shape(x)
     (axis,) = _one_axis(axis, len(shape), "split")
     n = shape[axis]
@@ -336,37 +339,17 @@ def split(x: Any, indices_or_sections: Any, axis: int = 0) -> list:
             for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
+@wraps_op("where")
 def where(condition: Any, x: Any, y: Any) -> Any:
-    """Elements of ``x`` where ``condition`` holds, else of ``y``; ``condition`` is a constant.
-
-    Example: ``tapegrad.where(t > 0, t, 0.0)``.
-    """
+    """Example: ``tapegrad.where(t > 0, t, 0.0)``."""
     cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
     return _array_op(_CODE["where"], (x, y), (cond,))
 
 
+@wraps_op("clip")
 def clip(x: Any, a_min: Any = None, a_max: Any = None) -> Any:
-    """Limit values to ``[a_min, a_max]``; the gradient passes where ``a_min <= x <= a_max``.
-
-    Example: ``tapegrad.clip(t, 0.0, 1.0)``.
-    """
+    """Example: ``tapegrad.clip(t, 0.0, 1.0)``."""
     if a_min is None and a_max is None:
         raise ValueError("clip: give a_min, a_max or both")
     lo, hi = (b.data if isinstance(b, Tensor) else b for b in (a_min, a_max))
     return _array_op(_CODE["clip"], (x,), (lo, hi))
-
-
-def maximum(a: Any, b: Any) -> Any:
-    """Elementwise maximum; ties give half the gradient to each side.
-
-    Example: ``tapegrad.maximum(t, 0.0)``.
-    """
-    return _apply2(_CODE["maximum"], a, b)
-
-
-def minimum(a: Any, b: Any) -> Any:
-    """Elementwise minimum; ties give half the gradient to each side.
-
-    Example: ``tapegrad.minimum(t, 1.0)``.
-    """
-    return _apply2(_CODE["minimum"], a, b)

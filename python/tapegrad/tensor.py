@@ -177,39 +177,8 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
         """
         return Tensor(self.data, requires_grad=False)
 
-    # numpy's array methods, recorded (tapegrad/array_ops.py).
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Sum over ``axis``. Example: ``t.sum(axis=0)``."""
-        return _ops.sum(self, axis, keepdims)
-
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Mean over ``axis``. Example: ``t.mean()``."""
-        return _ops.mean(self, axis, keepdims)
-
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Maximum over ``axis``. Example: ``t.max(axis=1)``."""
-        return _ops.max(self, axis, keepdims)
-
-    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Minimum over ``axis``. Example: ``t.min()``."""
-        return _ops.min(self, axis, keepdims)
-
-    def prod(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Product over ``axis``. Example: ``t.prod(axis=0)``."""
-        return _ops.prod(self, axis, keepdims)
-
-    def var(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Tensor:
-        """Variance over ``axis``. Example: ``t.var(ddof=1)``."""
-        return _ops.var(self, axis, ddof, keepdims)
-
-    def std(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Tensor:
-        """Standard deviation over ``axis``. Example: ``t.std()``."""
-        return _ops.std(self, axis, ddof, keepdims)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        """The same values in a new shape. Example: ``t.reshape(2, -1)``."""
-        return _ops.reshape(self, *shape)
-
+    # numpy's array methods whose signature differs from their function's;
+    # the rest (t.sum(), t.exp(), ...) come from the op catalogue (catalogue.py).
     def transpose(self, *axes: Any) -> Tensor:
         """Permute axes (reversed by default). Example: ``t.transpose(1, 0)``."""
         if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
@@ -220,22 +189,6 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     def T(self) -> Tensor:
         """The transpose (axes reversed). Example: ``w.T``."""
         return _ops.transpose(self)
-
-    def swapaxes(self, axis1: int, axis2: int) -> Tensor:
-        """Exchange two axes. Example: ``t.swapaxes(0, 1)``."""
-        return _ops.swapaxes(self, axis1, axis2)
-
-    def squeeze(self, axis: Any = None) -> Tensor:
-        """Remove axes of length one. Example: ``t.squeeze()``."""
-        return _ops.squeeze(self, axis)
-
-    def flatten(self) -> Tensor:
-        """The values as a 1-D tensor. Example: ``t.flatten()``."""
-        return _ops.flatten(self)
-
-    def dot(self, other: Any) -> Tensor:
-        """``np.dot(self, other)``. Example: ``u.dot(v)``."""
-        return _ops.dot(self, other)
 
     def clip(self, a_min: Any = None, a_max: Any = None) -> Tensor:
         """Limit values to ``[a_min, a_max]``. Example: ``t.clip(0, 1)``."""

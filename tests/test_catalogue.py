@@ -1,0 +1,146 @@
+"""The op catalogue (Note [Catalogue] in csrc/catalogue.hpp): every entry is reachable as
+its function, its method and its numpy call, is in the stub and __all__, has test data,
+and differentiates (finite differences everywhere, PyTorch where installed)."""
+
+import importlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+from tapegrad import catalogue
+
+from opcatalog import ARRAY, BINARY, TIES, UNARY
+
+OPS = sorted(catalogue.OPS)
+ELEMENTWISE = [f for f in OPS if catalogue.OPS[f].kind == "elementwise"]
+OTHERS = [f for f in OPS if catalogue.OPS[f].kind != "elementwise"]
+
+
+def function_of(name):
+    target = tg
+    for part in name.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def sample_inputs(name, rng, dtype=np.float64):
+    """Input arrays and (args, kwargs) builder for any op of the catalogue."""
+    op = catalogue.OPS[name]
+    if op.kind == "elementwise":
+        ranges = [UNARY[name][2]] if name in UNARY else (
+            [BINARY[name][2], BINARY[name][3]] if name in BINARY else [(-2, 2), (-2, 2)])
+        arrays = [rng.uniform(lo, hi, size=(3, 4)).astype(dtype) for lo, hi in ranges]
+        if name in TIES:
+            arrays[1] = arrays[0] + rng.choice([-0.5, 0.5], size=(3, 4)).astype(dtype)
+        return arrays, lambda xs: (tuple(xs), {})
+    sample = ARRAY[name]
+    arrays = [rng.uniform(sample.low, sample.high, size=s).astype(dtype) for s in sample.shapes]
+    return arrays, sample.call
+
+
+def values(result):
+    if isinstance(result, (list, tuple)):
+        return [values(r) for r in result]
+    return np.asarray(result.data if isinstance(result, tg.Tensor) else result)
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_every_op_has_test_data(name):
+    op = catalogue.OPS[name]
+    known = (UNARY.keys() | BINARY.keys() | TIES) if op.kind == "elementwise" else ARRAY.keys()
+    assert name in known, f"{name}: add its test data to tests/opcatalog.py"
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_function_is_exported_and_documented(name):
+    op = catalogue.OPS[name]
+    fn = function_of(name)
+    assert fn is catalogue.IMPLEMENTATIONS[name]
+    if "." not in name:
+        assert name in tg.__all__
+    assert fn.__doc__.startswith(op.doc)
+    assert op.doc.strip() and "\n" not in op.doc
+
+
+def test_native_functions_are_in_the_stub():
+    stub = (Path(tg.__file__).parent / "_core.pyi").read_text()
+    declared = set(re.findall(r"^def (\w+)\(", stub, re.M))
+    native = {op.function for op in catalogue.OPS.values() if op.kind == "elementwise"}
+    assert native <= declared, f"add to _core.pyi: {sorted(native - declared)}"
+    assert "CATALOGUE:" in stub
+
+
+@pytest.mark.parametrize("name", [f for f in OPS if catalogue.OPS[f].method])
+def test_method_gives_the_function_value(name, rng):
+    op = catalogue.OPS[name]
+    arrays, call = sample_inputs(name, rng)
+    tensors = [tg.Tensor(a) for a in arrays]
+    args, kwargs = call(tensors)
+    assert isinstance(args[0], tg.Tensor), f"{name}: the method's self is the first argument"
+    by_method = getattr(args[0], op.method)(*args[1:], **kwargs)
+    by_function = function_of(name)(*args, **kwargs)
+    np.testing.assert_array_equal(values(by_method), values(by_function))
+    assert by_method.requires_grad
+
+
+def numpy_callables(name):
+    out = []
+    for path in catalogue.OPS[name].numpy:
+        module, _, attribute = path.rpartition(".")
+        if module.startswith("scipy"):
+            pytest.importorskip(module)
+        out.append((path, getattr(importlib.import_module(module), attribute)))
+    return out
+
+
+@pytest.mark.parametrize("name", [f for f in OPS if catalogue.OPS[f].numpy])
+def test_numpy_call_records_the_op(name, rng):
+    arrays, call = sample_inputs(name, rng)
+    for path, numpy_fn in numpy_callables(name):
+        tg.clear_history()
+        tensors = [tg.Tensor(a) for a in arrays]
+        args, kwargs = call(tensors)
+        result = numpy_fn(*args, **kwargs)
+        first = result[0] if isinstance(result, list) else result
+        assert isinstance(first, tg.Tensor) and first.requires_grad, path
+        expected = numpy_fn(*call(arrays)[0], **call(arrays)[1])
+        np.testing.assert_allclose(values(result), values(expected), rtol=1e-12, err_msg=path)
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_gradients_match_finite_differences(name, rng):
+    arrays, call = sample_inputs(name, rng)
+
+    def f(*xs):
+        args, kwargs = call(list(xs))
+        out = function_of(name)(*args, **kwargs)
+        return tg.stack(out) if isinstance(out, list) else out
+
+    assert tg.gradcheck(f, [tg.Tensor(a) for a in arrays])
+    assert tg.gradgradcheck(f, [tg.Tensor(a) for a in arrays])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", [f for f in OTHERS if ARRAY[f].torch])
+def test_gradients_match_torch(name, dtype, rng):
+    torch = pytest.importorskip("torch")
+    arrays, call = sample_inputs(name, rng, dtype)
+    tensors = [tg.Tensor(a) for a in arrays]
+    args, kwargs = call(tensors)
+    out = function_of(name)(*args, **kwargs)
+    out = tg.stack(out) if isinstance(out, list) else out
+    weights = rng.uniform(size=out.shape).astype(dtype)
+    grads = tg.grad(out, tensors, grad_outputs=tg.Tensor(weights, requires_grad=False))
+
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    expected = ARRAY[name].torch(*theirs)
+    expected = torch.stack(expected) if isinstance(expected, tuple) else expected
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-5 if dtype == np.float32 else 1e-12)
+    expected_grads = torch.autograd.grad(expected, theirs, torch.from_numpy(weights))
+    for ours, theirs_grad in zip(grads, expected_grads):
+        assert ours.data.dtype == dtype
+        np.testing.assert_allclose(ours.data, theirs_grad.numpy(),
+                                   rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-14)
