@@ -37,6 +37,8 @@ BINARY = {
 
 # Elementwise ops whose derivative is not smooth everywhere: checked at points away from ties.
 TIES = {"maximum", "minimum"}
+# Elementwise ops with kinks or jumps inside their test domain (finite differences may cross one).
+KINKS = {"abs", "relu", "maximum", "minimum"}
 
 
 class Sample:
@@ -47,8 +49,9 @@ class Sample:
     PyTorch's value for the same call, or None where torch has no such op.
     """
 
-    def __init__(self, shapes, call, torch=None, low=-2.0, high=2.0):
+    def __init__(self, shapes, call, torch=None, low=-2.0, high=2.0, smooth=True):
         self.shapes, self.call, self.torch, self.low, self.high = shapes, call, torch, low, high
+        self.smooth = smooth  # False: kinks (ties, bounds) where finite differences may land
 
 
 def _where_condition(shape):
@@ -59,8 +62,8 @@ ARRAY = {
     "sum": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}), lambda t: t.sum(0)),
     "mean": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1, "keepdims": True}),
                    lambda t: t.mean(1, keepdim=True)),
-    "max": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.amax(1)),
-    "min": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}), lambda t: t.amin(0)),
+    "max": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.amax(1), smooth=False),
+    "min": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}), lambda t: t.amin(0), smooth=False),
     "prod": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.prod(1)),
     "var": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0, "ddof": 1}), lambda t: t.var(0, correction=1)),
     "std": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.std(1, correction=0)),
@@ -87,5 +90,6 @@ ARRAY = {
     "where": Sample([(3, 4), (3, 4)], lambda x: ((_where_condition((3, 4)), x[0], x[1]), {}),
                     lambda a, b: __import__("torch").where(
                         __import__("torch").from_numpy(_where_condition((3, 4))), a, b)),
-    "clip": Sample([(3, 4)], lambda x: ((x[0], -0.5, 0.7), {}), lambda t: t.clamp(-0.5, 0.7)),
+    "clip": Sample([(3, 4)], lambda x: ((x[0], -0.5, 0.7), {}), lambda t: t.clamp(-0.5, 0.7),
+                   smooth=False),
 }

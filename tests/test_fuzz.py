@@ -2,9 +2,10 @@
 
 Hypothesis builds programs over a pool of values: the inputs (arrays of
 mutually broadcastable shapes, 0-d included), constants, and every value
-computed so far, so subexpressions are reused. Each step applies an op from
-either table (elementwise, reductions kept broadcastable, softmax, matmul by
-a constant, flips, reshapes and transposes there and back, where, clip...).
+computed so far, so subexpressions are reused. Each step applies a curated
+step (elementwise, reductions kept broadcastable, softmax, matmul by a
+constant, flips, transposes there and back, where...) or any op of the
+catalogue that has test data in tests/opcatalog.py (so a new op is fuzzed too).
 The gradients must agree with
 - tapegrad.reference, when every op of the program is one the reference has;
 - central finite differences in float64, when every op is smooth;
@@ -21,12 +22,14 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tapegrad as tg
-from tapegrad import reference
+from tapegrad import catalogue, reference
+
+import opcatalog
 
 EXAMPLES = int(os.environ.get("TAPEGRAD_FUZZ_EXAMPLES", "60"))
 RANDOM = os.environ.get("TAPEGRAD_FUZZ_RANDOM") == "1"  # tools/fuzz.sh --long
@@ -74,6 +77,22 @@ class TorchOps:
     def swap(self, v):
         return v.transpose(-1, -2)
 
+    def function(self, name):
+        return torch_function(self.t, name)
+
+    def stack(self, values):
+        return self.t.stack(list(values))
+
+
+def torch_function(torch, name):
+    """torch's function of a catalogue name (numpy's names, torch.special's), or None."""
+    name = {"power": "pow"}.get(name, name)
+    for space in (torch, torch.special):
+        fn = getattr(space, name.rsplit(".", 1)[-1], None)
+        if callable(fn):
+            return fn
+    return None
+
 
 class TapegradOps:
     """The same names on tapegrad (or the reference, for the elementwise ones)."""
@@ -112,6 +131,12 @@ class TapegradOps:
 
     def swap(self, v):
         return self.m.swapaxes(v, -1, -2)
+
+    def function(self, name):
+        fn = self.m
+        for part in name.split("."):
+            fn = getattr(fn, part)
+        return fn
 
 
 def _ndim(v):
@@ -164,6 +189,50 @@ ARRAY = {
 }
 
 
+# Steps drawn from the whole op catalogue (Note [Catalogue]): an op added to
+# the catalogue with its test data in tests/opcatalog.py is fuzzed too.
+# Elementwise ops get operands squashed smoothly into the domain their test
+# data declares; array ops run on operands of their sample's shapes built from
+# the pool value, and their weighted result is summed to a scalar.
+CATALOGUE_ELEMENTWISE = sorted(
+    f for f, op in catalogue.OPS.items()
+    if op.kind == "elementwise" and (f in opcatalog.UNARY or f in opcatalog.BINARY
+                                     or f in opcatalog.TIES))
+CATALOGUE_ARRAY = sorted(
+    f for f, op in catalogue.OPS.items() if op.kind != "elementwise" and f in opcatalog.ARRAY)
+
+
+def _into(o, u, low, high):
+    return low + (high - low) * o.sigmoid(u)
+
+
+def _catalogue_elementwise(o, name, u, v):
+    fn = o.function(name)
+    if name in opcatalog.UNARY:
+        low, high = opcatalog.UNARY[name][2]
+        return fn(_into(o, u, low, high))
+    (a_low, a_high), (b_low, b_high) = (opcatalog.BINARY[name][2:4] if name in opcatalog.BINARY
+                                        else ((-2, 2), (-2, 2)))
+    return fn(_into(o, u, a_low, a_high), _into(o, v, b_low, b_high))
+
+
+def _catalogue_array(o, name, u, k, torch_call=False):
+    sample = opcatalog.ARRAY[name]
+    rng = np.random.default_rng(k)
+    shift = o.tanh(o.sum(u, None, False)) * 0.1  # every operand depends on u
+    operands = [o.constant(rng.uniform(sample.low, sample.high, size=shape)) + shift
+                for shape in sample.shapes]
+    if torch_call:
+        out = sample.torch(*operands)
+    else:
+        args, kwargs = sample.call(operands)
+        out = o.function(name)(*args, **kwargs)
+    if isinstance(out, (list, tuple)):
+        out = o.stack(out)
+    weights = o.constant(rng.uniform(0.5, 1.5, size=tuple(out.shape)))
+    return o.sum(out * weights, None, False)
+
+
 def _matrix(n, k):
     rng = np.random.default_rng(k)
     return rng.uniform(-1, 1, size=(n, n))
@@ -187,6 +256,10 @@ def _steps(ops, program, pool):
             out = BINARY[name][0](ops, u, ops.constant((k % 7 - 3) / 2.0 + 0.25))
         elif kind == "array":
             out = ARRAY[name][0](ops, u, k)
+        elif kind == "catalogue":
+            out = _catalogue_elementwise(ops, name, u, v)
+        elif kind == "catalogue_array":
+            out = _catalogue_array(ops, name, u, k, isinstance(ops, TorchOps))
         elif kind == "matmul_const":  # u @ C keeps u's shape (C square on its last axis)
             n = tuple(u.shape)
             out = u @ ops.constant(_matrix(n[-1], k)) if n else u * 2.0
@@ -208,7 +281,10 @@ def _total(pool, n_inputs):
 def _program_flags(program):
     smooth = all(
         (UNARY[s[1]][1] if s[0] == "unary" else BINARY[s[1]][1] if s[0].startswith("binary")
-         else ARRAY[s[1]][1] if s[0] == "array" else s[0] == "matmul_const")
+         else ARRAY[s[1]][1] if s[0] == "array"
+         else s[1] not in opcatalog.KINKS if s[0] == "catalogue"
+         else opcatalog.ARRAY[s[1]].smooth if s[0] == "catalogue_array"
+         else s[0] == "matmul_const")
         for s in program)
     in_reference = all(s[0] in ("unary", "binary", "binary_const") and
                        (UNARY if s[0] == "unary" else BINARY)[s[1]][2] for s in program)
@@ -222,7 +298,17 @@ step = st.one_of(
               index, index, index),
     st.tuples(st.just("array"), st.sampled_from(sorted(ARRAY)), index, index, index),
     st.tuples(st.sampled_from(["matmul_const", "where"]), st.just(""), index, index, index),
+    st.tuples(st.just("catalogue"), st.sampled_from(CATALOGUE_ELEMENTWISE), index, index, index),
+    st.tuples(st.just("catalogue_array"), st.sampled_from(CATALOGUE_ARRAY), index, index, index),
 )
+
+
+def _torch_has(torch, program):
+    """Whether torch has every catalogue op of the program (the others are checked without it)."""
+    return all(
+        (s[0] != "catalogue" or torch_function(torch, s[1]) is not None)
+        and (s[0] != "catalogue_array" or opcatalog.ARRAY[s[1]].torch is not None)
+        for s in program)
 programs = st.lists(step, min_size=1, max_size=8)
 shape_sets = st.integers(1, 3).flatmap(
     lambda n: hnp.mutually_broadcastable_shapes(num_shapes=n, min_dims=0, max_dims=3,
@@ -266,6 +352,7 @@ def test_random_programs_against_the_oracles(program, shapes, seed):
 @given(program=programs, shapes=shape_sets, seed=st.integers(0, 999))
 def test_random_programs_against_torch_to_second_order(program, shapes, seed):
     torch = pytest.importorskip("torch")
+    assume(_torch_has(torch, program))
     values = _inputs(shapes, seed)
     ours = [tg.Tensor(v) for v in values]
     theirs = [torch.tensor(v, requires_grad=True) for v in values]
@@ -309,6 +396,7 @@ def test_random_programs_with_an_update_against_the_values_the_graph_saw(
     from scratch with the values each op saw: the new value is the old one plus
     a constant (an update under no_grad is not differentiated, as in PyTorch)."""
     torch = pytest.importorskip("torch")
+    assume(_torch_has(torch, program))
     values = _inputs(shapes, seed)
     ours = [tg.Tensor(v) for v in values]
     theirs = [torch.tensor(v, requires_grad=True) for v in values]
