@@ -14,6 +14,7 @@ from tapegrad import catalogue
 
 from opcatalog import ARRAY, BINARY, TIES, UNARY
 
+catalogue.load_all()  # namespaces such as tapegrad.scipy register their ops when imported
 OPS = sorted(catalogue.OPS)
 ELEMENTWISE = [f for f in OPS if catalogue.OPS[f].kind == "elementwise"]
 OTHERS = [f for f in OPS if catalogue.OPS[f].kind != "elementwise"]
@@ -144,3 +145,11 @@ def test_gradients_match_torch(name, dtype, rng):
         assert ours.data.dtype == dtype
         np.testing.assert_allclose(ours.data, theirs_grad.numpy(),
                                    rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+def test_readme_op_table_is_current():
+    readme = Path(__file__).parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("no source checkout")
+    text = readme.read_text()
+    assert catalogue.readme_with_table(text) == text, "regenerate it: python tools/op_table.py"

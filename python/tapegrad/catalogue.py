@@ -267,3 +267,40 @@ def exports(module: str = "tapegrad") -> dict[str, Callable[..., Any]]:
     """The functions the catalogue gives ``module``, by name."""
     return {op.short_name: IMPLEMENTATIONS[f] for f, op in OPS.items()
             if op.module == module and f in IMPLEMENTATIONS}
+
+
+def load_all() -> None:
+    """Import every module of tapegrad, so that each registers its ops (tests and docs use this).
+
+    ``import tapegrad`` loads the core ones; namespaces such as ``tapegrad.scipy``
+    load when first imported.
+    """
+    import pkgutil
+
+    import tapegrad
+
+    for module in pkgutil.walk_packages(tapegrad.__path__, "tapegrad."):
+        importlib.import_module(module.name)
+
+
+def markdown() -> str:
+    """The table of every op, for the README (tools/op_table.py writes it there)."""
+    load_all()
+    lines = ["| function | numpy / scipy | method | |", "|---|---|---|---|"]
+    for function in sorted(OPS, key=lambda f: (f.count("."), f)):
+        op = OPS[function]
+        numpy = ", ".join(f"`{p}`" for p in op.numpy)
+        method = f"`t.{op.method}`" if op.method else ""
+        doc = op.doc.replace("|", "\\|")
+        lines.append(f"| `tapegrad.{function}` | {numpy} | {method} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+_BEGIN, _END = "<!-- op table: begin -->\n", "<!-- op table: end -->\n"
+
+
+def readme_with_table(text: str) -> str:
+    """``text`` (the README) with its op table replaced by the current one."""
+    start, end = text.index(_BEGIN) + len(_BEGIN), text.index(_END)
+    return text[:start] + markdown() + text[end:]
+
