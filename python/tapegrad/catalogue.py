@@ -110,14 +110,15 @@ def composite(*, doc: str, numpy: str | None = None, method: str | None = None,
     callables that dispatch to it (space-separated), ``method`` its Tensor
     method; ``doc`` becomes the first line of its docstring.
 
-    Example:
-        >>> import tapegrad as tg
-        >>> from tapegrad.catalogue import composite
-        >>> @composite(doc="Twice x.")
-        ... def twice(x):
-        ...     return x * 2.0
-        >>> twice.__doc__
-        'Twice x.'
+    Example (python/tapegrad/array_ops.py declares ``mean`` so)::
+
+        @composite(doc="Mean over axis, as numpy.mean.", numpy="numpy.mean", method="mean")
+        def mean(x, axis=None, keepdims=False):
+            ...
+
+        >>> from tapegrad import catalogue
+        >>> catalogue.OPS["mean"].numpy, catalogue.OPS["mean"].method
+        (('numpy.mean',), 'mean')
     """
 
     def register(fn: F) -> F:
