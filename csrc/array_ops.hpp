@@ -286,6 +286,25 @@ struct BroadcastTo {
     }
 };
 
+// A cast between float32 and float64 (the Python wrapper refuses other
+// dtypes). The sweeps use it too: a gradient has its input's dtype (DESIGN
+// 4.3), and create_graph casts with this op so that the cast records.
+struct AsType {
+    static constexpr const char* name = "astype";  // params: (dtype,) a numpy dtype
+    static constexpr const char* numpy = nullptr;
+    static constexpr const char* method = "astype";
+    static constexpr const char* doc = "The values in another float dtype (float32 or float64).";
+    static constexpr int arity = 1;
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.astype(x[0], p[0]);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple&, const Needs&, Values& gx) {
+        gx[0] = b.astype(g, b.dtype(x[0]));
+    }
+};
+
 struct GetItem {
     static constexpr const char* name = "getitem";  // params: (index, advanced)
     static constexpr const char* function = nullptr;  // reached through an operator, not a function
@@ -381,7 +400,7 @@ struct Clip {
 #define TAPEGRAD_ARRAY_OPS(X)                                                                  \
     X(SUM, Sum) X(MAX, Max) X(MIN, Min) X(PROD, Prod) X(VAR, Var) X(LOGSUMEXP, LogSumExp)         \
     X(SOFTMAX, Softmax) X(LOG_SOFTMAX, LogSoftmax) X(MATMUL, MatMul) X(EINSUM, Einsum)            \
-    X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo) X(GETITEM, GetItem) \
+    X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo) X(ASTYPE, AsType) X(GETITEM, GetItem) \
     X(SCATTER_ADD, ScatterAdd) X(CONCATENATE, Concatenate) X(WHERE, Where) X(CLIP, Clip)
 
 enum ArrayOpCode : uint8_t {

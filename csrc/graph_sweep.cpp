@@ -274,13 +274,14 @@ void GraphSweep::run_hooks(uint32_t row) {
                          "tensor's shape (or None to keep the gradient)", got.ptr());
             throw py::error_already_set();
         }
-        grads[row] = is_tensor(r.ptr()) ? r : value_of(r);
+        grads[row] = cast_to_node(is_tensor(r.ptr()) ? r : value_of(r), row);
     }
 }
 
-// Adds a gradient into node's, summed down to the node's shape first.
+// Adds a gradient into node's, summed down to the node's shape and cast to
+// its dtype first.
 void GraphSweep::add(uint32_t node, py::object g) {
-    g = sum_to_node(std::move(g), node);
+    g = cast_to_node(sum_to_node(std::move(g), node), node);
     grads[node] = grads[node] ? (Rec(grads[node]) + Rec(g)).v : g;
     reached[node] = 1;
 }
@@ -306,6 +307,24 @@ py::object GraphSweep::sum_to_node(py::object g, uint32_t node) {
     if (nh > nw) g = rec.reshape(g, rec.shape(g)[py::slice(nh - nw, nh, 1)]);  // leading 1s
     // A constant smaller than the node (a number, or a select of numbers) is broadcast up.
     return rec.shape(g).equal(want) ? g : rec.broadcast_to(g, want);
+}
+
+// A gradient has its input's dtype (DESIGN 4.3), as in the numeric sweep
+// (sum_to_like): a backward's constants (a float64 array operand, the 0.5 of
+// maximum's ties, a Python float where a select chose a constant) promote a
+// float32 gradient, and the cast here, recorded, undoes that in one place. A
+// scalar node's gradient is float64.
+py::object GraphSweep::cast_to_node(py::object g, uint32_t node) {
+    const int want = t.is_array(node) ? PyArray_TYPE(reinterpret_cast<PyArrayObject*>(t.array_of(node)))
+                                      : NPY_FLOAT64;
+    const py::object v = value_of(g);
+    int have;
+    if (PyFloat_Check(v.ptr())) have = NPY_FLOAT64;
+    else if (PyArray_Check(v.ptr())) have = PyArray_TYPE(reinterpret_cast<PyArrayObject*>(v.ptr()));
+    else have = -1;  // anything else (a numpy scalar): cast to be sure
+    if (have == want) return g;
+    return Recording::get().astype(g, py::reinterpret_steal<py::object>(
+                                          reinterpret_cast<PyObject*>(PyArray_DescrFromType(want))));
 }
 
 // A gradient as a Tensor: itself, or a constant made from its value.

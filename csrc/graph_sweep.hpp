@@ -53,6 +53,7 @@ private:
     bool check_row(uint32_t row) const;
     void add(uint32_t node, py::object g);
     py::object sum_to_node(py::object g, uint32_t node);
+    py::object cast_to_node(py::object g, uint32_t node);
     py::object as_tensor(const py::object& g);
     py::tuple node_shape(uint32_t node) const;
 

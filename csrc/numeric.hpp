@@ -177,6 +177,10 @@ public:
     py::object transpose(const py::object& x, const py::object& axes) {
         return is_array(x) ? x.attr("transpose")(axes) : f_transpose(x, axes);
     }
+    // A copy in `dtype` (a new array, never a view of x).
+    py::object astype(const py::object& x, const py::object& dtype) {
+        return f_array(x, "dtype"_a = dtype);
+    }
     py::object inverse_permutation(const py::object& axes) {
         return py::tuple(f_argsort(axes).attr("tolist")());
     }
@@ -242,7 +246,7 @@ private:
         f_less_equal = fn("less_equal"), f_matmul = fn("matmul"), f_einsum = fn("einsum");
         f_shape = fn("shape"), f_size = fn("size"), f_argsort = fn("argsort");
         f_expand_dims = fn("expand_dims"), f_swapaxes = fn("swapaxes"), f_zeros = fn("zeros");
-        f_add_at = np.attr("add").attr("at");
+        f_add_at = np.attr("add").attr("at"), f_array = fn("array");
         ndarray_type = fn("ndarray");
     }
 
@@ -287,7 +291,7 @@ private:
         f_isfinite, f_log, f_exp, f_squeeze, f_transpose, f_ones_like, f_cumprod, f_concatenate,
         f_add, f_subtract, f_multiply, f_divide, f_equal, f_result_type, f_clip, f_logical_and,
         f_greater_equal, f_less_equal, f_matmul, f_einsum, f_shape, f_size, f_argsort,
-        f_expand_dims, f_swapaxes, f_zeros, f_add_at, ndarray_type;
+        f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_array, ndarray_type;
 };
 
 // Numeric's matmul takes its outputs from `pool` for the scope's duration.

@@ -155,6 +155,9 @@ public:
         for (size_t i = 0; i < n; ++i) perm.append(i + 2 < n ? i : (i == n - 1 ? n - 2 : n - 1));
         return transpose(x, perm);
     }
+    py::object astype(const py::object& x, const py::object& dtype) {
+        return op(OP_ASTYPE, {x}, py::make_tuple(dtype));
+    }
     py::object getitem(const py::object& x, const py::object& index, bool advanced) {
         return op(OP_GETITEM, {x}, py::make_tuple(index, advanced));
     }

@@ -81,6 +81,7 @@ ARRAY = {
     "expand_dims": Sample([(3, 4)], lambda x: ((x[0], 1), {}), lambda t: t.unsqueeze(1)),
     "squeeze": Sample([(3, 1, 4)], lambda x: ((x[0],), {}), lambda t: t.squeeze()),
     "flatten": Sample([(3, 4)], lambda x: ((x[0],), {}), lambda t: t.flatten()),
+    "astype": Sample([(3, 4)], lambda x: ((x[0], np.float64), {}), lambda t: t.double()),
     "broadcast_to": Sample([(1, 4)], lambda x: ((x[0], (3, 4)), {}), lambda t: t.expand(3, 4)),
     "concatenate": Sample([(2, 4), (3, 4)], lambda x: (([x[0], x[1]],), {"axis": 0}),
                           lambda a, b: __import__("torch").cat([a, b], 0)),

@@ -273,6 +273,31 @@ def broadcast_to(x: Any, shape: Any) -> Any:
     return _array_op(_CODE["broadcast_to"], (x,), (shape,))
 
 
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@wraps_op("astype")
+def astype(x: Any, dtype: Any) -> Any:
+    """The gradient comes back in ``x``'s dtype. Integer and boolean dtypes are
+    refused: they would truncate the values, and have no gradient; take
+    ``t.data.astype(...)`` for such a copy of the value.
+
+    Example:
+        >>> import numpy as np
+        >>> import tapegrad as tg
+        >>> t = tg.Tensor(np.array([1.5, 2.5]))
+        >>> t.astype(np.float32).dtype
+        dtype('float32')
+    """
+    want = np.dtype(dtype)
+    if want not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"astype: tapegrad differentiates float32 and float64 values; {want} would "
+            "truncate them and has no gradient. Use t.data.astype(...) for a plain copy "
+            "of the value, or cast to float32 or float64.")
+    return _array_op(_CODE["astype"], (x,), (want,))
+
+
 # ---- indexing and joining ----
 
 def _index_value(item: Any) -> Any:

@@ -1,0 +1,153 @@
+"""What a numpy user meets in the first hour (issue 12, sections 2 and 3).
+
+Each section pins one fix against PyTorch (float64 and float32, first and second
+order) and against central finite differences where the function is smooth.
+"""
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+
+DTYPES = [np.float64, np.float32]
+
+
+def _tol(dtype):
+    return 1e-10 if dtype == np.float64 else 2e-5
+
+
+def _against_torch(fn, torch_fn, values, dtype, rng):
+    """fn's value, gradient and Hessian-vector product against torch's, NaNs included.
+
+    Returns our first gradients (Tensors) for further checks.
+    """
+    torch = pytest.importorskip("torch")
+    values = [np.asarray(v, dtype=dtype) for v in values]
+    ours = [tg.Tensor(v) for v in values]
+    theirs = [torch.tensor(v, requires_grad=True) for v in values]
+    out, ref = fn(*ours), torch_fn(torch, *theirs)
+    tol = _tol(dtype)
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=tol, atol=tol)
+    u = np.asarray(rng.uniform(0.5, 1.5, size=out.shape), dtype=dtype)
+    grads = tg.grad((out * u).sum(), ours, create_graph=True, allow_unused=True)
+    ref_grads = torch.autograd.grad((ref * torch.tensor(u)).sum(), theirs, create_graph=True,
+                                    allow_unused=True)
+    for v, g, r in zip(values, grads, ref_grads):
+        want = np.zeros_like(v) if r is None else r.detach().numpy()
+        got = np.zeros_like(v) if g is None else g.data
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        assert np.asarray(got).dtype == dtype
+    w = [np.asarray(rng.uniform(0.5, 1.5, size=v.shape), dtype=dtype) for v in values]
+    total = sum((g * wi).sum() for g, wi in zip(grads, w) if g is not None)
+    ref_total = sum((r * torch.tensor(wi)).sum() for r, wi in zip(ref_grads, w) if r is not None)
+    if isinstance(total, tg.Tensor) and total.requires_grad:
+        second = tg.grad(total, ours, allow_unused=True)
+    else:
+        second = [None] * len(ours)
+    if isinstance(ref_total, torch.Tensor) and ref_total.requires_grad:
+        ref_second = torch.autograd.grad(ref_total, theirs, allow_unused=True)
+    else:
+        ref_second = [None] * len(theirs)
+    for v, g, r in zip(values, second, ref_second):
+        want = np.zeros_like(v) if r is None else r.detach().numpy()
+        got = np.zeros_like(v) if g is None else g.data
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        assert np.asarray(got).dtype == dtype
+    return grads
+
+
+# ---- 2. a gradient has its input's dtype ----
+
+def _nd(rng, shape):
+    return rng.uniform(0.5, 1.5, shape)  # float64 constants
+
+
+DTYPE_CASES = {
+    # name: (fn(x, nd), torch fn(torch, x, nd), x shape, nd shape)
+    "mul_ndarray": (lambda x, c: x * c, lambda t, x, c: x * c, (3, 4), (3, 4)),
+    "mul_ndarray_broadcast": (lambda x, c: (x * c) * x, lambda t, x, c: (x * c) * x, (4,), (3, 4)),
+    "rmul_ndarray": (lambda x, c: c * x * x, lambda t, x, c: c * x * x, (3, 4), (4,)),
+    "matmul_ndarray": (lambda x, c: tg.tanh(x @ c), lambda t, x, c: t.tanh(x.double() @ c), (2, 3), (3, 4)),
+    "rmatmul_ndarray": (lambda x, c: tg.tanh(c @ x), lambda t, x, c: t.tanh(c @ x.double()), (3, 2), (4, 3)),
+    "einsum_ndarray": (lambda x, c: tg.einsum("ij,jk->ik", x * x, c),
+                       lambda t, x, c: t.einsum("ij,jk->ik", (x * x).double(), c), (2, 3), (3, 4)),
+    "clip_ndarray_bounds": (lambda x, c: np.clip(x, -c, c) * x,
+                            lambda t, x, c: t.clamp(x, -c, c) * x, (3, 4), (3, 4)),
+    "maximum": (lambda x, c: np.maximum(x * x, x), lambda t, x, c: t.maximum(x * x, x),
+                (3, 4), (1,)),
+    "maximum_ndarray": (lambda x, c: np.maximum(x, c - 1.0) * x,
+                        lambda t, x, c: t.maximum(x, c - 1.0) * x, (3, 4), (3, 4)),
+    "minimum": (lambda x, c: np.minimum(x * x, x), lambda t, x, c: t.minimum(x * x, x),
+                (3, 4), (1,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DTYPE_CASES))
+def test_float32_gradient_meeting_float64_keeps_float32(name, rng):
+    fn, torch_fn, xshape, cshape = DTYPE_CASES[name]
+    c = _nd(rng, cshape)
+    x = rng.uniform(-1, 1, xshape)
+    # Exact ties for maximum/minimum: x*x == x at 0 and 1.
+    x.flat[0], x.flat[1] = 0.0, 1.0
+    _against_torch(lambda t: fn(t, c), lambda torch, t: torch_fn(torch, t, torch.tensor(c)),
+                   [x], np.float32, rng)
+    xt = tg.Tensor(x.astype(np.float32))
+    (g,) = tg.grad(fn(xt, c).sum(), [xt])
+    assert g.data.dtype == np.float32
+    (g,) = tg.grad(fn(xt, c).sum(), [xt], create_graph=True)
+    assert g.data.dtype == np.float32
+    fn(xt, c).sum().backward(create_graph=True)
+    assert xt.grad.data.dtype == np.float32
+
+
+@pytest.mark.parametrize("name", sorted(DTYPE_CASES))
+def test_float32_meeting_float64_gradcheck(name, rng):
+    fn, _, xshape, cshape = DTYPE_CASES[name]
+    c = _nd(rng, cshape)
+    x = tg.Tensor(rng.uniform(-1, 1, xshape).astype(np.float32))
+    assert tg.gradcheck(lambda t: fn(t, c), [x])
+    assert tg.gradgradcheck(lambda t: fn(t, c), [x])
+
+
+def test_maximum_ties_keep_float32_to_third_order():
+    x = tg.Tensor(np.array([1.0, 2.0, 3.0], np.float32))
+    y = tg.Tensor(np.array([1.0, 1.0, 4.0], np.float32))
+    (g,) = tg.grad((tg.maximum(x, y) * x).sum(), [x], create_graph=True)
+    assert g.data.dtype == np.float32
+    np.testing.assert_allclose(g.data, [1.5, 4.0, 4.0])  # share * x + max(x, y)
+    (h,) = tg.grad((g * x).sum(), [x], create_graph=True)
+    assert h.data.dtype == np.float32
+    np.testing.assert_allclose(h.data, [2.5, 8.0, 4.0])  # 2 share x + share x + max(x, y)
+
+
+def test_hook_and_function_gradients_cast_to_the_input_dtype():
+    x = tg.Tensor(np.array([1.0, 2.0], np.float32))
+    y = x * x
+    y.register_hook(lambda g: np.ones(2))  # float64 from a hook
+    (g,) = tg.grad(y.sum(), [x], create_graph=True)
+    assert g.data.dtype == np.float32
+    np.testing.assert_allclose(g.data, [2.0, 4.0])
+
+    class Twice(tg.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t * 2.0
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * np.full(2, 2.0)  # float64 constant
+
+    z = tg.Tensor(np.array([1.0, 2.0], np.float32))
+    for create_graph in (False, True):
+        (g,) = tg.grad((Twice.apply(z) * z).sum(), [z], create_graph=create_graph)
+        assert g.data.dtype == np.float32
+        np.testing.assert_allclose(g.data, [4.0, 8.0])
+
+
+def test_scalar_gradient_meeting_float32_is_float64():
+    x = tg.Tensor(1.5)
+    c = np.array([1.0, 2.0], np.float32)
+    for create_graph in (False, True):
+        (g,) = tg.grad((x * c * x).sum(), [x], create_graph=create_graph)
+        assert g.dtype == np.float64
+        assert float(g.data) == pytest.approx(9.0)
