@@ -113,6 +113,35 @@ struct Var {
     }
 };
 
+// std = sqrt(var). Where std is 0 (one element with ddof=0, or equal
+// elements), sqrt's derivative is infinite and var's is 0: PyTorch defines the
+// gradient there as 0, and so do we, to every order (the division reads 1 in
+// place of a zero std, so no 0 * inf is ever formed). Where std is NaN (ddof >=
+// n) the gradient is NaN, as PyTorch's.
+struct Std {
+    static constexpr const char* name = "std";  // params: (axis, keepdims, ddof)
+    static constexpr const char* numpy = "numpy.std";
+    static constexpr const char* method = "std";
+    static constexpr const char* doc =
+        "Standard deviation over axis with ddof; its gradient is 0 where it is 0.";
+    static constexpr int arity = 1;
+    static constexpr bool reads_out = true;  // its backward reads its output
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.std(x[0], p[0], p[1], p[2]);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
+                         const py::tuple& p, const Needs&, Values& gx) {
+        py::object zero = b.is_zero(out);
+        py::object safe = b.where(zero, b.number(1.0), out);
+        py::object g_var = b.where(zero, b.number(0.0), b.div(g, safe));  // 2 g d(std)/d(var)
+        py::object centred = b.sub(x[0], mean_kept(b, x[0], p[0]));
+        // n - ddof, as PyTorch (numpy's value divides by max(n - ddof, 0)).
+        py::object scale = b.number(1.0 / (b.count(x[0], p[0]) - p[2].cast<double>()));
+        gx[0] = b.mul(unreduce(b, g_var, x[0], p[0], p[1]), b.mul(centred, scale));
+    }
+};
+
 struct LogSumExp {
     static constexpr const char* name = "logsumexp";  // params: (axis, keepdims)
     static constexpr const char* numpy = nullptr;
@@ -398,7 +427,7 @@ struct Clip {
 };
 
 #define TAPEGRAD_ARRAY_OPS(X)                                                                  \
-    X(SUM, Sum) X(MAX, Max) X(MIN, Min) X(PROD, Prod) X(VAR, Var) X(LOGSUMEXP, LogSumExp)         \
+    X(SUM, Sum) X(MAX, Max) X(MIN, Min) X(PROD, Prod) X(VAR, Var) X(STD, Std) X(LOGSUMEXP, LogSumExp)         \
     X(SOFTMAX, Softmax) X(LOG_SOFTMAX, LogSoftmax) X(MATMUL, MatMul) X(EINSUM, Einsum)            \
     X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo) X(ASTYPE, AsType) X(GETITEM, GetItem) \
     X(SCATTER_ADD, ScatterAdd) X(CONCATENATE, Concatenate) X(WHERE, Where) X(CLIP, Clip)

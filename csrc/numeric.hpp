@@ -42,6 +42,10 @@ public:
                    const py::object& ddof) {
         return f_var(x, "axis"_a = axis, "keepdims"_a = keepdims, "ddof"_a = ddof);
     }
+    py::object std(const py::object& x, const py::object& axis, const py::object& keepdims,
+                   const py::object& ddof) {
+        return f_std(x, "axis"_a = axis, "keepdims"_a = keepdims, "ddof"_a = ddof);
+    }
     // Number of elements a reduction over `axis` combines.
     double count(const py::object& x, const py::object& axis) {
         py::tuple shape = this->shape(x);
@@ -119,6 +123,8 @@ public:
     py::object where(const py::object& c, const py::object& a, const py::object& b) {
         return f_where(c, a, b);
     }
+    // Where x is 0 (a boolean array, or a numpy bool for a 0-d x).
+    py::object is_zero(const py::object& x) { return f_equal(x, 0.0); }
     py::object clip(const py::object& x, const py::object& lo, const py::object& hi) {
         return f_clip(x, lo, hi);
     }
@@ -236,7 +242,7 @@ private:
         // that costs a microsecond per call on small arrays.
         f_sum = np.attr("add").attr("reduce"), f_max = np.attr("maximum").attr("reduce");
         f_min = np.attr("minimum").attr("reduce"), f_prod = np.attr("multiply").attr("reduce");
-        f_var = fn("var"), f_reshape = fn("reshape");
+        f_var = fn("var"), f_std = fn("std"), f_reshape = fn("reshape");
         f_broadcast_to = fn("broadcast_to"), f_where = fn("where"), f_isfinite = fn("isfinite");
         f_log = fn("log"), f_exp = fn("exp"), f_squeeze = fn("squeeze"), f_transpose = fn("transpose");
         f_ones_like = fn("ones_like"), f_cumprod = fn("cumprod"), f_concatenate = fn("concatenate");
@@ -287,7 +293,7 @@ private:
         return py::make_tuple(py::ellipsis(), slice(std::move(a), std::move(b), std::move(c)));
     }
 
-    py::object f_sum, f_max, f_min, f_prod, f_var, f_reshape, f_broadcast_to, f_where,
+    py::object f_sum, f_max, f_min, f_prod, f_var, f_std, f_reshape, f_broadcast_to, f_where,
         f_isfinite, f_log, f_exp, f_squeeze, f_transpose, f_ones_like, f_cumprod, f_concatenate,
         f_add, f_subtract, f_multiply, f_divide, f_equal, f_result_type, f_clip, f_logical_and,
         f_greater_equal, f_less_equal, f_matmul, f_einsum, f_shape, f_size, f_argsort,

@@ -113,6 +113,7 @@ public:
     py::object equal_mask(const py::object& a, const py::object& b) {
         return np().equal_mask(value_of(a), value_of(b));
     }
+    py::object is_zero(const py::object& x) { return np().is_zero(value_of(x)); }
     py::object within(const py::object& x, const py::object& lo, const py::object& hi) {
         return np().within(value_of(x), lo, hi);
     }

@@ -56,6 +56,73 @@ def _against_torch(fn, torch_fn, values, dtype, rng):
     return grads
 
 
+# ---- 1. std where it is 0 ----
+
+STD_CASES = {
+    # name: (values, axis, ddof)
+    "one_element": ([0.7], None, 0),
+    "one_element_ddof1": ([0.7], None, 1),  # NaN value, NaN gradient (torch's too)
+    "equal": ([0.7, 0.7], None, 0),
+    "equal_ddof1": ([0.7, 0.7], None, 1),
+    "row_axis0": ([[1.0, 2.0, 3.0]], 0, 0),
+    "row_axis0_ddof1": ([[1.0, 2.0, 3.0]], 0, 1),
+    "some_rows_constant": ([[1.0, 1.0, 1.0], [0.5, -1.0, 2.0]], 1, 0),
+    "some_rows_constant_ddof1": ([[0.5, -1.0, 2.0], [3.0, 3.0, 3.0]], 1, 1),
+    "ddof_past_count": ([[1.0, 2.0]], 0, 2),
+}
+
+
+def _torch_std(values, axis, ddof):
+    def f(torch, x):
+        dim = None if axis is None else axis
+        return torch.std(x, dim=dim, correction=ddof)
+    return f
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(STD_CASES))
+def test_std_where_zero_matches_torch(name, dtype, rng):
+    values, axis, ddof = STD_CASES[name]
+    _against_torch(lambda x: np.std(x, axis=axis, ddof=ddof), _torch_std(values, axis, ddof),
+                   [values], dtype, rng)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_std_where_zero_every_spelling():
+    want = {"one": [0.0], "equal": [0.0, 0.0]}
+    for key, values in (("one", [0.7]), ("equal", [0.7, 0.7])):
+        for std in (np.std, tg.std, lambda t: t.std()):
+            x = tg.Tensor(values)
+            (g,) = tg.grad(std(x), [x])
+            np.testing.assert_array_equal(g.data, want[key])
+    x = tg.Tensor([[1.0, 2.0, 3.0]])
+    (g,) = tg.grad(x.std(axis=0).sum(), [x])
+    np.testing.assert_array_equal(g.data, np.zeros((1, 3)))
+    x = tg.Tensor([0.7, 0.7])
+    x.std().backward()
+    np.testing.assert_array_equal(x.grad.data, [0.0, 0.0])
+
+
+def test_std_nonzero_gradcheck_and_gradgradcheck(rng):
+    x = tg.Tensor(rng.uniform(-1, 1, (3, 4)))
+    for axis, ddof, keepdims in ((None, 0, False), (0, 1, True), ((0, 1), 0, False), (1, 2, False)):
+        def f(t, axis=axis, ddof=ddof, keepdims=keepdims):
+            return tg.std(t, axis=axis, ddof=ddof, keepdims=keepdims)
+        assert tg.gradcheck(f, [x])
+        assert tg.gradgradcheck(f, [x])
+
+
+def test_sqrt_of_zero_stays_infinite_as_torch():
+    torch = pytest.importorskip("torch")
+    x = tg.Tensor([0.0, 4.0])
+    (g,) = tg.grad(tg.sqrt(x).sum(), [x])
+    xt = torch.tensor([0.0, 4.0], dtype=torch.float64, requires_grad=True)
+    (ref,) = torch.autograd.grad(torch.sqrt(xt).sum(), xt)
+    np.testing.assert_array_equal(g.data, ref.numpy())
+    assert np.isinf(g.data[0])
+
+
 # ---- 2. a gradient has its input's dtype ----
 
 def _nd(rng, shape):
@@ -151,3 +218,14 @@ def test_scalar_gradient_meeting_float32_is_float64():
         (g,) = tg.grad((x * c * x).sum(), [x], create_graph=create_graph)
         assert g.dtype == np.float64
         assert float(g.data) == pytest.approx(9.0)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_var_and_std_with_ddof_past_the_count_match_torch(dtype, rng):
+    # The value divides by max(n - ddof, 0) (inf or NaN); torch's gradient by n - ddof.
+    x = [[1.0, 2.0], [0.5, 0.5]]
+    _against_torch(lambda x: np.var(x, axis=1, ddof=3), lambda t, x: t.var(x, 1, correction=3),
+                   [x], dtype, rng)
+    _against_torch(lambda x: np.std(x, axis=1, ddof=3), lambda t, x: t.std(x, 1, correction=3),
+                   [x], dtype, rng)

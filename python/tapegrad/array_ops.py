@@ -103,14 +103,19 @@ def var(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
     return _reduce("var", x, axis, keepdims, operator.index(ddof))
 
 
-@composite(
-    doc="Standard deviation over axis with ddof: sqrt(var(...)).",
-    numpy="numpy.std",
-    method="std",
-)
+@wraps_op("std")
 def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
-    """Example: ``tapegrad.std(t)``."""
-    return _core.sqrt(var(x, axis, ddof, keepdims))
+    """Where the standard deviation is 0 (one element, or equal elements) its
+    gradient is 0, as PyTorch's, not the NaN that ``sqrt(var)`` would give;
+    where it is NaN (``ddof`` >= the count) so is the gradient.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> x = tg.Tensor([0.7, 0.7])
+        >>> tg.grad(tg.std(x), [x])[0].data
+        array([0., 0.])
+    """
+    return _reduce("std", x, axis, keepdims, operator.index(ddof))
 
 
 @wraps_op("logsumexp")
