@@ -408,29 +408,46 @@ struct Where {
     }
 };
 
+// Its inputs are x and each bound given (params: (has_lo, has_hi)); a bound
+// may be a Tensor, and gets a gradient, as in PyTorch's clamp.
 struct Clip {
-    static constexpr const char* name = "clip";  // params: (lo, hi), numbers, arrays or None
+    static constexpr const char* name = "clip";
     static constexpr const char* numpy = "numpy.clip";
     static constexpr const char* method = "clip";
-    static constexpr const char* doc = "Limit values to [a_min, a_max]; the gradient passes where a_min <= x <= a_max.";
-    static constexpr int arity = 1;
-    static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
+    static constexpr const char* doc =
+        "Limit values to [a_min, a_max]; the gradient goes to x where a_min <= x <= a_max, else to the bound.";
+    static constexpr int arity = 3;  // x, a_min, a_max; a bound may be None
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
-        return b.clip(x[0], p[0], p[1]);
+        return b.clip(x[0], lo(x, p), hi(x, p));
     }
-    // The gradient passes where lo <= x <= hi, boundaries included.
+    // PyTorch's ties (clamp_backward_min_max): x's where lo <= x <= hi,
+    // boundaries included; lo's where x < lo < hi; hi's where x > hi or hi <
+    // lo (then the value is hi everywhere). Where lo == hi > x nothing gets
+    // a gradient (each side's one-sided derivative is 0), nor where x is NaN.
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
-                         const py::tuple& p, const Needs&, Values& gx) {
-        gx[0] = b.where(b.within(x[0], p[0], p[1]), g, b.number(0.0));
+                         const py::tuple& p, const Needs& need, Values& gx) {
+        const py::object l = lo(x, p), h = hi(x, p), zero = b.number(0.0);
+        gx[0] = b.where(b.within(x[0], l, h), g, zero);
+        const size_t k_lo = 1, k_hi = p[0].cast<bool>() ? 2 : 1;
+        if (!l.is_none() && need[k_lo]) gx[k_lo] = b.where(b.clip_from_bound(x[0], l, h, false), g, zero);
+        if (!h.is_none() && need[k_hi]) gx[k_hi] = b.where(b.clip_from_bound(x[0], l, h, true), g, zero);
+    }
+    static py::object lo(const Values& x, const py::tuple& p) {
+        return p[0].cast<bool>() ? x[1] : py::object(py::none());
+    }
+    static py::object hi(const Values& x, const py::tuple& p) {
+        if (!p[1].cast<bool>()) return py::none();
+        return x[p[0].cast<bool>() ? 2 : 1];
     }
 };
 
-#define TAPEGRAD_ARRAY_OPS(X)                                                                  \
-    X(SUM, Sum) X(MAX, Max) X(MIN, Min) X(PROD, Prod) X(VAR, Var) X(STD, Std) X(LOGSUMEXP, LogSumExp)         \
-    X(SOFTMAX, Softmax) X(LOG_SOFTMAX, LogSoftmax) X(MATMUL, MatMul) X(EINSUM, Einsum)            \
-    X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo) X(ASTYPE, AsType) X(GETITEM, GetItem) \
-    X(SCATTER_ADD, ScatterAdd) X(CONCATENATE, Concatenate) X(WHERE, Where) X(CLIP, Clip)
+#define TAPEGRAD_ARRAY_OPS(X)                                                                   \
+    X(SUM, Sum) X(MAX, Max) X(MIN, Min) X(PROD, Prod) X(VAR, Var) X(STD, Std)                      \
+    X(LOGSUMEXP, LogSumExp) X(SOFTMAX, Softmax) X(LOG_SOFTMAX, LogSoftmax) X(MATMUL, MatMul)       \
+    X(EINSUM, Einsum) X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo)     \
+    X(ASTYPE, AsType) X(GETITEM, GetItem) X(SCATTER_ADD, ScatterAdd) X(CONCATENATE, Concatenate)  \
+    X(WHERE, Where) X(CLIP, Clip)
 
 enum ArrayOpCode : uint8_t {
     OP_FIRST_ARRAY = OP_COUNT,

@@ -135,6 +135,19 @@ public:
         return inside;
     }
 
+    // Where clip(x, lo, hi) takes its value from a bound, with PyTorch's ties
+    // (Clip::backward): lo's where x < lo and lo < hi, hi's where x > hi or
+    // hi < lo. The other bound may be None.
+    py::object clip_from_bound(const py::object& x, const py::object& lo, const py::object& hi,
+                               bool upper) {
+        if (!upper) {
+            py::object from = f_less(x, lo);
+            return hi.is_none() ? from : f_logical_and(from, f_less(lo, hi));
+        }
+        py::object from = f_greater(x, hi);
+        return lo.is_none() ? from : f_logical_or(from, f_less(hi, lo));
+    }
+
     // ---- linear algebra ----
     // A large product of two matrices of one dtype goes into a buffer from the
     // pool (Note [Buffer pool]): fresh memory for every product costs more than
@@ -253,6 +266,7 @@ private:
         f_shape = fn("shape"), f_size = fn("size"), f_argsort = fn("argsort");
         f_expand_dims = fn("expand_dims"), f_swapaxes = fn("swapaxes"), f_zeros = fn("zeros");
         f_add_at = np.attr("add").attr("at"), f_array = fn("array");
+        f_less = fn("less"), f_greater = fn("greater"), f_logical_or = fn("logical_or");
         ndarray_type = fn("ndarray");
     }
 
@@ -297,7 +311,8 @@ private:
         f_isfinite, f_log, f_exp, f_squeeze, f_transpose, f_ones_like, f_cumprod, f_concatenate,
         f_add, f_subtract, f_multiply, f_divide, f_equal, f_result_type, f_clip, f_logical_and,
         f_greater_equal, f_less_equal, f_matmul, f_einsum, f_shape, f_size, f_argsort,
-        f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_array, ndarray_type;
+        f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_array, f_less, f_greater, f_logical_or,
+        ndarray_type;
 };
 
 // Numeric's matmul takes its outputs from `pool` for the scope's duration.

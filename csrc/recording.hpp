@@ -115,7 +115,11 @@ public:
     }
     py::object is_zero(const py::object& x) { return np().is_zero(value_of(x)); }
     py::object within(const py::object& x, const py::object& lo, const py::object& hi) {
-        return np().within(value_of(x), lo, hi);
+        return np().within(value_of(x), value_of(lo), value_of(hi));
+    }
+    py::object clip_from_bound(const py::object& x, const py::object& lo, const py::object& hi,
+                               bool upper) {
+        return np().clip_from_bound(value_of(x), value_of(lo), value_of(hi), upper);
     }
 
     // Recorded: each is an op of the tables.

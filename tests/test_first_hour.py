@@ -229,3 +229,76 @@ def test_var_and_std_with_ddof_past_the_count_match_torch(dtype, rng):
                    [x], dtype, rng)
     _against_torch(lambda x: np.std(x, axis=1, ddof=3), lambda t, x: t.std(x, 1, correction=3),
                    [x], dtype, rng)
+
+
+# ---- 3. Tensor bounds of clip get their gradient ----
+
+# (x, lo, hi): inside, on each boundary, outside, lo == hi, and lo > hi (the value is hi).
+CLIP_TIES = [(0.0, 1.0, 2.0), (1.0, 1.0, 2.0), (1.5, 1.0, 2.0), (2.0, 1.0, 2.0), (3.0, 1.0, 2.0),
+             (0.0, 1.0, 1.0), (1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (0.0, 2.0, 1.0), (1.0, 2.0, 1.0),
+             (1.5, 2.0, 1.0), (2.0, 2.0, 1.0), (3.0, 2.0, 1.0)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spelling", ["numpy", "function", "method", "min_max"])
+def test_clip_tensor_bounds_match_torch_ties_included(spelling, dtype, rng):
+    x, lo, hi = (np.array(v) for v in zip(*CLIP_TIES))
+    call = {
+        "numpy": lambda a, b, c: np.clip(a, b, c) * a,
+        "function": lambda a, b, c: tg.clip(a, b, c) * a,
+        "method": lambda a, b, c: a.clip(b, c) * a,
+        "min_max": lambda a, b, c: a.clip(min=b, max=c) * a,
+    }[spelling]
+    grads = _against_torch(call, lambda t, a, b, c: t.clamp(a, b, c) * a, [x, lo, hi], dtype, rng)
+    assert all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_clip_one_tensor_bound_matches_torch(dtype, rng):
+    x = np.array([0.0, 1.0, 1.5, 2.0, 3.0])
+    bound = np.array([1.0, 1.0, 1.0, 2.0, 2.0])
+    _against_torch(lambda a, b: np.clip(a, b, None) * a, lambda t, a, b: t.clamp(a, min=b) * a,
+                   [x, bound], dtype, rng)
+    _against_torch(lambda a, b: a.clip(max=b) * a, lambda t, a, b: t.clamp(a, max=b) * a,
+                   [x, bound], dtype, rng)
+
+
+def test_clip_mixed_and_broadcast_bounds():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x0, lo0 = rng.uniform(-2, 2, (3, 4)), rng.uniform(-1, 0, (4,))
+    x, lo = tg.Tensor(x0), tg.Tensor(lo0)
+    gx, glo = tg.grad(np.clip(x, lo, 0.5).sum(), [x, lo])
+    xt = torch.tensor(x0, requires_grad=True)
+    lot = torch.tensor(lo0, requires_grad=True)
+    ref = torch.autograd.grad(torch.clamp(xt, lot, torch.tensor(0.5, dtype=torch.float64)).sum(),
+                              [xt, lot])
+    np.testing.assert_array_equal(gx.data, ref[0].numpy())
+    np.testing.assert_array_equal(glo.data, ref[1].numpy())
+    assert glo.shape == (4,)
+    # A constant array x with Tensor bounds: only the bounds get gradients.
+    (ghi,) = tg.grad(tg.clip(x0, None, lo).sum(), [lo])
+    np.testing.assert_array_equal(ghi.data, (x0 > lo0).sum(axis=0))
+
+
+def test_clip_tensor_bounds_gradcheck(rng):
+    x = tg.Tensor(rng.uniform(-2, 2, (3, 4)))
+    lo = tg.Tensor(rng.uniform(-1.2, -0.8, (3, 4)))
+    hi = tg.Tensor(rng.uniform(0.8, 1.2, (4,)))
+    assert tg.gradcheck(lambda a, b, c: tg.clip(a, b, c) * (a + c), [x, lo, hi])
+    assert tg.gradgradcheck(lambda a, b, c: tg.clip(a, b, c) * (a + c), [x, lo, hi])
+
+
+def test_clip_keywords_as_numpy():
+    x = tg.Tensor([-1.0, 0.5, 2.0])
+    for result in (x.clip(min=0.0), x.clip(a_min=0.0), x.clip(0.0), np.clip(x, min=0.0),
+                   np.clip(x, a_min=0.0, a_max=None), tg.clip(x, min=0.0)):
+        np.testing.assert_array_equal(result.data, [0.0, 0.5, 2.0])
+    np.testing.assert_array_equal(x.clip(max=1.0).data, [-1.0, 0.5, 1.0])
+    np.testing.assert_array_equal(np.clip(x, None, 1.0).data, [-1.0, 0.5, 1.0])
+    with pytest.raises(TypeError, match="a_min or min, not both"):
+        x.clip(0.0, min=0.0)
+    with pytest.raises(ValueError, match="give a_min, a_max or both"):
+        x.clip()
+    with pytest.raises(TypeError, match="out="):
+        np.clip(x, 0.0, 1.0, out=np.empty(3))

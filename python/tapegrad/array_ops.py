@@ -376,10 +376,36 @@ def where(condition: Any, x: Any, y: Any) -> Any:
     return _array_op(_CODE["where"], (x, y), (cond,))
 
 
+_NO_BOUND = object()
+
+
 @wraps_op("clip")
-def clip(x: Any, a_min: Any = None, a_max: Any = None) -> Any:
-    """Example: ``tapegrad.clip(t, 0.0, 1.0)``."""
-    if a_min is None and a_max is None:
-        raise ValueError("clip: give a_min, a_max or both")
-    lo, hi = (b.data if isinstance(b, Tensor) else b for b in (a_min, a_max))
-    return _array_op(_CODE["clip"], (x,), (lo, hi))
+def clip(x: Any, a_min: Any = _NO_BOUND, a_max: Any = _NO_BOUND, out: Any = None, *,
+         min: Any = _NO_BOUND, max: Any = _NO_BOUND) -> Any:
+    """Bounds may be numbers, arrays or Tensors, spelt ``a_min``/``a_max`` or
+    ``min``/``max`` as numpy allows; a bound that is a Tensor gets a gradient
+    where the value comes from it (PyTorch's ties: x's where ``a_min <= x <=
+    a_max``, ``a_min``'s where ``x < a_min < a_max``, ``a_max``'s where ``x >
+    a_max`` or ``a_max < a_min``, when the value is ``a_max`` everywhere).
+
+    Example:
+        >>> import tapegrad as tg
+        >>> x, lo = tg.Tensor([0.5, 2.0]), tg.Tensor([1.0, 1.0])
+        >>> [g.data for g in tg.grad(tg.clip(x, lo, 1.5).sum(), [x, lo])]
+        [array([0., 0.]), array([1., 0.])]
+    """
+    if out is not None:
+        raise TypeError("clip: out= cannot hold a recorded result; drop it and use the "
+                        "returned Tensor")
+
+    def bound(short: Any, numpy_name: Any, name: str) -> Any:
+        if short is not _NO_BOUND and numpy_name is not _NO_BOUND:
+            raise TypeError(f"clip: give a_{name} or {name}, not both")
+        value = numpy_name if short is _NO_BOUND else short
+        return None if value is _NO_BOUND else value
+
+    lo, hi = bound(min, a_min, "min"), bound(max, a_max, "max")
+    if lo is None and hi is None:
+        raise ValueError("clip: give a_min, a_max or both (None means no bound)")
+    inputs = (x, *(b for b in (lo, hi) if b is not None))
+    return _array_op(_CODE["clip"], inputs, (lo is not None, hi is not None))

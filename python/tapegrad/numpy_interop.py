@@ -54,9 +54,6 @@ def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
     ours = found[1]
     if func is np.reshape and "newshape" in kwargs:  # numpy < 2.1 spelling
         kwargs = {**kwargs, "shape": kwargs.pop("newshape")}
-    if func is np.clip:
-        kwargs = {("a_min" if k == "min" else "a_max" if k == "max" else k): v
-                  for k, v in kwargs.items()}
     try:
         return ours(*args, **kwargs)
     except TypeError as error:

@@ -190,10 +190,6 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
         """The transpose (axes reversed). Example: ``w.T``."""
         return _ops.transpose(self)
 
-    def clip(self, a_min: Any = None, a_max: Any = None) -> Tensor:
-        """Limit values to ``[a_min, a_max]``. Example: ``t.clip(0, 1)``."""
-        return _ops.clip(self, a_min, a_max)
-
     def __getitem__(self, index: Any) -> Tensor:
         return _ops.getitem(self, index)
 
