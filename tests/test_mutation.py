@@ -559,3 +559,103 @@ def test_reinit_of_a_tensor_raises_rather_than_give_it_a_second_identity():
     assert tg.compute_gradients(y, [x]) == [4.0]
     y.backward()
     assert x.grad.data == 4.0
+
+
+# ---- accumulating a loss: `loss = 0; for ...: loss += term` (DESIGN 4.2) ----
+
+ACC_STARTS = {
+    "int": lambda: 2,
+    "float": lambda: 0.5,
+    "numpy_float": lambda: np.float64(0.5),
+    "array_0d": lambda: np.array(0.5),
+    "constant_tensor": lambda: tg.Tensor(0.5, requires_grad=False),
+    "tensor_factory": lambda: tg.tensor(0.5),
+}
+ACC_OPS = {"+=": lambda a, b: a + b, "-=": lambda a, b: a - b, "*=": lambda a, b: a * b,
+           "/=": lambda a, b: a / b}
+
+
+def _accumulate(start, op, w, lib_sum):
+    loss = start
+    for i in range(3):
+        term = lib_sum(w * w * (i + 1.0)) + 1.0
+        if op == "+=":
+            loss += term
+        elif op == "-=":
+            loss -= term
+        elif op == "*=":
+            loss *= term
+        else:
+            loss /= term
+    return loss
+
+
+@pytest.mark.parametrize("op", sorted(ACC_OPS))
+@pytest.mark.parametrize("start", sorted(ACC_STARTS))
+def test_accumulating_a_loss_in_place_records_it(start, op):
+    torch = pytest.importorskip("torch")
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    loss = _accumulate(ACC_STARTS[start](), op, w, tg.sum)
+    assert isinstance(loss, tg.Tensor) and loss.requires_grad
+    (g,) = tg.grad(loss, [w])
+    wt = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    ref = _accumulate(torch.tensor(0.5 if start != "int" else 2.0, dtype=torch.float64), op, wt,
+                      torch.sum)
+    (ref_g,) = torch.autograd.grad(ref, wt)
+    np.testing.assert_allclose(np.asarray(loss.data), ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(g.data, ref_g.numpy(), rtol=1e-12)
+    assert np.any(g.data != 0.0)
+
+
+@pytest.mark.parametrize("op", sorted(ACC_OPS))
+def test_accumulating_into_a_tensor_with_history_or_an_array(op):
+    torch = pytest.importorskip("torch")
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    starts = [(lambda: w * 0.5 + 1.0, lambda wt: wt * 0.5 + 1.0),
+              (lambda: np.full(2, 1.5), lambda wt: torch.full((2,), 1.5, dtype=torch.float64)),
+              (lambda: tg.tensor(np.full(2, 1.5)),
+               lambda wt: torch.full((2,), 1.5, dtype=torch.float64))]
+    for start, ref_start in starts:
+        loss = start()
+        for i in range(3):
+            if op == "+=":
+                loss += w * (i + 1.0)
+            elif op == "-=":
+                loss -= w * (i + 1.0)
+            elif op == "*=":
+                loss *= w * (i + 1.0)
+            else:
+                loss /= w * (i + 1.0)
+        (g,) = tg.grad(tg.sum(loss * loss), [w])
+        wt = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+        ref = ref_start(wt)
+        for i in range(3):
+            ref = ACC_OPS[op](ref, wt * (i + 1.0))
+        (ref_g,) = torch.autograd.grad((ref * ref).sum(), wt)
+        np.testing.assert_allclose(loss.data, ref.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(g.data, ref_g.numpy(), rtol=1e-12)
+
+
+def test_in_place_on_an_ndarray_rebinds_and_writes_the_value():
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    total = np.zeros(2)
+    alias = total
+    total += w * 3.0
+    assert isinstance(total, tg.Tensor) and total.requires_grad
+    np.testing.assert_array_equal(alias, [3.0, 6.0])  # out= got the value, as numpy promises
+    with pytest.raises(ValueError):  # numpy's rule: out cannot grow
+        scalar = np.zeros(())
+        scalar += w
+    with pytest.raises(TypeError):  # numpy's casting rule: float into int
+        counts = np.zeros(2, dtype=int)
+        counts += w
+
+
+def test_only_a_leaf_that_requires_grad_refuses_in_place_outside_no_grad():
+    w = tg.Tensor(np.array([1.0, 2.0]))
+    for op in ("+=", "-=", "*=", "/="):
+        with pytest.raises(RuntimeError, match=r"leaf that requires grad.*no_grad"):
+            exec(f"w {op} 1.0", {"w": w})
+    with tg.no_grad():
+        w -= 0.5
+    np.testing.assert_array_equal(w.data, [0.5, 1.5])

@@ -26,11 +26,27 @@ def _values(inputs: tuple) -> list:
     return [x.data if isinstance(x, Tensor) else x for x in inputs]
 
 
+def _in_place_on_array(inputs: tuple, kwargs: dict) -> bool:
+    """Whether this is ``a op= t`` on an ndarray ``a``: out is the first input."""
+    out = kwargs.get("out")
+    return (len(kwargs) == 1 and isinstance(out, tuple) and len(out) == 1
+            and isinstance(out[0], np.ndarray) and len(inputs) == 2 and inputs[0] is out[0])
+
+
 def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
     """Dispatch a numpy ufunc call that involves a Tensor (what the native fast path leaves)."""
     if method == "__call__" and ufunc in _COMPARISONS:
         return ufunc(*_values(inputs), **kwargs)
     found = catalogue.ufunc_implementation(ufunc)
+    if method == "__call__" and found is not None and _in_place_on_array(inputs, kwargs):
+        # `a += t` on an ndarray a: numpy calls add(a, t, out=(a,)) and binds the
+        # name to what it returns. That is the recorded a + t, so that `loss =
+        # np.zeros(()); loss += term` accumulates a loss as `loss = loss + term`
+        # (DESIGN 4.2); a also receives the value, as out= promises, so other
+        # names for it see the same numbers (numpy's shape and casting rules).
+        result = found[1](*inputs)
+        np.copyto(kwargs["out"][0], result.data, casting="same_kind")
+        return result
     if method != "__call__" or found is None or kwargs or len(inputs) != ufunc.nin:
         what = f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
         extra = f" with {sorted(kwargs)}" if kwargs and found is not None else ""
