@@ -302,3 +302,54 @@ def test_clip_keywords_as_numpy():
         x.clip()
     with pytest.raises(TypeError, match="out="):
         np.clip(x, 0.0, 1.0, out=np.empty(3))
+
+
+# ---- 5. formatting and rounding ----
+
+SCALARS = {
+    "float": lambda v: tg.Tensor(v),
+    "0d_float64": lambda v: tg.Tensor(np.array(v)),
+    "0d_float32": lambda v: tg.Tensor(np.array(v, dtype=np.float32)),
+    "result": lambda v: tg.sum(tg.Tensor([v, 0.0]) * 1.0),
+}
+
+
+def _numpy_scalar(v, name):
+    return np.float32(v) if name == "0d_float32" else np.float64(v)
+
+
+@pytest.mark.parametrize("name", sorted(SCALARS))
+def test_a_scalar_tensor_formats_and_rounds_as_a_numpy_scalar(name):
+    import math
+    for v in (1.23456, -2.5, 0.5, 1234.5678):
+        t, ref = SCALARS[name](v), _numpy_scalar(v, name)
+        for spec in (".3f", "e", ".2e", "g", "10.4f", "+.1%", "<12"):
+            assert format(t, spec) == format(ref, spec)
+            assert f"{t:{spec}}" == f"{ref:{spec}}"
+        assert round(t) == round(ref) and type(round(t)) is int
+        assert round(t, 2) == round(ref, 2)
+        assert round(t, 2) == pytest.approx(round(v, 2), abs=1e-6)
+        for fn in (math.floor, math.ceil, math.trunc, int):
+            assert fn(t) == fn(float(ref)) and type(fn(t)) is int
+    t = SCALARS[name](0.7)
+    assert f"{t}" == str(t) == format(t, "")
+
+
+def test_a_float_tensors_rounding_keeps_numpys_type():
+    assert type(round(tg.Tensor(np.array(1.26, np.float32)), 1)) is np.float32
+    assert type(round(tg.Tensor(np.array(1.26)), 1)) is np.float64
+    assert type(round(tg.Tensor(1.26), 1)) is float
+
+
+def test_an_array_tensor_formats_as_numpy_formats_its_array():
+    import math
+    t = tg.Tensor([1.5, 2.5])
+    assert format(t, "") == str(t)
+    with pytest.raises(TypeError):
+        format(np.array([1.5, 2.5]), ".2f")  # numpy's rule, which tapegrad follows
+    with pytest.raises(TypeError, match=r"Tensor.__format__.*shape \(2,\).*empty spec"):
+        format(t, ".2f")
+    for fn in (round, math.floor, math.ceil, math.trunc):
+        with pytest.raises(TypeError, match=r"shape \(2,\).*np\."):
+            fn(t)
+    assert int(tg.Tensor([2.5])) == 2  # as float(t): a one-element tensor converts

@@ -6,6 +6,7 @@ record to this thread's tape and builds the result Tensor, so no Python runs per
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -208,6 +209,55 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
 
     def __float__(self) -> float:
         return self.item()
+
+    # Formatting and rounding read the value, as on a numpy scalar or ndarray;
+    # rounding has no gradient, so it gives plain numbers (nothing recorded).
+    def _scalar(self, what: str) -> Any:
+        """The value of a 0-d tensor as a Python float or numpy scalar; TypeError otherwise."""
+        data = self.data
+        if isinstance(data, float):
+            return data
+        if data.ndim == 0:
+            return data[()]
+        raise TypeError(
+            f"{what} of a Tensor of shape {data.shape}: numpy's arrays have none either; "
+            f"apply it to the elements, e.g. np.round(t.data) or np.floor(t.data) (plain "
+            f"arrays: rounding has no gradient), or to a scalar tensor"
+        )
+
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.3f}"`` formats the value; an empty spec gives ``str(t)``.
+
+        Example:
+            >>> f"{Tensor(0.123456):.3f}"
+            '0.123'
+        """
+        if not spec:
+            return str(self)
+        data = self.data
+        if isinstance(data, float) or data.ndim == 0:
+            return format(self._scalar("format"), spec)
+        raise TypeError(
+            f"unsupported format string {spec!r} passed to Tensor.__format__: a Tensor of shape "
+            f"{data.shape} takes only an empty spec, as numpy's arrays; format its elements "
+            "(t.data) or a scalar tensor (t.item())"
+        )
+
+    def __round__(self, ndigits: int | None = None) -> Any:
+        value = self._scalar("round()")
+        return round(value) if ndigits is None else round(value, ndigits)
+
+    def __floor__(self) -> int:
+        return math.floor(self._scalar("math.floor()"))
+
+    def __ceil__(self) -> int:
+        return math.ceil(self._scalar("math.ceil()"))
+
+    def __trunc__(self) -> int:
+        return math.trunc(float(self._scalar("math.trunc()")))  # numpy's float32 has no __trunc__
+
+    def __int__(self) -> int:
+        return int(self.item())  # as float(t): any one-element tensor
 
     def __bool__(self) -> bool:
         return bool(self.data)
