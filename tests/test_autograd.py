@@ -284,3 +284,118 @@ def test_vjp_of_a_function_returning_the_same_scalar_twice():
     _, gt = torch.autograd.functional.vjp(lambda x: (x * x, x * x), torch.tensor(3.0, dtype=torch.float64),
                                           (torch.tensor(1.0, dtype=torch.float64),) * 2)
     assert g.data == gt.item()
+
+
+# ---- value_and_grad: the functional form (DESIGN 4.2) ----
+
+
+def _softplus(m):
+    # log(1 + exp(m)) without overflow, from recorded ops
+    return tg.relu(m) + np.log(1.0 + np.exp(-np.abs(m)))
+
+
+def _logistic_data(rng, n=200, d=3):
+    x = rng.normal(size=(n, d))
+    w_true = np.array([1.5, -2.0, 0.5])[:d]
+    t = (rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-(x @ w_true + 0.3)))).astype(float)
+    return x, t
+
+
+def _logistic_objective(theta, x, t, c):
+    """sklearn's: 0.5 |w|^2 + C * sum(log loss), the intercept (theta[-1]) not penalised."""
+    w, b = theta[:-1], theta[-1]
+    z = x @ w + b
+    log_loss = _softplus(z) - t * z  # -log p(t | z) for labels in {0, 1}
+    return 0.5 * np.sum(w * w) + c * np.sum(log_loss)
+
+
+def test_value_and_grad_fits_a_logistic_regression_with_scipy(rng):
+    optimize = pytest.importorskip("scipy.optimize")
+    x, t = _logistic_data(rng)
+    c = 0.7
+    fit = optimize.minimize(tg.value_and_grad(_logistic_objective), np.zeros(4), args=(x, t, c),
+                            jac=True, method="L-BFGS-B", options={"gtol": 1e-10, "ftol": 1e-14})
+    assert fit.success, fit.message
+    w, b = fit.x[:-1], fit.x[-1]
+    # The closed-form gradient at the optimum is ~0.
+    p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
+    closed = np.concatenate([w + c * x.T @ (p - t), [c * np.sum(p - t)]])
+    assert np.max(np.abs(closed)) < 1e-6
+    value, g = tg.value_and_grad(_logistic_objective)(fit.x, x, t, c)
+    np.testing.assert_allclose(g, closed, atol=1e-12)
+    assert isinstance(value, float) and value == pytest.approx(fit.fun)
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    ref = linear_model.LogisticRegression(C=c, tol=1e-12, max_iter=10_000).fit(x, t)
+    np.testing.assert_allclose(w, ref.coef_[0], rtol=1e-5, atol=1e-6)
+    assert b == pytest.approx(ref.intercept_[0], rel=1e-5, abs=1e-6)
+
+
+def test_value_and_grad_matches_torch_at_a_point(rng):
+    torch = pytest.importorskip("torch")
+    x, t = _logistic_data(rng, n=20)
+    theta = rng.normal(size=4)
+    value, g = tg.value_and_grad(_logistic_objective)(theta, x, t, 0.7)
+    th = torch.tensor(theta, requires_grad=True)
+    z = torch.from_numpy(x) @ th[:-1] + th[-1]
+    ref = 0.5 * (th[:-1] ** 2).sum() + 0.7 * (torch.nn.functional.softplus(z) - torch.from_numpy(t) * z).sum()
+    (ref_g,) = torch.autograd.grad(ref, th)
+    assert value == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(g, ref_g.numpy(), rtol=1e-12)
+    assert isinstance(g, np.ndarray) and g.dtype == np.float64 and g.flags.writeable
+
+
+def test_value_and_grad_nested_arguments_mirror_their_structure():
+    def f(params, scale):
+        w, (b, extra) = params["w"], params["rest"]
+        return scale * (np.sum(w * w) * b + extra["k"] ** 3)
+
+    params = {"w": np.array([1.0, 2.0], np.float32), "rest": (0.5, {"k": 2})}
+    value, g = tg.value_and_grad(f)(params, 3.0)
+    assert value == pytest.approx(3.0 * (5.0 * 0.5 + 8.0))
+    assert set(g) == {"w", "rest"} and isinstance(g["rest"], tuple)
+    assert g["w"].dtype == np.float32  # dtype kept
+    np.testing.assert_allclose(g["w"], 3.0 * 2 * np.array([1.0, 2.0]) * 0.5)
+    assert isinstance(g["rest"][0], float) and g["rest"][0] == pytest.approx(15.0)
+    assert isinstance(g["rest"][1]["k"], float) and g["rest"][1]["k"] == pytest.approx(36.0)
+    assert params["rest"][1]["k"] == 2  # the caller's structure is untouched
+
+
+def test_value_and_grad_argnums_tuple_and_lists():
+    def f(a, b, c):
+        return np.sum(a[0] * b) + a[1] * c
+
+    a, b, c = [np.array([1.0, 2.0]), 3.0], np.array([4.0, 5.0]), 6.0
+    value, (ga, gc) = tg.value_and_grad(f, argnums=(0, 2))(a, b, c)
+    assert value == pytest.approx(14.0 + 18.0)
+    assert isinstance(ga, list)
+    np.testing.assert_array_equal(ga[0], b)
+    assert ga[1] == 6.0 and gc == 3.0
+    value, gb = tg.value_and_grad(f, argnums=-2)(a, b, c)
+    np.testing.assert_array_equal(gb, a[0])
+    _, (gb2,) = tg.value_and_grad(f, argnums=(1,))(a, b, c)
+    np.testing.assert_array_equal(gb2, a[0])
+
+
+def test_value_and_grad_errors_name_the_problem():
+    with pytest.raises(TypeError, match=r"must return a scalar.*shape \(2,\).*tapegrad.sum"):
+        tg.value_and_grad(lambda x: x * 2.0)(np.array([1.0, 2.0]))
+    with pytest.raises(TypeError, match=r"must return a scalar.*tuple"):
+        tg.value_and_grad(lambda x: (x, x))(1.0)
+    with pytest.raises(ValueError, match="argnums names argument 3"):
+        tg.value_and_grad(lambda x: x, argnums=3)(1.0)
+    with pytest.raises(ValueError, match="repeats"):
+        tg.value_and_grad(lambda x: x, argnums=(0, 0))
+    with pytest.raises(TypeError, match=r"argument 0\[1\] is a str"):
+        tg.value_and_grad(lambda x: x[0])([1.0, "a"])
+    with pytest.raises(TypeError, match="bool"):
+        tg.value_and_grad(lambda x: x * 1.0)(True)
+    with pytest.warns(UserWarning, match="does not depend"):
+        value, g = tg.value_and_grad(lambda x: float(np.sum(x.data)))(np.array([1.0, 2.0]))
+    assert value == 3.0
+    np.testing.assert_array_equal(g, [0.0, 0.0])
+
+
+def test_value_and_grad_integers_become_float64_and_keywords_pass_through():
+    value, g = tg.value_and_grad(lambda x, power=2: np.sum(x ** power))(np.array([1, 2]), power=3)
+    assert value == 9.0 and g.dtype == np.float64
+    np.testing.assert_array_equal(g, [3.0, 12.0])

@@ -36,6 +36,7 @@ from .autograd import (
     tensor,
     vjp,
 )
+from .functional_api import value_and_grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .history import (
     OperationRecord,
@@ -78,6 +79,7 @@ __all__ = [
     "set_detect_anomaly",
     "set_grad_enabled",
     "tensor",
+    "value_and_grad",
     "viz",
     "vjp",
 ]
