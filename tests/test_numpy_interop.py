@@ -113,3 +113,91 @@ def test_the_native_ufunc_path_agrees_with_the_python_one(ufunc, rng):
     np.testing.assert_array_equal(native, python)
     for a, b in zip(native_grads, python_grads):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- numpy's reduction keywords: dtype, out=None, where, initial, correction ----
+
+REDUCTIONS = {
+    # name: (numpy function, torch function of a tensor already in the dtype)
+    "sum": (np.sum, lambda t: t.sum()),
+    "mean": (np.mean, lambda t: t.mean()),
+    "prod": (np.prod, lambda t: t.prod()),
+    "var": (np.var, lambda t: t.var(correction=0)),
+    "std": (np.std, lambda t: t.std(correction=0)),
+}
+
+
+@pytest.mark.parametrize("dtype, to", [(np.float64, np.float32), (np.float32, np.float64),
+                                       (np.float64, np.float64)])
+@pytest.mark.parametrize("name", sorted(REDUCTIONS))
+def test_reduction_dtype_casts_first_as_numpy(name, dtype, to, rng):
+    torch = pytest.importorskip("torch")
+    fn, torch_fn = REDUCTIONS[name]
+    a = rng.uniform(0.5, 1.5, size=(3, 4)).astype(dtype)
+    for spelled in (lambda t: fn(t, dtype=to), lambda t: getattr(t, name)(dtype=to),
+                    lambda t: getattr(tapegrad, name)(t, dtype=to)):
+        x = tapegrad.Tensor(a)
+        y = spelled(x)
+        expected = fn(a, dtype=to)
+        assert y.dtype == np.asarray(expected).dtype == to
+        np.testing.assert_allclose(y.data, expected, rtol=1e-6 if np.float32 in (dtype, to) else 1e-12)
+        (g,) = tapegrad.grad(y, [x])
+        assert g.dtype == dtype  # the input's dtype
+        xt = torch.tensor(a, requires_grad=True)
+        (ref,) = torch.autograd.grad(torch_fn(xt.to(getattr(torch, np.dtype(to).name))), xt)
+        np.testing.assert_allclose(g.data, ref.numpy(), rtol=1e-5 if np.float32 in (dtype, to) else 1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(REDUCTIONS))
+def test_reduction_integer_dtype_is_refused_by_name(name):
+    fn, _ = REDUCTIONS[name]
+    with pytest.raises(TypeError, match=rf"{name}: dtype=int64 would truncate.*float32 or float64"):
+        fn(tapegrad.Tensor([1.5, 2.5]), dtype=np.int64)
+
+
+@pytest.mark.parametrize("fn", [np.sum, np.mean, np.prod, np.max, np.min, np.var, np.std])
+def test_reduction_out_none_is_accepted_and_an_array_refused(fn):
+    x = tapegrad.Tensor([1.5, 2.5])
+    np.testing.assert_allclose(fn(x, out=None).data, fn(x.data))
+    with pytest.raises(TypeError, match=r"out= cannot hold a recorded result"):
+        fn(x, out=np.zeros(()))
+
+
+def test_reduction_where_and_initial_as_numpy(rng):
+    a = rng.uniform(0.5, 1.5, size=(3, 4))
+    mask = rng.uniform(size=(3, 4)) < 0.6
+    mask[0, :] = True  # no empty column for the mean
+    row_mask = np.array([True, False, True, True])
+    for fn, kwargs in [(np.sum, {"where": mask, "axis": 0}), (np.sum, {"where": row_mask}),
+                       (np.mean, {"where": mask, "axis": 0}), (np.mean, {"where": row_mask}),
+                       (np.prod, {"where": mask, "axis": 1}), (np.sum, {"initial": 2.0}),
+                       (np.prod, {"initial": 2.0, "where": mask})]:
+        x = tapegrad.Tensor(a)
+        y = fn(x, **kwargs)
+        np.testing.assert_allclose(y.data, fn(a, **kwargs), rtol=1e-12)
+        assert tapegrad.gradcheck(lambda t, fn=fn, kwargs=kwargs: fn(t, **kwargs), [x])
+    x = tapegrad.Tensor(a)
+    (g,) = tapegrad.grad(np.mean(x, where=mask, axis=0).sum(), [x])
+    np.testing.assert_allclose(g.data, mask / mask.sum(axis=0), rtol=1e-12)  # 0 where masked
+
+
+def test_reduction_keywords_numpy_has_but_tapegrad_refuses_are_named():
+    x = tapegrad.Tensor([1.5, 2.5])
+    for call, keyword in [(lambda: np.max(x, where=[True, False], initial=0.0), "initial"),
+                          (lambda: np.min(x, where=[True, False]), "where"),
+                          (lambda: np.var(x, mean=2.0), "mean"),
+                          (lambda: np.std(x, where=[True, False]), "where")]:
+        with pytest.raises(TypeError, match=rf"does not take {keyword}="):
+            call()
+    with pytest.raises(ValueError, match="ddof or correction"):
+        np.var(x, ddof=1, correction=1)
+    np.testing.assert_allclose(np.var(x, correction=1).data, np.var(x.data, ddof=1))
+
+
+def test_reduction_positional_arguments_follow_numpys_order():
+    a = np.arange(6.0).reshape(2, 3) + 1.0
+    x = tapegrad.Tensor(a)
+    assert np.sum(x, 0, None, None, True).shape == (1, 3)  # keepdims, not dtype
+    np.testing.assert_allclose(np.var(x, 1, None, None, 1).data, np.var(a, 1, None, None, 1))
+    np.testing.assert_allclose(np.mean(x, 1, np.float32).data, np.mean(a, 1, np.float32))
+    assert np.max(x, 0, None, True).shape == (1, 3)

@@ -59,55 +59,163 @@ def _reduce(code: str, x: Any, axis: Any, keepdims: bool, *extra: Any) -> Any:
 
 
 # ---- reductions ----
+# They take numpy's keywords where they can be honoured: dtype (float32 or
+# float64: the values are cast first, as numpy does), out=None, where= (sum,
+# mean, prod) and initial= (sum, prod); the rest is refused, naming the keyword.
+
+_UNSET = object()  # numpy's <no value>
+
+
+def _dtype_of(x: Any) -> np.dtype:
+    return x.dtype if isinstance(x, Tensor) else np.result_type(x)
+
+
+def _cast_for(op: str, x: Any, dtype: Any) -> Any:
+    """x in `dtype` (numpy casts before it reduces); integer dtypes are refused."""
+    if dtype is None:
+        return x
+    want = np.dtype(dtype)
+    if want not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{op}: dtype={want} would truncate the values (numpy casts them first) and has no "
+            "gradient; give float32 or float64, or compute on t.data for a plain result")
+    return x if _dtype_of(x) == want else astype(x, want)
+
+
+def _no_out(op: str, out: Any) -> None:
+    if out is not None:
+        raise TypeError(f"{op}: out= cannot hold a recorded result (an ndarray has no "
+                        "history); drop it and use the returned Tensor")
+
+
+def _refuse(op: str, keyword: str, value: Any, what_to_do: str) -> None:
+    if value is not _UNSET:
+        raise TypeError(f"{op}: tapegrad does not take {keyword}= here; {what_to_do}")
+
+
+def _mask(op: str, x: Any, condition: Any) -> np.ndarray | None:
+    """numpy's where= as a boolean array of x's shape, or None for 'every element'."""
+    if condition is _UNSET or condition is True:
+        return None
+    mask = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    shape = _shape(x)
+    if np.broadcast_shapes(mask.shape, shape) != tuple(shape):
+        raise ValueError(f"{op}: where= of shape {mask.shape} does not broadcast to the "
+                         f"input's shape {tuple(shape)}")
+    return np.broadcast_to(mask, shape)
+
 
 @wraps_op("sum")
-def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Example:
+def sum(x: Any, axis: Any = None, keepdims: bool = False, *, dtype: Any = None,
+        out: Any = None, initial: Any = _UNSET, where: Any = _UNSET) -> Any:
+    """``dtype``, ``out=None``, ``initial`` and ``where`` as numpy's.
+
+    Example:
         >>> import tapegrad as tg
         >>> tg.sum(tg.Tensor([[1.0, 2.0], [3.0, 4.0]]), axis=0).data
         array([4., 6.])
     """
-    return _reduce("sum", x, axis, keepdims)
+    _no_out("sum", out)
+    x = _cast_for("sum", x, dtype)
+    mask = _mask("sum", x, where)
+    if mask is not None:
+        x = _where_op(mask, x, 0.0)
+    total = _reduce("sum", x, axis, keepdims)
+    return total if initial is _UNSET else total + initial
 
 
 @composite(doc="Mean over axis, as numpy.mean.", numpy="numpy.mean", method="mean")
-def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Example: ``tapegrad.mean(t, axis=1)``."""
+def mean(x: Any, axis: Any = None, keepdims: bool = False, *, dtype: Any = None,
+         out: Any = None, where: Any = _UNSET) -> Any:
+    """``dtype``, ``out=None`` and ``where`` as numpy's.
+
+    Example: ``tapegrad.mean(t, axis=1)``.
+    """
+    _no_out("mean", out)
+    x = _cast_for("mean", x, dtype)
     shape = _shape(x)
+    mask = _mask("mean", x, where)
+    if mask is not None:
+        count = np.sum(mask, axis=axis, keepdims=keepdims)
+        return sum(x, axis, keepdims, where=mask) / count.astype(_dtype_of(x))
     axes = _axes(axis, len(shape), "mean")
     count = math.prod([shape[a] for a in axes] if axes is not None else shape)
     return sum(x, axis, keepdims) / float(count)
 
 
 @wraps_op("max")
-def max(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Example: ``tapegrad.max(t, axis=-1)``."""
+def max(x: Any, axis: Any = None, keepdims: bool = False, *, out: Any = None,
+        initial: Any = _UNSET, where: Any = _UNSET) -> Any:
+    """``out=None`` as numpy's.
+
+    Example: ``tapegrad.max(t, axis=-1)``.
+    """
+    _no_out("max", out)
+    _refuse("max", "initial", initial, "take tapegrad.maximum(tapegrad.max(t), initial)")
+    _refuse("max", "where", where, "mask with tapegrad.where(mask, t, -np.inf) first")
     return _reduce("max", x, axis, keepdims)
 
 
 @wraps_op("min")
-def min(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Example: ``tapegrad.min(t)``."""
+def min(x: Any, axis: Any = None, keepdims: bool = False, *, out: Any = None,
+        initial: Any = _UNSET, where: Any = _UNSET) -> Any:
+    """``out=None`` as numpy's.
+
+    Example: ``tapegrad.min(t)``.
+    """
+    _no_out("min", out)
+    _refuse("min", "initial", initial, "take tapegrad.minimum(tapegrad.min(t), initial)")
+    _refuse("min", "where", where, "mask with tapegrad.where(mask, t, np.inf) first")
     return _reduce("min", x, axis, keepdims)
 
 
 @wraps_op("prod")
-def prod(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Example: ``tapegrad.prod(t, axis=0)``."""
-    return _reduce("prod", x, axis, keepdims)
+def prod(x: Any, axis: Any = None, keepdims: bool = False, *, dtype: Any = None,
+         out: Any = None, initial: Any = _UNSET, where: Any = _UNSET) -> Any:
+    """``dtype``, ``out=None``, ``initial`` and ``where`` as numpy's.
+
+    Example: ``tapegrad.prod(t, axis=0)``.
+    """
+    _no_out("prod", out)
+    x = _cast_for("prod", x, dtype)
+    mask = _mask("prod", x, where)
+    if mask is not None:
+        x = _where_op(mask, x, 1.0)
+    product = _reduce("prod", x, axis, keepdims)
+    return product if initial is _UNSET else product * initial
+
+
+def _ddof(op: str, ddof: Any, correction: Any, mean: Any, where: Any, out: Any) -> int:
+    _no_out(op, out)
+    _refuse(op, "mean", mean, "tapegrad computes the mean itself")
+    _refuse(op, "where", where, "select the elements first (indexing or tapegrad.where)")
+    if correction is not _UNSET:
+        if ddof != 0:
+            raise ValueError(f"{op}: give ddof or correction, not both")
+        ddof = correction
+    return operator.index(ddof)
 
 
 @wraps_op("var")
-def var(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
-    """Example: ``tapegrad.var(t, axis=0, ddof=1)``."""
-    return _reduce("var", x, axis, keepdims, operator.index(ddof))
+def var(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, *, dtype: Any = None,
+        out: Any = None, correction: Any = _UNSET, mean: Any = _UNSET,
+        where: Any = _UNSET) -> Any:
+    """``dtype``, ``out=None`` and ``correction`` (another name for ddof) as numpy's.
+
+    Example: ``tapegrad.var(t, axis=0, ddof=1)``.
+    """
+    ddof = _ddof("var", ddof, correction, mean, where, out)
+    return _reduce("var", _cast_for("var", x, dtype), axis, keepdims, ddof)
 
 
 @wraps_op("std")
-def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
+def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, *, dtype: Any = None,
+        out: Any = None, correction: Any = _UNSET, mean: Any = _UNSET,
+        where: Any = _UNSET) -> Any:
     """Where the standard deviation is 0 (one element, or equal elements) its
     gradient is 0, as PyTorch's, not the NaN that ``sqrt(var)`` would give;
-    where it is NaN (``ddof`` >= the count) so is the gradient.
+    where it is NaN (``ddof`` >= the count) so is the gradient. ``dtype``,
+    ``out=None`` and ``correction`` (another name for ddof) as numpy's.
 
     Example:
         >>> import tapegrad as tg
@@ -115,7 +223,8 @@ def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
         >>> tg.grad(tg.std(x), [x])[0].data
         array([0., 0.])
     """
-    return _reduce("std", x, axis, keepdims, operator.index(ddof))
+    ddof = _ddof("std", ddof, correction, mean, where, out)
+    return _reduce("std", _cast_for("std", x, dtype), axis, keepdims, ddof)
 
 
 @wraps_op("logsumexp")
@@ -375,6 +484,8 @@ def where(condition: Any, x: Any, y: Any) -> Any:
     cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
     return _array_op(_CODE["where"], (x, y), (cond,))
 
+
+_where_op = where  # the reductions' `where` keyword shadows the function
 
 _NO_BOUND = object()
 

@@ -10,6 +10,7 @@ it, rather than silently computing on the bare values.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,25 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
     return found[1](*inputs)
 
 
+# Reductions whose numpy signature has more positional parameters than
+# tapegrad's (np.sum(a, axis, dtype, out, keepdims)): their numpy calls are
+# passed on by name, so that np.sum(t, 0, None, None, True) means keepdims.
+_NUMPY_ORDER = {"sum", "mean", "prod", "max", "min", "var", "std"}
+_SIGNATURES: dict[Any, inspect.Signature] = {}
+
+
+def _by_name(func: Any, name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    signature = _SIGNATURES.get(func)
+    if signature is None:
+        signature = _SIGNATURES[func] = inspect.signature(func)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"numpy.{name}: {error}") from None
+    (_, first), *rest = bound.arguments.items()
+    return (first,), dict(rest)
+
+
 def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
     """Dispatch a numpy function call that involves a Tensor to tapegrad's own."""
     found = catalogue.function_implementation(func)
@@ -67,7 +87,9 @@ def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
             f"tapegrad cannot differentiate numpy.{name} on a Tensor yet. Use tapegrad's own "
             "operators and functions, or call it on t.data to compute without gradients."
         )
-    ours = found[1]
+    op, ours = found
+    if op.function in _NUMPY_ORDER:
+        args, kwargs = _by_name(func, name, args, kwargs)
     if func is np.reshape and "newshape" in kwargs:  # numpy < 2.1 spelling
         kwargs = {**kwargs, "shape": kwargs.pop("newshape")}
     try:
