@@ -177,3 +177,67 @@ def test_nan_and_inf_propagate_as_values():
     assert g == np.inf
     z = tapegrad.sqrt(tapegrad.Tensor(-1.0))
     assert np.isnan(z.data)
+
+
+# ---- refusals name the real function and say how to get a gradient anyway ----
+
+
+def test_np_array_of_tensors_points_to_stack_not_to_data():
+    t0, t1 = tapegrad.Tensor(1.0), tapegrad.Tensor(2.0)
+    with pytest.raises(TypeError) as info:
+        np.array([t0, t1])
+    text = str(info.value)
+    assert "np.stack" in text and "tapegrad.stack" in text and "tapegrad.array" in text
+    assert ".data" not in text  # it would drop the gradient silently
+    assert "t.detach().numpy()" in text  # dropping it says so
+    stacked = np.stack([t0, t1])  # what the message says works, and records
+    (g,) = tapegrad.grad((stacked * np.array([3.0, 4.0])).sum(), [t1])
+    assert float(g.data) == 4.0
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda x: np.linalg.solve(x, x), "numpy.linalg.solve"),
+    (lambda x: np.linalg.det(x), "numpy.linalg.det"),
+    (lambda x: np.cumsum(x), "numpy.cumsum"),
+    (lambda x: np.fft.fft(x), "numpy.fft.fft"),
+    (lambda x: np.arctan(x), "numpy.arctan"),
+    (lambda x: np.add.reduce(x), "numpy.add.reduce"),
+])
+def test_refusals_name_the_real_function_and_the_way_out(call, name):
+    x = tapegrad.Tensor(np.eye(2) + 1.0)
+    with pytest.raises(TypeError) as info:
+        call(x)
+    text = str(info.value)
+    assert f"differentiate {name} on a Tensor" in text
+    assert "tapegrad.Function" in text and "help(tapegrad.Function)" in text
+    assert "'Custom ops'" in text and "'API so far'" in text
+
+
+def test_the_readme_has_the_section_the_refusals_point_to():
+    from pathlib import Path
+    readme = Path(__file__).parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("no source checkout")
+    text = readme.read_text()
+    api = text[text.index("## API so far"):]
+    assert "- Custom ops: `class MyOp(tapegrad.Function)`" in api[:api.index("\n## ", 1)]
+
+
+def test_a_scipy_ufunc_refusal_names_scipy_special():
+    special = pytest.importorskip("scipy.special")
+    ufunc = next((u for u in (special.ndtr, special.erfcx, special.wofz)
+                  if tapegrad.catalogue.ufunc_implementation(u) is None), None)
+    if ufunc is None:
+        pytest.skip("every candidate ufunc is differentiable now")
+    with pytest.raises(TypeError, match=rf"differentiate scipy\.special\.{ufunc.__name__} on"):
+        ufunc(tapegrad.Tensor([0.5, 1.0]))
+
+
+def test_public_name_of_numpy_and_scipy_callables():
+    from tapegrad.numpy_interop import public_name
+    assert public_name(np.linalg.solve) == "numpy.linalg.solve"
+    assert public_name(np.sum) == "numpy.sum"
+    assert public_name(np.sin) == "numpy.sin"
+    special = pytest.importorskip("scipy.special")
+    assert public_name(special.ndtr) == "scipy.special.ndtr"
+    assert public_name(special.logsumexp) == "scipy.special.logsumexp"

@@ -11,6 +11,7 @@ it, rather than silently computing on the bare values.
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
 import numpy as np
@@ -49,14 +50,56 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
         np.copyto(kwargs["out"][0], result.data, casting="same_kind")
         return result
     if method != "__call__" or found is None or kwargs or len(inputs) != ufunc.nin:
-        what = f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+        what = public_name(ufunc) + ("" if method == "__call__" else f".{method}")
         extra = f" with {sorted(kwargs)}" if kwargs and found is not None else ""
         raise TypeError(
             f"tapegrad cannot differentiate {what}{extra} on a Tensor. Differentiable ufuncs: "
-            f"{', '.join(catalogue.differentiable_ufunc_names())}. "
-            "To compute without gradients, call it on t.data."
+            f"{', '.join(catalogue.differentiable_ufunc_names())}. {HOW_TO_DIFFERENTIATE}"
         )
     return found[1](*inputs)
+
+
+# What a refusal says to do (README, "API so far", the "Custom ops" item).
+HOW_TO_DIFFERENTIATE = (
+    "To differentiate it anyway, write it as a tapegrad.Function: forward computes it on "
+    "the values, backward returns its derivative times the incoming gradient (see "
+    "help(tapegrad.Function), and 'Custom ops' in the README's 'API so far'). To compute "
+    "it without a gradient, call it on t.detach().numpy()."
+)
+
+# Private modules numpy and scipy define their functions in, and where users meet them.
+_PUBLIC_ROOTS = ("numpy", "numpy.linalg", "numpy.fft", "numpy.random", "scipy.special",
+                 "scipy.linalg", "scipy.signal", "scipy.stats")
+
+
+def public_name(func: Any) -> str:
+    """The name a user calls ``func`` by: numpy.linalg.solve, scipy.special.ndtr.
+
+    A function's ``__module__`` without its private parts (numpy.linalg._linalg ->
+    numpy.linalg), checked to hold it; a ufunc, which has no ``__module__``, is
+    looked up in numpy, then in scipy.special if it is loaded.
+
+    Example:
+        >>> import numpy as np
+        >>> public_name(np.linalg.solve), public_name(np.arctan)
+        ('numpy.linalg.solve', 'numpy.arctan')
+    """
+    name = getattr(func, "__name__", None) or repr(func)
+    qualname = getattr(func, "__qualname__", None) or name
+    module = getattr(func, "__module__", None) or ""
+    parts = module.split(".")
+    public = []
+    for part in parts:
+        if part.startswith("_"):
+            break
+        public.append(part)
+    candidates = [".".join(public)] if public else []
+    candidates += [m for m in _PUBLIC_ROOTS if m not in candidates]
+    for candidate in candidates:
+        loaded = sys.modules.get(candidate)
+        if loaded is not None and getattr(loaded, name, None) is func:
+            return f"{candidate}.{name}"
+    return f"{module}.{qualname}" if module else name
 
 
 # Reductions whose numpy signature has more positional parameters than
@@ -66,14 +109,14 @@ _NUMPY_ORDER = {"sum", "mean", "prod", "max", "min", "var", "std"}
 _SIGNATURES: dict[Any, inspect.Signature] = {}
 
 
-def _by_name(func: Any, name: str, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def _by_name(func: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     signature = _SIGNATURES.get(func)
     if signature is None:
         signature = _SIGNATURES[func] = inspect.signature(func)
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as error:
-        raise TypeError(f"numpy.{name}: {error}") from None
+        raise TypeError(f"{public_name(func)}: {error}") from None
     (_, first), *rest = bound.arguments.items()
     return (first,), dict(rest)
 
@@ -81,22 +124,21 @@ def _by_name(func: Any, name: str, args: tuple, kwargs: dict) -> tuple[tuple, di
 def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
     """Dispatch a numpy function call that involves a Tensor to tapegrad's own."""
     found = catalogue.function_implementation(func)
-    name = getattr(func, "__name__", repr(func))
     if found is None:
         raise TypeError(
-            f"tapegrad cannot differentiate numpy.{name} on a Tensor yet. Use tapegrad's own "
-            "operators and functions, or call it on t.data to compute without gradients."
+            f"tapegrad cannot differentiate {public_name(func)} on a Tensor yet: it has no "
+            f"entry in tapegrad's op catalogue. {HOW_TO_DIFFERENTIATE}"
         )
     op, ours = found
     if op.function in _NUMPY_ORDER:
-        args, kwargs = _by_name(func, name, args, kwargs)
+        args, kwargs = _by_name(func, args, kwargs)
     if func is np.reshape and "newshape" in kwargs:  # numpy < 2.1 spelling
         kwargs = {**kwargs, "shape": kwargs.pop("newshape")}
     try:
         return ours(*args, **kwargs)
     except TypeError as error:
         if "unexpected keyword argument" in str(error):
-            raise TypeError(f"tapegrad's numpy.{name} on Tensors does not take "
+            raise TypeError(f"tapegrad's {public_name(func)} on Tensors does not take "
                             f"{sorted(kwargs)}: {error}") from None
         raise
 

@@ -278,10 +278,16 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if self.requires_grad:
+            # Reached by np.array([t0, t1]) and np.asarray(t), also inside library
+            # code (scipy's Python functions call np.asarray): numpy's protocols
+            # cannot make those record, and the bare value would lose the gradient.
             raise TypeError(
-                f"cannot convert tensor '{self.label}' to an ndarray implicitly: it requires "
-                "grad and the conversion would drop its history. Use t.data or t.numpy() "
-                "for the bare value."
+                f"cannot convert tensor '{self.label}' to an ndarray: it requires grad, and "
+                "an ndarray would drop its gradient. To build an array of tensors, use "
+                "np.stack([t0, t1]) or tapegrad.stack (recorded), or tapegrad.array(list); a "
+                "library function that converts its argument with np.asarray cannot be "
+                "differentiated this way (write it with tapegrad's functions, or as a "
+                "tapegrad.Function). To drop the gradient on purpose: t.detach().numpy()."
             )
         return np.asarray(self.data, dtype=dtype)
 
