@@ -659,3 +659,17 @@ def test_only_a_leaf_that_requires_grad_refuses_in_place_outside_no_grad():
     with tg.no_grad():
         w -= 0.5
     np.testing.assert_array_equal(w.data, [0.5, 1.5])
+
+
+@pytest.mark.parametrize("start", [lambda: 0, lambda: 0.0, lambda: np.zeros(()), lambda: tg.tensor(0.0)],
+                         ids=["int", "float", "array", "tensor"])
+def test_loss_from_zero_plus_equals_as_users_write_it(start):
+    """`loss = 0; for ...: loss += term`, as users write it."""
+    w = tg.Tensor(np.array([1.0, -2.0]))
+    loss = start()
+    for k in (1.0, 2.0, 3.0):
+        loss += tg.sum(w * w) * k
+        loss -= tg.sum(w) * k
+    loss.backward()
+    np.testing.assert_allclose(np.asarray(loss.data), 6.0 * 5.0 - 6.0 * -1.0)
+    np.testing.assert_allclose(w.grad.data, 6.0 * (2.0 * w.data - 1.0))
