@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "composite.hpp"
+#include "linalg.hpp"
 #include "ops.hpp"
 
 namespace tapegrad {
@@ -447,7 +448,7 @@ struct Clip {
     X(LOGSUMEXP, LogSumExp) X(SOFTMAX, Softmax) X(LOG_SOFTMAX, LogSoftmax) X(MATMUL, MatMul)       \
     X(EINSUM, Einsum) X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo)     \
     X(ASTYPE, AsType) X(GETITEM, GetItem) X(SCATTER_ADD, ScatterAdd) X(CONCATENATE, Concatenate)  \
-    X(WHERE, Where) X(CLIP, Clip)
+    X(WHERE, Where) X(CLIP, Clip) TAPEGRAD_LINALG_OPS(X)
 
 enum ArrayOpCode : uint8_t {
     OP_FIRST_ARRAY = OP_COUNT,

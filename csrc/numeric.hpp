@@ -179,6 +179,105 @@ public:
         for (const py::object& v : x) args.append(v);
         return f_einsum(*py::tuple(args));
     }
+    // ---- numpy.linalg and scipy.linalg (csrc/linalg.hpp) ----
+    // numpy's LinAlgError for a singular or indefinite matrix says only that;
+    // these say which shape, and what to do instead.
+    py::object inv(const py::object& x) {
+        return linalg_call([&] { return f_inv(x); }, x, "the matrix is singular (a of shape %S): it has no inverse. "
+                           "numpy.linalg.pinv gives the pseudo-inverse");
+    }
+    py::object solve(const py::object& a, const py::object& b) {
+        return linalg_call([&] { return f_solve(a, b); }, a, "a (of shape %S) is singular: a @ x = b has no unique "
+                           "solution. numpy.linalg.lstsq or pinv(a) @ b give the least-squares one");
+    }
+    py::object det(const py::object& x) { return f_det(x); }
+    // (..., 2): the sign, then log|det| (Note [Packed decompositions]).
+    py::object slogdet_packed(const py::object& x) {
+        py::object r = f_slogdet(x);
+        py::object sign = r.attr("sign"), logabs = r.attr("logabsdet");
+        const size_t nd = ndim(sign);
+        return f_concatenate(py::make_tuple(expand_dims(sign, nd), expand_dims(logabs, nd)), "axis"_a = -1);
+    }
+    py::object cholesky(const py::object& x, bool upper) {
+        return linalg_call([&] { return f_cholesky(x, "upper"_a = upper); }, x,
+                           "the matrix (a of shape %S) is not positive definite: cholesky needs a symmetric "
+                           "positive-definite matrix (and reads only one triangle of it)");
+    }
+    // a x = b, or a^T x = b with trans, reading a's lower or upper triangle.
+    // scipy's solver where scipy is installed; else numpy's solve on that triangle.
+    py::object solve_triangular(const py::object& a, const py::object& b, bool trans, bool lower, bool unit) {
+        if (PyObject* sl = scipy_linalg(nullptr)) {
+            return linalg_call([&] {
+                return py::reinterpret_borrow<py::object>(sl).attr("solve_triangular")(
+                    a, b, "trans"_a = trans ? 1 : 0, "lower"_a = lower, "unit_diagonal"_a = unit,
+                    "check_finite"_a = false);
+            }, a, "a (of shape %S) is singular: it has a zero on its diagonal");
+        }
+        py::object dtype = f_result_type(a);
+        const long n = shape(a)[py::len(shape(a)) - 1].cast<long>();
+        py::object t = mul(a, tri_mask(n, lower, 0, dtype));
+        if (unit) {
+            py::object eye_n = eye(n, dtype);
+            t = add(mul(t, sub(py::float_(1.0), eye_n)), eye_n);
+        }
+        return solve(trans ? swap_last(t) : t, b);
+    }
+    // eigh's factors packed into one array (Note [Packed decompositions]).
+    py::object eigh_packed(const py::object& x, bool lower) {
+        py::object r = linalg_call([&] { return f_eigh(x, lower ? "L" : "U"); }, x,
+                                   "the eigenvalue algorithm did not converge on a of shape %S");
+        py::object w = r.attr("eigenvalues");
+        return f_concatenate(py::make_tuple(expand_dims(w, ndim(w) - 1), r.attr("eigenvectors")), "axis"_a = -2);
+    }
+    py::object svd_packed(const py::object& x, bool full) {
+        py::object r = linalg_call([&] { return f_svd(x, "full_matrices"_a = full); }, x,
+                                   "the SVD did not converge on a of shape %S");
+        return join_flat(r.attr("U"), r.attr("S"), r.attr("Vh"));
+    }
+    py::object qr_packed(const py::object& x, bool complete) {
+        py::object r = f_qr(x, complete ? "complete" : "reduced");
+        return join_flat(r.attr("Q"), py::none(), r.attr("R"));
+    }
+    py::object pinv(const py::object& x, const py::object& rcond) {
+        return linalg_call([&] { return rcond.is_none() ? f_pinv(x) : f_pinv(x, rcond); }, x,
+                           "the SVD did not converge on a of shape %S");
+    }
+    py::object expm(const py::object& x) {
+        return py::reinterpret_borrow<py::object>(scipy_linalg("expm")).attr("expm")(x);
+    }
+    py::object sqrtm(const py::object& x) {
+        py::object r = py::reinterpret_borrow<py::object>(scipy_linalg("sqrtm")).attr("sqrtm")(x);
+        if (f_iscomplexobj(r).cast<bool>()) {
+            PyErr_Format(PyExc_ValueError, "the principal square root of A (of shape %S) is complex: A has "
+                         "negative real eigenvalues. tapegrad differentiates real matrices only",
+                         shape(x).ptr());
+            throw py::error_already_set();
+        }
+        return r.attr("astype")(f_result_type(x), "copy"_a = false);
+    }
+    py::object sylvester(const py::object& a, const py::object& b, const py::object& q) {
+        py::object r = py::reinterpret_borrow<py::object>(scipy_linalg("solve_sylvester"))
+                           .attr("solve_sylvester")(a, b, q);
+        return r.attr("astype")(f_result_type(a, b, q), "copy"_a = false);
+    }
+    // Values used inside the formulas, never differentiated.
+    py::object value(const py::object& x) { return x; }
+    py::object neg(const py::object& x) { return f_negative(x); }
+    bool any_zero(const py::object& x) { return f_any(f_equal(x, 0.0)).cast<bool>(); }
+    bool all_zero(const py::object& x) { return !f_any(x).cast<bool>(); }
+    bool any_infinite(const py::object& x) { return f_any(f_isinf(x)).cast<bool>(); }
+    double max_abs(const py::object& x) {
+        return size(x) ? f_max(f_abs(x), py::none(), py::none(), py::none(), false).cast<double>() : 0.0;
+    }
+    py::object zero_mask(const py::object& x) { return f_equal(x, 0.0); }
+    py::object eye(long n, const py::object& dtype) { return f_eye(n, "dtype"_a = dtype); }
+    py::object zeros(const py::object& shape, const py::object& dtype) { return f_zeros(shape, "dtype"_a = dtype); }
+    // Ones on and below diagonal k (lower), or on and above it, of an n x n matrix.
+    py::object tri_mask(long n, bool lower, long k, const py::object& dtype) {
+        py::object t = f_tri(n, n, lower ? k : -k, "dtype"_a = dtype);
+        return lower ? t : t.attr("T");
+    }
+
     // ---- shapes ----
     py::tuple shape(const py::object& x) {
         return is_array(x) ? py::tuple(x.attr("shape")) : py::tuple(f_shape(x));
@@ -267,10 +366,63 @@ private:
         f_expand_dims = fn("expand_dims"), f_swapaxes = fn("swapaxes"), f_zeros = fn("zeros");
         f_add_at = np.attr("add").attr("at"), f_array = fn("array");
         f_less = fn("less"), f_greater = fn("greater"), f_logical_or = fn("logical_or");
+        py::module_ la = py::module_::import("numpy.linalg");
+        f_inv = la.attr("inv"), f_solve = la.attr("solve"), f_det = la.attr("det"), f_slogdet = la.attr("slogdet");
+        f_cholesky = la.attr("cholesky"), f_eigh = la.attr("eigh"), f_svd = la.attr("svd"), f_qr = la.attr("qr");
+        f_pinv = la.attr("pinv"), f_linalg_error = la.attr("LinAlgError");
+        f_negative = fn("negative"), f_any = fn("any"), f_isinf = fn("isinf"), f_abs = fn("absolute");
+        f_eye = fn("eye"), f_tri = fn("tri"), f_iscomplexobj = fn("iscomplexobj");
         ndarray_type = fn("ndarray");
     }
 
     bool is_array(const py::object& x) { return py::isinstance(x, ndarray_type); }
+
+    // scipy.linalg, imported on first use (import tapegrad does not import
+    // scipy); nullptr when scipy is not installed and `what` is nullptr, else
+    // an ImportError that names what needs it.
+    PyObject* scipy_linalg(const char* what) {
+        if (!scipy_tried) {
+            scipy_tried = true;
+            PyObject* m = PyImport_ImportModule("scipy.linalg");
+            if (m) scipy_module = py::reinterpret_steal<py::object>(m);
+            else PyErr_Clear();
+        }
+        if (!scipy_module && what) {
+            PyErr_Format(PyExc_ImportError, "%s needs scipy, which is not installed: pip install scipy", what);
+            throw py::error_already_set();
+        }
+        return scipy_module.ptr();
+    }
+    // Calls f; numpy's LinAlgError is raised again with `message` (where %S
+    // is x's shape), of the same type.
+    template <class F>
+    py::object linalg_call(F&& f, const py::object& x, const char* message) {
+        try {
+            return f();
+        } catch (py::error_already_set& e) {
+            if (!e.matches(f_linalg_error)) throw;
+            PyErr_Format(f_linalg_error.ptr(), message, shape(x).ptr());
+            throw py::error_already_set();
+        }
+    }
+    // Factors flattened and joined along the last axis (Note [Packed decompositions]).
+    py::object join_flat(const py::object& first, const py::object& middle, const py::object& last) {
+        py::list parts;
+        for (const py::object* f : {&first, &middle, &last}) {
+            if (f->is_none()) continue;
+            py::tuple s = shape(*f);
+            if (py::len(s) < 2 || f == &middle) {
+                parts.append(*f);
+                continue;
+            }
+            py::list flat;
+            for (size_t i = 0; i + 2 < py::len(s); ++i) flat.append(s[i]);
+            flat.append(py::int_(s[py::len(s) - 2].cast<long>() * s[py::len(s) - 1].cast<long>()));
+            parts.append(f->attr("reshape")(py::tuple(flat)));
+        }
+        return f_concatenate(parts, "axis"_a = -1);
+    }
+
 
     // Whether axis (a tuple of non-negative ints) is just x's last axis.
     static bool is_last_axis(const py::object& x, const py::object& axis) {
@@ -313,6 +465,10 @@ private:
         f_greater_equal, f_less_equal, f_matmul, f_einsum, f_shape, f_size, f_argsort,
         f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_array, f_less, f_greater, f_logical_or,
         ndarray_type;
+    py::object f_inv, f_solve, f_det, f_slogdet, f_cholesky, f_eigh, f_svd, f_qr, f_pinv, f_linalg_error,
+        f_negative, f_any, f_isinf, f_abs, f_eye, f_tri, f_iscomplexobj;
+    py::object scipy_module;
+    bool scipy_tried = false;
 };
 
 // Numeric's matmul takes its outputs from `pool` for the scope's duration.

@@ -180,6 +180,38 @@ public:
         return select(Mask{c}, Rec(a), Rec(b)).v;
     }
 
+    py::object concatenate(const Values& x, const py::object& axis) {
+        return op(OP_CONCATENATE, x, py::make_tuple(axis));
+    }
+    py::object neg(const py::object& x) { return (-Rec(x)).v; }
+
+    // Linear algebra (csrc/linalg.hpp): each recorded as its op.
+    py::object inv(const py::object& x) { return op(OP_INV, {x}, py::tuple()); }
+    py::object solve(const py::object& a, const py::object& b) { return op(OP_SOLVE, {a, b}, py::tuple()); }
+    py::object det(const py::object& x) { return op(OP_DET, {x}, py::tuple()); }
+    py::object solve_triangular(const py::object& a, const py::object& b, bool trans, bool lower, bool unit) {
+        return op(OP_SOLVE_TRIANGULAR, {a, b}, py::make_tuple(trans, lower, unit));
+    }
+    py::object svd_packed(const py::object& x, bool full) { return op(OP_SVD, {x}, py::make_tuple(full)); }
+    py::object expm(const py::object& x) { return op(OP_EXPM, {x}, py::tuple()); }
+    py::object sylvester(const py::object& a, const py::object& b, const py::object& q) {
+        return op(OP_SOLVE_SYLVESTER, {a, b, q}, py::tuple());
+    }
+    // Values the linear-algebra formulas branch on or build constants from.
+    py::object value(const py::object& x) { return value_of(x); }
+    bool any_zero(const py::object& x) { return np().any_zero(value_of(x)); }
+    bool any_infinite(const py::object& x) { return np().any_infinite(value_of(x)); }
+    // Whether x is a constant zero: a Tensor may be zero now and still carry a
+    // dependence that a higher derivative needs, so it never is.
+    bool all_zero(const py::object& x) { return !is_tensor(x.ptr()) && np().all_zero(x); }
+    double max_abs(const py::object& x) { return np().max_abs(value_of(x)); }
+    py::object zero_mask(const py::object& x) { return np().zero_mask(value_of(x)); }
+    py::object eye(long n, const py::object& dtype) { return np().eye(n, dtype); }
+    py::object zeros(const py::object& shape, const py::object& dtype) { return np().zeros(shape, dtype); }
+    py::object tri_mask(long n, bool lower, long k, const py::object& dtype) {
+        return np().tri_mask(n, lower, k, dtype);
+    }
+
     // For each element, the product of the others in its reduction. Numeric
     // uses cumulative products, which are not an op; here each element's
     // product is taken over a copy of its reduction with a 1 in its place:

@@ -94,3 +94,79 @@ ARRAY = {
     "clip": Sample([(3, 4)], lambda x: ((x[0], -0.5, 0.7), {}), lambda t: t.clamp(-0.5, 0.7),
                    smooth=False),
 }
+
+
+def one_value(out, stack, concatenate):
+    """An op's result as one array: a list (split's) stacked; a tuple of factors
+    (eigh's, svd's, qr's, slogdet's) joined flat, leaving out the plain values among
+    them (slogdet's sign, a constant)."""
+    if isinstance(out, list):
+        return stack(out)
+    if isinstance(out, tuple):
+        return concatenate([p.reshape(-1) for p in out if not isinstance(p, (np.ndarray, np.generic))])
+    return out
+
+
+# ---- linear algebra (python/tapegrad/linalg.py, python/tapegrad/scipy/linalg.py) ----
+# The calls make the matrices well conditioned (+ 3 I), symmetric or positive
+# definite where the function needs it; the constants take the operand's dtype.
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def _eye(x, scale=3.0):
+    """scale * I of x's size, in x's dtype (a Tensor's, an ndarray's or a torch tensor's)."""
+    n = x.shape[-1]
+    if type(x).__module__.startswith("torch"):
+        return _torch().eye(n, dtype=x.dtype) * scale
+    return np.eye(n, dtype=x.dtype) * scale
+
+
+def _sym(x):
+    return (x + x.T) * 0.5
+
+
+def _spd(x):
+    return x @ x.T + _eye(x)
+
+
+ARRAY.update({
+    "linalg.inv": Sample([(3, 3)], lambda x: ((x[0] + _eye(x[0]),), {}),
+                         lambda t: _torch().linalg.inv(t + _eye(t))),
+    "linalg.solve": Sample([(3, 3), (3, 2)], lambda x: ((x[0] + _eye(x[0]), x[1]), {}),
+                           lambda a, b: _torch().linalg.solve(a + _eye(a), b)),
+    "linalg.det": Sample([(3, 3)], lambda x: ((x[0],), {}), lambda t: _torch().linalg.det(t)),
+    # A tuple (sign, logabsdet); the sign is a constant.
+    "linalg.slogdet": Sample([(3, 3)], lambda x: ((x[0] + _eye(x[0]),), {})),
+    "linalg.cholesky": Sample([(3, 3)], lambda x: ((_spd(x[0]),), {}),
+                              lambda t: _torch().linalg.cholesky(_spd(t))),
+    # Eigenvectors are defined up to sign: checked against torch in tests/test_linalg.py.
+    "linalg.eigh": Sample([(3, 3)], lambda x: ((_sym(x[0]),), {})),
+    "linalg.eigvalsh": Sample([(3, 3)], lambda x: ((_sym(x[0]),), {}),
+                              lambda t: _torch().linalg.eigvalsh(_sym(t))),
+    "linalg.svd": Sample([(4, 3)], lambda x: ((x[0],), {"compute_uv": False}),
+                         lambda t: _torch().linalg.svdvals(t)),
+    "linalg.qr": Sample([(4, 3)], lambda x: ((x[0],), {"mode": "r"}),
+                        lambda t: _torch().linalg.qr(t)[1]),
+    "linalg.pinv": Sample([(4, 3)], lambda x: ((x[0],), {}), lambda t: _torch().linalg.pinv(t)),
+    "linalg.matrix_power": Sample([(3, 3)], lambda x: ((x[0], 3), {}),
+                                  lambda t: _torch().linalg.matrix_power(t, 3)),
+    "linalg.norm": Sample([(3, 4)], lambda x: ((x[0],), {"ord": "nuc"}),
+                          lambda t: _torch().linalg.norm(t, "nuc")),
+    "scipy.linalg.solve_triangular": Sample(
+        [(3, 3), (3, 2)], lambda x: ((x[0] + _eye(x[0]), x[1]), {"lower": True}),
+        lambda a, b: _torch().linalg.solve_triangular(a + _eye(a), b, upper=False)),
+    "scipy.linalg.cho_solve": Sample(
+        [(3, 3), (3, 2)], lambda x: (((x[0] + _eye(x[0]), True), x[1]), {}),
+        lambda c, b: _torch().cholesky_solve(b, (c + _eye(c)).tril())),
+    "scipy.linalg.expm": Sample([(3, 3)], lambda x: ((x[0] * 0.5,), {}),
+                                lambda t: _torch().linalg.matrix_exp(t * 0.5)),
+    # Eigenvalues' real parts >= 1 (Gershgorin): a real principal square root.
+    "scipy.linalg.sqrtm": Sample([(3, 3)], lambda x: ((x[0] + _eye(x[0], 4.0),), {}),
+                                 low=-1.0, high=1.0),
+    "scipy.linalg.solve_sylvester": Sample(
+        [(3, 3), (2, 2), (3, 2)], lambda x: ((x[0] + _eye(x[0]), x[1] + _eye(x[1]), x[2]), {})),
+})

@@ -83,6 +83,9 @@ class TorchOps:
     def stack(self, values):
         return self.t.stack(list(values))
 
+    def concatenate(self, values):
+        return self.t.cat(list(values))
+
 
 def torch_function(torch, name):
     """torch's function of a catalogue name (numpy's names, torch.special's), or None."""
@@ -227,8 +230,7 @@ def _catalogue_array(o, name, u, k, torch_call=False):
     else:
         args, kwargs = sample.call(operands)
         out = o.function(name)(*args, **kwargs)
-    if isinstance(out, (list, tuple)):
-        out = o.stack(out)
+    out = opcatalog.one_value(out, o.stack, o.concatenate)
     weights = o.constant(rng.uniform(0.5, 1.5, size=tuple(out.shape)))
     return o.sum(out * weights, None, False)
 

@@ -14,7 +14,9 @@ from . import (
     array_ops,
     catalogue,
     functional,
+    linalg,  # numpy.linalg's functions (tapegrad.linalg.inv, ...)
     numpy_interop,  # noqa: F401  (sets up numpy's dispatch)
+    scipy,  # scipy's (tapegrad.scipy.linalg.expm, ...); does not import scipy
     viz,
 )
 from .autograd import (
@@ -74,8 +76,10 @@ __all__ = [
     "is_anomaly_enabled",
     "is_grad_enabled",
     "jacobian",
+    "linalg",
     "no_grad",
     "operation_history",
+    "scipy",
     "set_detect_anomaly",
     "set_grad_enabled",
     "tensor",
