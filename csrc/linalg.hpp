@@ -33,14 +33,18 @@
 //
 // Note [Repeated values]
 // The derivatives of eigenvectors and singular vectors divide by differences
-// of eigenvalues (squared singular values), undefined where two are equal.
-// There the coupling term between the two is dropped (taken as 0): that is the
-// gradient of any function of the decomposition that does not depend on the
-// choice of basis inside the repeated eigenspace (tr, norms, A's own value),
-// and the derivative does not exist for the others. PyTorch divides and
-// returns inf or NaN there. Values that are close but not equal give large
-// gradients, as in PyTorch. A gradient of the eigenvalues or singular values
-// alone (the vectors unused) never divides: it is exact at repeated values.
+// of eigenvalues (of squared singular values), and those of a non-square
+// matrix's singular vectors by the singular values. Where two are equal (or
+// one is 0) the vectors are any basis of a space and have no derivative; a
+// gradient that reaches them there is a 0/0 at best (the gradient of
+// V diag(h(w)) V^T is a divided difference of h), which no backward can
+// evaluate from the vectors' gradient alone. So the backward raises
+// LinAlgError there, naming the op (PyTorch returns NaN or inf). Where the
+// gradient reaching those vectors is exactly 0 the term is 0, computed
+// without dividing: a function of the eigenvalues or singular values alone
+// (eigvalsh, norms) has its exact first derivative at repeated values. Its
+// second derivative there is such a divided difference, and raises. Values
+// close but not equal give large gradients, as in PyTorch.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -132,8 +136,9 @@ template <class B> py::object per_matrix(B& b, const py::object& v) { return col
 template <class B> py::object diag_embed(B& b, const py::object& v) {
     return b.mul(row(b, v), b.eye(b.shape(v)[b.ndim(v) - 1].template cast<long>(), b.dtype(v)));
 }
-// 1 / x, and 0 where x is 0 (Note [Repeated values]); written so that no
-// division by zero is ever computed, to any order.
+// 1 / x, and 0 where x is 0; written so that no division by zero is ever
+// computed, to any order (Note [Repeated values]: where it is 0 the term it
+// multiplies is 0 too, else the backward has raised).
 template <class B> py::object reciprocal_or_zero(B& b, const py::object& x) {
     py::object zero = b.zero_mask(x);
     py::object safe = b.where(zero, b.number(1.0), x);
@@ -251,12 +256,14 @@ struct Det {
     // gives adj(A)^T = det(U) det(V) U diag(prod_{j != i} s_j) V^T (Higham,
     // "What is the adjugate of a matrix?", PyTorch's formula): exact at every
     // rank, zero below rank n - 1. A stack with any singular matrix takes
-    // that formula for all of its matrices.
+    // that formula for all of its matrices; so does create_graph with a
+    // nearly singular one (|det| <= 1e-8 max|A|^n), whose second derivative
+    // through A^-1 would lose the digits A^-1 loses.
     template <class B>
     static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
                          const py::tuple&, const Needs&, Values& gx) {
         using namespace linalg;
-        if (!b.any_zero(out)) {
+        if (!b.nearly_singular(x[0], out)) {
             gx[0] = b.mul(per_matrix(b, b.mul(g, out)), mT(b, b.inv(x[0])));
             return;
         }
@@ -383,7 +390,7 @@ struct Eigh {
     // G = V (diag(gw) + F o (V^T gV)) V^T (Giles 3.1), F being 0 at repeated
     // eigenvalues (Note [Repeated values]); then the triangle read.
     template <class B>
-    static void backward(B& b, const Values&, const py::object& out, const py::object& g,
+    static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
                          const py::tuple& p, const Needs&, Values& gx) {
         using namespace linalg;
         const py::tuple w_index = last2(py::int_(0), all()), v_index = last2(from(1), all());
@@ -393,8 +400,14 @@ struct Eigh {
         if (b.all_zero(gV)) {
             inner = diag_embed(b, gw);
         } else {
-            py::object F = reciprocal_or_zero(b, b.sub(row(b, w), col(b, w)));
-            inner = b.add(b.mul(F, b.matmul(mT(b, V), gV)), diag_embed(b, gw));
+            py::object gaps = b.sub(row(b, w), col(b, w)), vgv = b.matmul(mT(b, V), gV);
+            if (b.couples(gaps, vgv))
+                fail(linalg_error(), "the gradient through the eigenvectors is undefined here: a (of shape " +
+                                         text(b.shape(x[0])) + ") has a repeated eigenvalue and the function "
+                                         "depends on its eigenvectors, which are any basis of its eigenspace "
+                                         "(Note [Repeated values]). Functions of the eigenvalues alone (eigvalsh) "
+                                         "have a gradient there; or perturb a so that its eigenvalues differ");
+            inner = b.add(b.mul(reciprocal_or_zero(b, gaps), vgv), diag_embed(b, gw));
         }
         gx[0] = read_triangle(b, b.matmul(b.matmul(V, inner), mT(b, V)), p[0].cast<bool>());
     }
@@ -418,9 +431,8 @@ struct Svd {
     //   gA = U [(skew(U^T gU) S + S skew(V^T gV)) / E + diag(gS)] V^T
     //        + (I - U U^T) gU S^-1 V^T     (m > k)
     //        + U S^-1 gV^T (I - V V^T)     (n > k)
-    // 1/E is 0 at repeated singular values (Note [Repeated values]) and S^-1
-    // 0 at zero singular values, where the vectors outside the range are any
-    // basis. With full_matrices, the gradients of U's and Vh's extra vectors
+    // At repeated singular values, and zero ones of a non-square matrix, the
+    // vectors' gradient is undefined (Note [Repeated values]). With full_matrices, the gradients of U's and Vh's extra vectors
     // are ignored (they are any basis of the complement), as PyTorch.
     template <class B>
     static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
@@ -439,17 +451,28 @@ struct Svd {
             return;
         }
         py::object S = f.S, S2 = b.mul(S, S);
+        py::object gaps = b.sub(row(b, S2), col(b, S2));
+        py::object ugu = no_u ? py::object() : b.matmul(mT(b, U), gU);
+        py::object vgv = no_v ? py::object() : b.matmul(Vh, mT(b, gVh));
+        // Note [Repeated values]: vectors of a repeated singular value, or
+        // beyond the rank of a non-square matrix, are any basis.
+        const bool repeated = (!no_u && b.couples(gaps, ugu)) || (!no_v && b.couples(gaps, vgv));
+        const bool beyond = (m > k && !no_u && b.reaches_zero(S, gU, true)) ||
+                            (n > k && !no_v && b.reaches_zero(S, gVh, false));
+        if (repeated || beyond)
+            fail(linalg_error(), "the gradient through the singular vectors is undefined here: a (of shape " +
+                                     text(s) + ") has " +
+                                     (repeated ? "a repeated singular value" : "a zero singular value") +
+                                     " and the function depends on its singular vectors, which are any basis "
+                                     "of a space (Note [Repeated values]). Functions of the singular values "
+                                     "alone (compute_uv=False, norms) have a gradient there; or perturb a");
         py::object inner;
-        if (!no_u) {
-            py::object ugu = b.matmul(mT(b, U), gU);
-            inner = b.mul(b.sub(ugu, mT(b, ugu)), row(b, S));
-        }
+        if (!no_u) inner = b.mul(b.sub(ugu, mT(b, ugu)), row(b, S));
         if (!no_v) {
-            py::object vgv = b.matmul(Vh, mT(b, gVh));
             py::object term = b.mul(col(b, S), b.sub(vgv, mT(b, vgv)));
             inner = inner ? b.add(inner, term) : term;
         }
-        inner = b.add(b.mul(inner, reciprocal_or_zero(b, b.sub(row(b, S2), col(b, S2)))), diag_embed(b, gf.S));
+        inner = b.add(b.mul(inner, reciprocal_or_zero(b, gaps)), diag_embed(b, gf.S));
         if (m > k && !no_u) {
             py::object gus = b.mul(gU, row(b, reciprocal_or_zero(b, S)));
             py::object left = b.add(b.matmul(U, inner), b.sub(gus, b.matmul(U, b.matmul(mT(b, U), gus))));

@@ -264,12 +264,42 @@ public:
     py::object value(const py::object& x) { return x; }
     py::object neg(const py::object& x) { return f_negative(x); }
     bool any_zero(const py::object& x) { return f_any(f_equal(x, 0.0)).cast<bool>(); }
+    // det's backward takes the SVD formula where a determinant is 0 (the
+    // first derivative through A^-1 is accurate up to there).
+    bool nearly_singular(const py::object&, const py::object& det) { return any_zero(det); }
     bool all_zero(const py::object& x) { return !f_any(x).cast<bool>(); }
     bool any_infinite(const py::object& x) { return f_any(f_isinf(x)).cast<bool>(); }
     double max_abs(const py::object& x) {
         return size(x) ? f_max(f_abs(x), py::none(), py::none(), py::none(), false).cast<double>() : 0.0;
     }
     py::object zero_mask(const py::object& x) { return f_equal(x, 0.0); }
+    // Whether a pair i != j with gaps[..., i, j] == 0 has x[..., i, j] or
+    // x[..., j, i] nonzero: a gradient that would be divided by a zero gap
+    // (Note [Repeated values]).
+    bool couples(const py::object& gaps, const py::object& x) {
+        const long n = shape(x)[py::len(shape(x)) - 1].cast<long>();
+        py::object off = f_logical_not(f_eye(n, "dtype"_a = "bool"));
+        py::object reached = f_logical_or(f_not_equal(x, 0.0), f_not_equal(swap_last(x), 0.0));
+        py::object hit = f_logical_and(f_logical_and(f_equal(gaps, 0.0), off), reached);
+        return f_any(hit).cast<bool>();
+    }
+    // Whether a determinant is 0, or (tolerance > 0) |det| <= tolerance * max|a|^n
+    // for one of the matrices: singular to that relative precision.
+    bool nearly_singular(const py::object& a, const py::object& det, double tolerance) {
+        if (tolerance == 0) return any_zero(det);
+        py::tuple s = shape(a);
+        const long n = s[py::len(s) - 1].cast<long>();
+        py::object scale = f_max(f_abs(a), py::make_tuple(-2, -1), py::none(), py::none(), false);
+        py::object bound = mul(f_power(scale, py::float_(static_cast<double>(n))), py::float_(tolerance));
+        return f_any(f_less_equal(f_abs(det), bound)).cast<bool>();
+    }
+    // Whether a zero singular value s[..., i] meets a nonzero gradient in column
+    // i of g (columns) or in its row i (rows).
+    bool reaches_zero(const py::object& s, const py::object& g, bool columns) {
+        py::object zero = f_equal(s, 0.0);
+        zero = expand_dims(zero, ndim(zero) - (columns ? 1 : 0));
+        return f_any(f_logical_and(zero, f_not_equal(g, 0.0))).cast<bool>();
+    }
     py::object eye(long n, const py::object& dtype) { return f_eye(n, "dtype"_a = dtype); }
     py::object zeros(const py::object& shape, const py::object& dtype) { return f_zeros(shape, "dtype"_a = dtype); }
     // Ones on and below diagonal k (lower), or on and above it, of an n x n matrix.
@@ -372,6 +402,8 @@ private:
         f_pinv = la.attr("pinv"), f_linalg_error = la.attr("LinAlgError");
         f_negative = fn("negative"), f_any = fn("any"), f_isinf = fn("isinf"), f_abs = fn("absolute");
         f_eye = fn("eye"), f_tri = fn("tri"), f_iscomplexobj = fn("iscomplexobj");
+        f_logical_not = fn("logical_not"), f_not_equal = fn("not_equal");
+        f_power = fn("power");
         ndarray_type = fn("ndarray");
     }
 
@@ -466,7 +498,8 @@ private:
         f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_array, f_less, f_greater, f_logical_or,
         ndarray_type;
     py::object f_inv, f_solve, f_det, f_slogdet, f_cholesky, f_eigh, f_svd, f_qr, f_pinv, f_linalg_error,
-        f_negative, f_any, f_isinf, f_abs, f_eye, f_tri, f_iscomplexobj;
+        f_negative, f_any, f_isinf, f_abs, f_eye, f_tri, f_iscomplexobj, f_logical_not, f_not_equal,
+        f_power;
     py::object scipy_module;
     bool scipy_tried = false;
 };

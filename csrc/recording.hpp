@@ -200,12 +200,21 @@ public:
     // Values the linear-algebra formulas branch on or build constants from.
     py::object value(const py::object& x) { return value_of(x); }
     bool any_zero(const py::object& x) { return np().any_zero(value_of(x)); }
+    // A determinant's second derivative through A^-1 loses the digits A^-1
+    // does: near a singular matrix det's backward takes the SVD formula.
+    bool nearly_singular(const py::object& a, const py::object& det) {
+        return np().nearly_singular(value_of(a), value_of(det), 1e-8);
+    }
     bool any_infinite(const py::object& x) { return np().any_infinite(value_of(x)); }
     // Whether x is a constant zero: a Tensor may be zero now and still carry a
     // dependence that a higher derivative needs, so it never is.
     bool all_zero(const py::object& x) { return !is_tensor(x.ptr()) && np().all_zero(x); }
     double max_abs(const py::object& x) { return np().max_abs(value_of(x)); }
     py::object zero_mask(const py::object& x) { return np().zero_mask(value_of(x)); }
+    bool couples(const py::object& gaps, const py::object& x) { return np().couples(value_of(gaps), value_of(x)); }
+    bool reaches_zero(const py::object& s, const py::object& g, bool columns) {
+        return np().reaches_zero(value_of(s), value_of(g), columns);
+    }
     py::object eye(long n, const py::object& dtype) { return np().eye(n, dtype); }
     py::object zeros(const py::object& shape, const py::object& dtype) { return np().zeros(shape, dtype); }
     py::object tri_mask(long n, bool lower, long k, const py::object& dtype) {

@@ -280,3 +280,283 @@ def test_scipy_namespace_docstring_examples_run():
 
     result = doctest.testmod(sla, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+# ---- numpy's own calls dispatch here ----
+
+DISPATCH = [
+    (np.linalg.inv, la.inv, lambda a: (a,)),
+    (np.linalg.det, la.det, lambda a: (a,)),
+    (np.linalg.solve, la.solve, lambda a: (a, a[0])),
+    (np.linalg.pinv, la.pinv, lambda a: (a,)),
+    (np.linalg.norm, la.norm, lambda a: (a, "nuc")),
+    (np.linalg.matrix_power, la.matrix_power, lambda a: (a, -3)),
+    (np.linalg.cholesky, la.cholesky, lambda a: (a @ a.T,)),
+    (np.linalg.eigvalsh, la.eigvalsh, lambda a: (a,)),
+]
+
+
+@pytest.mark.parametrize("numpy_fn, ours, args", DISPATCH, ids=lambda v: getattr(v, "__name__", ""))
+def test_numpy_linalg_calls_record(numpy_fn, ours, args, rng):
+    a = rng.normal(size=(3, 3)) + 3 * np.eye(3)
+    x1, x2 = tg.Tensor(a), tg.Tensor(a)
+    y1, y2 = numpy_fn(*args(x1)), ours(*args(x2))
+    assert isinstance(y1, tg.Tensor) and y1.requires_grad
+    np.testing.assert_array_equal(y1.data, y2.data)
+    np.testing.assert_allclose(y1.data, numpy_fn(*args(a)), rtol=1e-12)
+    np.testing.assert_array_equal(tg.grad(y1.sum(), x1)[0].data, tg.grad(y2.sum(), x2)[0].data)
+
+
+def test_decompositions_dispatch_and_keep_numpy_results(rng):
+    a = rng.normal(size=(4, 3))
+    t = tg.Tensor(a)
+    u, s, vh = np.linalg.svd(t, full_matrices=False)
+    np.testing.assert_allclose(((u * s[..., None, :]) @ vh).data, a, atol=1e-12)
+    w, _ = np.linalg.eigh(t.T @ t)
+    np.testing.assert_allclose(w.data, np.linalg.eigvalsh(a.T @ a), rtol=1e-12)
+    q, r = np.linalg.qr(t)
+    np.testing.assert_allclose((q @ r).data, a, atol=1e-12)
+    sign, logabsdet = np.linalg.slogdet(t[:3])
+    want = np.linalg.slogdet(a[:3])
+    assert sign == want.sign and isinstance(sign, np.float64)
+    assert logabsdet.data == pytest.approx(want.logabsdet, rel=1e-12)
+    assert la.svd(t).U.shape == (4, 4) and la.svd(t).Vh.shape == (3, 3)
+    assert la.qr(t, mode="complete").Q.shape == (4, 4)
+
+
+def test_plain_arrays_give_numpy_values(rng):
+    a = rng.normal(size=(3, 3)) + 3 * np.eye(3)
+    np.testing.assert_allclose(la.inv(a), np.linalg.inv(a), rtol=1e-14)
+    np.testing.assert_allclose(la.norm(a, 2), np.linalg.norm(a, 2), rtol=1e-14)
+    np.testing.assert_allclose(sla.expm(a * 0.1), __import__("scipy.linalg").linalg.expm(a * 0.1),
+                               rtol=1e-14)
+    assert len(tg.operation_history) == 0
+
+
+def test_import_tapegrad_does_not_import_scipy():
+    code = "import sys, tapegrad, tapegrad.scipy.linalg; print('scipy' in sys.modules)"
+    out = __import__("subprocess").run([__import__("sys").executable, "-c", code],
+                                       capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---- the triangle numpy reads (csrc/linalg.hpp, Note [Triangles read]) ----
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_cholesky_and_eigh_differentiate_the_triangle_read(upper, rng):
+    """A non-symmetric leaf: numpy reads one triangle, and so does the gradient, which
+    central differences confirm; on the symmetric part it agrees with PyTorch's."""
+    b = rng.normal(size=(4, 4))
+    spd = b @ b.T + 4 * np.eye(4)
+    leaf = spd + np.triu(rng.normal(size=(4, 4)), 1) * (0 if upper else 1) \
+        + np.tril(rng.normal(size=(4, 4)), -1) * (1 if upper else 0)  # junk in the unread triangle
+    read = np.triu if upper else np.tril
+    for fn in (lambda x: la.cholesky(x, upper=upper),
+               lambda x: la.eigh(x, UPLO="U" if upper else "L").eigenvalues,
+               lambda x: la.eigh(x, UPLO="U" if upper else "L").eigenvectors ** 2):
+        x = tg.Tensor(leaf)
+        (g,) = tg.grad((fn(x) * np.arange(1.0, 1 + fn(x).size).reshape(fn(x).shape)).sum(), x)
+        np.testing.assert_array_equal(g.data - read(g.data), 0)  # nothing on the other triangle
+        assert tg.gradcheck(fn, [tg.Tensor(leaf)])
+
+
+def test_symmetric_inputs_agree_with_torch_through_the_chain_rule(rng):
+    torch = pytest.importorskip("torch")
+    b = rng.normal(size=(4, 4))
+    ours, theirs = tg.Tensor(b), torch.tensor(b, requires_grad=True)
+    w = rng.uniform(size=(4, 4))
+    (g,) = tg.grad((la.cholesky(ours @ ours.T + 4 * np.eye(4)) * w).sum(), ours)
+    (torch.linalg.cholesky(theirs @ theirs.T + 4 * torch.eye(4, dtype=torch.float64))
+     * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(g.data, theirs.grad.numpy(), rtol=1e-11)
+
+
+# ---- singular and degenerate points ----
+
+def _cofactors(a):
+    n = a.shape[0]
+    return np.array([[(-1) ** (i + j) * np.linalg.det(np.delete(np.delete(a, i, 0), j, 1))
+                      for j in range(n)] for i in range(n)])
+
+
+def test_det_gradient_at_singular_matrices_is_the_cofactor_matrix(rng):
+    rank2 = rng.normal(size=(3, 2)) @ rng.normal(size=(2, 3))  # rank 2: a nonzero adjugate
+    rank1 = np.outer(rng.normal(size=3), rng.normal(size=3))   # rank 1: zero
+    zero = np.zeros((3, 3))
+    regular = rng.normal(size=(3, 3)) + 3 * np.eye(3)
+    stack = np.stack([rank2, rank1, zero, regular])
+    x = tg.Tensor(stack)
+    (g,) = tg.grad(la.det(x).sum(), x)
+    for got, a in zip(g.data, stack):
+        np.testing.assert_allclose(got, _cofactors(a), atol=1e-12)
+    assert np.isfinite(g.data).all()
+
+
+def test_det_second_order_at_a_singular_matrix(rng):
+    """Through the SVD: rank n - 1 with distinct singular values (PyTorch's double backward)."""
+    torch = pytest.importorskip("torch")
+    a = rng.normal(size=(3, 2)) @ rng.normal(size=(2, 3))
+    assert tg.gradgradcheck(la.det, [tg.Tensor(a)])
+    v = rng.normal(size=(3, 3))
+    x = tg.Tensor(a)
+    (g,) = tg.grad(la.det(x), x, create_graph=True)
+    (h,) = tg.grad((g * v).sum(), x)
+    t = torch.tensor(a, requires_grad=True)
+    (tg_,) = torch.autograd.grad(torch.linalg.det(t), t, create_graph=True)
+    (th,) = torch.autograd.grad((tg_ * torch.tensor(v)).sum(), t)
+    np.testing.assert_allclose(h.data, th.numpy(), atol=1e-10)
+
+
+def test_slogdet_at_a_singular_matrix_raises_on_backward():
+    x = tg.Tensor(np.array([[1.0, 2.0], [2.0, 4.0]]))
+    sign, logabsdet = la.slogdet(x)
+    assert sign == 0 and logabsdet.data == -np.inf
+    with pytest.raises(np.linalg.LinAlgError, match=r"slogdet: .*shape \(2, 2\) is singular.*Use det"):
+        tg.grad(logabsdet, x)
+
+
+def test_eigenvalue_functions_are_exact_at_repeated_eigenvalues():
+    """sum(w**2) = ||A||_F^2 on the triangle read: its gradient at A = I, where the
+    eigenvalues repeat, is exact; its second derivative there depends on the
+    eigenvectors (a divided difference) and raises rather than drop that term."""
+    x = tg.Tensor(np.eye(3))
+    (g,) = tg.grad((la.eigvalsh(x) ** 2).sum(), x, create_graph=True)
+    np.testing.assert_allclose(g.data, 2 * np.eye(3), atol=1e-14)
+    with pytest.raises(np.linalg.LinAlgError, match=r"eigh: .*repeated eigenvalue"):
+        tg.grad((g * np.arange(9.0).reshape(3, 3)).sum(), x)
+    # Away from the repetition: d/dA of tril(2 (A + A^T)) - diag(2A) applied to v.
+    x = tg.Tensor(np.diag([1.0, 2.0, 3.0]))
+    (g,) = tg.grad((la.eigvalsh(x) ** 2).sum(), x, create_graph=True)
+    v = np.arange(9.0).reshape(3, 3)
+    (h,) = tg.grad((g * v).sum(), x)
+    np.testing.assert_allclose(h.data, 2 * np.diag(np.diag(v)) + 4 * np.tril(v, -1), atol=1e-12)
+    # The nuclear norm of I: singular values alone.
+    x = tg.Tensor(np.eye(3))
+    (gn,) = tg.grad(la.norm(x, "nuc"), x)
+    np.testing.assert_allclose(gn.data, np.eye(3), atol=1e-14)
+
+
+def test_eigenvectors_at_repeated_eigenvalues_raise():
+    x = tg.Tensor(np.diag([1.0, 1.0, 2.0]))
+    _, v = la.eigh(x)
+    with pytest.raises(np.linalg.LinAlgError,
+                       match=r"eigh: the gradient through the eigenvectors is undefined here: a "
+                             r"\(of shape \(3, 3\)\) has a repeated eigenvalue"):
+        tg.grad(((v @ v.T) * np.arange(9.0).reshape(3, 3) + v).sum(), x)
+    # Eigenvectors of the simple eigenvalue alone: defined.
+    (g,) = tg.grad((v[:, 2] ** 2 * np.array([1.0, 2.0, 3.0])).sum(), x)
+    assert np.isfinite(g.data).all()
+
+
+def test_singular_vectors_at_repeated_or_zero_singular_values_raise():
+    x = tg.Tensor(np.diag([2.0, 2.0, 1.0]))
+    u, s, vh = la.svd(x)
+    with pytest.raises(np.linalg.LinAlgError, match=r"svd: .*a repeated singular value"):
+        tg.grad((u * np.arange(9.0).reshape(3, 3)).sum(), x)
+    tall = tg.Tensor(np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]))
+    u, s, vh = la.svd(tall, full_matrices=False)
+    with pytest.raises(np.linalg.LinAlgError, match=r"svd: .*a zero singular value"):
+        tg.grad((u * np.arange(6.0).reshape(3, 2)).sum(), tall)
+    (g,) = tg.grad(s.sum(), tall)  # the singular values alone: U diag(1) Vh, as PyTorch
+    np.testing.assert_allclose(g.data, (u @ vh).data, atol=1e-15)
+
+
+def test_norms_of_zeros_have_zero_gradient_as_in_torch():
+    torch = pytest.importorskip("torch")
+    for ord_, axis in [(None, None), (2, 1), ("fro", None), (3, 0), (1, 1)]:
+        x = tg.Tensor(np.zeros((2, 3)))
+        (g,) = tg.grad(la.norm(x, ord_, axis).sum() if axis is not None else la.norm(x, ord_), x)
+        t = torch.zeros((2, 3), dtype=torch.float64, requires_grad=True)
+        ref = torch.linalg.norm(t, ord_, axis) if axis is not None else torch.linalg.norm(t, ord_)
+        ref.sum().backward()
+        np.testing.assert_array_equal(g.data, t.grad.numpy())
+        np.testing.assert_array_equal(g.data, 0)
+
+
+def test_norm_ties_share_the_gradient():
+    x = tg.Tensor(np.array([3.0, -3.0, 1.0]))
+    np.testing.assert_allclose(tg.grad(la.norm(x, np.inf), x)[0].data, [0.5, -0.5, 0.0])
+    assert la.norm(x, 0) == 3.0 and not isinstance(la.norm(x, 0), tg.Tensor)
+
+
+def test_matrix_power_zero_is_the_identity_with_zero_gradient(rng):
+    a = rng.normal(size=(2, 3, 3))
+    x = tg.Tensor(a)
+    y = np.linalg.matrix_power(x, 0)
+    np.testing.assert_array_equal(y.data, np.broadcast_to(np.eye(3), (2, 3, 3)))
+    np.testing.assert_array_equal(tg.grad(y.sum(), x)[0].data, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradients_keep_the_input_dtype(dtype, rng):
+    a = (rng.normal(size=(3, 3)) + 3 * np.eye(3)).astype(dtype)
+    for fn in (la.inv, la.det, lambda x: la.slogdet(x)[1], la.pinv, lambda x: la.norm(x, 2),
+               lambda x: la.svd(x)[0], lambda x: la.qr(x)[1], lambda x: la.cholesky(x @ x.T),
+               lambda x: la.eigh(x)[1], sla.expm, sla.sqrtm,
+               lambda x: sla.solve_triangular(x, x[0]), lambda x: la.solve(x, x)):
+        x = tg.Tensor(a)
+        out = fn(x)
+        assert out.dtype == dtype
+        (g,) = tg.grad(out.sum(), x, create_graph=True)
+        assert g.dtype == dtype
+        assert tg.grad((g * g).sum(), x)[0].dtype == dtype
+
+
+# ---- errors: the op, the shapes, what to do ----
+
+def _qr_complete_tall_backward():
+    x = tg.Tensor(np.eye(3)[:, :2] + 1)
+    return tg.grad(la.qr(x, mode="complete").Q.sum(), x)
+
+
+@pytest.mark.parametrize("call, kind, match", [
+    (lambda: la.inv(tg.Tensor(np.ones((2, 3)))), np.linalg.LinAlgError,
+     r"inv: a must be square, of shape \(\.\.\., n, n\); got shape \(2, 3\)"),
+    (lambda: la.det(tg.Tensor(np.ones(3))), np.linalg.LinAlgError,
+     r"det: a must be a square matrix or a stack of them, of shape \(\.\.\., n, n\); got a vector of shape \(3,\)"),
+    (lambda: la.inv(tg.Tensor(np.ones((2, 2)))), np.linalg.LinAlgError,
+     r"inv: the matrix is singular \(a of shape \(2, 2\)\): it has no inverse. numpy.linalg.pinv"),
+    (lambda: np.linalg.solve(tg.Tensor(np.eye(3)), np.ones((2, 3))), np.linalg.LinAlgError,
+     r"solve: a of shape \(3, 3\) and b of shape \(2, 3\) do not match: b's second-to-last axis \(2\) "
+     r"must be a's size \(3\)"),
+    (lambda: la.solve(tg.Tensor(np.zeros((2, 2))), np.ones(2)), np.linalg.LinAlgError,
+     r"solve: a \(of shape \(2, 2\)\) is singular.*lstsq"),
+    (lambda: la.cholesky(tg.Tensor(-np.eye(2))), np.linalg.LinAlgError,
+     r"cholesky: the matrix \(a of shape \(2, 2\)\) is not positive definite"),
+    (lambda: la.eigh(tg.Tensor(np.eye(2)), UPLO="X"), ValueError, r"eigh: UPLO must be 'L' or 'U'"),
+    (lambda: la.qr(tg.Tensor(np.eye(2)), mode="raw"), ValueError, r"qr: mode='raw'"),
+    (lambda: la.qr(tg.Tensor(np.eye(2)), mode="economic"), ValueError, r"qr: unrecognized mode"),
+    (_qr_complete_tall_backward, ValueError, r"qr: mode='complete' on a matrix with more rows than columns \(shape \(3, 2\)\) "
+                 r"has no gradient.*Use mode='reduced'"),
+    (lambda: la.matrix_power(tg.Tensor(np.eye(2)), 1.5), TypeError,
+     r"matrix_power: the exponent must be an integer"),
+    (lambda: la.matrix_power(tg.Tensor(np.ones((2, 3))), 2), np.linalg.LinAlgError,
+     r"matrix_power: a must be a square matrix.*got shape \(2, 3\)"),
+    (lambda: la.norm(tg.Tensor(np.ones((2, 2, 2))), 2), ValueError,
+     r"norm: improper number of dimensions to norm: axis \(0, 1, 2\)"),
+    (lambda: la.norm(tg.Tensor(np.ones(3)), "fro", axis=0), ValueError,
+     r"norm: invalid norm order 'fro' for vectors"),
+    (lambda: la.norm(tg.Tensor(np.ones((2, 2))), 3, axis=(0, 1)), ValueError,
+     r"norm: invalid norm order 3 for matrices"),
+    (lambda: la.norm(tg.Tensor(np.ones((2, 2))), axis=(1, -1)), ValueError, r"norm: duplicate axes"),
+    (lambda: la.norm(tg.Tensor(np.ones(2)), axis=1), np.exceptions.AxisError, r"norm: axis 1"),
+    (lambda: la.pinv(tg.Tensor(np.eye(2)), rcond=0.1, rtol=0.1), ValueError, r"pinv: `rtol` and `rcond`"),
+    (lambda: sla.sqrtm(tg.Tensor(np.diag([-1.0, 1.0]))), ValueError,
+     r"sqrtm: the principal square root of A \(of shape \(2, 2\)\) is complex"),
+    (lambda: sla.solve_triangular(tg.Tensor(np.eye(2)), np.ones(2), trans=3), ValueError,
+     r"solve_triangular: trans must be"),
+    (lambda: sla.solve_triangular(tg.Tensor(np.eye(2)), np.array([1.0, np.nan])), ValueError,
+     r"solve_triangular: array must not contain infs or NaNs"),
+    (lambda: sla.solve_triangular(tg.Tensor(np.eye(3)), np.ones((2, 1))), np.linalg.LinAlgError,
+     r"solve_triangular: a of shape \(3, 3\) and b of shape \(2, 1\) do not match"),
+    (lambda: sla.cho_solve(tg.Tensor(np.eye(2)), np.ones(2)), TypeError, r"cho_solve: the first argument"),
+    (lambda: sla.solve_sylvester(tg.Tensor(np.eye(2)), np.eye(3), np.ones((3, 3))),
+     np.linalg.LinAlgError, r"solve_sylvester: a of shape \(2, 2\), b of shape \(3, 3\) and q of "
+                            r"shape \(3, 3\) do not match"),
+    (lambda: sla.expm(tg.Tensor(np.ones((2, 3)))), np.linalg.LinAlgError, r"expm: A must be square"),
+])
+def test_clear_errors(call, kind, match):
+    with pytest.raises(kind, match=match):
+        call()
+    y = tg.Tensor(2.0)  # the tape still works
+    assert tg.compute_gradients(y * y, [y]) == [4.0]

@@ -223,11 +223,11 @@ def _check_uplo(UPLO: Any, op: str) -> bool:
 def eigh(a: Any, UPLO: str = "L") -> EighResult:
     """As ``np.linalg.eigh``: ``EighResult(eigenvalues, eigenvectors)``. numpy reads one
     triangle (``UPLO``); the gradient is zero on the other (see the module's docstring). The
-    eigenvectors' gradient divides by differences of eigenvalues: where two are equal that
-    term is dropped (the gradient of anything that does not depend on the choice of basis
-    inside the repeated eigenspace; the derivative does not exist for the rest), and nearly
-    equal eigenvalues give large gradients, as in PyTorch. A gradient through the
-    eigenvalues alone is exact everywhere.
+    eigenvectors' gradient divides by differences of eigenvalues: where two are equal and
+    the function uses their eigenvectors (any basis of the eigenspace), the backward raises
+    ``LinAlgError`` (PyTorch returns NaN); nearly equal eigenvalues give large gradients,
+    as in PyTorch. A gradient through the eigenvalues alone is exact everywhere (its own
+    derivative at repeated eigenvalues depends on the eigenvectors, and raises there).
 
     Example:
         >>> import numpy as np
@@ -260,10 +260,11 @@ def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
         hermitian: bool = False) -> Any:
     """As ``np.linalg.svd``: ``SVDResult(U, S, Vh)``, or ``S``. The singular vectors' gradient
     divides by differences of squared singular values and, for a non-square matrix, by the
-    singular values: where two singular values are equal, or one is 0, those terms are
-    dropped (the derivative does not exist there for functions that depend on the choice of
-    vectors), and nearly equal ones give large gradients, as in PyTorch. A gradient through
-    ``S`` alone (``compute_uv= False``, norms) is exact everywhere. With ``full_matrices``
+    singular values: where two singular values are equal (or one is 0, for a non-square
+    matrix) and the function uses their vectors (any basis of a space), the backward raises
+    ``LinAlgError`` (PyTorch returns NaN); nearly equal ones give large gradients, as in
+    PyTorch. A gradient through ``S`` alone (``compute_uv=False``, norms) is exact
+    everywhere (its own derivative at repeated values raises). With ``full_matrices``
     the gradients of ``U``'s and ``Vh``'s columns beyond ``min(m, n)`` are ignored (they are
     any basis of the complement), as PyTorch does. ``hermitian=True`` reads the lower
     triangle of ``a``, as numpy; its vectors may differ from numpy's in sign, as any SVD's

@@ -84,10 +84,10 @@ def cho_solve(c_and_lower: tuple, b: Any, overwrite_b: bool = False,
         >>> cho_solve((c, True), np.array([6.0, 7.0])).data
         array([1., 1.])
     """
-    try:
-        c, lower = c_and_lower
-    except (TypeError, ValueError):
-        raise TypeError("cho_solve: the first argument must be the pair (c, lower)") from None
+    if not isinstance(c_and_lower, (tuple, list)) or len(c_and_lower) != 2:
+        raise TypeError("cho_solve: the first argument must be the pair (c, lower), as "
+                        f"scipy.linalg.cho_factor returns; got {type(c_and_lower).__name__}")
+    c, lower = c_and_lower
     if check_finite:
         _check_finite("cho_solve", c, b)
     if lower:
