@@ -113,6 +113,22 @@ def _make_paths(data, const, w):
         (t * const).sum().backward()
         np.testing.assert_allclose(t.grad.data, np.broadcast_to(const, data.shape))
 
+    def linalg():
+        # Native linear-algebra ops, packed decompositions and their create_graph
+        # backwards (csrc/linalg.hpp), whose values the Python functions slice.
+        m = tg.tensor(data[:4]) * w + np.eye(4) * 3.0
+        u, s, vh = tg.linalg.svd(m)
+        y = tg.linalg.det(m) + tg.linalg.eigh(m @ m.T)[1].sum() + (u * s).sum() + vh.sum()
+        (g,) = tg.grad(y + tg.linalg.solve(m, const).sum() + tg.linalg.slogdet(m)[1], w,
+                       create_graph=True)
+        (h,) = tg.grad((g * const).sum(), w)
+        assert np.isfinite(h.data).all()
+
+    def linalg_raising():
+        x = tg.Tensor(np.diag([1.0, 1.0, 2.0]))  # a repeated eigenvalue
+        with pytest.raises(np.linalg.LinAlgError):
+            tg.grad((tg.linalg.eigh(x)[1] * w[:3]).sum(), x, create_graph=True)
+
     def grad_cycle():
         t, u = tg.Tensor(data), tg.Tensor(data)
         t.grad = u
@@ -121,7 +137,8 @@ def _make_paths(data, const, w):
 
     return {f.__name__: f for f in (ops_backward, function, hooks, create_graph, seed_style,
                                      tape, raising_record, raising_function, raising_hook,
-                                     raising_under_create_graph, hook_cycle, grad_cycle)}
+                                     raising_under_create_graph, hook_cycle, grad_cycle,
+                                     linalg, linalg_raising)}
 
 
 PATHS = sorted(_make_paths(None, None, None))
