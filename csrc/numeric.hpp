@@ -204,9 +204,11 @@ public:
                            "positive-definite matrix (and reads only one triangle of it)");
     }
     // a x = b, or a^T x = b with trans, reading a's lower or upper triangle.
-    // scipy's solver where scipy is installed; else numpy's solve on that triangle.
+    // scipy's solver where scipy is installed; else (and for empty stacks, which
+    // scipy refuses) numpy's solve on that triangle.
     py::object solve_triangular(const py::object& a, const py::object& b, bool trans, bool lower, bool unit) {
-        if (PyObject* sl = scipy_linalg(nullptr)) {
+        PyObject* sl = size(a) && size(b) ? scipy_linalg(nullptr) : nullptr;
+        if (sl) {
             return linalg_call([&] {
                 return py::reinterpret_borrow<py::object>(sl).attr("solve_triangular")(
                     a, b, "trans"_a = trans ? 1 : 0, "lower"_a = lower, "unit_diagonal"_a = unit,
@@ -256,6 +258,13 @@ public:
         return r.attr("astype")(f_result_type(x), "copy"_a = false);
     }
     py::object sylvester(const py::object& a, const py::object& b, const py::object& q) {
+        if (!size(a) || !size(b) || !size(q)) {  // an empty stack, which scipy refuses: an empty answer
+            py::tuple sa = shape(a), sb = shape(b), sq = shape(q);
+            auto batch = [](const py::tuple& t) { return t[py::slice(0, static_cast<py::ssize_t>(py::len(t)) - 2, 1)]; };
+            py::tuple out = py::module_::import("numpy").attr("broadcast_shapes")(batch(sa), batch(sb), batch(sq));
+            return f_zeros(out + py::tuple(sq[py::slice(-2, static_cast<py::ssize_t>(py::len(sq)), 1)]),
+                           "dtype"_a = f_result_type(a, b, q));
+        }
         py::object r = py::reinterpret_borrow<py::object>(scipy_linalg("solve_sylvester"))
                            .attr("solve_sylvester")(a, b, q);
         return r.attr("astype")(f_result_type(a, b, q), "copy"_a = false);

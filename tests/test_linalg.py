@@ -560,3 +560,18 @@ def test_clear_errors(call, kind, match):
         call()
     y = tg.Tensor(2.0)  # the tape still works
     assert tg.compute_gradients(y * y, [y]) == [4.0]
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (2, 0, 0), (0, 3, 3)])
+def test_empty_matrices_and_stacks(shape):
+    """numpy answers empty matrices and stacks; so does every function, forward and backward
+    (scipy's solve_triangular and solve_sylvester refuse empty stacks: numpy's or zeros then)."""
+    fns = [la.inv, la.det, lambda x: la.slogdet(x)[1], lambda x: la.eigh(x)[1],
+           lambda x: la.svd(x)[0], lambda x: la.qr(x)[1], la.pinv, la.cholesky,
+           lambda x: la.norm(x, axis=(-2, -1)), lambda x: la.matrix_power(x, 3), sla.expm,
+           sla.sqrtm, lambda x: sla.solve_triangular(x, x), lambda x: sla.solve_sylvester(x, x, x)]
+    for fn in fns:
+        x = tg.Tensor(np.zeros(shape))
+        y = fn(x)
+        (g,) = tg.grad((y * 1.0).sum(), x)
+        assert g.shape == shape
