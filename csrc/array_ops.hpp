@@ -248,23 +248,84 @@ struct MatMul {
 };
 
 struct Einsum {
-    static constexpr const char* name = "einsum";  // params: (input specs tuple, output spec)
+    static constexpr const char* name = "einsum";  // params: (input specs tuple, output spec), explicit
     static constexpr const char* numpy = "numpy.einsum";
     static constexpr const char* method = nullptr;
-    static constexpr const char* doc = "numpy.einsum: a sum of products over the axes a spec names.";
+    static constexpr const char* doc =
+        "numpy.einsum: sums of products over the axes a spec names, contracted through BLAS.";
     static constexpr int arity = -1;
+    // Numeric contracts through BLAS with a cached plan (Note [Contractions],
+    // contract.hpp), which also checks the specs against the shapes.
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        if (py::len(p) != 2 || !py::isinstance<py::tuple>(p[0]) || !py::isinstance<py::str>(p[1]))
+            throw py::type_error("params are (a tuple of input specs, the output spec), explicit: "
+                                 "('ij', 'jk'), 'ik'");
         return b.einsum(p[0], p[1], x);
     }
     // Input k's gradient: the einsum of g with the other inputs onto k's
     // subscripts (broadcast over letters only k has, placed on the diagonal
-    // for letters k repeats).
+    // for letters k repeats): einsum_grad in composite.hpp.
     template <class B>
     static void backward(B& b, const Values& x, const py::object&, const py::object& g,
                          const py::tuple& p, const Needs& need, Values& gx) {
         py::tuple specs = p[0];
         for (size_t k = 0; k < x.size(); ++k)
             if (need[k]) gx[k] = einsum_grad(b, specs, p[1], x, g, k);
+    }
+};
+
+// The discrete convolution of two arrays: numpy's convolve (1-D, when the
+// method parameter is None) or scipy.signal.convolve (N-D, with its method:
+// 'auto', 'direct' or 'fft'). The op's modes are 'full' and 'valid'; 'same'
+// is the middle of 'full' (python/tapegrad/products.py). The backward is
+// convolutions again, of g with the other operand flipped along every axis,
+// so it differentiates to any order:
+//   'full':  ga = valid(g, flip(v)),   gv = valid(g, flip(a));
+//   'valid', a at least as long as v along every axis:
+//            ga = full(g, flip(v)),    gv = valid(flip(a), g),
+// and the mirror image when v is the longer (numpy and scipy swap the
+// operands then: convolution commutes). A 'valid' convolution where neither
+// is the longer along every axis is refused by scipy in the forward.
+struct Convolve {
+    static constexpr const char* name = "convolve";  // params: (mode, method)
+    static constexpr const char* numpy = "numpy.convolve";
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "numpy.convolve: the discrete convolution of two 1-D sequences.";
+    static constexpr int arity = 2;
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        is_full(p);  // checks the parameters
+        return b.convolve(x[0], x[1], p[0], p[1]);
+    }
+    static bool is_full(const py::tuple& p) {
+        const bool ok = py::len(p) == 2 && py::isinstance<py::str>(p[0]) &&
+                        (p[1].is_none() || py::isinstance<py::str>(p[1]));
+        const std::string mode = ok ? p[0].cast<std::string>() : "";
+        if (mode != "full" && mode != "valid")
+            throw py::value_error("params are (mode, method): mode 'full' or 'valid', method None "
+                                  "(numpy's convolve) or scipy's ('auto', 'direct', 'fft')");
+        return mode == "full";
+    }
+    template <class B> static py::object flip(B& b, const py::object& x) {
+        const size_t nd = b.ndim(x);
+        py::tuple index(nd);
+        for (size_t i = 0; i < nd; ++i) index[i] = py::slice(py::none(), py::none(), py::int_(-1));
+        return b.getitem(x, index, false);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple& p, const Needs& need, Values& gx) {
+        const py::str full("full"), valid("valid");
+        if (is_full(p)) {
+            if (need[0]) gx[0] = b.convolve(g, flip(b, x[1]), valid, p[1]);
+            if (need[1]) gx[1] = b.convolve(g, flip(b, x[0]), valid, p[1]);
+            return;
+        }
+        const py::tuple sa = b.shape(x[0]), sv = b.shape(x[1]);
+        bool a_longer = true;
+        for (size_t i = 0; i < py::len(sa); ++i) a_longer = a_longer && sa[i].cast<long>() >= sv[i].cast<long>();
+        const size_t big = a_longer ? 0 : 1, small = 1 - big;
+        if (need[big]) gx[big] = b.convolve(g, flip(b, x[small]), full, p[1]);
+        if (need[small]) gx[small] = b.convolve(flip(b, x[big]), g, valid, p[1]);
     }
 };
 
@@ -448,7 +509,7 @@ struct Clip {
     X(LOGSUMEXP, LogSumExp) X(SOFTMAX, Softmax) X(LOG_SOFTMAX, LogSoftmax) X(MATMUL, MatMul)       \
     X(EINSUM, Einsum) X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo)     \
     X(ASTYPE, AsType) X(GETITEM, GetItem) X(SCATTER_ADD, ScatterAdd) X(CONCATENATE, Concatenate)  \
-    X(WHERE, Where) X(CLIP, Clip) TAPEGRAD_LINALG_OPS(X)
+    X(WHERE, Where) X(CLIP, Clip) X(CONVOLVE, Convolve) TAPEGRAD_LINALG_OPS(X)
 
 enum ArrayOpCode : uint8_t {
     OP_FIRST_ARRAY = OP_COUNT,

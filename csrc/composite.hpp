@@ -4,7 +4,7 @@
 //
 // A backend B provides: shape, ndim, size, dtype, number; reshape, broadcast_to,
 // transpose, getitem(x, index, advanced), scatter_add(shape, index, advanced,
-// g), einsum(specs, out, inputs), matmul, sum(x, axis, keepdims), add, sub,
+// g), einsum(specs, out, inputs), convolve(a, v, mode, method), matmul, sum(x, axis, keepdims), add, sub,
 // mul, div, exp, where(condition, a, b); and values with no gradient:
 // equal_mask, is_zero, within, clip_from_bound, count, inverse_permutation; and
 // prod_of_others.
@@ -12,6 +12,8 @@
 
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -68,61 +70,87 @@ Values unconcatenate(B& b, const py::object& g, const Values& x, const py::objec
 }
 
 // Input k's gradient of einsum(specs -> out): the einsum of g with the other
-// inputs onto k's distinct letters, broadcast along letters only k has, and
-// placed on the diagonal for letters k repeats.
+// inputs onto k's distinct letters. Along a letter the others do not carry at
+// k's length (one only k has, or one k has at length 1 where the others
+// broadcast it, or the reverse) that einsum sums or never sees it: the
+// gradient is constant along it, and is broadcast back to k's length. For a
+// letter k repeats (a diagonal, 'ii->i') the gradient lies on the diagonal:
+// one more einsum, with a constant delta (1 where the repeated indices agree).
 template <class B>
 py::object einsum_grad(B& b, const py::tuple& specs, const py::object& out_spec, const Values& x,
                        const py::object& g, size_t k) {
     const std::string sk = specs[k].cast<std::string>();
     const std::string out = out_spec.cast<std::string>();
-    std::string available = out;
+    const py::tuple xshape = b.shape(x[k]);
+    long elsewhere[128];  // each letter's length outside operand k; -1: absent
+    std::fill(std::begin(elsewhere), std::end(elsewhere), -1L);
+    std::string used = out;
+    auto note = [&](const std::string& s, const py::tuple& shape) {
+        used += s;
+        for (size_t p = 0; p < s.size(); ++p) {
+            long& n = elsewhere[static_cast<unsigned char>(s[p]) & 127];
+            n = std::max(n, shape[p].cast<long>());
+        }
+    };
     py::list grad_specs;
     Values args;
     for (size_t j = 0; j < x.size(); ++j) {
         if (j == k) continue;
-        available += specs[j].cast<std::string>();
+        const std::string sj = specs[j].cast<std::string>();
+        note(sj, b.shape(x[j]));
         grad_specs.append(specs[j]);
         args.push_back(x[j]);
     }
+    note(out, b.shape(g));
     grad_specs.append(out_spec);
     args.push_back(g);
-    std::string uniq, reached;  // k's distinct letters; those the others or g carry
+    used += sk;
+    auto length = [&](char c) { return xshape[sk.find(c)].template cast<long>(); };
+    std::string uniq, reached;  // k's distinct letters; those the others carry at k's length
     for (char c : sk) {
         if (uniq.find(c) != std::string::npos) continue;
         uniq += c;
-        if (available.find(c) != std::string::npos) reached += c;
+        if (elsewhere[static_cast<unsigned char>(c) & 127] == length(c)) reached += c;
     }
-    py::object res = b.einsum(py::tuple(grad_specs), py::str(reached), args);
-    py::tuple xshape = b.shape(x[k]);
-    auto size_of = [&](char c) { return xshape[sk.find(c)]; };
-    if (reached != uniq) {  // letters only k has: the gradient is constant along them
+    const bool identity = args.size() == 1 && out == reached;  // g already is the answer
+    py::object res = identity ? g : b.einsum(py::tuple(grad_specs), py::str(reached), args);
+    if (reached != uniq) {
         py::list kept, full;
         for (char c : uniq) {
-            kept.append(reached.find(c) != std::string::npos ? size_of(c) : py::int_(1));
-            full.append(size_of(c));
+            kept.append(reached.find(c) != std::string::npos ? length(c) : 1L);
+            full.append(length(c));
         }
         res = b.broadcast_to(b.reshape(res, py::tuple(kept)), py::tuple(full));
     }
     if (uniq.size() == sk.size()) return res;
-    // Letters k repeats (a diagonal): gather along the first occurrence of each
-    // letter and zero where repeated positions differ.
+    // The diagonal: k's spec with each repetition of a letter renamed to a
+    // fresh letter, and a delta joining the renamed axes to the letter's.
     py::module_ np = py::module_::import("numpy");
-    const size_t nd = sk.size();
-    std::vector<py::object> grid;
-    for (size_t p = 0; p < nd; ++p) {
-        py::list shape_p;
-        for (size_t q = 0; q < nd; ++q) shape_p.append(q == p ? xshape[p] : py::int_(1));
-        grid.push_back(np.attr("arange")(xshape[p]).attr("reshape")(py::tuple(shape_p)));
+    auto fresh = [&]() {
+        for (char c : std::string("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+            if (used.find(c) == std::string::npos) return used += c, c;
+        PyErr_SetString(PyExc_ValueError, "einsum: no letters left to differentiate a diagonal");
+        throw py::error_already_set();
+    };
+    std::string target = sk;
+    py::list diag_specs;
+    diag_specs.append(py::str(uniq));
+    Values diag_args{res};
+    for (char c : uniq) {
+        std::string axes(1, c);
+        for (size_t p = sk.find(c) + 1; p < sk.size(); ++p)
+            if (sk[p] == c) axes += target[p] = fresh();
+        if (axes.size() == 1) continue;
+        const long n = length(c);
+        py::tuple shape(axes.size()), index(axes.size());
+        py::object range = np.attr("arange")(n);
+        for (size_t a = 0; a < axes.size(); ++a) shape[a] = py::int_(n), index[a] = range;
+        py::object delta = np.attr("zeros")(shape, py::arg("dtype") = b.dtype(res));
+        delta[index] = 1.0;
+        diag_specs.append(py::str(axes));
+        diag_args.push_back(delta);
     }
-    py::list index;
-    for (char c : uniq) index.append(grid[sk.find(c)]);
-    py::object gathered = b.getitem(res, py::tuple(index), true);
-    for (size_t p = 0; p < nd; ++p) {
-        const size_t first = sk.find(sk[p]);
-        if (first != p)
-            gathered = b.mul(gathered, np.attr("equal")(grid[p], grid[first]).attr("astype")(b.dtype(g)));
-    }
-    return b.broadcast_to(gathered, xshape);
+    return b.einsum(py::tuple(diag_specs), py::str(target), diag_args);
 }
 
 }  // namespace tapegrad

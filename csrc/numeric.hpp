@@ -10,6 +10,7 @@
 
 #include "array_ops.hpp"
 #include "arrays.hpp"
+#include "contract.hpp"
 #include "pool.hpp"
 
 namespace tapegrad {
@@ -173,11 +174,23 @@ public:
     // While an op of this thread runs on a tape (PoolScope): where matmul takes
     // its outputs from. Per thread: numpy releases the GIL inside matmul.
     static inline thread_local BufferPool* pool = nullptr;
+    // Through BLAS, with a cached plan (Note [Contractions]).
     py::object einsum(const py::tuple& specs, const py::object& out, const Values& x) {
-        py::list args;
-        args.append(join(specs) + "->" + out.cast<std::string>());
-        for (const py::object& v : x) args.append(v);
-        return f_einsum(*py::tuple(args));
+        return contract(specs, out, x);
+    }
+    // numpy's convolve (1-D) when method is None, else scipy.signal.convolve,
+    // imported the first time (import tapegrad never imports scipy). The
+    // result has numpy's promoted dtype (scipy's fft path may not keep it).
+    py::object convolve(const py::object& a, const py::object& v, const py::object& mode,
+                        const py::object& method) {
+        py::object r;
+        if (method.is_none()) {
+            r = f_convolve(a, v, mode);
+        } else {
+            if (!scipy_convolve) scipy_convolve = py::module_::import("scipy.signal").attr("convolve");
+            r = scipy_convolve(a, v, "mode"_a = mode, "method"_a = method);
+        }
+        return r.attr("astype")(f_result_type(a, v), "copy"_a = false);
     }
     // ---- numpy.linalg and scipy.linalg (csrc/linalg.hpp) ----
     // numpy's LinAlgError for a singular or indefinite matrix says only that;
@@ -400,7 +413,7 @@ private:
         f_add = fn("add"), f_subtract = fn("subtract"), f_multiply = fn("multiply");
         f_divide = fn("true_divide"), f_equal = fn("equal"), f_result_type = fn("result_type");
         f_clip = fn("clip"), f_logical_and = fn("logical_and"), f_greater_equal = fn("greater_equal");
-        f_less_equal = fn("less_equal"), f_matmul = fn("matmul"), f_einsum = fn("einsum");
+        f_less_equal = fn("less_equal"), f_matmul = fn("matmul"), f_convolve = fn("convolve");
         f_shape = fn("shape"), f_size = fn("size"), f_argsort = fn("argsort");
         f_expand_dims = fn("expand_dims"), f_swapaxes = fn("swapaxes"), f_zeros = fn("zeros");
         f_add_at = np.attr("add").attr("at"), f_array = fn("array");
@@ -484,14 +497,6 @@ private:
     static void check_int(int rc) {
         if (rc < 0) throw py::error_already_set();
     }
-    static std::string join(const py::tuple& specs) {
-        std::string s;
-        for (size_t i = 0; i < py::len(specs); ++i) {
-            if (i) s += ",";
-            s += specs[i].cast<std::string>();
-        }
-        return s;
-    }
     static py::object slice(py::object a, py::object b, py::object c = py::none()) {
         return py::reinterpret_steal<py::object>(check(PySlice_New(a.ptr(), b.ptr(), c.ptr())));
     }
@@ -503,9 +508,9 @@ private:
     py::object f_sum, f_max, f_min, f_prod, f_var, f_std, f_reshape, f_broadcast_to, f_where,
         f_isfinite, f_log, f_exp, f_squeeze, f_transpose, f_ones_like, f_cumprod, f_concatenate,
         f_add, f_subtract, f_multiply, f_divide, f_equal, f_result_type, f_clip, f_logical_and,
-        f_greater_equal, f_less_equal, f_matmul, f_einsum, f_shape, f_size, f_argsort,
-        f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_array, f_less, f_greater, f_logical_or,
-        ndarray_type;
+        f_greater_equal, f_less_equal, f_matmul, f_convolve, scipy_convolve, f_shape, f_size,
+        f_argsort, f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_array, f_less, f_greater,
+        f_logical_or, ndarray_type;
     py::object f_inv, f_solve, f_det, f_slogdet, f_cholesky, f_eigh, f_svd, f_qr, f_pinv, f_linalg_error,
         f_negative, f_any, f_isinf, f_abs, f_eye, f_tri, f_iscomplexobj, f_logical_not, f_not_equal,
         f_power;

@@ -176,6 +176,10 @@ public:
     py::object matmul(const py::object& a, const py::object& b) {
         return op(OP_MATMUL, {a, b}, py::tuple());
     }
+    py::object convolve(const py::object& a, const py::object& v, const py::object& mode,
+                        const py::object& method) {
+        return op(OP_CONVOLVE, {a, v}, py::make_tuple(mode, method));
+    }
     py::object where(const py::object& c, const py::object& a, const py::object& b) {
         return select(Mask{c}, Rec(a), Rec(b)).v;
     }

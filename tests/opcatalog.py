@@ -54,6 +54,23 @@ class Sample:
         self.smooth = smooth  # False: kinks (ties, bounds) where finite differences may land
 
 
+def _torch_convolve(a, v, mode="full"):
+    """numpy's and scipy's convolve in PyTorch: a correlation with the kernel flipped."""
+    import torch
+
+    dims = list(range(v.ndim))
+    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d}[a.ndim]
+    full = conv(a[None, None], v.flip(dims)[None, None], padding=[n - 1 for n in v.shape])[0, 0]
+    if mode == "full":
+        return full
+    lengths = ([max(n, m) for n, m in zip(a.shape, v.shape)] if mode == "same1d" else
+               list(a.shape) if mode == "same" else
+               [abs(n - m) + 1 for n, m in zip(a.shape, v.shape)])
+    for axis, (n, m) in enumerate(zip(full.shape, lengths)):
+        full = full.narrow(axis, (n - m) // 2, m)
+    return full
+
+
 def _where_condition(shape):
     return (np.arange(np.prod(shape)).reshape(shape) % 3) != 0
 
@@ -75,6 +92,20 @@ ARRAY = {
                      lambda a, b: __import__("torch").einsum("ij,jk->ik", a, b)),
     "dot": Sample([(3, 4), (4,)], lambda x: ((x[0], x[1]), {}), lambda a, b: a @ b),
     "outer": Sample([(3,), (4,)], lambda x: ((x[0], x[1]), {}), lambda a, b: a.outer(b)),
+    "vdot": Sample([(2, 3), (6,)], lambda x: ((x[0], x[1]), {}),
+                   lambda a, b: __import__("torch").vdot(a.flatten(), b)),
+    "inner": Sample([(2, 3, 4), (5, 4)], lambda x: ((x[0], x[1]), {}),
+                    lambda a, b: __import__("torch").inner(a, b)),
+    "tensordot": Sample([(2, 3, 4), (4, 3, 5)], lambda x: ((x[0], x[1]), {"axes": ([1, 2], [1, 0])}),
+                        lambda a, b: __import__("torch").tensordot(a, b, dims=([1, 2], [1, 0]))),
+    "kron": Sample([(2, 3), (3, 2)], lambda x: ((x[0], x[1]), {}),
+                   lambda a, b: __import__("torch").kron(a, b)),
+    "cross": Sample([(4, 3), (3,)], lambda x: ((x[0], x[1]), {}),
+                    lambda a, b: __import__("torch").linalg.cross(a, b.expand(4, 3))),
+    "convolve": Sample([(7,), (3,)], lambda x: ((x[0], x[1]), {"mode": "same"}),
+                       lambda a, v: _torch_convolve(a, v, "same1d")),
+    "scipy.signal.convolve": Sample([(5, 4), (2, 3)], lambda x: ((x[0], x[1]), {}),
+                                    lambda a, v: _torch_convolve(a, v)),
     "reshape": Sample([(3, 4)], lambda x: ((x[0], (2, 6)), {}), lambda t: t.reshape(2, 6)),
     "transpose": Sample([(2, 3, 4)], lambda x: ((x[0], (1, 2, 0)), {}), lambda t: t.permute(1, 2, 0)),
     "swapaxes": Sample([(2, 3, 4)], lambda x: ((x[0], 0, 2), {}), lambda t: t.transpose(0, 2)),

@@ -16,6 +16,7 @@ from . import (
     functional,
     linalg,  # numpy.linalg's functions (tapegrad.linalg.inv, ...)
     numpy_interop,  # noqa: F401  (sets up numpy's dispatch)
+    products,
     scipy,  # scipy's (tapegrad.scipy.linalg.expm, ...); does not import scipy
     viz,
 )
@@ -50,7 +51,7 @@ from .tensor import Tensor
 
 # The ops: every function of the catalogue (Note [Catalogue] in csrc/catalogue.hpp)
 # whose home is tapegrad itself, and each op's Tensor method.
-del array_ops, functional
+del array_ops, functional, products
 globals().update(catalogue.exports("tapegrad"))
 catalogue.install_methods(Tensor)
 

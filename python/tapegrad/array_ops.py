@@ -1,4 +1,6 @@
-"""Array ops: reductions, softmax, linear algebra, shapes, indexing, joining.
+"""Array ops: reductions, softmax, matmul, shapes, indexing, joining.
+
+The other products (dot, einsum, tensordot, convolve, ...) are in products.py.
 
 Each native op (csrc/array_ops.hpp) is one call to ``_core.array_op`` with its
 parameters normalised here (axes as tuples of non-negative ints), tied to its
@@ -256,60 +258,6 @@ def matmul(a: Any, b: Any) -> Any:
         array([[11.]])
     """
     return _array_op(_CODE["matmul"], (a, b), ())  # shapes checked by the op (MatMul)
-
-
-@composite(
-    doc="numpy.dot: a product for scalars, matmul up to 2-D, else a sum over "
-    "the last axis of a and the second-to-last of b.",
-    numpy="numpy.dot",
-    method="dot",
-    arity=2,
-)
-def dot(a: Any, b: Any) -> Any:
-    """Example: ``tapegrad.dot(u, v)``."""
-    sa, sb = _shape(a), _shape(b)
-    if not sa or not sb:
-        return _apply2(_CODE["mul"], a, b)
-    if len(sa) <= 2 and len(sb) <= 2:
-        return matmul(a, b)
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    left = letters[: len(sa)]
-    right = letters[len(sa): len(sa) + len(sb)]
-    right = right[:-2] + left[-1] + right[-1]
-    return einsum(f"{left},{right}->{left[:-1]}{right[:-2]}{right[-1]}", a, b)
-
-
-@composite(doc="The outer product of the flattened inputs.", numpy="numpy.outer", arity=2)
-def outer(a: Any, b: Any) -> Any:
-    """Example: ``tapegrad.outer(u, v)``."""
-    return _apply2(_CODE["mul"], reshape(a, (-1, 1)), reshape(b, (1, -1)))
-
-
-@wraps_op("einsum")
-def einsum(spec: str, *operands: Any) -> Any:
-    """With an explicit spec (``"ij,jk->ik"``).
-
-    Repeated letters in an input (``"ii->i"``) are allowed; the output may not
-    repeat a letter, and ``...`` is not supported yet.
-
-    Example: ``tapegrad.einsum("bij,bjk->bik", x, y)``.
-    """
-    if not isinstance(spec, str) or "->" not in spec:
-        raise ValueError(f"einsum: give an explicit spec with '->', got {spec!r}")
-    if "..." in spec:
-        raise ValueError("einsum: '...' is not supported yet; write the axes out")
-    inputs, out = spec.replace(" ", "").split("->")
-    specs = tuple(inputs.split(","))
-    if len(specs) != len(operands):
-        raise ValueError(f"einsum: the spec {spec!r} names {len(specs)} operands, "
-                         f"{len(operands)} given")
-    if len(set(out)) != len(out):
-        raise ValueError(f"einsum: the output {out!r} repeats a letter")
-    for s, x in zip(specs, operands):
-        if len(s) != len(_shape(x)):
-            raise ValueError(f"einsum: {s!r} has {len(s)} letters for an operand of shape "
-                             f"{_shape(x)}")
-    return _array_op(_CODE["einsum"], operands, (specs, out))
 
 
 # ---- shapes ----
