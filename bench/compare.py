@@ -24,6 +24,8 @@ Workloads (DESIGN.md section 6):
 - hvp: a Hessian-vector product of the MLP loss w.r.t. all six parameters
   (double backward: the gradient with create_graph, then the gradient of its
   dot product with v), tapegrad and PyTorch, float64, batches 64 and 1024.
+- gmm: ADBench's GMM objective with einsum, value and gradient, d = 10 and 64,
+  k = 25 and 100, n = 1000, float64.
 """
 
 from __future__ import annotations
@@ -494,6 +496,197 @@ def hvp_table(rows):
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ GMM
+
+# ADBench's GMM objective (Srajer et al. 2018), as its PyTorch version writes it
+# with einsum: d dimensions, k components, n points; gamma = 1, m = 0.
+GMM_CONFIGS = [(10, 25), (64, 25), (10, 100), (64, 100)]
+GMM_POINTS = 1000
+GMM_GAMMA, GMM_M = 1.0, 0
+
+
+def gmm_data(d, k, n=GMM_POINTS):
+    """alphas (k), means (k, d), icf (k, d(d+1)/2) and the points x (n, d)."""
+    rng = np.random.default_rng(3)
+    return (rng.normal(size=k), rng.normal(size=(k, d)),
+            rng.normal(size=(k, d * (d + 1) // 2)) * 0.1, rng.normal(size=(n, d)))
+
+
+def gmm_tril_index(d):
+    """Where each entry of L's strictly lower part is in [0, icf[:, d:]]: column by
+    column, as ADBench fills it; 0 (the padding) above and on the diagonal."""
+    index = np.zeros((d, d), dtype=np.intp)
+    rows, cols = np.tril_indices(d, -1)
+    order = np.lexsort((rows, cols))  # column-major order of the lower triangle
+    index[rows[order], cols[order]] = np.arange(1, len(order) + 1)
+    return index
+
+
+def multigammaln(a, p):
+    return p * (p - 1) / 4 * math.log(math.pi) + sum(
+        math.lgamma(a + (1 - j) / 2) for j in range(1, p + 1))
+
+
+def gmm_objective(m, alphas, means, icf, x, index):
+    """The objective written once; m supplies exp, sum(x, axis), einsum,
+    logsumexp(x, axis) and concatenate(list, axis) (numpy's on Tensors, torch's,
+    HIPS autograd's)."""
+    n, d = x.shape
+    k = alphas.shape[0]
+    log_qdiag = icf[:, :d]
+    qdiag = m.exp(log_qdiag)
+    sum_qs = m.sum(log_qdiag, 1)
+    lower = m.concatenate([np.zeros((k, 1)), icf[:, d:]], 1)[:, index]  # L's strict lower part
+    xc = x[:, None, :] - means[None, :, :]  # (n, k, d)
+    qxc = qdiag[None] * xc + m.einsum("ijk,mik->mij", lower, xc)  # Q_k (x_i - mu_k)
+    inner = alphas + sum_qs - 0.5 * m.sum(qxc * qxc, 2)
+    const = -n * d * 0.5 * math.log(2 * math.pi)
+    big_n = d + GMM_M + 1
+    squares = m.sum(qdiag * qdiag, 1) + m.sum(icf[:, d:] * icf[:, d:], 1)
+    prior = m.sum(0.5 * GMM_GAMMA * GMM_GAMMA * squares - GMM_M * sum_qs, None)
+    log_c = big_n * d * math.log(GMM_GAMMA / math.sqrt(2)) - multigammaln(0.5 * big_n, d)
+    prior = prior - k * log_c
+    return const + m.sum(m.logsumexp(inner, 1), None) - n * m.logsumexp(alphas, 0) + prior
+
+
+class _NumpyOnTensors:
+    """numpy's own functions, called on Tensors (they record through dispatch)."""
+
+    exp = staticmethod(np.exp)
+    einsum = staticmethod(np.einsum)
+    concatenate = staticmethod(np.concatenate)
+
+    @staticmethod
+    def sum(x, axis):
+        return np.sum(x, axis=axis)
+
+    @staticmethod
+    def logsumexp(x, axis):
+        return tapegrad.logsumexp(x, axis=axis)
+
+
+def gmm_tapegrad(alphas, means, icf, x):
+    params = [tapegrad.Tensor(a) for a in (alphas, means, icf)]
+    index = gmm_tril_index(x.shape[1])
+
+    def step():
+        value = gmm_objective(_NumpyOnTensors, *params, x, index)
+        return value.item(), [g.data for g in tapegrad.grad(value, params)]
+
+    return step
+
+
+def gmm_torch(alphas, means, icf, x):
+    params = [torch.from_numpy(a).requires_grad_() for a in (alphas, means, icf)]
+    points = torch.from_numpy(x)
+    index = torch.from_numpy(gmm_tril_index(x.shape[1]))
+
+    class Torch:
+        exp = staticmethod(torch.exp)
+        einsum = staticmethod(torch.einsum)
+
+        @staticmethod
+        def sum(t, axis):
+            return t.sum() if axis is None else t.sum(axis)
+
+        @staticmethod
+        def logsumexp(t, axis):
+            return torch.logsumexp(t, axis)
+
+        @staticmethod
+        def concatenate(seq, axis):
+            return torch.cat([torch.as_tensor(s) for s in seq], axis)
+
+    def step():
+        value = gmm_objective(Torch, *params, points, index)
+        grads = torch.autograd.grad(value, params)
+        return value.item(), [g.numpy() for g in grads]
+
+    return step
+
+
+def gmm_hips(alphas, means, icf, x):
+    from autograd.scipy.special import logsumexp
+
+    anp = hips.numpy
+    index = gmm_tril_index(x.shape[1])
+
+    class Hips:
+        exp = staticmethod(anp.exp)
+        einsum = staticmethod(anp.einsum)
+        concatenate = staticmethod(anp.concatenate)
+
+        @staticmethod
+        def sum(t, axis):
+            return anp.sum(t, axis=axis)
+
+        @staticmethod
+        def logsumexp(t, axis):
+            return logsumexp(t, axis=axis)
+
+    value_and_grad = hips.value_and_grad(
+        lambda params: gmm_objective(Hips, *params, x, index))
+
+    def step():
+        value, grads = value_and_grad([alphas, means, icf])
+        return float(value), [np.asarray(g) for g in grads]
+
+    return step
+
+
+GMM_LIBRARIES = {"tapegrad": gmm_tapegrad, "PyTorch": gmm_torch, "HIPS autograd": gmm_hips}
+
+
+def gmm_child(library, configs):
+    """Per (d, k): seconds per value and gradient, the value, and gradient samples."""
+    out = {}
+    for key in configs:
+        d, k = map(int, key.split("-"))
+        step = GMM_LIBRARIES[library](*gmm_data(d, k))
+        value, grads = step()
+        step()  # warm-up: allocators settle, einsum plans are cached
+        steps = 3 if d * k >= 64 * 100 else 5
+        gc.collect()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        out[key] = [(time.perf_counter() - t0) / steps, value,
+                    [np.asarray(g).ravel()[:40].tolist() for g in grads]]
+    return out
+
+
+def bench_gmm(configs, repeats):
+    names = available(list(GMM_LIBRARIES))
+    keys = [f"{d}-{k}" for d, k in configs]
+    samples = {}
+    for _ in range(repeats):
+        for name in names:
+            for key, (seconds, value, grads) in spawn("gmm", name, keys).items():
+                samples.setdefault((key, name), []).append(seconds)
+                want = samples.setdefault((key, "value"), value)
+                if abs(value - want) > 1e-10 * abs(want):
+                    raise SystemExit(f"{name} (gmm {key}): objective {value!r}, "
+                                     f"the first library's {want!r}")
+                truth = samples.setdefault((key, "grads"), grads)
+                check_close(f"{name} (gmm {key})", grads, truth, 1e-8)
+    rows = []
+    for key in keys:
+        torch_time = median_of(samples.get((key, "PyTorch"), []))
+        for name in names:
+            t = median_of(samples[(key, name)])
+            rows.append((key, name, t, t / torch_time if torch_time else None))
+    return rows
+
+
+def gmm_table(rows):
+    lines = ["| d | k | library | value and gradient | vs PyTorch |", "|---|---|---|---|---|"]
+    for key, name, t, vs_torch in rows:
+        d, k = key.split("-")
+        lines.append(f"| {d} | {k} | {name} | {fmt_time(t)} | "
+                     f"{'–' if vs_torch is None else f'{vs_torch:.2f}x'} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------- training loop
 
 
@@ -691,6 +884,9 @@ def child(workload: str, library: str, sizes: list) -> None:
     if workload == "overhead":
         print(json.dumps(overhead_child(int(sizes[0]))))
         return
+    if workload == "gmm":
+        print(json.dumps(gmm_child(library, sizes)))
+        return
     if workload == "scalar":
         run = SCALAR_LIBRARIES[library]()
         out = {}
@@ -733,7 +929,7 @@ def spawn(workload: str, library: str, sizes: list) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{library} ({workload}) failed:\n{result.stderr[-2000:]}")
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
-    if workload in ("mlp", "overhead"):
+    if workload in ("mlp", "overhead", "gmm"):
         return parsed
     return {int(k): v for k, v in parsed.items()}  # sizes, or the loop's step counts
 
@@ -915,7 +1111,8 @@ def main(argv=None):
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        sizes = args.child[2:] if args.child[0] == "mlp" else [int(n) for n in args.child[2:]]
+        sizes = (args.child[2:] if args.child[0] in ("mlp", "gmm")
+                 else [int(n) for n in args.child[2:]])
         child(args.child[0], args.child[1], sizes)
         return
     if args.memory_child:
@@ -942,6 +1139,8 @@ def main(argv=None):
     loop_rows = [] if args.quick else bench_loop()
     hvp_rows = bench_hvp(HVP_BATCHES[:1] if args.quick else HVP_BATCHES,
                          1 if args.quick else repeats)
+    gmm_rows = bench_gmm(GMM_CONFIGS[:1] if args.quick else GMM_CONFIGS,
+                         1 if args.quick else repeats)
     elapsed = time.perf_counter() - started
 
     scalar_text = scalar_table(scalar_rows)
@@ -967,6 +1166,10 @@ def main(argv=None):
     print()
     print("Hessian-vector product of the MLP loss (float64)")
     print(hvp_text)
+    gmm_text = gmm_table(gmm_rows)
+    print()
+    print(f"GMM objective (ADBench, n={GMM_POINTS}), value and gradient")
+    print(gmm_text)
     chart = Path(args.output).with_suffix(".png")
     has_chart = write_chart(scalar_rows, elementwise_rows, chart)
     digits = importlib.util.find_spec("sklearn") is not None
@@ -1033,6 +1236,17 @@ six parameters; per product, after 2 warm-up products. The products are checked 
 the first library's.
 
 {hvp_text}
+
+## GMM objective
+ADBench's Gaussian mixture objective (Srajer et al. 2018: log-sum-exp over k components of
+n = {GMM_POINTS} points in d dimensions, lower-triangular Cholesky-style factors with
+exponentiated diagonals, Wishart prior with gamma = 1, m = 0), written once for every
+library with `einsum("ijk,mik->mij", L, xc)` for the factors' products, as ADBench's
+PyTorch version writes it; float64. Per value and gradient w.r.t. alphas, means and icf,
+after one warm-up call. Values are checked against the first library's to 1e-10, gradients
+to 1e-8.
+
+{gmm_text}
 """
     if has_chart:
         text += f"\n![chart]({chart.name})\n"
