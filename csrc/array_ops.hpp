@@ -257,9 +257,11 @@ struct Einsum {
     // Numeric contracts through BLAS with a cached plan (Note [Contractions],
     // contract.hpp), which also checks the specs against the shapes.
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
-        if (py::len(p) != 2 || !py::isinstance<py::tuple>(p[0]) || !py::isinstance<py::str>(p[1]))
-            throw py::type_error("params are (a tuple of input specs, the output spec), explicit: "
-                                 "('ij', 'jk'), 'ik'");
+        if (py::len(p) != 2 || !py::isinstance<py::tuple>(p[0]) || !py::isinstance<py::str>(p[1])) {
+            PyErr_SetString(PyExc_TypeError, "params are (a tuple of input specs, the output spec), "
+                                             "explicit: (('ij', 'jk'), 'ik')");
+            throw py::error_already_set();
+        }
         return b.einsum(p[0], p[1], x);
     }
     // Input k's gradient: the einsum of g with the other inputs onto k's
@@ -300,9 +302,12 @@ struct Convolve {
         const bool ok = py::len(p) == 2 && py::isinstance<py::str>(p[0]) &&
                         (p[1].is_none() || py::isinstance<py::str>(p[1]));
         const std::string mode = ok ? p[0].cast<std::string>() : "";
-        if (mode != "full" && mode != "valid")
-            throw py::value_error("params are (mode, method): mode 'full' or 'valid', method None "
-                                  "(numpy's convolve) or scipy's ('auto', 'direct', 'fft')");
+        if (mode != "full" && mode != "valid") {
+            PyErr_SetString(PyExc_ValueError, "params are (mode, method): mode 'full' or 'valid', "
+                                              "method None (numpy's convolve) or scipy's ('auto', "
+                                              "'direct', 'fft')");
+            throw py::error_already_set();
+        }
         return mode == "full";
     }
     template <class B> static py::object flip(B& b, const py::object& x) {

@@ -22,8 +22,13 @@ PyObject* check(PyObject* o) {
 }
 py::object steal(PyObject* o) { return py::reinterpret_steal<py::object>(check(o)); }
 
+// Errors as Python errors: a C++ exception would reach the caller as a RuntimeError.
 [[noreturn]] void value_error(const std::string& text) {
     PyErr_SetString(PyExc_ValueError, text.c_str());
+    throw py::error_already_set();
+}
+[[noreturn]] void type_error(const std::string& text) {
+    PyErr_SetString(PyExc_TypeError, text.c_str());
     throw py::error_already_set();
 }
 
@@ -447,7 +452,7 @@ std::unordered_map<std::string, std::shared_ptr<Plan>>& plans() {
 
 py::object contract(const py::tuple& specs_obj, const py::object& out_obj, const std::vector<py::object>& x_in) {
     if (!py::isinstance<py::str>(out_obj))
-        throw py::type_error("the output spec must be a str, got " + std::string(Py_TYPE(out_obj.ptr())->tp_name));
+        type_error("the output spec must be a str, got " + std::string(Py_TYPE(out_obj.ptr())->tp_name));
     if (py::len(specs_obj) != x_in.size())
         value_error(std::to_string(py::len(specs_obj)) + " input specs for " + std::to_string(x_in.size()) + " operands");
     auto letters_only = [](const std::string& s) {
@@ -463,7 +468,7 @@ py::object contract(const py::tuple& specs_obj, const py::object& out_obj, const
     std::string key;
     for (size_t k = 0; k < x_in.size(); ++k) {
         if (!py::isinstance<py::str>(specs_obj[k]))
-            throw py::type_error("input specs must be str, got " + std::string(Py_TYPE(specs_obj[k].ptr())->tp_name));
+            type_error("input specs must be str, got " + std::string(Py_TYPE(specs_obj[k].ptr())->tp_name));
         specs.push_back(letters_only(specs_obj[k].cast<std::string>()));
         py::object v = x_in[k];
         if (!PyArray_Check(v.ptr()) && !PyFloat_Check(v.ptr())) v = steal(PyArray_FROM_O(v.ptr()));
@@ -486,6 +491,23 @@ py::object contract(const py::tuple& specs_obj, const py::object& out_obj, const
         plan = build_plan(specs, out, shapes);
         if (cache.size() >= MAX_PLANS) cache.clear();
         cache.emplace(std::move(key), plan);
+    }
+    // Mixed dtypes compute in the promoted one, as numpy's einsum does: a
+    // float32 operand summed before it meets a float64 one would lose digits.
+    std::vector<PyArrayObject*> arrays;
+    for (const py::object& v : x)
+        if (PyArray_Check(v.ptr())) arrays.push_back(arr(v));
+    for (size_t k = 1; k < arrays.size(); ++k) {
+        if (PyArray_TYPE(arrays[k]) == PyArray_TYPE(arrays[0])) continue;
+        PyArray_Descr* common = PyArray_ResultType(static_cast<npy_intp>(arrays.size()), arrays.data(), 0, nullptr);
+        if (!common) throw py::error_already_set();
+        for (py::object& v : x) {
+            if (!PyArray_Check(v.ptr()) || PyArray_TYPE(arr(v)) == common->type_num) continue;
+            Py_INCREF(common);  // PyArray_CastToType steals it
+            v = steal(PyArray_CastToType(arr(v), common, 0));
+        }
+        Py_DECREF(common);
+        break;
     }
     return run(*plan, x);  // holds the plan: another thread may empty the cache meanwhile
 }

@@ -296,7 +296,10 @@ def _tensordot_axes(axes: Any, na: int, nb: int) -> tuple[list[int], list[int]]:
     def normal(ax: list, n: int, which: str) -> list[int]:
         out = []
         for x in ax:
-            x = operator.index(x)
+            try:
+                x = operator.index(x)
+            except TypeError:
+                raise TypeError(f"tensordot: axes are ints, got {x!r} in {axes!r}") from None
             if not -n <= x < n:
                 raise np.exceptions.AxisError(f"tensordot: axis {x} is out of bounds for {which}, "
                                               f"which has {n} axes")
