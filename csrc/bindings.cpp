@@ -7,6 +7,7 @@
 #include "array_apply.hpp"
 #include "array_ops.hpp"
 #include "catalogue.hpp"
+#include "contract.hpp"
 #include "arrays.hpp"
 #include "history.hpp"
 #include "numpy_dispatch.hpp"
@@ -165,4 +166,6 @@ PYBIND11_MODULE(_core, m) {
         d["origins"] = t.row_origins.size();
         return d;
     });
+    // For tests: how many einsum plans are cached (Note [Contractions]).
+    m.def("einsum_plans", []() { return contraction_plans_cached(); });
 }

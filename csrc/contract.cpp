@@ -442,7 +442,7 @@ py::object run(const Plan& plan, const std::vector<py::object>& x) {
 }
 
 // Plans by spec and shapes. Bounded: emptied when full (a program uses a few).
-constexpr size_t MAX_PLANS = 1024;
+constexpr size_t MAX_PLANS = 512;
 std::unordered_map<std::string, std::shared_ptr<Plan>>& plans() {
     static auto* cache = new std::unordered_map<std::string, std::shared_ptr<Plan>>();
     return *cache;

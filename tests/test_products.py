@@ -223,6 +223,34 @@ def test_einsum_layouts_and_cached_plans(rng):
                                    rtol=1e-12)
 
 
+@pytest.mark.parametrize("spec,shapes", [
+    ("ij,jk->ik", [(0, 3), (3, 4)]), ("ij,jk->ik", [(2, 0), (0, 4)]),
+    ("bij,bjk->bik", [(0, 2, 3), (0, 3, 4)]), ("i,i", [(0,), (0,)]), ("ii->i", [(0, 0)]),
+    ("nik,nk->ni", [(4, 0, 3), (4, 3)]), ("ijk,mik->mij", [(3, 0, 2), (5, 3, 2)]),
+])
+def test_einsum_of_empty_operands(spec, shapes):
+    arrays = [np.ones(s) for s in shapes]
+    tensors = [tg.Tensor(a) for a in arrays]
+    out = tg.einsum(spec, *tensors)
+    np.testing.assert_array_equal(out.data, np.einsum(spec, *arrays))
+    for g, a in zip(tg.grad(out.sum(), tensors), arrays):
+        np.testing.assert_array_equal(g.data, np.zeros_like(a))  # every product is empty
+
+
+def test_einsum_plans_are_cached_by_spec_and_shapes(rng):
+    x, b = tg.Tensor(rng.normal(size=(3, 4))), rng.normal(size=(4, 5))
+    tg.einsum("ij,jk->ik", x, b)
+    before = _core.einsum_plans()
+    for _ in range(3):
+        tg.einsum("ij,jk->ik", x, b)
+    assert _core.einsum_plans() == before
+    tg.einsum("ij,jk->ik", x, rng.normal(size=(4, 6)))  # new shapes: a new plan
+    assert _core.einsum_plans() in (before + 1, 1)  # 1: the cache was full and emptied
+    for n in range(1, 600):
+        tg.einsum("i->", np.ones(n))
+    assert 0 < _core.einsum_plans() <= 512  # bounded
+
+
 def test_einsum_large_contraction_writes_a_contiguous_result(rng):
     """The GMM's einsum: BLAS writes the product straight into the output's layout."""
     ls, xc = rng.normal(size=(5, 8, 8)), rng.normal(size=(50, 5, 8))
@@ -500,6 +528,15 @@ def test_scipy_signal_convolve_errors(args, match):
     s1, s2, mode, method = args
     with pytest.raises(ValueError, match=match):
         convolve(tg.Tensor(np.ones(s1)), np.ones(s2), mode, method)
+
+
+def test_scipy_signal_docstring_examples():
+    import doctest
+
+    import tapegrad.scipy.signal
+
+    result = doctest.testmod(tapegrad.scipy.signal, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
 
 
 def test_import_tapegrad_does_not_import_scipy():
