@@ -4,10 +4,10 @@
 //
 // A backend B provides: shape, ndim, size, dtype, number; reshape, broadcast_to,
 // transpose, getitem(x, index, advanced), scatter_add(shape, index, advanced,
-// g), einsum(specs, out, inputs), convolve(a, v, mode, method), matmul, sum(x, axis, keepdims), add, sub,
-// mul, div, exp, where(condition, a, b); and values with no gradient:
-// equal_mask, is_zero, within, clip_from_bound, count, inverse_permutation; and
-// prod_of_others.
+// g), einsum(specs, out, inputs), convolve(a, v, mode, method), matmul,
+// sum(x, axis, keepdims), add, sub, mul, div, exp, where(condition, a, b); and
+// values with no gradient: equal_mask, is_zero, within, clip_from_bound, count,
+// inverse_permutation; and prod_of_others.
 #pragma once
 
 #include <pybind11/pybind11.h>

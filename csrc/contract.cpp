@@ -268,9 +268,7 @@ std::shared_ptr<Plan> build_plan(const std::vector<std::string>& specs, const st
                         std::to_string(k) + " of shape " + shape_text(shapes[k]) +
                         ": give one letter per axis (or '...' for the rest)");
         for (size_t p = 0; p < s.size(); ++p) {
-            const char c = s[p];
-            if (!is_letter(c))
-                value_error("invalid subscript '" + std::string(1, c) + "' in '" + s + "': subscripts are letters a-z, A-Z");
+            const char c = s[p];  // a letter: contract() checked
             const npy_intp n = shapes[k][p];
             const size_t here = s.find(c);
             if (here != p && shapes[k][here] != n)
@@ -293,7 +291,7 @@ std::shared_ptr<Plan> build_plan(const std::vector<std::string>& specs, const st
     }
     for (size_t p = 0; p < out.size(); ++p) {
         const char c = out[p];
-        if (!is_letter(c) || first[static_cast<unsigned char>(c)] < 0)
+        if (first[static_cast<unsigned char>(c)] < 0)
             value_error("the output '" + out + "' has '" + std::string(1, c) + "', which no input has");
         if (out.find(c) != p) value_error("the output '" + out + "' repeats a letter ('" + std::string(1, c) +
                                                 "'); each output letter appears once");
@@ -380,7 +378,9 @@ bool blasable(const py::object& a) {
     const int nd = PyArray_NDIM(x);
     const npy_intp sz = PyArray_ITEMSIZE(x), m = PyArray_DIM(x, nd - 2), n = PyArray_DIM(x, nd - 1);
     const npy_intp sm = PyArray_STRIDE(x, nd - 2), sn = PyArray_STRIDE(x, nd - 1);
-    auto fits = [&](npy_intp s1, npy_intp s2, npy_intp d2) { return s2 == sz && s1 % sz == 0 && s1 / sz >= d2; };
+    auto fits = [&](npy_intp s1, npy_intp s2, npy_intp d2) {
+        return s2 == sz && s1 % sz == 0 && s1 / sz >= d2;
+    };
     return fits(sm, sn, n) || fits(sn, sm, m);
 }
 
@@ -408,7 +408,8 @@ py::object run_step(const Step& s, const py::object& a, const py::object& b) {
                                              PyArray_DescrFromType(PyArray_TYPE(arr(x))), 0));
         py::object view = reshape(transpose(out, s.out_perm), s.out_view);
         // The plan checked that the axes merge; a copy would leave `out` unwritten.
-        if (PyArray_DATA(arr(view)) == PyArray_DATA(arr(out)) && !PyArray_CHKFLAGS(arr(view), NPY_ARRAY_OWNDATA)) {
+        if (PyArray_DATA(arr(view)) == PyArray_DATA(arr(out)) &&
+            !PyArray_CHKFLAGS(arr(view), NPY_ARRAY_OWNDATA)) {
             numpy().matmul(x, y, py::arg("out") = view);
             return out;
         }
@@ -425,7 +426,8 @@ py::object run(const Plan& plan, const std::vector<py::object>& x) {
         py::object b = s.j < 0 ? py::none() : w[static_cast<size_t>(s.j)];
         py::object r = run_step(s, a, b);
         if (s.j >= 0) {
-            const size_t hi = static_cast<size_t>(std::max(s.i, s.j)), lo = static_cast<size_t>(std::min(s.i, s.j));
+            const size_t hi = static_cast<size_t>(std::max(s.i, s.j));
+            const size_t lo = static_cast<size_t>(std::min(s.i, s.j));
             w.erase(w.begin() + static_cast<long>(hi));
             w.erase(w.begin() + static_cast<long>(lo));
         } else {
@@ -450,11 +452,13 @@ std::unordered_map<std::string, std::shared_ptr<Plan>>& plans() {
 
 }  // namespace
 
-py::object contract(const py::tuple& specs_obj, const py::object& out_obj, const std::vector<py::object>& x_in) {
+py::object contract(const py::tuple& specs_obj, const py::object& out_obj,
+                    const std::vector<py::object>& x_in) {
     if (!py::isinstance<py::str>(out_obj))
         type_error("the output spec must be a str, got " + std::string(Py_TYPE(out_obj.ptr())->tp_name));
     if (py::len(specs_obj) != x_in.size())
-        value_error(std::to_string(py::len(specs_obj)) + " input specs for " + std::to_string(x_in.size()) + " operands");
+        value_error(std::to_string(py::len(specs_obj)) + " input specs for " +
+                    std::to_string(x_in.size()) + " operands");
     auto letters_only = [](const std::string& s) {
         for (char c : s)
             if (!is_letter(c))
@@ -473,7 +477,8 @@ py::object contract(const py::tuple& specs_obj, const py::object& out_obj, const
         py::object v = x_in[k];
         if (!PyArray_Check(v.ptr()) && !PyFloat_Check(v.ptr())) v = steal(PyArray_FROM_O(v.ptr()));
         Dims d;
-        if (PyArray_Check(v.ptr())) d.assign(PyArray_DIMS(arr(v)), PyArray_DIMS(arr(v)) + PyArray_NDIM(arr(v)));
+        if (PyArray_Check(v.ptr()))
+            d.assign(PyArray_DIMS(arr(v)), PyArray_DIMS(arr(v)) + PyArray_NDIM(arr(v)));
         key += specs.back() + ":";
         for (npy_intp n : d) key += std::to_string(n) + ".";
         key += ",";
@@ -499,7 +504,8 @@ py::object contract(const py::tuple& specs_obj, const py::object& out_obj, const
         if (PyArray_Check(v.ptr())) arrays.push_back(arr(v));
     for (size_t k = 1; k < arrays.size(); ++k) {
         if (PyArray_TYPE(arrays[k]) == PyArray_TYPE(arrays[0])) continue;
-        PyArray_Descr* common = PyArray_ResultType(static_cast<npy_intp>(arrays.size()), arrays.data(), 0, nullptr);
+        PyArray_Descr* common =
+            PyArray_ResultType(static_cast<npy_intp>(arrays.size()), arrays.data(), 0, nullptr);
         if (!common) throw py::error_already_set();
         for (py::object& v : x) {
             if (!PyArray_Check(v.ptr()) || PyArray_TYPE(arr(v)) == common->type_num) continue;

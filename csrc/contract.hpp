@@ -22,8 +22,11 @@
 //     its axes allow (matmul's out=), so the result is C-contiguous.
 // A plan (the order, every permutation and shape) depends only on the spec
 // and the shapes; it is built once per (spec, shapes) and cached, so a small
-// einsum called in a loop pays no search and no parsing. Numbers (0-d
-// operands) multiply the result at the end, with numpy's weak promotion.
+// einsum called in a loop pays no search and no parsing. Operands of mixed
+// dtypes are cast to the promoted one first, as numpy's einsum computes (a
+// float32 operand summed on its own would lose digits). Numbers (0-d
+// operands) multiply the result at the end; a Python float does not promote
+// float32 (tapegrad's rule, DESIGN 4.3), a 0-d float64 array does.
 //
 // Specs are explicit here (Python expands '...' and implicit outputs), and
 // validated when a plan is built: ValueErrors name the letter, the operands

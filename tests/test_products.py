@@ -292,6 +292,24 @@ def test_einsum_errors(call, kind, match):
     assert str(error.value).startswith("einsum:")
 
 
+def test_gmm_objective_matches_torch():
+    """bench/compare.py's ADBench GMM (einsum, gathered factors, logsumexp): value to 1e-10."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "bench" / "compare.py"
+    spec = importlib.util.spec_from_file_location("compare", path)
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    compare.torch = torch
+    data = compare.gmm_data(5, 3, n=20)
+    value, grads = compare.gmm_tapegrad(*data)()
+    want, want_grads = compare.gmm_torch(*data)()
+    assert value == pytest.approx(want, rel=1e-10)
+    for g, w in zip(grads, want_grads):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
 # ---- dot, vdot, inner, outer, tensordot, kron, cross ----
 
 def _torch_cross(a, b, **kw):
