@@ -173,6 +173,10 @@ def test_einsum_mixed_float32_float64(spec, shapes, rng):
     for g, w, a in zip(grads, want, arrays):
         assert g.dtype == a.dtype
         np.testing.assert_allclose(g.data, w.numpy(), rtol=1e-5)
+    recorded = tg.grad(tg.einsum(spec, *tensors).sum(), tensors, create_graph=True)
+    for g, w, a in zip(recorded, want, arrays):
+        assert g.dtype == a.dtype and g.requires_grad
+        np.testing.assert_allclose(g.data, w.numpy(), rtol=1e-5)
 
 
 def test_einsum_with_constant_operands_and_numbers(rng):
