@@ -214,6 +214,9 @@ def test_einsum_interleaved_form_matches_numpy(rng):
                         ((ta, [Ellipsis, 1], b, [1, 30]), (a, [Ellipsis, 1], b, [1, 30])),
                         ((ta, [Ellipsis, 1], [Ellipsis]), (a, [Ellipsis, 1], [Ellipsis]))]:
         np.testing.assert_allclose(np.einsum(*args).data, np.einsum(*plain), rtol=1e-12)
+    for optimize in (False, True, "greedy", "optimal"):  # always contracted through BLAS
+        np.testing.assert_allclose(np.einsum("ij,jk", ta, tb, optimize=optimize).data, a @ b,
+                                   rtol=1e-12)
     (g,) = tg.grad(np.einsum(ta, [0, 1], tb, [1, 2], [0, 2]).sum(), [ta])
     np.testing.assert_allclose(g.data, np.broadcast_to(b.sum(1), (2, 3)), rtol=1e-12)
 
