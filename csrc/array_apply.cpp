@@ -102,6 +102,8 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
         });
     } catch (py::error_already_set& e) {
         e.restore();
+    } catch (py::builtin_exception& e) {  // py::value_error and friends keep their Python type
+        e.set_error();
     } catch (const std::exception& e) {
         PyErr_SetString(PyExc_RuntimeError, e.what());
     }
@@ -219,6 +221,8 @@ bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObje
         return true;
     } catch (py::error_already_set& e) {
         e.restore();
+    } catch (py::builtin_exception& e) {  // py::value_error and friends keep their Python type
+        e.set_error();
     } catch (const std::exception& e) {
         PyErr_SetString(PyExc_RuntimeError, e.what());
     }
