@@ -26,6 +26,8 @@ Workloads (DESIGN.md section 6):
   dot product with v), tapegrad and PyTorch, float64, batches 64 and 1024.
 - gmm: ADBench's GMM objective with einsum, value and gradient, d = 10 and 64,
   k = 25 and 100, n = 1000, float64.
+- lstsq: a regularised least-squares fit through np.linalg.solve, value and
+  gradient, A of 256 x 64 and 2048 x 512, float64.
 """
 
 from __future__ import annotations
@@ -656,19 +658,24 @@ def gmm_child(library, configs):
 
 
 def bench_gmm(configs, repeats):
-    names = available(list(GMM_LIBRARIES))
-    keys = [f"{d}-{k}" for d, k in configs]
+    return bench_objective("gmm", GMM_LIBRARIES, [f"{d}-{k}" for d, k in configs], repeats)
+
+
+def bench_objective(workload, libraries, keys, repeats):
+    """Interleaved repeats of a value-and-gradient workload in fresh processes: medians,
+    values checked against the first library's to 1e-10 and gradients to 1e-8."""
+    names = available(list(libraries))
     samples = {}
     for _ in range(repeats):
         for name in names:
-            for key, (seconds, value, grads) in spawn("gmm", name, keys).items():
+            for key, (seconds, value, grads) in spawn(workload, name, keys).items():
                 samples.setdefault((key, name), []).append(seconds)
                 want = samples.setdefault((key, "value"), value)
                 if abs(value - want) > 1e-10 * abs(want):
-                    raise SystemExit(f"{name} (gmm {key}): objective {value!r}, "
+                    raise SystemExit(f"{name} ({workload} {key}): objective {value!r}, "
                                      f"the first library's {want!r}")
                 truth = samples.setdefault((key, "grads"), grads)
-                check_close(f"{name} (gmm {key})", grads, truth, 1e-8)
+                check_close(f"{name} ({workload} {key})", grads, truth, 1e-8)
     rows = []
     for key in keys:
         torch_time = median_of(samples.get((key, "PyTorch"), []))
@@ -683,6 +690,112 @@ def gmm_table(rows):
     for key, name, t, vs_torch in rows:
         d, k = key.split("-")
         lines.append(f"| {d} | {k} | {name} | {fmt_time(t)} | "
+                     f"{'–' if vs_torch is None else f'{vs_torch:.2f}x'} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------- least squares
+
+# A regularised least-squares fit through np.linalg.solve: x = solve(A^T A + I, A^T b),
+# loss = |A x - b|^2, and its gradient w.r.t. A and b (n points, d unknowns).
+LSTSQ_CONFIGS = [(256, 64), (2048, 512)]
+
+
+def lstsq_data(n, d):
+    rng = np.random.default_rng(5)
+    return rng.normal(size=(n, d)) / math.sqrt(d), rng.normal(size=(n, 1))
+
+
+def lstsq_objective(m, a, b):
+    """Written once; m supplies solve, eye_like and sum (numpy's on Tensors, torch's, HIPS's)."""
+    gram = a.T @ a + m.eye(a.shape[1])
+    x = m.solve(gram, a.T @ b)
+    r = a @ x - b
+    return m.sum(r * r)
+
+
+def lstsq_tapegrad(a, b):
+    params = [tapegrad.Tensor(v) for v in (a, b)]
+
+    class Numpy:
+        solve = staticmethod(np.linalg.solve)
+        eye = staticmethod(np.eye)
+        sum = staticmethod(np.sum)
+
+    def step():
+        value = lstsq_objective(Numpy, *params)
+        return value.item(), [g.data for g in tapegrad.grad(value, params)]
+
+    return step
+
+
+def lstsq_torch(a, b):
+    params = [torch.from_numpy(v).requires_grad_() for v in (a, b)]
+
+    class Torch:
+        solve = staticmethod(torch.linalg.solve)
+        sum = staticmethod(torch.sum)
+
+        @staticmethod
+        def eye(n):
+            return torch.eye(n, dtype=torch.float64)
+
+    def step():
+        value = lstsq_objective(Torch, *params)
+        grads = torch.autograd.grad(value, params)
+        return value.item(), [g.numpy() for g in grads]
+
+    return step
+
+
+def lstsq_hips(a, b):
+    anp = hips.numpy
+
+    class Hips:
+        solve = staticmethod(anp.linalg.solve)
+        eye = staticmethod(anp.eye)
+        sum = staticmethod(anp.sum)
+
+    value_and_grad = hips.value_and_grad(lambda params: lstsq_objective(Hips, *params))
+
+    def step():
+        value, grads = value_and_grad([a, b])
+        return float(value), [np.asarray(g) for g in grads]
+
+    return step
+
+
+LSTSQ_LIBRARIES = {"tapegrad": lstsq_tapegrad, "PyTorch": lstsq_torch,
+                   "HIPS autograd": lstsq_hips}
+
+
+def lstsq_child(library, configs):
+    """Per (n, d): seconds per value and gradient, the value, and gradient samples."""
+    out = {}
+    for key in configs:
+        n, d = map(int, key.split("-"))
+        step = LSTSQ_LIBRARIES[library](*lstsq_data(n, d))
+        value, grads = step()
+        step()
+        steps = 5 if d >= 512 else 50
+        gc.collect()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        out[key] = [(time.perf_counter() - t0) / steps, value,
+                    [np.asarray(g).ravel()[:40].tolist() for g in grads]]
+    return out
+
+
+def bench_lstsq(configs, repeats):
+    return bench_objective("lstsq", LSTSQ_LIBRARIES, [f"{n}-{d}" for n, d in configs], repeats)
+
+
+def lstsq_table(rows):
+    lines = ["| n | d | library | value and gradient | vs PyTorch |", "|---|---|---|---|---|"]
+    for key, name, t, vs_torch in rows:
+        n, d = key.split("-")
+        lines.append(f"| {n} | {d} | {name} | {fmt_time(t)} | "
                      f"{'–' if vs_torch is None else f'{vs_torch:.2f}x'} |")
     return "\n".join(lines)
 
@@ -887,6 +1000,9 @@ def child(workload: str, library: str, sizes: list) -> None:
     if workload == "gmm":
         print(json.dumps(gmm_child(library, sizes)))
         return
+    if workload == "lstsq":
+        print(json.dumps(lstsq_child(library, sizes)))
+        return
     if workload == "scalar":
         run = SCALAR_LIBRARIES[library]()
         out = {}
@@ -929,7 +1045,7 @@ def spawn(workload: str, library: str, sizes: list) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{library} ({workload}) failed:\n{result.stderr[-2000:]}")
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
-    if workload in ("mlp", "overhead", "gmm"):
+    if workload in ("mlp", "overhead", "gmm", "lstsq"):
         return parsed
     return {int(k): v for k, v in parsed.items()}  # sizes, or the loop's step counts
 
@@ -1111,7 +1227,7 @@ def main(argv=None):
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        sizes = (args.child[2:] if args.child[0] in ("mlp", "gmm")
+        sizes = (args.child[2:] if args.child[0] in ("mlp", "gmm", "lstsq")
                  else [int(n) for n in args.child[2:]])
         child(args.child[0], args.child[1], sizes)
         return
@@ -1141,6 +1257,8 @@ def main(argv=None):
                          1 if args.quick else repeats)
     gmm_rows = bench_gmm(GMM_CONFIGS[:1] if args.quick else GMM_CONFIGS,
                          1 if args.quick else repeats)
+    lstsq_rows = bench_lstsq(LSTSQ_CONFIGS[:1] if args.quick else LSTSQ_CONFIGS,
+                             1 if args.quick else repeats)
     elapsed = time.perf_counter() - started
 
     scalar_text = scalar_table(scalar_rows)
@@ -1170,6 +1288,10 @@ def main(argv=None):
     print()
     print(f"GMM objective (ADBench, n={GMM_POINTS}), value and gradient")
     print(gmm_text)
+    lstsq_text = lstsq_table(lstsq_rows)
+    print()
+    print("Least-squares fit through np.linalg.solve, value and gradient")
+    print(lstsq_text)
     chart = Path(args.output).with_suffix(".png")
     has_chart = write_chart(scalar_rows, elementwise_rows, chart)
     digits = importlib.util.find_spec("sklearn") is not None
@@ -1247,6 +1369,13 @@ after one warm-up call. Values are checked against the first library's to 1e-10,
 to 1e-8.
 
 {gmm_text}
+
+## Least squares through `np.linalg.solve`
+x = solve(AᵀA + I, Aᵀb), loss = |Ax − b|² for A of n × d and b of n × 1, float64, written
+once for every library; per value and gradient w.r.t. A and b, after one warm-up call.
+Values are checked against the first library's to 1e-10, gradients to 1e-8.
+
+{lstsq_text}
 """
     if has_chart:
         text += f"\n![chart]({chart.name})\n"

@@ -575,3 +575,24 @@ def test_empty_matrices_and_stacks(shape):
         y = fn(x)
         (g,) = tg.grad((y * 1.0).sum(), x)
         assert g.shape == shape
+
+
+def test_bench_least_squares_matches_torch():
+    """bench/compare.py's least-squares workload (np.linalg.solve on Tensors): value and gradients."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "bench" / "compare.py"
+    if not path.exists():
+        pytest.skip("no source checkout")
+    spec = importlib.util.spec_from_file_location("compare", path)
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    compare.torch = torch
+    data = compare.lstsq_data(12, 4)
+    value, grads = compare.lstsq_tapegrad(*data)()
+    want, want_grads = compare.lstsq_torch(*data)()
+    assert value == pytest.approx(want, rel=1e-12)
+    for g, w in zip(grads, want_grads):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
