@@ -270,17 +270,13 @@ public:
         }
         return r.attr("astype")(f_result_type(x), "copy"_a = false);
     }
+    // Bartels-Stewart with the triangular equation solved in blocks
+    // (python/tapegrad/_sylvester.py): scipy's solve_sylvester spends most of
+    // its time in LAPACK's element-wise trsyl.
     py::object sylvester(const py::object& a, const py::object& b, const py::object& q) {
-        if (!size(a) || !size(b) || !size(q)) {  // an empty stack, which scipy refuses: an empty answer
-            py::tuple sa = shape(a), sb = shape(b), sq = shape(q);
-            auto batch = [](const py::tuple& t) { return t[py::slice(0, static_cast<py::ssize_t>(py::len(t)) - 2, 1)]; };
-            py::tuple out = py::module_::import("numpy").attr("broadcast_shapes")(batch(sa), batch(sb), batch(sq));
-            return f_zeros(out + py::tuple(sq[py::slice(-2, static_cast<py::ssize_t>(py::len(sq)), 1)]),
-                           "dtype"_a = f_result_type(a, b, q));
-        }
-        py::object r = py::reinterpret_borrow<py::object>(scipy_linalg("solve_sylvester"))
-                           .attr("solve_sylvester")(a, b, q);
-        return r.attr("astype")(f_result_type(a, b, q), "copy"_a = false);
+        scipy_linalg("solve_sylvester");  // it needs scipy: the ImportError says so
+        if (!f_sylvester) f_sylvester = py::module_::import("tapegrad._sylvester").attr("solve_sylvester");
+        return f_sylvester(a, b, q);
     }
     // Values used inside the formulas, never differentiated.
     py::object value(const py::object& x) { return x; }
@@ -514,7 +510,7 @@ private:
     py::object f_inv, f_solve, f_det, f_slogdet, f_cholesky, f_eigh, f_svd, f_qr, f_pinv, f_linalg_error,
         f_negative, f_any, f_isinf, f_abs, f_eye, f_tri, f_iscomplexobj, f_logical_not, f_not_equal,
         f_power;
-    py::object scipy_module;
+    py::object scipy_module, f_sylvester;
     bool scipy_tried = false;
 };
 

@@ -596,3 +596,32 @@ def test_bench_least_squares_matches_torch():
     assert value == pytest.approx(want, rel=1e-12)
     for g, w in zip(grads, want_grads):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("m, n", [(3, 5), (70, 65), (150, 40)])
+def test_blocked_sylvester_solver_matches_scipy(m, n, rng):
+    """python/tapegrad/_sylvester.py splits the triangular equation in blocks (never
+    inside a 2 x 2 block of a real Schur form: these matrices have complex eigenvalues)."""
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    from tapegrad._sylvester import solve_sylvester
+    a = rng.normal(size=(m, m)) / np.sqrt(m) + 2 * np.eye(m)
+    b = rng.normal(size=(n, n)) / np.sqrt(n) + np.eye(n)
+    q = rng.normal(size=(m, n))
+    x = solve_sylvester(a, b, q)
+    np.testing.assert_allclose(x, scipy_linalg.solve_sylvester(a, b, q), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a @ x + x @ b, q, atol=1e-11)
+    stacked = solve_sylvester(np.stack([a, a]), b, np.stack([q, 2 * q]))  # a batch, broadcast
+    np.testing.assert_allclose(stacked, [x, 2 * x], rtol=1e-10, atol=1e-12)
+    x32 = solve_sylvester(a.astype(np.float32), b.astype(np.float32), q.astype(np.float32))
+    assert x32.dtype == np.float32
+    np.testing.assert_allclose(x32, x, rtol=1e-3, atol=1e-3)
+
+
+def test_sqrtm_of_a_singular_matrix_has_no_gradient(rng):
+    x = tg.Tensor(np.diag([0.0, 1.0, 4.0]))
+    with pytest.warns(Warning, match="singular"):  # scipy's own, for the value
+        y = sla.sqrtm(x)
+    np.testing.assert_allclose(y.data, np.diag([0.0, 1.0, 2.0]), atol=1e-12)
+    with pytest.raises(np.linalg.LinAlgError,
+                       match=r"sqrtm: an eigenvalue of a plus one of b is \(nearly\) zero"):
+        tg.grad(y.sum(), x)
