@@ -625,3 +625,21 @@ def test_sqrtm_of_a_singular_matrix_has_no_gradient(rng):
     with pytest.raises(np.linalg.LinAlgError,
                        match=r"sqrtm: an eigenvalue of a plus one of b is \(nearly\) zero"):
         tg.grad(y.sum(), x)
+
+
+def test_hermitian_paths_read_the_lower_triangle(rng):
+    """pinv and svd with hermitian=True read a's lower triangle, as numpy's do."""
+    b = rng.normal(size=(4, 4))
+    sym = b + b.T + 8 * np.eye(4)
+    leaf = sym + np.triu(rng.normal(size=(4, 4)), 1)  # junk above the diagonal
+    x = tg.Tensor(leaf)
+    np.testing.assert_allclose(la.pinv(x, hermitian=True).data,
+                               np.linalg.pinv(leaf, hermitian=True), rtol=1e-12)
+    np.testing.assert_allclose(la.svd(x, hermitian=True, compute_uv=False).data,
+                               np.linalg.svd(leaf, hermitian=True, compute_uv=False), rtol=1e-12)
+    for fn in (lambda t: la.pinv(t, hermitian=True),
+               lambda t: la.svd(t, hermitian=True, compute_uv=False)):
+        assert tg.gradcheck(fn, [tg.Tensor(leaf)])
+        x = tg.Tensor(leaf)
+        (g,) = tg.grad(fn(x).sum(), x)
+        np.testing.assert_array_equal(np.triu(g.data, 1), 0)
