@@ -264,7 +264,7 @@ struct Det {
                          const py::tuple&, const Needs&, Values& gx) {
         using namespace linalg;
         if (!b.nearly_singular(x[0], out)) {
-            gx[0] = b.mul(per_matrix(b, b.mul(g, out)), mT(b, b.inv(x[0])));
+            gx[0] = b.mul(per_matrix(b, b.mul(g, out)), mT(b, b.inverse(x[0])));
             return;
         }
         SvdParts f = svd_of(b, x[0]);
@@ -303,7 +303,7 @@ struct Slogdet {
             fail(linalg_error(), "a matrix of shape " + text(b.shape(x[0])) +
                                      " is singular: log|det| is -inf there and its gradient is infinite. "
                                      "Use det, whose gradient is defined at singular matrices");
-        gx[0] = b.mul(per_matrix(b, part(b, g, logabs)), mT(b, b.inv(x[0])));
+        gx[0] = b.mul(per_matrix(b, part(b, g, logabs)), mT(b, b.inverse(x[0])));
     }
 };
 

@@ -199,6 +199,16 @@ public:
         return linalg_call([&] { return f_inv(x); }, x, "the matrix is singular (a of shape %S): it has no inverse. "
                            "numpy.linalg.pinv gives the pseudo-inverse");
     }
+    // An inverse inside a backward formula (det's, slogdet's): scipy's getri
+    // where scipy is installed, a third cheaper than numpy's solve against I
+    // (10 against 16 ms at 512 x 512). inv, the op, keeps numpy's values.
+    py::object inverse(const py::object& x) {
+        PyObject* sl = size(x) ? scipy_linalg(nullptr) : nullptr;
+        if (!sl) return inv(x);
+        return linalg_call([&] {
+            return py::reinterpret_borrow<py::object>(sl).attr("inv")(x, "check_finite"_a = false);
+        }, x, "the matrix is singular (a of shape %S): it has no inverse");
+    }
     py::object solve(const py::object& a, const py::object& b) {
         return linalg_call([&] { return f_solve(a, b); }, a, "a (of shape %S) is singular: a @ x = b has no unique "
                            "solution. numpy.linalg.lstsq or pinv(a) @ b give the least-squares one");

@@ -191,6 +191,7 @@ public:
 
     // Linear algebra (csrc/linalg.hpp): each recorded as its op.
     py::object inv(const py::object& x) { return op(OP_INV, {x}, py::tuple()); }
+    py::object inverse(const py::object& x) { return inv(x); }
     py::object solve(const py::object& a, const py::object& b) { return op(OP_SOLVE, {a, b}, py::tuple()); }
     py::object det(const py::object& x) { return op(OP_DET, {x}, py::tuple()); }
     py::object solve_triangular(const py::object& a, const py::object& b, bool trans, bool lower, bool unit) {
