@@ -509,12 +509,60 @@ struct Clip {
     }
 };
 
+
+// polygamma(n, x) = d^n/dx^n digamma(x) for an integer n >= 0 (a constant):
+// computed in C++ (special.hpp); its derivative is polygamma(n + 1, x), this
+// op again, so every order records.
+struct Polygamma {
+    static constexpr const char* name = "polygamma";  // params: (n,) an int >= 0
+    static constexpr const char* numpy = nullptr;  // scipy's calls np.asarray: tapegrad.scipy.special's
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "polygamma(n, x), the n-th derivative of digamma, for an integer n >= 0.";
+    static constexpr int arity = 1;
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.polygamma(x[0], p[0].cast<int>());
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object&, const py::object& g,
+                         const py::tuple& p, const Needs&, Values& gx) {
+        gx[0] = b.mul(g, b.polygamma(x[0], p[0].cast<int>() + 1));
+    }
+};
+
+// scipy.special.ive(v, z) = iv(v, z) exp(-|z|), differentiated in z (the
+// order v is a constant): d/dz = (ive(v-1, z) + ive(v+1, z)) / 2 - sign(z)
+// ive(v, z) (DLMF 10.29.1), which has no division, so it is finite at z = 0.
+// The values come from scipy.special, imported when the op first runs.
+struct Ive {
+    static constexpr const char* name = "ive";  // params: (v,) a number or an array
+    static constexpr const char* numpy = "scipy.special.ive";
+    static constexpr const char* method = nullptr;
+    static constexpr const char* doc = "The exponentially scaled modified Bessel function iv(v, z) * exp(-|z|), differentiable in z.";
+    static constexpr int arity = 1;
+    static constexpr bool reads_out = true;
+    static constexpr bool array_params = true;
+    template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
+        return b.ive(p[0], x[0]);
+    }
+    template <class B>
+    static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
+                         const py::tuple& p, const Needs&, Values& gx) {
+        py::object v = p[0];
+        py::object one = py::float_(1.0);
+        py::object below = b.ive(py::reinterpret_steal<py::object>(PyNumber_Subtract(v.ptr(), one.ptr())), x[0]);
+        py::object above = b.ive(py::reinterpret_steal<py::object>(PyNumber_Add(v.ptr(), one.ptr())), x[0]);
+        py::object slope = b.sub(b.mul(b.add(below, above), b.number(0.5)), b.mul(b.sign(x[0]), out));
+        gx[0] = b.mul(g, slope);
+    }
+};
+
 #define TAPEGRAD_ARRAY_OPS(X)                                                                   \
     X(SUM, Sum) X(MAX, Max) X(MIN, Min) X(PROD, Prod) X(VAR, Var) X(STD, Std)                      \
     X(LOGSUMEXP, LogSumExp) X(SOFTMAX, Softmax) X(LOG_SOFTMAX, LogSoftmax) X(MATMUL, MatMul)       \
     X(EINSUM, Einsum) X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo)     \
     X(ASTYPE, AsType) X(GETITEM, GetItem) X(SCATTER_ADD, ScatterAdd) X(CONCATENATE, Concatenate)  \
-    X(WHERE, Where) X(CLIP, Clip) X(CONVOLVE, Convolve) TAPEGRAD_LINALG_OPS(X)
+    X(WHERE, Where) X(CLIP, Clip) X(CONVOLVE, Convolve) X(POLYGAMMA, Polygamma) X(IVE, Ive) \
+    TAPEGRAD_LINALG_OPS(X)
 
 enum ArrayOpCode : uint8_t {
     OP_FIRST_ARRAY = OP_COUNT,

@@ -286,6 +286,41 @@ PyObject* forward_loop(PyObject* a, BufferPool* pool, PyObject* into) {
 
 bool is_float_type(int t) { return t == NPY_FLOAT32 || t == NPY_FLOAT64; }
 
+template <class Op, class T, bool A_ARRAY, bool B_ARRAY>
+TAPEGRAD_KERNEL void forward_kernel2(npy_intp n, const T* a, T a_value, const T* b, T b_value, T* y) {
+    for (npy_intp i = 0; i < n; ++i) y[i] = Op::forward(A_ARRAY ? a[i] : a_value, B_ARRAY ? b[i] : b_value);
+}
+
+// A binary op with no numpy ufunc (scipy.special's xlogy, beta, ...): its own
+// forward over the broadcast operands, float32 only where neither is float64.
+template <class Op>
+PyObject* forward_loop2(PyObject* a, PyObject* b, BufferPool* pool) {
+    Ref it(PyArray_MultiIterNew(2, a, b));
+    if (!it.p) return nullptr;
+    auto* multi = reinterpret_cast<PyArrayMultiIterObject*>(it.p);
+    auto is64 = [](PyObject* o) { return PyArray_Check(o) && PyArray_TYPE(arr(o)) != NPY_FLOAT32; };
+    const int type = is64(a) || is64(b) || (!PyArray_Check(a) && !PyArray_Check(b)) ? NPY_FLOAT64 : NPY_FLOAT32;
+    PyObject* r = pool ? pool->take(multi->nd, multi->dimensions, type)
+                       : PyArray_Empty(multi->nd, multi->dimensions, PyArray_DescrFromType(type), 0);
+    if (!r) return nullptr;
+    Ref out(r);
+    auto run = [&](auto t) -> bool {
+        using T = decltype(t);
+        Operand<T> va, vb;
+        if (!prepare<T>(a, out.p, va) || !prepare<T>(b, out.p, vb)) return false;
+        const npy_intp n = PyArray_SIZE(arr(out.p));
+        T* y = static_cast<T*>(PyArray_DATA(arr(out.p)));
+        with_choice<2>(va.data != nullptr, [&](auto a_array) {
+            with_choice<2>(vb.data != nullptr, [&](auto b_array) {
+                forward_kernel2<Op, T, a_array(), b_array()>(n, va.data, va.value, vb.data, vb.value, y);
+            });
+        });
+        return true;
+    };
+    if (!(type == NPY_FLOAT32 ? run(float()) : run(double()))) return nullptr;
+    return out.release();
+}
+
 }  // namespace
 
 namespace {
@@ -351,10 +386,20 @@ bool init_arrays() {
     // Each op's numpy ufunc, looked up once by the name its table entry gives
     // ("numpy.exp"): its kernel computes the op's forward on arrays. An op
     // with none (or a scipy ufunc) runs its own forward in a fused loop.
-#define TAPEGRAD_LOAD(code, cls)                                                          \
-    if (numpy_ufunc_name(cls::numpy) &&                                                   \
-        !(ufuncs[OP_##code] = PyObject_GetAttrString(numpy.p, numpy_ufunc_name(cls::numpy)))) \
-        return false;
+    Ref ufunc_type(PyObject_GetAttrString(numpy.p, "ufunc"));
+    if (!ufunc_type.p) return false;
+    auto load = [&](uint8_t code, const char* path) {
+        const std::string attribute = numpy_ufunc_name(path);
+        if (attribute.empty()) return true;
+        Ref found(PyObject_GetAttrString(numpy.p, attribute.c_str()));
+        if (!found.p) return false;
+        const int is_ufunc = PyObject_IsInstance(found.p, ufunc_type.p);
+        if (is_ufunc < 0) return false;
+        if (is_ufunc) ufuncs[code] = found.release();
+        return true;
+    };
+#define TAPEGRAD_LOAD(code, cls) \
+    if (!load(OP_##code, cls::numpy)) return false;
     TAPEGRAD_OPS(TAPEGRAD_LOAD)
 #undef TAPEGRAD_LOAD
     return true;
@@ -513,6 +558,16 @@ PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool
             if constexpr (Op::arity == 1) {
                 result.p = is32 ? forward_loop<Op, float>(a, pool, into)
                                 : forward_loop<Op, double>(a, pool, into);
+            } else {
+                result.p = forward_loop2<Op>(a, b, pool);
+                if (!result.p && PyErr_ExceptionMatches(PyExc_ValueError)) {
+                    PyErr_Clear();
+                    PyErr_Format(PyExc_ValueError,
+                                 "%s: shapes %s and %s cannot be broadcast together (numpy's rule: "
+                                 "align the shapes on the right; each pair of sizes must be equal or "
+                                 "one of them 1). Reshape an operand or add an axis with None.",
+                                 op_name(code), shape_text(a).c_str(), shape_text(b).c_str());
+                }
             }
         });
         if (!result.p) {

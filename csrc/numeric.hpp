@@ -12,6 +12,7 @@
 #include "arrays.hpp"
 #include "contract.hpp"
 #include "pool.hpp"
+#include "special.hpp"
 
 namespace tapegrad {
 
@@ -148,6 +149,42 @@ public:
         py::object from = f_greater(x, hi);
         return lo.is_none() ? from : f_logical_or(from, f_less(hi, lo));
     }
+
+    // ---- special functions ----
+    // polygamma(n, x) elementwise (special.hpp), in x's float dtype.
+    py::object polygamma(const py::object& x, int n) {
+        if (n < 0) {
+            PyErr_Format(PyExc_ValueError, "polygamma: the order n must be an integer >= 0, got %d", n);
+            throw py::error_already_set();
+        }
+        if (!PyArray_Check(x.ptr())) return py::float_(special::polygamma(n, x.cast<double>()));
+        auto* a = reinterpret_cast<PyArrayObject*>(x.ptr());
+        const bool is32 = PyArray_TYPE(a) == NPY_FLOAT32;
+        py::object in = py::reinterpret_steal<py::object>(
+            check(PyArray_FROM_OTF(x.ptr(), is32 ? NPY_FLOAT32 : NPY_FLOAT64, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST)));
+        auto* c = reinterpret_cast<PyArrayObject*>(in.ptr());
+        py::object out = py::reinterpret_steal<py::object>(
+            check(PyArray_Empty(PyArray_NDIM(c), PyArray_DIMS(c), PyArray_DescrFromType(PyArray_TYPE(c)), 0)));
+        const npy_intp size = PyArray_SIZE(c);
+        void* dst = PyArray_DATA(reinterpret_cast<PyArrayObject*>(out.ptr()));
+        if (is32) {
+            const float* src = static_cast<const float*>(PyArray_DATA(c));
+            for (npy_intp i = 0; i < size; ++i)
+                static_cast<float*>(dst)[i] = static_cast<float>(special::polygamma(n, src[i]));
+        } else {
+            const double* src = static_cast<const double*>(PyArray_DATA(c));
+            for (npy_intp i = 0; i < size; ++i) static_cast<double*>(dst)[i] = special::polygamma(n, src[i]);
+        }
+        return out;
+    }
+    // scipy.special.ive(v, z), in z's float dtype (scipy is imported here, at first use).
+    py::object ive(const py::object& v, const py::object& z) {
+        if (!f_ive) f_ive = py::module_::import("scipy.special").attr("ive");
+        py::object r = f_ive(v, z);
+        if (PyArray_Check(z.ptr())) r = r.attr("astype")(f_result_type(z, 0.0f), "copy"_a = false);
+        return r;
+    }
+    py::object sign(const py::object& x) { return f_sign(x); }
 
     // ---- linear algebra ----
     // A large product of two matrices of one dtype goes into a buffer from the
@@ -432,6 +469,7 @@ private:
         f_eye = fn("eye"), f_tri = fn("tri"), f_iscomplexobj = fn("iscomplexobj");
         f_logical_not = fn("logical_not"), f_not_equal = fn("not_equal");
         f_power = fn("power");
+        f_sign = fn("sign");
         ndarray_type = fn("ndarray");
     }
 
@@ -516,12 +554,13 @@ private:
         f_add, f_subtract, f_multiply, f_divide, f_equal, f_result_type, f_clip, f_logical_and,
         f_greater_equal, f_less_equal, f_matmul, f_convolve, scipy_convolve, f_shape, f_size,
         f_argsort, f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_array, f_less, f_greater,
-        f_logical_or, ndarray_type;
+        f_logical_or, f_sign, ndarray_type;
     py::object f_inv, f_solve, f_det, f_slogdet, f_cholesky, f_eigh, f_svd, f_qr, f_pinv, f_linalg_error,
         f_negative, f_any, f_isinf, f_abs, f_eye, f_tri, f_iscomplexobj, f_logical_not, f_not_equal,
         f_power;
     py::object scipy_module, f_sylvester;
     bool scipy_tried = false;
+    py::object f_ive;  // scipy.special.ive, looked up at first use
 };
 
 // Numeric's matmul takes its outputs from `pool` for the scope's duration.

@@ -70,6 +70,27 @@ inline Rec log(const Rec& a) { return op1(OP_LOG, a); }
 inline Rec exp(const Rec& a) { return op1(OP_EXP, a); }
 inline Rec sin(const Rec& a) { return op1(OP_SIN, a); }
 inline Rec cos(const Rec& a) { return op1(OP_COS, a); }
+inline Rec sqrt(const Rec& a) { return op1(OP_SQRT, a); }
+inline Rec sinh(const Rec& a) { return op1(OP_SINH, a); }
+inline Rec cosh(const Rec& a) { return op1(OP_COSH, a); }
+inline Rec log1p(const Rec& a) { return op1(OP_LOG1P, a); }
+inline Rec exp2(const Rec& a) { return op1(OP_EXP2, a); }
+inline Rec digamma(const Rec& a) { return op1(OP_DIGAMMA, a); }
+inline Rec gamma(const Rec& a) { return op1(OP_GAMMA, a); }
+inline Rec i0(const Rec& a) { return op1(OP_I0, a); }
+inline Rec i1(const Rec& a) { return op1(OP_I1, a); }
+// polygamma(n, x), n a constant: the array op, which records its own derivative.
+inline Rec polygamma(int n, const Rec& a) {
+    return Rec(checked(apply_array_op(OP_POLYGAMMA, py::make_tuple(a.v).ptr(), py::make_tuple(n).ptr())));
+}
+
+// A function of the value alone, as a constant: numpy's `name` on it. For
+// the piecewise-constant functions, whose derivative is zero almost everywhere.
+inline Rec constant_of(const char* name, const Rec& a) {
+    return Rec(py::module_::import("numpy").attr(name)(value_of(a.v)));
+}
+inline Rec floor(const Rec& a) { return constant_of("floor", a); }
+inline Rec trunc(const Rec& a) { return constant_of("trunc", a); }
 
 inline Mask compare(const Rec& a, const Rec& b, int how) {
     return Mask{checked(PyObject_RichCompare(value_of(a.v).ptr(), value_of(b.v).ptr(), how))};
@@ -77,9 +98,14 @@ inline Mask compare(const Rec& a, const Rec& b, int how) {
 inline Mask operator>(const Rec& a, const Rec& b) { return compare(a, b, Py_GT); }
 inline Mask operator<(const Rec& a, const Rec& b) { return compare(a, b, Py_LT); }
 inline Mask operator>=(const Rec& a, const Rec& b) { return compare(a, b, Py_GE); }
+inline Mask operator<=(const Rec& a, const Rec& b) { return compare(a, b, Py_LE); }
 inline Mask operator==(const Rec& a, const Rec& b) { return compare(a, b, Py_EQ); }
+inline Mask operator!=(const Rec& a, const Rec& b) { return compare(a, b, Py_NE); }
 inline Mask operator&&(const Mask& a, const Mask& b) {
     return Mask{py::module_::import("numpy").attr("logical_and")(a.v, b.v)};
+}
+inline Mask operator||(const Mask& a, const Mask& b) {
+    return Mask{py::module_::import("numpy").attr("logical_or")(a.v, b.v)};
 }
 
 // The sign as a constant: its derivative is zero (almost everywhere).
@@ -128,6 +154,9 @@ public:
     py::object mul(const py::object& a, const py::object& b) { return (Rec(a) * Rec(b)).v; }
     py::object div(const py::object& a, const py::object& b) { return (Rec(a) / Rec(b)).v; }
     py::object exp(const py::object& a) { return tapegrad::exp(Rec(a)).v; }
+    py::object sign(const py::object& x) { return np().sign(value_of(x)); }  // a constant
+    py::object polygamma(const py::object& x, int n) { return op(OP_POLYGAMMA, {x}, py::make_tuple(n)); }
+    py::object ive(const py::object& v, const py::object& z) { return op(OP_IVE, {z}, py::make_tuple(v)); }
 
     py::object sum(const py::object& x, const py::object& axis, const py::object& keepdims) {
         return op(OP_SUM, {x}, py::make_tuple(axes(x, axis), keepdims));

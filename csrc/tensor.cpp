@@ -988,6 +988,16 @@ PyObject* power_slot(PyObject* a, PyObject* b, PyObject* modulo) {
 
 PyObject* positive_slot(PyObject* a) { return Py_NewRef(a); }
 
+// divmod(a, b) would hand back the quotient floor(a / b), whose derivative is
+// zero almost everywhere: refused, pointing to what records.
+PyObject* divmod_slot(PyObject*, PyObject*) {
+    PyErr_SetString(PyExc_TypeError,
+                    "divmod() on a Tensor: the quotient floor(a / b) has no useful gradient. Use a % b "
+                    "(recorded, as tapegrad.remainder) and, for the quotient, np.floor_divide on the values "
+                    "(t.data)");
+    return nullptr;
+}
+
 // Note [In-place operators]
 // `t += x` (and -=, *=, /=), as PyTorch users write them. Inside no_grad(),
 // where optimizer steps belong, the value is replaced, keeping its shape and
@@ -1044,6 +1054,8 @@ bool init_tensor_type(PyObject* module) {
         {Py_nb_subtract, reinterpret_cast<void*>(binary_slot<OP_SUB>)},
         {Py_nb_multiply, reinterpret_cast<void*>(binary_slot<OP_MUL>)},
         {Py_nb_true_divide, reinterpret_cast<void*>(binary_slot<OP_DIV>)},
+        {Py_nb_remainder, reinterpret_cast<void*>(binary_slot<OP_REMAINDER>)},
+        {Py_nb_divmod, reinterpret_cast<void*>(divmod_slot)},
         {Py_nb_power, reinterpret_cast<void*>(power_slot)},
         {Py_nb_negative, reinterpret_cast<void*>(unary_slot<OP_NEG>)},
         {Py_nb_absolute, reinterpret_cast<void*>(unary_slot<OP_ABS>)},

@@ -2,9 +2,22 @@
 
 Unary: name -> (numpy forward, derivative f'(a), (low, high)).
 Binary: name -> (numpy forward, (df/da, df/db), (low, high) for a, (low, high) for b).
+TORCH: an elementwise op's PyTorch counterpart (a dotted name in torch), or None.
+The scipy.special forwards and derivatives import scipy when called, and skip the
+test where it is not installed.
 """
 
+import importlib
+
 import numpy as np
+import pytest
+
+
+def _sp(name):
+    """scipy.special's function `name`, imported when the test calls it (skips without scipy)."""
+    def call(*args):
+        return getattr(pytest.importorskip("scipy.special"), name)(*args)
+    return call
 
 UNARY = {
     "negative": (np.negative, lambda a: -np.ones_like(a), (-2, 2)),
@@ -22,6 +35,42 @@ UNARY = {
         (-4, 4),
     ),
     "relu": (lambda a: np.maximum(a, 0), lambda a: (a > 0).astype(float), (-2, 2)),
+    "fabs": (np.fabs, np.sign, (-2, 2)),
+    "exp2": (np.exp2, lambda a: np.exp2(a) * np.log(2), (-2, 2)),
+    "expm1": (np.expm1, np.exp, (-2, 2)),
+    "log2": (np.log2, lambda a: 1 / (a * np.log(2)), (0.2, 3)),
+    "log10": (np.log10, lambda a: 1 / (a * np.log(10)), (0.2, 3)),
+    "log1p": (np.log1p, lambda a: 1 / (1 + a), (-0.5, 2)),
+    "cbrt": (np.cbrt, lambda a: np.cbrt(a) ** -2 / 3, (0.3, 3)),
+    "square": (np.square, lambda a: 2 * a, (-2, 2)),
+    "reciprocal": (np.reciprocal, lambda a: -1 / a**2, (0.5, 2)),
+    "arcsin": (np.arcsin, lambda a: 1 / np.sqrt(1 - a**2), (-0.9, 0.9)),
+    "arccos": (np.arccos, lambda a: -1 / np.sqrt(1 - a**2), (-0.9, 0.9)),
+    "arctan": (np.arctan, lambda a: 1 / (1 + a**2), (-2, 2)),
+    "sinh": (np.sinh, np.cosh, (-2, 2)),
+    "cosh": (np.cosh, np.sinh, (-2, 2)),
+    "arcsinh": (np.arcsinh, lambda a: 1 / np.sqrt(a**2 + 1), (-2, 2)),
+    "arccosh": (np.arccosh, lambda a: 1 / np.sqrt(a**2 - 1), (1.2, 3)),
+    "arctanh": (np.arctanh, lambda a: 1 / (1 - a**2), (-0.9, 0.9)),
+    "deg2rad": (np.deg2rad, lambda a: np.full_like(a, np.pi / 180), (-3, 3)),
+    "rad2deg": (np.rad2deg, lambda a: np.full_like(a, 180 / np.pi), (-3, 3)),
+    "sinc": (np.sinc, lambda a: (np.cos(np.pi * a) - np.sinc(a)) / a, (-2, 2)),
+    # scipy.special
+    "erf": (_sp("erf"), lambda a: 2 / np.sqrt(np.pi) * np.exp(-a**2), (-2, 2)),
+    "erfc": (_sp("erfc"), lambda a: -2 / np.sqrt(np.pi) * np.exp(-a**2), (-2, 2)),
+    "erfinv": (_sp("erfinv"), lambda a: np.sqrt(np.pi) / 2 * np.exp(_sp("erfinv")(a) ** 2), (-0.9, 0.9)),
+    "erfcinv": (_sp("erfcinv"), lambda a: -np.sqrt(np.pi) / 2 * np.exp(_sp("erfcinv")(a) ** 2), (0.1, 1.9)),
+    "gamma": (_sp("gamma"), lambda a: _sp("gamma")(a) * _sp("digamma")(a), (0.5, 3)),
+    "gammaln": (_sp("gammaln"), _sp("digamma"), (0.5, 4)),
+    "digamma": (_sp("digamma"), lambda a: _sp("polygamma")(1, a), (0.5, 4)),
+    "rgamma": (_sp("rgamma"), lambda a: -_sp("digamma")(a) * _sp("rgamma")(a), (-2.5, 3)),
+    "logit": (_sp("logit"), lambda a: 1 / (a * (1 - a)), (0.1, 0.9)),
+    "ndtr": (_sp("ndtr"), lambda a: np.exp(-a**2 / 2) / np.sqrt(2 * np.pi), (-3, 3)),
+    "log_ndtr": (_sp("log_ndtr"), lambda a: np.exp(-a**2 / 2) / np.sqrt(2 * np.pi) / _sp("ndtr")(a),
+                 (-5, 3)),
+    "ndtri": (_sp("ndtri"), lambda a: np.sqrt(2 * np.pi) * np.exp(_sp("ndtri")(a) ** 2 / 2), (0.05, 0.95)),
+    "i0": (_sp("i0"), _sp("i1"), (-3, 3)),
+    "i1": (_sp("i1"), lambda a: _sp("i0")(a) - _sp("i1")(a) / a, (-3, 3)),
 }
 
 BINARY = {
@@ -33,12 +82,72 @@ BINARY = {
     "divide": (np.divide, (lambda a, b: 1 / b + 0 * a, lambda a, b: -a / b**2), (-2, 2), (0.5, 2)),
     "power": (np.power, (lambda a, b: b * a ** (b - 1), lambda a, b: a**b * np.log(a)),
               (0.3, 2), (-2, 2)),
+    "float_power": (np.float_power, (lambda a, b: b * a ** (b - 1), lambda a, b: a**b * np.log(a)),
+                    (0.3, 2), (-2, 2)),
+    "fmax": (np.fmax, (lambda a, b: (a >= b) + 0.0, lambda a, b: (a < b) + 0.0), (-2, 2), (-2, 2)),
+    "fmin": (np.fmin, (lambda a, b: (a <= b) + 0.0, lambda a, b: (a > b) + 0.0), (-2, 2), (-2, 2)),
+    "logaddexp": (np.logaddexp, (lambda a, b: 1 / (1 + np.exp(b - a)), lambda a, b: 1 / (1 + np.exp(a - b))),
+                  (-2, 2), (-2, 2)),
+    "logaddexp2": (np.logaddexp2, (lambda a, b: 1 / (1 + 2 ** (b - a)), lambda a, b: 1 / (1 + 2 ** (a - b))),
+                   (-2, 2), (-2, 2)),
+    "arctan2": (np.arctan2, (lambda a, b: b / (a**2 + b**2), lambda a, b: -a / (a**2 + b**2)),
+                (-2, 2), (0.3, 2)),
+    "hypot": (np.hypot, (lambda a, b: a / np.hypot(a, b), lambda a, b: b / np.hypot(a, b)), (-2, 2), (-2, 2)),
+    "remainder": (np.remainder, (lambda a, b: np.ones_like(a * b), lambda a, b: -np.floor(a / b)),
+                  (-3, 3), (0.7, 2)),
+    "fmod": (np.fmod, (lambda a, b: np.ones_like(a * b), lambda a, b: -np.trunc(a / b)), (-3, 3), (0.7, 2)),
+    "copysign": (np.copysign, (lambda a, b: np.sign(a) * np.sign(b), lambda a, b: np.zeros_like(a * b)),
+                 (-2, 2), (-2, 2)),
+    # scipy.special
+    "beta": (_sp("beta"), (lambda a, b: _sp("beta")(a, b) * (_sp("digamma")(a) - _sp("digamma")(a + b)),
+                           lambda a, b: _sp("beta")(a, b) * (_sp("digamma")(b) - _sp("digamma")(a + b))),
+             (0.5, 3), (0.5, 3)),
+    "betaln": (_sp("betaln"), (lambda a, b: _sp("digamma")(a) - _sp("digamma")(a + b),
+                               lambda a, b: _sp("digamma")(b) - _sp("digamma")(a + b)), (0.5, 3), (0.5, 3)),
+    "xlogy": (_sp("xlogy"), (lambda a, b: np.log(b) + 0 * a, lambda a, b: a / b), (-2, 2), (0.2, 3)),
+    "xlog1py": (_sp("xlog1py"), (lambda a, b: np.log1p(b) + 0 * a, lambda a, b: a / (1 + b)),
+                (-2, 2), (-0.5, 2)),
 }
+
+TORCH = {
+    "negative": "neg", "abs": "abs", "exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin",
+    "cos": "cos", "tan": "tan", "tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "add": "add",
+    "subtract": "sub", "multiply": "mul", "divide": "div", "power": "pow", "maximum": "maximum",
+    "minimum": "minimum", "fabs": "abs", "exp2": "exp2", "expm1": "expm1", "log2": "log2",
+    "log10": "log10", "log1p": "log1p", "cbrt": None, "square": "square",
+    "reciprocal": "reciprocal", "arcsin": "arcsin", "arccos": "arccos", "arctan": "arctan",
+    "sinh": "sinh", "cosh": "cosh", "arcsinh": "arcsinh", "arccosh": "arccosh",
+    "arctanh": "arctanh", "deg2rad": "deg2rad", "rad2deg": "rad2deg", "sinc": "sinc",
+    "float_power": "float_power", "fmax": "fmax", "fmin": "fmin", "logaddexp": "logaddexp",
+    "logaddexp2": "logaddexp2", "arctan2": "arctan2", "hypot": "hypot", "remainder": "remainder",
+    "fmod": "fmod", "copysign": "copysign", "erf": "special.erf", "erfc": "special.erfc",
+    "erfinv": "special.erfinv", "erfcinv": None, "gamma": None, "gammaln": "special.gammaln",
+    "digamma": "special.digamma", "rgamma": None, "logit": "special.logit", "ndtr": "special.ndtr",
+    "log_ndtr": "special.log_ndtr", "ndtri": "special.ndtri", "i0": "special.i0",
+    "i1": "special.i1", "beta": None, "betaln": None, "xlogy": "special.xlogy",
+    "xlog1py": "special.xlog1py",
+}
+
+# Where PyTorch is the less accurate: its trigamma (digamma's derivative, gammaln's
+# second) is off by up to 5e-10 relative (against mpmath; tapegrad's matches scipy's
+# and mpmath's to 1e-15, tests/test_special.py).
+TORCH_RTOL = {"digamma": 2e-9, "gammaln": 2e-9}
+
+
+def torch_op(torch, name):
+    """PyTorch's function for elementwise op `name`, or None where it has none."""
+    path = TORCH[name]
+    if path is None:
+        return None
+    target = torch
+    for part in path.split("."):
+        target = getattr(target, part)
+    return target
 
 # Elementwise ops whose derivative is not smooth everywhere: checked at points away from ties.
 TIES = {"maximum", "minimum"}
 # Elementwise ops with kinks or jumps inside their test domain (finite differences may cross one).
-KINKS = {"abs", "relu", "maximum", "minimum"}
+KINKS = {"abs", "relu", "maximum", "minimum", "fabs", "fmax", "fmin", "copysign", "remainder", "fmod"}
 
 
 class Sample:
@@ -49,9 +158,30 @@ class Sample:
     PyTorch's value for the same call, or None where torch has no such op.
     """
 
-    def __init__(self, shapes, call, torch=None, low=-2.0, high=2.0, smooth=True):
-        self.shapes, self.call, self.torch, self.low, self.high = shapes, call, torch, low, high
+    def __init__(self, shapes, call, torch=None, low=-2.0, high=2.0, smooth=True,
+                 needs_scipy=False):
+        self.shapes, self.torch, self.low, self.high = shapes, torch, low, high
         self.smooth = smooth  # False: kinks (ties, bounds) where finite differences may land
+        self.needs_scipy = needs_scipy  # its values come from scipy: skipped without it
+        self.call = _skipping_without_scipy(call) if needs_scipy else call
+
+    @property
+    def available(self):
+        """Whether the op can run here (scipy installed, where it needs it)."""
+        if not self.needs_scipy:
+            return True
+        try:
+            importlib.import_module("scipy.special")
+        except ImportError:
+            return False
+        return True
+
+
+def _skipping_without_scipy(call):
+    def with_scipy(xs):
+        pytest.importorskip("scipy.special")
+        return call(xs)
+    return with_scipy
 
 
 def _torch_convolve(a, v, mode="full"):
@@ -124,6 +254,9 @@ ARRAY = {
                         __import__("torch").from_numpy(_where_condition((3, 4))), a, b)),
     "clip": Sample([(3, 4)], lambda x: ((x[0], -0.5, 0.7), {}), lambda t: t.clamp(-0.5, 0.7),
                    smooth=False),
+    "polygamma": Sample([(3, 4)], lambda x: ((2, x[0]), {}),
+                        lambda t: __import__("torch").polygamma(2, t), low=0.5, high=3.0),
+    "ive": Sample([(3, 4)], lambda x: ((1.5, x[0]), {}), low=0.1, high=3.0, needs_scipy=True),
 }
 
 

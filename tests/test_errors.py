@@ -163,8 +163,8 @@ def test_numpy_function_without_gradient_is_refused():
         np.concatenate([x, x], dtype=np.float32)
     with pytest.raises(TypeError, match=r"sum: dtype=int64 would truncate"):
         np.sum(x, dtype=np.int64)
-    with pytest.raises(TypeError, match=r"cannot differentiate numpy.arctan"):
-        np.arctan(x)
+    with pytest.raises(TypeError, match=r"cannot differentiate numpy.spacing"):
+        np.spacing(x)
     with pytest.raises(TypeError, match="requires grad"):
         np.asarray(x)
 
@@ -200,7 +200,7 @@ def test_np_array_of_tensors_points_to_stack_not_to_data():
     (lambda x: np.linalg.lstsq(x, x), "numpy.linalg.lstsq"),
     (lambda x: np.cumsum(x), "numpy.cumsum"),
     (lambda x: np.fft.fft(x), "numpy.fft.fft"),
-    (lambda x: np.arctan(x), "numpy.arctan"),
+    (lambda x: np.spacing(x), "numpy.spacing"),
     (lambda x: np.add.reduce(x), "numpy.add.reduce"),
 ])
 def test_refusals_name_the_real_function_and_the_way_out(call, name):

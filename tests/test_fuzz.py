@@ -202,7 +202,8 @@ CATALOGUE_ELEMENTWISE = sorted(
     if op.kind == "elementwise" and (f in opcatalog.UNARY or f in opcatalog.BINARY
                                      or f in opcatalog.TIES))
 CATALOGUE_ARRAY = sorted(
-    f for f, op in catalogue.OPS.items() if op.kind != "elementwise" and f in opcatalog.ARRAY)
+    f for f, op in catalogue.OPS.items()
+    if op.kind != "elementwise" and f in opcatalog.ARRAY and opcatalog.ARRAY[f].available)
 
 
 def _into(o, u, low, high):

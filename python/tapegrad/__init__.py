@@ -18,6 +18,7 @@ from . import (
     numpy_interop,  # noqa: F401  (sets up numpy's dispatch)
     products,
     scipy,  # scipy's (tapegrad.scipy.linalg.expm, ...); does not import scipy
+    special_functions,
     viz,
 )
 from .autograd import (
@@ -51,7 +52,7 @@ from .tensor import Tensor
 
 # The ops: every function of the catalogue (Note [Catalogue] in csrc/catalogue.hpp)
 # whose home is tapegrad itself, and each op's Tensor method.
-del array_ops, functional, products
+del array_ops, functional, products, special_functions
 globals().update(catalogue.exports("tapegrad"))
 catalogue.install_methods(Tensor)
 
