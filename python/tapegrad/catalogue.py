@@ -159,6 +159,34 @@ def wraps_op(name: str) -> Callable[[F], F]:
     return register
 
 
+# ---- functions that record nothing ----
+
+VALUES_ONLY: dict[str, str | None] = {
+    **dict.fromkeys(["numpy.less", "numpy.less_equal", "numpy.greater", "numpy.greater_equal",
+                     "numpy.equal", "numpy.not_equal"]),
+    **dict.fromkeys(["numpy.sign", "numpy.floor", "numpy.ceil", "numpy.rint", "numpy.trunc",
+                     "numpy.fix", "numpy.round", "numpy.around", "numpy.isfinite", "numpy.isnan",
+                     "numpy.isinf", "numpy.signbit", "numpy.heaviside", "numpy.searchsorted",
+                     "numpy.count_nonzero"]),
+    "numpy.argmax": "argmax",
+    "numpy.argmin": "argmin",
+    "numpy.argsort": "argsort",
+    "numpy.nonzero": "nonzero",
+}
+"""numpy callables whose derivative is zero almost everywhere or undefined, and their
+Tensor methods: on Tensors they compute on the values and return plain ndarrays or
+numbers, recording nothing, as comparisons do (DESIGN 4.3).
+
+They are declared here rather than as ops: they have no function of tapegrad's,
+no record and no gradient, so none of an op's tests applies to them; kept in the
+catalogue, next to the paths that do record, they are found and listed in one place
+(tests/test_values_only.py checks each on Tensors against numpy). ``round`` and
+``around`` are among them: PyTorch gives round a zero gradient, and a zero gradient
+and none differ only where the input is used through round alone (then
+``tapegrad.grad`` needs ``allow_unused=True``), as for floor and rint.
+"""
+
+
 # ---- what is built from the entries ----
 
 def _resolve(path: str) -> Any:
@@ -200,7 +228,9 @@ def _build_maps() -> None:
                     ufunc_codes[target] = op.code
             else:
                 functions[target] = (op, impl)
+    values_only = {target for target in map(_resolve, VALUES_ONLY) if target is not None}
     _maps.update(ufunc_codes=ufunc_codes, ufuncs=ufuncs, functions=functions,
+                 values_only=values_only,
                  scipy=tuple(sorted(m for m in sys.modules if m.startswith("scipy."))))
 
 
@@ -234,6 +264,11 @@ def function_implementation(func: Any) -> tuple[Op, Callable[..., Any]] | None:
     return _current()["functions"].get(func)
 
 
+def is_values_only(func: Any) -> bool:
+    """Whether a numpy ufunc or function is in VALUES_ONLY (computed on values, not recorded)."""
+    return func in _current()["values_only"]
+
+
 def differentiable_ufunc_names() -> list[str]:
     """Names of the ufuncs that record on Tensors, for error messages."""
     return sorted({u.__name__ for u in _current()["ufuncs"]})
@@ -251,12 +286,24 @@ def _as_method(fn: Callable[..., Any], op: Op) -> Callable[..., Any]:
     return method
 
 
+def _values_method(path: str, name: str) -> Callable[..., Any]:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return _resolve(path)(self.data, *args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"``{path}`` of the value, as a plain ndarray; nothing is recorded."
+    return method
+
+
 def install_methods(cls: type) -> None:
     """Give ``cls`` (Tensor) each entry's method that it does not define itself.
 
     Methods whose numpy signature differs from the function's (``t.reshape(2, 3)``,
     ``t.transpose(1, 0)``) are written on Tensor by hand; the test checks they exist.
+    VALUES_ONLY's methods (``t.argmax()``) compute on the value.
     """
+    for path, name in VALUES_ONLY.items():
+        if name and name not in vars(cls):
+            setattr(cls, name, _values_method(path, name))
     for function, op in OPS.items():
         if not op.method or op.method in vars(cls):
             continue

@@ -18,11 +18,8 @@ import numpy as np
 
 from . import _core, catalogue
 
-# Comparisons look at values and record nothing, as the Tensor operators do.
-_COMPARISONS = {np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal}
 
-
-def _values(inputs: tuple) -> list:
+def _values(inputs: Any) -> list:
     from .tensor import Tensor
 
     return [x.data if isinstance(x, Tensor) else x for x in inputs]
@@ -37,7 +34,8 @@ def _in_place_on_array(inputs: tuple, kwargs: dict) -> bool:
 
 def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
     """Dispatch a numpy ufunc call that involves a Tensor (what the native fast path leaves)."""
-    if method == "__call__" and ufunc in _COMPARISONS:
+    # Comparisons, floor, isnan, ... look at values and record nothing (catalogue.VALUES_ONLY).
+    if method == "__call__" and catalogue.is_values_only(ufunc):
         return ufunc(*_values(inputs), **kwargs)
     found = catalogue.ufunc_implementation(ufunc)
     if method == "__call__" and found is not None and _in_place_on_array(inputs, kwargs):
@@ -123,6 +121,8 @@ def _by_name(func: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 
 def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
     """Dispatch a numpy function call that involves a Tensor to tapegrad's own."""
+    if catalogue.is_values_only(func):  # argmax, round, searchsorted: on values, not recorded
+        return func(*_values(args), **dict(zip(kwargs, _values(kwargs.values()))))
     found = catalogue.function_implementation(func)
     if found is None:
         raise TypeError(
