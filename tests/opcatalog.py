@@ -257,6 +257,13 @@ ARRAY = {
     "polygamma": Sample([(3, 4)], lambda x: ((2, x[0]), {}),
                         lambda t: __import__("torch").polygamma(2, t), low=0.5, high=3.0),
     "ive": Sample([(3, 4)], lambda x: ((1.5, x[0]), {}), low=0.1, high=3.0, needs_scipy=True),
+    # tapegrad.scipy.special: scipy's signatures and defaults (axis=None: every element)
+    "scipy.special.logsumexp": Sample([(3, 4), (3, 4)], lambda x: ((x[0],), {"axis": 1, "b": x[1]}),
+                                      lambda a, b: (a + b.log()).logsumexp(1), low=0.2, high=2.0),
+    "scipy.special.softmax": Sample([(3, 4)], lambda x: ((x[0],), {}),
+                                    lambda t: t.reshape(-1).softmax(0).reshape(3, 4)),
+    "scipy.special.log_softmax": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}),
+                                        lambda t: t.log_softmax(0)),
 }
 
 

@@ -283,11 +283,12 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
             # cannot make those record, and the bare value would lose the gradient.
             raise TypeError(
                 f"cannot convert tensor '{self.label}' to an ndarray: it requires grad, and "
-                "an ndarray would drop its gradient. To build an array of tensors, use "
-                "np.stack([t0, t1]) or tapegrad.stack (recorded), or tapegrad.array(list); a "
-                "library function that converts its argument with np.asarray cannot be "
-                "differentiated this way (write it with tapegrad's functions, or as a "
-                "tapegrad.Function). To drop the gradient on purpose: t.detach().numpy()."
+                "an ndarray would drop its gradient." + (_scipy_advice() or (
+                    " To build an array of tensors, use np.stack([t0, t1]) or tapegrad.stack "
+                    "(recorded), or tapegrad.array(list); a library function that converts its "
+                    "argument with np.asarray cannot be differentiated this way (write it with "
+                    "tapegrad's functions, or as a tapegrad.Function).")) +
+                " To drop the gradient on purpose: t.detach().numpy()."
             )
         return np.asarray(self.data, dtype=dtype)
 
@@ -329,6 +330,45 @@ def _rebuild(data: Any, label: str, requires_grad: bool) -> Tensor:
 
 def _value(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
+
+
+def _scipy_advice() -> str:
+    """What to use instead, when scipy's Python code converted a Tensor (with np.asarray).
+
+    The scipy function the user called is the outermost scipy frame on the stack;
+    its module's public package (``scipy.special._basic`` -> ``scipy.special``) and
+    its name are looked up in ``tapegrad.scipy``.
+    """
+    import sys
+
+    try:
+        frame, frames = sys._getframe(2), []
+    except ValueError:  # called from the bottom of a stack: no library frame to name
+        return ""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("scipy."):
+            frames.append((module, frame.f_code.co_name))
+        elif frames:
+            break
+        frame = frame.f_back
+    if not frames:
+        return ""
+    parts = frames[-1][0].split(".")
+    sub = ".".join([parts[0], *[p for p in parts[1:2] if not p.startswith("_")]])
+    ours = sys.modules.get("tapegrad." + sub)
+    for _, name in reversed(frames):
+        if ours is not None and sub != "scipy" and hasattr(ours, name) and not name.startswith("_"):
+            return (f" {sub}.{name} converts its arguments with np.asarray; use "
+                    f"tapegrad.{sub}.{name}, which records.")
+    name = frames[-1][1]
+    if ours is not None and sub != "scipy":
+        return (f" {sub}'s Python functions convert their arguments with np.asarray; "
+                f"tapegrad.{sub} has: {', '.join(getattr(ours, '__all__', []))}. For {name}, "
+                "write it with tapegrad's functions or as a tapegrad.Function (see its docstring).")
+    return (f" {sub} ({name}) converts its arguments with np.asarray and cannot record; "
+            "tapegrad.scipy has special and stats. Otherwise write the function with tapegrad's "
+            "functions or as a tapegrad.Function (see its docstring).")
 
 
 _core.set_tensor_class(Tensor)
