@@ -188,7 +188,7 @@ struct Neg {
 
 struct Abs {
     static constexpr const char* name = "abs";
-    static constexpr const char* numpy = "numpy.absolute";
+    static constexpr const char* numpy = "numpy.absolute numpy.abs";
     static constexpr const char* method = "abs";
     static constexpr const char* doc = "|x|, with gradient 0 at 0.";
     static constexpr int arity = 1;

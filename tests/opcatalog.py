@@ -2,7 +2,8 @@
 
 Unary: name -> (numpy forward, derivative f'(a), (low, high)).
 Binary: name -> (numpy forward, (df/da, df/db), (low, high) for a, (low, high) for b).
-TORCH: an elementwise op's PyTorch counterpart (a dotted name in torch), or None.
+TORCH: an elementwise op's PyTorch counterpart (a dotted name in torch, or a composition
+of torch's ops where it has none), or None.
 The scipy.special forwards and derivatives import scipy when called, and skip the
 test where it is not installed.
 """
@@ -114,24 +115,36 @@ TORCH = {
     "cos": "cos", "tan": "tan", "tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "add": "add",
     "subtract": "sub", "multiply": "mul", "divide": "div", "power": "pow", "maximum": "maximum",
     "minimum": "minimum", "fabs": "abs", "exp2": "exp2", "expm1": "expm1", "log2": "log2",
-    "log10": "log10", "log1p": "log1p", "cbrt": None, "square": "square",
+    "log10": "log10", "log1p": "log1p", "square": "square",
     "reciprocal": "reciprocal", "arcsin": "arcsin", "arccos": "arccos", "arctan": "arctan",
     "sinh": "sinh", "cosh": "cosh", "arcsinh": "arcsinh", "arccosh": "arccosh",
     "arctanh": "arctanh", "deg2rad": "deg2rad", "rad2deg": "rad2deg", "sinc": "sinc",
     "float_power": "float_power", "fmax": "fmax", "fmin": "fmin", "logaddexp": "logaddexp",
     "logaddexp2": "logaddexp2", "arctan2": "arctan2", "hypot": "hypot", "remainder": "remainder",
     "fmod": "fmod", "copysign": "copysign", "erf": "special.erf", "erfc": "special.erfc",
-    "erfinv": "special.erfinv", "erfcinv": None, "gamma": None, "gammaln": "special.gammaln",
-    "digamma": "special.digamma", "rgamma": None, "logit": "special.logit", "ndtr": "special.ndtr",
+    "erfinv": "special.erfinv", "gammaln": "special.gammaln",
+    "digamma": "special.digamma", "logit": "special.logit", "ndtr": "special.ndtr",
     "log_ndtr": "special.log_ndtr", "ndtri": "special.ndtri", "i0": "special.i0",
-    "i1": "special.i1", "beta": None, "betaln": None, "xlogy": "special.xlogy",
-    "xlog1py": "special.xlog1py",
+    "i1": "special.i1", "xlogy": "special.xlogy", "xlog1py": "special.xlog1py",
+    # 1/gamma(x) = sin(pi x) gamma(1 - x) / pi (reflection) where x < 1
+    "rgamma": lambda torch: lambda x: torch.where(
+        x < 1, torch.sin(np.pi * x) * torch.special.gammaln(1 - x).exp() / np.pi,
+        (-torch.special.gammaln(x)).exp()),
+    # torch lacks these: compositions of its ops on each op's domain in UNARY/BINARY
+    "cbrt": lambda torch: lambda x: x.pow(1 / 3),
+    "erfcinv": lambda torch: lambda x: torch.special.erfinv(1 - x),
+    "gamma": lambda torch: lambda x: torch.special.gammaln(x).exp(),
+    "beta": lambda torch: lambda a, b: (torch.special.gammaln(a) + torch.special.gammaln(b)
+                                        - torch.special.gammaln(a + b)).exp(),
+    "betaln": lambda torch: lambda a, b: (torch.special.gammaln(a) + torch.special.gammaln(b)
+                                          - torch.special.gammaln(a + b)),
 }
 
 # Where PyTorch is the less accurate: its trigamma (digamma's derivative, gammaln's
 # second) is off by up to 5e-10 relative (against mpmath; tapegrad's matches scipy's
 # and mpmath's to 1e-15, tests/test_special.py).
-TORCH_RTOL = {"digamma": 2e-9, "gammaln": 2e-9}
+TORCH_RTOL = {"digamma": 2e-9, "gammaln": 2e-9, "gamma": 2e-9, "beta": 2e-9, "betaln": 2e-9,
+              "rgamma": 2e-9}
 
 
 def torch_op(torch, name):
@@ -139,6 +152,8 @@ def torch_op(torch, name):
     path = TORCH[name]
     if path is None:
         return None
+    if callable(path):
+        return path(torch)
     target = torch
     for part in path.split("."):
         target = getattr(target, part)

@@ -235,14 +235,15 @@ def test_binary_hessian_vector_product_against_torch(name, rng):
     out = torch_op(torch, name)(*theirs)
     grads = torch.autograd.grad((out * torch.tensor(u)).sum(), theirs, create_graph=True)
     ref_total = sum((g * torch.tensor(wi)).sum() for g, wi in zip(grads, w))
-    assert float(total.data) == pytest.approx(float(ref_total.detach()), rel=1e-10)
+    rtol = max(1e-9, TORCH_RTOL.get(name, 0))  # (PyTorch's trigamma: absolute errors near 2e-10)
+    assert float(total.data) == pytest.approx(float(ref_total.detach()), rel=rtol)
     got = tg.grad(total, ours, allow_unused=True) if total.requires_grad else (None, None)
     ref = (torch.autograd.grad(ref_total, theirs, allow_unused=True) if ref_total.requires_grad
            else (None, None))
     for g, r, v in zip(got, ref, values):
         np.testing.assert_allclose(np.zeros_like(v) if g is None else g.data,
-                                   np.zeros_like(v) if r is None else r.numpy(), rtol=1e-9,
-                                   atol=1e-12)
+                                   np.zeros_like(v) if r is None else r.numpy(), rtol=rtol,
+                                   atol=1e-9 if name in TORCH_RTOL else 1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(UNARY))
