@@ -151,10 +151,13 @@ public:
     }
 
     // ---- special functions ----
+    // Beyond it n! overflows (the values are infinite), and the backward's n + 1 stays an int.
+    static constexpr int MAX_POLYGAMMA_ORDER = 1 << 20;
     // polygamma(n, x) elementwise (special.hpp), in x's float dtype.
     py::object polygamma(const py::object& x, int n) {
-        if (n < 0) {
-            PyErr_Format(PyExc_ValueError, "polygamma: the order n must be an integer >= 0, got %d", n);
+        if (n < 0 || n > MAX_POLYGAMMA_ORDER) {
+            PyErr_Format(PyExc_ValueError, "polygamma: the order n must be an integer from 0 to %d, got %d",
+                         MAX_POLYGAMMA_ORDER, n);
             throw py::error_already_set();
         }
         if (!PyArray_Check(x.ptr())) return py::float_(special::polygamma(n, x.cast<double>()));

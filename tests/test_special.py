@@ -159,8 +159,12 @@ def test_polygamma_order_is_a_checked_constant():
     x = tg.Tensor(1.5)
     for order, expect in [(0, sp.digamma(1.5)), (3, sp.polygamma(3, 1.5)), (2.0, sp.polygamma(2, 1.5))]:
         assert float(tg.polygamma(order, x).data) == pytest.approx(float(expect), rel=1e-14)
-    with pytest.raises(ValueError, match="polygamma: the order n must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="polygamma: the order n must be an integer from 0 to 1048576, got -1"):
         tg.polygamma(-1, x)
+    with pytest.raises(ValueError, match="got 2147483647"):
+        tg.polygamma(2**31 - 1, x)
+    with pytest.raises(ValueError, match="from 0 to 1048576, got -3"):  # the native op checks too
+        tg._core.array_op(tg._core.OP_CODES["polygamma"], (x,), (-3,))
     with pytest.raises(TypeError, match=r"integer >= 0, got 1\.5"):
         tg.polygamma(1.5, x)
     with pytest.raises(TypeError, match="not a Tensor"):

@@ -17,6 +17,7 @@ from .catalogue import wraps_op
 from .tensor import Tensor
 
 _CODE = _core.OP_CODES
+_MAX_ORDER = 1 << 20  # as csrc/numeric.hpp's MAX_POLYGAMMA_ORDER: n! is infinite long before
 
 
 @wraps_op("polygamma")
@@ -39,8 +40,9 @@ def polygamma(n: int, x: Any) -> Any:
         order = operator.index(n)
     except TypeError:
         raise TypeError(f"polygamma: the order n must be an integer >= 0, got {n!r}") from None
-    if order < 0:
-        raise ValueError(f"polygamma: the order n must be an integer >= 0, got {order}")
+    if not 0 <= order <= _MAX_ORDER:
+        raise ValueError(f"polygamma: the order n must be an integer from 0 to {_MAX_ORDER}, "
+                         f"got {order}")
     return _core.array_op(_CODE["polygamma"], (x,), (order,))
 
 
