@@ -7,7 +7,9 @@
 //     its two roots closest to 0, where that cancels, its Taylor series there,
 //     psi(x) = psi(r) + sum_n (-1)^(n+1) zeta(n + 1, r) (x - r)^n, as scipy does.
 //   Hurwitz zeta: Euler-Maclaurin summation (DLMF 25.11 and 2.10.1), which
-//     also serves polygamma(n, x) = (-1)^(n+1) n! zeta(n + 1, x) (DLMF 25.11.12).
+//     also serves polygamma(n, x) = (-1)^(n+1) n! zeta(n + 1, x) (DLMF 25.11.12);
+//     for x < -1e4 polygamma reflects instead (DLMF 5.15.6), where the sum
+//     would take |x| terms (scipy's takes them: 0.7 s at -1e7, forever at -1e15).
 //   beta, betaln: products of std::tgamma ordered against overflow, std::lgamma
 //     beyond tgamma's range, and for a >> b the expansion of log B(a, b) in 1/a,
 //     with cephes' conventions at non-positive integers.
@@ -17,9 +19,11 @@
 //     asymptotic series of the Mills ratio (DLMF 7.12.1) below.
 #include "special.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
+#include <vector>
 
 namespace tapegrad::special {
 
@@ -35,6 +39,7 @@ constexpr double SQRT1_2 = 0.70710678118654752440;
 constexpr double LOG_SQRT_2PI = 0.91893853320467274178;
 constexpr double MAX_GAMMA_ARG = 171.624376956302725;  // tgamma overflows beyond
 constexpr double MAX_LOG = 709.782712893383973;
+constexpr double REFLECT_BELOW = 1e4;  // polygamma(n, x) reflects for x < -REFLECT_BELOW
 
 // log|Gamma(x)| and the sign of Gamma(x), thread-safely where the C library can.
 double lgamma_signed(double x, int* sign) {
@@ -81,14 +86,45 @@ double erfcinv_tail(double z) {
     }, 40);
 }
 
-// sin(pi x), exact at integers.
-double sinpi(double x) {
+// x reduced to [-1, 1] modulo 2 (exactly).
+double reduce_mod2(double x) {
     double r = std::fmod(x, 2.0);
     if (r < -1) r += 2;
     else if (r > 1) r -= 2;
+    return r;
+}
+
+// sin(pi x), exact at integers.
+double sinpi(double x) {
+    double r = reduce_mod2(x);
     if (r > 0.5) r = 1 - r;
     else if (r < -0.5) r = -1 - r;
     return std::sin(PI * r);
+}
+
+// cos(pi x), exact at half-integers.
+double cospi(double x) {
+    const double a = std::fabs(reduce_mod2(x));
+    return a <= 0.5 ? std::sin(PI * (0.5 - a)) : -std::sin(PI * (a - 0.5));
+}
+
+// d^n/dx^n cot(pi x) = pi^n P_n(cot(pi x)), P_0(c) = c, P_(k+1)(c) = -(1 + c^2) P_k'(c).
+double cot_derivative(int n, double x) {
+    const double c = cospi(x) / sinpi(x);
+    std::vector<double> p(static_cast<size_t>(n) + 2, 0.0), next(p.size());
+    p[1] = 1;  // P_0 = c: coefficients by power of c
+    for (int k = 0; k < n; ++k) {
+        std::fill(next.begin(), next.end(), 0.0);
+        for (size_t j = 1; j < p.size(); ++j) {  // -(1 + c^2) * j p_j c^(j-1)
+            if (p[j] == 0) continue;
+            next[j - 1] -= j * p[j];
+            if (j + 1 < next.size()) next[j + 1] -= j * p[j];
+        }
+        std::swap(p, next);
+    }
+    double value = 0;
+    for (size_t j = p.size(); j-- > 0;) value = value * c + p[j];
+    return std::pow(PI, n) * value;
 }
 
 // psi(x) for x >= 10: log x - 1/(2x) - sum_k B_2k / (2k x^2k).
@@ -307,6 +343,7 @@ double hurwitz_zeta(double s, double q) {
     if (q <= 0) {
         if (q == std::floor(q)) return INF;
         if (s != std::floor(s)) return NaN;  // q^-s is not real
+        if (q < -REFLECT_BELOW) return NaN;  // the direct sum would take |q| terms (polygamma reflects)
     }
     if (q > 1e8) return (1 / (s - 1) + 1 / (2 * q)) * std::pow(q, 1 - s);  // DLMF 25.11.43
     // B_2j / (2j)!, j = 1..12.
@@ -339,6 +376,12 @@ double hurwitz_zeta(double s, double q) {
 double polygamma(int n, double x) {
     if (n < 0) return NaN;
     if (n == 0) return digamma(x);
+    // Far left, zeta's direct sum would take |x| terms: reflection instead,
+    // psi^(n)(x) = (-1)^n psi^(n)(1 - x) - pi d^n/dx^n cot(pi x) (n up to 100).
+    if (x < -REFLECT_BELOW && x != std::floor(x)) {
+        if (n > 100) return NaN;
+        return (n % 2 ? -1.0 : 1.0) * polygamma(n, 1 - x) - PI * cot_derivative(n, x);
+    }
     return (n % 2 ? 1.0 : -1.0) * std::tgamma(n + 1.0) * hurwitz_zeta(n + 1.0, x);
 }
 

@@ -53,6 +53,20 @@ def test_digamma_and_polygamma_values():
         for n in range(1, 5):
             y = x[(x > -20) & (x < 1e15)]
             _close_to_scipy(tg.polygamma(n, y), sp.polygamma(n, y), rtol=1e-14)
+    # Far left (x < -1e4) polygamma reflects: scipy's direct sum takes |x| terms there
+    # (0.7 s at -1e7), and mpmath's too, so beyond 2e4 the exact values come from the
+    # reflection formula in mpmath (DLMF 5.15.6), with its derivatives of cot.
+    near_edge = np.array([-1e4 - 0.5, -1e4 - 0.25, -12345.75, -2e4 - 0.9])
+    far = -np.geomspace(1e5, 1e15, 6) - 0.25
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 60
+    for n in (1, 2, 5):
+        exact = _mp(lambda m, v, n=n: m.polygamma(n, v), near_edge)
+        np.testing.assert_allclose(tg.polygamma(n, near_edge), exact, rtol=1e-13)
+        reflected = [float((-1) ** n * mpmath.polygamma(n, 1 - mpmath.mpf(v))
+                           - mpmath.pi * mpmath.diff(lambda t: mpmath.cot(mpmath.pi * t), mpmath.mpf(v), n))
+                     for v in far]
+        np.testing.assert_allclose(tg.polygamma(n, far), reflected, rtol=1e-12)
     # near the roots, relative accuracy against the exact values
     near = _grid(1.4616321449683623 + np.linspace(-0.4, 0.4, 81), -0.504083008264455409
                  + np.linspace(-0.25, 0.25, 51))
