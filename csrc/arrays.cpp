@@ -717,6 +717,102 @@ PyObject* sum_to_like(PyObject* g, PyObject* like) {
     return PyArray_FROM_OTF(current, PyArray_TYPE(la), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
 }
 
+namespace {
+
+// out[position] += g over the iterator's elements, the position being
+// pa + pb (pb when TWO), pa an index into an axis of `length` scaled by
+// `stride` when RAW; false at an index or a position outside the array.
+template <class T, bool RAW, bool TWO>
+bool scatter_loop(NpyIter* it, T* out, npy_intp size, npy_intp length, npy_intp stride) {
+    NpyIter_IterNextFunc* next = NpyIter_GetIterNext(it, nullptr);
+    if (!next) return false;
+    char** data = NpyIter_GetDataPtrArray(it);
+    const npy_intp* strides = NpyIter_GetInnerStrideArray(it);
+    const npy_intp* count = NpyIter_GetInnerLoopSizePtr(it);
+    constexpr int gi = TWO ? 2 : 1;
+    do {
+        const char* pa = data[0];
+        const char* pb = TWO ? data[1] : nullptr;
+        const char* pg = data[gi];
+        for (npy_intp i = 0, n = *count; i < n; ++i) {
+            npy_intp k = *reinterpret_cast<const npy_intp*>(pa + i * strides[0]);
+            if constexpr (RAW) {
+                if (k < 0) k += length;
+                if (static_cast<npy_uintp>(k) >= static_cast<npy_uintp>(length)) return false;
+                k *= stride;
+            }
+            if constexpr (TWO) k += *reinterpret_cast<const npy_intp*>(pb + i * strides[1]);
+            if (static_cast<npy_uintp>(k) >= static_cast<npy_uintp>(size)) return false;
+            out[k] += *reinterpret_cast<const T*>(pg + i * strides[gi]);
+        }
+    } while (next(it));
+    return true;
+}
+
+bool is_native_intp(PyObject* o) {
+    return PyArray_Check(o) && PyArray_TYPE(arr(o)) == NPY_INTP && PyArray_ISBEHAVED_RO(arr(o));
+}
+
+}  // namespace
+
+PyObject* scatter_positions(PyObject* shape, PyObject* a, npy_intp a_length, npy_intp a_stride,
+                            PyObject* b, PyObject* g) {
+    if (!PyArray_Check(g) || !is_float_type(PyArray_TYPE(arr(g))) || !PyArray_ISBEHAVED_RO(arr(g)) ||
+        !is_native_intp(a) || (b && !is_native_intp(b)) || !PyTuple_Check(shape))
+        return nullptr;
+    // g must have the positions' shape (add.at would broadcast a smaller g).
+    const int nd = PyArray_NDIM(arr(g));
+    if (PyArray_NDIM(arr(a)) != nd || (b && PyArray_NDIM(arr(b)) != nd)) return nullptr;
+    for (int i = 0; i < nd; ++i) {
+        const npy_intp n = PyArray_DIM(arr(g), i), na = PyArray_DIM(arr(a), i);
+        const npy_intp nb = b ? PyArray_DIM(arr(b), i) : 1;
+        if ((na != n && na != 1) || (nb != n && nb != 1)) return nullptr;
+    }
+    const Py_ssize_t out_nd = PyTuple_GET_SIZE(shape);
+    std::vector<npy_intp> dims(static_cast<size_t>(out_nd));
+    npy_intp size = 1;
+    for (Py_ssize_t i = 0; i < out_nd; ++i) {
+        dims[static_cast<size_t>(i)] = PyLong_AsSsize_t(PyTuple_GET_ITEM(shape, i));
+        if (dims[static_cast<size_t>(i)] < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "scatter_add: negative dimension");
+            return nullptr;
+        }
+        size *= dims[static_cast<size_t>(i)];
+    }
+    const int type = PyArray_TYPE(arr(g));
+    Ref out(PyArray_ZEROS(static_cast<int>(out_nd), dims.data(), type, 0));
+    if (!out.p) return nullptr;
+    if (PyArray_SIZE(arr(g)) == 0) return out.release();
+    PyArrayObject* ops[3] = {arr(a), b ? arr(b) : arr(g), arr(g)};
+    npy_uint32 op_flags[3] = {NPY_ITER_READONLY, NPY_ITER_READONLY, NPY_ITER_READONLY};
+    NpyIter* it = NpyIter_MultiNew(b ? 3 : 2, ops, NPY_ITER_EXTERNAL_LOOP, NPY_KEEPORDER, NPY_NO_CASTING,
+                                   op_flags, nullptr);
+    if (!it) return nullptr;
+    bool ok = false;
+    auto run = [&](auto t, auto raw, auto two) {
+        using T = decltype(t);
+        ok = scatter_loop<T, raw(), two()>(it, static_cast<T*>(PyArray_DATA(arr(out.p))), size, a_length, a_stride);
+    };
+    auto with_type = [&](auto raw, auto two) {
+        if (type == NPY_FLOAT32) run(float(), raw, two);
+        else run(double(), raw, two);
+    };
+    auto with_two = [&](auto raw) {
+        if (b) with_type(raw, std::true_type());
+        else with_type(raw, std::false_type());
+    };
+    if (a_length > 0) with_two(std::true_type());
+    else with_two(std::false_type());
+    NpyIter_Deallocate(it);
+    if (!ok) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_IndexError, "scatter_add: an index is out of bounds for shape %s",
+                         shape_text(out.p).c_str());
+        return nullptr;
+    }
+    return out.release();
+}
+
 double sum_all(PyObject* g) {
     if (is_uniform(g)) return uniform_value(g) * static_cast<double>(PyArray_SIZE(arr(g)));
     Ref c(PyArray_FROM_OTF(g, NPY_FLOAT64, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST));

@@ -76,6 +76,18 @@ PyObject* broadcast_view(PyObject* a, int nd, const npy_intp* dims);
 // a NaN (the general path handles those, warning as numpy does).
 PyObject* softmax_last_axis(PyObject* x, bool log);
 
+// zeros of `shape` (a tuple) in g's dtype, with each element of g added at
+// its position a + b (C-order element numbers; intp arrays broadcastable to
+// g's shape, b may be null), repeated positions adding up: one pass over g
+// (Note [Scatter by positions] in numeric.hpp). When a_length > 0, a holds
+// indices into an axis of that length and stride a_stride instead, negative
+// ones counting from the end, and the position is a * a_stride + b. nullptr
+// with no error when g is not a float32/float64 array or the operands do not
+// have that form (the caller then uses add.at); IndexError for an index or a
+// position outside the array.
+PyObject* scatter_positions(PyObject* shape, PyObject* a, npy_intp a_length, npy_intp a_stride,
+                            PyObject* b, PyObject* g);
+
 // Sum of all elements as a double (a gradient flowing into a scalar).
 double sum_all(PyObject* g);
 
