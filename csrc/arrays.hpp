@@ -98,6 +98,9 @@ void add_into(PyObject* buf, PyObject* g);
 // strides over one element): what the tape keeps of a value no backward reads.
 PyObject* layout_of(PyObject* a);
 
+// Whether a is such a layout.
+bool is_layout(PyObject* a);
+
 // A new C-contiguous array of like's shape and dtype filled with v.
 PyObject* filled_like(PyObject* like, double v);
 

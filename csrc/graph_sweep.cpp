@@ -144,7 +144,16 @@ void GraphSweep::free_traversed() {
 void GraphSweep::elementwise_row(uint32_t row) {
     const uint8_t code = t.op[row], f = t.flags[row];
     const uint32_t ia = t.in0[row], ib = t.in1[row];
-    const int reads = op_reads(code);
+    // Only the gradients an input wants are recorded (x ** 2: no log), and
+    // only what they read is read (the row may not have kept the rest).
+    const bool want_a = !(f & F_A_CONST) && t.wants_gradient(ia);
+    const bool want_b = op_arity(code) == 2 && !(f & F_B_CONST) && t.wants_gradient(ib);
+    const int reads = op_reads_wanted(code, want_a, want_b);
+    if ((reads & READS_OUT) && t.is_array(row) && is_layout(t.array_of(row))) {
+        PyErr_Format(PyExc_RuntimeError, "tapegrad: %s's backward needs its output, which its row "
+                     "did not keep (please report this)", op_name(code));
+        throw py::error_already_set();
+    }
     // An operand as the formula sees it; a value it does not read stays None.
     auto operand = [&](uint32_t index, bool number, bool array, bool read) {
         if (number || array) return Rec(checked(t.operand_object(index, number, array)));
@@ -158,9 +167,9 @@ void GraphSweep::elementwise_row(uint32_t row) {
         if constexpr (Op::arity == 2) {
             const Rec b = operand(ib, f & F_B_NUMBER, f & F_B_ARRAY, reads & READS_B);
             Rec ga, gb;
-            Op::backward(a, b, out, g, ga, gb);
-            if (!(f & F_A_CONST)) add(ia, ga.v);
-            if (!(f & F_B_CONST)) add(ib, gb.v);
+            backward_wanted<Op>(a, b, out, g, ga, gb, want_a, want_b);
+            if (want_a) add(ia, ga.v);
+            if (want_b) add(ib, gb.v);
         } else {
             add(ia, Op::backward(a, out, g).v);
         }

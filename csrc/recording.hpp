@@ -66,6 +66,7 @@ inline Rec operator*(const Rec& a, const Rec& b) { return op2(OP_MUL, a, b); }
 inline Rec operator/(const Rec& a, const Rec& b) { return op2(OP_DIV, a, b); }
 inline Rec operator-(const Rec& a) { return op1(OP_NEG, a); }
 inline Rec pow(const Rec& a, const Rec& b) { return op2(OP_POW, a, b); }
+inline Rec power(const Rec& a, const Rec& b) { return pow(a, b); }  // recorded as pow, its own derivative
 inline Rec log(const Rec& a) { return op1(OP_LOG, a); }
 inline Rec exp(const Rec& a) { return op1(OP_EXP, a); }
 inline Rec sin(const Rec& a) { return op1(OP_SIN, a); }

@@ -712,8 +712,8 @@ private:
             using Op = typename decltype(tag)::type;
             if constexpr (Op::arity == 2) {
                 const double b = (f & F_B_NUMBER) ? c.consts[ib] : c.val[ib].number;
-                double ga, gb;
-                Op::backward(a, b, out, g, ga, gb);
+                double ga = 0.0, gb = 0.0;
+                backward_wanted<Op>(a, b, out, g, ga, gb, !(f & F_A_CONST), !(f & F_B_CONST));
                 if (!(f & F_A_CONST)) {
                     c.grad[ia] += ga;
                     c.reached[ia] |= REACHED;

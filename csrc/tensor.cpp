@@ -318,7 +318,8 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj, bool may_elide =
         });
         if (!any_tensor) return PyFloat_FromDouble(number);
     } else {
-        reads = op_reads(code);
+        // Only what the wanted gradients read: x ** 2 keeps no output (ops.hpp, backward_a).
+        reads = op_reads_wanted(code, a.wants_grad(), b_obj && b.wants_grad());
         PyObject* into = nullptr;
         if (may_elide) {
             into = temporary_array(*tape, reads, a, b_obj ? &b : nullptr, READS_A);
