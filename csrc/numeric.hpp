@@ -739,9 +739,7 @@ private:
     py::object scipy_module, f_sylvester;
     bool scipy_tried = false;
     py::object f_ive;  // scipy.special.ive, looked up at first use
-        f_greater_equal, f_less_equal, f_matmul, f_einsum, f_shape, f_size, f_argsort,
-        f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_array, f_less, f_greater, f_logical_or,
-        f_arange, intp_type, zero_intp, ndarray_type;
+    py::object f_arange, intp_type, zero_intp;  // Note [Scatter by positions]
 };
 
 // Numeric's matmul takes its outputs from `pool` for the scope's duration.
