@@ -155,6 +155,40 @@ def test_gradients_match_torch(name, dtype, rng):
                                    rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", [f for f in OTHERS if ARRAY[f].torch])
+def test_second_derivatives_match_torch(name, dtype, rng):
+    """The derivative of <gradients, v> (a Hessian-vector product) against PyTorch's."""
+    torch = pytest.importorskip("torch")
+    arrays, call = sample_inputs(name, rng, dtype)
+    tensors = [tg.Tensor(a) for a in arrays]
+    args, kwargs = call(tensors)
+    out = function_of(name)(*args, **kwargs)
+    out = tg.stack(out) if isinstance(out, list) else out
+    weights = rng.uniform(size=out.shape).astype(dtype)
+    vs = [rng.uniform(size=a.shape).astype(dtype) for a in arrays]
+    # Weights that require grad keep the first gradients' history even where
+    # they are linear in the inputs (the second derivative is then zero).
+    w = tg.Tensor(weights)
+    grads = tg.grad(out, tensors, grad_outputs=w, create_graph=True)
+    contracted = tg.sum(tg.stack([tg.sum(gk * v) for gk, v in zip(grads, vs)]))
+    second = tg.grad(contracted, tensors, allow_unused=True)
+
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    expected = ARRAY[name].torch(*theirs)
+    expected = torch.stack(expected) if isinstance(expected, tuple) else expected
+    tw = torch.tensor(weights, requires_grad=True)
+    first = torch.autograd.grad(expected, theirs, tw, create_graph=True)
+    total = sum((fk * torch.from_numpy(v)).sum() for fk, v in zip(first, vs))
+    expected_second = torch.autograd.grad(total, theirs, allow_unused=True, materialize_grads=True)
+    for ours, theirs_grad in zip(second, expected_second):
+        ours = np.zeros_like(theirs_grad.numpy()) if ours is None else ours.data
+        assert np.asarray(ours).dtype == dtype
+        np.testing.assert_allclose(ours, theirs_grad.numpy(),
+                                   rtol=1e-4 if dtype == np.float32 else 1e-11,
+                                   atol=1e-5 if dtype == np.float32 else 1e-13)
+
+
 def test_readme_op_table_is_current():
     readme = Path(__file__).parents[1] / "README.md"
     if not readme.exists():
