@@ -283,10 +283,13 @@ ARRAY = {
 
 
 def one_value(out, stack, concatenate):
-    """An op's result as one array: a list (split's) stacked; a tuple of factors
-    (eigh's, svd's, qr's, slogdet's) joined flat, leaving out the plain values among
-    them (slogdet's sign, a constant)."""
+    """An op's result as one array: a list (split's) stacked, or joined flat when its
+    pieces differ in shape (array_split's); a tuple of factors (eigh's, svd's, qr's,
+    slogdet's) joined flat, leaving out the plain values among them (slogdet's sign,
+    a constant)."""
     if isinstance(out, list):
+        if len({tuple(p.shape) for p in out}) > 1:
+            return concatenate([p.reshape(-1) for p in out])
         return stack(out)
     if isinstance(out, tuple):
         return concatenate([p.reshape(-1) for p in out if not isinstance(p, (np.ndarray, np.generic))])
