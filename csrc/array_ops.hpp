@@ -36,6 +36,7 @@
 #include "composite.hpp"
 #include "linalg.hpp"
 #include "ops.hpp"
+#include "scan_ops.hpp"
 
 namespace tapegrad {
 
@@ -59,7 +60,7 @@ struct Sum {
 template <bool IS_MAX>
 struct Extreme {
     static constexpr const char* name = IS_MAX ? "max" : "min";  // params: (axis, keepdims)
-    static constexpr const char* numpy = IS_MAX ? "numpy.max numpy.amax" : "numpy.min numpy.amin";
+    static constexpr const char* numpy = IS_MAX ? "numpy.max" : "numpy.min";  // amax, amin: reductions.py
     static constexpr const char* method = IS_MAX ? "max" : "min";
     static constexpr const char* doc = IS_MAX ? "Maximum over axis; tied elements share the gradient evenly."
                                               : "Minimum over axis; tied elements share the gradient evenly.";
@@ -562,7 +563,8 @@ struct Ive {
     X(EINSUM, Einsum) X(RESHAPE, Reshape) X(TRANSPOSE, Transpose) X(BROADCAST_TO, BroadcastTo)     \
     X(ASTYPE, AsType) X(GETITEM, GetItem) X(SCATTER_ADD, ScatterAdd) X(CONCATENATE, Concatenate)  \
     X(WHERE, Where) X(CLIP, Clip) X(CONVOLVE, Convolve) X(POLYGAMMA, Polygamma) X(IVE, Ive) \
-    TAPEGRAD_LINALG_OPS(X)
+    TAPEGRAD_LINALG_OPS(X)  \
+    TAPEGRAD_SCAN_OPS(X)
 
 enum ArrayOpCode : uint8_t {
     OP_FIRST_ARRAY = OP_COUNT,

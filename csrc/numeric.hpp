@@ -112,6 +112,42 @@ public:
         return f_transpose(others, inverse_permutation(py::tuple(order)));
     }
 
+    // ---- scans (scan_ops.hpp): along one non-negative axis ----
+    py::object cumsum(const py::object& x, const py::object& axis, bool reverse) {
+        if (!reverse) return f_add_accumulate(x, axis);
+        py::tuple flip = flip_index(axis);
+        return getitem(f_add_accumulate(getitem(x, flip), axis), flip);
+    }
+    py::object cumprod(const py::object& x, const py::object& axis) {
+        return f_multiply_accumulate(x, axis);
+    }
+    // Along each line, gx_k = E_k * R_k, where E_k = x_0 ... x_{k-1} and
+    // R_k = g_k + x_{k+1} R_{k+1}: one pass from each end, no division.
+    py::object cumprod_grad(const py::object& x, const py::object& g, const py::object& axis) {
+        py::object dtype = f_result_type(x, g);
+        const int type = py::cast<int>(dtype.attr("num"));
+        if (type != NPY_FLOAT32) dtype = f_float64;
+        py::object xs = f_ascontiguousarray(f_moveaxis(x, axis, -1), "dtype"_a = dtype);
+        py::object gs = f_ascontiguousarray(f_moveaxis(f_broadcast_to(g, shape(x)), axis, -1),
+                                            "dtype"_a = dtype);
+        py::object out = f_empty_like(xs);
+        auto* xa = reinterpret_cast<PyArrayObject*>(xs.ptr());
+        const npy_intp total = PyArray_SIZE(xa);
+        const npy_intp n = PyArray_NDIM(xa) ? PyArray_DIM(xa, PyArray_NDIM(xa) - 1) : 1;
+        const npy_intp rows = n ? total / n : 0;
+        auto* xd = PyArray_DATA(xa);
+        auto* gd = PyArray_DATA(reinterpret_cast<PyArrayObject*>(gs.ptr()));
+        auto* od = PyArray_DATA(reinterpret_cast<PyArrayObject*>(out.ptr()));
+        if (type == NPY_FLOAT32) {
+            cumprod_grad_rows(static_cast<const float*>(xd), static_cast<const float*>(gd),
+                              static_cast<float*>(od), rows, n);
+        } else {
+            cumprod_grad_rows(static_cast<const double*>(xd), static_cast<const double*>(gd),
+                              static_cast<double*>(od), rows, n);
+        }
+        return f_moveaxis(out, -1, axis);
+    }
+
     // ---- elementwise helpers (used inside backward formulas) ----
     py::object add(const py::object& a, const py::object& b) { return f_add(a, b); }
     py::object sub(const py::object& a, const py::object& b) { return f_subtract(a, b); }
@@ -487,6 +523,10 @@ private:
         f_sign = fn("sign");
         f_arange = fn("arange");
         intp_type = fn("intp"), zero_intp = np.attr("zeros")(py::tuple(), "dtype"_a = intp_type);
+        f_add_accumulate = np.attr("add").attr("accumulate");
+        f_multiply_accumulate = np.attr("multiply").attr("accumulate");
+        f_ascontiguousarray = fn("ascontiguousarray"), f_moveaxis = fn("moveaxis");
+        f_empty_like = fn("empty_like"), f_float64 = fn("float64");
         ndarray_type = fn("ndarray");
     }
 
@@ -712,6 +752,30 @@ private:
         return a == PyArray_NDIM(reinterpret_cast<PyArrayObject*>(x.ptr())) - 1;
     }
 
+    template <class T>
+    static void cumprod_grad_rows(const T* x, const T* g, T* out, npy_intp rows, npy_intp n) {
+        for (npy_intp r = 0; r < rows; ++r, x += n, g += n, out += n) {
+            T tail = 0;  // R_{k+1}
+            for (npy_intp k = n - 1; k >= 0; --k) {
+                tail = g[k] + (k + 1 < n ? x[k + 1] * tail : T(0));
+                out[k] = tail;
+            }
+            T head = 1;  // E_k
+            for (npy_intp k = 0; k < n; ++k) {
+                out[k] *= head;
+                head *= x[k];
+            }
+        }
+    }
+    // (:, ..., ::-1) reversing `axis` (a non-negative int) of x.
+    static py::tuple flip_index(const py::object& axis) {
+        const size_t a = axis.cast<size_t>();
+        py::tuple index(a + 1);
+        for (size_t i = 0; i < a; ++i) index[i] = slice(py::none(), py::none());
+        index[a] = slice(py::none(), py::none(), py::int_(-1));
+        return index;
+    }
+
     static PyObject* check(PyObject* o) {
         if (!o) throw py::error_already_set();
         return o;
@@ -732,7 +796,8 @@ private:
         f_add, f_subtract, f_multiply, f_divide, f_equal, f_result_type, f_clip, f_logical_and,
         f_greater_equal, f_less_equal, f_matmul, f_convolve, scipy_convolve, f_shape, f_size,
         f_argsort, f_expand_dims, f_swapaxes, f_zeros, f_add_at, f_array, f_less, f_greater,
-        f_logical_or, f_sign, ndarray_type;
+        f_logical_or, f_sign, f_add_accumulate, f_multiply_accumulate, f_ascontiguousarray,
+        f_moveaxis, f_empty_like, f_float64, ndarray_type;
     py::object f_inv, f_solve, f_det, f_slogdet, f_cholesky, f_eigh, f_svd, f_qr, f_pinv, f_linalg_error,
         f_negative, f_any, f_isinf, f_abs, f_eye, f_tri, f_iscomplexobj, f_logical_not, f_not_equal,
         f_power;

@@ -256,6 +256,38 @@ public:
         return np().tri_mask(n, lower, k, dtype);
     }
 
+    py::object cumsum(const py::object& x, const py::object& axis, bool reverse) {
+        return op(OP_CUMSUM, {x}, py::make_tuple(axis, reverse));
+    }
+    py::object cumprod(const py::object& x, const py::object& axis) {
+        return op(OP_CUMPROD, {x}, py::make_tuple(axis));
+    }
+    // cumprod's gradient (scan_ops.hpp). Numeric runs a recurrence, which is
+    // not an op; here row k of an n*n square is the line with a 1 in place
+    // of x_k, whose cumulative product at i >= k is prod_{j <= i, j != k} x_j:
+    // n*n values for a line of n, as prod_of_others below, and as exact at zeros.
+    py::object cumprod_grad(const py::object& x, const py::object& g, const py::object& axis) {
+        const size_t nd = ndim(x), ax = axis.cast<size_t>();
+        const size_t n = shape(x)[ax].cast<size_t>();
+        py::list order;  // axis moved last
+        for (size_t i = 0; i < nd; ++i)
+            if (i != ax) order.append(i);
+        order.append(ax);
+        py::object moved = transpose(x, order), gm = transpose(broadcast_to(g, shape(x)), order);
+        py::list row_shape(shape(moved)), square_shape, g_shape(shape(moved));
+        row_shape.insert(nd - 1, py::int_(1));
+        for (py::handle k : row_shape) square_shape.append(k);
+        square_shape[nd - 1] = py::int_(n);
+        g_shape.insert(nd - 1, py::int_(1));
+        py::module_ numpy = py::module_::import("numpy");
+        py::object eye = numpy.attr("eye")(n, "dtype"_a = "bool");
+        py::object lines = where(eye, number(1.0), broadcast_to(reshape(moved, row_shape), square_shape));
+        py::object terms = mul(cumprod(lines, py::int_(nd)), reshape(gm, g_shape));
+        py::object upper = numpy.attr("triu")(numpy.attr("ones")(py::make_tuple(n, n), "dtype"_a = "bool"));
+        py::object grad = sum(where(upper, terms, number(0.0)), py::make_tuple(nd), py::bool_(false));
+        return transpose(grad, inverse_permutation(py::tuple(order)));
+    }
+
     // For each element, the product of the others in its reduction. Numeric
     // uses cumulative products, which are not an op; here each element's
     // product is taken over a copy of its reduction with a 1 in its place:

@@ -279,6 +279,19 @@ ARRAY = {
                                     lambda t: t.reshape(-1).softmax(0).reshape(3, 4)),
     "scipy.special.log_softmax": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}),
                                         lambda t: t.log_softmax(0)),
+    # reductions and scans (python/tapegrad/reductions.py)
+    "cumsum": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.cumsum(1)),
+    "cumprod": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}), lambda t: t.cumprod(0)),
+    "diff": Sample([(3, 5)], lambda x: ((x[0],), {"n": 2, "axis": 1}),
+                   lambda t: __import__("torch").diff(t, n=2, dim=1)),
+    "ptp": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.amax(1) - t.amin(1),
+                  smooth=False),
+    "average": Sample([(3, 4), (4,)], lambda x: ((x[0],), {"axis": 1, "weights": x[1]}),
+                      lambda a, w: (a * w).sum(1) / w.sum(), low=0.5, high=2.0),
+    "nansum": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}), lambda t: t.nansum(0)),
+    "nanmean": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.nanmean(1)),
+    "amax": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 1}), lambda t: t.amax(1), smooth=False),
+    "amin": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}), lambda t: t.amin(0), smooth=False),
 }
 
 

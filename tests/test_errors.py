@@ -157,8 +157,8 @@ def test_nested_compute_gradients_inside_backward():
 
 def test_numpy_function_without_gradient_is_refused():
     x = tapegrad.Tensor(np.ones(3))
-    with pytest.raises(TypeError, match=r"cannot differentiate numpy.cumsum"):
-        np.cumsum(x)
+    with pytest.raises(TypeError, match=r"cannot differentiate numpy.fft"):
+        np.fft.fft(x)
     with pytest.raises(TypeError, match=r"numpy.concatenate on Tensors does not take .*'dtype'"):
         np.concatenate([x, x], dtype=np.float32)
     with pytest.raises(TypeError, match=r"sum: dtype=int64 would truncate"):
@@ -198,7 +198,7 @@ def test_np_array_of_tensors_points_to_stack_not_to_data():
 @pytest.mark.parametrize("call, name", [
     (lambda x: np.linalg.eig(x), "numpy.linalg.eig"),  # complex: not differentiated
     (lambda x: np.linalg.lstsq(x, x), "numpy.linalg.lstsq"),
-    (lambda x: np.cumsum(x), "numpy.cumsum"),
+    (lambda x: np.gradient(x), "numpy.gradient"),
     (lambda x: np.fft.fft(x), "numpy.fft.fft"),
     (lambda x: np.spacing(x), "numpy.spacing"),
     (lambda x: np.add.reduce(x), "numpy.add.reduce"),

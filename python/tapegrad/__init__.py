@@ -17,6 +17,7 @@ from . import (
     linalg,  # numpy.linalg's functions (tapegrad.linalg.inv, ...)
     numpy_interop,  # noqa: F401  (sets up numpy's dispatch)
     products,
+    reductions,
     scipy,  # scipy's (tapegrad.scipy.linalg.expm, ...); does not import scipy
     special_functions,
     viz,
@@ -52,7 +53,7 @@ from .tensor import Tensor
 
 # The ops: every function of the catalogue (Note [Catalogue] in csrc/catalogue.hpp)
 # whose home is tapegrad itself, and each op's Tensor method.
-del array_ops, functional, products, special_functions
+del array_ops, functional, products, reductions, special_functions
 globals().update(catalogue.exports("tapegrad"))
 catalogue.install_methods(Tensor)
 

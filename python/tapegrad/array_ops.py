@@ -145,30 +145,55 @@ def mean(x: Any, axis: Any = None, keepdims: bool = False, *, dtype: Any = None,
     return sum(x, axis, keepdims) / float(count)
 
 
+def _extreme(op: str, x: Any, axis: Any, keepdims: bool, out: Any, initial: Any,
+             where: Any) -> Any:
+    """max or min with numpy's initial (one more element) and where= (which needs it)."""
+    _no_out(op, out)
+    if isinstance(initial, Tensor):
+        raise TypeError(f"{op}: initial= must be a number; for a Tensor take "
+                        f"tapegrad.{op}imum(tapegrad.{op}(t), initial)")
+    mask = _mask(op, x, where)
+    if mask is not None:
+        if initial is _UNSET:
+            raise ValueError(f"{op}: where= needs initial= (the value of a slice where nothing "
+                             "is selected), as numpy's")
+        x = _where_op(mask, x, float(initial))
+    if initial is _UNSET:
+        return _reduce(op, x, axis, keepdims)
+    shape = _shape(x)
+    axes = _axes(axis, len(shape), op)
+    if 0 in ([shape[a] for a in axes] if axes is not None else shape):
+        return sum(x * 0.0, axis, keepdims) + float(initial)  # the initial alone
+    m = _reduce(op, x, axis, keepdims)
+    value = np.asarray(m.data if isinstance(m, Tensor) else m)
+    # Where initial wins it is a constant; on a tie the elements keep the gradient.
+    return _where_op(value >= initial if op == "max" else value <= initial, m, float(initial))
+
+
 @wraps_op("max")
 def max(x: Any, axis: Any = None, keepdims: bool = False, *, out: Any = None,
         initial: Any = _UNSET, where: Any = _UNSET) -> Any:
-    """``out=None`` as numpy's.
+    """``out=None``, ``initial`` (one more element to compare) and ``where``
+    (which needs ``initial``) as numpy's.
 
-    Example: ``tapegrad.max(t, axis=-1)``.
+    Example:
+        >>> import tapegrad as tg
+        >>> tg.max(tg.Tensor([[1.0, 4.0], [3.0, 2.0]]), axis=-1).data
+        array([4., 3.])
+        >>> tg.max(tg.Tensor([1.0, 4.0]), initial=5.0).item()
+        5.0
     """
-    _no_out("max", out)
-    _refuse("max", "initial", initial, "take tapegrad.maximum(tapegrad.max(t), initial)")
-    _refuse("max", "where", where, "mask with tapegrad.where(mask, t, -np.inf) first")
-    return _reduce("max", x, axis, keepdims)
+    return _extreme("max", x, axis, keepdims, out, initial, where)
 
 
 @wraps_op("min")
 def min(x: Any, axis: Any = None, keepdims: bool = False, *, out: Any = None,
         initial: Any = _UNSET, where: Any = _UNSET) -> Any:
-    """``out=None`` as numpy's.
+    """``out=None``, ``initial`` and ``where`` as numpy's (as ``max``).
 
     Example: ``tapegrad.min(t)``.
     """
-    _no_out("min", out)
-    _refuse("min", "initial", initial, "take tapegrad.minimum(tapegrad.min(t), initial)")
-    _refuse("min", "where", where, "mask with tapegrad.where(mask, t, np.inf) first")
-    return _reduce("min", x, axis, keepdims)
+    return _extreme("min", x, axis, keepdims, out, initial, where)
 
 
 @wraps_op("prod")
@@ -187,10 +212,8 @@ def prod(x: Any, axis: Any = None, keepdims: bool = False, *, dtype: Any = None,
     return product if initial is _UNSET else product * initial
 
 
-def _ddof(op: str, ddof: Any, correction: Any, mean: Any, where: Any, out: Any) -> int:
+def _ddof(op: str, ddof: Any, correction: Any, out: Any) -> int:
     _no_out(op, out)
-    _refuse(op, "mean", mean, "tapegrad computes the mean itself")
-    _refuse(op, "where", where, "select the elements first (indexing or tapegrad.where)")
     if correction is not _UNSET:
         if ddof != 0:
             raise ValueError(f"{op}: give ddof or correction, not both")
@@ -198,16 +221,42 @@ def _ddof(op: str, ddof: Any, correction: Any, mean: Any, where: Any, out: Any) 
     return operator.index(ddof)
 
 
+def _composed_var(op: str, x: Any, axis: Any, ddof: int, keepdims: bool, mask: Any,
+                  mean: Any) -> Any:
+    """The variance over the selected elements (mask: all when None) about ``mean``
+    (computed when unset), composed of recorded ops: a Tensor mean gets its gradient."""
+    shape = _shape(x)
+    axes = _axes(axis, len(shape), op)
+    selected = np.ones(shape, dtype=bool) if mask is None else mask
+    count = np.sum(selected, axis=axes, keepdims=True).astype(_dtype_of(x))
+    if mean is _UNSET:
+        mean = sum(_where_op(selected, x, 0.0), axes, True) / count
+    centred = x - mean
+    squares = _where_op(selected, centred * centred, 0.0)
+    divisor = count - ddof
+    return sum(squares, axes, keepdims) / (divisor if keepdims else
+                                           np.squeeze(divisor, axis=axes))
+
+
 @wraps_op("var")
 def var(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, *, dtype: Any = None,
         out: Any = None, correction: Any = _UNSET, mean: Any = _UNSET,
         where: Any = _UNSET) -> Any:
-    """``dtype``, ``out=None`` and ``correction`` (another name for ddof) as numpy's.
+    """``dtype``, ``out=None``, ``correction`` (another name for ddof), ``where``
+    (the elements to include) and ``mean`` (used instead of the mean, with the
+    reduced axes kept, as numpy's; a Tensor gets a gradient) as numpy's.
 
-    Example: ``tapegrad.var(t, axis=0, ddof=1)``.
+    Example:
+        >>> import tapegrad as tg
+        >>> tg.var(tg.Tensor([1.0, 2.0, 3.0, 4.0]), ddof=1).item()
+        1.6666666666666667
     """
-    ddof = _ddof("var", ddof, correction, mean, where, out)
-    return _reduce("var", _cast_for("var", x, dtype), axis, keepdims, ddof)
+    ddof = _ddof("var", ddof, correction, out)
+    x = _cast_for("var", x, dtype)
+    mask = _mask("var", x, where)
+    if mask is None and mean is _UNSET:
+        return _reduce("var", x, axis, keepdims, ddof)
+    return _composed_var("var", x, axis, ddof, keepdims, mask, mean)
 
 
 @wraps_op("std")
@@ -217,7 +266,7 @@ def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, *, dtyp
     """Where the standard deviation is 0 (one element, or equal elements) its
     gradient is 0, as PyTorch's, not the NaN that ``sqrt(var)`` would give;
     where it is NaN (``ddof`` >= the count) so is the gradient. ``dtype``,
-    ``out=None`` and ``correction`` (another name for ddof) as numpy's.
+    ``out=None``, ``correction``, ``where`` and ``mean`` as ``var``'s.
 
     Example:
         >>> import tapegrad as tg
@@ -225,8 +274,15 @@ def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, *, dtyp
         >>> tg.grad(tg.std(x), [x])[0].data
         array([0., 0.])
     """
-    ddof = _ddof("std", ddof, correction, mean, where, out)
-    return _reduce("std", _cast_for("std", x, dtype), axis, keepdims, ddof)
+    ddof = _ddof("std", ddof, correction, out)
+    x = _cast_for("std", x, dtype)
+    mask = _mask("std", x, where)
+    if mask is None and mean is _UNSET:
+        return _reduce("std", x, axis, keepdims, ddof)
+    v = _composed_var("std", x, axis, ddof, keepdims, mask, mean)
+    # sqrt has no derivative at 0: there the gradient is 0, as the std op's.
+    nonzero = np.asarray(v.data if isinstance(v, Tensor) else v) != 0
+    return _where_op(nonzero, _core.sqrt(_where_op(nonzero, v, 1.0)), 0.0)
 
 
 @wraps_op("logsumexp")
