@@ -19,6 +19,7 @@ from . import (
     products,
     reductions,
     scipy,  # scipy's (tapegrad.scipy.linalg.expm, ...); does not import scipy
+    shapes,
     special_functions,
     viz,
 )
@@ -53,7 +54,7 @@ from .tensor import Tensor
 
 # The ops: every function of the catalogue (Note [Catalogue] in csrc/catalogue.hpp)
 # whose home is tapegrad itself, and each op's Tensor method.
-del array_ops, functional, products, reductions, special_functions
+del array_ops, functional, products, reductions, shapes, special_functions
 globals().update(catalogue.exports("tapegrad"))
 catalogue.install_methods(Tensor)
 

@@ -333,7 +333,7 @@ def transpose(x: Any, axes: Any = None) -> Any:
     if axes is None:
         perm = tuple(range(ndim))[::-1]
     else:
-        perm = tuple(operator.index(a) % builtins.max(ndim, 1) for a in axes)
+        perm = tuple(_one_axis(a, ndim, "transpose")[0] for a in axes)
         if sorted(perm) != list(range(ndim)):
             raise ValueError(f"transpose: {tuple(axes)} is not a permutation of the "
                              f"{ndim} axes")
@@ -378,9 +378,14 @@ def squeeze(x: Any, axis: Any = None) -> Any:
     return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
 
 
-@composite(doc="The values as a 1-D tensor.", method="flatten")
-def flatten(x: Any) -> Any:
+@composite(doc="The values as a 1-D tensor, in C (row-major) or F (column-major) order.",
+           method="flatten")
+def flatten(x: Any, order: str = "C") -> Any:
     """Example: ``t.flatten()``."""
+    if order == "F":
+        return reshape(transpose(x), (-1,))
+    if order != "C":
+        raise ValueError(f"flatten: order={order!r} is not supported on Tensors; use 'C' or 'F'")
     return reshape(x, (-1,))
 
 
@@ -465,7 +470,14 @@ def stack(tensors: Sequence[Any], axis: int = 0) -> Any:
 
 @composite(doc="Split into pieces along axis, as numpy.split.", numpy="numpy.split")
 def split(x: Any, indices_or_sections: Any, axis: int = 0) -> list:
-    """Example: ``a, b = tg.split(t, 2)``."""
+    """A number of equal sections, or the indices where pieces start (as slice
+    bounds: negative ones count from the end, as numpy's).
+
+    Example:
+        >>> import tapegrad as tg
+        >>> [p.data for p in tg.split(tg.Tensor([1.0, 2.0, 3.0, 4.0]), [-1])]
+        [array([1., 2., 3.]), array([4.])]
+    """
     shape = _shape(x)
     (axis,) = _one_axis(axis, len(shape), "split")
     n = shape[axis]
@@ -473,13 +485,12 @@ def split(x: Any, indices_or_sections: Any, axis: int = 0) -> list:
         sections = operator.index(indices_or_sections)
         if sections <= 0 or n % sections:
             raise ValueError(f"split: axis {axis} of length {n} does not split into "
-                             f"{sections} equal sections")
-        bounds = list(range(0, n + 1, n // sections)) if n else [0] * (sections + 1)
+                             f"{sections} equal sections; array_split allows unequal ones")
+        bounds = [i * (n // sections) for i in range(sections + 1)]
     else:
-        bounds = [0, *[builtins.min(builtins.max(int(i), 0), n) for i in indices_or_sections], n]
+        bounds = [0, *[operator.index(i) for i in indices_or_sections], n]
     prefix = (slice(None),) * axis
-    return [getitem(x, (*prefix, slice(lo, builtins.max(lo, hi))))
-            for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [getitem(x, (*prefix, slice(lo, hi))) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 @wraps_op("where")

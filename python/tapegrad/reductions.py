@@ -1,5 +1,5 @@
-"""Reductions and scans beyond array_ops' own: numpy's cumsum, cumprod, diff, ptp,
-average, nansum, nanmean, amax and amin.
+"""Reductions and scans beyond array_ops' own: numpy's cumsum, cumprod, diff, trace,
+ptp, average, nansum, nanmean, amax and amin.
 
 cumsum and cumprod are native ops (csrc/scan_ops.hpp); the others are exact
 compositions of recorded ops, declared with ``@composite`` (Note [Catalogue]
@@ -130,6 +130,26 @@ def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = None, append: Any = 
 
 
 # ---- reductions ----
+
+@composite(doc="Sum along a diagonal (offset from the main one) of the axis1, axis2 "
+           "planes, as numpy.trace.", numpy="numpy.trace", method="trace")
+def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None,
+          out: Any = None) -> Any:
+    """Example:
+        >>> import tapegrad as tg
+        >>> m = tg.Tensor([[1.0, 2.0], [3.0, 4.0]])
+        >>> tg.trace(m).item()
+        5.0
+        >>> tg.grad(tg.trace(m), [m])[0].data
+        array([[1., 0.],
+               [0., 1.]])
+    """
+    from .shapes import diagonal
+
+    _no_out("trace", out)
+    a = _cast_for("trace", a, dtype)
+    return _sum(diagonal(a, offset, axis1, axis2), axis=-1)
+
 
 @composite(doc="Range of values (max - min) along axis, as numpy.ptp; tied extremes share "
            "the gradient evenly.", numpy="numpy.ptp")
