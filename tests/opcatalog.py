@@ -216,6 +216,11 @@ def _torch_convolve(a, v, mode="full"):
     return full
 
 
+_TAKE = np.array([[0, 2], [3, 3]])  # an index taken twice: its gradients add up
+_ALONG = np.array([[1, 1], [0, 3], [2, 0]])
+_LOW = np.arange(12).reshape(3, 4) < 6
+
+
 def _where_condition(shape):
     return (np.arange(np.prod(shape)).reshape(shape) % 3) != 0
 
@@ -334,6 +339,22 @@ ARRAY = {
     "diagonal": Sample([(3, 4)], lambda x: ((x[0],), {"offset": 1}), lambda t: t.diagonal(1)),
     "tril": Sample([(3, 4)], lambda x: ((x[0],), {"k": -1}), lambda t: t.tril(-1)),
     "triu": Sample([(3, 4)], lambda x: ((x[0],), {"k": 1}), lambda t: t.triu(1)),
+    # indexing (python/tapegrad/indexing.py)
+    "sort": Sample([(3, 4)], lambda x: ((x[0],), {"axis": 0}), lambda t: t.sort(0).values,
+                   smooth=False),
+    "partition": Sample([(3, 5)], lambda x: ((x[0], 2), {}), smooth=False),
+    "take": Sample([(3, 4)], lambda x: ((x[0], _TAKE), {"axis": 1}),
+                   lambda t: t[:, _torch().from_numpy(_TAKE)]),
+    "take_along_axis": Sample([(3, 4)], lambda x: ((x[0], _ALONG), {"axis": 1}),
+                              lambda t: t.take_along_dim(_torch().from_numpy(_ALONG), 1)),
+    "select": Sample([(3, 4), (3, 4)],
+                     lambda x: (([_where_condition((3, 4)), ~_where_condition((3, 4)) & _LOW],
+                                 [x[0], x[1]]), {"default": 0.5}),
+                     lambda a, b: _torch().where(
+                         _torch().from_numpy(_where_condition((3, 4))), a,
+                         _torch().where(_torch().from_numpy(~_where_condition((3, 4)) & _LOW), b,
+                                        0.5))),
+    "nan_to_num": Sample([(3, 4)], lambda x: ((x[0],), {}), lambda t: t.nan_to_num()),
 }
 
 

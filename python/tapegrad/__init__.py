@@ -14,6 +14,7 @@ from . import (
     array_ops,
     catalogue,
     functional,
+    indexing,
     linalg,  # numpy.linalg's functions (tapegrad.linalg.inv, ...)
     numpy_interop,  # noqa: F401  (sets up numpy's dispatch)
     products,
@@ -54,7 +55,7 @@ from .tensor import Tensor
 
 # The ops: every function of the catalogue (Note [Catalogue] in csrc/catalogue.hpp)
 # whose home is tapegrad itself, and each op's Tensor method.
-del array_ops, functional, products, reductions, shapes, special_functions
+del array_ops, functional, indexing, products, reductions, shapes, special_functions
 globals().update(catalogue.exports("tapegrad"))
 catalogue.install_methods(Tensor)
 

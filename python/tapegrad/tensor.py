@@ -191,6 +191,15 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
         """The transpose (axes reversed). Example: ``w.T``."""
         return _ops.transpose(self)
 
+    # ndarray.sort and ndarray.partition work in place; a Tensor's values cannot change.
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        """Refused: ndarray.sort works in place. ``tapegrad.sort(t)`` returns a sorted Tensor."""
+        _refuse_in_place("sort")
+
+    def partition(self, *args: Any, **kwargs: Any) -> None:
+        """Refused: ndarray.partition works in place; ``tapegrad.partition(t, kth)`` does not."""
+        _refuse_in_place("partition")
+
     def __getitem__(self, index: Any) -> Tensor:
         return _ops.getitem(self, index)
 
@@ -326,6 +335,13 @@ class _ForeignLabel(str):
 
 def _rebuild(data: Any, label: str, requires_grad: bool) -> Tensor:
     return Tensor(data, label, requires_grad=requires_grad)
+
+
+def _refuse_in_place(name: str) -> None:
+    raise TypeError(
+        f"Tensor.{name}() is not supported: ndarray.{name} works in place, and a Tensor's "
+        f"values cannot change. Use tapegrad.{name}(t) or np.{name}(t), which return a new "
+        "Tensor (and record, so the gradient flows back)")
 
 
 def _value(x: Any) -> Any:
