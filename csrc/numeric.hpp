@@ -463,6 +463,10 @@ public:
 
     // ---- indexing and joining ----
     py::object getitem(const py::object& x, const py::object& index, bool = false) {
+        if (PyFloat_Check(x.ptr())) {  // a scalar Tensor's value: index it as numpy's 0-d array
+            py::object a = py::reinterpret_steal<py::object>(check(PyArray_FROM_OTF(x.ptr(), NPY_FLOAT64, 0)));
+            return py::reinterpret_steal<py::object>(check(PyObject_GetItem(a.ptr(), index.ptr())));
+        }
         return py::reinterpret_steal<py::object>(check(PyObject_GetItem(x.ptr(), index.ptr())));
     }
     // zeros of `shape` with g added at `index` (repeated indices add up).
