@@ -208,3 +208,25 @@ def test_reduction_positional_arguments_follow_numpys_order():
     np.testing.assert_allclose(np.var(x, 1, None, None, 1).data, np.var(a, 1, None, None, 1))
     np.testing.assert_allclose(np.mean(x, 1, np.float32).data, np.mean(a, 1, np.float32))
     assert np.max(x, 0, None, True).shape == (1, 3)
+
+
+def test_numpy_functions_of_shape_and_dtype_return_plain_values():
+    x = tapegrad.Tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+    s = tapegrad.Tensor(2.5)
+    for fn, args in ((np.zeros_like, ()), (np.ones_like, ()), (np.full_like, (7.0,)),
+                     (np.empty_like, ())):
+        for t in (x, s):
+            out = fn(t, *args)
+            want = fn(t.data, *args)
+            assert type(out) is type(want) and np.shape(out) == np.shape(want)
+            assert np.result_type(out) == np.result_type(want)
+            if fn is not np.empty_like:
+                np.testing.assert_array_equal(out, want)
+    assert np.zeros_like(x, dtype=np.float64).dtype == np.float64
+    assert np.full_like(x, tapegrad.Tensor(4.0))[0, 0] == 4.0  # a Tensor fill value: its value
+    assert (np.shape(x), np.ndim(x), np.size(x), len(x)) == ((2, 3), 2, 6, 2)
+    assert (np.shape(s), np.ndim(s), np.size(s)) == ((), 0, 1)
+    assert np.size(x, 1) == 3
+    assert np.result_type(x, 1.0) == np.float32 and np.result_type(x, np.float64) == np.float64
+    assert not np.iscomplexobj(x) and np.isrealobj(x)
+    assert len(tapegrad.operation_history) == 0  # nothing recorded

@@ -168,13 +168,18 @@ VALUES_ONLY: dict[str, str | None] = {
                      "numpy.fix", "numpy.round", "numpy.around", "numpy.isfinite", "numpy.isnan",
                      "numpy.isinf", "numpy.signbit", "numpy.heaviside", "numpy.searchsorted",
                      "numpy.count_nonzero"]),
+    # They read only a shape or a dtype, or make a new array of them (DESIGN 4.3).
+    **dict.fromkeys(["numpy.zeros_like", "numpy.ones_like", "numpy.full_like", "numpy.empty_like",
+                     "numpy.shape", "numpy.ndim", "numpy.size", "numpy.result_type",
+                     "numpy.iscomplexobj", "numpy.isrealobj"]),
     "numpy.argmax": "argmax",
     "numpy.argmin": "argmin",
     "numpy.argsort": "argsort",
     "numpy.nonzero": "nonzero",
 }
-"""numpy callables whose derivative is zero almost everywhere or undefined, and their
-Tensor methods: on Tensors they compute on the values and return plain ndarrays or
+"""numpy callables whose derivative is zero almost everywhere or undefined, or that
+read only a shape or a dtype (zeros_like, shape, result_type), and their Tensor
+methods: on Tensors they compute on the values and return plain ndarrays or
 numbers, recording nothing, as comparisons do (DESIGN 4.3).
 
 They are declared here rather than as ops: they have no function of tapegrad's,
