@@ -390,7 +390,7 @@ struct AsType {
     static constexpr const char* name = "astype";  // params: (dtype,) a numpy dtype
     static constexpr const char* numpy = nullptr;
     static constexpr const char* method = "astype";
-    static constexpr const char* doc = "The values in another float dtype (float32 or float64).";
+    static constexpr const char* doc = "The values in float32 or float64 (an integer or bool dtype gives a plain array).";
     static constexpr int arity = 1;
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.astype(x[0], p[0]);

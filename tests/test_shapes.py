@@ -777,3 +777,32 @@ def test_zero_d_tensors():
         assert tg.grad(g, [t])[0].data == 2.0
         with pytest.raises(IndexError, match="getitem: too many indices"):
             t[0]
+
+
+# ---- astype ----
+
+@pytest.mark.parametrize("source,target", [(np.float32, np.float64), (np.float64, np.float32),
+                                           (np.float32, np.float32)])
+def test_astype_keeps_the_gradient_in_the_input_dtype(source, target):
+    torch = _torch()
+    x = np.array([[0.5, -1.25], [2.0, 3.5]])
+    to = torch.float64 if target == np.float64 else torch.float32
+    against_torch(lambda t: tg.astype(t * t, target) * 3.0, lambda t: (t * t).to(to) * 3.0, [x],
+                  dtype=source)
+    t = tg.Tensor(x.astype(source))
+    y = t.astype(target)
+    assert y.dtype == target and tg.grad(tg.sum(y), [t])[0].dtype == source
+
+
+def test_astype_to_integers_gives_the_plain_value():
+    t = tg.Tensor(np.array([1.5, -2.5, 0.0]))
+    for dtype in (int, np.int32, np.uint8, bool):
+        got = t.astype(dtype)
+        assert type(got) is np.ndarray and got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, t.data.astype(dtype))
+    assert tg.astype(tg.Tensor(2.7), np.int64) == 2
+    assert t.astype(np.float64, copy=False, order="C").dtype == np.float64
+    with pytest.raises(TypeError, match="astype: cannot cast float64 to int32 according to the rule 'safe'"):
+        t.astype(np.int32, casting="safe")
+    with pytest.raises(TypeError, match="astype: tapegrad differentiates float32 and float64 values, not complex128"):
+        t.astype(complex)

@@ -400,24 +400,36 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @wraps_op("astype")
-def astype(x: Any, dtype: Any) -> Any:
-    """The gradient comes back in ``x``'s dtype. Integer and boolean dtypes are
-    refused: they would truncate the values, and have no gradient; take
-    ``t.data.astype(...)`` for such a copy of the value.
+def astype(x: Any, dtype: Any, order: str = "K", casting: str = "unsafe", subok: bool = True,
+           copy: bool = True) -> Any:
+    """The gradient comes back in ``x``'s dtype. An integer or boolean ``dtype``
+    gives a plain ndarray, as PyTorch's ``t.to(torch.int64)`` gives a tensor that
+    does not require grad: truncation's derivative is zero almost everywhere, so
+    nothing is lost, and a Tensor holds only float values. numpy's ``casting``
+    is checked as numpy checks it; ``order``, ``subok`` and ``copy`` change
+    nothing a Tensor shows. Complex dtypes are refused.
 
     Example:
         >>> import numpy as np
         >>> import tapegrad as tg
-        >>> t = tg.Tensor(np.array([1.5, 2.5]))
+        >>> t = tg.Tensor(np.array([1.5, -2.5]))
         >>> t.astype(np.float32).dtype
         dtype('float32')
+        >>> t.astype(int)
+        array([ 1, -2])
     """
     want = np.dtype(dtype)
+    value = x.data if isinstance(x, Tensor) else np.asarray(x)
+    have = np.result_type(value)
+    if not np.can_cast(have, want, casting=casting):
+        raise TypeError(f"astype: cannot cast {have} to {want} according to the rule "
+                        f"{casting!r}")
+    if want.kind in "biu":  # no gradient: the value, as PyTorch's integer tensors
+        return np.array(value, dtype=want)
     if want not in _FLOAT_DTYPES:
         raise TypeError(
-            f"astype: tapegrad differentiates float32 and float64 values; {want} would "
-            "truncate them and has no gradient. Use t.data.astype(...) for a plain copy "
-            "of the value, or cast to float32 or float64.")
+            f"astype: tapegrad differentiates float32 and float64 values, not {want}; cast to "
+            "float32 or float64 (complex numbers come in their own issue)")
     return _array_op(_CODE["astype"], (x,), (want,))
 
 
