@@ -188,10 +188,9 @@ def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = Fals
         avg = mean(a, axis, keepdims=keepdims)
         if not returned:
             return avg
-        count = float(np.prod([shape[i] for i in axes] if axes is not None else shape))
-        return avg, np.broadcast_to(np.asarray(count, dtype=_value(avg).dtype
-                                               if hasattr(_value(avg), "dtype") else float),
-                                    _shape(avg)).copy()
+        count = np.prod([shape[i] for i in axes] if axes is not None else shape)
+        # numpy's count: a plain array of the average's dtype and shape
+        return avg, np.full(_shape(avg), count, dtype=np.result_type(_value(avg)))
     w_shape = _shape(weights)
     if w_shape != shape:
         if axes is None:

@@ -323,8 +323,8 @@ def _build(obj: Any, dtype: Any, depth: int) -> Any:
     if value.dtype.kind not in "biuf":
         raise TypeError(f"array: cannot hold {type(obj).__name__} (dtype {value.dtype}); give "
                         "Tensors and numbers")
-    # Numbers take the Tensors' dtype; arrays keep theirs, as in ops.
-    return value.astype(dtype) if value.ndim == 0 and not isinstance(obj, np.ndarray) else value
+    # Python numbers take the Tensors' dtype; numpy's arrays and scalars keep theirs, as in ops.
+    return value.astype(dtype) if isinstance(obj, (bool, int, float)) else value
 
 
 @composite(doc="An array from nested lists or tuples of Tensors and numbers, stacked "
