@@ -19,7 +19,7 @@ import numpy as np
 
 from .array_ops import _no_out, _one_axis, _shape, _where_op, getitem
 from .catalogue import composite
-from .shapes import _along, _has_tensor, _value, numpy_when_plain, ravel
+from .shapes import _along, _has_tensor, _numpy_when_plain, _value, ravel
 
 
 def _integers(indices: Any, op: str) -> np.ndarray:
@@ -33,7 +33,7 @@ def _integers(indices: Any, op: str) -> np.ndarray:
 
 @composite(doc="Elements at integer indices along axis (of the flattened values when axis is "
            "None), as numpy.take.", numpy="numpy.take", method="take")
-@numpy_when_plain(np.take)
+@_numpy_when_plain(np.take)
 def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
          mode: str = "raise") -> Any:
     """mode 'raise' refuses indices out of range (negative ones count from the
@@ -84,7 +84,7 @@ def _along_axis_index(shape: tuple, indices: np.ndarray, axis: int) -> tuple:
 @composite(doc="Elements at integer indices along axis, one index array per position of the "
            "other axes (as argsort gives), as numpy.take_along_axis.",
            numpy="numpy.take_along_axis", arity=1)
-@numpy_when_plain(np.take_along_axis)
+@_numpy_when_plain(np.take_along_axis)
 def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Any:
     """Example:
         >>> import numpy as np, tapegrad as tg
@@ -109,7 +109,7 @@ def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Any:
 
 @composite(doc="Sorted copy along axis (of the flattened values when axis is None); each "
            "value's gradient goes back to the element it came from.", numpy="numpy.sort")
-@numpy_when_plain(np.sort)
+@_numpy_when_plain(np.sort)
 def sort(a: Any, axis: int | None = -1, kind: Any = None, order: Any = None, *,
          stable: Any = None) -> Any:
     """The elements are gathered in a stable argsort's order, so tied values take
@@ -136,7 +136,7 @@ def sort(a: Any, axis: int | None = -1, kind: Any = None, order: Any = None, *,
 @composite(doc="Partially sorted copy: the kth elements in their sorted places, smaller before "
            "and larger after (in no particular order), as numpy.partition.",
            numpy="numpy.partition")
-@numpy_when_plain(np.partition)
+@_numpy_when_plain(np.partition)
 def partition(a: Any, kth: Any, axis: int | None = -1, kind: str = "introselect",
               order: Any = None) -> Any:
     """Gathered in numpy's argpartition order (the same arrangement numpy.partition
@@ -164,7 +164,7 @@ def _condition(c: Any, k: int) -> np.ndarray:
 
 @composite(doc="Elements of the first choice whose condition holds, else default "
            "(conditions are constants), as numpy.select.", numpy="numpy.select", arity=-1)
-@numpy_when_plain(np.select)
+@_numpy_when_plain(np.select)
 def select(condlist: Sequence[Any], choicelist: Sequence[Any], default: Any = 0) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -193,7 +193,7 @@ def select(condlist: Sequence[Any], choicelist: Sequence[Any], default: Any = 0)
 
 @composite(doc="NaN and infinities replaced by numbers (0, and the largest finite values by "
            "default); replaced elements get a zero gradient.", numpy="numpy.nan_to_num")
-@numpy_when_plain(np.nan_to_num)
+@_numpy_when_plain(np.nan_to_num)
 def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
                neginf: Any = None) -> Any:
     """copy=False (numpy's in-place replacement) is refused: a Tensor's values

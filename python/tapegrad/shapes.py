@@ -49,7 +49,7 @@ def _has_tensor(obj: Any) -> bool:
     return False
 
 
-def numpy_when_plain(numpy_fn: Callable[..., Any]) -> Callable[[F], F]:
+def _numpy_when_plain(numpy_fn: Callable[..., Any]) -> Callable[[F], F]:
     """Answer with ``numpy_fn`` when no argument holds a Tensor (a plain value in, numpy's out)."""
 
     def wrap(fn: F) -> F:
@@ -90,7 +90,7 @@ def _along(axis: int, index: Any) -> tuple:
 
 @composite(doc="The values as a 1-D tensor, in C (row-major) or F (column-major) order.",
            numpy="numpy.ravel", method="ravel")
-@numpy_when_plain(np.ravel)
+@_numpy_when_plain(np.ravel)
 def ravel(a: Any, order: str = "C") -> Any:
     """order 'A' and 'K' (memory order) are refused: a Tensor's layout is not part of its value.
 
@@ -111,7 +111,7 @@ def ravel(a: Any, order: str = "C") -> Any:
 
 @composite(doc="Move axes to new positions, keeping the order of the others.",
            numpy="numpy.moveaxis")
-@numpy_when_plain(np.moveaxis)
+@_numpy_when_plain(np.moveaxis)
 def moveaxis(a: Any, source: Any, destination: Any) -> Any:
     """Example:
         >>> import numpy as np, tapegrad as tg
@@ -132,7 +132,7 @@ def moveaxis(a: Any, source: Any, destination: Any) -> Any:
 
 @composite(doc="Roll an axis backwards until it lies before position start (numpy.rollaxis; "
            "moveaxis is clearer).", numpy="numpy.rollaxis")
-@numpy_when_plain(np.rollaxis)
+@_numpy_when_plain(np.rollaxis)
 def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
     """Example:
         >>> import numpy as np, tapegrad as tg
@@ -173,7 +173,7 @@ def _at_least(arys: tuple, nd: int) -> Any:
 
 @composite(doc="Each input with at least one axis (a 0-d value becomes shape (1,)).",
            numpy="numpy.atleast_1d", arity=-1)
-@numpy_when_plain(np.atleast_1d)
+@_numpy_when_plain(np.atleast_1d)
 def atleast_1d(*arys: Any) -> Any:
     """One input gives one result, several a tuple, as numpy.
 
@@ -187,7 +187,7 @@ def atleast_1d(*arys: Any) -> Any:
 
 @composite(doc="Each input with at least two axes (shape (n,) becomes (1, n)).",
            numpy="numpy.atleast_2d", arity=-1)
-@numpy_when_plain(np.atleast_2d)
+@_numpy_when_plain(np.atleast_2d)
 def atleast_2d(*arys: Any) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -199,7 +199,7 @@ def atleast_2d(*arys: Any) -> Any:
 
 @composite(doc="Each input with at least three axes ((n,) becomes (1, n, 1), (m, n) becomes "
            "(m, n, 1)).", numpy="numpy.atleast_3d", arity=-1)
-@numpy_when_plain(np.atleast_3d)
+@_numpy_when_plain(np.atleast_3d)
 def atleast_3d(*arys: Any) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -223,7 +223,7 @@ def _list(tup: Any, op: str) -> list:
 
 @composite(doc="Join horizontally: along axis 1, or axis 0 for 1-D inputs.",
            numpy="numpy.hstack", arity=-1)
-@numpy_when_plain(np.hstack)
+@_numpy_when_plain(np.hstack)
 def hstack(tup: Sequence[Any]) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -236,7 +236,7 @@ def hstack(tup: Sequence[Any]) -> Any:
 
 @composite(doc="Join vertically: along axis 0, 1-D inputs as rows.", numpy="numpy.vstack",
            arity=-1)
-@numpy_when_plain(np.vstack)
+@_numpy_when_plain(np.vstack)
 def vstack(tup: Sequence[Any]) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -248,7 +248,7 @@ def vstack(tup: Sequence[Any]) -> Any:
 
 @composite(doc="Join along the third axis (depth), after atleast_3d.", numpy="numpy.dstack",
            arity=-1)
-@numpy_when_plain(np.dstack)
+@_numpy_when_plain(np.dstack)
 def dstack(tup: Sequence[Any]) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -260,7 +260,7 @@ def dstack(tup: Sequence[Any]) -> Any:
 
 @composite(doc="Join 1-D inputs as columns of a 2-D result (2-D inputs as they are).",
            numpy="numpy.column_stack", arity=-1)
-@numpy_when_plain(np.column_stack)
+@_numpy_when_plain(np.column_stack)
 def column_stack(tup: Sequence[Any]) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -279,7 +279,7 @@ def column_stack(tup: Sequence[Any]) -> Any:
 
 @composite(doc="values joined after arr along axis (both flattened first when axis is None).",
            numpy="numpy.append", arity=2)
-@numpy_when_plain(np.append)
+@_numpy_when_plain(np.append)
 def append(arr: Any, values: Any, axis: int | None = None) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -354,7 +354,7 @@ def array(obj: Any) -> Any:
 
 @composite(doc="Split into pieces along axis; sections need not divide the axis evenly "
            "(the first pieces are one longer).", numpy="numpy.array_split")
-@numpy_when_plain(np.array_split)
+@_numpy_when_plain(np.array_split)
 def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
     """Example:
         >>> import tapegrad as tg
@@ -375,7 +375,7 @@ def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
 
 @composite(doc="Split horizontally: along axis 1, or axis 0 for a 1-D input.",
            numpy="numpy.hsplit")
-@numpy_when_plain(np.hsplit)
+@_numpy_when_plain(np.hsplit)
 def hsplit(ary: Any, indices_or_sections: Any) -> list:
     """Example:
         >>> import tapegrad as tg
@@ -390,7 +390,7 @@ def hsplit(ary: Any, indices_or_sections: Any) -> list:
 
 @composite(doc="Split vertically, along axis 0 (the input must be at least 2-D).",
            numpy="numpy.vsplit")
-@numpy_when_plain(np.vsplit)
+@_numpy_when_plain(np.vsplit)
 def vsplit(ary: Any, indices_or_sections: Any) -> list:
     """Example:
         >>> import tapegrad as tg
@@ -404,7 +404,7 @@ def vsplit(ary: Any, indices_or_sections: Any) -> list:
 
 @composite(doc="Split along the third axis (the input must be at least 3-D).",
            numpy="numpy.dsplit")
-@numpy_when_plain(np.dsplit)
+@_numpy_when_plain(np.dsplit)
 def dsplit(ary: Any, indices_or_sections: Any) -> list:
     """Example:
         >>> import numpy as np, tapegrad as tg
@@ -420,7 +420,7 @@ def dsplit(ary: Any, indices_or_sections: Any) -> list:
 
 @composite(doc="Repeat each element along axis (of the flattened values when axis is None).",
            numpy="numpy.repeat", method="repeat")
-@numpy_when_plain(np.repeat)
+@_numpy_when_plain(np.repeat)
 def repeat(a: Any, repeats: Any, axis: int | None = None) -> Any:
     """A number of repeats broadcasts (its gradient is a sum); one per element gathers
     with an integer index (repeated elements' gradients add up).
@@ -456,7 +456,7 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Any:
 
 @composite(doc="Repeat the whole array reps times along each axis, as numpy.tile.",
            numpy="numpy.tile")
-@numpy_when_plain(np.tile)
+@_numpy_when_plain(np.tile)
 def tile(A: Any, reps: Any) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -482,7 +482,7 @@ def tile(A: Any, reps: Any) -> Any:
 
 @composite(doc="Reverse the order of elements along axis (every axis when None).",
            numpy="numpy.flip")
-@numpy_when_plain(np.flip)
+@_numpy_when_plain(np.flip)
 def flip(m: Any, axis: Any = None) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -500,7 +500,7 @@ def flip(m: Any, axis: Any = None) -> Any:
 
 @composite(doc="Reverse the columns (axis 1) of an array of at least two axes.",
            numpy="numpy.fliplr")
-@numpy_when_plain(np.fliplr)
+@_numpy_when_plain(np.fliplr)
 def fliplr(m: Any) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -514,7 +514,7 @@ def fliplr(m: Any) -> Any:
 
 @composite(doc="Reverse the rows (axis 0) of an array of at least one axis.",
            numpy="numpy.flipud")
-@numpy_when_plain(np.flipud)
+@_numpy_when_plain(np.flipud)
 def flipud(m: Any) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -528,7 +528,7 @@ def flipud(m: Any) -> Any:
 
 @composite(doc="Rotate by 90 degrees k times in the plane of axes (from the first towards "
            "the second).", numpy="numpy.rot90")
-@numpy_when_plain(np.rot90)
+@_numpy_when_plain(np.rot90)
 def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -557,7 +557,7 @@ def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
 
 @composite(doc="Shift elements along axis, those past the end coming back at the start "
            "(of the flattened values when axis is None).", numpy="numpy.roll")
-@numpy_when_plain(np.roll)
+@_numpy_when_plain(np.roll)
 def roll(a: Any, shift: Any, axis: Any = None) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -599,7 +599,7 @@ def _pairs(x: Any, ndim: int, what: str) -> np.ndarray:
 
 @composite(doc="Pad with a constant or with the array's own values (modes constant, edge, "
            "reflect, symmetric, wrap), as numpy.pad.", numpy="numpy.pad")
-@numpy_when_plain(np.pad)
+@_numpy_when_plain(np.pad)
 def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> Any:
     """The padding's values are the array's own (gathered, so each padded copy
     adds to its source's gradient) or constants (no gradient). numpy's other modes
@@ -674,7 +674,7 @@ def _diagonal_index(n1: int, n2: int, offset: int) -> tuple[np.ndarray, np.ndarr
 
 @composite(doc="The diagonal (offset from the main one) of the axis1, axis2 planes, as a last "
            "axis.", numpy="numpy.diagonal", method="diagonal")
-@numpy_when_plain(np.diagonal)
+@_numpy_when_plain(np.diagonal)
 def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -695,7 +695,7 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
 
 @composite(doc="The diagonal of a 2-D array, or a 2-D array with a 1-D one on its diagonal "
            "k.", numpy="numpy.diag")
-@numpy_when_plain(np.diag)
+@_numpy_when_plain(np.diag)
 def diag(v: Any, k: int = 0) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -726,7 +726,7 @@ def _triangle(m: Any, k: int, lower: bool, op: str) -> Any:
 
 @composite(doc="The lower triangle (on and below diagonal k) of the last two axes; zeros "
            "above.", numpy="numpy.tril")
-@numpy_when_plain(np.tril)
+@_numpy_when_plain(np.tril)
 def tril(m: Any, k: int = 0) -> Any:
     """A 1-D input is the row of a square matrix, as numpy.
 
@@ -741,7 +741,7 @@ def tril(m: Any, k: int = 0) -> Any:
 
 @composite(doc="The upper triangle (on and above diagonal k) of the last two axes; zeros "
            "below.", numpy="numpy.triu")
-@numpy_when_plain(np.triu)
+@_numpy_when_plain(np.triu)
 def triu(m: Any, k: int = 0) -> Any:
     """Example:
         >>> import tapegrad as tg
