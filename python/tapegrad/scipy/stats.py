@@ -1,11 +1,11 @@
 """scipy.stats distributions on Tensors, as short compositions of recorded ops.
 
 ``norm`` (pdf, logpdf, cdf, logcdf, sf, logsf), ``t`` (pdf, logpdf), ``gamma``,
-``beta`` and ``chi2`` (pdf, logpdf), ``poisson`` (pmf, logpmf) and ``dirichlet``
-(pdf, logpdf), with scipy's signatures (``loc`` and ``scale``, which may be
-Tensors too). These are the ones HIPS autograd's ``autograd.scipy.stats``
-differentiates, less those that need a Cholesky factor or an incomplete gamma
-or beta function (``multivariate_normal``, ``t.cdf``, ``gamma.cdf``, ...).
+``beta`` and ``chi2`` (pdf, logpdf), ``poisson`` (pmf, logpmf), ``dirichlet`` and
+``multivariate_normal`` (pdf, logpdf; through ``tapegrad.linalg.cholesky``), with
+scipy's signatures (``loc`` and ``scale``, which may be Tensors too). These are the
+ones HIPS autograd's ``autograd.scipy.stats`` differentiates, less those that need an
+incomplete gamma or beta function (``t.cdf``, ``gamma.cdf``, ...).
 Every argument is differentiated where it is a Tensor; outside the support a
 log density is -inf, as scipy's.
 
@@ -172,4 +172,47 @@ def _dirichlet_pdf(x: Any, alpha: Any) -> Any:
 dirichlet = SimpleNamespace(logpdf=_dirichlet_logpdf, pdf=_dirichlet_pdf)
 """The Dirichlet distribution: ``dirichlet.logpdf(x, alpha)`` and ``dirichlet.pdf``."""
 
-__all__ = ["beta", "chi2", "dirichlet", "gamma", "norm", "poisson", "t"]
+# ---- multivariate_normal ----
+
+def _multivariate_normal_logpdf(x: Any, mean: Any = None, cov: Any = 1.0,
+                                allow_singular: bool = False) -> Any:
+    """x: points (..., d) (or one, (d,)); mean (d,); cov (d, d) symmetric positive definite,
+    of which the lower triangle is read (its Cholesky factor L): the log density
+    -(d log(2 pi) + log det(cov) + |L^-1 (x - mean)|^2) / 2, every argument differentiated."""
+    from .. import linalg
+    from .linalg import solve_triangular
+
+    if allow_singular:
+        raise ValueError("multivariate_normal.logpdf: allow_singular=True is not supported; "
+                         "cov must be positive definite (its Cholesky factor is used)")
+    # The dimension as scipy infers it: from mean, else from cov, else 1; for d = 1, a 1-D
+    # (or 0-d) x is a list of points.
+    d = (int(np.size(_data(mean))) if mean is not None
+         else np.shape(_data(cov))[0] if np.ndim(_data(cov)) == 2 else 1)
+    if d == 1 and np.ndim(_data(x)) <= 1:
+        x = _f("reshape")(x, (-1, 1))
+    if np.ndim(_data(cov)) < 2:
+        cov = cov * np.eye(d)
+    diff = x - (0.0 if mean is None else mean)
+    lower = linalg.cholesky(cov)
+    points = _f("reshape")(diff, (-1, d))  # one row per point
+    z = solve_triangular(lower, points.T, lower=True)
+    distance = _f("sum")(z * z, axis=0)
+    shape = np.shape(_data(diff))[:-1]  # one value per point, squeezed as scipy's
+    distance = _f("reshape")(distance, tuple(n for n in shape if n != 1))
+    index = np.arange(d)
+    log_det = 2.0 * _f("sum")(_f("log")(lower[index, index]))
+    return -0.5 * (d * np.log(2 * np.pi) + log_det + distance)
+
+
+def _multivariate_normal_pdf(x: Any, mean: Any = None, cov: Any = 1.0,
+                             allow_singular: bool = False) -> Any:
+    return _f("exp")(_multivariate_normal_logpdf(x, mean, cov, allow_singular))
+
+
+multivariate_normal = SimpleNamespace(logpdf=_multivariate_normal_logpdf,
+                                      pdf=_multivariate_normal_pdf)
+"""The multivariate normal: ``multivariate_normal.logpdf(x, mean=None, cov=1)`` and ``pdf``
+(through the Cholesky factor of cov, which must be positive definite)."""
+
+__all__ = ["beta", "chi2", "dirichlet", "gamma", "multivariate_normal", "norm", "poisson", "t"]
