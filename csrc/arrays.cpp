@@ -895,7 +895,9 @@ bool is_uniform(PyObject* a) {
     if (!PyArray_Check(a)) return false;
     PyArrayObject* x = arr(a);
     const int type = PyArray_TYPE(x);
-    if (PyArray_NDIM(x) == 0 || PyArray_ISWRITEABLE(x) || (type != NPY_FLOAT64 && type != NPY_FLOAT32))
+    // An empty array has all-zero strides too, but no value to read.
+    if (PyArray_NDIM(x) == 0 || PyArray_SIZE(x) == 0 || PyArray_ISWRITEABLE(x) ||
+        (type != NPY_FLOAT64 && type != NPY_FLOAT32))
         return false;
     for (int i = 0; i < PyArray_NDIM(x); ++i)
         if (PyArray_STRIDE(x, i) != 0) return false;

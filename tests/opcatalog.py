@@ -435,3 +435,19 @@ ARRAY.update({
     "scipy.linalg.solve_sylvester": Sample(
         [(3, 3), (2, 2), (3, 2)], lambda x: ((x[0] + _eye(x[0]), x[1] + _eye(x[1]), x[2]), {})),
 })
+
+
+# Ops whose values come from scipy (tapegrad.scipy.*'s and these): their tests skip without it.
+NEEDS_SCIPY = {"ive"}
+
+
+def needs_scipy(name):
+    return name.startswith("scipy.") or name in NEEDS_SCIPY
+
+
+def have_scipy():
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        return False
+    return True

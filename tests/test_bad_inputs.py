@@ -311,3 +311,13 @@ def test_freeing_a_long_chain_of_grads_does_not_overflow_the_c_stack():
                             check=False, env=dict(os.environ))
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
     assert "freed" in result.stdout
+
+
+def test_an_empty_read_only_gradient_is_not_taken_for_a_uniform_one():
+    """arrays.cpp is_uniform: numpy gives an empty array all-zero strides; its one
+    'value' was read past the allocation (ASan: heap-buffer-overflow)."""
+    x = tg.Tensor(np.zeros((9, 0)))
+    g = np.zeros((9, 0))
+    g.flags.writeable = False
+    (gx,) = tg.grad(x * 2.0, [x], grad_outputs=tg.Tensor(g))
+    assert gx.shape == (9, 0)

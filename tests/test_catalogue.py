@@ -12,6 +12,7 @@ import pytest
 import tapegrad as tg
 from tapegrad import catalogue
 
+import opcatalog
 from opcatalog import ARRAY, BINARY, TIES, UNARY, one_value
 
 catalogue.load_all()  # namespaces such as tapegrad.scipy register their ops when imported
@@ -29,6 +30,8 @@ def function_of(name):
 
 def sample_inputs(name, rng, dtype=np.float64):
     """Input arrays and (args, kwargs) builder for any op of the catalogue."""
+    if opcatalog.needs_scipy(name):
+        pytest.importorskip("scipy")
     op = catalogue.OPS[name]
     if op.kind == "elementwise":
         ranges = [UNARY[name][2]] if name in UNARY else (

@@ -200,10 +200,12 @@ ARRAY = {
 CATALOGUE_ELEMENTWISE = sorted(
     f for f, op in catalogue.OPS.items()
     if op.kind == "elementwise" and (f in opcatalog.UNARY or f in opcatalog.BINARY
-                                     or f in opcatalog.TIES))
+                                     or f in opcatalog.TIES)
+    and (opcatalog.have_scipy() or not opcatalog.needs_scipy(f)))
 CATALOGUE_ARRAY = sorted(
     f for f, op in catalogue.OPS.items()
-    if op.kind != "elementwise" and f in opcatalog.ARRAY and opcatalog.ARRAY[f].available)
+    if op.kind != "elementwise" and f in opcatalog.ARRAY and opcatalog.ARRAY[f].available
+    and (opcatalog.have_scipy() or not opcatalog.needs_scipy(f)))
 
 
 def _into(o, u, low, high):

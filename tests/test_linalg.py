@@ -15,6 +15,10 @@ import tapegrad as tg
 from tapegrad import linalg as la
 from tapegrad.scipy import linalg as sla
 
+# Half the cases are scipy.linalg's (and the oracles of some others): without scipy
+# (the README's test command on a bare machine, the sanitizer's venv) the file skips.
+pytest.importorskip("scipy")
+
 # ---- inputs ----
 # Kinds: "gen" a well-conditioned general matrix (normal + 3 I on its square
 # part), "rand" plain normal values, "small" normal * 0.3 (expm's argument),

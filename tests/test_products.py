@@ -567,6 +567,7 @@ def test_scipy_signal_convolve_errors(args, match):
 
 
 def test_scipy_signal_docstring_examples():
+    pytest.importorskip("scipy")
     import doctest
 
     import tapegrad.scipy.signal
