@@ -641,13 +641,22 @@ GMM_LIBRARIES = {"tapegrad": gmm_tapegrad, "PyTorch": gmm_torch, "HIPS autograd"
 
 def gmm_child(library, configs):
     """Per (d, k): seconds per value and gradient, the value, and gradient samples."""
+    return objective_child(
+        configs, lambda d, k: GMM_LIBRARIES[library](*gmm_data(d, k)),
+        lambda d, k: 3 if d * k >= 64 * 100 else 5)
+
+
+def objective_child(configs, make_step, steps_for):
+    """Per "a-b" config: seconds per call of make_step(a, b)'s step (after one
+    warm-up call: allocators settle, einsum plans are cached), the value, and
+    gradient samples."""
     out = {}
     for key in configs:
-        d, k = map(int, key.split("-"))
-        step = GMM_LIBRARIES[library](*gmm_data(d, k))
+        a, b = map(int, key.split("-"))
+        step = make_step(a, b)
         value, grads = step()
-        step()  # warm-up: allocators settle, einsum plans are cached
-        steps = 3 if d * k >= 64 * 100 else 5
+        step()
+        steps = steps_for(a, b)
         gc.collect()
         t0 = time.perf_counter()
         for _ in range(steps):
@@ -686,10 +695,15 @@ def bench_objective(workload, libraries, keys, repeats):
 
 
 def gmm_table(rows):
-    lines = ["| d | k | library | value and gradient | vs PyTorch |", "|---|---|---|---|---|"]
+    return objective_table(rows, "| d | k ")
+
+
+def objective_table(rows, columns):
+    """Rows of bench_objective under the config's two named columns ("| d | k ")."""
+    lines = [f"{columns}| library | value and gradient | vs PyTorch |", "|---|---|---|---|---|"]
     for key, name, t, vs_torch in rows:
-        d, k = key.split("-")
-        lines.append(f"| {d} | {k} | {name} | {fmt_time(t)} | "
+        a, b = key.split("-")
+        lines.append(f"| {a} | {b} | {name} | {fmt_time(t)} | "
                      f"{'–' if vs_torch is None else f'{vs_torch:.2f}x'} |")
     return "\n".join(lines)
 
@@ -771,20 +785,8 @@ LSTSQ_LIBRARIES = {"tapegrad": lstsq_tapegrad, "PyTorch": lstsq_torch,
 
 def lstsq_child(library, configs):
     """Per (n, d): seconds per value and gradient, the value, and gradient samples."""
-    out = {}
-    for key in configs:
-        n, d = map(int, key.split("-"))
-        step = LSTSQ_LIBRARIES[library](*lstsq_data(n, d))
-        value, grads = step()
-        step()
-        steps = 5 if d >= 512 else 50
-        gc.collect()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        out[key] = [(time.perf_counter() - t0) / steps, value,
-                    [np.asarray(g).ravel()[:40].tolist() for g in grads]]
-    return out
+    return objective_child(configs, lambda n, d: LSTSQ_LIBRARIES[library](*lstsq_data(n, d)),
+                           lambda n, d: 5 if d >= 512 else 50)
 
 
 def bench_lstsq(configs, repeats):
@@ -792,12 +794,7 @@ def bench_lstsq(configs, repeats):
 
 
 def lstsq_table(rows):
-    lines = ["| n | d | library | value and gradient | vs PyTorch |", "|---|---|---|---|---|"]
-    for key, name, t, vs_torch in rows:
-        n, d = key.split("-")
-        lines.append(f"| {n} | {d} | {name} | {fmt_time(t)} | "
-                     f"{'–' if vs_torch is None else f'{vs_torch:.2f}x'} |")
-    return "\n".join(lines)
+    return objective_table(rows, "| n | d ")
 
 
 # ---------------------------------------------------------- training loop
