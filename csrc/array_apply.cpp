@@ -150,6 +150,8 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
         Py_DECREF(array);
         return nullptr;
     }
+    // Index copies count toward the tape's memory bound (Note [Reclaiming records]).
+    if (array_op_array_params(code)) tape->array_bytes += Tape::params_bytes(r.params);
     Value v;
     // The data only if the op's backward reads it (array_ops.hpp, Note [Saved values]).
     PyObject* kept = array_op_reads_out(code) ? Py_NewRef(array) : layout_of(array);

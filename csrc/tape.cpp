@@ -73,6 +73,15 @@ size_t Tape::data_bytes(PyObject* arr) {
     return static_cast<size_t>(PyArray_NBYTES(a));
 }
 
+size_t Tape::params_bytes(PyObject* params) {
+    if (PyArray_Check(params)) return data_bytes(params);
+    if (!PyTuple_Check(params) && !PyList_Check(params)) return 0;
+    size_t total = 0;
+    for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(params); ++k)
+        total += params_bytes(PySequence_Fast_GET_ITEM(params, k));
+    return total;
+}
+
 uint32_t Tape::overflow() {
     PyErr_SetString(PyExc_MemoryError,
                     "tapegrad: the tape holds 2**32 - 1 records, its limit; call clear_history()");
@@ -500,6 +509,7 @@ void Tape::compact() {
     compact_at = std::max(RECLAIM_ROWS, 2 * static_cast<size_t>(kept));
     array_bytes = 0;
     for (PyObject* a : arrays) array_bytes += data_bytes(a);
+    for (const ArrayRecord& r : array_records) array_bytes += params_bytes(r.params);
     compact_bytes = std::max(RECLAIM_BYTES, 2 * array_bytes);
     old.release(pool);  // new_by_label and new_by_node now hold the old dicts
     Py_XDECREF(new_by_label);

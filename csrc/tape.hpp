@@ -177,7 +177,7 @@ public:
     // The same for the array data the tape holds: an evaluation loop over large
     // arrays reaches this long before RECLAIM_ROWS.
     static constexpr size_t RECLAIM_BYTES = size_t(64) << 20;
-    size_t array_bytes = 0;  // data of `arrays`, as counted when they were added
+    size_t array_bytes = 0;  // data of `arrays` and of array ops' array parameters, as counted when added
 
     void add_live(uint32_t node) {
         if (live[node] == UINT8_MAX) {
@@ -329,6 +329,9 @@ public:
     // The bytes of data an entry of `arrays` holds (a layout view holds one element;
     // an array op's constant may be a number).
     static size_t data_bytes(PyObject* arr);
+    // The bytes of the arrays among an array op's parameters (an index array
+    // of x[idx], nested in tuples or lists): the tape holds copies of them.
+    static size_t params_bytes(PyObject* params);
     // Gives the tensor numbered `num` the node `node`.
     void set_num_node(int64_t num, uint32_t node);
     // Node of tensor_N, or UINT32_MAX.
