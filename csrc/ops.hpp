@@ -1010,22 +1010,30 @@ struct I1 {
     }
 };
 
-// X(CODE, Struct): the table. Adding an op is one struct above and one line here.
-#define TAPEGRAD_BINARY_OPS(X)                                                                       \
-    X(ADD, Add) X(SUB, Sub) X(MUL, Mul) X(DIV, Div) X(POW, Pow) X(MAXIMUM, Maximum) X(MINIMUM, Minimum) \
-    X(FMAX, Fmax) X(FMIN, Fmin) X(LOGADDEXP, Logaddexp) X(LOGADDEXP2, Logaddexp2)                      \
-    X(ARCTAN2, Arctan2) X(HYPOT, Hypot) X(REMAINDER, Remainder) X(FMOD, Fmod) X(COPYSIGN, Copysign)    \
+// X(CODE, Struct): the table. Adding an op is one struct above and one line
+// here: in a COLD list unless ordinary programs are made of it (Note [Hot ops]).
+#define TAPEGRAD_HOT_BINARY_OPS(X) \
+    X(ADD, Add) X(SUB, Sub) X(MUL, Mul) X(DIV, Div) X(POW, Pow) X(MAXIMUM, Maximum) X(MINIMUM, Minimum)
+#define TAPEGRAD_COLD_BINARY_OPS(X)                                                               \
+    X(FMAX, Fmax) X(FMIN, Fmin) X(LOGADDEXP, Logaddexp) X(LOGADDEXP2, Logaddexp2)                  \
+    X(ARCTAN2, Arctan2) X(HYPOT, Hypot) X(REMAINDER, Remainder) X(FMOD, Fmod) X(COPYSIGN, Copysign) \
     X(FLOAT_POWER, FloatPower) X(BETA, Beta) X(BETALN, Betaln) X(XLOGY, Xlogy) X(XLOG1PY, Xlog1py)
-#define TAPEGRAD_UNARY_OPS(X)                                                                       \
-    X(NEG, Neg) X(ABS, Abs) X(EXP, Exp) X(LOG, Log) X(SQRT, Sqrt) X(SIN, Sin) X(COS, Cos)             \
-    X(TAN, Tan) X(TANH, Tanh) X(SIGMOID, Sigmoid) X(RELU, Relu) X(FABS, Fabs) X(EXP2, Exp2)         \
-    X(EXPM1, Expm1) X(LOG2, Log2) X(LOG10, Log10) X(LOG1P, Log1p) X(CBRT, Cbrt) X(SQUARE, Square)   \
-    X(RECIPROCAL, Reciprocal) X(ARCSIN, Arcsin) X(ARCCOS, Arccos) X(ARCTAN, Arctan) X(SINH, Sinh)   \
-    X(COSH, Cosh) X(ARCSINH, Arcsinh) X(ARCCOSH, Arccosh) X(ARCTANH, Arctanh) X(DEG2RAD, Deg2rad)   \
-    X(RAD2DEG, Rad2deg) X(SINC, Sinc) X(ERF, Erf) X(ERFC, Erfc) X(ERFINV, Erfinv) X(ERFCINV, Erfcinv) \
-    X(GAMMA, Gamma) X(GAMMALN, Gammaln) X(DIGAMMA, Digamma) X(RGAMMA, Rgamma) X(LOGIT, Logit)       \
-    X(NDTR, Ndtr) X(LOG_NDTR, LogNdtr) X(NDTRI, Ndtri) X(I0, I0) X(I1, I1)
-#define TAPEGRAD_OPS(X) TAPEGRAD_BINARY_OPS(X) TAPEGRAD_UNARY_OPS(X)
+#define TAPEGRAD_HOT_UNARY_OPS(X)                                                          \
+    X(NEG, Neg) X(ABS, Abs) X(EXP, Exp) X(LOG, Log) X(SQRT, Sqrt) X(SIN, Sin) X(COS, Cos) \
+    X(TAN, Tan) X(TANH, Tanh) X(SIGMOID, Sigmoid) X(RELU, Relu) X(SQUARE, Square)
+#define TAPEGRAD_COLD_UNARY_OPS(X)                                                                   \
+    X(FABS, Fabs) X(EXP2, Exp2) X(EXPM1, Expm1) X(LOG2, Log2) X(LOG10, Log10) X(LOG1P, Log1p)          \
+    X(CBRT, Cbrt) X(RECIPROCAL, Reciprocal) X(ARCSIN, Arcsin) X(ARCCOS, Arccos) X(ARCTAN, Arctan)      \
+    X(SINH, Sinh) X(COSH, Cosh) X(ARCSINH, Arcsinh) X(ARCCOSH, Arccosh) X(ARCTANH, Arctanh)            \
+    X(DEG2RAD, Deg2rad) X(RAD2DEG, Rad2deg) X(SINC, Sinc) X(ERF, Erf) X(ERFC, Erfc) X(ERFINV, Erfinv) \
+    X(ERFCINV, Erfcinv) X(GAMMA, Gamma) X(GAMMALN, Gammaln) X(DIGAMMA, Digamma) X(RGAMMA, Rgamma)     \
+    X(LOGIT, Logit) X(NDTR, Ndtr) X(LOG_NDTR, LogNdtr) X(NDTRI, Ndtri) X(I0, I0) X(I1, I1)
+#define TAPEGRAD_BINARY_OPS(X) TAPEGRAD_HOT_BINARY_OPS(X) TAPEGRAD_COLD_BINARY_OPS(X)
+#define TAPEGRAD_UNARY_OPS(X) TAPEGRAD_HOT_UNARY_OPS(X) TAPEGRAD_COLD_UNARY_OPS(X)
+#define TAPEGRAD_HOT_OPS(X) TAPEGRAD_HOT_BINARY_OPS(X) TAPEGRAD_HOT_UNARY_OPS(X)
+#define TAPEGRAD_COLD_OPS(X) TAPEGRAD_COLD_BINARY_OPS(X) TAPEGRAD_COLD_UNARY_OPS(X)
+// Hot ops take the first codes, so the sweep's switch is one dense jump table.
+#define TAPEGRAD_OPS(X) TAPEGRAD_HOT_OPS(X) TAPEGRAD_COLD_OPS(X)
 
 // Record kinds that are not ops come first: a leaf (a value with no history),
 // a user record with a Python backward, a tensor's new value after an update
@@ -1041,6 +1049,10 @@ enum OpCode : uint8_t {
 #undef TAPEGRAD_ENUM
     OP_COUNT
 };
+// The first code of a cold op (Note [Hot ops]).
+#define TAPEGRAD_ONE(code, cls) +1
+constexpr uint8_t OP_FIRST_COLD = OP_STALE + 1 + (0 TAPEGRAD_HOT_OPS(TAPEGRAD_ONE));
+#undef TAPEGRAD_ONE
 
 // The attribute of numpy that the first path of an op's `numpy` entry names
 // when it is in numpy's own namespace ("numpy.exp" -> "exp", "numpy.rad2deg
@@ -1080,6 +1092,27 @@ TAPEGRAD_ALWAYS_INLINE bool visit_op(uint8_t code, F&& f) {
         f(OpTag<cls>{});         \
         return true;
         TAPEGRAD_OPS(TAPEGRAD_CASE)
+#undef TAPEGRAD_CASE
+        default:
+            return false;
+    }
+}
+
+// Note [Hot ops]
+// The scalar sweep's loop inlines each op's backward through one switch.
+// With every special function in that switch, GCC no longer keeps the loop's
+// state in registers and every row pays for reloads. So the loop inlines only the ops
+// ordinary programs are made of, and reaches the others through one
+// out-of-line call, which is small beside their own cost (erfinv, digamma...).
+// As visit_op, for the hot ops only; false for any other code.
+template <class F>
+TAPEGRAD_ALWAYS_INLINE bool visit_hot_op(uint8_t code, F&& f) {
+    switch (code) {
+#define TAPEGRAD_CASE(code, cls) \
+    case OP_##code:              \
+        f(OpTag<cls>{});         \
+        return true;
+        TAPEGRAD_HOT_OPS(TAPEGRAD_CASE)
 #undef TAPEGRAD_CASE
         default:
             return false;
@@ -1159,10 +1192,15 @@ inline int op_passes(uint8_t code) {
     return passes;
 }
 
+// A table, not a switch over visit_op: compact() asks it for every row.
 inline int op_arity(uint8_t code) {
-    int arity = 0;
-    visit_op(code, [&](auto tag) { arity = decltype(tag)::type::arity; });
-    return arity;
+    static constexpr uint8_t arities[OP_COUNT] = {
+        0, 0, 0, 0,  // leaf, custom, version, stale
+#define TAPEGRAD_ARITY(code, cls) cls::arity,
+        TAPEGRAD_OPS(TAPEGRAD_ARITY)
+#undef TAPEGRAD_ARITY
+    };
+    return code < OP_COUNT ? arities[code] : 0;
 }
 
 }  // namespace tapegrad

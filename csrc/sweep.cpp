@@ -406,7 +406,7 @@ public:
             }
             if (!(c.reached[row] & REACHED)) continue;
             const uint8_t f = c.flags[row];
-            if (code <= OP_STALE || (f & (F_ARRAY | F_HOOKED | F_FREED))) {
+            if (code <= OP_STALE || code >= OP_FIRST_COLD || (f & (F_ARRAY | F_HOOKED | F_FREED))) {
                 const Next next = special_row(row, code, f, sources, every_leaf);
                 c = Columns(t, grad, reached);
                 if (next == Next::FAILED) return false;
@@ -442,7 +442,11 @@ public:
             return pass_version(row) ? Next::DONE : Next::FAILED;
         if (f & F_FREED) return freed_error(t, row) ? Next::DONE : Next::FAILED;
         if (code == OP_STALE) return check_stale(t, row, sources, every_leaf) ? Next::DONE : Next::FAILED;
-        if (!(f & F_ARRAY)) return Next::SCALAR;
+        if (!(f & F_ARRAY) && code < OP_FIRST_COLD) return Next::SCALAR;
+        if (!(f & F_ARRAY)) {
+            cold_scalar_row(row, code);
+            return !check_anomalies || check_row(row) ? Next::DONE : Next::FAILED;
+        }
         const bool ok = is_array_op(code) ? array_op_row(row) : array_row(row);
         return ok && (!check_anomalies || check_row(row)) ? Next::DONE : Next::FAILED;
     }
@@ -701,32 +705,47 @@ private:
               val(t.val.data()), consts(t.consts.data()), grad(g.data()), reached(r.data()) {}
     };
 
-    // The hot loop's body: the op's backward is inlined per op by visit_op, so
-    // each case is straight-line code (a shared helper here costs 2x).
+    // The hot loop's body: the op's backward is inlined per op by visit_hot_op,
+    // so each case is straight-line code (a shared helper here costs 2x); the
+    // other ops take one call (Note [Hot ops] in ops.hpp).
     TAPEGRAD_ALWAYS_INLINE static void scalar_row(const Columns& c, uint32_t row, uint8_t code) {
         const uint8_t f = c.flags[row];
         const uint32_t ia = c.in0[row], ib = c.in1[row];
         const double a = (f & F_A_NUMBER) ? c.consts[ia] : c.val[ia].number;
         const double out = c.val[row].number, g = c.grad[row];
-        visit_op(code, [&](auto tag) {
-            using Op = typename decltype(tag)::type;
-            if constexpr (Op::arity == 2) {
-                const double b = (f & F_B_NUMBER) ? c.consts[ib] : c.val[ib].number;
-                double ga = 0.0, gb = 0.0;
-                backward_wanted<Op>(a, b, out, g, ga, gb, !(f & F_A_CONST), !(f & F_B_CONST));
-                if (!(f & F_A_CONST)) {
-                    c.grad[ia] += ga;
-                    c.reached[ia] |= REACHED;
-                }
-                if (!(f & F_B_CONST)) {
-                    c.grad[ib] += gb;
-                    c.reached[ib] |= REACHED;
-                }
-            } else {
-                c.grad[ia] += Op::backward(a, out, g);
+        visit_hot_op(code, [&](auto tag) { scalar_backward_into<typename decltype(tag)::type>(c, f, ia, ib, a, out, g); });
+    }
+
+    // A cold op's scalar row (special_row sends them here, out of the loop).
+    void cold_scalar_row(uint32_t row, uint8_t code) {
+        const Columns c(t, grad, reached);
+        const uint8_t f = c.flags[row];
+        const uint32_t ia = c.in0[row], ib = c.in1[row];
+        const double a = (f & F_A_NUMBER) ? c.consts[ia] : c.val[ia].number;
+        const double out = c.val[row].number, g = c.grad[row];
+        visit_op(code, [&](auto tag) { scalar_backward_into<typename decltype(tag)::type>(c, f, ia, ib, a, out, g); });
+    }
+
+    // Adds a scalar row's backward into its inputs' gradients.
+    template <class Op>
+    TAPEGRAD_ALWAYS_INLINE static void scalar_backward_into(const Columns& c, uint8_t f, uint32_t ia, uint32_t ib,
+                                                            double a, double out, double g) {
+        if constexpr (Op::arity == 2) {
+            const double b = (f & F_B_NUMBER) ? c.consts[ib] : c.val[ib].number;
+            double ga = 0.0, gb = 0.0;
+            backward_wanted<Op>(a, b, out, g, ga, gb, !(f & F_A_CONST), !(f & F_B_CONST));
+            if (!(f & F_A_CONST)) {
+                c.grad[ia] += ga;
                 c.reached[ia] |= REACHED;
             }
-        });
+            if (!(f & F_B_CONST)) {
+                c.grad[ib] += gb;
+                c.reached[ib] |= REACHED;
+            }
+        } else {
+            c.grad[ia] += Op::backward(a, out, g);
+            c.reached[ia] |= REACHED;
+        }
     }
 
     void add_number(uint32_t node, double g) {
