@@ -12,7 +12,6 @@ returns a plain value.
 
 from __future__ import annotations
 
-import builtins
 import math
 import operator
 from collections.abc import Sequence
@@ -21,42 +20,25 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._args import (
+    FLOAT_DTYPES,
+    UNSET,
+    cast_for,
+    dtype_of,
+    normal_axes,
+    one_axis,
+    refuse_out,
+    shape_of,
+)
+from ._core import TensorBase
 from .catalogue import composite, wraps_op
-from .tensor import Tensor
 
 _CODE = _core.OP_CODES
 _array_op = _core.array_op
-_apply2 = _core.apply_binary
-
-
-def _shape(x: Any) -> tuple[int, ...]:
-    return x.shape if isinstance(x, Tensor) else np.shape(x)
-
-
-def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...] | None:
-    """Axis argument as a sorted tuple of non-negative ints (None: every axis)."""
-    if axis is None:
-        return None
-    items = axis if isinstance(axis, (tuple, list)) else (axis,)
-    out = []
-    for a in items:
-        a = operator.index(a)
-        if not -ndim <= a < ndim:
-            raise np.exceptions.AxisError(
-                f"{op}: axis {a} is out of bounds for an array of dimension {ndim}")
-        a %= builtins.max(ndim, 1)
-        if a in out:
-            raise ValueError(f"{op}: axis {a} is repeated in {axis!r}")
-        out.append(a)
-    return tuple(sorted(out))
-
-
-def _one_axis(axis: int, ndim: int, op: str) -> tuple[int, ...]:
-    return _axes(operator.index(axis), ndim, op) or ()
 
 
 def _reduce(code: str, x: Any, axis: Any, keepdims: bool, *extra: Any) -> Any:
-    params = (_axes(axis, len(_shape(x)), code), bool(keepdims), *extra)
+    params = (normal_axes(axis, len(shape_of(x)), code), bool(keepdims), *extra)
     return _array_op(_CODE[code], (x,), params)
 
 
@@ -65,42 +47,13 @@ def _reduce(code: str, x: Any, axis: Any, keepdims: bool, *extra: Any) -> Any:
 # float64: the values are cast first, as numpy does), out=None, where= (sum,
 # mean, prod) and initial= (sum, prod); the rest is refused, naming the keyword.
 
-_UNSET = object()  # numpy's <no value>
-
-
-def _dtype_of(x: Any) -> np.dtype:
-    return x.dtype if isinstance(x, Tensor) else np.result_type(x)
-
-
-def _cast_for(op: str, x: Any, dtype: Any) -> Any:
-    """x in `dtype` (numpy casts before it reduces); integer dtypes are refused."""
-    if dtype is None:
-        return x
-    want = np.dtype(dtype)
-    if want not in _FLOAT_DTYPES:
-        raise TypeError(
-            f"{op}: dtype={want} would truncate the values (numpy casts them first) and has no "
-            "gradient; give float32 or float64, or compute on t.data for a plain result")
-    return x if _dtype_of(x) == want else astype(x, want)
-
-
-def _no_out(op: str, out: Any) -> None:
-    if out is not None:
-        raise TypeError(f"{op}: out= cannot hold a recorded result (an ndarray has no "
-                        "history); drop it and use the returned Tensor")
-
-
-def _refuse(op: str, keyword: str, value: Any, what_to_do: str) -> None:
-    if value is not _UNSET:
-        raise TypeError(f"{op}: tapegrad does not take {keyword}= here; {what_to_do}")
-
-
 def _mask(op: str, x: Any, condition: Any) -> np.ndarray | None:
     """numpy's where= as a boolean array of x's shape, or None for 'every element'."""
-    if condition is _UNSET or condition is True:
+    if condition is UNSET or condition is True:
         return None
-    mask = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
-    shape = _shape(x)
+    mask = np.asarray(condition.data if isinstance(condition, TensorBase) else condition,
+                      dtype=bool)
+    shape = shape_of(x)
     if np.broadcast_shapes(mask.shape, shape) != tuple(shape):
         raise ValueError(f"{op}: where= of shape {mask.shape} does not broadcast to the "
                          f"input's shape {tuple(shape)}")
@@ -109,7 +62,7 @@ def _mask(op: str, x: Any, condition: Any) -> np.ndarray | None:
 
 @wraps_op("sum")
 def sum(x: Any, axis: Any = None, keepdims: bool = False, *, dtype: Any = None,
-        out: Any = None, initial: Any = _UNSET, where: Any = _UNSET) -> Any:
+        out: Any = None, initial: Any = UNSET, where: Any = UNSET) -> Any:
     """``dtype``, ``out=None``, ``initial`` and ``where`` as numpy's.
 
     Example:
@@ -117,30 +70,30 @@ def sum(x: Any, axis: Any = None, keepdims: bool = False, *, dtype: Any = None,
         >>> tg.sum(tg.Tensor([[1.0, 2.0], [3.0, 4.0]]), axis=0).data
         array([4., 6.])
     """
-    _no_out("sum", out)
-    x = _cast_for("sum", x, dtype)
+    refuse_out("sum", out)
+    x = cast_for("sum", x, dtype)
     mask = _mask("sum", x, where)
     if mask is not None:
         x = _where_op(mask, x, 0.0)
     total = _reduce("sum", x, axis, keepdims)
-    return total if initial is _UNSET else total + initial
+    return total if initial is UNSET else total + initial
 
 
 @composite(doc="Mean over axis, as numpy.mean.", numpy="numpy.mean", method="mean")
 def mean(x: Any, axis: Any = None, keepdims: bool = False, *, dtype: Any = None,
-         out: Any = None, where: Any = _UNSET) -> Any:
+         out: Any = None, where: Any = UNSET) -> Any:
     """``dtype``, ``out=None`` and ``where`` as numpy's.
 
     Example: ``tapegrad.mean(t, axis=1)``.
     """
-    _no_out("mean", out)
-    x = _cast_for("mean", x, dtype)
-    shape = _shape(x)
+    refuse_out("mean", out)
+    x = cast_for("mean", x, dtype)
+    shape = shape_of(x)
     mask = _mask("mean", x, where)
     if mask is not None:
         count = np.sum(mask, axis=axis, keepdims=keepdims)
-        return sum(x, axis, keepdims, where=mask) / count.astype(_dtype_of(x))
-    axes = _axes(axis, len(shape), "mean")
+        return sum(x, axis, keepdims, where=mask) / count.astype(dtype_of(x))
+    axes = normal_axes(axis, len(shape), "mean")
     count = math.prod([shape[a] for a in axes] if axes is not None else shape)
     return sum(x, axis, keepdims) / float(count)
 
@@ -148,31 +101,31 @@ def mean(x: Any, axis: Any = None, keepdims: bool = False, *, dtype: Any = None,
 def _extreme(op: str, x: Any, axis: Any, keepdims: bool, out: Any, initial: Any,
              where: Any) -> Any:
     """max or min with numpy's initial (one more element) and where= (which needs it)."""
-    _no_out(op, out)
-    if isinstance(initial, Tensor):
+    refuse_out(op, out)
+    if isinstance(initial, TensorBase):
         raise TypeError(f"{op}: initial= must be a number; for a Tensor take "
                         f"tapegrad.{op}imum(tapegrad.{op}(t), initial)")
     mask = _mask(op, x, where)
     if mask is not None:
-        if initial is _UNSET:
+        if initial is UNSET:
             raise ValueError(f"{op}: where= needs initial= (the value of a slice where nothing "
                              "is selected), as numpy's")
         x = _where_op(mask, x, float(initial))
-    if initial is _UNSET:
+    if initial is UNSET:
         return _reduce(op, x, axis, keepdims)
-    shape = _shape(x)
-    axes = _axes(axis, len(shape), op)
+    shape = shape_of(x)
+    axes = normal_axes(axis, len(shape), op)
     if 0 in ([shape[a] for a in axes] if axes is not None else shape):
         return sum(x * 0.0, axis, keepdims) + float(initial)  # the initial alone
     m = _reduce(op, x, axis, keepdims)
-    value = np.asarray(m.data if isinstance(m, Tensor) else m)
+    value = np.asarray(m.data if isinstance(m, TensorBase) else m)
     # Where initial wins it is a constant; on a tie the elements keep the gradient.
     return _where_op(value >= initial if op == "max" else value <= initial, m, float(initial))
 
 
 @wraps_op("max")
 def max(x: Any, axis: Any = None, keepdims: bool = False, *, out: Any = None,
-        initial: Any = _UNSET, where: Any = _UNSET) -> Any:
+        initial: Any = UNSET, where: Any = UNSET) -> Any:
     """``out=None``, ``initial`` (one more element to compare) and ``where``
     (which needs ``initial``) as numpy's.
 
@@ -188,7 +141,7 @@ def max(x: Any, axis: Any = None, keepdims: bool = False, *, out: Any = None,
 
 @wraps_op("min")
 def min(x: Any, axis: Any = None, keepdims: bool = False, *, out: Any = None,
-        initial: Any = _UNSET, where: Any = _UNSET) -> Any:
+        initial: Any = UNSET, where: Any = UNSET) -> Any:
     """``out=None``, ``initial`` and ``where`` as numpy's (as ``max``).
 
     Example: ``tapegrad.min(t)``.
@@ -198,23 +151,23 @@ def min(x: Any, axis: Any = None, keepdims: bool = False, *, out: Any = None,
 
 @wraps_op("prod")
 def prod(x: Any, axis: Any = None, keepdims: bool = False, *, dtype: Any = None,
-         out: Any = None, initial: Any = _UNSET, where: Any = _UNSET) -> Any:
+         out: Any = None, initial: Any = UNSET, where: Any = UNSET) -> Any:
     """``dtype``, ``out=None``, ``initial`` and ``where`` as numpy's.
 
     Example: ``tapegrad.prod(t, axis=0)``.
     """
-    _no_out("prod", out)
-    x = _cast_for("prod", x, dtype)
+    refuse_out("prod", out)
+    x = cast_for("prod", x, dtype)
     mask = _mask("prod", x, where)
     if mask is not None:
         x = _where_op(mask, x, 1.0)
     product = _reduce("prod", x, axis, keepdims)
-    return product if initial is _UNSET else product * initial
+    return product if initial is UNSET else product * initial
 
 
 def _ddof(op: str, ddof: Any, correction: Any, out: Any) -> int:
-    _no_out(op, out)
-    if correction is not _UNSET:
+    refuse_out(op, out)
+    if correction is not UNSET:
         if ddof != 0:
             raise ValueError(f"{op}: give ddof or correction, not both")
         ddof = correction
@@ -225,11 +178,11 @@ def _composed_var(op: str, x: Any, axis: Any, ddof: int, keepdims: bool, mask: A
                   mean: Any) -> Any:
     """The variance over the selected elements (mask: all when None) about ``mean``
     (computed when unset), composed of recorded ops: a Tensor mean gets its gradient."""
-    shape = _shape(x)
-    axes = _axes(axis, len(shape), op)
+    shape = shape_of(x)
+    axes = normal_axes(axis, len(shape), op)
     selected = np.ones(shape, dtype=bool) if mask is None else mask
-    count = np.sum(selected, axis=axes, keepdims=True).astype(_dtype_of(x))
-    if mean is _UNSET:
+    count = np.sum(selected, axis=axes, keepdims=True).astype(dtype_of(x))
+    if mean is UNSET:
         mean = sum(_where_op(selected, x, 0.0), axes, True) / count
     centred = x - mean
     squares = _where_op(selected, centred * centred, 0.0)
@@ -240,8 +193,8 @@ def _composed_var(op: str, x: Any, axis: Any, ddof: int, keepdims: bool, mask: A
 
 @wraps_op("var")
 def var(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, *, dtype: Any = None,
-        out: Any = None, correction: Any = _UNSET, mean: Any = _UNSET,
-        where: Any = _UNSET) -> Any:
+        out: Any = None, correction: Any = UNSET, mean: Any = UNSET,
+        where: Any = UNSET) -> Any:
     """``dtype``, ``out=None``, ``correction`` (another name for ddof), ``where``
     (the elements to include) and ``mean`` (used instead of the mean, with the
     reduced axes kept, as numpy's; a Tensor gets a gradient) as numpy's.
@@ -252,17 +205,17 @@ def var(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, *, dtyp
         1.6666666666666667
     """
     ddof = _ddof("var", ddof, correction, out)
-    x = _cast_for("var", x, dtype)
+    x = cast_for("var", x, dtype)
     mask = _mask("var", x, where)
-    if mask is None and mean is _UNSET:
+    if mask is None and mean is UNSET:
         return _reduce("var", x, axis, keepdims, ddof)
     return _composed_var("var", x, axis, ddof, keepdims, mask, mean)
 
 
 @wraps_op("std")
 def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, *, dtype: Any = None,
-        out: Any = None, correction: Any = _UNSET, mean: Any = _UNSET,
-        where: Any = _UNSET) -> Any:
+        out: Any = None, correction: Any = UNSET, mean: Any = UNSET,
+        where: Any = UNSET) -> Any:
     """Where the standard deviation is 0 (one element, or equal elements) its
     gradient is 0, as PyTorch's, not the NaN that ``sqrt(var)`` would give;
     where it is NaN (``ddof`` >= the count) so is the gradient. ``dtype``,
@@ -275,13 +228,13 @@ def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, *, dtyp
         array([0., 0.])
     """
     ddof = _ddof("std", ddof, correction, out)
-    x = _cast_for("std", x, dtype)
+    x = cast_for("std", x, dtype)
     mask = _mask("std", x, where)
-    if mask is None and mean is _UNSET:
+    if mask is None and mean is UNSET:
         return _reduce("std", x, axis, keepdims, ddof)
     v = _composed_var("std", x, axis, ddof, keepdims, mask, mean)
     # sqrt has no derivative at 0: there the gradient is 0, as the std op's.
-    nonzero = np.asarray(v.data if isinstance(v, Tensor) else v) != 0
+    nonzero = np.asarray(v.data if isinstance(v, TensorBase) else v) != 0
     return _where_op(nonzero, _core.sqrt(_where_op(nonzero, v, 1.0)), 0.0)
 
 
@@ -294,14 +247,14 @@ def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
 @wraps_op("softmax")
 def softmax(x: Any, axis: int = -1) -> Any:
     """Example: ``tapegrad.softmax(logits)``."""
-    return _array_op(_CODE["softmax"], (x,), (_one_axis(axis, len(_shape(x)), "softmax"),))
+    return _array_op(_CODE["softmax"], (x,), (one_axis(axis, len(shape_of(x)), "softmax"),))
 
 
 @wraps_op("log_softmax")
 def log_softmax(x: Any, axis: int = -1) -> Any:
     """Example: ``tapegrad.log_softmax(logits, axis=1)``."""
     return _array_op(_CODE["log_softmax"], (x,),
-                     (_one_axis(axis, len(_shape(x)), "log_softmax"),))
+                     (one_axis(axis, len(shape_of(x)), "log_softmax"),))
 
 
 # ---- linear algebra ----
@@ -329,11 +282,11 @@ def reshape(x: Any, *shape: Any) -> Any:
 @wraps_op("transpose")
 def transpose(x: Any, axes: Any = None) -> Any:
     """Example: ``tapegrad.transpose(t)``."""
-    ndim = len(_shape(x))
+    ndim = len(shape_of(x))
     if axes is None:
         perm = tuple(range(ndim))[::-1]
     else:
-        perm = tuple(_one_axis(a, ndim, "transpose")[0] for a in axes)
+        perm = tuple(one_axis(a, ndim, "transpose")[0] for a in axes)
         if sorted(perm) != list(range(ndim)):
             raise ValueError(f"transpose: {tuple(axes)} is not a permutation of the "
                              f"{ndim} axes")
@@ -343,8 +296,8 @@ def transpose(x: Any, axes: Any = None) -> Any:
 @composite(doc="Exchange two axes.", numpy="numpy.swapaxes", method="swapaxes")
 def swapaxes(x: Any, axis1: int, axis2: int) -> Any:
     """Example: ``tapegrad.swapaxes(t, 0, 1)``."""
-    ndim = len(_shape(x))
-    (a,), (b,) = _one_axis(axis1, ndim, "swapaxes"), _one_axis(axis2, ndim, "swapaxes")
+    ndim = len(shape_of(x))
+    (a,), (b,) = one_axis(axis1, ndim, "swapaxes"), one_axis(axis2, ndim, "swapaxes")
     perm = list(range(ndim))
     perm[a], perm[b] = perm[b], perm[a]
     return transpose(x, perm)
@@ -353,9 +306,9 @@ def swapaxes(x: Any, axis1: int, axis2: int) -> Any:
 @composite(doc="Insert axes of length one.", numpy="numpy.expand_dims")
 def expand_dims(x: Any, axis: Any) -> Any:
     """Example: ``tapegrad.expand_dims(t, 0)``."""
-    shape = list(_shape(x))
-    axes = _axes(axis, len(shape) + (len(axis) if isinstance(axis, (tuple, list)) else 1),
-                 "expand_dims")
+    shape = list(shape_of(x))
+    axes = normal_axes(axis, len(shape) + (len(axis) if isinstance(axis, (tuple, list)) else 1),
+                       "expand_dims")
     for a in axes or ():
         shape.insert(a, 1)
     return reshape(x, tuple(shape))
@@ -368,8 +321,8 @@ def expand_dims(x: Any, axis: Any) -> Any:
 )
 def squeeze(x: Any, axis: Any = None) -> Any:
     """Example: ``t.squeeze(0)``."""
-    shape = _shape(x)
-    axes = _axes(axis, len(shape), "squeeze")
+    shape = shape_of(x)
+    axes = normal_axes(axis, len(shape), "squeeze")
     if axes is None:
         axes = tuple(i for i, n in enumerate(shape) if n == 1)
     for a in axes:
@@ -396,9 +349,6 @@ def broadcast_to(x: Any, shape: Any) -> Any:
     return _array_op(_CODE["broadcast_to"], (x,), (shape,))
 
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
 @wraps_op("astype")
 def astype(x: Any, dtype: Any, order: str = "K", casting: str = "unsafe", subok: bool = True,
            copy: bool = True) -> Any:
@@ -419,14 +369,14 @@ def astype(x: Any, dtype: Any, order: str = "K", casting: str = "unsafe", subok:
         array([ 1, -2])
     """
     want = np.dtype(dtype)
-    value = x.data if isinstance(x, Tensor) else np.asarray(x)
+    value = x.data if isinstance(x, TensorBase) else np.asarray(x)
     have = np.result_type(value)
     if not np.can_cast(have, want, casting=casting):
         raise TypeError(f"astype: cannot cast {have} to {want} according to the rule "
                         f"{casting!r}")
     if want.kind in "biu":  # no gradient: the value, as PyTorch's integer tensors
         return np.array(value, dtype=want)
-    if want not in _FLOAT_DTYPES:
+    if want not in FLOAT_DTYPES:
         raise TypeError(
             f"astype: tapegrad differentiates float32 and float64 values, not {want}; cast to "
             "float32 or float64 (complex numbers come in their own issue)")
@@ -436,7 +386,7 @@ def astype(x: Any, dtype: Any, order: str = "K", casting: str = "unsafe", subok:
 # ---- indexing and joining ----
 
 def _index_value(item: Any) -> Any:
-    if isinstance(item, Tensor):
+    if isinstance(item, TensorBase):
         return item.data
     if isinstance(item, list):
         return np.asarray(item)
@@ -463,7 +413,7 @@ def concatenate(tensors: Sequence[Any], axis: int | None = 0) -> Any:
     if not tensors:
         raise ValueError("concatenate: need at least one array to concatenate")
     if axis is not None:
-        (axis,) = _one_axis(axis, len(_shape(tensors[0])), "concatenate")
+        (axis,) = one_axis(axis, len(shape_of(tensors[0])), "concatenate")
     return _array_op(_CODE["concatenate"], tensors, (axis,))
 
 
@@ -473,10 +423,10 @@ def stack(tensors: Sequence[Any], axis: int = 0) -> Any:
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack: need at least one array to stack")
-    shapes = {_shape(t) for t in tensors}
+    shapes = {shape_of(t) for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack: all inputs must have the same shape, got {sorted(shapes)}")
-    (axis,) = _one_axis(axis, len(_shape(tensors[0])) + 1, "stack")
+    (axis,) = one_axis(axis, len(shape_of(tensors[0])) + 1, "stack")
     return concatenate([expand_dims(t, axis) for t in tensors], axis=axis)
 
 
@@ -490,8 +440,8 @@ def split(x: Any, indices_or_sections: Any, axis: int = 0) -> list:
         >>> [p.data for p in tg.split(tg.Tensor([1.0, 2.0, 3.0, 4.0]), [-1])]
         [array([1., 2., 3.]), array([4.])]
     """
-    shape = _shape(x)
-    (axis,) = _one_axis(axis, len(shape), "split")
+    shape = shape_of(x)
+    (axis,) = one_axis(axis, len(shape), "split")
     n = shape[axis]
     if np.ndim(indices_or_sections) == 0:
         sections = operator.index(indices_or_sections)
@@ -508,7 +458,8 @@ def split(x: Any, indices_or_sections: Any, axis: int = 0) -> list:
 @wraps_op("where")
 def where(condition: Any, x: Any, y: Any) -> Any:
     """Example: ``tapegrad.where(t > 0, t, 0.0)``."""
-    cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    cond = np.asarray(condition.data if isinstance(condition, TensorBase) else condition,
+                      dtype=bool)
     return _array_op(_CODE["where"], (x, y), (cond,))
 
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from .array_ops import _no_out, _one_axis, _shape, _where_op, getitem
+from ._args import along, has_tensor, numpy_when_plain, one_axis, refuse_out, shape_of, value_of
+from .array_ops import broadcast_to, getitem, where
 from .catalogue import composite
-from .shapes import _along, _has_tensor, _numpy_when_plain, _value, ravel
+from .shapes import ravel
 
 
 def _integers(indices: Any, op: str) -> np.ndarray:
-    idx = np.asarray(_value(indices))
+    idx = np.asarray(value_of(indices))
     if idx.size == 0 and idx.dtype.kind == "f":  # np.asarray([]) is float64
         idx = idx.astype(np.intp)
     if idx.dtype.kind not in "iu":
@@ -33,7 +34,7 @@ def _integers(indices: Any, op: str) -> np.ndarray:
 
 @composite(doc="Elements at integer indices along axis (of the flattened values when axis is "
            "None), as numpy.take.", numpy="numpy.take", method="take")
-@_numpy_when_plain(np.take)
+@numpy_when_plain(np.take)
 def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
          mode: str = "raise") -> Any:
     """mode 'raise' refuses indices out of range (negative ones count from the
@@ -48,11 +49,11 @@ def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
         >>> tg.grad(tg.sum(tg.take(x, [2, 0, 2])), [x])[0].data
         array([1., 0., 2.])
     """
-    _no_out("take", out)
+    refuse_out("take", out)
     if axis is None:
         a, axis = ravel(a), 0
-    shape = _shape(a)
-    (ax,) = _one_axis(axis, len(shape), "take")
+    shape = shape_of(a)
+    (ax,) = one_axis(axis, len(shape), "take")
     idx = _integers(indices, "take")
     n = shape[ax]
     if mode == "wrap":
@@ -64,7 +65,7 @@ def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
     if idx.size and (idx.max() >= n or idx.min() < -n):
         raise IndexError(f"take: index {int(idx.max() if idx.max() >= n else idx.min())} is "
                          f"out of bounds for axis {ax} with size {n} (shape {shape})")
-    return getitem(a, _along(ax, idx if idx.ndim else int(idx)))
+    return getitem(a, along(ax, idx if idx.ndim else int(idx)))
 
 
 def _along_axis_index(shape: tuple, indices: np.ndarray, axis: int) -> tuple:
@@ -84,7 +85,7 @@ def _along_axis_index(shape: tuple, indices: np.ndarray, axis: int) -> tuple:
 @composite(doc="Elements at integer indices along axis, one index array per position of the "
            "other axes (as argsort gives), as numpy.take_along_axis.",
            numpy="numpy.take_along_axis", arity=1)
-@_numpy_when_plain(np.take_along_axis)
+@numpy_when_plain(np.take_along_axis)
 def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Any:
     """Example:
         >>> import numpy as np, tapegrad as tg
@@ -98,8 +99,8 @@ def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Any:
             raise ValueError(f"take_along_axis: with axis=None the indices must be 1-D, got "
                              f"shape {idx.shape}")
         arr, axis = ravel(arr), 0
-    shape = _shape(arr)
-    (ax,) = _one_axis(axis, len(shape), "take_along_axis")
+    shape = shape_of(arr)
+    (ax,) = one_axis(axis, len(shape), "take_along_axis")
     n = shape[ax]
     if idx.size and (idx.max() >= n or idx.min() < -n):
         raise IndexError(f"take_along_axis: an index is out of bounds for axis {ax} with size "
@@ -109,7 +110,7 @@ def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Any:
 
 @composite(doc="Sorted copy along axis (of the flattened values when axis is None); each "
            "value's gradient goes back to the element it came from.", numpy="numpy.sort")
-@_numpy_when_plain(np.sort)
+@numpy_when_plain(np.sort)
 def sort(a: Any, axis: int | None = -1, kind: Any = None, order: Any = None, *,
          stable: Any = None) -> Any:
     """The elements are gathered in a stable argsort's order, so tied values take
@@ -129,14 +130,14 @@ def sort(a: Any, axis: int | None = -1, kind: Any = None, order: Any = None, *,
         raise ValueError("sort: order= sorts structured arrays, which a Tensor cannot hold")
     if axis is None:
         a, axis = ravel(a), -1
-    idx = np.argsort(np.asarray(_value(a)), axis=axis, kind="stable")
+    idx = np.argsort(np.asarray(value_of(a)), axis=axis, kind="stable")
     return take_along_axis(a, idx, axis)
 
 
 @composite(doc="Partially sorted copy: the kth elements in their sorted places, smaller before "
            "and larger after (in no particular order), as numpy.partition.",
            numpy="numpy.partition")
-@_numpy_when_plain(np.partition)
+@numpy_when_plain(np.partition)
 def partition(a: Any, kth: Any, axis: int | None = -1, kind: str = "introselect",
               order: Any = None) -> Any:
     """Gathered in numpy's argpartition order (the same arrangement numpy.partition
@@ -151,12 +152,12 @@ def partition(a: Any, kth: Any, axis: int | None = -1, kind: str = "introselect"
         raise ValueError("partition: order= sorts structured arrays, which a Tensor cannot hold")
     if axis is None:
         a, axis = ravel(a), -1
-    idx = np.argpartition(np.asarray(_value(a)), kth, axis=axis, kind=kind)
+    idx = np.argpartition(np.asarray(value_of(a)), kth, axis=axis, kind=kind)
     return take_along_axis(a, idx, axis)
 
 
 def _condition(c: Any, k: int) -> np.ndarray:
-    value = np.asarray(_value(c))
+    value = np.asarray(value_of(c))
     if value.dtype != bool:
         raise TypeError(f"select: condition {k} must be boolean, got dtype {value.dtype}")
     return value
@@ -164,7 +165,7 @@ def _condition(c: Any, k: int) -> np.ndarray:
 
 @composite(doc="Elements of the first choice whose condition holds, else default "
            "(conditions are constants), as numpy.select.", numpy="numpy.select", arity=-1)
-@_numpy_when_plain(np.select)
+@numpy_when_plain(np.select)
 def select(condlist: Sequence[Any], choicelist: Sequence[Any], default: Any = 0) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -181,19 +182,17 @@ def select(condlist: Sequence[Any], choicelist: Sequence[Any], default: Any = 0)
     conditions = [_condition(c, k) for k, c in enumerate(condlist)]
     result = default
     for c, choice in reversed(list(zip(conditions, choicelist))):
-        result = _where_op(c, choice, result)
+        result = where(c, choice, result)
     shape = np.broadcast_shapes(*[np.shape(c) for c in conditions],
-                                *[_shape(x) for x in (*choicelist, default)])
-    if _shape(result) != shape:
-        from .array_ops import broadcast_to
-
+                                *[shape_of(x) for x in (*choicelist, default)])
+    if shape_of(result) != shape:
         result = broadcast_to(result, shape)
     return result
 
 
 @composite(doc="NaN and infinities replaced by numbers (0, and the largest finite values by "
            "default); replaced elements get a zero gradient.", numpy="numpy.nan_to_num")
-@_numpy_when_plain(np.nan_to_num)
+@numpy_when_plain(np.nan_to_num)
 def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
                neginf: Any = None) -> Any:
     """copy=False (numpy's in-place replacement) is refused: a Tensor's values
@@ -211,8 +210,8 @@ def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
         raise ValueError("nan_to_num: copy=False would replace values in place, and a "
                          "Tensor's values cannot change; use the result it returns")
     for name, v in (("nan", nan), ("posinf", posinf), ("neginf", neginf)):
-        if _has_tensor(v):
+        if has_tensor(v):
             raise TypeError(f"nan_to_num: {name} must be a number, not a Tensor")
-    value = np.asarray(_value(x))
+    value = np.asarray(value_of(x))
     replaced = np.nan_to_num(value, nan=nan, posinf=posinf, neginf=neginf)
-    return _where_op(np.isfinite(value), x, replaced)
+    return where(np.isfinite(value), x, replaced)

@@ -35,8 +35,9 @@ import numpy as np
 
 from . import _core
 from . import array_ops as _ops
+from ._args import dtype_of, shape_of
+from ._core import TensorBase
 from .catalogue import composite, wraps_op
-from .tensor import Tensor
 
 __all__ = [
     "EighResult",
@@ -90,12 +91,8 @@ class SlogdetResult(NamedTuple):
     logabsdet: Any
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    return x.shape if isinstance(x, Tensor) else np.shape(x)
-
-
-def _matrix_shape(x: Any, op: str) -> tuple[int, int]:
-    shape = _shape(x)
+def _matrixshape_of(x: Any, op: str) -> tuple[int, int]:
+    shape = shape_of(x)
     if len(shape) < 2:
         raise np.linalg.LinAlgError(
             f"{op}: a must be a matrix or a stack of them, of shape (..., m, n); got shape {shape}")
@@ -109,16 +106,16 @@ def _part(packed: Any, index: tuple) -> Any:
 def _unpack(packed: Any, start: int, rows: int, cols: int) -> Any:
     """A factor of a packed svd or qr (csrc/linalg.hpp, Note [Packed decompositions])."""
     flat = _part(packed, (slice(start, start + rows * cols),))
-    return _ops.reshape(flat, (*_shape(packed)[:-1], rows, cols))
+    return _ops.reshape(flat, (*shape_of(packed)[:-1], rows, cols))
 
 
 def _symmetric_from(a: Any, lower: bool) -> Any:
     """The symmetric matrix whose lower (or upper) triangle is a's: what numpy's
     ``hermitian=True`` paths read."""
-    if not isinstance(a, Tensor):
+    if not isinstance(a, TensorBase):
         a = np.asarray(a, dtype=np.result_type(np.asarray(a), np.float32))
-    n = _shape(a)[-1]
-    dtype = a.dtype
+    n = shape_of(a)[-1]
+    dtype = dtype_of(a)
     keep = np.tri(n, dtype=dtype) if lower else np.tri(n, dtype=dtype).T
     strict = np.tri(n, k=-1, dtype=dtype) if lower else np.tri(n, k=-1, dtype=dtype).T
     return a * keep + _ops.swapaxes(a * strict, -1, -2)
@@ -189,7 +186,7 @@ def slogdet(a: Any) -> SlogdetResult:
         (-1.0, 1.791759)
     """
     packed = _array_op(_CODE["slogdet"], (a,), ())
-    sign = np.asarray(packed.data if isinstance(packed, Tensor) else packed)[..., 0].copy()
+    sign = np.asarray(packed.data if isinstance(packed, TensorBase) else packed)[..., 0].copy()
     return SlogdetResult(sign[()] if sign.ndim == 0 else sign, _part(packed, (1,)))
 
 
@@ -276,7 +273,7 @@ def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
         >>> tg.linalg.svd(tg.Tensor(np.array([[3.0, 0.0], [0.0, -4.0]])), compute_uv=False).data
         array([4., 3.])
     """
-    m, n = _matrix_shape(a, "svd")
+    m, n = _matrixshape_of(a, "svd")
     if hermitian:
         a = _symmetric_from(a, lower=True)
     full = bool(full_matrices) and bool(compute_uv)
@@ -310,7 +307,7 @@ def qr(a: Any, mode: str = "reduced") -> Any:
     if mode == "raw":
         raise ValueError("qr: mode='raw' returns LAPACK's Householder reflectors, which tapegrad "
                          "does not differentiate; use mode='reduced' (or call numpy on t.data)")
-    m, n = _matrix_shape(a, "qr")
+    m, n = _matrixshape_of(a, "qr")
     complete = mode == "complete"
     packed = _array_op(_CODE["qr"], (a,), (complete,))
     k = m if complete else min(m, n)
@@ -337,12 +334,13 @@ def pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = _NO_
         array([[1., 0.],
                [0., 0.]])
     """
-    m, n = _matrix_shape(a, "pinv")
+    m, n = _matrixshape_of(a, "pinv")
     if rcond is None:
         if rtol is _NO_VALUE:
             rcond = 1e-15
         elif rtol is None:
-            dtype = a.dtype if isinstance(a, Tensor) else np.result_type(np.asarray(a), np.float64)
+            dtype = (dtype_of(a) if isinstance(a, TensorBase)
+                     else np.result_type(np.asarray(a), np.float64))
             rcond = max(m, n) * float(np.finfo(dtype).eps)
         else:
             rcond = rtol
@@ -375,15 +373,15 @@ def matrix_power(a: Any, n: int) -> Any:
         n = operator.index(n)
     except TypeError:
         raise TypeError(f"matrix_power: the exponent must be an integer, got {n!r}") from None
-    shape = _shape(a)
+    shape = shape_of(a)
     if len(shape) < 2 or shape[-1] != shape[-2]:
         raise np.linalg.LinAlgError(
             f"matrix_power: a must be a square matrix or a stack of them, of shape (..., n, n); "
             f"got shape {shape}")
-    if not isinstance(a, Tensor):
+    if not isinstance(a, TensorBase):
         return np.linalg.matrix_power(a, n)
     if n == 0:
-        eye = np.broadcast_to(np.eye(shape[-1], dtype=a.dtype), shape)
+        eye = np.broadcast_to(np.eye(shape[-1], dtype=dtype_of(a)), shape)
         return _ops.where(np.ones(shape, dtype=bool), eye, a)  # a's gradient: 0
     if n < 0:
         a, n = inv(a), -n
@@ -405,7 +403,7 @@ def matrix_power(a: Any, n: int) -> Any:
 
 def _sqrt_or_zero(s: Any) -> Any:
     """sqrt(s), whose gradient is 0 where s is 0 (as PyTorch's norms), not inf or NaN."""
-    zero = np.asarray(s.data if isinstance(s, Tensor) else s) == 0
+    zero = np.asarray(s.data if isinstance(s, TensorBase) else s) == 0
     if not zero.any():
         return _core.sqrt(s)
     return _ops.where(zero, 0.0, _core.sqrt(_ops.where(zero, 1.0, s)))
@@ -413,7 +411,7 @@ def _sqrt_or_zero(s: Any) -> Any:
 
 def _root_or_zero(s: Any, p: float) -> Any:
     """s ** (1 / p), with gradient 0 where s is 0."""
-    zero = np.asarray(s.data if isinstance(s, Tensor) else s) == 0
+    zero = np.asarray(s.data if isinstance(s, TensorBase) else s) == 0
     if not zero.any():
         return s ** (1.0 / p)
     return _ops.where(zero, 0.0, _ops.where(zero, 1.0, s) ** (1.0 / p))
@@ -435,7 +433,7 @@ def _vector_norm(x: Any, ord: Any, axis: int) -> Any:
     if ord == -math.inf:
         return _ops.min(absx, axis=axis)
     if ord == 0:  # a count: its derivative is 0, so a plain value
-        return np.sum(np.asarray(x.data) != 0, axis=axis).astype(x.dtype)
+        return np.sum(np.asarray(x.data) != 0, axis=axis).astype(dtype_of(x))
     if ord == 1:
         return _ops.sum(absx, axis=axis)
     p = float(ord)
@@ -446,7 +444,7 @@ def _matrix_norm(x: Any, ord: Any, row: int, col: int) -> Any:
     if ord in (None, "fro", "f"):
         return _sqrt_or_zero(_ops.sum(x * x, axis=(row, col)))
     if ord in (2, -2, "nuc"):
-        nd = len(_shape(x))
+        nd = len(shape_of(x))
         rest = [i for i in range(nd) if i not in (row, col)]
         s = svd(_ops.transpose(x, (*rest, row, col)), compute_uv=False)
         if ord == "nuc":
@@ -482,7 +480,7 @@ def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> A
         >>> float(np.linalg.norm(x)), tg.grad(np.linalg.norm(x), x)[0].data
         (5.0, array([ 0.6, -0.8]))
     """
-    if not isinstance(x, Tensor):
+    if not isinstance(x, TensorBase):
         return np.linalg.norm(x, ord, axis, keepdims)
     shape = x.shape
     nd = len(shape)

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .array_ops import broadcast_to, getitem, reshape, stack, transpose
+from ._args import shape_of
+from .array_ops import broadcast_to, getitem, matmul, reshape, stack, transpose
 from .catalogue import composite, wraps_op
-from .tensor import Tensor
 
 _CODE = _core.OP_CODES
 _array_op = _core.array_op
@@ -37,10 +37,6 @@ _apply2 = _core.apply_binary
 
 # numpy's own order for the interleaved form's integers: 0-25 are A-Z, 26-51 a-z.
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def _shape(x: Any) -> tuple[int, ...]:
-    return x.shape if isinstance(x, Tensor) else np.shape(x)
 
 
 def _multiply(a: Any, b: Any) -> Any:
@@ -175,7 +171,7 @@ def einsum(subscripts: Any, *operands: Any, out: Any = None, dtype: Any = None,
         spec = subscripts
     else:
         spec, operands = _sublist_spec((subscripts, *operands))
-    shapes = [_shape(x) for x in operands]
+    shapes = [shape_of(x) for x in operands]
     key = (spec, tuple(len(s) for s in shapes))
     parsed = _SPECS.get(key)
     if parsed is None:
@@ -210,12 +206,10 @@ def dot(a: Any, b: Any) -> Any:
         array([[6., 6., 6.],
                [6., 6., 6.]])
     """
-    sa, sb = _shape(a), _shape(b)
+    sa, sb = shape_of(a), shape_of(b)
     if not sa or not sb:
         return _multiply(a, b)
     if len(sa) <= 2 and len(sb) <= 2:
-        from .array_ops import matmul
-
         return matmul(a, b)
     axis_b = builtins.max(len(sb) - 2, 0)
     if sa[-1] != sb[axis_b]:
@@ -235,10 +229,10 @@ def vdot(a: Any, b: Any) -> Any:
         >>> tg.vdot(tg.Tensor([[1.0, 2.0], [3.0, 4.0]]), tg.Tensor([1.0, 1.0, 1.0, 1.0])).data
         array(10.)
     """
-    na, nb = int(np.prod(_shape(a))), int(np.prod(_shape(b)))
+    na, nb = int(np.prod(shape_of(a))), int(np.prod(shape_of(b)))
     if na != nb:
-        raise ValueError(f"vdot: a has {na} elements (shape {_shape(a)}) and b has {nb} "
-                         f"(shape {_shape(b)}); vdot needs the same number in both")
+        raise ValueError(f"vdot: a has {na} elements (shape {shape_of(a)}) and b has {nb} "
+                         f"(shape {shape_of(b)}); vdot needs the same number in both")
     return _contract((reshape(a, (-1,)), reshape(b, (-1,))), ("i", "i"), "")
 
 
@@ -252,7 +246,7 @@ def inner(a: Any, b: Any) -> Any:
         >>> tg.inner(tg.Tensor([[1.0, 2.0], [3.0, 4.0]]), tg.Tensor([1.0, 1.0])).data
         array([3., 7.])
     """
-    sa, sb = _shape(a), _shape(b)
+    sa, sb = shape_of(a), shape_of(b)
     if not sa or not sb:
         return _multiply(a, b)
     if sa[-1] != sb[-1]:
@@ -324,7 +318,7 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
         >>> tg.tensordot(a, np.ones((4, 3)), axes=([1, 2], [1, 0])).data
         array([12., 12.])
     """
-    sa, sb = _shape(a), _shape(b)
+    sa, sb = shape_of(a), shape_of(b)
     axes_a, axes_b = _tensordot_axes(axes, len(sa), len(sb))
     for i, j in zip(axes_a, axes_b):
         if sa[i] != sb[j]:
@@ -350,7 +344,7 @@ def kron(a: Any, b: Any) -> Any:
         >>> tg.kron(tg.Tensor([1.0, 10.0]), tg.Tensor([1.0, 2.0, 3.0])).data
         array([ 1.,  2.,  3., 10., 20., 30.])
     """
-    sa, sb = _shape(a), _shape(b)
+    sa, sb = shape_of(a), shape_of(b)
     nd = builtins.max(len(sa), len(sb))
     sa, sb = (1,) * (nd - len(sa)) + tuple(sa), (1,) * (nd - len(sb)) + tuple(sb)
     # a's axes interleaved with b's: (a0, 1, a1, 1, ...) * (1, b0, 1, b1, ...).
@@ -361,7 +355,7 @@ def kron(a: Any, b: Any) -> Any:
 
 
 def _moveaxis_last(x: Any, axis: int, what: str) -> Any:
-    nd = len(_shape(x))
+    nd = len(shape_of(x))
     if not -nd <= axis < nd:
         raise np.exceptions.AxisError(f"cross: {what}={axis} is out of bounds for an array of "
                                       f"dimension {nd}")
@@ -386,12 +380,12 @@ def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
     """
     if axis is not None:
         axisa = axisb = axisc = axis
-    sa, sb = _shape(a), _shape(b)
+    sa, sb = shape_of(a), shape_of(b)
     if not sa or not sb:
         raise ValueError(f"cross: a {sa} and b {sb} must be arrays of 2- or 3-vectors")
     a = _moveaxis_last(a, operator.index(axisa), "axisa")
     b = _moveaxis_last(b, operator.index(axisb), "axisb")
-    na, nb = _shape(a)[-1], _shape(b)[-1]
+    na, nb = shape_of(a)[-1], shape_of(b)[-1]
     if na not in (2, 3) or nb not in (2, 3):
         raise ValueError(f"cross: incompatible dimensions for cross product: vectors of length "
                          f"{na} and {nb} (shapes {sa}, {sb}); they must have 2 or 3 components")
@@ -417,8 +411,8 @@ def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
     else:  # b's third component is 0
         x = _apply2(_CODE["mul"], mul(a_[2], b_[1]), -1.0)
         y = mul(a_[2], b_[0])
-    shape = np.broadcast_shapes(_shape(x), _shape(y), _shape(z))
-    parts = [p if _shape(p) == shape else broadcast_to(p, shape) for p in (x, y, z)]
+    shape = np.broadcast_shapes(shape_of(x), shape_of(y), shape_of(z))
+    parts = [p if shape_of(p) == shape else broadcast_to(p, shape) for p in (x, y, z)]
     result = stack(parts, axis=-1)
     nd = len(shape) + 1
     axisc = operator.index(axisc)
@@ -435,14 +429,21 @@ def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
 
 # ---- convolution ----
 
-def _convolve_op(a: Any, v: Any, mode: str, method: str | None) -> Any:
-    """The native op: 'full' or 'valid' (numpy's when method is None, else scipy's)."""
+def convolution(a: Any, v: Any, mode: str, method: str | None) -> Any:
+    """The native convolve op: ``mode`` 'full' or 'valid'; numpy's when ``method`` is None,
+    else scipy.signal's with that method ('auto', 'direct' or 'fft').
+
+    Example: ``convolution(a, v, "full", None)`` is ``np.convolve(a, v)``, recorded.
+    """
     return _array_op(_CODE["convolve"], (a, v), (mode, method))
 
 
-def _centered(full: Any, lengths: tuple[int, ...]) -> Any:
-    """The middle ``lengths`` of ``full``, as numpy's and scipy's 'same' take it."""
-    index = tuple(slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(_shape(full), lengths))
+def centered(full: Any, lengths: tuple[int, ...]) -> Any:
+    """The middle ``lengths`` of ``full``, as numpy's and scipy's 'same' take it.
+
+    Example: ``centered(convolution(a, v, "full", None), (len(a),))``.
+    """
+    index = tuple(slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(shape_of(full), lengths))
     return getitem(full, index)
 
 
@@ -457,7 +458,7 @@ def convolve(a: Any, v: Any, mode: str = "full") -> Any:
         >>> tg.convolve(tg.Tensor([1.0, 2.0, 3.0]), tg.Tensor([0.0, 1.0, 0.5])).data
         array([0. , 1. , 2.5, 4. , 1.5])
     """
-    sa, sv = _shape(a), _shape(v)
+    sa, sv = shape_of(a), shape_of(v)
     if len(sa) > 1 or len(sv) > 1:
         raise ValueError(f"convolve: numpy's convolve takes 1-D sequences, got shapes {sa} and "
                          f"{sv}; for N-D arrays use tapegrad.scipy.signal.convolve")
@@ -468,7 +469,7 @@ def convolve(a: Any, v: Any, mode: str = "full") -> Any:
     if mode not in ("full", "same", "valid"):
         raise ValueError(f"convolve: mode must be 'full', 'same' or 'valid', got {mode!r}")
     if mode != "same":
-        return _convolve_op(a, v, mode, None)
-    longest = builtins.max(_shape(a)[0], _shape(v)[0])
-    return _centered(_convolve_op(a, v, "full", None), (longest,))
+        return convolution(a, v, mode, None)
+    longest = builtins.max(shape_of(a)[0], shape_of(v)[0])
+    return centered(convolution(a, v, "full", None), (longest,))
 

@@ -17,39 +17,32 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._args import UNSET, cast_for, normal_axes, one_axis, refuse_out, shape_of, value_of
 from .array_ops import (
-    _UNSET,
-    _axes,
-    _cast_for,
-    _no_out,
-    _one_axis,
-    _shape,
     broadcast_to,
     concatenate,
     getitem,
+    mean,
     reshape,
+    transpose,
 )
 from .array_ops import max as _max
 from .array_ops import min as _min
 from .array_ops import sum as _sum
 from .array_ops import where as _where
 from .catalogue import composite, wraps_op
-from .tensor import Tensor
+from .shapes import diagonal
 
 _CODE = _core.OP_CODES
 _array_op = _core.array_op
 _apply2 = _core.apply_binary
 
 
-def _value(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else x
-
-
 def _flat_or_axis(x: Any, axis: Any, op: str) -> tuple[Any, int]:
     """x and one non-negative axis; x flattened when axis is None, as numpy's scans do."""
     if axis is None:
         return reshape(x, (-1,)), 0
-    (a,) = _one_axis(axis, len(_shape(x)), op)
+    (a,) = one_axis(axis, len(shape_of(x)), op)
     return x, a
 
 
@@ -67,8 +60,8 @@ def cumsum(x: Any, axis: int | None = None, dtype: Any = None, out: Any = None) 
         >>> tg.grad(tg.sum(tg.cumsum(x)), [x])[0].data
         array([3., 2., 1.])
     """
-    _no_out("cumsum", out)
-    x = _cast_for("cumsum", x, dtype)
+    refuse_out("cumsum", out)
+    x = cast_for("cumsum", x, dtype)
     x, a = _flat_or_axis(x, axis, "cumsum")
     return _array_op(_CODE["cumsum"], (x,), (a, False))
 
@@ -86,8 +79,8 @@ def cumprod(x: Any, axis: int | None = None, dtype: Any = None, out: Any = None)
         >>> tg.grad(tg.sum(tg.cumprod(x)), [x])[0].data
         array([1., 8., 0.])
     """
-    _no_out("cumprod", out)
-    x = _cast_for("cumprod", x, dtype)
+    refuse_out("cumprod", out)
+    x = cast_for("cumprod", x, dtype)
     x, a = _flat_or_axis(x, axis, "cumprod")
     return _array_op(_CODE["cumprod"], (x,), (a,))
 
@@ -105,17 +98,17 @@ def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = None, append: Any = 
     n = operator.index(n)
     if n < 0:
         raise ValueError(f"diff: order must be non-negative, got n={n}")
-    shape = _shape(a)
+    shape = shape_of(a)
     if not shape:
         raise ValueError("diff: the input must be at least one-dimensional, got a 0-d value")
-    (axis,) = _one_axis(axis, len(shape), "diff")
+    (axis,) = one_axis(axis, len(shape), "diff")
     if n == 0:
         return a
     parts = []
     for extra in (prepend, a, append):
         if extra is None:
             continue
-        if extra is not a and not _shape(extra):  # a scalar: one slice along axis
+        if extra is not a and not shape_of(extra):  # a scalar: one slice along axis
             edge = list(shape)
             edge[axis] = 1
             extra = broadcast_to(extra, tuple(edge))
@@ -144,10 +137,8 @@ def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = 
         array([[1., 0.],
                [0., 1.]])
     """
-    from .shapes import diagonal
-
-    _no_out("trace", out)
-    a = _cast_for("trace", a, dtype)
+    refuse_out("trace", out)
+    a = cast_for("trace", a, dtype)
     return _sum(diagonal(a, offset, axis1, axis2), axis=-1)
 
 
@@ -159,7 +150,7 @@ def ptp(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> An
         >>> tg.ptp(tg.Tensor([[1.0, 5.0], [2.0, 3.0]]), axis=1).data
         array([4., 1.])
     """
-    _no_out("ptp", out)
+    refuse_out("ptp", out)
     return _apply2(_CODE["sub"], _max(a, axis, keepdims=keepdims),
                    _min(a, axis, keepdims=keepdims))
 
@@ -180,18 +171,16 @@ def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = Fals
         >>> float(total)
         4.0
     """
-    from .array_ops import mean
-
-    shape = _shape(a)
-    axes = _axes(axis, len(shape), "average")
+    shape = shape_of(a)
+    axes = normal_axes(axis, len(shape), "average")
     if weights is None:
         avg = mean(a, axis, keepdims=keepdims)
         if not returned:
             return avg
         count = np.prod([shape[i] for i in axes] if axes is not None else shape)
         # numpy's count: a plain array of the average's dtype and shape
-        return avg, np.full(_shape(avg), count, dtype=np.result_type(_value(avg)))
-    w_shape = _shape(weights)
+        return avg, np.full(shape_of(avg), count, dtype=np.result_type(value_of(avg)))
+    w_shape = shape_of(weights)
     if w_shape != shape:
         if axes is None:
             raise TypeError(f"average: give axis when the weights' shape {w_shape} differs "
@@ -203,20 +192,18 @@ def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = Fals
         order = _axes_in_order(axis, len(shape))
         w = weights
         if len(order) > 1:
-            from .array_ops import transpose
-
             w = transpose(w, tuple(np.argsort(order)))
         weights = reshape(w, tuple(s if i in axes else 1 for i, s in enumerate(shape)))
     total = _sum(weights, axes, keepdims=keepdims)
-    if np.any(np.asarray(_value(total)) == 0.0):
+    if np.any(np.asarray(value_of(total)) == 0.0):
         raise ZeroDivisionError("average: the weights sum to zero along axis, so they cannot "
                                 "be normalised")
     avg = _apply2(_CODE["div"], _sum(_apply2(_CODE["mul"], a, weights), axes, keepdims=keepdims),
                   total)
     if not returned:
         return avg
-    if _shape(total) != _shape(avg):
-        total = broadcast_to(total, _shape(avg))
+    if shape_of(total) != shape_of(avg):
+        total = broadcast_to(total, shape_of(avg))
     return avg, total
 
 
@@ -227,7 +214,7 @@ def _axes_in_order(axis: Any, ndim: int) -> tuple[int, ...]:
 
 
 def _nan_mask(a: Any) -> Any:
-    return np.isnan(np.asarray(_value(a), dtype=float))
+    return np.isnan(np.asarray(value_of(a), dtype=float))
 
 
 @composite(doc="Sum over axis treating NaNs as zero, as numpy.nansum; NaNs get a zero "
@@ -242,8 +229,8 @@ def nansum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
         >>> tg.grad(tg.nansum(x), [x])[0].data
         array([1., 0., 1.])
     """
-    _no_out("nansum", out)
-    a = _cast_for("nansum", a, dtype)
+    refuse_out("nansum", out)
+    a = cast_for("nansum", a, dtype)
     return _sum(_where(~_nan_mask(a), a, 0.0), axis, keepdims=keepdims)
 
 
@@ -262,23 +249,23 @@ def nanmean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
         >>> tg.grad(tg.nanmean(x), [x])[0].data
         array([0.5, 0. , 0.5])
     """
-    _no_out("nanmean", out)
-    a = _cast_for("nanmean", a, dtype)
+    refuse_out("nanmean", out)
+    a = cast_for("nanmean", a, dtype)
     present = ~_nan_mask(a)
-    axes = _axes(axis, len(_shape(a)), "nanmean")
+    axes = normal_axes(axis, len(shape_of(a)), "nanmean")
     count = np.sum(present, axis=axes, keepdims=keepdims)
     empty = count == 0
     if np.any(empty):
         warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=3)
     total = _sum(_where(present, a, 0.0), axis, keepdims=keepdims)
-    mean = _apply2(_CODE["div"], total, np.where(empty, 1, count).astype(float))
-    return _where(~empty, mean, np.nan) if np.any(empty) else mean
+    means = _apply2(_CODE["div"], total, np.where(empty, 1, count).astype(float))
+    return _where(~empty, means, np.nan) if np.any(empty) else means
 
 
 @composite(doc="Maximum over axis (numpy.amax, the same as max); tied elements share the "
            "gradient evenly.", numpy="numpy.amax")
 def amax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
-         initial: Any = _UNSET, where: Any = _UNSET) -> Any:
+         initial: Any = UNSET, where: Any = UNSET) -> Any:
     """Example:
         >>> import tapegrad as tg
         >>> tg.amax(tg.Tensor([[1.0, 5.0], [2.0, 3.0]]), axis=0).data
@@ -290,7 +277,7 @@ def amax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
 @composite(doc="Minimum over axis (numpy.amin, the same as min); tied elements share the "
            "gradient evenly.", numpy="numpy.amin")
 def amin(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
-         initial: Any = _UNSET, where: Any = _UNSET) -> Any:
+         initial: Any = UNSET, where: Any = UNSET) -> Any:
     """Example:
         >>> import tapegrad as tg
         >>> tg.amin(tg.Tensor([[1.0, 5.0], [2.0, 3.0]]), axis=0).data

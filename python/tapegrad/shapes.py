@@ -11,18 +11,16 @@ Tensor at all, numpy's own function answers with a plain value.
 from __future__ import annotations
 
 import builtins
-import functools
 import operator
 from collections.abc import Sequence
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import numpy as np
 
 from . import _core
+from ._args import along, dtype_of, has_tensor, numpy_when_plain, one_axis, shape_of, value_of
+from ._core import TensorBase
 from .array_ops import (
-    _one_axis,
-    _shape,
-    _where_op,
     broadcast_to,
     concatenate,
     expand_dims,
@@ -31,66 +29,31 @@ from .array_ops import (
     split,
     stack,
     transpose,
+    where,
 )
 from .catalogue import composite
-from .tensor import Tensor
 
 _CODE = _core.OP_CODES
 _array_op = _core.array_op
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _has_tensor(obj: Any) -> bool:
-    if isinstance(obj, Tensor):
-        return True
-    if isinstance(obj, (list, tuple)):
-        return builtins.any(_has_tensor(o) for o in obj)
-    return False
-
-
-def _numpy_when_plain(numpy_fn: Callable[..., Any]) -> Callable[[F], F]:
-    """Answer with ``numpy_fn`` when no argument holds a Tensor (a plain value in, numpy's out)."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not _has_tensor(args) and not _has_tensor(tuple(kwargs.values())):
-                return numpy_fn(*args, **kwargs)
-            return fn(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return wrap
-
-
-def _value(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else x
-
-
 def _ndim(x: Any) -> int:
-    return len(_shape(x))
+    return len(shape_of(x))
 
 
 def _axis_tuple(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
     """Axes as given (an int or a sequence), non-negative, in their order, without repeats."""
     items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
-    out = [_one_axis(a, ndim, op)[0] for a in items]
+    out = [one_axis(a, ndim, op)[0] for a in items]
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: repeated axis in {axis!r}")
     return tuple(out)
-
-
-def _along(axis: int, index: Any) -> tuple:
-    """An index that applies ``index`` to one axis and takes every other whole."""
-    return (slice(None),) * axis + (index,)
 
 
 # ---- moving axes ----
 
 @composite(doc="The values as a 1-D tensor, in C (row-major) or F (column-major) order.",
            numpy="numpy.ravel", method="ravel")
-@_numpy_when_plain(np.ravel)
+@numpy_when_plain(np.ravel)
 def ravel(a: Any, order: str = "C") -> Any:
     """order 'A' and 'K' (memory order) are refused: a Tensor's layout is not part of its value.
 
@@ -111,7 +74,7 @@ def ravel(a: Any, order: str = "C") -> Any:
 
 @composite(doc="Move axes to new positions, keeping the order of the others.",
            numpy="numpy.moveaxis")
-@_numpy_when_plain(np.moveaxis)
+@numpy_when_plain(np.moveaxis)
 def moveaxis(a: Any, source: Any, destination: Any) -> Any:
     """Example:
         >>> import numpy as np, tapegrad as tg
@@ -132,7 +95,7 @@ def moveaxis(a: Any, source: Any, destination: Any) -> Any:
 
 @composite(doc="Roll an axis backwards until it lies before position start (numpy.rollaxis; "
            "moveaxis is clearer).", numpy="numpy.rollaxis")
-@_numpy_when_plain(np.rollaxis)
+@numpy_when_plain(np.rollaxis)
 def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
     """Example:
         >>> import numpy as np, tapegrad as tg
@@ -140,7 +103,7 @@ def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
         (4, 2, 3)
     """
     n = _ndim(a)
-    (axis,) = _one_axis(axis, n, "rollaxis")
+    (axis,) = one_axis(axis, n, "rollaxis")
     start = operator.index(start)
     if start < 0:
         start += n
@@ -158,7 +121,7 @@ def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
 def _at_least(arys: tuple, nd: int) -> Any:
     out = []
     for x in arys:
-        shape = _shape(x)
+        shape = shape_of(x)
         if len(shape) < nd:
             if nd == 3 and len(shape) == 2:
                 shape = (*shape, 1)
@@ -173,7 +136,7 @@ def _at_least(arys: tuple, nd: int) -> Any:
 
 @composite(doc="Each input with at least one axis (a 0-d value becomes shape (1,)).",
            numpy="numpy.atleast_1d", arity=-1)
-@_numpy_when_plain(np.atleast_1d)
+@numpy_when_plain(np.atleast_1d)
 def atleast_1d(*arys: Any) -> Any:
     """One input gives one result, several a tuple, as numpy.
 
@@ -187,7 +150,7 @@ def atleast_1d(*arys: Any) -> Any:
 
 @composite(doc="Each input with at least two axes (shape (n,) becomes (1, n)).",
            numpy="numpy.atleast_2d", arity=-1)
-@_numpy_when_plain(np.atleast_2d)
+@numpy_when_plain(np.atleast_2d)
 def atleast_2d(*arys: Any) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -199,7 +162,7 @@ def atleast_2d(*arys: Any) -> Any:
 
 @composite(doc="Each input with at least three axes ((n,) becomes (1, n, 1), (m, n) becomes "
            "(m, n, 1)).", numpy="numpy.atleast_3d", arity=-1)
-@_numpy_when_plain(np.atleast_3d)
+@numpy_when_plain(np.atleast_3d)
 def atleast_3d(*arys: Any) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -212,7 +175,7 @@ def atleast_3d(*arys: Any) -> Any:
 # ---- joining ----
 
 def _list(tup: Any, op: str) -> list:
-    if isinstance(tup, Tensor) or not isinstance(tup, Sequence):
+    if isinstance(tup, TensorBase) or not isinstance(tup, Sequence):
         raise TypeError(f"{op}: give a sequence (list or tuple) of arrays, got "
                         f"{type(tup).__name__}")
     items = list(tup)
@@ -223,7 +186,7 @@ def _list(tup: Any, op: str) -> list:
 
 @composite(doc="Join horizontally: along axis 1, or axis 0 for 1-D inputs.",
            numpy="numpy.hstack", arity=-1)
-@_numpy_when_plain(np.hstack)
+@numpy_when_plain(np.hstack)
 def hstack(tup: Sequence[Any]) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -236,7 +199,7 @@ def hstack(tup: Sequence[Any]) -> Any:
 
 @composite(doc="Join vertically: along axis 0, 1-D inputs as rows.", numpy="numpy.vstack",
            arity=-1)
-@_numpy_when_plain(np.vstack)
+@numpy_when_plain(np.vstack)
 def vstack(tup: Sequence[Any]) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -248,7 +211,7 @@ def vstack(tup: Sequence[Any]) -> Any:
 
 @composite(doc="Join along the third axis (depth), after atleast_3d.", numpy="numpy.dstack",
            arity=-1)
-@_numpy_when_plain(np.dstack)
+@numpy_when_plain(np.dstack)
 def dstack(tup: Sequence[Any]) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -260,7 +223,7 @@ def dstack(tup: Sequence[Any]) -> Any:
 
 @composite(doc="Join 1-D inputs as columns of a 2-D result (2-D inputs as they are).",
            numpy="numpy.column_stack", arity=-1)
-@_numpy_when_plain(np.column_stack)
+@numpy_when_plain(np.column_stack)
 def column_stack(tup: Sequence[Any]) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -270,7 +233,7 @@ def column_stack(tup: Sequence[Any]) -> Any:
     """
     arrs = []
     for x in _list(tup, "column_stack"):
-        shape = _shape(x)
+        shape = shape_of(x)
         if len(shape) < 2:
             x = reshape(x, (-1, 1))
         arrs.append(x)
@@ -279,7 +242,7 @@ def column_stack(tup: Sequence[Any]) -> Any:
 
 @composite(doc="values joined after arr along axis (both flattened first when axis is None).",
            numpy="numpy.append", arity=2)
-@_numpy_when_plain(np.append)
+@numpy_when_plain(np.append)
 def append(arr: Any, values: Any, axis: int | None = None) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -297,8 +260,8 @@ def _weak_dtype(obj: Any) -> Any:
     dtypes = set()
 
     def walk(o: Any) -> None:
-        if isinstance(o, Tensor):
-            dtypes.add(o.dtype)
+        if isinstance(o, TensorBase):
+            dtypes.add(dtype_of(o))
         elif isinstance(o, (list, tuple)):
             for i in o:
                 walk(i)
@@ -308,13 +271,13 @@ def _weak_dtype(obj: Any) -> Any:
 
 
 def _build(obj: Any, dtype: Any, depth: int) -> Any:
-    if isinstance(obj, Tensor):
+    if isinstance(obj, TensorBase):
         return obj
     if isinstance(obj, (list, tuple)):
-        if not _has_tensor(obj):
+        if not has_tensor(obj):
             return np.asarray(obj, dtype=dtype)
         items = [_build(o, dtype, depth + 1) for o in obj]
-        shapes = {_shape(i) for i in items}
+        shapes = {shape_of(i) for i in items}
         if len(shapes) > 1:
             raise ValueError(f"array: the elements at depth {depth} have different shapes "
                              f"{sorted(shapes)}; a Tensor cannot be ragged")
@@ -345,7 +308,7 @@ def array(obj: Any) -> Any:
         >>> tg.grad(tg.sum(m), [a, b])[0].data
         3.0
     """
-    if not _has_tensor(obj):
+    if not has_tensor(obj):
         return np.array(obj)
     return _build(obj, _weak_dtype(obj), 0)
 
@@ -354,15 +317,15 @@ def array(obj: Any) -> Any:
 
 @composite(doc="Split into pieces along axis; sections need not divide the axis evenly "
            "(the first pieces are one longer).", numpy="numpy.array_split")
-@_numpy_when_plain(np.array_split)
+@numpy_when_plain(np.array_split)
 def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
     """Example:
         >>> import tapegrad as tg
         >>> [p.shape for p in tg.array_split(tg.Tensor([1.0, 2.0, 3.0, 4.0, 5.0]), 3)]
         [(2,), (2,), (1,)]
     """
-    shape = _shape(ary)
-    (ax,) = _one_axis(axis, len(shape), "array_split")
+    shape = shape_of(ary)
+    (ax,) = one_axis(axis, len(shape), "array_split")
     if np.ndim(indices_or_sections) != 0:
         return split(ary, indices_or_sections, axis)
     sections = operator.index(indices_or_sections)
@@ -375,7 +338,7 @@ def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
 
 @composite(doc="Split horizontally: along axis 1, or axis 0 for a 1-D input.",
            numpy="numpy.hsplit")
-@_numpy_when_plain(np.hsplit)
+@numpy_when_plain(np.hsplit)
 def hsplit(ary: Any, indices_or_sections: Any) -> list:
     """Example:
         >>> import tapegrad as tg
@@ -390,7 +353,7 @@ def hsplit(ary: Any, indices_or_sections: Any) -> list:
 
 @composite(doc="Split vertically, along axis 0 (the input must be at least 2-D).",
            numpy="numpy.vsplit")
-@_numpy_when_plain(np.vsplit)
+@numpy_when_plain(np.vsplit)
 def vsplit(ary: Any, indices_or_sections: Any) -> list:
     """Example:
         >>> import tapegrad as tg
@@ -398,13 +361,13 @@ def vsplit(ary: Any, indices_or_sections: Any) -> list:
         [(1, 2), (1, 2)]
     """
     if _ndim(ary) < 2:
-        raise ValueError(f"vsplit: the input must be at least 2-D, got shape {_shape(ary)}")
+        raise ValueError(f"vsplit: the input must be at least 2-D, got shape {shape_of(ary)}")
     return split(ary, indices_or_sections, 0)
 
 
 @composite(doc="Split along the third axis (the input must be at least 3-D).",
            numpy="numpy.dsplit")
-@_numpy_when_plain(np.dsplit)
+@numpy_when_plain(np.dsplit)
 def dsplit(ary: Any, indices_or_sections: Any) -> list:
     """Example:
         >>> import numpy as np, tapegrad as tg
@@ -412,7 +375,7 @@ def dsplit(ary: Any, indices_or_sections: Any) -> list:
         [(1, 2, 1), (1, 2, 3)]
     """
     if _ndim(ary) < 3:
-        raise ValueError(f"dsplit: the input must be at least 3-D, got shape {_shape(ary)}")
+        raise ValueError(f"dsplit: the input must be at least 3-D, got shape {shape_of(ary)}")
     return split(ary, indices_or_sections, 2)
 
 
@@ -420,7 +383,7 @@ def dsplit(ary: Any, indices_or_sections: Any) -> list:
 
 @composite(doc="Repeat each element along axis (of the flattened values when axis is None).",
            numpy="numpy.repeat", method="repeat")
-@_numpy_when_plain(np.repeat)
+@numpy_when_plain(np.repeat)
 def repeat(a: Any, repeats: Any, axis: int | None = None) -> Any:
     """A number of repeats broadcasts (its gradient is a sum); one per element gathers
     with an integer index (repeated elements' gradients add up).
@@ -434,8 +397,8 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Any:
     """
     if axis is None:
         a, axis = ravel(a), 0
-    shape = _shape(a)
-    (ax,) = _one_axis(axis, len(shape), "repeat")
+    shape = shape_of(a)
+    (ax,) = one_axis(axis, len(shape), "repeat")
     counts = np.asarray(repeats)
     if counts.dtype.kind not in "iub" and counts.size:
         raise TypeError(f"repeat: repeats must be integers, got {counts.dtype}")
@@ -451,12 +414,12 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Any:
     if counts.shape != (shape[ax],):
         raise ValueError(f"repeat: {counts.size} repeats for axis {ax} of length {shape[ax]} "
                          f"(shape {shape}); give one per element or a single number")
-    return getitem(a, _along(ax, np.repeat(np.arange(shape[ax]), counts)))
+    return getitem(a, along(ax, np.repeat(np.arange(shape[ax]), counts)))
 
 
 @composite(doc="Repeat the whole array reps times along each axis, as numpy.tile.",
            numpy="numpy.tile")
-@_numpy_when_plain(np.tile)
+@numpy_when_plain(np.tile)
 def tile(A: Any, reps: Any) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -468,7 +431,7 @@ def tile(A: Any, reps: Any) -> Any:
     reps = tuple(operator.index(r) for r in (reps if np.ndim(reps) else (reps,)))
     if builtins.any(r < 0 for r in reps):
         raise ValueError(f"tile: reps may not be negative, got {reps}")
-    shape = tuple(_shape(A))
+    shape = tuple(shape_of(A))
     d = builtins.max(len(reps), len(shape))
     shape = (1,) * (d - len(shape)) + shape
     reps = (1,) * (d - len(reps)) + reps
@@ -482,7 +445,7 @@ def tile(A: Any, reps: Any) -> Any:
 
 @composite(doc="Reverse the order of elements along axis (every axis when None).",
            numpy="numpy.flip")
-@_numpy_when_plain(np.flip)
+@numpy_when_plain(np.flip)
 def flip(m: Any, axis: Any = None) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -500,7 +463,7 @@ def flip(m: Any, axis: Any = None) -> Any:
 
 @composite(doc="Reverse the columns (axis 1) of an array of at least two axes.",
            numpy="numpy.fliplr")
-@_numpy_when_plain(np.fliplr)
+@numpy_when_plain(np.fliplr)
 def fliplr(m: Any) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -508,13 +471,13 @@ def fliplr(m: Any) -> Any:
         array([[2., 1.]])
     """
     if _ndim(m) < 2:
-        raise ValueError(f"fliplr: the input must be at least 2-D, got shape {_shape(m)}")
+        raise ValueError(f"fliplr: the input must be at least 2-D, got shape {shape_of(m)}")
     return flip(m, 1)
 
 
 @composite(doc="Reverse the rows (axis 0) of an array of at least one axis.",
            numpy="numpy.flipud")
-@_numpy_when_plain(np.flipud)
+@numpy_when_plain(np.flipud)
 def flipud(m: Any) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -528,7 +491,7 @@ def flipud(m: Any) -> Any:
 
 @composite(doc="Rotate by 90 degrees k times in the plane of axes (from the first towards "
            "the second).", numpy="numpy.rot90")
-@_numpy_when_plain(np.rot90)
+@numpy_when_plain(np.rot90)
 def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -542,7 +505,7 @@ def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
         raise ValueError(f"rot90: axes must name two axes, got {axes}")
     a0, a1 = _axis_tuple(axes[0], nd, "rot90") + _axis_tuple(axes[1], nd, "rot90")
     if a0 == a1:
-        raise ValueError(f"rot90: the axes must be different, got {axes} for shape {_shape(m)}")
+        raise ValueError(f"rot90: the axes must be different, got {axes} for shape {shape_of(m)}")
     k = operator.index(k) % 4
     if k == 0:
         return getitem(m, (slice(None),))
@@ -557,7 +520,7 @@ def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
 
 @composite(doc="Shift elements along axis, those past the end coming back at the start "
            "(of the flattened values when axis is None).", numpy="numpy.roll")
-@_numpy_when_plain(np.roll)
+@numpy_when_plain(np.roll)
 def roll(a: Any, shift: Any, axis: Any = None) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -565,20 +528,20 @@ def roll(a: Any, shift: Any, axis: Any = None) -> Any:
         array([3., 1., 2.])
     """
     if axis is None:
-        return reshape(roll(ravel(a), shift, 0), _shape(a))
-    shape = _shape(a)
+        return reshape(roll(ravel(a), shift, 0), shape_of(a))
+    shape = shape_of(a)
     shifts, axes = np.broadcast_arrays(np.asarray(shift), np.asarray(axis))
     total = [0] * len(shape)
     for s, ax in zip(shifts.reshape(-1), axes.reshape(-1)):
-        (ax,) = _one_axis(int(ax), len(shape), "roll")
+        (ax,) = one_axis(int(ax), len(shape), "roll")
         total[ax] += operator.index(s)
     for ax, s in enumerate(total):
         n = shape[ax]
         if n == 0 or s % n == 0:
             continue
         s %= n
-        a = concatenate([getitem(a, _along(ax, slice(n - s, None))),
-                         getitem(a, _along(ax, slice(None, n - s)))], axis=ax)
+        a = concatenate([getitem(a, along(ax, slice(n - s, None))),
+                         getitem(a, along(ax, slice(None, n - s)))], axis=ax)
     return a
 
 
@@ -599,7 +562,7 @@ def _pairs(x: Any, ndim: int, what: str) -> np.ndarray:
 
 @composite(doc="Pad with a constant or with the array's own values (modes constant, edge, "
            "reflect, symmetric, wrap), as numpy.pad.", numpy="numpy.pad")
-@_numpy_when_plain(np.pad)
+@numpy_when_plain(np.pad)
 def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> Any:
     """The padding's values are the array's own (gathered, so each padded copy
     adds to its source's gradient) or constants (no gradient). numpy's other modes
@@ -628,7 +591,7 @@ def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> An
     if kwargs.get("reflect_type", "even") != "even":
         raise ValueError(f"pad: reflect_type={kwargs['reflect_type']!r} is not supported on "
                          "Tensors; only 'even'")
-    shape = tuple(_shape(array))
+    shape = tuple(shape_of(array))
     nd = len(shape)
     widths = np.asarray(pad_width)
     if widths.dtype.kind not in "iu":
@@ -638,7 +601,7 @@ def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> An
         raise ValueError(f"pad: pad_width may not be negative, got {pad_width!r}")
     if mode == "constant":
         values = kwargs.get("constant_values", 0)
-        if _has_tensor(values):
+        if has_tensor(values):
             raise TypeError("pad: constant_values must be numbers or arrays, not Tensors "
                             "(their gradient would be dropped); concatenate instead")
         padded = tuple(int(s + b + a) for s, (b, a) in zip(shape, widths))
@@ -646,11 +609,11 @@ def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> An
         out = _array_op(_CODE["scatter_add"], (array,), (padded, interior, False))
         if np.all(np.asarray(values) == 0):
             return out
-        background = np.pad(np.zeros(shape, dtype=np.result_type(_value(array))), widths,
+        background = np.pad(np.zeros(shape, dtype=np.result_type(value_of(array))), widths,
                             mode="constant", constant_values=values)
         inside = np.zeros(padded, dtype=bool)
         inside[interior] = True
-        return _where_op(inside, out, background)
+        return where(inside, out, background)
     for ax, (b, a) in enumerate(widths):
         if not (b or a):
             continue
@@ -658,7 +621,7 @@ def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> An
             raise ValueError(f"pad: cannot extend axis {ax} of length 0 (shape {shape}) in "
                              f"mode {mode!r}; only mode 'constant' can")
         source = np.pad(np.arange(shape[ax]), (int(b), int(a)), mode=mode)
-        array = getitem(array, _along(ax, source))
+        array = getitem(array, along(ax, source))
     return array
 
 
@@ -674,7 +637,7 @@ def _diagonal_index(n1: int, n2: int, offset: int) -> tuple[np.ndarray, np.ndarr
 
 @composite(doc="The diagonal (offset from the main one) of the axis1, axis2 planes, as a last "
            "axis.", numpy="numpy.diagonal", method="diagonal")
-@_numpy_when_plain(np.diagonal)
+@numpy_when_plain(np.diagonal)
 def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -684,7 +647,7 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
         >>> m.diagonal(1).data
         array([2.])
     """
-    shape = _shape(a)
+    shape = shape_of(a)
     if len(shape) < 2:
         raise ValueError(f"diagonal: the input must be at least 2-D, got shape {shape}")
     a1, a2 = _axis_tuple((axis1, axis2), len(shape), "diagonal")
@@ -695,7 +658,7 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
 
 @composite(doc="The diagonal of a 2-D array, or a 2-D array with a 1-D one on its diagonal "
            "k.", numpy="numpy.diag")
-@_numpy_when_plain(np.diag)
+@numpy_when_plain(np.diag)
 def diag(v: Any, k: int = 0) -> Any:
     """Example:
         >>> import tapegrad as tg
@@ -703,7 +666,7 @@ def diag(v: Any, k: int = 0) -> Any:
         array([[1., 0.],
                [0., 2.]])
     """
-    shape = _shape(v)
+    shape = shape_of(v)
     k = operator.index(k)
     if len(shape) == 2:
         return diagonal(v, k)
@@ -715,18 +678,18 @@ def diag(v: Any, k: int = 0) -> Any:
 
 
 def _triangle(m: Any, k: int, lower: bool, op: str) -> Any:
-    shape = _shape(m)
+    shape = shape_of(m)
     if not shape:
         raise ValueError(f"{op}: the input must be at least 1-D, got a 0-d value")
     rows, cols = shape[-2:] if len(shape) >= 2 else (shape[-1], shape[-1])
     k = operator.index(k)
     keep = np.tri(rows, cols, k if lower else k - 1, dtype=bool)
-    return _where_op(keep if lower else ~keep, m, 0.0)
+    return where(keep if lower else ~keep, m, 0.0)
 
 
 @composite(doc="The lower triangle (on and below diagonal k) of the last two axes; zeros "
            "above.", numpy="numpy.tril")
-@_numpy_when_plain(np.tril)
+@numpy_when_plain(np.tril)
 def tril(m: Any, k: int = 0) -> Any:
     """A 1-D input is the row of a square matrix, as numpy.
 
@@ -741,7 +704,7 @@ def tril(m: Any, k: int = 0) -> Any:
 
 @composite(doc="The upper triangle (on and above diagonal k) of the last two axes; zeros "
            "below.", numpy="numpy.triu")
-@_numpy_when_plain(np.triu)
+@numpy_when_plain(np.triu)
 def triu(m: Any, k: int = 0) -> Any:
     """Example:
         >>> import tapegrad as tg

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._core import TensorBase
 from .catalogue import wraps_op
-from .tensor import Tensor
 
 _CODE = _core.OP_CODES
 _MAX_ORDER = 1 << 20  # as csrc/numeric.hpp's MAX_POLYGAMMA_ORDER: n! is infinite long before
@@ -32,7 +32,7 @@ def polygamma(n: int, x: Any) -> Any:
         >>> round(float(tg.polygamma(1, tg.Tensor(1.0)).data), 12)  # pi**2 / 6
         1.644934066848
     """
-    if isinstance(n, Tensor):
+    if isinstance(n, TensorBase):
         raise TypeError("polygamma: the order n is an integer constant, not a Tensor; pass an int")
     if isinstance(n, (float, np.floating)) and float(n).is_integer():
         n = int(n)
@@ -54,7 +54,7 @@ def ive(v: Any, z: Any) -> Any:
     example needs scipy: ``tg.ive(0.5, tg.Tensor([1.0, 2.0]))`` is
     ``[0.344951, 0.276928]`` to six digits, and records.
     """
-    if isinstance(v, Tensor):
+    if isinstance(v, TensorBase):
         raise TypeError("ive: the order v is not differentiated; pass a number or an ndarray "
                         "(v.data for a Tensor)")
     order = np.asarray(v, dtype=float)

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from .._core import TensorBase
 from ..catalogue import composite, wraps_op
-from ..tensor import Tensor
 
 __all__ = ["cho_solve", "expm", "solve_sylvester", "solve_triangular", "sqrtm"]
 
@@ -35,7 +35,7 @@ _TRANS = {0: False, 1: True, 2: True, "N": False, "T": True, "C": True}
 
 def _check_finite(op: str, *arrays: Any) -> None:
     for x in arrays:
-        value = x.data if isinstance(x, Tensor) else np.asarray(x)
+        value = x.data if isinstance(x, TensorBase) else np.asarray(x)
         if not np.isfinite(value).all():
             raise ValueError(f"{op}: array must not contain infs or NaNs (as scipy's; pass "
                              "check_finite=False to skip the check)")

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _core
+from .._args import shape_of
 from ..catalogue import composite
-from ..products import _centered, _convolve_op, _multiply, _shape
+from ..products import centered, convolution
 
 __all__ = ["convolve"]
 
@@ -40,7 +42,7 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> An
         >>> convolve(tg.Tensor([1.0, 2.0, 3.0]), tg.Tensor([1.0, 1.0]), mode="same").data
         array([1., 3., 5.])
     """
-    s1, s2 = _shape(in1), _shape(in2)
+    s1, s2 = shape_of(in1), shape_of(in2)
     if len(s1) != len(s2):
         raise ValueError(f"scipy.signal.convolve: in1 {s1} and in2 {s2} should have the same "
                          "dimensionality")
@@ -51,7 +53,7 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> An
         raise ValueError(f"scipy.signal.convolve: method must be 'auto', 'direct' or 'fft', "
                          f"got {method!r}")
     if not s1:
-        return _multiply(in1, in2)
+        return _core.multiply(in1, in2)
     if mode == "same":
-        return _centered(_convolve_op(in1, in2, "full", method), s1)
-    return _convolve_op(in1, in2, mode, method)
+        return centered(convolution(in1, in2, "full", method), s1)
+    return convolution(in1, in2, mode, method)

@@ -23,21 +23,18 @@ from typing import Any
 import numpy as np
 
 from .. import _core, array_ops, catalogue
+from .._args import normal_axes, shape_of
+from .._core import TensorBase
 from ..catalogue import composite
 from ..special_functions import ive, polygamma
-from ..tensor import Tensor
 
 __all__ = ["ive", "log_softmax", "logsumexp", "polygamma", "softmax"]  # and the ufuncs, below
 
 _CODE = _core.OP_CODES
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    return x.shape if isinstance(x, Tensor) else np.shape(x)
-
-
 def _value(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else np.asarray(x, dtype=float)
+    return x.data if isinstance(x, TensorBase) else np.asarray(x, dtype=float)
 
 
 @composite(doc="log(sum(b * exp(a))) over axis, as scipy.special.logsumexp, without overflow.")
@@ -57,8 +54,8 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False,
     if b is None and not return_sign:
         return array_ops.logsumexp(a, axis=axis, keepdims=keepdims)
     weights = 1.0 if b is None else b
-    shape = np.broadcast_shapes(_shape(a), _shape(weights))
-    axes = array_ops._axes(axis, len(shape), "logsumexp")
+    shape = np.broadcast_shapes(shape_of(a), shape_of(weights))
+    axes = normal_axes(axis, len(shape), "logsumexp")
     # The shift m is a constant: log(sum(b exp(a - m))) + m does not depend on it.
     with np.errstate(invalid="ignore"):
         m = np.max(np.broadcast_to(_value(a), shape), axis=axes, keepdims=True)
@@ -82,23 +79,26 @@ def _call(name: str, x: Any) -> Any:
 def softmax(x: Any, axis: Any = None) -> Any:
     """Example: ``tapegrad.scipy.special.softmax(logits, axis=1)``."""
     return _core.array_op(_CODE["softmax"], (x,),
-                          (array_ops._axes(axis, len(_shape(x)), "softmax"),))
+                          (normal_axes(axis, len(shape_of(x)), "softmax"),))
 
 
 @composite(doc="x - logsumexp(x) over axis, as scipy.special.log_softmax (None: every element).")
 def log_softmax(x: Any, axis: Any = None) -> Any:
     """Example: ``tapegrad.scipy.special.log_softmax(logits, axis=1)``."""
     return _core.array_op(_CODE["log_softmax"], (x,),
-                          (array_ops._axes(axis, len(_shape(x)), "log_softmax"),))
+                          (normal_axes(axis, len(shape_of(x)), "log_softmax"),))
 
 
 def _ufuncs() -> dict[str, Any]:
-    """scipy.special's names for tapegrad's ops (``expit``: sigmoid), from the catalogue."""
+    """scipy.special's names for tapegrad's elementwise ops (``expit``: sigmoid), from the
+    catalogue's native entries (``ive``, an array op, is imported above)."""
     found = {}
-    for function, op in catalogue.OPS.items():
+    for op in catalogue.NATIVE.values():
+        if op.kind != "elementwise" or not op.function:
+            continue
         for path in op.numpy:
             if path.startswith("scipy.special."):
-                found[path.rsplit(".", 1)[1]] = catalogue.IMPLEMENTATIONS[function]
+                found[path.rsplit(".", 1)[1]] = catalogue.IMPLEMENTATIONS[op.function]
     return found
 
 

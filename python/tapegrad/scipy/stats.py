@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 
 from .. import catalogue
+from ..array_ops import getitem, transpose
+from ..linalg import cholesky
+from .linalg import solve_triangular
 
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 
@@ -179,9 +182,6 @@ def _multivariate_normal_logpdf(x: Any, mean: Any = None, cov: Any = 1.0,
     """x: points (..., d) (or one, (d,)); mean (d,); cov (d, d) symmetric positive definite,
     of which the lower triangle is read (its Cholesky factor L): the log density
     -(d log(2 pi) + log det(cov) + |L^-1 (x - mean)|^2) / 2, every argument differentiated."""
-    from .. import linalg
-    from .linalg import solve_triangular
-
     if allow_singular:
         raise ValueError("multivariate_normal.logpdf: allow_singular=True is not supported; "
                          "cov must be positive definite (its Cholesky factor is used)")
@@ -194,14 +194,14 @@ def _multivariate_normal_logpdf(x: Any, mean: Any = None, cov: Any = 1.0,
     if np.ndim(_data(cov)) < 2:
         cov = cov * np.eye(d)
     diff = x - (0.0 if mean is None else mean)
-    lower = linalg.cholesky(cov)
+    lower = cholesky(cov)
     points = _f("reshape")(diff, (-1, d))  # one row per point
-    z = solve_triangular(lower, points.T, lower=True)
+    z = solve_triangular(lower, transpose(points), lower=True)
     distance = _f("sum")(z * z, axis=0)
     shape = np.shape(_data(diff))[:-1]  # one value per point, squeezed as scipy's
     distance = _f("reshape")(distance, tuple(n for n in shape if n != 1))
     index = np.arange(d)
-    log_det = 2.0 * _f("sum")(_f("log")(lower[index, index]))
+    log_det = 2.0 * _f("sum")(_f("log")(getitem(lower, (index, index))))
     return -0.5 * (d * np.log(2 * np.pi) + log_det + distance)
 
 
