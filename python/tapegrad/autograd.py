@@ -12,7 +12,8 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 
 from . import _core
-from .history import OperationRecord, _Keys
+from .array_ops import reshape, stack
+from .history import OperationRecord, RecordKeys
 from .tensor import Tensor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -264,11 +265,11 @@ class Function:
             operation = OperationRecord(inputs, outputs, _backward_of(cls, ctx, tensor_args))
             operation.op = cls.__name__
             operation.graph_backward = _graph_backward_of(cls, ctx, tensor_args)
-            keys = _Keys(operation)  # keys as the Tensors themselves
+            keys = RecordKeys(operation)  # keys as the Tensors themselves
             # Note [Saved tensors]: the tape keeps the record, and so the ctx; recorded
             # tensors in it become handles that do not keep their records alive.
             ctx.saved_tensors = _core.append_record(keys, True, ctx.saved_tensors)
-            keys.input_keys = keys.output_keys = operation._keys = None  # resolved: let go
+            keys.release()  # resolved: let go of the Tensors
         return outputs[0] if single else tuple(outputs)
 
 
@@ -445,8 +446,6 @@ def _stacked(rows: list, shape: tuple, like: Tensor) -> Tensor:
     if not rows:  # an output with no elements
         return Tensor(np.zeros(shape, dtype=np.asarray(like.data).dtype), requires_grad=False)
     if any(r.requires_grad for r in rows):
-        from .array_ops import reshape, stack
-
         return reshape(stack(rows), shape)
     return Tensor(np.stack([np.asarray(r.data) for r in rows]).reshape(shape), requires_grad=False)
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Callable, TypeVar
 
 import numpy as np
@@ -108,7 +110,8 @@ def composite(*, doc: str, numpy: str | None = None, method: str | None = None,
 
     Its gradient comes from the ops it is made of. ``numpy`` names the numpy
     callables that dispatch to it (space-separated), ``method`` its Tensor
-    method; ``doc`` becomes the first line of its docstring.
+    method; ``doc`` becomes the first line of its docstring. The declaration
+    is kept on the function; :func:`register` enters it in the catalogue.
 
     Example (python/tapegrad/array_ops.py declares ``mean`` so)::
 
@@ -121,23 +124,21 @@ def composite(*, doc: str, numpy: str | None = None, method: str | None = None,
         (('numpy.mean',), 'mean')
     """
 
-    def register(fn: F) -> F:
-        function = _function_name(fn)
-        op = Op(name=fn.__name__, function=function, kind="composite", numpy=_paths(numpy),
-                method=method, arity=arity, doc=doc, code=None)
-        if function in OPS and OPS[function] != op:
-            raise ValueError(f"catalogue: {function} is declared twice")
-        OPS[function] = op
-        IMPLEMENTATIONS[function] = fn
+    def declare(fn: F) -> F:
+        fn.catalogue_entry = Op(  # type: ignore[attr-defined]
+            name=fn.__name__, function=_function_name(fn), kind="composite",
+            numpy=_paths(numpy), method=method, arity=arity, doc=doc, code=None)
         _document(fn, doc)
-        _maps.clear()
         return fn
 
-    return register
+    return declare
 
 
 def wraps_op(name: str) -> Callable[[F], F]:
     """Tie a Python function to native array op ``name``, whose entry documents it.
+
+    The tie is kept on the function; :func:`register` makes the function the
+    op's implementation.
 
     Example:
         >>> from tapegrad import catalogue
@@ -145,18 +146,42 @@ def wraps_op(name: str) -> Callable[[F], F]:
         'Sum over axis (an int, a tuple, or None for every axis), as numpy.sum.'
     """
 
-    def register(fn: F) -> F:
+    def declare(fn: F) -> F:
         op = NATIVE[name]
         function = _function_name(fn)
         if op.function != function:
             raise ValueError(f"catalogue: {function} wraps op {name}, whose function is "
                              f"{op.function}")
-        IMPLEMENTATIONS[function] = fn
+        fn.catalogue_entry = op  # type: ignore[attr-defined]
         _document(fn, op.doc)
-        _maps.clear()
         return fn
 
-    return register
+    return declare
+
+
+def register(*modules: ModuleType) -> None:
+    """Enter in the catalogue the functions each module declares with :func:`composite` or
+    :func:`wraps_op`, in the modules' order, then each module's in its own order.
+
+    tapegrad/__init__.py calls it once, with every module of ops: what the catalogue
+    holds does not depend on which module happened to be imported first.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> tg.catalogue.IMPLEMENTATIONS["linalg.norm"] is tg.linalg.norm
+        True
+    """
+    for module in modules:
+        for fn in vars(module).values():
+            op = getattr(fn, "catalogue_entry", None) if inspect.isfunction(fn) else None
+            if op is None or fn.__module__ != module.__name__:
+                continue  # not an op, or one imported from the module that declares it
+            if op.kind == "composite":
+                if OPS.get(op.function, op) != op:
+                    raise ValueError(f"catalogue: {op.function} is declared twice")
+                OPS[op.function] = op
+            IMPLEMENTATIONS[op.function] = fn
+    _maps.clear()
 
 
 # ---- functions that record nothing ----
@@ -323,16 +348,15 @@ def exports(module: str = "tapegrad") -> dict[str, Callable[..., Any]]:
 
 
 def load_all() -> None:
-    """Import every module of tapegrad, so that each registers its ops (tests and docs use this).
+    """Import every module of tapegrad, for tests and docs that walk them all.
 
-    ``import tapegrad`` loads the core ones; namespaces such as ``tapegrad.scipy``
-    load when first imported.
+    ``import tapegrad`` has registered every op already (:func:`register`); this also
+    imports the modules it leaves out, such as ``tapegrad.reference``.
     """
-    import pkgutil
+    import pkgutil  # only here: ``import tapegrad`` stays light
 
-    import tapegrad
-
-    for module in pkgutil.walk_packages(tapegrad.__path__, "tapegrad."):
+    package = __name__.rpartition(".")[0]
+    for module in pkgutil.walk_packages([os.path.dirname(__file__)], package + "."):
         importlib.import_module(module.name)
 
 

@@ -65,8 +65,18 @@ class OperationRecord:
         return f"OperationRecord({self.op}: {self.input_keys} -> {self.output_keys})"
 
 
-class _Keys:
-    """What the native append reads: the record's keys as given, and its backward."""
+class RecordKeys:
+    """What the native append reads for a record: its keys as given, and its backward.
+
+    ``operation_history.append`` and ``Function.apply`` hand one to
+    ``_core.append_record``, which resolves the keys (labels or Tensors) to tensors.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> keys = RecordKeys(tg.OperationRecord(["a"], ["b"], lambda g: [g]))
+        >>> keys.input_keys, keys.op
+        (['a'], 'custom')
+    """
 
     __slots__ = ("input_keys", "output_keys", "record")
 
@@ -86,6 +96,11 @@ class _Keys:
     @property
     def graph_backward(self) -> Callable[..., Sequence[Any]] | None:
         return getattr(self.record, "graph_backward", None)
+
+    def release(self) -> None:
+        """Drop the keys once the tape has resolved them, so as not to keep the Tensors alive."""
+        self.input_keys = self.output_keys = None
+        self.record._keys = None
 
     def __repr__(self) -> str:
         return repr(self.record)
@@ -123,7 +138,7 @@ class OperationHistory:
             raise IndexError(f"operation_history index {index} out of range ({n} records)")
         name, inputs, outputs, row, epoch, user = _core.history_item(k)
         if user is not None:
-            return user.record if isinstance(user, _Keys) else user
+            return user.record if isinstance(user, RecordKeys) else user
         return _builtin_record(name, inputs, outputs, row, epoch)
 
     def __iter__(self) -> Iterator[Any]:
@@ -136,7 +151,7 @@ class OperationHistory:
         Its keys are resolved now: a label names the newest tensor with that
         label on this thread's tape.
         """
-        _core.append_record(_Keys(record))
+        _core.append_record(RecordKeys(record))
 
     def clear(self) -> None:
         """Same as ``clear_history()``."""

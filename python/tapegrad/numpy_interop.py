@@ -17,12 +17,11 @@ from typing import Any
 import numpy as np
 
 from . import _core, catalogue
+from ._core import TensorBase
 
 
 def _values(inputs: Any) -> list:
-    from .tensor import Tensor
-
-    return [x.data if isinstance(x, Tensor) else x for x in inputs]
+    return [x.data if isinstance(x, TensorBase) else x for x in inputs]
 
 
 def _in_place_on_array(inputs: tuple, kwargs: dict) -> bool:
@@ -143,4 +142,12 @@ def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
         raise
 
 
-_core.set_ufunc_dispatch(catalogue.ufunc_codes(), array_ufunc)
+def install_dispatch() -> None:
+    """Hand numpy's ufunc calls on Tensors to the native core: the ufuncs of the catalogue's
+    native ops it answers itself, and :func:`array_ufunc` the rest.
+
+    tapegrad/__init__.py calls it once, after the catalogue is complete.
+
+    Example: ``np.exp(t)`` on a Tensor ``t`` is one native call once this has run.
+    """
+    _core.set_ufunc_dispatch(catalogue.ufunc_codes(), array_ufunc)

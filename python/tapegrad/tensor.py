@@ -7,11 +7,14 @@ record to this thread's tape and builds the result Tensor, so no Python runs per
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
 
 from . import _core
+from . import array_ops as _ops
+from .numpy_interop import array_function
 
 
 class _TensorMeta(type):
@@ -281,8 +284,6 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     # silently compute on the bare values. `@` and __array_ufunc__ are
     # TensorBase's (Note [numpy dispatch], csrc/numpy_dispatch.cpp).
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        from .numpy_interop import array_function
-
         return array_function(func, args, kwargs)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -355,8 +356,6 @@ def _scipy_advice() -> str:
     its module's public package (``scipy.special._basic`` -> ``scipy.special``) and
     its name are looked up in ``tapegrad.scipy``.
     """
-    import sys
-
     try:
         frame, frames = sys._getframe(2), []
     except ValueError:  # called from the bottom of a stack: no library frame to name
@@ -387,7 +386,16 @@ def _scipy_advice() -> str:
             "functions or as a tapegrad.Function (see its docstring).")
 
 
-_core.set_tensor_class(Tensor)
-_core.set_foreign_label_class(_ForeignLabel)
+def install_classes() -> None:
+    """Make the native core build op results as :class:`Tensor` and foreign default
+    labels as ``_ForeignLabel`` (until then it builds its bare ``TensorBase``).
 
-from . import array_ops as _ops  # noqa: E402  (it needs Tensor, defined above)
+    tapegrad/__init__.py calls it once.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> type(tg.Tensor(2.0) * 3.0) is tg.Tensor
+        True
+    """
+    _core.set_tensor_class(Tensor)
+    _core.set_foreign_label_class(_ForeignLabel)
