@@ -169,9 +169,10 @@ def grad(
     Leaves' ``.grad`` is not touched. Unless ``retain_graph=True`` (which
     defaults to ``create_graph``), what the sweep traversed cannot be
     traversed again. With ``create_graph=True`` the gradients are Tensors with
-    history, which can be differentiated again, to any order; a seed-style
-    ``OperationRecord`` on the way raises RuntimeError (its backward is not
-    recorded), a ``Function`` whose backward uses Tensor ops works.
+    history, which can be differentiated again, to any order; an
+    ``OperationRecord`` appended by hand (with a Python ``backward_fn``) on
+    the way raises RuntimeError (its backward is not recorded), a
+    ``Function`` whose backward uses Tensor ops works.
 
     Example:
         >>> import tapegrad as tg
@@ -184,8 +185,8 @@ def grad(
         18.0
     """
     retain = create_graph if retain_graph is None else retain_graph
-    return _core.grad(outputs, inputs, grad_outputs, bool(retain), allow_unused,
-                      bool(create_graph))
+    return _core.grad(outputs, inputs, grad_outputs, retain_graph=bool(retain),
+                      allow_unused=allow_unused, create_graph=bool(create_graph))
 
 
 class FunctionCtx:
@@ -387,16 +388,18 @@ def _vectors(v: Any, refs: tuple, was_tuple: bool, what: str, of: str) -> tuple:
     return vs
 
 
-def _grads(outs: tuple, seeds: tuple, nodes: tuple, retain: bool, create_graph: bool) -> tuple:
-    """The seeded gradient of ``outs`` per node, None for a node they do not reach.
+def _grads(outs: tuple, grad_outputs: tuple, nodes: tuple, retain: bool,
+           create_graph: bool) -> tuple:
+    """The gradient of ``outs`` per node, starting from ``grad_outputs`` (one per output),
+    None for a node they do not reach.
 
     Outputs that do not require grad are left out (torch's _autograd_grad).
     """
-    kept = [(o, s) for o, s in zip(outs, seeds) if o is not None and o.requires_grad]
+    kept = [(o, g) for o, g in zip(outs, grad_outputs) if o is not None and o.requires_grad]
     if not kept:
         return (None,) * len(nodes)
-    return _core.grad([o for o, _ in kept], nodes, tuple(s for _, s in kept), retain, True,
-                      create_graph)
+    return _core.grad([o for o, _ in kept], nodes, tuple(g for _, g in kept),
+                      retain_graph=retain, allow_unused=True, create_graph=create_graph)
 
 
 def _check_grads(grads: tuple, strict: bool, create_graph: bool, what: str, of: str) -> None:
@@ -484,11 +487,12 @@ def vjp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
                     f"vjp: v can be omitted only when the function returns a single Tensor with "
                     f"one element, but it returned shapes {shapes}; pass v with the output's "
                     f"shape (a tuple with one entry per output for a tuple of outputs)")
-            seeds: tuple = (None,)
+            grad_outputs: tuple = (None,)
         else:
-            seeds = tuple(vk if isinstance(vk, Tensor) else np.asarray(vk, dtype=float)
-                          for vk in _vectors(v, outs, outputs_tuple, "vjp", "output"))
-        grads = _grads(outs, seeds, nodes, create_graph, create_graph)
+            grad_outputs = tuple(
+                vk if isinstance(vk, Tensor) else np.asarray(vk, dtype=float)
+                for vk in _vectors(v, outs, outputs_tuple, "vjp", "output"))
+        grads = _grads(outs, grad_outputs, nodes, create_graph, create_graph)
     _check_grads(grads, strict, create_graph, "vjp",
                  "the outputs" if outputs_tuple else "the output")
     grads = _zeros_for(grads, nodes)
@@ -531,11 +535,11 @@ def jacobian(func: Callable[..., Any], inputs: Any, create_graph: bool = False,
             out_shape = np.shape(out.data)
             rows = []
             for k in range(int(np.prod(out_shape))):
-                seed = None
-                if out_shape:
-                    seed = np.zeros(out_shape, dtype=np.asarray(out.data).dtype)
-                    seed.reshape(-1)[k] = 1.0
-                grads = _grads((out,), (seed,), nodes, True, create_graph)
+                grad_output = None  # a scalar output starts from 1
+                if out_shape:  # row k of the Jacobian: start from the k-th unit vector
+                    grad_output = np.zeros(out_shape, dtype=np.asarray(out.data).dtype)
+                    grad_output.reshape(-1)[k] = 1.0
+                grads = _grads((out,), (grad_output,), nodes, True, create_graph)
                 _check_grads(grads, strict, create_graph, "jacobian",
                              f"output {i}" if outputs_tuple else "the output")
                 rows.append(_zeros_for(grads, nodes))
@@ -689,7 +693,8 @@ class Tape:
         single = isinstance(sources, Tensor)
         self._own.push()
         try:
-            grads = _core.grad(target, sources, output_gradients, self.persistent, True)
+            grads = _core.grad(target, sources, output_gradients,
+                               retain_graph=self.persistent, allow_unused=True)
         finally:
             self._own.pop()
         self._used = True

@@ -193,7 +193,8 @@ VALUES_ONLY: dict[str, str | None] = {
                      "numpy.fix", "numpy.round", "numpy.around", "numpy.isfinite", "numpy.isnan",
                      "numpy.isinf", "numpy.signbit", "numpy.heaviside", "numpy.searchsorted",
                      "numpy.count_nonzero"]),
-    # They read only a shape or a dtype, or make a new array of them (DESIGN 4.3).
+    # They read only a shape or a dtype, or make a new array of them: numpy users pass
+    # Tensors to them (np.zeros_like(t)), and no gradient flows through a shape.
     **dict.fromkeys(["numpy.zeros_like", "numpy.ones_like", "numpy.full_like", "numpy.empty_like",
                      "numpy.shape", "numpy.ndim", "numpy.size", "numpy.result_type",
                      "numpy.iscomplexobj", "numpy.isrealobj"]),
@@ -205,7 +206,8 @@ VALUES_ONLY: dict[str, str | None] = {
 """numpy callables whose derivative is zero almost everywhere or undefined, or that
 read only a shape or a dtype (zeros_like, shape, result_type), and their Tensor
 methods: on Tensors they compute on the values and return plain ndarrays or
-numbers, recording nothing, as comparisons do (DESIGN 4.3).
+numbers, recording nothing, as comparisons do: a record whose gradient is zero
+wherever it exists would cost memory and time and carry nothing.
 
 They are declared here rather than as ops: they have no function of tapegrad's,
 no record and no gradient, so none of an op's tests applies to them; kept in the

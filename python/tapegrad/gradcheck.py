@@ -154,8 +154,8 @@ def _gradient(out: Tensor, leaves: list, v: Any, create_graph: bool = False) -> 
     """d <v, out> / d leaves as Tensors, None where out does not depend on a leaf."""
     if not out.requires_grad:
         return [None] * len(leaves)  # a constant: no history, a zero derivative
-    seed = v if np.ndim(out.data) else None
-    return list(grad(out, leaves, grad_outputs=seed, create_graph=create_graph,
+    grad_output = v if np.ndim(out.data) else None
+    return list(grad(out, leaves, grad_outputs=grad_output, create_graph=create_graph,
                      allow_unused=True))
 
 

@@ -184,9 +184,9 @@ def compute_gradients(target: Tensor, sources: Sequence[Tensor], grad_output: An
 
     Returns a list with one gradient per source, of the source's type and shape
     (a float for float data, an ndarray of the same shape and dtype for
-    arrays). A non-scalar target is seeded with ones unless ``grad_output`` is
-    given. Sources the target does not depend on get zero. Nothing is freed, so
-    it can be called again on the same history.
+    arrays). The sweep starts from a gradient of ones for a non-scalar target,
+    unless ``grad_output`` is given. Sources the target does not depend on get
+    zero. Nothing is freed, so it can be called again on the same history.
 
     Example:
         >>> import tapegrad as tg

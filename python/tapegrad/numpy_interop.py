@@ -40,8 +40,9 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
     if method == "__call__" and found is not None and _in_place_on_array(inputs, kwargs):
         # `a += t` on an ndarray a: numpy calls add(a, t, out=(a,)) and binds the
         # name to what it returns. That is the recorded a + t, so that `loss =
-        # np.zeros(()); loss += term` accumulates a loss as `loss = loss + term`
-        # (DESIGN 4.2); a also receives the value, as out= promises, so other
+        # np.zeros(()); loss += term` accumulates a loss as `loss = loss + term`,
+        # as PyTorch users write it (and as `t += x` does on a Tensor with
+        # history); a also receives the value, as out= promises, so other
         # names for it see the same numbers (numpy's shape and casting rules).
         result = found[1](*inputs)
         np.copyto(kwargs["out"][0], result.data, casting="same_kind")
