@@ -68,6 +68,26 @@ def test_reference_keeps_the_seed_label_collision():
     assert ref.compute_gradients(y, [a, b]) == [110.0, 110.0]
 
 
+
+def test_reference_records_its_tensor_operands_only():
+    """Constants on either side get no input key; each gradient comes back in its tensor's
+    form: summed over broadcast axes, in its dtype, a float for a float."""
+    from tapegrad import reference as ref
+
+    ref.clear_history()
+    x = ref.Tensor(3.0, "x")
+    w = ref.Tensor(np.ones((1, 3), dtype=np.float32), "w")
+    left, right, alone = 2.0 * x, x - 5.0, ref.exp(1.0)
+    assert [r.input_keys for r in ref.operation_history] == [["x"], ["x"], []]
+    assert left.data == 6.0 and right.data == -2.0 and alone.data == pytest.approx(np.e)
+    assert ref.operation_history[0].backward_fn(1.5) == [3.0]
+    y = ref.tanh(w * np.arange(6.0).reshape(2, 3)) * x
+    gw, gx = ref.compute_gradients(y, [w, x])
+    assert gw.shape == (1, 3) and gw.dtype == np.float32 and isinstance(gx, float)
+    want = 3.0 * (np.arange(6.0).reshape(2, 3) / np.cosh(np.arange(6.0).reshape(2, 3)) ** 2)
+    np.testing.assert_allclose(gw, want.sum(axis=0, keepdims=True), rtol=1e-6)
+
+
 def test_tensors_survive_clear_history_as_values():
     w = tapegrad.Tensor(3.0, "w")
     old = w * 2.0
