@@ -1,0 +1,108 @@
+"""A regularised least-squares fit through np.linalg.solve, value and gradient.
+
+x = solve(A^T A + I, A^T b), loss = |A x - b|^2, and its gradient w.r.t. A and b
+(n points, d unknowns).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from runner import Workload
+
+import tapegrad
+from workloads import objective
+
+CONFIGS = ["256-64", "2048-512"]  # n-d
+
+
+def data(n, d):
+    rng = np.random.default_rng(5)
+    return rng.normal(size=(n, d)) / math.sqrt(d), rng.normal(size=(n, 1))
+
+
+def lstsq_objective(m, a, b):
+    """Written once; m supplies solve, eye and sum (numpy's on Tensors, torch's, HIPS's)."""
+    gram = a.T @ a + m.eye(a.shape[1])
+    x = m.solve(gram, a.T @ b)
+    r = a @ x - b
+    return m.sum(r * r)
+
+
+def tapegrad_step(a, b):
+    params = [tapegrad.Tensor(v) for v in (a, b)]
+
+    class Numpy:
+        solve = staticmethod(np.linalg.solve)
+        eye = staticmethod(np.eye)
+        sum = staticmethod(np.sum)
+
+    def step():
+        value = lstsq_objective(Numpy, *params)
+        return value.item(), [g.data for g in tapegrad.grad(value, params)]
+
+    return step
+
+
+def torch_step(a, b):
+    import torch
+
+    params = [torch.from_numpy(v).requires_grad_() for v in (a, b)]
+
+    class Torch:
+        solve = staticmethod(torch.linalg.solve)
+        sum = staticmethod(torch.sum)
+
+        @staticmethod
+        def eye(n):
+            return torch.eye(n, dtype=torch.float64)
+
+    def step():
+        value = lstsq_objective(Torch, *params)
+        grads = torch.autograd.grad(value, params)
+        return value.item(), [g.numpy() for g in grads]
+
+    return step
+
+
+def hips_step(a, b):
+    import autograd
+    import autograd.numpy as anp
+
+    class Hips:
+        solve = staticmethod(anp.linalg.solve)
+        eye = staticmethod(anp.eye)
+        sum = staticmethod(anp.sum)
+
+    value_and_grad = autograd.value_and_grad(lambda params: lstsq_objective(Hips, *params))
+
+    def step():
+        value, grads = value_and_grad([a, b])
+        return float(value), [np.asarray(g) for g in grads]
+
+    return step
+
+
+LIBRARIES = {"tapegrad": tapegrad_step, "PyTorch": torch_step, "HIPS autograd": hips_step}
+
+
+def child(library: str, sizes: list[str]) -> dict:
+    """Per "n-d": seconds per value and gradient, the value, and gradient samples."""
+    return objective.child(sizes, lambda n, d: LIBRARIES[library](*data(n, d)),
+                           lambda n, d: 5 if d >= 512 else 50)
+
+
+WORKLOAD = Workload(
+    name="lstsq",
+    title="Least squares through `np.linalg.solve`",
+    description="""\
+x = solve(AᵀA + I, Aᵀb), loss = |Ax − b|² for A of n × d and b of n × 1, float64, written
+once for every library; per value and gradient w.r.t. A and b, after one warm-up call.
+Values are checked against the first library's to 1e-10, gradients to 1e-8.""",
+    libraries=tuple(LIBRARIES),
+    sizes={"quick": CONFIGS[:1], "default": CONFIGS},
+    quick_repeats=1,
+    child=child,
+    options={**objective.OPTIONS, "columns": ("n", "d")},
+)

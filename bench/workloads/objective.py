@@ -1,0 +1,33 @@
+"""What the value-and-gradient workloads (GMM, least squares) share: their child loop."""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Callable
+
+from runner import gradient_samples
+
+
+def child(sizes: list[str], make_step: Callable, steps_for: Callable[[int, int], int]) -> dict:
+    """Per "a-b" size: seconds per call of make_step(a, b)'s step (after one warm-up call:
+    allocators settle, einsum plans are cached), the value, and gradient samples."""
+    out = {}
+    for size in sizes:
+        a, b = map(int, size.split("-"))
+        step = make_step(a, b)
+        value, grads = step()
+        step()
+        steps = steps_for(a, b)
+        gc.collect()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        out[size] = {"seconds": (time.perf_counter() - t0) / steps, "value": value,
+                     "grads": gradient_samples(grads)}
+    return out
+
+
+# Values are checked against the first library's to 1e-10 (runner.check_result),
+# gradients to this.
+OPTIONS = {"rtol": 1e-8, "time": "value and gradient", "ratios": {"vs PyTorch": "PyTorch"}}
