@@ -14,7 +14,8 @@ Workloads (DESIGN.md section 6), one module each in bench/workloads/, listed in
 bench/workloads/__init__.py:
 - scalar: the recipe below on Python-float Tensors, 13 recorded ops per
   iteration, 8 inputs; forward and backward ns per op, and the memory the
-  recorded graph holds per op (RSS growth, measured in a fresh process).
+  recorded graph holds per op (RSS growth, measured in a fresh process); beside
+  the reference, the seed's own code as written.
 - elementwise: sum(tanh(x*w + b) * exp(-x*x) + log(1 + w*w) / (1 + b*b)) and its
   gradient w.r.t. x, w, b, at 1 to 1e6 float64 elements, next to the same
   gradient written by hand in numpy (the floor).

@@ -22,10 +22,12 @@ from runner import (
 
 import tapegrad
 from tapegrad import reference
+from workloads import seed_code
 
 OPS_PER_ITERATION = 13
 INPUTS = [0.7, 1.3, 0.11, 0.23, 0.37, 0.41, 0.53, 0.67]
 PLAIN = "Python floats, no AD"
+SEED = "seed's code as written"
 MEMORY_AT = 100_000  # the size whose graph memory is measured
 
 
@@ -43,7 +45,7 @@ def plain(n_iter: int) -> float:
 
 
 def seed_style(module):
-    """The recipe on `module`'s Tensors (tapegrad's, the reference's)."""
+    """The recipe on `module`'s Tensors (tapegrad's, the reference's, the seed's own)."""
 
     def run(n_iter):
         module.clear_history()
@@ -90,10 +92,11 @@ def with_hips(n_iter):
 LIBRARIES = {
     "tapegrad": lambda: seed_style(tapegrad),
     "reference": lambda: seed_style(reference),
+    SEED: lambda: seed_style(seed_code),
     "PyTorch": lambda: with_torch,
     "HIPS autograd": lambda: with_hips,
 }
-SEED_STYLE_MODULES = {"tapegrad": tapegrad, "reference": reference}
+SEED_STYLE_MODULES = {"tapegrad": tapegrad, "reference": reference, SEED: seed_code}
 SKIPPED = {"PyTorch": "skipped: PyTorch crashes freeing a 1e6-op graph (anchors)",
            "HIPS autograd": "skipped: minutes per run at this size"}
 
@@ -232,7 +235,9 @@ forward, backward and total columns are the second run (what a loop that records
 differentiates again and again sees: buffers warm); "first run" is the first, which also
 pays for touching fresh memory. Graph memory: RSS growth while the recorded graph is held,
 in a fresh process, at 1e5 ops. HIPS autograd records and differentiates in one call, so
-only its total is shown.""",
+only its total is shown. "seed's code as written" is the founding design transcribed as
+it was written (bench/workloads/seed_code.py: one closure per op, Tensors only), beside
+`tapegrad.reference`, which keeps that design with the seed's whole surface.""",
     libraries=tuple(LIBRARIES),
     sizes={"quick": [10_000], "default": [10_000, 100_000],
            "full": [10_000, 100_000, 1_000_000]},
