@@ -384,8 +384,8 @@ struct BroadcastTo {
 };
 
 // A cast between float32 and float64 (the Python wrapper refuses other
-// dtypes). The sweeps use it too: a gradient has its input's dtype (DESIGN
-// 4.3), and create_graph casts with this op so that the cast records.
+// dtypes). The sweeps use it too: a gradient has its input's dtype
+// (as in PyTorch), and create_graph casts with this op so that the cast records.
 struct AsType {
     static constexpr const char* name = "astype";  // params: (dtype,) a numpy dtype
     static constexpr const char* numpy = nullptr;

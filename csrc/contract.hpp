@@ -1,8 +1,8 @@
 // einsum's numeric forward: contractions through BLAS, with a cached plan.
 //
 // Note [Contractions]
-// numpy's default einsum loops over every letter at once: "ijk,mik->mij"
-// with d=64, k=25, n=1000 takes 75 ms where a batched matmul takes 14. So
+// numpy's default einsum loops over every letter at once, element by element,
+// where a batched matmul hands the same contraction to BLAS. So
 // the einsum op (and with it every einsum backward, an einsum too) runs as
 // np.einsum(..., optimize=True) and tensordot do: operands are contracted
 // two at a time, each pair as one matmul over a transposed and reshaped view
@@ -26,7 +26,8 @@
 // dtypes are cast to the promoted one first, as numpy's einsum computes (a
 // float32 operand summed on its own would lose digits). Numbers (0-d
 // operands) multiply the result at the end; a Python float does not promote
-// float32 (tapegrad's rule, DESIGN 4.3), a 0-d float64 array does.
+// float32 (tapegrad's promotion rule, numpy's NEP 50 for Python scalars), a 0-d
+// float64 array does.
 //
 // Specs are explicit here (Python expands '...' and implicit outputs), and
 // validated when a plan is built: ValueErrors name the letter, the operands

@@ -113,9 +113,9 @@ public:
     }
 
     // ---- scans (scan_ops.hpp): along one non-negative axis ----
-    // numpy's add.accumulate walks a row at a time with a stride (7 ms for
-    // 1000 x 1000 along axis 1): one pass over C-contiguous memory instead, the
-    // same sums in the same order, so the values are numpy's to the bit.
+    // numpy's add.accumulate walks a row at a time with a stride, which misses
+    // the cache along a last axis: one pass over C-contiguous memory instead,
+    // the same sums in the same order, so the values are numpy's to the bit.
     py::object cumsum(const py::object& x, const py::object& axis, bool reverse) {
         if (PyObject* fast = scan(x, axis.cast<int>(), reverse, false)) return steal(fast);
         if (!reverse) return f_add_accumulate(x, axis);
@@ -285,8 +285,9 @@ public:
                            "numpy.linalg.pinv gives the pseudo-inverse");
     }
     // An inverse inside a backward formula (det's, slogdet's): scipy's getri
-    // where scipy is installed, a third cheaper than numpy's solve against I
-    // (10 against 16 ms at 512 x 512). inv, the op, keeps numpy's values.
+    // where scipy is installed, which inverts the LU factors in place instead
+    // of solving against an identity (numpy's inv). inv, the op, keeps numpy's
+    // values.
     py::object inverse(const py::object& x) {
         PyObject* sl = size(x) ? scipy_linalg(nullptr) : nullptr;
         if (!sl) return inv(x);
@@ -591,8 +592,8 @@ private:
     // Note [Scatter by positions]
     // The backward of x[index] with integer arrays adds g into zeros of x's
     // shape, repeated positions adding up. numpy's add.at does it one index
-    // tuple at a time through its general iterator (2.5 ms for 30,000 rows of 8,
-    // 18 ms for an im2col gather of (64, 3, 900, 9)). Given the position in x
+    // tuple at a time through its general iterator, a slow path per element.
+    // Given the position in x
     // (its C-order element number) of each element of g, it is one loop:
     // out.flat[position] += g (scatter_positions in arrays.cpp).
     //
@@ -607,9 +608,8 @@ private:
     // are added smallest pair first down to two, which the loop adds per
     // element as it goes: in an im2col gather, (64, 3, 1, 1) and (1, 1, 900, 9),
     // the full-size array of positions is never made. (np.bincount needs it,
-    // copies a read-only index and turns float32 weights into float64 and back:
-    // the whole x[idx] forward and backward measured 2.5x slower with it on a
-    // vector of 30,000 indices, 1.9x on a float32 im2col.)
+    // copies a read-only index and turns float32 weights into float64 and back,
+    // which costs more than the scatter itself.)
     //
     // Terms broadcastable to g's shape (at most two), or none where an index
     // entry is not one of ints, slices, None, one Ellipsis, integer arrays and

@@ -79,7 +79,7 @@ T sign_of(T a) {
 }
 
 // pow(a, e), by a multiplication where e is 1 or 2: pow's derivative for
-// x ** 2 and x ** 3, without a call to pow (about 10 ns an element). A loop
+// x ** 2 and x ** 3, without a call to pow (a libm call per element). A loop
 // with one e throughout predicts the test every time.
 template <class T>
 T power(T a, T e) {
@@ -327,7 +327,7 @@ struct Relu {
 };
 
 
-// ---- numpy's other differentiable float ufuncs (DESIGN 4.3) ----
+// ---- numpy's other differentiable float ufuncs ----
 
 struct Fabs {
     static constexpr const char* name = "fabs";
@@ -755,7 +755,7 @@ struct FloatPower {
     }
 };
 
-// ---- scipy.special's ufuncs (DESIGN 4.3) ----
+// ---- scipy.special's ufuncs ----
 // Their values are computed in double (special.hpp, or the C library's), also
 // for float32, and match scipy's (tests/test_special.py). Each is
 // scipy.special's ufunc on Tensors once the user has imported scipy.special;

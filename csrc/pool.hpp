@@ -2,8 +2,8 @@
 //
 // Note [Buffer pool]
 // A fresh large array costs a page fault per 4 KiB the first time it is
-// written, more than the arithmetic on it (anchors/limit.md: 1e6 float64
-// elements take thousands of faults). So arrays that clear_history() or a
+// written, more than the arithmetic on it (1e6 float64 elements are some
+// two thousand pages). So arrays that clear_history() or a
 // sweep releases, and that nobody else holds, are kept here and handed out
 // again as outputs of later ops and backward kernels of the same shape and
 // dtype: a loop that records and differentiates the same graph every step
@@ -18,12 +18,11 @@
 // next step's numpy arrays: the pool holds about one step's worth.
 //
 // Which array take() hands out matters as much as reuse itself: an array
-// still in cache costs about half as much to write as one that is not (8 MB
-// arrays on this machine, whose cache holds some 64-96 MB). The gradient
-// buffers a sweep spends last were touched last, while the values a reset
-// releases were read earlier in the sweep, so values go in cold, behind the
-// spent buffers, and the next step's first ops write warm memory (the
-// elementwise chain at 1e6 in steady state: 34.2 -> 32.6 ms).
+// still in cache is cheaper to write than one that must come from memory.
+// The gradient buffers a sweep spends last were touched last, while the
+// values a reset releases were read earlier in the sweep, so values go in
+// cold, behind the spent buffers, and the next step's first ops write warm
+// memory.
 #pragma once
 
 #include <cstddef>
