@@ -101,8 +101,8 @@ bool anomaly_error(const Tape& tape, uint32_t row, uint32_t input, const char* w
         PyErr_Clear();
         name = PyUnicode_FromString("custom");
     }
-    PyObject* output = tape.label_of(custom ? record->outputs.front() : row);
-    PyObject* label = tape.label_of(input);
+    PyObject* output = tape.labels().label_of(custom ? record->outputs.front() : row);
+    PyObject* label = tape.labels().label_of(input);
     auto origin = tape.row_origins.find(row);
     PyErr_Format(PyExc_RuntimeError,
                  "detect_anomaly: the backward of %S (output '%S'), recorded at %S, gave %s in "

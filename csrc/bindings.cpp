@@ -62,8 +62,8 @@ PYBIND11_MODULE(_core, m) {
     TAPEGRAD_ARRAY_OPS(TAPEGRAD_CODE)
 #undef TAPEGRAD_CODE
     m.attr("OP_CODES") = codes;
-    m.attr("RECLAIM_ROWS") = Tape::RECLAIM_ROWS;  // Note [Reclaiming records]
-    m.attr("RECLAIM_BYTES") = Tape::RECLAIM_BYTES;
+    m.attr("RECLAIM_ROWS") = Lifetime::RECLAIM_ROWS;  // Note [Reclaiming records]
+    m.attr("RECLAIM_BYTES") = Lifetime::RECLAIM_BYTES;
 
     m.def("set_tensor_class", [](py::object cls) {
         if (!set_tensor_class(cls.ptr())) throw py::error_already_set();
@@ -130,10 +130,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("clear_history", []() {
         if (!clear_history()) throw py::error_already_set();
     });
-    m.def("get_counter", []() { return tape().counter; });
+    m.def("get_counter", []() { return tape().labels().counter(); });
     m.def("set_counter", [](int64_t n) {
         if (n < 0) throw py::value_error("Tensor._counter must be >= 0");
-        tape().counter = n;
+        tape().labels().set_counter(n);
     });
     m.def("history_length", []() {
         Py_ssize_t n = history_length();
@@ -154,10 +154,10 @@ PYBIND11_MODULE(_core, m) {
         Tape& t = tape();
         py::dict d;
         d["rows"] = t.op.size();
-        d["live"] = t.live_total;
-        d["live_freed"] = t.live_freed;
-        d["freed_any"] = t.freed_any;
-        d["compact_at"] = t.compact_at;
+        d["live"] = t.lifetime().live_total();
+        d["live_freed"] = t.lifetime().live_freed();
+        d["freed_any"] = t.lifetime().freed_any();
+        d["compact_at"] = t.lifetime().compact_at();
         d["leaves"] = t.leaf_tensors.size();
         d["user_records"] = t.user_records.size();
         d["pool_arrays"] = t.pool.size();

@@ -45,7 +45,7 @@ bool GraphSweep::run(const std::vector<Source>& sources, bool every_leaf,
     if (!quiet.start()) return false;
     // As in the numeric sweep: nothing below the lowest source matters,
     // unless stale rows need their check.
-    int64_t lowest = t.stale_rows.empty() ? static_cast<int64_t>(top) : 0;
+    int64_t lowest = !t.foreign().any_stale() ? static_cast<int64_t>(top) : 0;
     for (const Source& s : sources) {
         if (s.node == UINT32_MAX || s.node >= top) continue;
         keep[s.node] = 1;

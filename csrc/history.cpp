@@ -15,7 +15,7 @@ namespace {
 PyObject* labels_of(Tape& tape, const std::vector<uint32_t>& nodes) {
     PyObject* list = PyList_New(static_cast<Py_ssize_t>(nodes.size()));
     for (size_t k = 0; list && k < nodes.size(); ++k) {
-        PyObject* label = tape.label_of(nodes[k]);
+        PyObject* label = tape.labels().label_of(nodes[k]);
         if (!label) Py_CLEAR(list);
         else PyList_SET_ITEM(list, static_cast<Py_ssize_t>(k), label);
     }
@@ -78,8 +78,8 @@ uint32_t node_of_key(Tape& tape, PyObject* key, const char* which) {
                      which, Py_TYPE(key)->tp_name);
         return UINT32_MAX;
     }
-    const uint32_t node = tape.node_of_label(key);
-    if (node == Tape::AMBIGUOUS) {
+    const uint32_t node = tape.labels().node_of_label(key);
+    if (node == Labels::AMBIGUOUS) {
         PyErr_Format(PyExc_ValueError,
                      "operation_history.append: the label %R names two tensors on this thread's "
                      "tape, one of them made on another thread (or in another tapegrad.Tape), "
@@ -163,14 +163,14 @@ PyObject* history_item(Py_ssize_t k) {
     if (tape->op[row] == OP_CUSTOM) {
         const UserRecord& r = tape->user_records[tape->in0[row]];
         return Py_BuildValue("(sOOkKO)", "custom", Py_None, Py_None, static_cast<unsigned long>(row),
-                             static_cast<unsigned long long>(tape->epoch), r.record);
+                             static_cast<unsigned long long>(tape->epoch()), r.record);
     }
     PyObject* inputs = labels_of(*tape, tape->inputs_of(row));
     PyObject* outputs = labels_of(*tape, {row});
     PyObject* item = inputs && outputs
                          ? Py_BuildValue("(sNNkKO)", row_op_name(tape->op[row]), inputs, outputs,
                                          static_cast<unsigned long>(row),
-                                         static_cast<unsigned long long>(tape->epoch), Py_None)
+                                         static_cast<unsigned long long>(tape->epoch()), Py_None)
                          : nullptr;
     if (!item) {
         Py_XDECREF(inputs);
@@ -182,7 +182,7 @@ PyObject* history_item(Py_ssize_t k) {
 PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
     Tape* tape = current_tape();
     if (!tape) return nullptr;
-    if (epoch != tape->epoch || row64 >= tape->op.size() || tape->op[row64] <= OP_STALE) {
+    if (epoch != tape->epoch() || row64 >= tape->op.size() || tape->op[row64] <= OP_STALE) {
         PyErr_SetString(PyExc_RuntimeError,
                         "this record's backward_fn belongs to a history that clear_history() "
                         "removed (or to another thread's tape)");
@@ -368,7 +368,7 @@ PyObject* graph_of(PyObject* tensor_obj) {
         } else {
             name = PyUnicode_FromString(row_op_name(code));
         }
-        PyObject* label = custom ? Py_NewRef(Py_None) : tape->label_of(row);
+        PyObject* label = custom ? Py_NewRef(Py_None) : tape->labels().label_of(row);
         PyObject* shape = custom ? Py_NewRef(Py_None)
                                  : (tape->is_array(row) ? PyObject_GetAttrString(tape->array_of(row), "shape")
                                                         : PyTuple_New(0));

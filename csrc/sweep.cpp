@@ -32,7 +32,7 @@ const char* const HISTORY_GONE =
 PyObject* label_text(TensorObject* t) { return PyObject_GetAttrString(reinterpret_cast<PyObject*>(t), "label"); }
 
 bool freed_error(const Tape& t, uint32_t row) {
-    PyObject* label = t.label_of(row);
+    PyObject* label = t.labels().label_of(row);
     PyErr_Format(PyExc_RuntimeError,
                  "Trying to backward through the graph a second time (through %s -> %S): "
                  "backward() and tapegrad.grad() free what they traverse. Pass "
@@ -77,7 +77,7 @@ std::vector<uint8_t> needed_rows(const Tape& t, const std::vector<Source>& sourc
         need[s.node] = 1;
         start = std::min<size_t>(start, s.node);
     }
-    if (!t.stale_rows.empty()) start = 0;  // a stale row below every source must still be checked
+    if (t.foreign().any_stale()) start = 0;  // a stale row below every source must still be checked
     for (size_t r = start; r < top; ++r) {
         if (need[r]) continue;
         const uint8_t code = t.op[r];
@@ -102,12 +102,12 @@ std::vector<uint8_t> needed_rows(const Tape& t, const std::vector<Source>& sourc
 }
 
 void add_retired(const Tape& tape, std::vector<Source>& sources) {
-    if (tape.retired.empty()) return;
+    if (!tape.foreign().any_retired()) return;
     const size_t n = sources.size();
     for (size_t k = 0; k < n; ++k) {
-        auto it = tape.retired.find(reinterpret_cast<PyObject*>(sources[k].tensor));
-        if (it == tape.retired.end()) continue;
-        for (uint32_t row : it->second) sources.push_back({sources[k].tensor, row});
+        const auto* rows = tape.foreign().retired_rows(reinterpret_cast<PyObject*>(sources[k].tensor));
+        if (!rows) continue;
+        for (uint32_t row : *rows) sources.push_back({sources[k].tensor, row});
     }
 }
 
@@ -183,14 +183,14 @@ bool StaleWalk::reach(Tape& tape, uint32_t start, bool root) {
         } else if (code == OP_VERSION) {
             stack.push_back(tape.in0[r]);
         } else if (code == OP_STALE) {
-            auto info = tape.stale_rows.find(r);
-            if (info == tape.stale_rows.end()) continue;
-            auto* f = reinterpret_cast<TensorObject*>(info->second.foreign);
+            const auto* info = tape.foreign().stale_row(r);
+            if (!info) continue;
+            auto* f = reinterpret_cast<TensorObject*>(info->foreign);
             Tape* home = f && f->epoch ? tape_of_epoch(f->epoch) : nullptr;
             const uint32_t there = home && home != &tape ? find_node(*home, f) : UINT32_MAX;
             if (there != UINT32_MAX) {
                 if (reach(*home, there, false)) return true;
-            } else if (every_leaf || born_before(info->second.born)) {
+            } else if (every_leaf || born_before(info->born)) {
                 if (every_leaf) gone = true;
                 return true;
             }
@@ -213,13 +213,13 @@ bool check_stale(Tape& t, uint32_t row, const std::vector<Source>& sources, bool
     for (const Source& s : sources)
         if (s.node != row) others.push_back(s);
     StaleWalk walk{others, every_leaf, {}};
-    const auto info = t.stale_rows.find(row);
-    const bool foreign = info != t.stale_rows.end() && info->second.foreign;
+    const auto* info = t.foreign().stale_row(row);
+    const bool foreign = info && info->foreign;
     // backward() through history that is gone: its leaves lose their gradient.
     if (every_leaf && !foreign) walk.gone = true;
     else if (!walk.reach(t, row, true)) return true;
-    PyObject* stale_label = foreign ? label_text(reinterpret_cast<TensorObject*>(info->second.foreign))
-                                    : t.label_of(row);
+    PyObject* stale_label = foreign ? label_text(reinterpret_cast<TensorObject*>(info->foreign))
+                                    : t.labels().label_of(row);
     PyObject* source_label = walk.found ? label_text(walk.found) : nullptr;
     if (walk.gone && !walk.found)
         PyErr_Format(PyExc_RuntimeError,
@@ -368,7 +368,7 @@ public:
         // Rows only pass gradients to lower rows, so nothing below the lowest
         // source can change a source's gradient: stop there, unless stale rows
         // below it still need their check (Note [Stale tensors]).
-        int64_t lowest = t.stale_rows.empty() ? static_cast<int64_t>(t.op.size()) : 0;
+        int64_t lowest = !t.foreign().any_stale() ? static_cast<int64_t>(t.op.size()) : 0;
         for (const Source& s : sources) {
             if (s.node == UINT32_MAX) continue;
             reached[s.node] |= KEEP;
@@ -1277,7 +1277,7 @@ bool backward_with(Tape& tape, uint32_t node, PyObject* seed, bool retain_graph)
     const bool ok = sweep.seed(node, seed) && sweep.run(sources, true) && sweep.accumulate_leaf_grads();
     if (ok && !retain_graph) sweep.free_traversed();
     // After a failed sweep too, the tape may be dropped once nothing live needs it.
-    if (!ok) tape.freed_any = true;
+    if (!ok) tape.lifetime().note_freed();
     return ok;
 }
 
@@ -1317,7 +1317,7 @@ PyObject* grad_with(Tape& tape, const std::vector<TensorObject*>& outputs,
     const std::vector<uint8_t> needed = needed_rows(tape, sources, tape.op.size());
     if (!ok || !sweep.run(sources, false, needed.empty() ? nullptr : &needed) ||
         !check_versions(tape, sweep, sources, inputs.size())) {
-        tape.freed_any = true;  // as after a backward: reclaimed once nothing live needs it
+        tape.lifetime().note_freed();  // as after a backward: reclaimed once nothing live needs it
         return nullptr;
     }
     PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(inputs.size()));

@@ -78,9 +78,9 @@ bool check_versions(const Tape& tape, const S& sweep, const std::vector<Source>&
         const Source& s = sources[k];
         if (s.node != UINT32_MAX && sweep.reached_node(s.node) && !same_layout_as(tape, s.node, s.tensor))
             return version_error(tape, s, s.node);
-        auto it = tape.retired.find(reinterpret_cast<PyObject*>(s.tensor));
-        if (it == tape.retired.end()) continue;
-        for (uint32_t row : it->second)
+        const auto* rows = tape.foreign().retired_rows(reinterpret_cast<PyObject*>(s.tensor));
+        if (!rows) continue;
+        for (uint32_t row : *rows)
             if (sweep.reached_node(row)) return version_error(tape, s, row);
     }
     return true;

@@ -33,6 +33,10 @@
 
 #include "ops.hpp"
 #include "pool.hpp"
+#include "row_map.hpp"
+#include "tape_foreign.hpp"
+#include "tape_labels.hpp"
+#include "tape_lifetime.hpp"
 
 namespace tapegrad {
 
@@ -81,8 +85,8 @@ struct OwnedRefs {
     std::vector<PyObject*> leaf_tensors;
     std::unordered_map<uint32_t, PyObject*> row_hooks;
     std::unordered_map<uint32_t, PyObject*> row_origins;
-    std::vector<PyObject*> foreign_refs;
-    std::vector<PyObject*> retired_refs;
+    // Plain references the other parts of the tape let go of, released last.
+    std::vector<PyObject*> references;
     // Arrays nobody else holds go to the pool (Note [Buffer pool]); the rest is released.
     void release(BufferPool& pool);
 };
@@ -94,10 +98,15 @@ public:
     Tape(const Tape&) = delete;
     Tape& operator=(const Tape&) = delete;
 
-    // A fresh epoch id, never reused in the process: tensors compare their
-    // stored epoch with the tape's to know whether their node is still here.
-    uint64_t epoch;
-    int64_t counter = 0;  // Tensor._counter: the next label number
+    // The tape's current epoch (Lifetime): tensors compare their stored
+    // epoch with it to know whether their node is still here.
+    uint64_t epoch() const { return lifetime_.epoch(); }
+    Labels& labels() { return labels_; }
+    const Labels& labels() const { return labels_; }
+    const Lifetime& lifetime() const { return lifetime_; }
+    Lifetime& lifetime() { return lifetime_; }
+    ForeignTensors& foreign() { return foreign_; }
+    const ForeignTensors& foreign() const { return foreign_; }
     // Grad mode: false inside no_grad(), where ops record nothing. It is the
     // thread's, as in PyTorch, so it lives on the thread's default tape: a
     // `with tapegrad.Tape()` does not change it (use grad_mode(), not this).
@@ -128,27 +137,6 @@ public:
     // a Function's output.
     std::vector<PyObject*> leaf_tensors;
     std::vector<ArrayRecord> array_records;  // in0 of an array-op row indexes this
-    // Stale rows (Note [Stale tensors] in tensor.cpp): when their tensor was
-    // made (birth_clock), and for a foreign row the tensor (held in foreign_refs).
-    struct StaleRow {
-        uint64_t born;
-        PyObject* foreign;
-    };
-    std::unordered_map<uint32_t, StaleRow> stale_rows;
-
-    // Labels: the node of tensor_N is num_nodes[N] while numbers run in
-    // order; numbers assigned out of order (after Tensor._counter was set by
-    // hand) go to num_overflow. Explicit labels live in two small dicts.
-    std::vector<uint32_t> num_nodes;  // num_nodes[N - num_base] is the node of tensor_N
-    int64_t num_base = 0;
-    std::unordered_map<int64_t, uint32_t> num_overflow;
-    // Default labels of foreign tensors (numbered by another tape): tensor_N
-    // names both that tensor and this tape's own tensor_N, an ambiguity that a
-    // user record's label must not resolve silently (node_of_label).
-    std::unordered_map<int64_t, uint32_t> foreign_numbers;
-    PyObject* node_by_label;  // dict str -> int
-    PyObject* label_by_node;  // dict int -> str
-
     size_t n_ops = 0;                   // rows that are ops or user records
     std::vector<uint32_t> op_rows;      // their row ids, built lazily for indexing
     size_t op_rows_scanned = 0;
@@ -156,86 +144,35 @@ public:
     BufferPool pool;  // Note [Buffer pool]
     size_t temporaries_reused = 0;  // Note [Temporaries]; for tests
 
-    // Note [Reclaiming records]
-    // live[row] counts the live recorded (non-leaf) tensors whose node is that
-    // row (saturating: a row with 255 pins the tape); live_total counts them
-    // all, live_freed those on rows a backward() has freed. When every live
-    // recorded tensor is on a freed row, or none is alive, no backward can use
-    // any record again: at the next safe point (the start of an op or of a
-    // gradient call, never during a sweep) the tape drops its records, keeping
-    // label numbering; leaves re-enter on their next use, tensors on freed
-    // rows keep their values and lose their (already freed) history. This is
-    // done only after a backward() or grad() freed something, or once the tape
-    // is large, and never while seed-style user records (which name tensors by
-    // label, and whose outputs are leaves) are on it, so such code keeps the
-    // seed's semantics until clear_history(). A Function's outputs are
-    // recorded tensors like any op's, so its records do not block reclaiming.
-    std::vector<uint8_t> live;
-    size_t live_total = 0, live_freed = 0;
-    bool freed_any = false, pinned = false;
-    static constexpr size_t RECLAIM_ROWS = size_t(1) << 16;
-    // The same for the array data the tape holds: an evaluation loop over large
-    // arrays reaches this long before RECLAIM_ROWS.
-    static constexpr size_t RECLAIM_BYTES = size_t(64) << 20;
-    size_t array_bytes = 0;  // data of `arrays` and of array ops' array parameters, as counted when added
-
-    void add_live(uint32_t node) {
-        if (live[node] == UINT8_MAX) {
-            pinned = true;
-            return;
-        }
-        ++live[node];
-        ++live_total;
-        if (flags[node] & F_FREED) ++live_freed;
-    }
+    // Note [Reclaiming records]: the live counts are the lifetime's; whether
+    // a row is freed is its flag.
+    void add_live(uint32_t node) { lifetime_.add_live(node, flags[node] & F_FREED); }
     // The first live tensor of a row just pushed: no checks needed.
-    void add_live_new_row(uint32_t node) {
-        live[node] = 1;
-        ++live_total;
-    }
+    void add_live_new_row(uint32_t node) { lifetime_.add_live_new_row(node); }
     void drop_live(uint32_t node) {
-        if (node >= live.size() || live[node] == 0 || live[node] == UINT8_MAX) return;
-        --live[node];
-        --live_total;
-        if (flags[node] & F_FREED) --live_freed;
+        if (lifetime_.counts(node)) lifetime_.drop_live(node, flags[node] & F_FREED);
     }
     void mark_freed(uint32_t row) {
         if (flags[row] & F_FREED) return;
         flags[row] |= F_FREED;
-        live_freed += live[row] == UINT8_MAX ? 0 : live[row];
-        freed_any = true;
+        lifetime_.row_freed(row);
     }
     // At a safe point: drops the records when nothing can use them again, or
     // compacts a large tape to what live tensors can reach (Note [Compaction]).
     // The common case is the first test.
     void maybe_reclaim() {
-        if (!freed_any && op.size() < compact_at && array_bytes < compact_bytes) return;
-        if (op.empty() || sweeping || pinned || label_records != 0) return;
-        if (live_total == live_freed) {
-            if (freed_any || op.size() >= RECLAIM_ROWS || array_bytes >= RECLAIM_BYTES)
-                reset(false);
-        } else if (op.size() >= compact_at || array_bytes >= compact_bytes) {
+        if (!lifetime_.may_reclaim(op.size(), array_bytes)) return;
+        if (op.empty() || sweeping || lifetime_.pinned() || label_records != 0) return;
+        if (lifetime_.all_dead()) {
+            if (lifetime_.should_reset(op.size(), array_bytes)) reset(false);
+        } else if (lifetime_.should_compact(op.size(), array_bytes)) {
             compact();
         }
     }
-
-    // Note [Compaction]
-    // Records stay alive while a live tensor can reach them; the whole-tape
-    // reset above only helps when no recorded tensor is alive, and a loop that
-    // keeps its last result (an evaluation loop outside no_grad) never gets
-    // there. So once the tape has grown to compact_at rows, compact() keeps
-    // the rows that live tensors (and the records of kept outputs) reach, in
-    // order, renumbered, and drops the rest with their values. Leaves the tape
-    // holds are renumbered in place. Other recorded tensors are not reachable
-    // from the tape, so the tape takes a new epoch and keeps, per old epoch,
-    // the new node of each row that had live tensors: find_node() rebinds a
-    // tensor of an old epoch when it is next used, and its deallocation finds
-    // its row through translate(). Constant leaves simply re-enter. The next
-    // compaction waits until the tape has doubled (in rows or in array bytes),
-    // so the work is amortised.
-    size_t compact_at = RECLAIM_ROWS, compact_bytes = RECLAIM_BYTES;
-    std::vector<std::pair<uint64_t, std::unordered_map<uint32_t, uint32_t>>> renamed;
+    // Note [Compaction]: keeps what live tensors reach, each part renumbered
+    // by the same row map (Note [Row map]).
     void compact();
+    size_t array_bytes = 0;  // data of `arrays` and of array ops' array parameters, as counted when added
     // Swaps the owned references with `refs` (moved in; the old ones returned).
     OwnedRefs swap_refs(OwnedRefs refs);
     // The register_hook functions of a row's tensor (borrowed), or nullptr.
@@ -245,33 +182,6 @@ public:
         return (flags[row] & F_HOOKED) || ((op[row] == OP_LEAF || op[row] == OP_STALE) && hooks_of(row));
     }
     PyObject* hooks_of(uint32_t row) const;
-    // The node of a tensor bound with (epoch, node) to this tape now, or UINT32_MAX.
-    uint32_t translate(uint64_t tensor_epoch, uint32_t node) const {
-        if (tensor_epoch == epoch) return node;
-        for (const auto& [old, moved] : renamed) {
-            if (old != tensor_epoch) continue;
-            auto it = moved.find(node);
-            return it == moved.end() ? UINT32_MAX : it->second;
-        }
-        return UINT32_MAX;
-    }
-
-    // Note [Foreign tensors]
-    // A tensor is bound to one tape at a time (its epoch and node). Used on
-    // another tape while its home tape is still alive (another thread's, or
-    // the other side of a `with tapegrad.Tape()`), it is not rebound, which
-    // would cut it from the graphs it is in: it gets a row here that only this
-    // tape knows, found through `foreign` (the tape holds the tensor, so the
-    // key cannot be reused). A tensor whose home tape is gone is simply rebound.
-    std::unordered_map<PyObject*, uint32_t> foreign;
-    std::vector<PyObject*> foreign_refs;  // owned
-
-    // Note [Versions] (tensor.hpp): tensors whose value changed shape or dtype
-    // after this tape recorded them, and the identity rows of their old
-    // values; a gradient asked for such a tensor through those rows raises.
-    // The keys are held in retired_refs.
-    std::unordered_map<PyObject*, std::vector<uint32_t>> retired;
-    std::vector<PyObject*> retired_refs;  // owned
 
     // On a thread's default tape: the tapes pushed by `with tapegrad.Tape()`,
     // innermost last; ops record on the innermost (current_tape()).
@@ -292,7 +202,7 @@ public:
         in0.push_back(a);
         in1.push_back(b);
         val.push_back(v);
-        live.push_back(0);
+        lifetime_.push_row();
         const uint32_t row = static_cast<uint32_t>(op.size() - 1);
         if (code > OP_STALE || code == OP_CUSTOM) {
             ++n_ops;
@@ -332,16 +242,13 @@ public:
     // The bytes of the arrays among an array op's parameters (an index array
     // of x[idx], nested in tuples or lists): the tape holds copies of them.
     static size_t params_bytes(PyObject* params);
-    // Gives the tensor numbered `num` the node `node`.
-    void set_num_node(int64_t num, uint32_t node);
-    // Node of tensor_N, or UINT32_MAX.
-    uint32_t node_of_num(int64_t num) const;
-    // Label of a node's tensor as a new str, or None when it has none.
-    PyObject* label_of(uint32_t node) const;
-    // Node of a label, or UINT32_MAX (no Python error set); AMBIGUOUS when a
-    // default label names both a foreign tensor and one of this tape's.
-    static constexpr uint32_t AMBIGUOUS = UINT32_MAX - 1;
-    uint32_t node_of_label(PyObject* label) const;
+    // The row where a tensor's gradient collects (Note [Versions] in
+    // tensor.hpp): `node` itself, or below its version rows, the row of its
+    // first value on this tape.
+    uint32_t identity_row(uint32_t node) const {
+        while (node != UINT32_MAX && op[node] == OP_VERSION) node = in0[node];
+        return node;
+    }
     // Row ids of ops and user records, in order (extends op_rows as needed).
     const std::vector<uint32_t>& operation_rows();
 
@@ -370,7 +277,30 @@ public:
 
 private:
     static uint32_t overflow();
+    // The rows live tensors reach, and the records of kept outputs (Note [Compaction]).
+    std::vector<uint8_t> reachable_rows() const;
+    // Note [Row map] for the row store: what the old rows held goes to `old`.
+    void remap_rows(const RowMap& map, OwnedRefs& old);
+
+    Labels labels_;
+    Lifetime lifetime_;
+    ForeignTensors foreign_;
 };
+
+// Note [Tape and tensors]
+// The tape holds tensors (leaves that require grad, foreign tensors, a
+// Function's saved handles) as plain objects and does not know their layout:
+// tensor.hpp includes tape.hpp, never the reverse. What the tape needs of a
+// tensor it asks through these, which tensor.cpp defines.
+// The register_hook functions of a tensor (borrowed), or nullptr when it has none.
+PyObject* tensor_hooks(PyObject* tensor);
+// After a compaction from `old_epoch`: a leaf the tape holds, bound to the
+// old rows, is bound to its row's new id (or to its identity's, flagged
+// updated, when only that is kept), or unbound.
+void rebind_leaf(Tape& tape, PyObject* leaf, uint64_t old_epoch, const RowMap& map);
+// After a compaction from `old_epoch`: a saved handle of a kept record
+// (Note [Saved tensors]) is bound to `row`, its row's new id.
+void rebind_saved_handle(Tape& tape, PyObject* handle, uint64_t old_epoch, uint32_t row);
 
 // The tape the calling thread records on (the innermost pushed tape, else its
 // default tape), or nullptr with a Python error set.
@@ -390,11 +320,8 @@ extern Tape* last_tape;
 // unique, so the cached tape is right whatever thread asks.
 Tape* tape_of_epoch_slow(uint64_t epoch);
 inline Tape* tape_of_epoch(uint64_t epoch) {
-    return last_tape && last_tape->epoch == epoch ? last_tape : tape_of_epoch_slow(epoch);
+    return last_tape && last_tape->epoch() == epoch ? last_tape : tape_of_epoch_slow(epoch);
 }
-
-// A new epoch id (process-wide, increasing).
-uint64_t next_epoch();
 
 // When a tensor is made: a process-wide count of tensors made, so that the
 // order of two tensors is known whatever thread or tape made them (Note

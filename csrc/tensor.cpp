@@ -31,25 +31,14 @@ Value value_slot(Tape& tape, TensorObject* t) {
 }
 
 bool register_label(Tape& tape, TensorObject* t, uint32_t node) {
-    if (!t->label) return true;
-    PyObject* key = PyLong_FromUnsignedLong(node);
-    bool ok = key && PyDict_SetItem(tape.node_by_label, t->label, key) == 0 &&
-              PyDict_SetItem(tape.label_by_node, key, t->label) == 0;
-    Py_XDECREF(key);
-    return ok;
+    return !t->label || tape.labels().name(node, t->label);
 }
 
 // A default label (tensor_N) for a tensor numbered elsewhere (by an earlier
 // numbering of this tape, or another tape): shown for `node`, and for a
-// foreign tensor also resolved by user records (Tape::foreign_numbers).
+// foreign tensor also resolved by user records (Note [Labels]).
 bool register_default_label(Tape& tape, TensorObject* t, uint32_t node, bool foreign) {
-    if (foreign) tape.foreign_numbers[t->num] = node;
-    PyObject* key = PyLong_FromUnsignedLong(node);
-    PyObject* label = key ? PyUnicode_FromFormat("tensor_%lld", static_cast<long long>(t->num)) : nullptr;
-    const bool ok = label && PyDict_SetItem(tape.label_by_node, key, label) == 0;
-    Py_XDECREF(key);
-    Py_XDECREF(label);
-    return ok;
+    return tape.labels().name_by_number(node, t->num, foreign);
 }
 
 uint32_t enter(Tape& tape, TensorObject* t, bool numbered_here);
@@ -67,7 +56,7 @@ uint32_t push_version(Tape& tape, TensorObject* t, uint32_t node, bool foreign) 
     const uint32_t row = tape.push(OP_VERSION, t->array ? F_ARRAY : 0, node, 0, value_slot(tape, t));
     if (row == UINT32_MAX) return row;
     if (foreign) {
-        tape.foreign[reinterpret_cast<PyObject*>(t)] = row;
+        tape.foreign().move(reinterpret_cast<PyObject*>(t), row);
     } else {
         if (!(t->flags & (T_LEAF | T_SAVED))) {  // a recorded tensor now stands on the new row
             tape.drop_live(node);
@@ -77,7 +66,7 @@ uint32_t push_version(Tape& tape, TensorObject* t, uint32_t node, bool foreign) 
         t->flags &= static_cast<uint8_t>(~T_UPDATED);
     }
     // Its label names the new value.
-    if (!t->label && tape.node_of_num(t->num) == node) tape.set_num_node(t->num, row);
+    if (!t->label && tape.labels().node_of_num(t->num) == node) tape.labels().set_num_node(t->num, row);
     else if (!t->label && !register_default_label(tape, t, row, foreign)) return UINT32_MAX;
     return register_label(tape, t, row) ? row : UINT32_MAX;
 }
@@ -86,13 +75,8 @@ uint32_t push_version(Tape& tape, TensorObject* t, uint32_t node, bool foreign) 
 // gradient with the value on `node`: that identity is retired, and t is
 // unbound here (it enters anew on its next use).
 void retire(Tape& tape, TensorObject* t, uint32_t node, bool foreign) {
-    auto key = reinterpret_cast<PyObject*>(t);
-    auto [it, first] = tape.retired.try_emplace(key);
-    if (first) tape.retired_refs.push_back(Py_NewRef(key));
-    it->second.push_back(identity_row(tape, node));
-    if (foreign) {
-        tape.foreign.erase(key);
-    } else {
+    tape.foreign().retire(reinterpret_cast<PyObject*>(t), identity_row(tape, node));
+    if (!foreign) {
         t->epoch = 0;
         t->flags &= static_cast<uint8_t>(~T_UPDATED);
     }
@@ -144,12 +128,12 @@ PyObject* new_tensor(Tape& tape, double number, PyObject* array, uint32_t node, 
     r->grad = nullptr;
     r->hooks = nullptr;
     r->born = next_birth();
-    r->num = tape.counter++;
+    r->num = tape.labels().take_number();
     r->flags = requires_grad ? T_REQUIRES_GRAD : T_LEAF;  // no history: a constant leaf
-    r->epoch = node == UINT32_MAX ? 0 : tape.epoch;
+    r->epoch = node == UINT32_MAX ? 0 : tape.epoch();
     r->node = node;
     if (node != UINT32_MAX) tape.add_live_new_row(node);  // new_tensor's node is always a new row
-    tape.set_num_node(r->num, node);
+    tape.labels().set_num_node(r->num, node);
     return reinterpret_cast<PyObject*>(r);
 }
 
@@ -262,7 +246,7 @@ PyObject* temporary_array(const Tape& tape, int reads, const Operand& x, const O
     PyObject* a = t->array;
     if (!a || Py_REFCNT(reinterpret_cast<const PyObject*>(t)) != 1 ||
         (t->flags & (T_LEAF | T_SAVED)) != 0 || !(t->flags & T_REQUIRES_GRAD) || t->hooks ||
-        t->epoch != tape.epoch || t->node == UINT32_MAX)
+        t->epoch != tape.epoch() || t->node == UINT32_MAX)
         return nullptr;
     auto* pa = reinterpret_cast<PyArrayObject*>(a);
     if (static_cast<size_t>(PyArray_NBYTES(pa)) < MIN_ELIDE_BYTES || !is_unseen(a) ||
@@ -395,7 +379,7 @@ PyObject* saved_handle(Tape& tape, TensorObject* t, uint32_t& node) {
         new_tensor(tape, t->scalar, t->array ? Py_NewRef(t->array) : nullptr, UINT32_MAX, true));
     if (!h) return nullptr;
     h->flags = T_REQUIRES_GRAD | T_SAVED;
-    h->epoch = tape.epoch;
+    h->epoch = tape.epoch();
     h->node = node;
     if (t->label) h->label = Py_NewRef(t->label);
     return reinterpret_cast<PyObject*>(h);
@@ -407,7 +391,7 @@ PyObject* node_tensor(Tape& tape, uint32_t node) {
         // The leaf itself while this row holds its value; after an update, a
         // tensor standing for the old value (Note [Versions]).
         auto* leaf = reinterpret_cast<TensorObject*>(tape.leaf_tensors[tape.in0[node]]);
-        if (leaf->epoch == tape.epoch && leaf->node == node && !(leaf->flags & T_UPDATED))
+        if (leaf->epoch == tape.epoch() && leaf->node == node && !(leaf->flags & T_UPDATED))
             return Py_NewRef(reinterpret_cast<PyObject*>(leaf));
     }
     // A leaf with no holder is a constant, unless a user record outputs it.
@@ -418,7 +402,7 @@ PyObject* node_tensor(Tape& tape, uint32_t node) {
                    tape.is_array(node) ? Py_NewRef(tape.array_of(node)) : nullptr, UINT32_MAX, true));
     if (!r) return nullptr;
     r->flags = T_REQUIRES_GRAD;  // made by an op: not a leaf
-    r->epoch = tape.epoch;
+    r->epoch = tape.epoch();
     r->node = node;
     tape.add_live(node);
     return reinterpret_cast<PyObject*>(r);
@@ -432,7 +416,7 @@ namespace {
 void forget_live(TensorObject* t) {
     if ((t->flags & (T_LEAF | T_SAVED)) || t->epoch == 0) return;
     if (Tape* tape = tape_of_epoch(t->epoch)) {
-        const uint32_t node = tape->translate(t->epoch, t->node);
+        const uint32_t node = tape->lifetime().translate(t->epoch, t->node);
         if (node != UINT32_MAX) tape->drop_live(node);
     }
 }
@@ -494,11 +478,11 @@ int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
     t->flags = T_LEAF | (requires_grad ? T_REQUIRES_GRAD : 0);
     t->born = next_birth();
     t->epoch = 0;
-    t->num = tape->counter++;
+    t->num = tape->labels().take_number();
     // Entered at once, so that its label names it in user records.
     const uint32_t node = enter(*tape, t, true);
     if (node == UINT32_MAX) return -1;
-    tape->set_num_node(t->num, node);
+    tape->labels().set_num_node(t->num, node);
     return 0;
 }
 
@@ -588,7 +572,7 @@ int set_label(PyObject* self, PyObject* value, void*) {
     Tape* tape = current_tape();
     if (!tape) return -1;
     find_node(*tape, t);  // rebinds a tensor bound before a compaction
-    if (t->epoch == tape->epoch && !register_label(*tape, t, t->node)) return -1;
+    if (t->epoch == tape->epoch() && !register_label(*tape, t, t->node)) return -1;
     return 0;
 }
 
@@ -658,19 +642,48 @@ PyGetSetDef tensor_getset[] = {
 
 }  // namespace
 
+PyObject* tensor_hooks(PyObject* tensor) {
+    PyObject* hooks = is_tensor(tensor) ? reinterpret_cast<TensorObject*>(tensor)->hooks : nullptr;
+    return hooks && PyList_GET_SIZE(hooks) ? hooks : nullptr;
+}
+
+void rebind_leaf(Tape& tape, PyObject* leaf, uint64_t old_epoch, const RowMap& map) {
+    if (!is_tensor(leaf)) return;  // let go of (a Function's output)
+    auto* t = reinterpret_cast<TensorObject*>(leaf);
+    if (t->epoch != old_epoch) return;  // bound to another tape (a foreign row there)
+    const uint32_t base = identity_row(tape, t->node);
+    if (map.kept(t->node)) {
+        t->epoch = tape.epoch();
+        t->node = map[t->node];
+    } else if (map.kept(base)) {
+        // Its newest value's row goes, but a graph kept reads an older one:
+        // bound to its identity, as a tensor updated since (Note [Versions]).
+        t->epoch = tape.epoch();
+        t->node = map[base];
+        t->flags |= T_UPDATED;
+    } else {
+        t->epoch = 0;
+    }
+}
+
+void rebind_saved_handle(Tape& tape, PyObject* handle, uint64_t old_epoch, uint32_t row) {
+    auto* h = reinterpret_cast<TensorObject*>(handle);
+    if (h->epoch != old_epoch) return;
+    h->epoch = tape.epoch();
+    h->node = row;
+}
+
 uint32_t find_node(const Tape& tape, TensorObject* t) {
-    if (t->epoch == tape.epoch) return t->node;
-    if (t->epoch && !tape.renamed.empty()) {  // bound before a compaction (Note [Compaction])
-        const uint32_t node = tape.translate(t->epoch, t->node);
+    if (t->epoch == tape.epoch()) return t->node;
+    if (t->epoch && tape.lifetime().renamed_any()) {  // bound before a compaction (Note [Compaction])
+        const uint32_t node = tape.lifetime().translate(t->epoch, t->node);
         if (node != UINT32_MAX) {
-            t->epoch = tape.epoch;
+            t->epoch = tape.epoch();
             t->node = node;
             return node;
         }
     }
-    if (tape.foreign.empty()) return UINT32_MAX;
-    auto it = tape.foreign.find(reinterpret_cast<PyObject*>(t));
-    return it == tape.foreign.end() ? UINT32_MAX : it->second;
+    return tape.foreign().row_of(reinterpret_cast<PyObject*>(t));
 }
 
 namespace {
@@ -694,13 +707,12 @@ uint32_t enter(Tape& tape, TensorObject* t, bool numbered_here) {
     const uint32_t node = tape.push(leaf ? OP_LEAF : OP_STALE, row_flags, holder, 0,
                                     value_slot(tape, t));
     if (node == UINT32_MAX) return node;
-    if (!leaf) tape.stale_rows[node] = {t->born, foreign ? reinterpret_cast<PyObject*>(t) : nullptr};
+    if (!leaf) tape.foreign().note_stale(node, t->born, foreign ? reinterpret_cast<PyObject*>(t) : nullptr);
     if (foreign) {
-        tape.foreign[reinterpret_cast<PyObject*>(t)] = node;
-        tape.foreign_refs.push_back(Py_NewRef(reinterpret_cast<PyObject*>(t)));
+        tape.foreign().enter(reinterpret_cast<PyObject*>(t), node);
     } else {
         if (!leaf) tape.add_live(node);  // Note [Reclaiming records]: it now stands on this row
-        t->epoch = tape.epoch;
+        t->epoch = tape.epoch();
         t->node = node;
         t->flags &= static_cast<uint8_t>(~T_UPDATED);  // the new row holds its current value
     }
@@ -714,7 +726,7 @@ uint32_t node_on_slow(Tape& tape, TensorObject* t) {
     const uint32_t known = find_node(tape, t);
     if (known != UINT32_MAX) {
         // Bound here (rebound by find_node after a compaction), or a foreign row.
-        const bool here = t->epoch == tape.epoch;
+        const bool here = t->epoch == tape.epoch();
         if (here ? !(t->flags & T_UPDATED) : holds_value(tape, known, t)) return known;
         // Its value changed since that row recorded it (Note [Versions]).
         if (same_layout_as(tape, known, t)) return push_version(tape, t, known, !here);
@@ -927,7 +939,7 @@ PyObject* register_hook(PyObject* tensor_obj, PyObject* fn) {
         return nullptr;
     }
     // A leaf's rows, on every tape, find its hooks through the leaf itself
-    // (Tape::hooks_of); a recorded tensor's are kept with its row on the tape
+    // (Tape::hooks_of, tensor_hooks); a recorded tensor's are kept with its row on the tape
     // that holds its history, which need not be the current one (a Tape
     // context's), on the row where its gradient collects (Note [Versions]).
     const bool leaf = t->flags & T_LEAF;

@@ -30,7 +30,7 @@ enum TensorFlag : uint8_t {
 // .grad, its hooks and its label live there too.
 // A value of another shape or dtype cannot share a gradient with the old one:
 // the tensor then enters the tape anew (a leaf), and its old identity is
-// retired (Tape::retired): a gradient asked for it through a graph that saw
+// retired (ForeignTensors::retire): a gradient asked for it through a graph that saw
 // the old value raises, rather than come back as zero or of the old shape.
 
 // Note [Tensor layout]
@@ -78,7 +78,7 @@ bool set_tensor_class(PyObject* cls);
 // with it resolves to that tensor, not to this tape's own tensor_0. A foreign
 // tensor's default label that a record names as a plain str, while this tape
 // has its own tensor of that number, is ambiguous and raises
-// (Tape::foreign_numbers).
+// (Note [Labels]).
 extern PyObject* foreign_label_class;
 
 // t.register_hook(fn): returns the tensor's list of hooks (for the handle).
@@ -95,7 +95,7 @@ PyCFunction elementwise_function(uint8_t code);
 // of every op asks, and nearly always the tensor is bound here already.
 uint32_t node_on_slow(Tape& tape, TensorObject* t);
 inline uint32_t node_on(Tape& tape, TensorObject* t) {
-    if (t->epoch == tape.epoch && !(t->flags & T_UPDATED)) return t->node;
+    if (t->epoch == tape.epoch() && !(t->flags & T_UPDATED)) return t->node;
     return node_on_slow(tape, t);
 }
 
@@ -111,10 +111,7 @@ uint32_t find_node(const Tape& tape, TensorObject* t);
 
 // The row where a tensor's gradient collects (Note [Versions]): `node` itself,
 // or below its version rows, the row of its first value on this tape.
-inline uint32_t identity_row(const Tape& tape, uint32_t node) {
-    while (node != UINT32_MAX && tape.op[node] == OP_VERSION) node = tape.in0[node];
-    return node;
-}
+inline uint32_t identity_row(const Tape& tape, uint32_t node) { return tape.identity_row(node); }
 
 // Whether t's value has the layout of row `node`'s: both numbers, or arrays
 // of one shape and dtype (Note [Versions]).
