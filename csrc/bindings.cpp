@@ -119,7 +119,7 @@ PYBIND11_MODULE(_core, m) {
             if (!pop_tape(t.tape.get())) throw py::error_already_set();
         })
         .def("clear", [](OwnTape& t) {
-            if (t.tape->sweeping) throw py::value_error("Tape.clear: a gradient is being computed");
+            if (t.tape->scratch().sweeping()) throw py::value_error("Tape.clear: a gradient is being computed");
             t.tape->clear();
         })
         .def("rows", [](OwnTape& t) { return t.tape->op.size(); });

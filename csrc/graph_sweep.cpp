@@ -16,14 +16,13 @@ GraphSweep::GraphSweep(Tape& tape)
       keep(top, 0),
       hooks_ran(top, 0),
       was_enabled(tape.grad_mode()),
-      was_sweeping(tape.sweeping) {
+      was_sweeping(tape.scratch().start_sweep()) {  // no reclaiming while it runs (Note [Reclaiming records])
     t.grad_mode() = true;
-    t.sweeping = true;  // no reclaiming while it runs (Note [Reclaiming records])
 }
 
 GraphSweep::~GraphSweep() {
     t.grad_mode() = was_enabled;
-    t.sweeping = was_sweeping;
+    t.scratch().end_sweep(was_sweeping);
 }
 
 bool GraphSweep::seed(uint32_t node, PyObject* seed) {

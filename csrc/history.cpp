@@ -398,7 +398,7 @@ PyObject* graph_of(PyObject* tensor_obj) {
 bool clear_history() {
     Tape* tape = current_tape();
     if (!tape) return false;
-    if (tape->sweeping) {
+    if (tape->scratch().sweeping()) {
         PyErr_SetString(PyExc_RuntimeError,
                         "clear_history() cannot run while gradients are being computed (from "
                         "inside a backward_fn); call it after compute_gradients returns");

@@ -334,11 +334,10 @@ public:
     // sweep is already running on them: a user backward_fn may start another.
     explicit Sweep(Tape& tape)
         : t(tape),
-          nested(tape.sweeping),
-          grad(nested ? own_grad : tape.grad),
-          reached(nested ? own_reached : tape.reached),
-          array_grad(nested ? own_array_grad : tape.array_grad) {
-        t.sweeping = true;
+          nested(tape.scratch().start_sweep()),
+          grad(nested ? own_grad : tape.scratch().grad()),
+          reached(nested ? own_reached : tape.scratch().reached()),
+          array_grad(nested ? own_array_grad : tape.scratch().array_grad()) {
         grad.assign(t.op.size(), 0.0);
         reached.assign(t.op.size(), 0);
         array_grad.assign(t.arrays.size(), nullptr);
@@ -346,7 +345,7 @@ public:
     ~Sweep() {
         std::vector<PyObject*> grads;
         grads.swap(array_grad);
-        if (!nested) t.sweeping = false;
+        t.scratch().end_sweep(nested);
         for (PyObject* g : grads) t.pool.give(g);  // those not handed out are reused
     }
     Sweep(const Sweep&) = delete;

@@ -84,8 +84,7 @@ void Tape::reset(bool restart_labels) {
     // (a __del__), which must find an empty, consistent tape.
     OwnedRefs old = swap_refs(OwnedRefs());
     const bool recorded = !op.empty();
-    std::vector<PyObject*> old_grads;
-    old_grads.swap(array_grad);
+    const std::vector<PyObject*> old_grads = scratch_.take_array_grads();
     op.clear();
     flags.clear();
     in0.clear();

@@ -34,6 +34,7 @@
 #include "ops.hpp"
 #include "pool.hpp"
 #include "row_map.hpp"
+#include "sweep_scratch.hpp"
 #include "tape_foreign.hpp"
 #include "tape_labels.hpp"
 #include "tape_lifetime.hpp"
@@ -162,7 +163,7 @@ public:
     // The common case is the first test.
     void maybe_reclaim() {
         if (!lifetime_.may_reclaim(op.size(), array_bytes)) return;
-        if (op.empty() || sweeping || lifetime_.pinned() || label_records != 0) return;
+        if (op.empty() || scratch_.sweeping() || lifetime_.pinned() || label_records != 0) return;
         if (lifetime_.all_dead()) {
             if (lifetime_.should_reset(op.size(), array_bytes)) reset(false);
         } else if (lifetime_.should_compact(op.size(), array_bytes)) {
@@ -188,11 +189,9 @@ public:
     std::vector<Tape*> pushed;
     Tape* pushed_on = nullptr;  // on a pushed tape: the default tape it sits on
 
-    // Sweep scratch, reused between sweeps (sweep.cpp).
-    bool sweeping = false;
-    std::vector<double> grad;
-    std::vector<uint8_t> reached;
-    std::vector<PyObject*> array_grad;  // owned, per arrays slot, during a sweep
+    // Note [Sweep scratch].
+    SweepScratch& scratch() { return scratch_; }
+    const SweepScratch& scratch() const { return scratch_; }
 
     // Appends a row; returns its node id, or UINT32_MAX with MemoryError set.
     uint32_t push(uint8_t code, uint8_t row_flags, uint32_t a, uint32_t b, Value v) {
@@ -285,6 +284,7 @@ private:
     Labels labels_;
     Lifetime lifetime_;
     ForeignTensors foreign_;
+    SweepScratch scratch_;
 };
 
 // Note [Tape and tensors]
