@@ -52,7 +52,7 @@ void Tape::note_origin(uint32_t row) {
             Py_DECREF(code);
             Py_DECREF(frame);
             if (!origin) break;
-            Py_XSETREF(row_origins[row], origin);
+            rows_.set_origin(row, origin);
             return;
         }
         Py_DECREF(code);
@@ -93,23 +93,23 @@ const char* nonfinite(PyObject* g) {
 }
 
 bool anomaly_error(const Tape& tape, uint32_t row, uint32_t input, const char* what) {
-    const bool custom = tape.op[row] == OP_CUSTOM;
-    const UserRecord* record = custom ? &tape.user_records[tape.in0[row]] : nullptr;
+    const bool custom = tape.rows().op(row) == OP_CUSTOM;
+    const UserRecord* record = custom ? &tape.rows().user_record(tape.rows().in0(row)) : nullptr;
     PyObject* name = custom ? PyObject_GetAttrString(record->record, "op")
-                            : PyUnicode_FromString(row_op_name(tape.op[row]));
+                            : PyUnicode_FromString(row_op_name(tape.rows().op(row)));
     if (!name) {
         PyErr_Clear();
         name = PyUnicode_FromString("custom");
     }
     PyObject* output = tape.labels().label_of(custom ? record->outputs.front() : row);
     PyObject* label = tape.labels().label_of(input);
-    auto origin = tape.row_origins.find(row);
+    PyObject* origin = tape.rows().origin(row);
     PyErr_Format(PyExc_RuntimeError,
                  "detect_anomaly: the backward of %S (output '%S'), recorded at %S, gave %s in "
                  "the gradient of its input '%S'. Look at that line's values: 0 * inf, log or "
                  "division at 0, sqrt at 0, ...",
                  name ? name : Py_None, output ? output : Py_None,
-                 origin != tape.row_origins.end() ? origin->second : Py_None, what,
+                 origin ? origin : Py_None, what,
                  label ? label : Py_None);
     Py_XDECREF(output);
     Py_XDECREF(name);

@@ -130,7 +130,7 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
                 return nullptr;
             }
             // Array-op formulas may read any input (Note [Saved values]).
-            if (in.tensor->array) tape->keep_value(node, in.tensor->array);
+            if (in.tensor->array) tape->rows().keep_value(node, in.tensor->array);
             r.inputs.push_back(node);
         } else {
             // Formulas may read any constant: it must not change (Note [Immutable values]).
@@ -140,7 +140,7 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
                 Py_DECREF(array);
                 return nullptr;
             }
-            r.inputs.push_back(-static_cast<int64_t>(tape->add_array(kept)) - 1);
+            r.inputs.push_back(-static_cast<int64_t>(tape->rows().add_array(kept)) - 1);
             Py_DECREF(kept);
         }
     }
@@ -151,7 +151,7 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
         return nullptr;
     }
     // Index copies count toward the tape's memory bound (Note [Reclaiming records]).
-    if (array_op_array_params(code)) tape->array_bytes += Tape::params_bytes(r.params);
+    if (array_op_array_params(code)) tape->rows().count_params(r.params);
     Value v;
     // The data only if the op's backward reads it (array_ops.hpp, Note [Saved values]).
     PyObject* kept = array_op_reads_out(code) ? Py_NewRef(array) : layout_of(array);
@@ -160,15 +160,15 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
         Py_DECREF(array);
         return nullptr;
     }
-    v.index = tape->add_array(kept);
+    v.index = tape->rows().add_array(kept);
     Py_DECREF(kept);
-    const uint32_t node = tape->push(code, F_ARRAY, static_cast<uint32_t>(tape->array_records.size()), 0, v);
+    const uint32_t node = tape->push(code, F_ARRAY, tape->rows().next_array_record(), 0, v);
     if (node == UINT32_MAX) {
         Py_DECREF(r.params);
         Py_DECREF(array);
         return nullptr;
     }
-    tape->array_records.push_back(std::move(r));
+    tape->rows().add_array_record(std::move(r));
     return new_tensor(*tape, 0.0, array, node, true);
 }
 
@@ -193,23 +193,23 @@ PyObject* array_op_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads) {
     // Copied: the backward may run Python that records, moving array_records.
-    const ArrayRecord r = tape.array_records[tape.in0[row]];
-    const uint8_t code = tape.op[row];
+    const ArrayRecord r = tape.rows().array_record(tape.rows().in0(row));
+    const uint8_t code = tape.rows().op(row);
     grads.assign(r.inputs.size(), nullptr);
     try {
         Values x, gx(r.inputs.size());
         for (int64_t in : r.inputs) {
-            PyObject* v = in >= 0 ? tape.operand_object(static_cast<uint32_t>(in), false, false)
-                                  : Py_NewRef(tape.arrays[static_cast<size_t>(-in - 1)]);
+            PyObject* v = in >= 0 ? tape.rows().operand_object(static_cast<uint32_t>(in), false, false)
+                                  : Py_NewRef(tape.rows().array(static_cast<size_t>(-in - 1)));
             x.push_back(py::reinterpret_steal<py::object>(v));
         }
-        py::object out = array_op_reads_out(code) ? py::reinterpret_borrow<py::object>(tape.array_of(row))
+        py::object out = array_op_reads_out(code) ? py::reinterpret_borrow<py::object>(tape.rows().array_of(row))
                                                   : py::none();
         py::object grad = py::reinterpret_borrow<py::object>(g);
         py::tuple p = py::reinterpret_borrow<py::tuple>(r.params);
         for (py::object& v : gx) v = py::none();
         Needs need;
-        for (int64_t in : r.inputs) need.push_back(in >= 0 && tape.wants_gradient(static_cast<uint32_t>(in)));
+        for (int64_t in : r.inputs) need.push_back(in >= 0 && tape.rows().wants_gradient(static_cast<uint32_t>(in)));
         PoolScope use_pool(tape.pool);
         visit_array_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;

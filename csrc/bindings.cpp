@@ -122,7 +122,7 @@ PYBIND11_MODULE(_core, m) {
             if (t.tape->scratch().sweeping()) throw py::value_error("Tape.clear: a gradient is being computed");
             t.tape->clear();
         })
-        .def("rows", [](OwnTape& t) { return t.tape->op.size(); });
+        .def("rows", [](OwnTape& t) { return t.tape->rows().size(); });
     m.def("register_hook", [](py::object tensor, py::object fn) {
         return checked(register_hook(tensor.ptr(), fn.ptr()));
     });
@@ -149,21 +149,21 @@ PYBIND11_MODULE(_core, m) {
               return checked(append_record(record.ptr(), function, saved.ptr()));
           },
           py::arg("record"), py::arg("function") = false, py::arg("saved") = py::tuple());
-    m.def("tape_rows", []() { return tape().op.size(); });
+    m.def("tape_rows", []() { return tape().rows().size(); });
     m.def("tape_stats", []() {  // for tests and debugging: what the lifetime rules see
         Tape& t = tape();
         py::dict d;
-        d["rows"] = t.op.size();
+        d["rows"] = t.rows().size();
         d["live"] = t.lifetime().live_total();
         d["live_freed"] = t.lifetime().live_freed();
         d["freed_any"] = t.lifetime().freed_any();
         d["compact_at"] = t.lifetime().compact_at();
-        d["leaves"] = t.leaf_tensors.size();
-        d["user_records"] = t.user_records.size();
+        d["leaves"] = t.rows().leaf_count();
+        d["user_records"] = t.rows().user_record_count();
         d["pool_arrays"] = t.pool.size();
         d["pool_bytes"] = t.pool.bytes();
         d["temporaries_reused"] = t.temporaries_reused;
-        d["origins"] = t.row_origins.size();
+        d["origins"] = t.rows().origin_count();
         return d;
     });
     // For tests: how many einsum plans are cached (Note [Contractions]).

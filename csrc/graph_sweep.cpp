@@ -10,7 +10,7 @@ namespace tapegrad {
 
 GraphSweep::GraphSweep(Tape& tape)
     : t(tape),
-      top(tape.op.size()),
+      top(tape.rows().size()),
       grads(top),
       reached(top, 0),
       keep(top, 0),
@@ -54,13 +54,13 @@ bool GraphSweep::run(const std::vector<Source>& sources, bool every_leaf,
     try {
         for (int64_t i = static_cast<int64_t>(top) - 1; i >= lowest; --i) {
             const uint32_t row = static_cast<uint32_t>(i);
-            const uint8_t code = t.op[row];
+            const uint8_t code = t.rows().op(row);
             if (needed && !(*needed)[row]) {  // leads to no source (Note [Needed rows])
                 reached[row] = 0;
                 continue;
             }
             if (code == OP_CUSTOM) {
-                if ((t.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(t, row);
+                if ((t.rows().flags(row) & F_FREED) && outputs_reached(row)) return freed_error(t, row);
                 const bool ran = outputs_reached(row);
                 user_record(row);
                 if (ran && check_anomalies && !check_row(row)) return false;
@@ -70,11 +70,11 @@ bool GraphSweep::run(const std::vector<Source>& sources, bool every_leaf,
             if (t.hooked(row)) run_hooks(row);
             if (code == OP_LEAF) continue;
             if (code == OP_VERSION) {  // a newer value: its gradient is the older one's too
-                add(t.in0[row], grads[row]);
+                add(t.rows().in0(row), grads[row]);
                 if (!keep[row]) grads[row] = py::object();
                 continue;
             }
-            if (t.flags[row] & F_FREED) return freed_error(t, row);
+            if (t.rows().flags(row) & F_FREED) return freed_error(t, row);
             if (code == OP_STALE) {
                 if (!check_stale(t, row, sources, every_leaf)) return false;
                 continue;
@@ -103,8 +103,8 @@ PyObject* GraphSweep::tensor_result(const Source& s) {
 bool GraphSweep::accumulate_leaf_grads() {
     try {
         for (size_t row = 0; row < top; ++row) {
-            if (t.op[row] != OP_LEAF || !reached[row] || t.in0[row] == UINT32_MAX) continue;
-            auto* leaf = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]]);
+            if (t.rows().op(row) != OP_LEAF || !reached[row] || t.rows().in0(row) == UINT32_MAX) continue;
+            auto* leaf = reinterpret_cast<TensorObject*>(t.rows().leaf_tensor(t.rows().in0(row)));
             const Source source{leaf, static_cast<uint32_t>(row)};
             if (!same_layout_as(t, source.node, leaf)) {
                 version_error(t, source, source.node);
@@ -129,33 +129,33 @@ bool GraphSweep::accumulate_leaf_grads() {
 
 void GraphSweep::free_traversed() {
     for (size_t row = 0; row < top; ++row) {
-        const uint8_t code = t.op[row];
+        const uint8_t code = t.rows().op(row);
         const bool traversed = code == OP_CUSTOM ? outputs_reached(static_cast<uint32_t>(row))
                                                  : reached[row] && code > OP_STALE;
         if (!traversed) continue;
         t.mark_freed(static_cast<uint32_t>(row));
         if (code == OP_CUSTOM)
-            for (uint32_t o : t.user_records[t.in0[row]].outputs) t.mark_freed(o);
+            for (uint32_t o : t.rows().user_record(t.rows().in0(row)).outputs) t.mark_freed(o);
     }
 }
 
 // An elementwise row: the op's backward (ops.hpp) with T = Rec.
 void GraphSweep::elementwise_row(uint32_t row) {
-    const uint8_t code = t.op[row], f = t.flags[row];
-    const uint32_t ia = t.in0[row], ib = t.in1[row];
+    const uint8_t code = t.rows().op(row), f = t.rows().flags(row);
+    const uint32_t ia = t.rows().in0(row), ib = t.rows().in1(row);
     // Only the gradients an input wants are recorded (x ** 2: no log), and
     // only what they read is read (the row may not have kept the rest).
-    const bool want_a = !(f & F_A_CONST) && t.wants_gradient(ia);
-    const bool want_b = op_arity(code) == 2 && !(f & F_B_CONST) && t.wants_gradient(ib);
+    const bool want_a = !(f & F_A_CONST) && t.rows().wants_gradient(ia);
+    const bool want_b = op_arity(code) == 2 && !(f & F_B_CONST) && t.rows().wants_gradient(ib);
     const int reads = op_reads_wanted(code, want_a, want_b);
-    if ((reads & READS_OUT) && t.is_array(row) && is_layout(t.array_of(row))) {
+    if ((reads & READS_OUT) && t.rows().is_array(row) && is_layout(t.rows().array_of(row))) {
         PyErr_Format(PyExc_RuntimeError, "tapegrad: %s's backward needs its output, which its row "
                      "did not keep (please report this)", op_name(code));
         throw py::error_already_set();
     }
     // An operand as the formula sees it; a value it does not read stays None.
     auto operand = [&](uint32_t index, bool number, bool array, bool read) {
-        if (number || array) return Rec(checked(t.operand_object(index, number, array)));
+        if (number || array) return Rec(checked(t.rows().operand_object(index, number, array)));
         return read ? Rec(checked(node_tensor(t, index))) : Rec();
     };
     const Rec a = operand(ia, f & F_A_NUMBER, f & F_A_ARRAY, reads & READS_A);
@@ -178,14 +178,14 @@ void GraphSweep::elementwise_row(uint32_t row) {
 // An array-op row: the op's backward (array_ops.hpp) with the Recording backend.
 void GraphSweep::array_op_row(uint32_t row) {
     // Copied: recording appends to array_records.
-    const std::vector<int64_t> inputs = t.array_records[t.in0[row]].inputs;
-    const py::tuple params = py::reinterpret_borrow<py::tuple>(t.array_records[t.in0[row]].params);
-    const uint8_t code = t.op[row];
+    const std::vector<int64_t> inputs = t.rows().array_record(t.rows().in0(row)).inputs;
+    const py::tuple params = py::reinterpret_borrow<py::tuple>(t.rows().array_record(t.rows().in0(row)).params);
+    const uint8_t code = t.rows().op(row);
     Values x, gx(inputs.size(), py::none());
     Needs need;
     for (int64_t in : inputs) {
         x.push_back(in >= 0 ? checked(node_tensor(t, static_cast<uint32_t>(in)))
-                            : py::reinterpret_borrow<py::object>(t.arrays[static_cast<size_t>(-in - 1)]));
+                            : py::reinterpret_borrow<py::object>(t.rows().array(static_cast<size_t>(-in - 1))));
         need.push_back(in >= 0);
     }
     const py::object out = array_op_reads_out(code) ? checked(node_tensor(t, row)) : py::none();
@@ -204,7 +204,7 @@ void GraphSweep::array_op_row(uint32_t row) {
 // gradient that will be differentiated again.
 void GraphSweep::user_record(uint32_t row) {
     if (!outputs_reached(row)) return;
-    const UserRecord& r = t.user_records[t.in0[row]];
+    const UserRecord& r = t.rows().user_record(t.rows().in0(row));
     const std::vector<uint32_t> inputs = r.inputs, outputs = r.outputs;
     const py::object record = py::reinterpret_borrow<py::object>(r.record);
     for (uint32_t o : outputs)  // the record consumes its outputs' gradients now
@@ -251,7 +251,7 @@ void GraphSweep::user_record(uint32_t row) {
 
 // Note [Anomaly mode]: the gradients row's backward added into are finite.
 bool GraphSweep::check_row(uint32_t row) const {
-    for (uint32_t node : t.inputs_of(row)) {
+    for (uint32_t node : t.rows().inputs_of(row)) {
         if (node >= top || !reached[node]) continue;
         if (const char* kind = nonfinite(grads[node].ptr())) return anomaly_error(t, row, node, kind);
     }
@@ -259,7 +259,7 @@ bool GraphSweep::check_row(uint32_t row) const {
 }
 
 bool GraphSweep::outputs_reached(uint32_t row) const {
-    for (uint32_t o : t.user_records[t.in0[row]].outputs)
+    for (uint32_t o : t.rows().user_record(t.rows().in0(row)).outputs)
         if (reached_node(o)) return true;
     return false;
 }
@@ -295,8 +295,8 @@ void GraphSweep::add(uint32_t node, py::object g) {
 }
 
 py::tuple GraphSweep::node_shape(uint32_t node) const {
-    if (!t.is_array(node)) return py::tuple();
-    return py::reinterpret_borrow<py::object>(t.array_of(node)).attr("shape");
+    if (!t.rows().is_array(node)) return py::tuple();
+    return py::reinterpret_borrow<py::object>(t.rows().array_of(node)).attr("shape");
 }
 
 // Undoes broadcasting (DESIGN 2.6), with recorded sums.
@@ -323,7 +323,7 @@ py::object GraphSweep::sum_to_node(py::object g, uint32_t node) {
 // float32 gradient, and the cast here, recorded, undoes that in one place. A
 // scalar node's gradient is float64.
 py::object GraphSweep::cast_to_node(py::object g, uint32_t node) {
-    const int want = t.is_array(node) ? PyArray_TYPE(reinterpret_cast<PyArrayObject*>(t.array_of(node)))
+    const int want = t.rows().is_array(node) ? PyArray_TYPE(reinterpret_cast<PyArrayObject*>(t.rows().array_of(node)))
                                       : NPY_FLOAT64;
     const py::object v = value_of(g);
     int have;

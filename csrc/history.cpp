@@ -37,7 +37,7 @@ PyObject* array_record_vjp(Tape& tape, uint32_t row, PyObject* g) {
     const bool ok = array_op_backward(tape, row, gc, grads);
     Py_DECREF(gc);
     if (!ok) return nullptr;
-    const std::vector<int64_t> inputs = tape.array_records[tape.in0[row]].inputs;
+    const std::vector<int64_t> inputs = tape.rows().array_record(tape.rows().in0(row)).inputs;
     PyObject* result = PyList_New(0);
     for (size_t k = 0; k < grads.size(); ++k) {
         if (inputs[k] < 0) continue;  // a constant: not an input of the record
@@ -52,7 +52,7 @@ PyObject* array_record_vjp(Tape& tape, uint32_t row, PyObject* g) {
             if (!append_new(result, Py_NewRef(Py_None))) Py_CLEAR(result);
             continue;
         }
-        PyObject* shaped = tape.is_array(node) ? sum_to_like(part, tape.array_of(node))
+        PyObject* shaped = tape.rows().is_array(node) ? sum_to_like(part, tape.rows().array_of(node))
                                                : PyFloat_FromDouble(sum_all(part));
         Py_DECREF(part);
         if (!append_new(result, shaped)) Py_CLEAR(result);
@@ -136,8 +136,7 @@ bool function_outputs(Tape& tape, PyObject* record) {
         t->flags &= static_cast<uint8_t>(~T_LEAF);
         // No .grad on a Function's output, so the tape lets go of it: holding it
         // would keep it live, and its records with it, forever.
-        if (tape.in0[node] != UINT32_MAX) Py_SETREF(tape.leaf_tensors[tape.in0[node]], Py_NewRef(Py_None));
-        tape.in0[node] = UINT32_MAX;
+        tape.rows().let_go_of_leaf(node);
         tape.add_live(node);
     }
     Py_DECREF(seq);
@@ -148,27 +147,27 @@ bool function_outputs(Tape& tape, PyObject* record) {
 
 Py_ssize_t history_length() {
     Tape* tape = current_tape();
-    return tape ? static_cast<Py_ssize_t>(tape->n_ops) : -1;
+    return tape ? static_cast<Py_ssize_t>(tape->rows().n_ops()) : -1;
 }
 
 PyObject* history_item(Py_ssize_t k) {
     Tape* tape = current_tape();
     if (!tape) return nullptr;
-    const std::vector<uint32_t>& rows = tape->operation_rows();
+    const std::vector<uint32_t>& rows = tape->rows().operation_rows();
     if (k < 0 || k >= static_cast<Py_ssize_t>(rows.size())) {
         PyErr_SetString(PyExc_IndexError, "operation_history index out of range");
         return nullptr;
     }
     const uint32_t row = rows[static_cast<size_t>(k)];
-    if (tape->op[row] == OP_CUSTOM) {
-        const UserRecord& r = tape->user_records[tape->in0[row]];
+    if (tape->rows().op(row) == OP_CUSTOM) {
+        const UserRecord& r = tape->rows().user_record(tape->rows().in0(row));
         return Py_BuildValue("(sOOkKO)", "custom", Py_None, Py_None, static_cast<unsigned long>(row),
                              static_cast<unsigned long long>(tape->epoch()), r.record);
     }
-    PyObject* inputs = labels_of(*tape, tape->inputs_of(row));
+    PyObject* inputs = labels_of(*tape, tape->rows().inputs_of(row));
     PyObject* outputs = labels_of(*tape, {row});
     PyObject* item = inputs && outputs
-                         ? Py_BuildValue("(sNNkKO)", row_op_name(tape->op[row]), inputs, outputs,
+                         ? Py_BuildValue("(sNNkKO)", row_op_name(tape->rows().op(row)), inputs, outputs,
                                          static_cast<unsigned long>(row),
                                          static_cast<unsigned long long>(tape->epoch()), Py_None)
                          : nullptr;
@@ -182,18 +181,18 @@ PyObject* history_item(Py_ssize_t k) {
 PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
     Tape* tape = current_tape();
     if (!tape) return nullptr;
-    if (epoch != tape->epoch() || row64 >= tape->op.size() || tape->op[row64] <= OP_STALE) {
+    if (epoch != tape->epoch() || row64 >= tape->rows().size() || tape->rows().op(row64) <= OP_STALE) {
         PyErr_SetString(PyExc_RuntimeError,
                         "this record's backward_fn belongs to a history that clear_history() "
                         "removed (or to another thread's tape)");
         return nullptr;
     }
     const uint32_t row = static_cast<uint32_t>(row64);
-    const uint8_t code = tape->op[row];
+    const uint8_t code = tape->rows().op(row);
     if (is_array_op(code)) return array_record_vjp(*tape, row, g);
-    const uint8_t f = tape->flags[row];
+    const uint8_t f = tape->rows().flags(row);
     const bool binary = op_arity(code) == 2;
-    std::vector<uint32_t> inputs = tape->inputs_of(row);
+    std::vector<uint32_t> inputs = tape->rows().inputs_of(row);
     PyObject* result = PyList_New(0);
     if (!result) return nullptr;
     if (!(f & F_ARRAY)) {
@@ -202,21 +201,21 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
             Py_DECREF(result);
             return nullptr;
         }
-        const double a = (f & F_A_NUMBER) ? tape->consts[tape->in0[row]] : tape->val[tape->in0[row]].number;
+        const double a = (f & F_A_NUMBER) ? tape->rows().constant(tape->rows().in0(row)) : tape->rows().val(tape->rows().in0(row)).number;
         const double b = !binary ? 0.0
-                         : (f & F_B_NUMBER) ? tape->consts[tape->in1[row]]
-                                            : tape->val[tape->in1[row]].number;
+                         : (f & F_B_NUMBER) ? tape->rows().constant(tape->rows().in1(row))
+                                            : tape->rows().val(tape->rows().in1(row)).number;
         double ga = 0.0, gb = 0.0;
-        scalar_backward(code, a, b, tape->val[row].number, gv, ga, gb);
+        scalar_backward(code, a, b, tape->rows().val(row).number, gv, ga, gb);
         bool ok = (f & F_A_CONST) || append_new(result, PyFloat_FromDouble(ga));
         ok = ok && (!binary || (f & F_B_CONST) || append_new(result, PyFloat_FromDouble(gb)));
         if (!ok) Py_CLEAR(result);
         return result;
     }
-    PyObject* out = tape->array_of(row);
+    PyObject* out = tape->rows().array_of(row);
     PyObject* gc = to_float_array(g, "backward_fn");
-    PyObject* a = tape->operand_object(tape->in0[row], f & F_A_NUMBER, f & F_A_ARRAY);
-    PyObject* b = binary ? tape->operand_object(tape->in1[row], f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
+    PyObject* a = tape->rows().operand_object(tape->rows().in0(row), f & F_A_NUMBER, f & F_A_ARRAY);
+    PyObject* b = binary ? tape->rows().operand_object(tape->rows().in1(row), f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
     GradSink sa, sb;
     bool ok = gc && a && (b || !binary);
     if (ok && !PyArray_SAMESHAPE(reinterpret_cast<PyArrayObject*>(gc), reinterpret_cast<PyArrayObject*>(out))) {
@@ -230,7 +229,7 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
     for (PyObject* part : parts) {
         if (!ok || !part) continue;
         const uint32_t node = inputs[used++];
-        ok = append_new(result, tape->is_array(node) ? sum_to_like(part, tape->array_of(node))
+        ok = append_new(result, tape->rows().is_array(node) ? sum_to_like(part, tape->rows().array_of(node))
                                                      : PyFloat_FromDouble(sum_all(part)));
     }
     Py_XDECREF(sa.fresh);
@@ -294,9 +293,9 @@ PyObject* append_record(PyObject* record, bool function, PyObject* saved) {
         PyTuple_SET_ITEM(replaced, k, handle);  // steals handle; the slot's old reference:
         Py_DECREF(item);
     }
-    for (uint32_t o : r.outputs) tape->flags[o] |= F_CUSTOM_OUTPUT;
+    for (uint32_t o : r.outputs) tape->rows().mark_custom_output(o);
     Value v;
-    v.index = tape->user_records.size();
+    v.index = tape->rows().user_record_count();
     if (tape->push(OP_CUSTOM, 0, static_cast<uint32_t>(v.index), 0, v) == UINT32_MAX) {
         for (PyObject* h : r.saved) Py_DECREF(h);
         Py_DECREF(replaced);
@@ -304,8 +303,7 @@ PyObject* append_record(PyObject* record, bool function, PyObject* saved) {
     }
     r.record = Py_NewRef(record);
     r.by_label = !function;
-    if (r.by_label) ++tape->label_records;
-    tape->user_records.push_back(std::move(r));
+    tape->rows().add_user_record(std::move(r));  // counts a seed-style one in label_records
     return replaced;
 }
 
@@ -322,19 +320,19 @@ PyObject* graph_of(PyObject* tensor_obj) {
     if (!rows || start == UINT32_MAX) return rows;  // no history on this tape
     // Everything t depends on: one pass from the top (a user record stands
     // above its outputs), marking the inputs of each marked row.
-    std::vector<uint8_t> needed(tape->op.size(), 0);
+    std::vector<uint8_t> needed(tape->rows().size(), 0);
     needed[start] = 1;
     std::vector<uint32_t> order;
-    for (int64_t i = static_cast<int64_t>(tape->op.size()) - 1; i >= 0; --i) {
+    for (int64_t i = static_cast<int64_t>(tape->rows().size()) - 1; i >= 0; --i) {
         const uint32_t row = static_cast<uint32_t>(i);
-        const uint8_t code = tape->op[row];
+        const uint8_t code = tape->rows().op(row);
         std::vector<uint32_t> inputs;
         if (code == OP_CUSTOM) {
-            const UserRecord& r = tape->user_records[tape->in0[row]];
+            const UserRecord& r = tape->rows().user_record(tape->rows().in0(row));
             for (uint32_t o : r.outputs) needed[row] |= needed[o];
             if (needed[row]) inputs = r.inputs;
         } else if (needed[row] && (code > OP_STALE || code == OP_VERSION)) {
-            inputs = tape->inputs_of(row);
+            inputs = tape->rows().inputs_of(row);
         }
         if (!needed[row]) continue;
         for (uint32_t in : inputs) needed[in] = 1;
@@ -342,14 +340,14 @@ PyObject* graph_of(PyObject* tensor_obj) {
     }
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
         const uint32_t row = *it;
-        const uint8_t code = tape->op[row];
+        const uint8_t code = tape->rows().op(row);
         const bool custom = code == OP_CUSTOM;
         const std::vector<uint32_t> ins =
-            custom ? tape->user_records[tape->in0[row]].inputs
-                   : (code > OP_STALE || code == OP_VERSION ? tape->inputs_of(row)
+            custom ? tape->rows().user_record(tape->rows().in0(row)).inputs
+                   : (code > OP_STALE || code == OP_VERSION ? tape->rows().inputs_of(row)
                                                              : std::vector<uint32_t>{});
         const std::vector<uint32_t> outs =
-            custom ? tape->user_records[tape->in0[row]].outputs : std::vector<uint32_t>{row};
+            custom ? tape->rows().user_record(tape->rows().in0(row)).outputs : std::vector<uint32_t>{row};
         PyObject* in_list = PyList_New(0);
         PyObject* out_list = PyList_New(0);
         bool ok = in_list && out_list;
@@ -357,20 +355,20 @@ PyObject* graph_of(PyObject* tensor_obj) {
         for (uint32_t n : outs) ok = ok && append_new(out_list, PyLong_FromUnsignedLong(n));
         PyObject* name = nullptr;
         if (custom) {
-            PyObject* record = tape->user_records[tape->in0[row]].record;
+            PyObject* record = tape->rows().user_record(tape->rows().in0(row)).record;
             name = PyObject_GetAttrString(record, "op");
             if (!name) {  // a record of the user's own class
                 PyErr_Clear();
                 name = PyUnicode_FromString("custom");
             }
-        } else if (code == OP_LEAF && (tape->flags[row] & F_CUSTOM_OUTPUT)) {
+        } else if (code == OP_LEAF && (tape->rows().flags(row) & F_CUSTOM_OUTPUT)) {
             name = PyUnicode_FromString("output");  // made by a user record, not a leaf
         } else {
             name = PyUnicode_FromString(row_op_name(code));
         }
         PyObject* label = custom ? Py_NewRef(Py_None) : tape->labels().label_of(row);
         PyObject* shape = custom ? Py_NewRef(Py_None)
-                                 : (tape->is_array(row) ? PyObject_GetAttrString(tape->array_of(row), "shape")
+                                 : (tape->rows().is_array(row) ? PyObject_GetAttrString(tape->rows().array_of(row), "shape")
                                                         : PyTuple_New(0));
         ok = ok && name && label && shape;
         PyObject* item = ok ? Py_BuildValue("(kONNNN)", static_cast<unsigned long>(row), name, in_list,

@@ -37,7 +37,7 @@ bool freed_error(const Tape& t, uint32_t row) {
                  "Trying to backward through the graph a second time (through %s -> %S): "
                  "backward() and tapegrad.grad() free what they traverse. Pass "
                  "retain_graph=True to the first call if you need to go through it again.",
-                 row_op_name(t.op[row]), label ? label : Py_None);
+                 row_op_name(t.rows().op(row)), label ? label : Py_None);
     Py_XDECREF(label);
     return false;
 }
@@ -58,7 +58,7 @@ bool constant_source_error(const char* what, Py_ssize_t k, TensorObject* t) {
 
 PyObject* value_layout(const Tape& tape, uint32_t node, TensorObject* t) {
     if (node == UINT32_MAX) return t->array;
-    return tape.is_array(node) ? tape.array_of(node) : nullptr;
+    return tape.rows().is_array(node) ? tape.rows().array_of(node) : nullptr;
 }
 
 PyObject* read_only(PyObject* value) {
@@ -69,7 +69,7 @@ PyObject* read_only(PyObject* value) {
 Source source_of(const Tape& tape, TensorObject* t) { return {t, identity_row(tape, find_node(tape, t))}; }
 
 std::vector<uint8_t> needed_rows(const Tape& t, const std::vector<Source>& sources, size_t top) {
-    if (t.label_records) return {};
+    if (t.rows().label_records()) return {};
     std::vector<uint8_t> need(top, 0);
     size_t start = top;
     for (const Source& s : sources) {
@@ -80,22 +80,22 @@ std::vector<uint8_t> needed_rows(const Tape& t, const std::vector<Source>& sourc
     if (t.foreign().any_stale()) start = 0;  // a stale row below every source must still be checked
     for (size_t r = start; r < top; ++r) {
         if (need[r]) continue;
-        const uint8_t code = t.op[r];
+        const uint8_t code = t.rows().op(r);
         if (code == OP_STALE) {
             need[r] = 1;
         } else if (code == OP_VERSION) {
-            need[r] = need[t.in0[r]];
+            need[r] = need[t.rows().in0(r)];
         } else if (code == OP_CUSTOM) {
-            const UserRecord& u = t.user_records[t.in0[r]];
+            const UserRecord& u = t.rows().user_record(t.rows().in0(r));
             for (uint32_t x : u.inputs) need[r] |= need[x];
             if (need[r])  // its outputs stand just below it, entered with it
                 for (uint32_t o : u.outputs) need[o] = 1;
         } else if (is_array_op(code)) {
-            for (int64_t in : t.array_records[t.in0[r]].inputs)
+            for (int64_t in : t.rows().array_record(t.rows().in0(r)).inputs)
                 if (in >= 0) need[r] |= need[static_cast<size_t>(in)];
         } else if (code > OP_STALE) {
-            if (!(t.flags[r] & F_A_CONST)) need[r] |= need[t.in0[r]];
-            if (op_arity(code) == 2 && !(t.flags[r] & F_B_CONST)) need[r] |= need[t.in1[r]];
+            if (!(t.rows().flags(r) & F_A_CONST)) need[r] |= need[t.rows().in0(r)];
+            if (op_arity(code) == 2 && !(t.rows().flags(r) & F_B_CONST)) need[r] |= need[t.rows().in1(r)];
         }
     }
     return need;
@@ -114,7 +114,7 @@ void add_retired(const Tape& tape, std::vector<Source>& sources) {
 bool version_error(const Tape& tape, const Source& s, uint32_t row) {
     PyObject* label = label_text(s.tensor);
     PyObject* now = PyObject_GetAttrString(reinterpret_cast<PyObject*>(s.tensor), "shape");
-    PyObject* then = tape.is_array(row) ? PyObject_GetAttrString(tape.array_of(row), "shape") : PyTuple_New(0);
+    PyObject* then = tape.rows().is_array(row) ? PyObject_GetAttrString(tape.rows().array_of(row), "shape") : PyTuple_New(0);
     PyErr_Format(PyExc_ValueError,
                  "the gradient with respect to '%S' flows through a graph that used its earlier "
                  "value, of shape %S (or another dtype), but its value now has shape %S (it was "
@@ -170,18 +170,18 @@ bool StaleWalk::reach(Tape& tape, uint32_t start, bool root) {
             found = hit->second;
             return true;
         }
-        const uint8_t code = tape.op[r];
+        const uint8_t code = tape.rows().op(r);
         if (code == OP_LEAF) {
-            if (every_leaf && !root && tape.in0[r] != UINT32_MAX) {
-                found = reinterpret_cast<TensorObject*>(tape.leaf_tensors[tape.in0[r]]);
+            if (every_leaf && !root && tape.rows().in0(r) != UINT32_MAX) {
+                found = reinterpret_cast<TensorObject*>(tape.rows().leaf_tensor(tape.rows().in0(r)));
                 return true;
             }
-            if (!(tape.flags[r] & F_CUSTOM_OUTPUT)) continue;
-            for (const UserRecord& u : tape.user_records)  // the record that made it
+            if (!(tape.rows().flags(r) & F_CUSTOM_OUTPUT)) continue;
+            for (const UserRecord& u : tape.rows().user_records())  // the record that made it
                 if (std::find(u.outputs.begin(), u.outputs.end(), r) != u.outputs.end())
                     stack.insert(stack.end(), u.inputs.begin(), u.inputs.end());
         } else if (code == OP_VERSION) {
-            stack.push_back(tape.in0[r]);
+            stack.push_back(tape.rows().in0(r));
         } else if (code == OP_STALE) {
             const auto* info = tape.foreign().stale_row(r);
             if (!info) continue;
@@ -195,11 +195,11 @@ bool StaleWalk::reach(Tape& tape, uint32_t start, bool root) {
                 return true;
             }
         } else if (is_array_op(code)) {
-            for (int64_t in : tape.array_records[tape.in0[r]].inputs)
+            for (int64_t in : tape.rows().array_record(tape.rows().in0(r)).inputs)
                 if (in >= 0) stack.push_back(static_cast<uint32_t>(in));
         } else if (code > OP_STALE) {
-            if (!(tape.flags[r] & F_A_CONST)) stack.push_back(tape.in0[r]);
-            if (op_arity(code) == 2 && !(tape.flags[r] & F_B_CONST)) stack.push_back(tape.in1[r]);
+            if (!(tape.rows().flags(r) & F_A_CONST)) stack.push_back(tape.rows().in0(r));
+            if (op_arity(code) == 2 && !(tape.rows().flags(r) & F_B_CONST)) stack.push_back(tape.rows().in1(r));
         }
     }
     return false;
@@ -338,9 +338,9 @@ public:
           grad(nested ? own_grad : tape.scratch().grad()),
           reached(nested ? own_reached : tape.scratch().reached()),
           array_grad(nested ? own_array_grad : tape.scratch().array_grad()) {
-        grad.assign(t.op.size(), 0.0);
-        reached.assign(t.op.size(), 0);
-        array_grad.assign(t.arrays.size(), nullptr);
+        grad.assign(t.rows().size(), 0.0);
+        reached.assign(t.rows().size(), 0);
+        array_grad.assign(t.rows().array_count(), nullptr);
     }
     ~Sweep() {
         std::vector<PyObject*> grads;
@@ -354,7 +354,7 @@ public:
     // Seeds `node` with `seed` (stolen: a float, or an ndarray of the node's
     // shape and dtype, which becomes its buffer when nothing else holds it).
     bool seed(uint32_t node, PyObject* seed) {
-        if (t.is_array(node)) return add_array(node, seed);
+        if (t.rows().is_array(node)) return add_array(node, seed);
         grad[node] += PyFloat_AsDouble(seed);  // an output listed twice is seeded twice
         Py_DECREF(seed);
         reached[node] |= REACHED;
@@ -367,13 +367,13 @@ public:
         // Rows only pass gradients to lower rows, so nothing below the lowest
         // source can change a source's gradient: stop there, unless stale rows
         // below it still need their check (Note [Stale tensors]).
-        int64_t lowest = !t.foreign().any_stale() ? static_cast<int64_t>(t.op.size()) : 0;
+        int64_t lowest = !t.foreign().any_stale() ? static_cast<int64_t>(t.rows().size()) : 0;
         for (const Source& s : sources) {
             if (s.node == UINT32_MAX) continue;
             reached[s.node] |= KEEP;
             lowest = std::min<int64_t>(lowest, s.node);
         }
-        if (lowest == static_cast<int64_t>(t.op.size())) lowest = 0;
+        if (lowest == static_cast<int64_t>(t.rows().size())) lowest = 0;
         // The loop is compiled twice, so that its common form (every row
         // needed, no anomaly checks) carries no test for either.
         if (!needed && !check_anomalies) return sweep_rows<false>(sources, every_leaf, nullptr, lowest);
@@ -389,7 +389,7 @@ public:
         // move the columns) reload them. The loop body is kept small: a plain
         // scalar op (the op's backward inlined, one switch) or a call.
         Columns c(t, grad, reached);
-        for (int64_t i = static_cast<int64_t>(t.op.size()) - 1; i >= lowest; --i) {
+        for (int64_t i = static_cast<int64_t>(t.rows().size()) - 1; i >= lowest; --i) {
             const uint32_t row = static_cast<uint32_t>(i);
             const uint8_t code = c.op[row];
             if constexpr (CHECKS) {
@@ -421,7 +421,7 @@ public:
 
     // A user record's row (Function or seed-style): its backward, if any of its outputs was reached.
     bool custom_row(uint32_t row) {
-        if ((t.flags[row] & F_FREED) && outputs_reached(row)) return freed_error(t, row);
+        if ((t.rows().flags(row) & F_FREED) && outputs_reached(row)) return freed_error(t, row);
         const bool ran = outputs_reached(row);
         if (!user_record(row)) return false;
         return !(ran && check_anomalies) || check_row(row);
@@ -455,9 +455,9 @@ public:
         PyObject* value = s.tensor->array;
         if (s.node == UINT32_MAX || !(reached[s.node] & REACHED))
             return value ? filled_like(value, 0.0) : PyFloat_FromDouble(0.0);
-        if (!t.is_array(s.node)) return PyFloat_FromDouble(grad[s.node]);
-        PyObject*& buffer = array_grad[t.val[s.node].index];
-        if (!buffer) return filled_like(value ? value : t.array_of(s.node), 0.0);
+        if (!t.rows().is_array(s.node)) return PyFloat_FromDouble(grad[s.node]);
+        PyObject*& buffer = array_grad[t.rows().val(s.node).index];
+        if (!buffer) return filled_like(value ? value : t.rows().array_of(s.node), 0.0);
         // Hand the buffer over the first time; a source listed twice gets a
         // copy, and a uniform gradient is written out (Note [Uniform gradients]).
         if (is_unseen(buffer) && !is_uniform(buffer)) return Py_NewRef(buffer);
@@ -471,22 +471,22 @@ public:
     void free_traversed() {
         // reached.size(): rows a backward_fn recorded during the sweep were not traversed.
         for (size_t row = 0; row < reached.size(); ++row) {
-            const uint8_t code = t.op[row];
+            const uint8_t code = t.rows().op(row);
             const bool traversed = code == OP_CUSTOM ? outputs_reached(static_cast<uint32_t>(row))
                                                      : (reached[row] & REACHED) && code > OP_STALE;
             if (!traversed) continue;
             t.mark_freed(static_cast<uint32_t>(row));
             // A Function's outputs stand on their own rows: freed with their record.
             if (code == OP_CUSTOM)
-                for (uint32_t o : t.user_records[t.in0[row]].outputs) t.mark_freed(o);
+                for (uint32_t o : t.rows().user_record(t.rows().in0(row)).outputs) t.mark_freed(o);
         }
     }
 
     // backward(): adds each reached leaf's gradient into its .grad.
     bool accumulate_leaf_grads() {
         for (size_t row = 0; row < reached.size(); ++row) {
-            if (t.op[row] != OP_LEAF || !(reached[row] & REACHED) || t.in0[row] == UINT32_MAX) continue;
-            auto* leaf = reinterpret_cast<TensorObject*>(t.leaf_tensors[t.in0[row]]);
+            if (t.rows().op(row) != OP_LEAF || !(reached[row] & REACHED) || t.rows().in0(row) == UINT32_MAX) continue;
+            auto* leaf = reinterpret_cast<TensorObject*>(t.rows().leaf_tensor(t.rows().in0(row)));
             const Source source{leaf, static_cast<uint32_t>(row)};
             if (!same_layout_as(t, source.node, leaf)) return version_error(t, source, source.node);
             PyObject* g = result(source);
@@ -612,8 +612,8 @@ private:
         Py_XDECREF(v);
         if (!array) return false;
         PyArrayObject* a = reinterpret_cast<PyArrayObject*>(array);
-        const bool fits = t.is_array(row)
-                              ? PyArray_SAMESHAPE(a, reinterpret_cast<PyArrayObject*>(t.array_of(row)))
+        const bool fits = t.rows().is_array(row)
+                              ? PyArray_SAMESHAPE(a, reinterpret_cast<PyArrayObject*>(t.rows().array_of(row)))
                               : PyArray_NDIM(a) == 0;
         if (!fits) {
             PyObject* got = PyObject_GetAttrString(array, "shape");
@@ -624,18 +624,18 @@ private:
             Py_DECREF(array);
             return false;
         }
-        if (!t.is_array(row)) {
+        if (!t.rows().is_array(row)) {
             grad[row] = PyFloat_AsDouble(array);
             Py_DECREF(array);
             return !PyErr_Occurred();
         }
-        PyObject* cast = sum_to_like(array, t.array_of(row));  // same shape: a cast, if any
+        PyObject* cast = sum_to_like(array, t.rows().array_of(row));  // same shape: a cast, if any
         Py_DECREF(array);
         if (!cast) return false;
         PyObject* copy = owned_copy(cast);
         Py_DECREF(cast);
         if (!copy) return false;
-        PyObject*& buffer = array_grad[t.val[row].index];
+        PyObject*& buffer = array_grad[t.rows().val(row).index];
         t.pool.give(buffer);
         buffer = copy;
         return true;
@@ -644,27 +644,27 @@ private:
     // A version row (Note [Versions]): the gradient of a tensor's newer value
     // goes on to the row of the value before it, of the same layout.
     bool pass_version(uint32_t row) {
-        const uint32_t previous = t.in0[row];
-        if (!t.is_array(row)) {
+        const uint32_t previous = t.rows().in0(row);
+        if (!t.rows().is_array(row)) {
             add_number(previous, grad[row]);
             return true;
         }
-        PyObject*& g = array_grad[t.val[row].index];
+        PyObject*& g = array_grad[t.rows().val(row).index];
         if (!g) {
             reached[previous] |= REACHED;
             return true;
         }
         const bool spent = !(reached[row] & KEEP);
-        const bool ok = pass_gradient(previous, g, t.array_of(row), spent);
+        const bool ok = pass_gradient(previous, g, t.rows().array_of(row), spent);
         if (spent && g) spend(g);
         return ok;
     }
 
     // Note [Anomaly mode]: the gradients row's backward added into are finite.
     bool check_row(uint32_t row) {
-        for (uint32_t node : t.inputs_of(row)) {
+        for (uint32_t node : t.rows().inputs_of(row)) {
             if (!(reached[node] & REACHED)) continue;
-            const char* kind = t.is_array(node) ? nonfinite(array_grad[t.val[node].index])
+            const char* kind = t.rows().is_array(node) ? nonfinite(array_grad[t.rows().val(node).index])
                                                 : nonfinite(grad[node]);
             if (kind) return anomaly_error(t, row, node, kind);
         }
@@ -672,7 +672,7 @@ private:
     }
 
     bool outputs_reached(uint32_t row) const {
-        for (uint32_t o : t.user_records[t.in0[row]].outputs)
+        for (uint32_t o : t.rows().user_record(t.rows().in0(row)).outputs)
             if (reached[o] & REACHED) return true;
         return false;
     }
@@ -700,8 +700,8 @@ private:
         double* grad;
         uint8_t* reached;
         Columns(const Tape& t, std::vector<double>& g, std::vector<uint8_t>& r)
-            : op(t.op.data()), flags(t.flags.data()), in0(t.in0.data()), in1(t.in1.data()),
-              val(t.val.data()), consts(t.consts.data()), grad(g.data()), reached(r.data()) {}
+            : op(t.rows().op_data()), flags(t.rows().flags_data()), in0(t.rows().in0_data()), in1(t.rows().in1_data()),
+              val(t.rows().val_data()), consts(t.rows().consts_data()), grad(g.data()), reached(r.data()) {}
     };
 
     // The hot loop's body: the op's backward is inlined per op by visit_hot_op,
@@ -755,20 +755,20 @@ private:
     // Adds a gradient array (a new reference, stolen) into node, undoing broadcasting.
     bool add_array(uint32_t node, PyObject* g) {
         reached[node] |= REACHED;
-        if (!t.is_array(node)) {
+        if (!t.rows().is_array(node)) {
             double s = sum_all(g);
             Py_DECREF(g);
             grad[node] += s;
             return !PyErr_Occurred();
         }
-        PyObject* like = t.array_of(node);
+        PyObject* like = t.rows().array_of(node);
         if (is_uniform(g) && PyArray_SAMESHAPE(reinterpret_cast<PyArrayObject*>(g),
                                                reinterpret_cast<PyArrayObject*>(like)))
             return add_uniform(node, g);
         PyObject* reduced = sum_to_like(g, like);
         t.pool.give(g);
         if (!reduced) return false;
-        PyObject*& buffer = array_grad[t.val[node].index];
+        PyObject*& buffer = array_grad[t.rows().val(node).index];
         if (buffer) {
             if (!own(buffer, like)) {
                 t.pool.give(reduced);
@@ -790,8 +790,8 @@ private:
     // is while node has no other gradient (Note [Uniform gradients]).
     bool add_uniform(uint32_t node, PyObject* g) {
         reached[node] |= REACHED;
-        PyObject* like = t.array_of(node);
-        PyObject*& buffer = array_grad[t.val[node].index];
+        PyObject* like = t.rows().array_of(node);
+        PyObject*& buffer = array_grad[t.rows().val(node).index];
         const double v = uniform_value(g);
         if (!buffer && PyArray_TYPE(reinterpret_cast<PyArrayObject*>(g)) ==
                            PyArray_TYPE(reinterpret_cast<PyArrayObject*>(like))) {
@@ -829,24 +829,24 @@ private:
     // kernel runs first, for the inputs that are not passed, since the move
     // empties the row's slot.
     bool array_row(uint32_t row) {
-        const uint8_t f = t.flags[row];
-        const uint32_t ia = t.in0[row], ib = t.in1[row];
-        const bool binary = op_arity(t.op[row]) == 2;
-        const bool want_a = !(f & F_A_CONST) && t.wants_gradient(ia);
-        const bool want_b = binary && !(f & F_B_CONST) && t.wants_gradient(ib);
-        PyObject* out = t.array_of(row);
-        PyObject*& g = array_grad[t.val[row].index];
-        const int passes = g && (is_owned_buffer(g, out) || is_uniform(g)) ? op_passes(t.op[row]) : 0;
+        const uint8_t f = t.rows().flags(row);
+        const uint32_t ia = t.rows().in0(row), ib = t.rows().in1(row);
+        const bool binary = op_arity(t.rows().op(row)) == 2;
+        const bool want_a = !(f & F_A_CONST) && t.rows().wants_gradient(ia);
+        const bool want_b = binary && !(f & F_B_CONST) && t.rows().wants_gradient(ib);
+        PyObject* out = t.rows().array_of(row);
+        PyObject*& g = array_grad[t.rows().val(row).index];
+        const int passes = g && (is_owned_buffer(g, out) || is_uniform(g)) ? op_passes(t.rows().op(row)) : 0;
         const bool pass_a = want_a && (passes & PASSES_A), pass_b = want_b && (passes & PASSES_B);
         const bool kernel_a = want_a && !pass_a, kernel_b = want_b && !pass_b;
         GradSink sa, sb;
         bool ok = true;
         if (kernel_a || kernel_b) {
-            PyObject* a = t.operand_object(ia, f & F_A_NUMBER, f & F_A_ARRAY);
-            PyObject* b = binary ? t.operand_object(ib, f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
+            PyObject* a = t.rows().operand_object(ia, f & F_A_NUMBER, f & F_A_ARRAY);
+            PyObject* b = binary ? t.rows().operand_object(ib, f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
             ok = a && (b || !binary) && (!kernel_a || open_sink(ia, out, sa)) &&
                  (!kernel_b || open_sink(ib, out, sb)) &&
-                 array_backward(t.op[row], a, b, out, g, kernel_a ? &sa : nullptr,
+                 array_backward(t.rows().op(row), a, b, out, g, kernel_a ? &sa : nullptr,
                                 kernel_b ? &sb : nullptr, &t.pool);
             Py_XDECREF(a);
             Py_XDECREF(b);
@@ -873,7 +873,7 @@ private:
     // Gives node the row's gradient g unchanged (Note [Passed gradients]);
     // with `move`, g itself may become node's buffer, emptying the row's slot.
     bool pass_gradient(uint32_t node, PyObject*& g, PyObject* out, bool move) {
-        if (!t.is_array(node) || !same_layout(t.array_of(node), out))
+        if (!t.rows().is_array(node) || !same_layout(t.rows().array_of(node), out))
             return add_array(node, Py_NewRef(g));
         if (is_uniform(g)) {  // immutable: shared, never copied
             PyObject* shared = g;
@@ -882,7 +882,7 @@ private:
             return add_uniform(node, shared);
         }
         reached[node] |= REACHED;
-        PyObject*& buffer = array_grad[t.val[node].index];
+        PyObject*& buffer = array_grad[t.rows().val(node).index];
         if (buffer) {
             if (!own(buffer, out)) return false;
             add_into(buffer, g);
@@ -903,14 +903,14 @@ private:
     // input, which add_array sums down to the input's shape.
     bool array_op_row(uint32_t row) {
         if (!quiet_numpy.active() && !quiet_numpy.start()) return false;
-        PyObject*& g = array_grad[t.val[row].index];
+        PyObject*& g = array_grad[t.rows().val(row).index];
         // An array op's backward gets a gradient it can hand to BLAS as it is.
-        if (!own(g, t.array_of(row))) return false;
+        if (!own(g, t.rows().array_of(row))) return false;
         std::vector<PyObject*> grads;
         const bool ok = array_op_backward(t, row, g, grads);
         if (!(reached[row] & KEEP)) spend(g);
         if (!ok) return false;
-        const std::vector<int64_t> inputs = t.array_records[t.in0[row]].inputs;
+        const std::vector<int64_t> inputs = t.rows().array_record(t.rows().in0(row)).inputs;
         bool added = true;
         for (size_t k = 0; k < grads.size(); ++k) {
             if (!grads[k]) continue;
@@ -924,8 +924,8 @@ private:
     // row's shape and dtype: the kernel then writes (first time) or adds into
     // it, with no temporary and no second pass (DESIGN 2.7).
     bool open_sink(uint32_t node, PyObject* out, GradSink& sink) {
-        if (!t.is_array(node) || !same_layout(t.array_of(node), out)) return true;
-        PyObject*& buffer = array_grad[t.val[node].index];
+        if (!t.rows().is_array(node) || !same_layout(t.rows().array_of(node), out)) return true;
+        PyObject*& buffer = array_grad[t.rows().val(node).index];
         reached[node] |= REACHED;
         if (!own(buffer, out)) return false;
         sink.add = buffer != nullptr;
@@ -949,22 +949,22 @@ private:
     // A gradient for `node` as a Python object: a float or its buffer.
     PyObject* grad_object(uint32_t node) {
         const bool got = reached[node] & REACHED;
-        if (!t.is_array(node)) return PyFloat_FromDouble(got ? grad[node] : 0.0);
-        PyObject* buffer = array_grad[t.val[node].index];
-        if (!got || !buffer) return filled_like(t.array_of(node), 0.0);
+        if (!t.rows().is_array(node)) return PyFloat_FromDouble(got ? grad[node] : 0.0);
+        PyObject* buffer = array_grad[t.rows().val(node).index];
+        if (!got || !buffer) return filled_like(t.rows().array_of(node), 0.0);
         return is_uniform(buffer) ? owned_copy(buffer) : Py_NewRef(buffer);
     }
 
     bool user_record(uint32_t row) {
         bool any = false;
-        for (uint32_t o : t.user_records[t.in0[row]].outputs) {
+        for (uint32_t o : t.rows().user_record(t.rows().in0(row)).outputs) {
             if (!(reached[o] & REACHED)) continue;
             any = true;
             // The record consumes its outputs' gradients now, before their own rows.
             if (t.hooked(o) && !run_hooks(o)) return false;
         }
         if (!any) return true;
-        UserRecord& r = t.user_records[t.in0[row]];
+        const UserRecord& r = t.rows().user_record(t.rows().in0(row));
         // Copy what we need: the callback may append to (and so move) user_records.
         PyObject* record = Py_NewRef(r.record);
         std::vector<uint32_t> inputs = r.inputs;
@@ -1023,7 +1023,7 @@ private:
             return false;
         }
         PyArrayObject* a = reinterpret_cast<PyArrayObject*>(array);
-        if (!t.is_array(node)) {
+        if (!t.rows().is_array(node)) {
             if (PyArray_NDIM(a) != 0) {
                 PyErr_Format(PyExc_ValueError,
                              "backward_fn of %R returned an array of %d dimensions for input %zd, "
@@ -1038,7 +1038,7 @@ private:
             add_number(node, v);
             return true;
         }
-        PyArrayObject* like = reinterpret_cast<PyArrayObject*>(t.array_of(node));
+        PyArrayObject* like = reinterpret_cast<PyArrayObject*>(t.rows().array_of(node));
         if (!PyArray_SAMESHAPE(a, like)) {
             PyObject* want = PyObject_GetAttrString(reinterpret_cast<PyObject*>(like), "shape");
             PyObject* got = PyObject_GetAttrString(array, "shape");
@@ -1157,8 +1157,8 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
     }
     add_retired(*tape, sources);
     const uint32_t base = on_tape ? identity_row(*tape, target_node) : UINT32_MAX;
-    bool has_history = on_tape && (tape->op[base] == OP_CUSTOM || tape->op[base] > OP_STALE ||
-                                   (tape->op[base] == OP_LEAF && (tape->flags[base] & F_CUSTOM_OUTPUT)));
+    bool has_history = on_tape && (tape->rows().op(base) == OP_CUSTOM || tape->rows().op(base) > OP_STALE ||
+                                   (tape->rows().op(base) == OP_LEAF && (tape->rows().flags(base) & F_CUSTOM_OUTPUT)));
     if (!only_itself && !has_history) {
         PyObject* label = label_text(target);
         if (!leaf)
@@ -1210,7 +1210,7 @@ uint32_t backward_target(Tape& tape, TensorObject* t, const char* what) {
                      "%s: '%S' does not require grad and has no history, so there is nothing to "
                      "differentiate. Was it computed inside no_grad(), or only from tensors made "
                      "with requires_grad=False?", what, label ? label : Py_None);
-    } else if (here != UINT32_MAX && tape.op[identity_row(tape, here)] != OP_STALE) {
+    } else if (here != UINT32_MAX && tape.rows().op(identity_row(tape, here)) != OP_STALE) {
         node = here;
     } else if (t->flags & T_LEAF) {
         node = node_on(tape, t);  // a leaf: its gradient is the seed itself
@@ -1268,9 +1268,9 @@ bool backward_with(Tape& tape, uint32_t node, PyObject* seed, bool retain_graph)
     // Every leaf the tape holds is a source: they are what .grad is set on, and
     // the stale check needs them (Note [Stale tensors]).
     std::vector<Source> sources;
-    for (size_t row = 0; row < tape.op.size(); ++row)
-        if (tape.op[row] == OP_LEAF && tape.in0[row] != UINT32_MAX)
-            sources.push_back({reinterpret_cast<TensorObject*>(tape.leaf_tensors[tape.in0[row]]),
+    for (size_t row = 0; row < tape.rows().size(); ++row)
+        if (tape.rows().op(row) == OP_LEAF && tape.rows().in0(row) != UINT32_MAX)
+            sources.push_back({reinterpret_cast<TensorObject*>(tape.rows().leaf_tensor(tape.rows().in0(row))),
                                static_cast<uint32_t>(row)});
     S sweep(tape);
     const bool ok = sweep.seed(node, seed) && sweep.run(sources, true) && sweep.accumulate_leaf_grads();
@@ -1313,7 +1313,7 @@ PyObject* grad_with(Tape& tape, const std::vector<TensorObject*>& outputs,
     std::vector<Source> sources;
     for (TensorObject* in : inputs) sources.push_back(source_of(tape, in));
     add_retired(tape, sources);
-    const std::vector<uint8_t> needed = needed_rows(tape, sources, tape.op.size());
+    const std::vector<uint8_t> needed = needed_rows(tape, sources, tape.rows().size());
     if (!ok || !sweep.run(sources, false, needed.empty() ? nullptr : &needed) ||
         !check_versions(tape, sweep, sources, inputs.size())) {
         tape.lifetime().note_freed();  // as after a backward: reclaimed once nothing live needs it

@@ -1,8 +1,5 @@
 #include "tape.hpp"
 
-#include "array_ops.hpp"
-#include "arrays.hpp"
-
 #include <algorithm>
 #include <unordered_map>
 
@@ -47,61 +44,23 @@ Tape::~Tape() {
     reset(true);
 }
 
-size_t Tape::data_bytes(PyObject* arr) {
-    if (!PyArray_Check(arr)) return 0;  // an array op's constant number
-    auto* a = reinterpret_cast<PyArrayObject*>(arr);
-    for (int d = 0; d < PyArray_NDIM(a); ++d)
-        if (PyArray_STRIDES(a)[d] == 0 && PyArray_DIMS(a)[d] > 1) return PyArray_ITEMSIZE(a);
-    return static_cast<size_t>(PyArray_NBYTES(a));
-}
-
-size_t Tape::params_bytes(PyObject* params) {
-    if (PyArray_Check(params)) return data_bytes(params);
-    if (!PyTuple_Check(params) && !PyList_Check(params)) return 0;
-    size_t total = 0;
-    for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(params); ++k)
-        total += params_bytes(PySequence_Fast_GET_ITEM(params, k));
-    return total;
-}
-
 uint32_t Tape::overflow() {
     PyErr_SetString(PyExc_MemoryError,
                     "tapegrad: the tape holds 2**32 - 1 records, its limit; call clear_history()");
     return UINT32_MAX;
 }
 
-const std::vector<uint32_t>& Tape::operation_rows() {
-    for (; op_rows_scanned < op.size(); ++op_rows_scanned) {
-        uint8_t code = op[op_rows_scanned];
-        if (code == OP_CUSTOM || code > OP_STALE)
-            op_rows.push_back(static_cast<uint32_t>(op_rows_scanned));
-    }
-    return op_rows;
-}
-
 void Tape::reset(bool restart_labels) {
     // Reset first, release after: releasing can run arbitrary Python code
     // (a __del__), which must find an empty, consistent tape.
-    OwnedRefs old = swap_refs(OwnedRefs());
-    const bool recorded = !op.empty();
+    const bool recorded = !rows_.empty();
     const std::vector<PyObject*> old_grads = scratch_.take_array_grads();
-    op.clear();
-    flags.clear();
-    in0.clear();
-    in1.clear();
-    val.clear();
-    consts.clear();
-    op_rows.clear();
-    op_rows_scanned = 0;
-    n_ops = 0;
-    label_records = 0;
-    array_bytes = 0;
+    OwnedRefs old;
+    rows_.clear(old);
     foreign_.clear(old.references);
     for (uint64_t e : lifetime_.epochs()) live_tapes().erase(e);
     lifetime_.clear();
     live_tapes()[epoch()] = this;
-    // Keep the capacity of what is refilled at the same pace next time.
-    arrays.reserve(old.arrays.capacity());
     labels_.clear(restart_labels);  // can drop a label holding a tensor: after the rest
     for (PyObject* g : old_grads) pool.give(g);
     old.release(pool);
@@ -110,70 +69,30 @@ void Tape::reset(bool restart_labels) {
     if (recorded) pool.next_generation();
 }
 
-OwnedRefs Tape::swap_refs(OwnedRefs refs) {
-    arrays.swap(refs.arrays);
-    user_records.swap(refs.user_records);
-    array_records.swap(refs.array_records);
-    leaf_tensors.swap(refs.leaf_tensors);
-    row_hooks.swap(refs.row_hooks);
-    row_origins.swap(refs.row_origins);
-    return refs;
-}
-
-void OwnedRefs::release(BufferPool& pool) {
-    for (PyObject* a : arrays) pool.give(a, /*cold=*/true);  // read before the sweep's last buffers
-    for (UserRecord& r : user_records) {
-        Py_DECREF(r.record);
-        for (PyObject* h : r.saved) Py_DECREF(h);
-    }
-    for (ArrayRecord& r : array_records) Py_DECREF(r.params);
-    for (PyObject* leaf : leaf_tensors) Py_DECREF(leaf);
-    for (auto& [row, hooks] : row_hooks) Py_DECREF(hooks);
-    for (auto& [row, origin] : row_origins) Py_DECREF(origin);
-    for (PyObject* r : references) Py_DECREF(r);
-    *this = OwnedRefs();
-}
-
-std::vector<uint32_t> Tape::inputs_of(uint32_t row) const {
-    const uint8_t code = op[row];
-    if (code == OP_CUSTOM) return user_records[in0[row]].inputs;
-    if (code == OP_VERSION) return {in0[row]};
-    std::vector<uint32_t> nodes;
-    if (is_array_op(code)) {
-        for (int64_t in : array_records[in0[row]].inputs)
-            if (in >= 0) nodes.push_back(static_cast<uint32_t>(in));
-    } else if (code > OP_STALE) {
-        if (!(flags[row] & F_A_CONST)) nodes.push_back(in0[row]);
-        if (op_arity(code) == 2 && !(flags[row] & F_B_CONST)) nodes.push_back(in1[row]);
-    }
-    return nodes;
-}
-
 PyObject* Tape::hooks_of(uint32_t row) const {
     // A tensor the tape knows (a leaf it holds, a foreign tensor) has its hooks
     // read from it: they may have been registered after it entered this tape.
     PyObject* tensor = nullptr;
-    if (op[row] == OP_LEAF && in0[row] != UINT32_MAX) {
-        tensor = leaf_tensors[in0[row]];
-    } else if (op[row] == OP_STALE) {
+    const uint8_t code = rows_.op(row);
+    if (code == OP_LEAF && rows_.in0(row) != UINT32_MAX) {
+        tensor = rows_.leaf_tensor(rows_.in0(row));
+    } else if (code == OP_STALE) {
         const ForeignTensors::StaleRow* info = foreign_.stale_row(row);
         tensor = info ? info->foreign : nullptr;
     }
-    if (tensor) return tensor_hooks(tensor);
-    auto it = row_hooks.find(row);
-    return it == row_hooks.end() ? nullptr : it->second;
+    return tensor ? tensor_hooks(tensor) : rows_.row_hooks(row);
 }
 
 std::vector<uint8_t> Tape::reachable_rows() const {
-    const size_t n = op.size();
+    const size_t n = rows_.size();
     // From the top down: a row is kept if a live tensor stands on it or a kept
     // row reads it; a user record if one of its outputs is kept.
     std::vector<uint8_t> keep(n, 0);
     for (size_t i = n; i-- > 0;) {
         const uint32_t r = static_cast<uint32_t>(i);
-        const uint8_t code = op[r];
+        const uint8_t code = rows_.op(r);
         if (code == OP_CUSTOM) {
-            const UserRecord& u = user_records[in0[r]];
+            const UserRecord& u = rows_.user_record(rows_.in0(r));
             for (uint32_t o : u.outputs) keep[r] |= keep[o] | lifetime_.has_live(o);
             if (keep[r]) {
                 for (uint32_t o : u.outputs) keep[o] = 1;
@@ -183,125 +102,33 @@ std::vector<uint8_t> Tape::reachable_rows() const {
             continue;
         }
         keep[r] |= lifetime_.has_live(r);
-        if (keep[r] && code == OP_VERSION) keep[in0[r]] = 1;  // its gradient goes there
+        if (keep[r] && code == OP_VERSION) keep[rows_.in0(r)] = 1;  // its gradient goes there
         if (!keep[r] || code <= OP_STALE) continue;
         if (code >= OP_COUNT) {  // an array op
-            for (int64_t x : array_records[in0[r]].inputs)
+            for (int64_t x : rows_.array_record(rows_.in0(r)).inputs)
                 if (x >= 0) keep[static_cast<size_t>(x)] = 1;
             continue;
         }
-        if (!(flags[r] & F_A_CONST)) keep[in0[r]] = 1;
-        if (op_arity(code) == 2 && !(flags[r] & F_B_CONST)) keep[in1[r]] = 1;
+        if (!(rows_.flags(r) & F_A_CONST)) keep[rows_.in0(r)] = 1;
+        if (op_arity(code) == 2 && !(rows_.flags(r) & F_B_CONST)) keep[rows_.in1(r)] = 1;
     }
     return keep;
 }
 
-void Tape::remap_rows(const RowMap& map, OwnedRefs& old) {
-    constexpr uint32_t NONE = UINT32_MAX;
-    std::vector<uint32_t> const_map(consts.size(), NONE), array_map(arrays.size(), NONE),
-        leaf_map(leaf_tensors.size(), NONE);
-    std::vector<double> new_consts;
-    OwnedRefs fresh;  // what the compacted rows will own
-    auto array_slot = [&](uint64_t k) {
-        if (array_map[k] == NONE) {
-            array_map[k] = static_cast<uint32_t>(fresh.arrays.size());
-            fresh.arrays.push_back(Py_NewRef(arrays[k]));
-        }
-        return array_map[k];
-    };
-    auto const_slot = [&](uint32_t k) {
-        if (const_map[k] == NONE) {
-            const_map[k] = static_cast<uint32_t>(new_consts.size());
-            new_consts.push_back(consts[k]);
-        }
-        return const_map[k];
-    };
-    std::vector<uint8_t> new_op, new_flags;
-    std::vector<uint32_t> new_in0, new_in1;
-    std::vector<Value> new_val;
-    for (size_t i = 0; i < map.old_size(); ++i) {
-        if (!map.kept(i)) continue;
-        const uint32_t r = static_cast<uint32_t>(i);
-        const uint8_t code = op[r], f = flags[r];
-        uint32_t a = in0[r], b = in1[r];
-        Value v = val[r];
-        if (f & F_ARRAY) v.index = array_slot(v.index);
-        if (code == OP_LEAF) {
-            if (a != NONE) {
-                if (leaf_map[a] == NONE) {
-                    leaf_map[a] = static_cast<uint32_t>(fresh.leaf_tensors.size());
-                    fresh.leaf_tensors.push_back(Py_NewRef(leaf_tensors[a]));
-                }
-                a = leaf_map[a];
-            }
-        } else if (code == OP_CUSTOM) {
-            UserRecord u = user_records[a];
-            for (uint32_t& x : u.inputs) x = map[x];
-            for (uint32_t& o : u.outputs) o = map[o];
-            for (uint32_t& x : u.saved_rows) x = map[x];
-            u.record = Py_NewRef(u.record);
-            for (PyObject* h : u.saved) Py_INCREF(h);
-            a = static_cast<uint32_t>(fresh.user_records.size());
-            v.index = a;
-            fresh.user_records.push_back(std::move(u));
-        } else if (code >= OP_COUNT) {  // an array op
-            ArrayRecord ar = array_records[a];
-            for (int64_t& x : ar.inputs)
-                x = x >= 0 ? static_cast<int64_t>(map[static_cast<size_t>(x)])
-                           : -static_cast<int64_t>(array_slot(static_cast<uint64_t>(-x - 1))) - 1;
-            ar.params = Py_NewRef(ar.params);
-            a = static_cast<uint32_t>(fresh.array_records.size());
-            fresh.array_records.push_back(std::move(ar));
-        } else if (code == OP_VERSION) {
-            a = map[a];
-        } else if (code > OP_STALE) {
-            a = (f & F_A_NUMBER) ? const_slot(a) : (f & F_A_ARRAY) ? array_slot(a) : map[a];
-            if (op_arity(code) == 2)
-                b = (f & F_B_NUMBER) ? const_slot(b) : (f & F_B_ARRAY) ? array_slot(b) : map[b];
-        }
-        new_op.push_back(code);
-        new_flags.push_back(f);
-        new_in0.push_back(a);
-        new_in1.push_back(b);
-        new_val.push_back(v);
-    }
-    // Side tables keyed by row.
-    for (const auto& [row, hooks] : row_hooks)
-        if (map.kept(row)) fresh.row_hooks[map[row]] = Py_NewRef(hooks);
-    for (const auto& [row, origin] : row_origins)
-        if (map.kept(row)) fresh.row_origins[map[row]] = Py_NewRef(origin);
-    op.swap(new_op);
-    flags.swap(new_flags);
-    in0.swap(new_in0);
-    in1.swap(new_in1);
-    val.swap(new_val);
-    consts.swap(new_consts);
-    OwnedRefs released = swap_refs(std::move(fresh));
-    released.references = std::move(old.references);
-    old = std::move(released);
-    op_rows.clear();
-    op_rows_scanned = 0;
-    n_ops = 0;
-    for (uint8_t code : op) n_ops += code > OP_STALE || code == OP_CUSTOM;
-    array_bytes = 0;
-    for (PyObject* a : arrays) array_bytes += data_bytes(a);
-    for (const ArrayRecord& r : array_records) array_bytes += params_bytes(r.params);
-}
-
 void Tape::compact() {
     const RowMap map(reachable_rows());
-    if (lifetime_.compaction_gains_little(map.new_size(), map.old_size(), array_bytes)) return;
+    if (lifetime_.compaction_gains_little(map.new_size(), map.old_size(), rows_.array_bytes())) return;
     OwnedRefs old;  // released once every part is renumbered (it may run Python code)
     // Parts that read the old rows (identity_row) go first.
-    foreign_.remap(map, [this](uint32_t row) { return identity_row(row); }, old.references);
+    foreign_.remap(map, [this](uint32_t row) { return rows_.identity_row(row); }, old.references);
     const uint64_t old_epoch = lifetime_.remap(map);
     live_tapes()[epoch()] = this;  // the old epoch stays registered: translate() serves it
-    for (PyObject* leaf : leaf_tensors) rebind_leaf(*this, leaf, old_epoch, map);
+    for (PyObject* leaf : rows_.leaf_tensors()) rebind_leaf(*this, leaf, old_epoch, map);
     labels_.remap(map, old.references);
-    remap_rows(map, old);
-    for (UserRecord& u : user_records)
+    rows_.remap(map, old);
+    for (const UserRecord& u : rows_.user_records())
         for (size_t k = 0; k < u.saved.size(); ++k) rebind_saved_handle(*this, u.saved[k], old_epoch, u.saved_rows[k]);
-    lifetime_.compacted(array_bytes);
+    lifetime_.compacted(rows_.array_bytes());
     old.release(pool);
 }
 

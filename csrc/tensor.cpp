@@ -25,7 +25,7 @@ namespace {
 // sources made after it cannot have, and get their gradients as usual.
 Value value_slot(Tape& tape, TensorObject* t) {
     Value v;
-    if (t->array) v.index = tape.add_array(t->array);
+    if (t->array) v.index = tape.rows().add_array(t->array);
     else v.number = t->scalar;
     return v;
 }
@@ -46,8 +46,10 @@ uint32_t enter(Tape& tape, TensorObject* t, bool numbered_here);
 // Whether row `node` holds t's current value: the same array object (the
 // tape holds it, so no new array can have its address) or the same number.
 bool holds_value(const Tape& tape, uint32_t node, const TensorObject* t) {
-    if (tape.is_array(node) || t->array) return tape.is_array(node) && tape.array_of(node) == t->array;
-    return std::memcmp(&tape.val[node].number, &t->scalar, sizeof(double)) == 0;
+    const RowStore& rows = tape.rows();
+    if (rows.is_array(node) || t->array) return rows.is_array(node) && rows.array_of(node) == t->array;
+    const double number = rows.val(node).number;
+    return std::memcmp(&number, &t->scalar, sizeof(double)) == 0;
 }
 
 // Note [Versions]: t's new value as a version row above `node`, t's row on
@@ -85,8 +87,8 @@ void retire(Tape& tape, TensorObject* t, uint32_t node, bool foreign) {
 }  // namespace
 
 bool same_layout_as(const Tape& tape, uint32_t node, const TensorObject* t) {
-    if (!tape.is_array(node) || !t->array) return !tape.is_array(node) && !t->array;
-    auto* a = reinterpret_cast<PyArrayObject*>(tape.array_of(node));
+    if (!tape.rows().is_array(node) || !t->array) return !tape.rows().is_array(node) && !t->array;
+    auto* a = reinterpret_cast<PyArrayObject*>(tape.rows().array_of(node));
     auto* b = reinterpret_cast<PyArrayObject*>(t->array);
     return PyArray_TYPE(a) == PyArray_TYPE(b) && PyArray_SAMESHAPE(a, b);
 }
@@ -193,18 +195,18 @@ bool operand_index(Tape& tape, const Operand& x, bool read, uint8_t number_flag,
     switch (x.kind) {
         case K_TENSOR:
             index = node_on(tape, x.tensor);
-            if (index != UINT32_MAX && read && x.tensor->array) tape.keep_value(index, x.tensor->array);
+            if (index != UINT32_MAX && read && x.tensor->array) tape.rows().keep_value(index, x.tensor->array);
             return index != UINT32_MAX;
         case K_NUMBER:
             flags |= number_flag;
-            index = tape.add_const(x.number);
+            index = tape.rows().add_const(x.number);
             return true;
         case K_ARRAY: {
             flags |= array_flag;
             // A backward reads the constant: it must not change (Note [Immutable values]).
             PyObject* kept = read ? immutable_value(x.array) : Py_NewRef(x.array);
             if (!kept) return false;
-            index = tape.add_array(kept);
+            index = tape.rows().add_array(kept);
             Py_DECREF(kept);
             return true;
         }
@@ -338,7 +340,7 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj, bool may_elide =
             Py_DECREF(array);
             return nullptr;
         }
-        v.index = tape->add_array(kept);
+        v.index = tape->rows().add_array(kept);
         Py_DECREF(kept);
     } else {
         v.number = number;
@@ -386,20 +388,20 @@ PyObject* saved_handle(Tape& tape, TensorObject* t, uint32_t& node) {
 }
 
 PyObject* node_tensor(Tape& tape, uint32_t node) {
-    const uint8_t code = tape.op[node];
-    if (code == OP_LEAF && tape.in0[node] != UINT32_MAX) {
+    const uint8_t code = tape.rows().op(node);
+    if (code == OP_LEAF && tape.rows().in0(node) != UINT32_MAX) {
         // The leaf itself while this row holds its value; after an update, a
         // tensor standing for the old value (Note [Versions]).
-        auto* leaf = reinterpret_cast<TensorObject*>(tape.leaf_tensors[tape.in0[node]]);
+        auto* leaf = reinterpret_cast<TensorObject*>(tape.rows().leaf_tensor(tape.rows().in0(node)));
         if (leaf->epoch == tape.epoch() && leaf->node == node && !(leaf->flags & T_UPDATED))
             return Py_NewRef(reinterpret_cast<PyObject*>(leaf));
     }
     // A leaf with no holder is a constant, unless a user record outputs it.
-    if (code == OP_LEAF && tape.in0[node] == UINT32_MAX && !(tape.flags[node] & F_CUSTOM_OUTPUT))
-        return tape.operand_object(node, false, false);
+    if (code == OP_LEAF && tape.rows().in0(node) == UINT32_MAX && !(tape.rows().flags(node) & F_CUSTOM_OUTPUT))
+        return tape.rows().operand_object(node, false, false);
     auto* r = reinterpret_cast<TensorObject*>(
-        new_tensor(tape, tape.is_array(node) ? 0.0 : tape.val[node].number,
-                   tape.is_array(node) ? Py_NewRef(tape.array_of(node)) : nullptr, UINT32_MAX, true));
+        new_tensor(tape, tape.rows().is_array(node) ? 0.0 : tape.rows().val(node).number,
+                   tape.rows().is_array(node) ? Py_NewRef(tape.rows().array_of(node)) : nullptr, UINT32_MAX, true));
     if (!r) return nullptr;
     r->flags = T_REQUIRES_GRAD;  // made by an op: not a leaf
     r->epoch = tape.epoch();
@@ -700,8 +702,7 @@ uint32_t enter(Tape& tape, TensorObject* t, bool numbered_here) {
     // A leaf that requires grad is held by the tape, so backward() can set its .grad.
     uint32_t holder = UINT32_MAX;
     if (leaf && (t->flags & T_REQUIRES_GRAD)) {
-        holder = static_cast<uint32_t>(tape.leaf_tensors.size());
-        tape.leaf_tensors.push_back(Py_NewRef(reinterpret_cast<PyObject*>(t)));
+        holder = tape.rows().hold_leaf(reinterpret_cast<PyObject*>(t));
     }
     const uint8_t row_flags = (t->array ? F_ARRAY : 0) | (leaf && t->hooks ? F_HOOKED : 0);
     const uint32_t node = tape.push(leaf ? OP_LEAF : OP_STALE, row_flags, holder, 0,
@@ -956,8 +957,7 @@ PyObject* register_hook(PyObject* tensor_obj, PyObject* fn) {
     if (PyList_Append(t->hooks, fn) < 0) return nullptr;
     track(t);  // Note [Tracked tensors]
     if (!leaf) {
-        home->flags[node] |= F_HOOKED;
-        if (!home->row_hooks.count(node)) home->row_hooks[node] = Py_NewRef(t->hooks);
+        home->rows().hook_row(node, t->hooks);
     }
     return Py_NewRef(t->hooks);
 }

@@ -111,7 +111,7 @@ uint32_t find_node(const Tape& tape, TensorObject* t);
 
 // The row where a tensor's gradient collects (Note [Versions]): `node` itself,
 // or below its version rows, the row of its first value on this tape.
-inline uint32_t identity_row(const Tape& tape, uint32_t node) { return tape.identity_row(node); }
+inline uint32_t identity_row(const Tape& tape, uint32_t node) { return tape.rows().identity_row(node); }
 
 // Whether t's value has the layout of row `node`'s: both numbers, or arrays
 // of one shape and dtype (Note [Versions]).
