@@ -88,13 +88,13 @@ PYBIND11_MODULE(_core, m) {
           py::arg("create_graph") = false);
     m.def("grad",
           [](py::object outputs, py::object inputs, py::object grad_outputs, bool retain_graph,
-             bool allow_unused, bool create_graph) {
+             bool create_graph, bool allow_unused) {
               return checked(grad(outputs.ptr(), inputs.ptr(), grad_outputs.ptr(), retain_graph,
                                   create_graph, allow_unused));
           },
           py::arg("outputs"), py::arg("inputs"), py::arg("grad_outputs") = py::none(),
-          py::arg("retain_graph") = false, py::arg("allow_unused") = false,
-          py::arg("create_graph") = false);
+          py::arg("retain_graph") = false, py::arg("create_graph") = false,
+          py::arg("allow_unused") = false);
     m.def("is_grad_enabled", []() { return tape().grad_mode(); });
     m.def("set_grad_enabled", [](bool mode) {
         bool& enabled = tape().grad_mode();

@@ -11,7 +11,9 @@ namespace tapegrad {
 // Number of records (ops and user records) on the calling thread's tape.
 Py_ssize_t history_length();
 
-// The k-th record as (name, input labels, output labels, row, user record or None).
+// The k-th record as (name, input labels, output labels, row, epoch, user
+// record or None); a user record's name is "custom" and its labels are None.
+// The row and the tape's epoch let record_vjp find the row later.
 PyObject* history_item(Py_ssize_t k);
 
 // The input gradients of built-in record `row` for output gradient g, one per

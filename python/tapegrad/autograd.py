@@ -186,7 +186,7 @@ def grad(
     """
     retain = create_graph if retain_graph is None else retain_graph
     return _core.grad(outputs, inputs, grad_outputs, retain_graph=bool(retain),
-                      allow_unused=allow_unused, create_graph=bool(create_graph))
+                      create_graph=bool(create_graph), allow_unused=allow_unused)
 
 
 class FunctionCtx:
@@ -399,7 +399,7 @@ def _grads(outs: tuple, grad_outputs: tuple, nodes: tuple, retain: bool,
     if not kept:
         return (None,) * len(nodes)
     return _core.grad([o for o, _ in kept], nodes, tuple(g for _, g in kept),
-                      retain_graph=retain, allow_unused=True, create_graph=create_graph)
+                      retain_graph=retain, create_graph=create_graph, allow_unused=True)
 
 
 def _check_grads(grads: tuple, strict: bool, create_graph: bool, what: str, of: str) -> None:
