@@ -713,6 +713,16 @@ void sum_rows(PyObject* g, PyObject* out) {
 }
 }  // namespace
 
+std::vector<int> summed_axes(const std::vector<npy_intp>& have, const std::vector<npy_intp>& want) {
+    // Shapes line up at their last axes, as numpy broadcasts them.
+    const std::ptrdiff_t lead = static_cast<std::ptrdiff_t>(have.size()) - static_cast<std::ptrdiff_t>(want.size());
+    std::vector<int> axes;
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(have.size()); ++i)
+        if (i < lead || (want[static_cast<size_t>(i - lead)] == 1 && have[static_cast<size_t>(i)] != 1))
+            axes.push_back(static_cast<int>(i));
+    return axes;
+}
+
 PyObject* sum_to_like(PyObject* g, PyObject* like) {
     PyArrayObject* ga = arr(g);
     PyArrayObject* la = arr(like);
@@ -727,8 +737,7 @@ PyObject* sum_to_like(PyObject* g, PyObject* like) {
     PyObject* current = g;
     if (!PyArray_SAMESHAPE(ga, la)) {
         const int gnd = PyArray_NDIM(ga), lnd = PyArray_NDIM(la);
-        const int lead = gnd - lnd;
-        if (lead < 0) {
+        if (gnd < lnd) {
             PyErr_Format(PyExc_ValueError,
                          "tapegrad: a gradient of shape %s cannot flow into a tensor of shape %s",
                          shape_text(g).c_str(), shape_text(like).c_str());
@@ -736,10 +745,11 @@ PyObject* sum_to_like(PyObject* g, PyObject* like) {
         }
         // One axis at a time with the C API, last first so the indices stay
         // valid; numpy's Python-level sum(axis=...) costs microseconds on small arrays.
+        const std::vector<int> axes = summed_axes({PyArray_DIMS(ga), PyArray_DIMS(ga) + gnd},
+                                                  {PyArray_DIMS(la), PyArray_DIMS(la) + lnd});
         Ref summed_array(Py_NewRef(g));
-        for (int i = gnd - 1; i >= 0; --i) {
-            const bool summed = i < lead || (PyArray_DIM(la, i - lead) == 1 && PyArray_DIM(ga, i) != 1);
-            if (!summed) continue;
+        for (auto axis = axes.rbegin(); axis != axes.rend(); ++axis) {
+            const int i = *axis;
             PyObject* next = PyArray_Sum(arr(summed_array.p), i, NPY_NOTYPE, nullptr);
             if (!next) return nullptr;
             Ref next_array(PyArray_FROM_O(next));  // a 0-d result comes back as a scalar

@@ -11,7 +11,9 @@
 #endif
 #include <numpy/arrayobject.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace tapegrad {
 
@@ -58,6 +60,19 @@ bool same_layout(PyObject* arr, PyObject* out);
 
 // A new uninitialised C-contiguous array of like's shape and dtype.
 PyObject* empty_like(PyObject* like);
+
+// Note [Undoing broadcasts]
+// A gradient that reaches an input of another shape was broadcast on the way
+// to the output, and is summed back down to the input's shape. The rule
+// (which axes are summed) is summed_axes, written once: the numeric sweep
+// applies it with numpy's C API (sum_to_like), the recording sweep with
+// recorded sums (RecordingRows::sum_to_node), so that both undo a broadcast
+// alike.
+
+// The axes of a gradient of shape `have` summed to give shape `want` (the
+// shapes aligned at their last axes): the leading ones `have` has beyond
+// `want`'s, and those where `want` is 1 and `have` is not. In increasing order.
+std::vector<int> summed_axes(const std::vector<npy_intp>& have, const std::vector<npy_intp>& want);
 
 // Broadcasting undone: g summed down to like's shape and cast to like's dtype,
 // C-contiguous. Returns g itself (a new reference) when nothing is needed.

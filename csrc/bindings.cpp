@@ -12,7 +12,7 @@
 #include "history.hpp"
 #include "numpy_dispatch.hpp"
 #include "ops.hpp"
-#include "sweep.hpp"
+#include "gradients.hpp"
 #include "tape.hpp"
 #include "tensor.hpp"
 

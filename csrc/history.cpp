@@ -2,9 +2,12 @@
 
 #include <vector>
 
+#include <pybind11/pybind11.h>
+
 #include "array_apply.hpp"
 #include "array_ops.hpp"
 #include "arrays.hpp"
+#include "numeric_sweep.hpp"
 #include "tape.hpp"
 #include "tensor.hpp"
 
@@ -29,35 +32,18 @@ bool append_new(PyObject* list, PyObject* item) {
     return ok;
 }
 
-// record_vjp for an array-op row: its gradients, each in its input's shape.
-PyObject* array_record_vjp(Tape& tape, uint32_t row, PyObject* g) {
-    PyObject* gc = to_float_array(g, "backward_fn");
-    if (!gc) return nullptr;
-    std::vector<PyObject*> grads;
-    const bool ok = array_op_backward(tape, row, gc, grads);
-    Py_DECREF(gc);
-    if (!ok) return nullptr;
-    const std::vector<int64_t> inputs = tape.rows().array_record(tape.rows().in0(row)).inputs;
-    PyObject* result = PyList_New(0);
-    for (size_t k = 0; k < grads.size(); ++k) {
-        if (inputs[k] < 0) continue;  // a constant: not an input of the record
-        const uint32_t node = static_cast<uint32_t>(inputs[k]);
-        PyObject* part = grads[k];
-        grads[k] = nullptr;
-        if (!result) {
-            Py_XDECREF(part);
-            continue;
-        }
-        if (!part) {
-            if (!append_new(result, Py_NewRef(Py_None))) Py_CLEAR(result);
-            continue;
-        }
-        PyObject* shaped = tape.rows().is_array(node) ? sum_to_like(part, tape.rows().array_of(node))
-                                               : PyFloat_FromDouble(sum_all(part));
-        Py_DECREF(part);
-        if (!append_new(result, shaped)) Py_CLEAR(result);
+// Appends each of a row's input gradients (new references, stolen; null
+// for no gradient: None) to `result`, shaped as its input (gradient_for_node).
+bool append_input_grads(Tape& tape, const std::vector<uint32_t>& nodes, std::vector<PyObject*>& parts,
+                        PyObject* result) {
+    bool ok = true;
+    for (size_t k = 0; k < parts.size(); ++k) {
+        PyObject* part = parts[k];
+        parts[k] = nullptr;
+        if (!ok) Py_XDECREF(part);
+        else ok = append_new(result, part ? gradient_for_node(tape, nodes[k], part) : Py_NewRef(Py_None));
     }
-    return result;
+    return ok;
 }
 
 // Resolves an input or output key (a label or a Tensor) to a node.
@@ -187,58 +173,64 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
                         "removed (or to another thread's tape)");
         return nullptr;
     }
+    // The row's backward is the sweep's (numeric_sweep.hpp), with each input's
+    // gradient kept apart: x * x gives two.
     const uint32_t row = static_cast<uint32_t>(row64);
-    const uint8_t code = tape->rows().op(row);
-    if (is_array_op(code)) return array_record_vjp(*tape, row, g);
-    const uint8_t f = tape->rows().flags(row);
+    const uint8_t code = tape->rows().op(row), f = tape->rows().flags(row);
     const bool binary = op_arity(code) == 2;
-    std::vector<uint32_t> inputs = tape->rows().inputs_of(row);
-    PyObject* result = PyList_New(0);
-    if (!result) return nullptr;
+    const bool want_a = !(f & F_A_CONST), want_b = binary && !(f & F_B_CONST);
+    const py::list result;
+    std::vector<uint32_t> nodes;  // the row's Tensor inputs,
+    std::vector<PyObject*> parts;  // and their gradients
+    if (is_array_op(code)) {
+        const py::object gc = py::reinterpret_steal<py::object>(to_float_array(g, "backward_fn"));
+        if (!gc) return nullptr;
+        if (!array_op_backward(*tape, row, gc.ptr(), parts)) return nullptr;
+        const std::vector<int64_t> inputs = tape->rows().array_record(tape->rows().in0(row)).inputs;
+        std::vector<PyObject*> kept;
+        for (size_t k = 0; k < parts.size(); ++k) {
+            if (inputs[k] < 0) {  // a constant: not an input of the record
+                Py_XDECREF(parts[k]);
+                continue;
+            }
+            nodes.push_back(static_cast<uint32_t>(inputs[k]));
+            kept.push_back(parts[k]);
+        }
+        return append_input_grads(*tape, nodes, kept, result.ptr()) ? result.inc_ref().ptr() : nullptr;
+    }
     if (!(f & F_ARRAY)) {
         const double gv = PyFloat_AsDouble(g);
-        if (gv == -1.0 && PyErr_Occurred()) {
-            Py_DECREF(result);
-            return nullptr;
-        }
-        const double a = (f & F_A_NUMBER) ? tape->rows().constant(tape->rows().in0(row)) : tape->rows().val(tape->rows().in0(row)).number;
-        const double b = !binary ? 0.0
-                         : (f & F_B_NUMBER) ? tape->rows().constant(tape->rows().in1(row))
-                                            : tape->rows().val(tape->rows().in1(row)).number;
+        if (gv == -1.0 && PyErr_Occurred()) return nullptr;
         double ga = 0.0, gb = 0.0;
-        scalar_backward(code, a, b, tape->rows().val(row).number, gv, ga, gb);
-        bool ok = (f & F_A_CONST) || append_new(result, PyFloat_FromDouble(ga));
-        ok = ok && (!binary || (f & F_B_CONST) || append_new(result, PyFloat_FromDouble(gb)));
-        if (!ok) Py_CLEAR(result);
-        return result;
+        scalar_row_gradients(*tape, row, gv, ga, gb);
+        if (want_a && !append_new(result.ptr(), PyFloat_FromDouble(ga))) return nullptr;
+        if (want_b && !append_new(result.ptr(), PyFloat_FromDouble(gb))) return nullptr;
+        return result.inc_ref().ptr();
     }
-    PyObject* out = tape->rows().array_of(row);
-    PyObject* gc = to_float_array(g, "backward_fn");
-    PyObject* a = tape->rows().operand_object(tape->rows().in0(row), f & F_A_NUMBER, f & F_A_ARRAY);
-    PyObject* b = binary ? tape->rows().operand_object(tape->rows().in1(row), f & F_B_NUMBER, f & F_B_ARRAY) : nullptr;
+    const py::object gc = py::reinterpret_steal<py::object>(to_float_array(g, "backward_fn"));
+    if (!gc) return nullptr;
+    if (!PyArray_SAMESHAPE(reinterpret_cast<PyArrayObject*>(gc.ptr()),
+                           reinterpret_cast<PyArrayObject*>(tape->rows().array_of(row)))) {
+        PyErr_Format(PyExc_ValueError, "backward_fn: the gradient must have the output's shape %S, not %S",
+                     shape_text(tape->rows().array_of(row)).ptr(), shape_text(gc.ptr()).ptr());
+        return nullptr;
+    }
     GradSink sa, sb;
-    bool ok = gc && a && (b || !binary);
-    if (ok && !PyArray_SAMESHAPE(reinterpret_cast<PyArrayObject*>(gc), reinterpret_cast<PyArrayObject*>(out))) {
-        PyErr_SetString(PyExc_ValueError, "backward_fn: the gradient must have the output's shape");
-        ok = false;
+    const bool ok = elementwise_row_gradients(*tape, row, gc.ptr(), want_a ? &sa : nullptr, want_b ? &sb : nullptr,
+                                              nullptr);
+    if (want_a) {
+        nodes.push_back(tape->rows().in0(row));
+        parts.push_back(sa.fresh);
     }
-    ok = ok && array_backward(code, a, b, out, gc, (f & F_A_CONST) ? nullptr : &sa,
-                              (binary && !(f & F_B_CONST)) ? &sb : nullptr, nullptr);
-    PyObject* parts[2] = {sa.fresh, sb.fresh};
-    size_t used = 0;
-    for (PyObject* part : parts) {
-        if (!ok || !part) continue;
-        const uint32_t node = inputs[used++];
-        ok = append_new(result, tape->rows().is_array(node) ? sum_to_like(part, tape->rows().array_of(node))
-                                                     : PyFloat_FromDouble(sum_all(part)));
+    if (want_b) {
+        nodes.push_back(tape->rows().in1(row));
+        parts.push_back(sb.fresh);
     }
-    Py_XDECREF(sa.fresh);
-    Py_XDECREF(sb.fresh);
-    Py_XDECREF(a);
-    Py_XDECREF(b);
-    Py_XDECREF(gc);
-    if (!ok) Py_CLEAR(result);
-    return result;
+    if (!ok) {
+        for (PyObject* part : parts) Py_XDECREF(part);
+        return nullptr;
+    }
+    return append_input_grads(*tape, nodes, parts, result.ptr()) ? result.inc_ref().ptr() : nullptr;
 }
 
 PyObject* append_record(PyObject* record, bool function, PyObject* saved) {
