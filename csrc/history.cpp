@@ -8,6 +8,7 @@
 #include "array_ops.hpp"
 #include "arrays.hpp"
 #include "numeric_sweep.hpp"
+#include "sweep_errors.hpp"
 #include "tape.hpp"
 #include "tensor.hpp"
 
@@ -15,12 +16,16 @@ namespace tapegrad {
 
 namespace {
 
-PyObject* labels_of(Tape& tape, const std::vector<uint32_t>& nodes) {
-    PyObject* list = PyList_New(static_cast<Py_ssize_t>(nodes.size()));
+// Steals a new reference (null after an error) into an owner.
+py::object owned(PyObject* o) { return py::reinterpret_steal<py::object>(o); }
+
+// The labels of nodes, as a list; null with an error set.
+py::object labels_of(Tape& tape, const std::vector<uint32_t>& nodes) {
+    py::object list = owned(PyList_New(static_cast<Py_ssize_t>(nodes.size())));
     for (size_t k = 0; list && k < nodes.size(); ++k) {
         PyObject* label = tape.labels().label_of(nodes[k]);
-        if (!label) Py_CLEAR(list);
-        else PyList_SET_ITEM(list, static_cast<Py_ssize_t>(k), label);
+        if (!label) return py::object();
+        PyList_SET_ITEM(list.ptr(), static_cast<Py_ssize_t>(k), label);
     }
     return list;
 }
@@ -51,11 +56,10 @@ uint32_t node_of_key(Tape& tape, PyObject* key, const char* which) {
     if (is_tensor(key)) return node_on(tape, reinterpret_cast<TensorObject*>(key));
     if (foreign_label_class && PyObject_TypeCheck(key, reinterpret_cast<PyTypeObject*>(foreign_label_class))) {
         // Note [Foreign labels]: the tensor the label was read from.
-        PyObject* tensor = PyObject_GetAttrString(key, "tensor");
-        const uint32_t node = tensor && is_tensor(tensor)
-                                  ? node_on(tape, reinterpret_cast<TensorObject*>(tensor))
+        const py::object tensor = owned(PyObject_GetAttrString(key, "tensor"));
+        const uint32_t node = tensor && is_tensor(tensor.ptr())
+                                  ? node_on(tape, reinterpret_cast<TensorObject*>(tensor.ptr()))
                                   : UINT32_MAX;
-        Py_XDECREF(tensor);
         if (node != UINT32_MAX || PyErr_Occurred()) return node;
     }
     if (!PyUnicode_Check(key)) {
@@ -82,51 +86,45 @@ uint32_t node_of_key(Tape& tape, PyObject* key, const char* which) {
     return node;
 }
 
+// A record's attribute `attr` (a sequence) as a new sequence; null with an error set.
+py::object keys_of(PyObject* record, const char* attr, const char* message) {
+    const py::object keys = owned(PyObject_GetAttrString(record, attr));
+    return keys ? owned(PySequence_Fast(keys.ptr(), message)) : py::object();
+}
+
 bool nodes_of_keys(Tape& tape, PyObject* record, const char* attr, std::vector<uint32_t>& nodes) {
-    PyObject* keys = PyObject_GetAttrString(record, attr);
-    if (!keys) return false;
-    PyObject* seq = PySequence_Fast(keys, "operation_history.append: input_keys and output_keys must be lists");
-    Py_DECREF(keys);
+    const py::object seq =
+        keys_of(record, attr, "operation_history.append: input_keys and output_keys must be lists");
     if (!seq) return false;
-    bool ok = true;
-    for (Py_ssize_t k = 0; ok && k < PySequence_Fast_GET_SIZE(seq); ++k) {
-        uint32_t node = node_of_key(tape, PySequence_Fast_GET_ITEM(seq, k), attr);
-        ok = node != UINT32_MAX;
+    for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(seq.ptr()); ++k) {
+        const uint32_t node = node_of_key(tape, PySequence_Fast_GET_ITEM(seq.ptr(), k), attr);
+        if (node == UINT32_MAX) return false;
         nodes.push_back(node);
     }
-    Py_DECREF(seq);
-    return ok;
+    return true;
 }
 
 // A Function's outputs (Tensors, freshly made leaves) become recorded tensors:
 // not leaves (no .grad), counted live on their rows (Note [Reclaiming records]).
 bool function_outputs(Tape& tape, PyObject* record) {
-    PyObject* keys = PyObject_GetAttrString(record, "output_keys");
-    PyObject* seq = keys ? PySequence_Fast(keys, "Function outputs must be a sequence") : nullptr;
-    Py_XDECREF(keys);
+    const py::object seq = keys_of(record, "output_keys", "Function outputs must be a sequence");
     if (!seq) return false;
-    bool ok = true;
-    for (Py_ssize_t k = 0; ok && k < PySequence_Fast_GET_SIZE(seq); ++k) {
-        PyObject* item = PySequence_Fast_GET_ITEM(seq, k);
+    for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(seq.ptr()); ++k) {
+        PyObject* item = PySequence_Fast_GET_ITEM(seq.ptr(), k);
         if (!is_tensor(item)) {
             PyErr_SetString(PyExc_TypeError, "Function: every output must be a Tensor");
-            ok = false;
-            break;
+            return false;
         }
         auto* t = reinterpret_cast<TensorObject*>(item);
         const uint32_t node = node_on(tape, t);
-        if (node == UINT32_MAX) {
-            ok = false;
-            break;
-        }
+        if (node == UINT32_MAX) return false;
         t->flags &= static_cast<uint8_t>(~T_LEAF);
         // No .grad on a Function's output, so the tape lets go of it: holding it
         // would keep it live, and its records with it, forever.
         tape.rows().let_go_of_leaf(node);
         tape.add_live(node);
     }
-    Py_DECREF(seq);
-    return ok;
+    return true;
 }
 
 }  // namespace
@@ -150,18 +148,11 @@ PyObject* history_item(Py_ssize_t k) {
         return Py_BuildValue("(sOOkKO)", "custom", Py_None, Py_None, static_cast<unsigned long>(row),
                              static_cast<unsigned long long>(tape->epoch()), r.record);
     }
-    PyObject* inputs = labels_of(*tape, tape->rows().inputs_of(row));
-    PyObject* outputs = labels_of(*tape, {row});
-    PyObject* item = inputs && outputs
-                         ? Py_BuildValue("(sNNkKO)", row_op_name(tape->rows().op(row)), inputs, outputs,
-                                         static_cast<unsigned long>(row),
-                                         static_cast<unsigned long long>(tape->epoch()), Py_None)
-                         : nullptr;
-    if (!item) {
-        Py_XDECREF(inputs);
-        Py_XDECREF(outputs);
-    }
-    return item;
+    const py::object inputs = labels_of(*tape, tape->rows().inputs_of(row));
+    const py::object outputs = labels_of(*tape, {row});
+    if (!inputs || !outputs) return nullptr;
+    return Py_BuildValue("(sOOkKO)", row_op_name(tape->rows().op(row)), inputs.ptr(), outputs.ptr(),
+                         static_cast<unsigned long>(row), static_cast<unsigned long long>(tape->epoch()), Py_None);
 }
 
 PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
@@ -236,11 +227,9 @@ PyObject* record_vjp(uint64_t row64, uint64_t epoch, PyObject* g) {
 PyObject* append_record(PyObject* record, bool function, PyObject* saved) {
     Tape* tape = current_tape();
     if (!tape) return nullptr;
-    PyObject* fn = PyObject_GetAttrString(record, "backward_fn");
+    const py::object fn = owned(PyObject_GetAttrString(record, "backward_fn"));
     if (!fn) return nullptr;
-    const bool callable = PyCallable_Check(fn);
-    Py_DECREF(fn);
-    if (!callable) {
+    if (!PyCallable_Check(fn.ptr())) {
         PyErr_SetString(PyExc_TypeError, "operation_history.append: the record's backward_fn is not callable");
         return nullptr;
     }
@@ -253,50 +242,46 @@ PyObject* append_record(PyObject* record, bool function, PyObject* saved) {
         return nullptr;
     }
     if (function && !function_outputs(*tape, record)) return nullptr;
+    // r.saved holds new references until the tape takes r.
+    struct SavedGuard {
+        UserRecord* r;
+        ~SavedGuard() {
+            if (r)
+                for (PyObject* h : r->saved) Py_DECREF(h);
+        }
+    } guard{&r};
     // Note [Saved tensors]: recorded tensors a Function saves (its outputs, now
     // recorded, included) become saved handles.
-    PyObject* replaced = PySequence_Tuple(saved);
+    const py::object replaced = owned(PySequence_Tuple(saved));
     if (!replaced) return nullptr;
-    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(replaced); ++k) {
-        PyObject* item = PyTuple_GET_ITEM(replaced, k);
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(replaced.ptr()); ++k) {
+        PyObject* item = PyTuple_GET_ITEM(replaced.ptr(), k);
+        PyObject* kept = nullptr;
         if (PyArray_Check(item)) {  // an array the caller may write later (Note [Immutable values])
-            PyObject* kept = immutable_value(item);
-            if (!kept) {
-                for (PyObject* h : r.saved) Py_DECREF(h);
-                Py_DECREF(replaced);
-                return nullptr;
+            kept = immutable_value(item);
+        } else if (is_tensor(item)) {
+            uint32_t node;
+            kept = saved_handle(*tape, reinterpret_cast<TensorObject*>(item), node);
+            if (kept && node != UINT32_MAX) {
+                r.saved.push_back(Py_NewRef(kept));
+                r.saved_rows.push_back(node);
             }
-            PyTuple_SET_ITEM(replaced, k, kept);
-            Py_DECREF(item);
+        } else {
             continue;
         }
-        if (!is_tensor(item)) continue;
-        uint32_t node;
-        PyObject* handle = saved_handle(*tape, reinterpret_cast<TensorObject*>(item), node);
-        if (!handle) {
-            for (PyObject* h : r.saved) Py_DECREF(h);
-            Py_DECREF(replaced);
-            return nullptr;
-        }
-        if (node != UINT32_MAX) {
-            r.saved.push_back(Py_NewRef(handle));
-            r.saved_rows.push_back(node);
-        }
-        PyTuple_SET_ITEM(replaced, k, handle);  // steals handle; the slot's old reference:
+        if (!kept) return nullptr;
+        PyTuple_SET_ITEM(replaced.ptr(), k, kept);  // steals kept; the slot's old reference:
         Py_DECREF(item);
     }
     for (uint32_t o : r.outputs) tape->rows().mark_custom_output(o);
     Value v;
     v.index = tape->rows().user_record_count();
-    if (tape->push(OP_CUSTOM, 0, static_cast<uint32_t>(v.index), 0, v) == UINT32_MAX) {
-        for (PyObject* h : r.saved) Py_DECREF(h);
-        Py_DECREF(replaced);
-        return nullptr;
-    }
+    if (tape->push(OP_CUSTOM, 0, static_cast<uint32_t>(v.index), 0, v) == UINT32_MAX) return nullptr;
     r.record = Py_NewRef(record);
     r.by_label = !function;
+    guard.r = nullptr;  // the tape owns r.saved now
     tape->rows().add_user_record(std::move(r));  // counts a seed-style one in label_records
-    return replaced;
+    return replaced.inc_ref().ptr();
 }
 
 PyObject* graph_of(PyObject* tensor_obj) {
@@ -307,9 +292,9 @@ PyObject* graph_of(PyObject* tensor_obj) {
     auto* t = reinterpret_cast<TensorObject*>(tensor_obj);
     Tape* tape = current_tape();
     if (!tape) return nullptr;
-    PyObject* rows = PyList_New(0);
+    py::object rows = owned(PyList_New(0));
     const uint32_t start = find_node(*tape, t);
-    if (!rows || start == UINT32_MAX) return rows;  // no history on this tape
+    if (!rows || start == UINT32_MAX) return rows.release().ptr();  // no history on this tape
     // Everything t depends on: one pass from the top (a user record stands
     // above its outputs), marking the inputs of each marked row.
     std::vector<uint8_t> needed(tape->rows().size(), 0);
@@ -340,49 +325,30 @@ PyObject* graph_of(PyObject* tensor_obj) {
                                                              : std::vector<uint32_t>{});
         const std::vector<uint32_t> outs =
             custom ? tape->rows().user_record(tape->rows().in0(row)).outputs : std::vector<uint32_t>{row};
-        PyObject* in_list = PyList_New(0);
-        PyObject* out_list = PyList_New(0);
+        const py::object in_list = owned(PyList_New(0)), out_list = owned(PyList_New(0));
         bool ok = in_list && out_list;
-        for (uint32_t n : ins) ok = ok && append_new(in_list, PyLong_FromUnsignedLong(n));
-        for (uint32_t n : outs) ok = ok && append_new(out_list, PyLong_FromUnsignedLong(n));
-        PyObject* name = nullptr;
+        for (uint32_t n : ins) ok = ok && append_new(in_list.ptr(), PyLong_FromUnsignedLong(n));
+        for (uint32_t n : outs) ok = ok && append_new(out_list.ptr(), PyLong_FromUnsignedLong(n));
+        py::object name;
         if (custom) {
-            PyObject* record = tape->rows().user_record(tape->rows().in0(row)).record;
-            name = PyObject_GetAttrString(record, "op");
+            name = owned(PyObject_GetAttrString(tape->rows().user_record(tape->rows().in0(row)).record, "op"));
             if (!name) {  // a record of the user's own class
                 PyErr_Clear();
-                name = PyUnicode_FromString("custom");
+                name = owned(PyUnicode_FromString("custom"));
             }
         } else if (code == OP_LEAF && (tape->rows().flags(row) & F_CUSTOM_OUTPUT)) {
-            name = PyUnicode_FromString("output");  // made by a user record, not a leaf
+            name = owned(PyUnicode_FromString("output"));  // made by a user record, not a leaf
         } else {
-            name = PyUnicode_FromString(row_op_name(code));
+            name = owned(PyUnicode_FromString(row_op_name(code)));
         }
-        PyObject* label = custom ? Py_NewRef(Py_None) : tape->labels().label_of(row);
-        PyObject* shape = custom ? Py_NewRef(Py_None)
-                                 : (tape->rows().is_array(row) ? PyObject_GetAttrString(tape->rows().array_of(row), "shape")
-                                                        : PyTuple_New(0));
+        const py::object label = custom ? py::none() : owned(tape->labels().label_of(row));
+        const py::object shape = custom ? py::none() : shape_text(tape->rows().is_array(row) ? tape->rows().array_of(row) : nullptr);
         ok = ok && name && label && shape;
-        PyObject* item = ok ? Py_BuildValue("(kONNNN)", static_cast<unsigned long>(row), name, in_list,
-                                            out_list, label, shape)
-                            : nullptr;
-        Py_XDECREF(name);
-        if (!item) {
-            if (!ok) {
-                Py_XDECREF(in_list);
-                Py_XDECREF(out_list);
-                Py_XDECREF(label);
-                Py_XDECREF(shape);
-            }
-            Py_DECREF(rows);
+        if (!ok || !append_new(rows.ptr(), Py_BuildValue("(kOOOOO)", static_cast<unsigned long>(row), name.ptr(),
+                                                         in_list.ptr(), out_list.ptr(), label.ptr(), shape.ptr())))
             return nullptr;
-        }
-        if (!append_new(rows, item)) {
-            Py_DECREF(rows);
-            return nullptr;
-        }
     }
-    return rows;
+    return rows.release().ptr();
 }
 
 bool clear_history() {

@@ -105,10 +105,10 @@ const char* NumericRows::nonfinite(uint32_t node) const {
 
 // A hook gets a copy of the gradient: the buffer is the sweep's, added into later.
 py::object NumericRows::hook_argument(uint32_t row) {
-    PyObject* g = grad_object(row);
+    const py::object g = py::reinterpret_steal<py::object>(grad_object(row));
     if (!g) throw py::error_already_set();
-    PyObject* tensor = constant_tensor(t, PyArray_Check(g) ? read_only(owned_copy(g)) : Py_NewRef(g));
-    Py_DECREF(g);
+    PyObject* value = PyArray_Check(g.ptr()) ? read_only(owned_copy(g.ptr())) : g.inc_ref().ptr();
+    PyObject* tensor = value ? constant_tensor(t, value) : nullptr;
     if (!tensor) throw py::error_already_set();
     return py::reinterpret_steal<py::object>(tensor);
 }
@@ -129,10 +129,9 @@ bool NumericRows::set_gradient(uint32_t row, const py::object& array) {
         grad[row] = PyFloat_AsDouble(array.ptr());
         return !PyErr_Occurred();
     }
-    PyObject* cast = sum_to_like(array.ptr(), t.rows().array_of(row));  // same shape: a cast, if any
-    if (!cast) return false;
-    PyObject* copy = owned_copy(cast);
-    Py_DECREF(cast);
+    // Same shape: a cast, if any; then a buffer of the sweep's own.
+    const py::object cast = py::reinterpret_steal<py::object>(sum_to_like(array.ptr(), t.rows().array_of(row)));
+    PyObject* copy = cast ? owned_copy(cast.ptr()) : nullptr;
     if (!copy) return false;
     PyObject*& buffer = array_grad[t.rows().val(row).index];
     t.pool.give(buffer);
@@ -164,15 +163,14 @@ namespace {
 
 // like's value (a Tensor) plus g, shaped as like's and read-only (a new reference).
 PyObject* sum_with(TensorObject* like, PyObject* g) {
-    PyObject* value = value_object(like);
-    PyObject* sum = value ? PyNumber_Add(value, g) : nullptr;  // a numpy scalar for 0-d arrays
-    PyObject* total = sum && like->array ? PyArray_FromAny(sum, nullptr, 0, 0, NPY_ARRAY_ENSUREARRAY, nullptr)
-                                         : Py_XNewRef(sum);
-    PyObject* shaped = total && like->array ? sum_to_like(total, value) : Py_XNewRef(total);
-    Py_XDECREF(value);
-    Py_XDECREF(sum);
-    Py_XDECREF(total);
-    return read_only(shaped);
+    const py::object value = py::reinterpret_steal<py::object>(value_object(like));
+    py::object sum = py::reinterpret_steal<py::object>(value ? PyNumber_Add(value.ptr(), g) : nullptr);
+    if (sum && like->array) {  // a numpy scalar for 0-d arrays
+        sum = py::reinterpret_steal<py::object>(
+            PyArray_FromAny(sum.release().ptr(), nullptr, 0, 0, NPY_ARRAY_ENSUREARRAY, nullptr));
+        if (sum) sum = py::reinterpret_steal<py::object>(sum_to_like(sum.ptr(), value.ptr()));
+    }
+    return read_only(sum.release().ptr());
 }
 
 }  // namespace
@@ -197,33 +195,22 @@ bool NumericRows::accumulate(TensorObject* leaf, uint32_t row) {
 // again on the newer value. A scalar is added in one step under the GIL.
 bool NumericRows::accumulate_into(TensorObject* leaf, PyObject* g) {
     for (;;) {
-        PyObject* current = Py_XNewRef(leaf->grad);
-        auto* acc = reinterpret_cast<TensorObject*>(current);
-        if (acc && !(acc->flags & T_REQUIRES_GRAD)) {
-            const bool ok = add_in_place(acc, g);
-            Py_DECREF(current);
-            return ok;
-        }
+        const py::object current = py::reinterpret_borrow<py::object>(leaf->grad);
+        auto* acc = reinterpret_cast<TensorObject*>(current.ptr());
+        if (acc && !(acc->flags & T_REQUIRES_GRAD)) return add_in_place(acc, g);
         // A new .grad: g itself, or the sum with a .grad that has history
         // (backward(create_graph=True) made it), which keeps its history:
         // as PyTorch, the sum is made out of place then.
         PyObject* value = acc ? sum_with(acc, g) : read_only(Py_NewRef(g));
-        PyObject* fresh = value ? constant_tensor(t, value) : nullptr;
-        if (!fresh) {
-            Py_XDECREF(current);
-            return false;
-        }
+        py::object fresh = py::reinterpret_steal<py::object>(value ? constant_tensor(t, value) : nullptr);
+        if (!fresh) return false;
         // Stored only if .grad is still what it was (an allocation can run
         // Python, and so another thread): else added again to the newer one.
-        const bool stored = leaf->grad == current;
-        if (stored) {
-            Py_XSETREF(leaf->grad, fresh);
+        if (leaf->grad == current.ptr()) {
+            Py_XSETREF(leaf->grad, fresh.release().ptr());
             track(leaf);  // Note [Tracked tensors]
-        } else {
-            Py_DECREF(fresh);
+            return true;
         }
-        Py_XDECREF(current);
-        if (stored) return true;
     }
 }
 
@@ -236,13 +223,11 @@ bool NumericRows::add_in_place(TensorObject* acc, PyObject* g) {
         if (ok) acc->scalar += v;
     } else {
         for (bool stored = false; ok && !stored;) {
-            PyObject* before = Py_NewRef(acc->array);
-            PyObject* shaped = sum_with(acc, g);
-            ok = shaped != nullptr;
-            stored = ok && acc->array == before;
-            if (stored) Py_SETREF(acc->array, shaped);
-            else Py_XDECREF(shaped);
-            Py_DECREF(before);
+            const py::object before = py::reinterpret_borrow<py::object>(acc->array);
+            py::object shaped = py::reinterpret_steal<py::object>(sum_with(acc, g));
+            ok = bool(shaped);
+            stored = ok && acc->array == before.ptr();
+            if (stored) Py_SETREF(acc->array, shaped.release().ptr());
         }
     }
     acc->epoch = 0;  // a new value: re-entered on its next use
