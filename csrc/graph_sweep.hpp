@@ -48,8 +48,7 @@ public:
     Cursor cursor() { return {t.rows().op_data(), t.rows().flags_data(), reached.data()}; }
     size_t top() const { return reached.size(); }
     bool start() { return quiet.start(); }
-    static bool special(uint8_t, uint8_t) { return true; }
-    static void scalar_row(const Cursor&, uint32_t, uint8_t) {}
+    static bool special(uint8_t, uint8_t) { return true; }  // no row runs inline
 
     Next op_row(uint32_t row, uint8_t code, uint8_t f);
     bool pass_version(uint32_t row);
