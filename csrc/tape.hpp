@@ -65,7 +65,9 @@ public:
     Tape* pushed_on = nullptr;  // on a pushed tape: the default tape it sits on
 
     // Appends a row; returns its node id, or UINT32_MAX with MemoryError set.
-    uint32_t push(uint8_t code, uint8_t row_flags, uint32_t a, uint32_t b, Value v) {
+    // Always inlined: it is on every recorded op's path, and the link-time
+    // inliner otherwise leaves it out of line once the program grows.
+    TAPEGRAD_ALWAYS_INLINE uint32_t push(uint8_t code, uint8_t row_flags, uint32_t a, uint32_t b, Value v) {
         if (rows_.size() >= UINT32_MAX - 1) return overflow();
         const uint32_t row = rows_.push(code, row_flags, a, b, v);
         lifetime_.push_row();
