@@ -252,10 +252,14 @@ PyObject* append_record(PyObject* record, bool function, PyObject* saved) {
     } guard{&r};
     // Note [Saved tensors]: recorded tensors a Function saves (its outputs, now
     // recorded, included) become saved handles.
-    const py::object replaced = owned(PySequence_Tuple(saved));
+    // A new tuple: PySequence_Tuple hands back the caller's own tuple when
+    // given one, and a tuple others hold must not change under them.
+    const py::object items = owned(PySequence_Tuple(saved));
+    if (!items) return nullptr;
+    const py::object replaced = owned(PyTuple_New(PyTuple_GET_SIZE(items.ptr())));
     if (!replaced) return nullptr;
-    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(replaced.ptr()); ++k) {
-        PyObject* item = PyTuple_GET_ITEM(replaced.ptr(), k);
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(items.ptr()); ++k) {
+        PyObject* item = PyTuple_GET_ITEM(items.ptr(), k);
         PyObject* kept = nullptr;
         if (PyArray_Check(item)) {  // an array the caller may write later (Note [Immutable values])
             kept = immutable_value(item);
@@ -267,11 +271,10 @@ PyObject* append_record(PyObject* record, bool function, PyObject* saved) {
                 r.saved_rows.push_back(node);
             }
         } else {
-            continue;
+            kept = Py_NewRef(item);
         }
         if (!kept) return nullptr;
-        PyTuple_SET_ITEM(replaced.ptr(), k, kept);  // steals kept; the slot's old reference:
-        Py_DECREF(item);
+        PyTuple_SET_ITEM(replaced.ptr(), k, kept);  // steals kept
     }
     for (uint32_t o : r.outputs) tape->rows().mark_custom_output(o);
     Value v;
