@@ -4,7 +4,7 @@
 // Note [Anomaly mode]
 // Inside tapegrad.detect_anomaly() (per thread, as grad mode is) every op
 // recorded keeps where the user's code recorded it: the file and line of the
-// innermost Python frame outside tapegrad's own package (Tape::row_origins).
+// innermost Python frame outside tapegrad's own package (RowStore::origin).
 // Outside the mode nothing is looked up, so it costs nothing. A sweep run in
 // the mode checks, after each row's backward, the gradients that row added
 // into: at the first NaN or infinity it raises, naming the op, its output's

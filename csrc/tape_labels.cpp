@@ -11,6 +11,23 @@ namespace {
 // entry's node with this bit set, so the column stays sorted.
 constexpr uint32_t NO_NODE_BIT = 0x80000000u;
 
+// A copy of `dict` whose nodes (its keys, or its values) are renumbered by
+// `map`, without the entries of dropped rows (nor those that fail to copy);
+// nullptr with an error set when no dict can be made.
+PyObject* renumbered(PyObject* dict, const RowMap& map, bool nodes_are_keys) {
+    PyObject* out = PyDict_New();
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (out && PyDict_Next(dict, &pos, &key, &value)) {
+        const size_t row = PyLong_AsSize_t(nodes_are_keys ? key : value);
+        if (!map.kept(row)) continue;
+        PyObject* node = PyLong_FromUnsignedLong(map[row]);
+        if (node) PyDict_SetItem(out, nodes_are_keys ? node : key, nodes_are_keys ? value : node);
+        Py_XDECREF(node);
+    }
+    return out;
+}
+
 }  // namespace
 
 Labels::Labels() : node_by_label_(PyDict_New()), label_by_node_(PyDict_New()) {}
@@ -108,32 +125,13 @@ bool Labels::name_by_number(uint32_t node, int64_t num, bool foreign) {
 
 void Labels::remap(const RowMap& map, std::vector<PyObject*>& released) {
     // Explicit labels: both dicts rebuilt with the new nodes.
-    PyObject* new_by_label = PyDict_New();
-    PyObject* new_by_node = PyDict_New();
-    if (new_by_label && new_by_node) {
-        PyObject *key, *value;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(label_by_node_, &pos, &key, &value)) {
-            const size_t row = PyLong_AsSize_t(key);
-            if (!map.kept(row)) continue;
-            PyObject* k = PyLong_FromUnsignedLong(map[row]);
-            if (k) PyDict_SetItem(new_by_node, k, value);
-            Py_XDECREF(k);
-        }
-        pos = 0;
-        while (PyDict_Next(node_by_label_, &pos, &key, &value)) {
-            const size_t row = PyLong_AsSize_t(value);
-            if (!map.kept(row)) continue;
-            PyObject* v = PyLong_FromUnsignedLong(map[row]);
-            if (v) PyDict_SetItem(new_by_label, key, v);
-            Py_XDECREF(v);
-        }
-    }
+    PyObject* by_label = renumbered(node_by_label_, map, false);
+    PyObject* by_node = renumbered(label_by_node_, map, true);
     PyErr_Clear();  // a failed label entry only loses a name for display
-    std::swap(node_by_label_, new_by_label);
-    std::swap(label_by_node_, new_by_node);
-    released.push_back(new_by_label);  // the old dicts
-    released.push_back(new_by_node);
+    std::swap(node_by_label_, by_label);
+    std::swap(label_by_node_, by_node);
+    released.push_back(by_label);  // the old dicts
+    released.push_back(by_node);
     // tensor_N: the column stays sorted; numbers at the front that name no
     // row any more are dropped.
     for (uint32_t& e : numbered_) {

@@ -65,7 +65,7 @@ void OwnedRefs::release(BufferPool& pool) {
     for (PyObject* leaf : leaf_tensors) Py_DECREF(leaf);
     for (auto& [row, hooks] : row_hooks) Py_DECREF(hooks);
     for (auto& [row, origin] : row_origins) Py_DECREF(origin);
-    for (PyObject* r : references) Py_DECREF(r);
+    for (PyObject* r : references) Py_XDECREF(r);
     *this = OwnedRefs();
 }
 

@@ -940,7 +940,7 @@ PyObject* register_hook(PyObject* tensor_obj, PyObject* fn) {
         return nullptr;
     }
     // A leaf's rows, on every tape, find its hooks through the leaf itself
-    // (Tape::hooks_of, tensor_hooks); a recorded tensor's are kept with its row on the tape
+    // (Tape::hooks_of); a recorded tensor's are kept with its row on the tape
     // that holds its history, which need not be the current one (a Tape
     // context's), on the row where its gradient collects (Note [Versions]).
     const bool leaf = t->flags & T_LEAF;
