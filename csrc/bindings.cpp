@@ -162,7 +162,7 @@ PYBIND11_MODULE(_core, m) {
         d["user_records"] = t.rows().user_record_count();
         d["pool_arrays"] = t.pool.size();
         d["pool_bytes"] = t.pool.bytes();
-        d["temporaries_reused"] = t.temporaries_reused;
+        d["temporaries_reused"] = t.temporaries_reused();
         d["origins"] = t.rows().origin_count();
         return d;
     });

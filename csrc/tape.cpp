@@ -36,11 +36,11 @@ Tape::~Tape() {
         last_tape = nullptr;
         cached_state = nullptr;
     }
-    if (pushed_on) {  // destroyed while pushed (a context never exited): unlink it
-        auto& stack = pushed_on->pushed;
+    if (pushed_on_) {  // destroyed while pushed (a context never exited): unlink it
+        auto& stack = pushed_on_->pushed_;
         stack.erase(std::remove(stack.begin(), stack.end(), this), stack.end());
     }
-    for (Tape* t : pushed) t->pushed_on = nullptr;
+    for (Tape* t : pushed_) t->pushed_on_ = nullptr;
     reset(true);
 }
 
@@ -142,28 +142,28 @@ bool push_tape(Tape* tape) {
     cached_state = nullptr;
     Tape* base = current_tape();
     if (!base) return false;
-    if (base->pushed_on) base = base->pushed_on;
-    if (tape->pushed_on || tape == base) {
+    if (base->pushed_on_) base = base->pushed_on_;
+    if (tape->pushed_on_ || tape == base) {
         PyErr_SetString(PyExc_RuntimeError, "tapegrad.Tape: this tape is already recording");
         return false;
     }
-    base->pushed.push_back(tape);
-    tape->pushed_on = base;
+    base->pushed_.push_back(tape);
+    tape->pushed_on_ = base;
     last_tape = nullptr;
     cached_state = nullptr;
     return true;
 }
 
 bool pop_tape(Tape* tape) {
-    Tape* base = tape->pushed_on;
-    if (!base || base->pushed.empty() || base->pushed.back() != tape) {
+    Tape* base = tape->pushed_on_;
+    if (!base || base->pushed_.empty() || base->pushed_.back() != tape) {
         PyErr_SetString(PyExc_RuntimeError,
                         "tapegrad.Tape: contexts must be exited in the reverse order they were "
                         "entered, on the thread that entered them");
         return false;
     }
-    base->pushed.pop_back();
-    tape->pushed_on = nullptr;
+    base->pushed_.pop_back();
+    tape->pushed_on_ = nullptr;
     last_tape = nullptr;
     cached_state = nullptr;
     return true;
@@ -195,7 +195,7 @@ Tape* current_tape() {
         Py_DECREF(capsule);
         if (rc < 0) return nullptr;
     }
-    if (!tape->pushed.empty()) tape = tape->pushed.back();  // inside `with tapegrad.Tape()`
+    if (!tape->pushed_.empty()) tape = tape->pushed_.back();  // inside `with tapegrad.Tape()`
     cached_state = state;
     last_tape = tape;
     return tape;

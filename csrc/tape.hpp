@@ -46,23 +46,18 @@ public:
 
     // Grad mode: false inside no_grad(), where ops record nothing. It is the
     // thread's, as in PyTorch, so it lives on the thread's default tape: a
-    // `with tapegrad.Tape()` does not change it (use grad_mode(), not this).
-    bool grad_enabled = true;
-    bool& grad_mode() { return pushed_on ? pushed_on->grad_enabled : grad_enabled; }
+    // `with tapegrad.Tape()` does not change it.
+    bool& grad_mode() { return pushed_on_ ? pushed_on_->grad_enabled_ : grad_enabled_; }
     // detect_anomaly(), per thread as grad mode is (Note [Anomaly mode]).
     // anomaly_ever: whether any thread ever turned it on (a cheaper first test
     // for every op recorded).
-    bool detect_anomaly = false;
-    bool& anomaly_mode() { return pushed_on ? pushed_on->detect_anomaly : detect_anomaly; }
+    bool& anomaly_mode() { return pushed_on_ ? pushed_on_->detect_anomaly_ : detect_anomaly_; }
     static inline bool anomaly_ever = false;
 
     BufferPool pool;  // Note [Buffer pool]
-    size_t temporaries_reused = 0;  // Note [Temporaries]; for tests
-
-    // On a thread's default tape: the tapes pushed by `with tapegrad.Tape()`,
-    // innermost last; ops record on the innermost (current_tape()).
-    std::vector<Tape*> pushed;
-    Tape* pushed_on = nullptr;  // on a pushed tape: the default tape it sits on
+    // Note [Temporaries]: counted for tests.
+    void note_temporary_reused() { ++temporaries_reused_; }
+    size_t temporaries_reused() const { return temporaries_reused_; }
 
     // Appends a row; returns its node id, or UINT32_MAX with MemoryError set.
     // Always inlined: it is on every recorded op's path, and the link-time
@@ -124,6 +119,10 @@ public:
     void reset(bool restart_labels);
 
 private:
+    friend bool push_tape(Tape* tape);
+    friend bool pop_tape(Tape* tape);
+    friend Tape* current_tape();
+
     static uint32_t overflow();
     // The rows live tensors reach, and the records of kept outputs (Note [Compaction]).
     std::vector<uint8_t> reachable_rows() const;
@@ -133,6 +132,13 @@ private:
     Lifetime lifetime_;
     ForeignTensors foreign_;
     SweepScratch scratch_;
+    bool grad_enabled_ = true;
+    bool detect_anomaly_ = false;
+    size_t temporaries_reused_ = 0;
+    // On a thread's default tape: the tapes pushed by `with tapegrad.Tape()`,
+    // innermost last; ops record on the innermost (current_tape()).
+    std::vector<Tape*> pushed_;
+    Tape* pushed_on_ = nullptr;  // on a pushed tape: the default tape it sits on
 };
 
 // Note [Tape and tensors]

@@ -310,7 +310,7 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj, bool may_elide =
         if (may_elide) {
             into = temporary_array(*tape, reads, a, b_obj ? &b : nullptr, READS_A);
             if (!into && b_obj) into = temporary_array(*tape, reads, b, &a, READS_B);
-            if (into) ++tape->temporaries_reused;
+            if (into) tape->note_temporary_reused();
         }
         PyObject* x = a.object();
         PyObject* y = b_obj ? b.object() : nullptr;
