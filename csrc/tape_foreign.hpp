@@ -75,6 +75,9 @@ public:
     }
     bool any_stale() const { return !stale_.empty(); }
 
+private:
+    friend class Tape;  // which renumbers and empties every part at once
+
     // Note [Row map]. A foreign tensor's newest row may go while its identity
     // (identity_row of it) stays: it is then kept on its identity, and its
     // next use compares values and pushes a version again. The references
@@ -84,7 +87,6 @@ public:
     // Forgets everything; the references go to `released`.
     void clear(std::vector<PyObject*>& released);
 
-private:
     std::unordered_map<PyObject*, uint32_t> foreign_;
     std::unordered_map<PyObject*, std::vector<uint32_t>> retired_;
     std::unordered_map<uint32_t, StaleRow> stale_;

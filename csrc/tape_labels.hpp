@@ -57,13 +57,15 @@ public:
     // records resolve it too. False with an error set.
     bool name_by_number(uint32_t node, int64_t num, bool foreign);
 
+private:
+    friend class Tape;  // which renumbers and empties every part at once
+
     // Note [Row map]. The old dicts go to `released`, dropped once the tape
     // is consistent (a label may be a str subclass holding a tensor).
     void remap(const RowMap& map, std::vector<PyObject*>& released);
     // Forgets every node; numbering restarts at 0 if asked, else goes on.
     void clear(bool restart_numbers);
 
-private:
     int64_t counter_ = 0;
     std::vector<uint32_t> numbered_;  // numbered_[N - base_] is the node of tensor_N
     int64_t base_ = 0;

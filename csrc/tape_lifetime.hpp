@@ -65,38 +65,12 @@ public:
     // node is still here.
     uint64_t epoch() const { return epoch_; }
 
-    // A new row, with no live tensor yet.
-    void push_row() { live_.push_back(0); }
-    // The first live tensor of a row just pushed: no checks needed.
-    void add_live_new_row(uint32_t node) {
-        live_[node] = 1;
-        ++live_total_;
-    }
-    void add_live(uint32_t node, bool row_freed) {
-        if (live_[node] == UINT8_MAX) {
-            pinned_ = true;
-            return;
-        }
-        ++live_[node];
-        ++live_total_;
-        if (row_freed) ++live_freed_;
-    }
     // Whether drop_live(node) has a count to drop (a row of this tape that a
     // counted tensor stands on, and not saturated).
     bool counts(uint32_t node) const {
         return node < live_.size() && live_[node] != 0 && live_[node] != UINT8_MAX;
     }
-    void drop_live(uint32_t node, bool row_freed) {
-        --live_[node];
-        --live_total_;
-        if (row_freed) --live_freed_;
-    }
     bool has_live(uint32_t node) const { return live_[node] > 0; }
-    // A backward() freed `row` (its F_FREED flag just set).
-    void row_freed(uint32_t row) {
-        live_freed_ += live_[row] == UINT8_MAX ? 0 : live_[row];
-        freed_any_ = true;
-    }
     // A gradient call ended (or failed) having freed what it traversed: the
     // records may be dropped once nothing live needs them.
     void note_freed() { freed_any_ = true; }
@@ -116,13 +90,6 @@ public:
     bool should_compact(size_t rows, size_t array_bytes) const {
         return rows >= compact_at_ || array_bytes >= compact_bytes_;
     }
-    // Whether keeping `kept` of `rows` rows gains too little (the array data
-    // still below the threshold): then the next try waits until the tape doubles.
-    bool compaction_gains_little(size_t kept, size_t rows, size_t array_bytes) {
-        if (kept <= rows / 2 || array_bytes >= compact_bytes_) return false;
-        compact_at_ = std::max(RECLAIM_ROWS, 2 * rows);
-        return true;
-    }
 
     // The node of a tensor bound with (epoch, node) to this tape now, or UINT32_MAX.
     uint32_t translate(uint64_t tensor_epoch, uint32_t node) const {
@@ -139,6 +106,50 @@ public:
     // Every epoch registered to this tape (the current one last).
     std::vector<uint64_t> epochs() const;
 
+    // For tests (tapegrad._core.tape_stats).
+    size_t live_total() const { return live_total_; }
+    size_t live_freed() const { return live_freed_; }
+    bool freed_any() const { return freed_any_; }
+    size_t compact_at() const { return compact_at_; }
+
+private:
+    // What changes the live counts or the epoch goes through the tape, which
+    // keeps the rows in step (Tape::push, add_live, mark_freed, compact, reset).
+    friend class Tape;
+
+    // A new row, with no live tensor yet.
+    void push_row() { live_.push_back(0); }
+    // The first live tensor of a row just pushed: no checks needed.
+    void add_live_new_row(uint32_t node) {
+        live_[node] = 1;
+        ++live_total_;
+    }
+    void add_live(uint32_t node, bool row_freed) {
+        if (live_[node] == UINT8_MAX) {
+            pinned_ = true;
+            return;
+        }
+        ++live_[node];
+        ++live_total_;
+        if (row_freed) ++live_freed_;
+    }
+    void drop_live(uint32_t node, bool row_freed) {
+        --live_[node];
+        --live_total_;
+        if (row_freed) --live_freed_;
+    }
+    // A backward() freed `row` (its F_FREED flag just set).
+    void row_freed(uint32_t row) {
+        live_freed_ += live_[row] == UINT8_MAX ? 0 : live_[row];
+        freed_any_ = true;
+    }
+    // Whether keeping `kept` of `rows` rows gains too little (the array data
+    // still below the threshold): then the next try waits until the tape doubles.
+    bool compaction_gains_little(size_t kept, size_t rows, size_t array_bytes) {
+        if (kept <= rows / 2 || array_bytes >= compact_bytes_) return false;
+        compact_at_ = std::max(RECLAIM_ROWS, 2 * rows);
+        return true;
+    }
     // Note [Row map]: the live counts follow their rows; the current epoch
     // becomes an old one, with the new node of each row that had live
     // tensors, and a fresh epoch is taken. Returns the old epoch.
@@ -152,13 +163,7 @@ public:
     // Forgets every row and old epoch, takes a fresh epoch.
     void clear();
 
-    // For tests (tapegrad._core.tape_stats).
-    size_t live_total() const { return live_total_; }
-    size_t live_freed() const { return live_freed_; }
-    bool freed_any() const { return freed_any_; }
-    size_t compact_at() const { return compact_at_; }
 
-private:
     uint64_t epoch_;
     std::vector<uint8_t> live_;
     size_t live_total_ = 0, live_freed_ = 0;
