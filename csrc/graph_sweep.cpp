@@ -65,7 +65,7 @@ bool RecordingRows::accumulate(TensorObject* leaf, uint32_t row) {
         // Stored only if .grad is still the one summed (Note [Concurrent accumulation]).
         for (bool stored = false; !stored;) {
             py::object before = py::reinterpret_borrow<py::object>(leaf->grad ? leaf->grad : Py_None);
-            py::object total = before.is_none() ? g : (Rec(before) + Rec(g)).v;
+            py::object total = before.is_none() ? g : (TapeValue(before) + TapeValue(g)).v;
             stored = leaf->grad == (before.is_none() ? nullptr : before.ptr());
             if (stored) Py_XSETREF(leaf->grad, total.release().ptr());
             track(leaf);  // Note [Tracked tensors]
@@ -128,7 +128,7 @@ py::object RecordingRows::user_argument(uint32_t node) {
     return as_tensor(Numeric::get().mul(value_of(checked(node_tensor(t, node))), py::float_(0.0)));
 }
 
-// An elementwise row: the op's backward (ops.hpp) with T = Rec.
+// An elementwise row: the op's backward (ops.hpp) with T = TapeValue.
 void RecordingRows::elementwise_row(uint32_t row) {
     const uint8_t code = t.rows().op(row), f = t.rows().flags(row);
     const uint32_t ia = t.rows().in0(row), ib = t.rows().in1(row);
@@ -144,17 +144,17 @@ void RecordingRows::elementwise_row(uint32_t row) {
     }
     // An operand as the formula sees it; a value it does not read stays None.
     auto operand = [&](uint32_t index, bool number, bool array, bool read) {
-        if (number || array) return Rec(checked(t.rows().operand_object(index, number, array)));
-        return read ? Rec(checked(node_tensor(t, index))) : Rec();
+        if (number || array) return TapeValue(checked(t.rows().operand_object(index, number, array)));
+        return read ? TapeValue(checked(node_tensor(t, index))) : TapeValue();
     };
-    const Rec a = operand(ia, f & F_A_NUMBER, f & F_A_ARRAY, reads & READS_A);
-    const Rec out = (reads & READS_OUT) ? Rec(checked(node_tensor(t, row))) : Rec();
-    const Rec g(grads[row]);
+    const TapeValue a = operand(ia, f & F_A_NUMBER, f & F_A_ARRAY, reads & READS_A);
+    const TapeValue out = (reads & READS_OUT) ? TapeValue(checked(node_tensor(t, row))) : TapeValue();
+    const TapeValue g(grads[row]);
     visit_op(code, [&](auto tag) {
         using Op = typename decltype(tag)::type;
         if constexpr (Op::arity == 2) {
-            const Rec b = operand(ib, f & F_B_NUMBER, f & F_B_ARRAY, reads & READS_B);
-            Rec ga, gb;
+            const TapeValue b = operand(ib, f & F_B_NUMBER, f & F_B_ARRAY, reads & READS_B);
+            TapeValue ga, gb;
             backward_wanted<Op>(a, b, out, g, ga, gb, want_a, want_b);
             if (want_a) add(ia, ga.v);
             if (want_b) add(ib, gb.v);
@@ -191,7 +191,7 @@ void RecordingRows::array_op_row(uint32_t row) {
 // its dtype first.
 void RecordingRows::add(uint32_t node, py::object g) {
     g = cast_to_node(sum_to_node(std::move(g), node), node);
-    grads[node] = grads[node] ? (Rec(grads[node]) + Rec(g)).v : g;
+    grads[node] = grads[node] ? (TapeValue(grads[node]) + TapeValue(g)).v : g;
     reached[node] |= REACHED;
 }
 

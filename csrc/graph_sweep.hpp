@@ -16,7 +16,7 @@ namespace py = pybind11;
 // Note [Recording sweep]
 // The same walk as the numeric sweep (Note [One sweep]), with gradients that
 // are Tensors (or constants, where nothing recorded feeds them) and each
-// row's backward run through Rec or Recording (Note [Recording]). The
+// row's backward run through TapeValue or Recording (Note [Recording]). The
 // backward's operations are recorded on the same tape, above the rows being
 // swept, so the loop never meets them; since recording may move the tape's
 // columns, every row is a special row (none runs inline). The values a

@@ -31,7 +31,7 @@ constexpr double LN2 = 0.69314718055994530942;
 constexpr double LN10 = 2.30258509299404568402;
 
 // The special functions backwards use, on the element types of the kernels
-// (computed in double; Rec has its own, recording.hpp).
+// (computed in double; TapeValue has its own, recording.hpp).
 inline double digamma(double x) { return special::digamma(x); }
 inline float digamma(float x) { return static_cast<float>(special::digamma(x)); }
 inline double polygamma(int n, double x) { return special::polygamma(n, x); }

@@ -16,7 +16,7 @@
 // row keeps only what those read (reads_wanted: x ** 2 keeps no output).
 // The templates take the element type T, so one formula serves the scalar
 // fast path (T = double), the fused array kernels (T = float or double, one
-// loop over memory) and Rec, the recording type of create_graph (recording.hpp).
+// loop over memory) and TapeValue, the recording type of create_graph (recording.hpp).
 // Nothing else in csrc/ knows an op's derivative.
 //
 // So that a recording type can run the backwards too, they use only

@@ -2,7 +2,7 @@
 // create_graph=True runs the op tables' backward formulas on Tensors, so that
 // the backward's own operations are recorded and the gradients it returns can
 // be differentiated again, to any order. Nothing is written twice:
-//   - Rec is the element type for the elementwise table (ops.hpp): its
+//   - TapeValue is the element type for the elementwise table (ops.hpp): its
 //     arithmetic and math functions call the ops the operators call;
 //   - Recording is the backend for the array-op table (array_ops.hpp).
 // Both also take constants (numbers and arrays with no history) and keep them
@@ -36,72 +36,72 @@ inline py::object value_of(const py::object& x) {
     return x;
 }
 
-// ---- Rec: the element type for the elementwise table ----
+// ---- TapeValue: the element type for the elementwise table ----
 
-struct Rec {
+struct TapeValue {
     py::object v;  // a Tensor, a float or an ndarray; None for a value the formula must not read
-    Rec() : v(py::none()) {}
-    Rec(double c) : v(py::float_(c)) {}  // NOLINT: T(0) in the formulas
-    explicit Rec(py::object o) : v(std::move(o)) {}
+    TapeValue() : v(py::none()) {}
+    TapeValue(double c) : v(py::float_(c)) {}  // NOLINT: T(0) in the formulas
+    explicit TapeValue(py::object o) : v(std::move(o)) {}
 };
 
 struct Mask {
     py::object v;  // a bool or a boolean ndarray
 };
 
-inline Rec op2(uint8_t code, const Rec& a, const Rec& b) {
+inline TapeValue op2(uint8_t code, const TapeValue& a, const TapeValue& b) {
     py::object r = checked(apply_op(code, a.v.ptr(), b.v.ptr()));
     if (r.ptr() == Py_NotImplemented) {
         PyErr_Format(PyExc_TypeError, "create_graph: %s cannot take %.100s and %.100s", op_name(code),
                      Py_TYPE(a.v.ptr())->tp_name, Py_TYPE(b.v.ptr())->tp_name);
         throw py::error_already_set();
     }
-    return Rec(std::move(r));
+    return TapeValue(std::move(r));
 }
-inline Rec op1(uint8_t code, const Rec& a) { return Rec(checked(apply_op(code, a.v.ptr(), nullptr))); }
+inline TapeValue op1(uint8_t code, const TapeValue& a) { return TapeValue(checked(apply_op(code, a.v.ptr(), nullptr))); }
 
-inline Rec operator+(const Rec& a, const Rec& b) { return op2(OP_ADD, a, b); }
-inline Rec operator-(const Rec& a, const Rec& b) { return op2(OP_SUB, a, b); }
-inline Rec operator*(const Rec& a, const Rec& b) { return op2(OP_MUL, a, b); }
-inline Rec operator/(const Rec& a, const Rec& b) { return op2(OP_DIV, a, b); }
-inline Rec operator-(const Rec& a) { return op1(OP_NEG, a); }
-inline Rec pow(const Rec& a, const Rec& b) { return op2(OP_POW, a, b); }
-inline Rec power(const Rec& a, const Rec& b) { return pow(a, b); }  // recorded as pow, its own derivative
-inline Rec log(const Rec& a) { return op1(OP_LOG, a); }
-inline Rec exp(const Rec& a) { return op1(OP_EXP, a); }
-inline Rec sin(const Rec& a) { return op1(OP_SIN, a); }
-inline Rec cos(const Rec& a) { return op1(OP_COS, a); }
-inline Rec sqrt(const Rec& a) { return op1(OP_SQRT, a); }
-inline Rec sinh(const Rec& a) { return op1(OP_SINH, a); }
-inline Rec cosh(const Rec& a) { return op1(OP_COSH, a); }
-inline Rec log1p(const Rec& a) { return op1(OP_LOG1P, a); }
-inline Rec exp2(const Rec& a) { return op1(OP_EXP2, a); }
-inline Rec digamma(const Rec& a) { return op1(OP_DIGAMMA, a); }
-inline Rec gamma(const Rec& a) { return op1(OP_GAMMA, a); }
-inline Rec i0(const Rec& a) { return op1(OP_I0, a); }
-inline Rec i1(const Rec& a) { return op1(OP_I1, a); }
+inline TapeValue operator+(const TapeValue& a, const TapeValue& b) { return op2(OP_ADD, a, b); }
+inline TapeValue operator-(const TapeValue& a, const TapeValue& b) { return op2(OP_SUB, a, b); }
+inline TapeValue operator*(const TapeValue& a, const TapeValue& b) { return op2(OP_MUL, a, b); }
+inline TapeValue operator/(const TapeValue& a, const TapeValue& b) { return op2(OP_DIV, a, b); }
+inline TapeValue operator-(const TapeValue& a) { return op1(OP_NEG, a); }
+inline TapeValue pow(const TapeValue& a, const TapeValue& b) { return op2(OP_POW, a, b); }
+inline TapeValue power(const TapeValue& a, const TapeValue& b) { return pow(a, b); }  // recorded as pow, its own derivative
+inline TapeValue log(const TapeValue& a) { return op1(OP_LOG, a); }
+inline TapeValue exp(const TapeValue& a) { return op1(OP_EXP, a); }
+inline TapeValue sin(const TapeValue& a) { return op1(OP_SIN, a); }
+inline TapeValue cos(const TapeValue& a) { return op1(OP_COS, a); }
+inline TapeValue sqrt(const TapeValue& a) { return op1(OP_SQRT, a); }
+inline TapeValue sinh(const TapeValue& a) { return op1(OP_SINH, a); }
+inline TapeValue cosh(const TapeValue& a) { return op1(OP_COSH, a); }
+inline TapeValue log1p(const TapeValue& a) { return op1(OP_LOG1P, a); }
+inline TapeValue exp2(const TapeValue& a) { return op1(OP_EXP2, a); }
+inline TapeValue digamma(const TapeValue& a) { return op1(OP_DIGAMMA, a); }
+inline TapeValue gamma(const TapeValue& a) { return op1(OP_GAMMA, a); }
+inline TapeValue i0(const TapeValue& a) { return op1(OP_I0, a); }
+inline TapeValue i1(const TapeValue& a) { return op1(OP_I1, a); }
 // polygamma(n, x), n a constant: the array op, which records its own derivative.
-inline Rec polygamma(int n, const Rec& a) {
-    return Rec(checked(apply_array_op(OP_POLYGAMMA, py::make_tuple(a.v).ptr(), py::make_tuple(n).ptr())));
+inline TapeValue polygamma(int n, const TapeValue& a) {
+    return TapeValue(checked(apply_array_op(OP_POLYGAMMA, py::make_tuple(a.v).ptr(), py::make_tuple(n).ptr())));
 }
 
 // A function of the value alone, as a constant: numpy's `name` on it. For
 // the piecewise-constant functions, whose derivative is zero almost everywhere.
-inline Rec constant_of(const char* name, const Rec& a) {
-    return Rec(py::module_::import("numpy").attr(name)(value_of(a.v)));
+inline TapeValue constant_of(const char* name, const TapeValue& a) {
+    return TapeValue(py::module_::import("numpy").attr(name)(value_of(a.v)));
 }
-inline Rec floor(const Rec& a) { return constant_of("floor", a); }
-inline Rec trunc(const Rec& a) { return constant_of("trunc", a); }
+inline TapeValue floor(const TapeValue& a) { return constant_of("floor", a); }
+inline TapeValue trunc(const TapeValue& a) { return constant_of("trunc", a); }
 
-inline Mask compare(const Rec& a, const Rec& b, int how) {
+inline Mask compare(const TapeValue& a, const TapeValue& b, int how) {
     return Mask{checked(PyObject_RichCompare(value_of(a.v).ptr(), value_of(b.v).ptr(), how))};
 }
-inline Mask operator>(const Rec& a, const Rec& b) { return compare(a, b, Py_GT); }
-inline Mask operator<(const Rec& a, const Rec& b) { return compare(a, b, Py_LT); }
-inline Mask operator>=(const Rec& a, const Rec& b) { return compare(a, b, Py_GE); }
-inline Mask operator<=(const Rec& a, const Rec& b) { return compare(a, b, Py_LE); }
-inline Mask operator==(const Rec& a, const Rec& b) { return compare(a, b, Py_EQ); }
-inline Mask operator!=(const Rec& a, const Rec& b) { return compare(a, b, Py_NE); }
+inline Mask operator>(const TapeValue& a, const TapeValue& b) { return compare(a, b, Py_GT); }
+inline Mask operator<(const TapeValue& a, const TapeValue& b) { return compare(a, b, Py_LT); }
+inline Mask operator>=(const TapeValue& a, const TapeValue& b) { return compare(a, b, Py_GE); }
+inline Mask operator<=(const TapeValue& a, const TapeValue& b) { return compare(a, b, Py_LE); }
+inline Mask operator==(const TapeValue& a, const TapeValue& b) { return compare(a, b, Py_EQ); }
+inline Mask operator!=(const TapeValue& a, const TapeValue& b) { return compare(a, b, Py_NE); }
 inline Mask operator&&(const Mask& a, const Mask& b) {
     return Mask{py::module_::import("numpy").attr("logical_and")(a.v, b.v)};
 }
@@ -110,13 +110,13 @@ inline Mask operator||(const Mask& a, const Mask& b) {
 }
 
 // The sign as a constant: its derivative is zero (almost everywhere).
-inline Rec sign_of(const Rec& a) { return Rec(py::module_::import("numpy").attr("sign")(value_of(a.v))); }
+inline TapeValue sign_of(const TapeValue& a) { return TapeValue(py::module_::import("numpy").attr("sign")(value_of(a.v))); }
 
-inline Rec select(const Mask& c, const Rec& x, const Rec& y) {
+inline TapeValue select(const Mask& c, const TapeValue& x, const TapeValue& y) {
     if (!PyArray_Check(c.v.ptr())) return py::bool_(c.v) ? x : y;  // a bool or numpy bool
     if (!is_tensor(x.v.ptr()) && !is_tensor(y.v.ptr()))
-        return Rec(py::module_::import("numpy").attr("where")(c.v, x.v, y.v));
-    return Rec(checked(apply_array_op(OP_WHERE, py::make_tuple(x.v, y.v).ptr(),
+        return TapeValue(py::module_::import("numpy").attr("where")(c.v, x.v, y.v));
+    return TapeValue(checked(apply_array_op(OP_WHERE, py::make_tuple(x.v, y.v).ptr(),
                                       py::make_tuple(c.v).ptr())));
 }
 
@@ -150,11 +150,11 @@ public:
     }
 
     // Recorded: each is an op of the tables.
-    py::object add(const py::object& a, const py::object& b) { return (Rec(a) + Rec(b)).v; }
-    py::object sub(const py::object& a, const py::object& b) { return (Rec(a) - Rec(b)).v; }
-    py::object mul(const py::object& a, const py::object& b) { return (Rec(a) * Rec(b)).v; }
-    py::object div(const py::object& a, const py::object& b) { return (Rec(a) / Rec(b)).v; }
-    py::object exp(const py::object& a) { return tapegrad::exp(Rec(a)).v; }
+    py::object add(const py::object& a, const py::object& b) { return (TapeValue(a) + TapeValue(b)).v; }
+    py::object sub(const py::object& a, const py::object& b) { return (TapeValue(a) - TapeValue(b)).v; }
+    py::object mul(const py::object& a, const py::object& b) { return (TapeValue(a) * TapeValue(b)).v; }
+    py::object div(const py::object& a, const py::object& b) { return (TapeValue(a) / TapeValue(b)).v; }
+    py::object exp(const py::object& a) { return tapegrad::exp(TapeValue(a)).v; }
     py::object sign(const py::object& x) { return np().sign(value_of(x)); }  // a constant
     py::object polygamma(const py::object& x, int n) { return op(OP_POLYGAMMA, {x}, py::make_tuple(n)); }
     py::object ive(const py::object& v, const py::object& z) { return op(OP_IVE, {z}, py::make_tuple(v)); }
@@ -211,13 +211,13 @@ public:
         return op(OP_CONVOLVE, {a, v}, py::make_tuple(mode, method));
     }
     py::object where(const py::object& c, const py::object& a, const py::object& b) {
-        return select(Mask{c}, Rec(a), Rec(b)).v;
+        return select(Mask{c}, TapeValue(a), TapeValue(b)).v;
     }
 
     py::object concatenate(const Values& x, const py::object& axis) {
         return op(OP_CONCATENATE, x, py::make_tuple(axis));
     }
-    py::object neg(const py::object& x) { return (-Rec(x)).v; }
+    py::object neg(const py::object& x) { return (-TapeValue(x)).v; }
 
     // Linear algebra (csrc/linalg.hpp): each recorded as its op.
     py::object inv(const py::object& x) { return op(OP_INV, {x}, py::tuple()); }

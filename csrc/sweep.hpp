@@ -10,7 +10,7 @@
 // computes:
 //   - NumericRows (numeric_sweep.hpp): doubles and ndarrays, the op tables'
 //     numeric formulas, hot scalar ops inlined into the loop;
-//   - RecordingRows (graph_sweep.hpp): Tensors, the same formulas through Rec
+//   - RecordingRows (graph_sweep.hpp): Tensors, the same formulas through TapeValue
 //     and Recording so that they record (create_graph, Note [Recording]).
 // A replay or a tangent policy is one more `Rows`. A policy provides:
 //   - `t`, `check_anomalies`, `reached` (a byte of Reach flags per row) and
