@@ -160,14 +160,14 @@ bool is_owned_buffer(PyObject* arr, PyObject* like);
 
 // Note [Uniform gradients]
 // The gradient of a sum or a mean over all elements, and compute_gradients'
-// default seed for an array target, is one value at every element. The sweep
+// default starting gradient for an array target, is one value at every element. The sweep
 // keeps such a gradient as a read-only view with zero strides over that value,
 // as np.broadcast_to makes, instead of writing it out: a fused kernel reads it
 // from a block of the value in L1 rather than a full-size buffer from memory,
 // and add passes it on unchanged. It is written out (materialised) only where
 // something is added into it, or where it leaves the fused kernels: a result
 // returned to the user, a hook, a Function's backward, an array op's backward.
-// At 1e6 elements that saves a write of the seed, a copy at the first add and
+// At 1e6 elements that saves a write of the starting gradient, a copy at the first add and
 // a full read of the gradient in each kernel it reaches.
 
 // Whether a is such a view: a float32/float64 ndarray of at least one

@@ -28,7 +28,7 @@ PyObject* list_of(Py_ssize_t n, F&& item) {
 
 // Runs sweep S (NumericSweep, or GraphSweep for create_graph) for backward().
 template <class S>
-bool backward_with(Tape& tape, uint32_t node, PyObject* seed, bool retain_graph) {
+bool backward_with(Tape& tape, uint32_t node, PyObject* initial, bool retain_graph) {
     // Every leaf the tape holds is a source: they are what .grad is set on, and
     // the stale check needs them (Note [Stale tensors]).
     std::vector<Source> sources;
@@ -37,34 +37,34 @@ bool backward_with(Tape& tape, uint32_t node, PyObject* seed, bool retain_graph)
             sources.push_back({reinterpret_cast<TensorObject*>(tape.rows().leaf_tensor(tape.rows().in0(row))),
                                static_cast<uint32_t>(row)});
     S sweep(tape);
-    const bool ok = sweep.rows.seed(node, seed) && sweep.run(sources, true) && sweep.accumulate_leaf_grads();
+    const bool ok = sweep.rows.start_from(node, initial) && sweep.run(sources, true) && sweep.accumulate_leaf_grads();
     if (ok && !retain_graph) sweep.free_traversed();
     // After a failed sweep too, the tape may be dropped once nothing live needs it.
     if (!ok) tape.lifetime().note_freed();
     return ok;
 }
 
-// Runs sweep S for tapegrad.grad(); seeds_given holds one grad_output (or None) per output.
+// Runs sweep S for tapegrad.grad(); grad_outputs_given holds one grad_output (or None) per output.
 template <class S>
 PyObject* grad_with(Tape& tape, const std::vector<TensorObject*>& outputs,
-                    const std::vector<TensorObject*>& inputs, const std::vector<PyObject*>& seeds_given,
+                    const std::vector<TensorObject*>& inputs, const std::vector<PyObject*>& grad_outputs_given,
                     bool retain_graph, bool allow_unused) {
     constexpr bool graph = std::is_same_v<S, GraphSweep>;
     S sweep(tape);
     bool ok = true;
     for (size_t k = 0; ok && k < outputs.size(); ++k) {
         const uint32_t node = backward_target(tape, outputs[k], "grad");
-        PyObject* given = seeds_given[k];
+        PyObject* given = grad_outputs_given[k];
         PyObject* value = is_tensor(given) ? value_object(reinterpret_cast<TensorObject*>(given))
                                            : Py_NewRef(given);
-        PyObject* seed = node == UINT32_MAX || !value
+        PyObject* initial = node == UINT32_MAX || !value
                              ? nullptr
-                             : backward_seed(value_layout(tape, node, outputs[k]), value,
+                             : backward_start_gradient(value_layout(tape, node, outputs[k]), value,
                                              "grad: grad_outputs");
         Py_XDECREF(value);
         // With create_graph a Tensor grad_output keeps its history (checked above by value).
-        if (graph && seed && is_tensor(given)) Py_SETREF(seed, Py_NewRef(given));
-        ok = seed && sweep.rows.seed(node, seed);
+        if (graph && initial && is_tensor(given)) Py_SETREF(initial, Py_NewRef(given));
+        ok = initial && sweep.rows.start_from(node, initial);
     }
     std::vector<Source> sources;
     for (TensorObject* in : inputs) sources.push_back(source_of(tape, in));
@@ -110,9 +110,9 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
     tape->maybe_reclaim();
     const uint32_t target_node = find_node(*tape, target);
     const bool on_tape = target_node != UINT32_MAX;
-    PyObject* seed = seed_for(value_layout(*tape, target_node, target), grad_output,
+    PyObject* initial = start_gradient_for(value_layout(*tape, target_node, target), grad_output,
                               "compute_gradients: grad_output");
-    if (!seed) return nullptr;
+    if (!initial) return nullptr;
     std::vector<Source> sources;
     bool only_itself = true;
     for (Py_ssize_t k = 0; k < n; ++k) {
@@ -125,7 +125,7 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
     const bool has_history = on_tape && (tape->rows().op(base) == OP_CUSTOM || tape->rows().op(base) > OP_STALE ||
                                          (tape->rows().op(base) == OP_LEAF && (tape->rows().flags(base) & F_CUSTOM_OUTPUT)));
     if (!only_itself && !has_history) {
-        Py_DECREF(seed);
+        Py_DECREF(initial);
         if (!(target->flags & T_LEAF))
             PyErr_Format(PyExc_RuntimeError, "compute_gradients: the history of the target '%S' is gone. %s",
                          label_text(target).ptr(), HISTORY_GONE);
@@ -138,12 +138,12 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
         return nullptr;
     }
     if (only_itself && !on_tape) {
-        // Each source gets its own gradient, written out if the seed is uniform.
-        const py::object held = py::reinterpret_steal<py::object>(seed);
-        return list_of(n, [&](Py_ssize_t) { return PyArray_Check(seed) ? owned_copy(seed) : Py_NewRef(seed); });
+        // Each source gets its own gradient, written out if the starting gradient is uniform.
+        const py::object held = py::reinterpret_steal<py::object>(initial);
+        return list_of(n, [&](Py_ssize_t) { return PyArray_Check(initial) ? owned_copy(initial) : Py_NewRef(initial); });
     }
     NumericSweep sweep(*tape);
-    if (!sweep.rows.seed(target_node, seed) || !sweep.run(sources) ||
+    if (!sweep.rows.start_from(target_node, initial) || !sweep.run(sources) ||
         !check_versions(*tape, sweep, sources, static_cast<size_t>(n)))
         return nullptr;
     return list_of(n, [&](Py_ssize_t k) { return sweep.rows.result(sources[static_cast<size_t>(k)]); });
@@ -161,11 +161,11 @@ bool backward(PyObject* target_obj, PyObject* gradient, bool retain_graph, bool 
     tape->maybe_reclaim();
     const uint32_t node = backward_target(*tape, target, "backward");
     if (node == UINT32_MAX) return false;
-    PyObject* seed = backward_seed(value_layout(*tape, node, target), gradient, "backward: gradient");
-    if (!seed) return false;
-    if (create_graph && is_tensor(gradient)) Py_SETREF(seed, Py_NewRef(gradient));
-    return create_graph ? backward_with<GraphSweep>(*tape, node, seed, retain_graph)
-                        : backward_with<NumericSweep>(*tape, node, seed, retain_graph);
+    PyObject* initial = backward_start_gradient(value_layout(*tape, node, target), gradient, "backward: gradient");
+    if (!initial) return false;
+    if (create_graph && is_tensor(gradient)) Py_SETREF(initial, Py_NewRef(gradient));
+    return create_graph ? backward_with<GraphSweep>(*tape, node, initial, retain_graph)
+                        : backward_with<NumericSweep>(*tape, node, initial, retain_graph);
 }
 
 PyObject* grad(PyObject* outputs_obj, PyObject* inputs_obj, PyObject* grad_outputs,
@@ -182,25 +182,25 @@ PyObject* grad(PyObject* outputs_obj, PyObject* inputs_obj, PyObject* grad_outpu
     }
     for (size_t k = 0; k < inputs.size(); ++k)
         if (!constant_source_error("grad", static_cast<Py_ssize_t>(k), inputs[k])) return nullptr;
-    std::vector<PyObject*> seeds_given(outputs.size(), Py_None);
-    py::object seeds;  // holds the grad_outputs seeds_given borrows from
+    std::vector<PyObject*> grad_outputs_given(outputs.size(), Py_None);
+    py::object given;  // holds the grad_outputs grad_outputs_given borrows from
     if (grad_outputs != Py_None) {
         const bool one = is_tensor(grad_outputs) || PyArray_Check(grad_outputs) || PyFloat_Check(grad_outputs);
-        seeds = py::reinterpret_steal<py::object>(one ? PyTuple_Pack(1, grad_outputs) : PySequence_Tuple(grad_outputs));
-        if (!seeds) return nullptr;
-        if (PyTuple_GET_SIZE(seeds.ptr()) != static_cast<Py_ssize_t>(outputs.size())) {
+        given = py::reinterpret_steal<py::object>(one ? PyTuple_Pack(1, grad_outputs) : PySequence_Tuple(grad_outputs));
+        if (!given) return nullptr;
+        if (PyTuple_GET_SIZE(given.ptr()) != static_cast<Py_ssize_t>(outputs.size())) {
             PyErr_Format(PyExc_ValueError, "grad: %zd grad_outputs for %zd outputs",
-                         PyTuple_GET_SIZE(seeds.ptr()), static_cast<Py_ssize_t>(outputs.size()));
+                         PyTuple_GET_SIZE(given.ptr()), static_cast<Py_ssize_t>(outputs.size()));
             return nullptr;
         }
         for (size_t k = 0; k < outputs.size(); ++k)
-            seeds_given[k] = PyTuple_GET_ITEM(seeds.ptr(), static_cast<Py_ssize_t>(k));
+            grad_outputs_given[k] = PyTuple_GET_ITEM(given.ptr(), static_cast<Py_ssize_t>(k));
     }
     Tape* tape = current_tape();
     if (!tape) return nullptr;
     tape->maybe_reclaim();
-    return create_graph ? grad_with<GraphSweep>(*tape, outputs, inputs, seeds_given, retain_graph, allow_unused)
-                        : grad_with<NumericSweep>(*tape, outputs, inputs, seeds_given, retain_graph, allow_unused);
+    return create_graph ? grad_with<GraphSweep>(*tape, outputs, inputs, grad_outputs_given, retain_graph, allow_unused)
+                        : grad_with<NumericSweep>(*tape, outputs, inputs, grad_outputs_given, retain_graph, allow_unused);
 }
 
 }  // namespace tapegrad

@@ -46,11 +46,11 @@ RecordingRows::~RecordingRows() {
     t.scratch().end_sweep(was_sweeping);
 }
 
-bool RecordingRows::seed(uint32_t node, PyObject* seed) {
-    // The recorded sweep works on Tensors: a uniform seed is written out.
-    if (is_uniform(seed)) Py_SETREF(seed, owned_copy(seed));
-    if (!seed) return false;
-    return guarded([&] { add(node, py::reinterpret_steal<py::object>(seed)); });
+bool RecordingRows::start_from(uint32_t node, PyObject* initial) {
+    // The recorded sweep works on Tensors: a uniform starting gradient is written out.
+    if (is_uniform(initial)) Py_SETREF(initial, owned_copy(initial));
+    if (!initial) return false;
+    return guarded([&] { add(node, py::reinterpret_steal<py::object>(initial)); });
 }
 
 PyObject* RecordingRows::tensor_result(const Source& s) {

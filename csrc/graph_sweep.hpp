@@ -32,9 +32,9 @@ public:
     RecordingRows(const RecordingRows&) = delete;
     RecordingRows& operator=(const RecordingRows&) = delete;
 
-    // Seeds `node` with `seed` (stolen: a float, an ndarray, or a Tensor whose
+    // Starts `node`'s gradient at `initial` (stolen: a float, an ndarray, or a Tensor whose
     // history then joins the gradients').
-    bool seed(uint32_t node, PyObject* seed);
+    bool start_from(uint32_t node, PyObject* initial);
     // The gradient of a reached source as a new Tensor (with history when it has one).
     PyObject* tensor_result(const Source& s);
 

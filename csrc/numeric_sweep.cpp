@@ -29,10 +29,10 @@ NumericRows::~NumericRows() {
     for (PyObject* g : grads) t.pool.give(g);  // those not handed out are reused
 }
 
-bool NumericRows::seed(uint32_t node, PyObject* seed) {
-    if (t.rows().is_array(node)) return add_array(node, seed);
-    grad[node] += PyFloat_AsDouble(seed);  // an output listed twice is seeded twice
-    Py_DECREF(seed);
+bool NumericRows::start_from(uint32_t node, PyObject* initial) {
+    if (t.rows().is_array(node)) return add_array(node, initial);
+    grad[node] += PyFloat_AsDouble(initial);  // an output listed twice gets its gradient twice
+    Py_DECREF(initial);
     reached[node] |= REACHED;
     return !PyErr_Occurred();
 }

@@ -25,9 +25,9 @@ public:
     NumericRows(const NumericRows&) = delete;
     NumericRows& operator=(const NumericRows&) = delete;
 
-    // Seeds `node` with `seed` (stolen: a float, or an ndarray of the node's
+    // Starts `node`'s gradient at `initial` (stolen: a float, or an ndarray of the node's
     // shape and dtype, which becomes its buffer when nothing else holds it).
-    bool seed(uint32_t node, PyObject* seed);
+    bool start_from(uint32_t node, PyObject* initial);
     // The gradient that reached a source: a float or an ndarray of its shape.
     PyObject* result(const Source& s);
     // The same as a Tensor (read-only: Note [Immutable values]).

@@ -7,7 +7,7 @@
 
 namespace tapegrad {
 
-PyObject* seed_for(PyObject* like_obj, PyObject* grad_output, const char* what) {
+PyObject* start_gradient_for(PyObject* like_obj, PyObject* grad_output, const char* what) {
     if (!like_obj) {
         if (grad_output == Py_None) return PyFloat_FromDouble(1.0);
         const py::object array = py::reinterpret_steal<py::object>(to_float_array(grad_output, what));
@@ -39,7 +39,7 @@ PyObject* seed_for(PyObject* like_obj, PyObject* grad_output, const char* what) 
     return PyArray_FROM_OTF(array.ptr(), PyArray_TYPE(like), NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST);
 }
 
-PyObject* backward_seed(PyObject* like, PyObject* gradient, const char* what) {
+PyObject* backward_start_gradient(PyObject* like, PyObject* gradient, const char* what) {
     if (gradient == Py_None && like && PyArray_SIZE(reinterpret_cast<PyArrayObject*>(like)) != 1) {
         PyErr_Format(PyExc_RuntimeError,
                      "%s: grad can be implicitly created only for scalar outputs; this output has "
@@ -47,7 +47,7 @@ PyObject* backward_seed(PyObject* like, PyObject* gradient, const char* what) {
                      what, shape_text(like).ptr());
         return nullptr;
     }
-    return seed_for(like, gradient, what);
+    return start_gradient_for(like, gradient, what);
 }
 
 uint32_t backward_target(Tape& tape, TensorObject* t, const char* what) {
@@ -61,7 +61,7 @@ uint32_t backward_target(Tape& tape, TensorObject* t, const char* what) {
         return UINT32_MAX;
     }
     if (here != UINT32_MAX && tape.rows().op(identity_row(tape, here)) != OP_STALE) return here;
-    if (t->flags & T_LEAF) return node_on(tape, t);  // a leaf: its gradient is the seed itself
+    if (t->flags & T_LEAF) return node_on(tape, t);  // a leaf: its gradient is the starting gradient itself
     PyErr_Format(PyExc_RuntimeError, "%s: the history of '%S' is gone. %s", what, label_text(t).ptr(),
                  HISTORY_GONE);
     return UINT32_MAX;

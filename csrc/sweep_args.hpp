@@ -1,4 +1,4 @@
-// The gradient entry points' arguments: targets, seeds and sources, checked.
+// The gradient entry points' arguments: targets, given and sources, checked.
 #pragma once
 
 #define PY_SSIZE_T_CLEAN
@@ -12,13 +12,13 @@
 
 namespace tapegrad {
 
-// The seed of a target whose value has the layout of `like` (an ndarray, or
+// The starting gradient of a target whose value has the layout of `like` (an ndarray, or
 // nullptr for a number): a float, or an array of like's shape and dtype.
 // `what` names the argument in errors.
-PyObject* seed_for(PyObject* like, PyObject* grad_output, const char* what);
+PyObject* start_gradient_for(PyObject* like, PyObject* grad_output, const char* what);
 
-// The seed of a target for backward()/grad(): implicit only for one element, as in PyTorch.
-PyObject* backward_seed(PyObject* like, PyObject* gradient, const char* what);
+// The starting gradient of a target for backward()/grad(): implicit only for one element, as in PyTorch.
+PyObject* backward_start_gradient(PyObject* like, PyObject* gradient, const char* what);
 
 // A target of backward() or grad(): its node, or UINT32_MAX with an error set.
 uint32_t backward_target(Tape& tape, TensorObject* t, const char* what);
