@@ -185,7 +185,10 @@ template <class Rows>
 Next Sweep<Rows>::special_row(uint32_t row, uint8_t code, uint8_t f, const std::vector<Source>& sources,
                               bool every_leaf) {
     // its gradient is complete: every consumer is above
-    if (t.hooked(row) && !run_hooks(row)) return Next::FAILED;
+    if (t.hooked(row)) {
+        if (!run_hooks(row)) return Next::FAILED;
+        f = t.rows().flags(row);  // a hook's own grad() or backward() may have freed this row
+    }
     if (code == OP_LEAF) return Next::DONE;
     if (code == OP_VERSION)  // a newer value: its gradient is the older one's too
         return rows.pass_version(row) ? Next::DONE : Next::FAILED;

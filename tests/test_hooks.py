@@ -106,3 +106,25 @@ def test_register_hook_outside_the_tape_context_that_recorded_the_tensor():
         z = h * h
     h.register_hook(lambda g: g * 10.0)
     assert tape.gradient(z, x).data == 10.0 * 2 * 6.0 * 3.0
+
+
+def test_hook_that_frees_its_own_row_makes_the_outer_backward_refuse_it():
+    # The hook's grad() (no retain_graph) frees z's graph, this row included: going on
+    # through it would be the "second time through the graph" PyTorch refuses.
+    x = tg.tensor(np.array([0.5, 1.0]), requires_grad=True)
+    y = tg.sin(x)
+    z = tg.sum(y * 3.0)
+    calls = []
+
+    def hook(g):
+        calls.append(1)
+        if len(calls) == 1:
+            tg.grad(z, x)
+        return g
+
+    y.register_hook(hook)
+    with pytest.raises(RuntimeError, match="second time|retain_graph"):
+        z.backward()
+    w = tg.tensor(2.0, requires_grad=True)
+    (w * w).backward()  # the tape is still usable
+    assert w.grad.data == 4.0
