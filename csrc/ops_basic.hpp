@@ -38,11 +38,16 @@ struct Mul {
     static constexpr const char* method = "multiply";
     static constexpr const char* doc = "a * b, elementwise: the seed's model op.";
     static constexpr int arity = 2;
-    static constexpr int reads = READS_A | READS_B;
+    // Each input's gradient reads the other input only: x * 0.5 keeps no x.
+    static constexpr int reads_a = READS_B;
+    static constexpr int reads_b = READS_A;
+    static constexpr int reads = reads_a | reads_b;
     template <class T> static T forward(T a, T b) { return a * b; }
-    template <class T> static void backward(T a, T b, T, T g, T& ga, T& gb) {
-        ga = g * b;
-        gb = g * a;
+    template <class T> static T backward_a(T, T b, T, T g) { return g * b; }
+    template <class T> static T backward_b(T a, T, T, T g) { return g * a; }
+    template <class T> static void backward(T a, T b, T out, T g, T& ga, T& gb) {
+        ga = backward_a(a, b, out, g);
+        gb = backward_b(a, b, out, g);
     }
 };
 
@@ -53,11 +58,16 @@ struct Div {
     static constexpr const char* method = "divide";
     static constexpr const char* doc = "a / b, elementwise (true division).";
     static constexpr int arity = 2;
-    static constexpr int reads = READS_B | READS_OUT;
+    // x / 4.0 keeps no output: only the divisor's gradient reads it.
+    static constexpr int reads_a = READS_B;
+    static constexpr int reads_b = READS_B | READS_OUT;
+    static constexpr int reads = reads_a | reads_b;
     template <class T> static T forward(T a, T b) { return a / b; }
-    template <class T> static void backward(T, T b, T out, T g, T& ga, T& gb) {
-        ga = g / b;
-        gb = -g * out / b;
+    template <class T> static T backward_a(T, T b, T, T g) { return g / b; }
+    template <class T> static T backward_b(T, T b, T out, T g) { return -g * out / b; }
+    template <class T> static void backward(T a, T b, T out, T g, T& ga, T& gb) {
+        ga = backward_a(a, b, out, g);
+        gb = backward_b(a, b, out, g);
     }
 };
 
