@@ -15,7 +15,7 @@ from tapegrad import catalogue
 import opcatalog
 from opcatalog import ARRAY, BINARY, TIES, UNARY, one_value
 
-catalogue.load_all()  # namespaces such as tapegrad.scipy register their ops when imported
+catalogue.load_all()  # every module imported, so the tests walk them all (import tapegrad registered every op)
 OPS = sorted(catalogue.OPS)
 ELEMENTWISE = [f for f in OPS if catalogue.OPS[f].kind == "elementwise"]
 OTHERS = [f for f in OPS if catalogue.OPS[f].kind != "elementwise"]
