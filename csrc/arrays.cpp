@@ -554,6 +554,15 @@ PyObject* row_broadcast(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool
 
 }  // namespace
 
+// Replaces numpy's broadcasting ValueError with one that names the op and the shapes.
+static void broadcast_error(uint8_t code, PyObject* a, PyObject* b) {
+    PyErr_Format(PyExc_ValueError,
+                 "%s: shapes %s and %s cannot be broadcast together (numpy's rule: "
+                 "align the shapes on the right; each pair of sizes must be equal or "
+                 "one of them 1). Reshape an operand or add an axis with None.",
+                 op_name(code), shape_text(a).c_str(), shape_text(b).c_str());
+}
+
 PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool, PyObject* into) {
     PyObject* ufunc = code < OP_COUNT ? ufuncs[code] : nullptr;
     // An op output is read-only (the tape may keep it); its only holder is writing it now.
@@ -575,11 +584,7 @@ PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool
         if (!result.p) {
             if (b && PyErr_ExceptionMatches(PyExc_ValueError)) {
                 PyErr_Clear();
-                PyErr_Format(PyExc_ValueError,
-                             "%s: shapes %s and %s cannot be broadcast together (numpy's rule: "
-                             "align the shapes on the right; each pair of sizes must be equal or "
-                             "one of them 1). Reshape an operand or add an axis with None.",
-                             op_name(code), shape_text(a).c_str(), shape_text(b).c_str());
+                broadcast_error(code, a, b);
             }
             return nullptr;
         }
@@ -594,11 +599,7 @@ PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool
                 result.p = forward_loop2<Op>(a, b, pool);
                 if (!result.p && PyErr_ExceptionMatches(PyExc_ValueError)) {
                     PyErr_Clear();
-                    PyErr_Format(PyExc_ValueError,
-                                 "%s: shapes %s and %s cannot be broadcast together (numpy's rule: "
-                                 "align the shapes on the right; each pair of sizes must be equal or "
-                                 "one of them 1). Reshape an operand or add an axis with None.",
-                                 op_name(code), shape_text(a).c_str(), shape_text(b).c_str());
+                    broadcast_error(code, a, b);
                 }
             }
         });

@@ -111,17 +111,18 @@ struct OpTag {
 #define TAPEGRAD_ALWAYS_INLINE inline
 #endif
 
+// One case of the visitors below: calls f with the op's tag.
+#define TAPEGRAD_VISIT_CASE(code, cls) \
+    case OP_##code:                    \
+        f(OpTag<cls>{});               \
+        return true;
+
 // Calls f(OpTag<Op>{}) for the op with this code; returns false for a code
 // that names no op (leaf, custom, stale or out of range).
 template <class F>
 TAPEGRAD_ALWAYS_INLINE bool visit_op(uint8_t code, F&& f) {
     switch (code) {
-#define TAPEGRAD_CASE(code, cls) \
-    case OP_##code:              \
-        f(OpTag<cls>{});         \
-        return true;
-        TAPEGRAD_OPS(TAPEGRAD_CASE)
-#undef TAPEGRAD_CASE
+        TAPEGRAD_OPS(TAPEGRAD_VISIT_CASE)
         default:
             return false;
     }
@@ -129,24 +130,21 @@ TAPEGRAD_ALWAYS_INLINE bool visit_op(uint8_t code, F&& f) {
 
 // Note [Hot ops]
 // The scalar sweep's loop inlines each op's backward through one switch.
-// With every special function in that switch, GCC no longer keeps the loop's
-// state in registers and every row pays for reloads. So the loop inlines only the ops
-// ordinary programs are made of, and reaches the others through one
-// out-of-line call, which is small beside their own cost (erfinv, digamma...).
+// With every special function in that switch, GCC no longer keeps the
+// loop's state in registers and every row pays for reloads. So the loop
+// inlines only the ops ordinary programs are made of; the others leave the
+// loop for one out-of-line call, small beside their own cost (erfinv,
+// digamma...).
 // As visit_op, for the hot ops only; false for any other code.
 template <class F>
 TAPEGRAD_ALWAYS_INLINE bool visit_hot_op(uint8_t code, F&& f) {
     switch (code) {
-#define TAPEGRAD_CASE(code, cls) \
-    case OP_##code:              \
-        f(OpTag<cls>{});         \
-        return true;
-        TAPEGRAD_HOT_OPS(TAPEGRAD_CASE)
-#undef TAPEGRAD_CASE
+        TAPEGRAD_HOT_OPS(TAPEGRAD_VISIT_CASE)
         default:
             return false;
     }
 }
+#undef TAPEGRAD_VISIT_CASE
 
 // Op's backward for the inputs whose gradient is wanted (want_a, want_b:
 // bools, or std::bool_constant in the array kernels). An op that gives each

@@ -137,20 +137,27 @@ def test_gradients_match_finite_differences(name, rng):
     assert tg.gradgradcheck(f, [tg.Tensor(a) for a in arrays])
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("name", [f for f in OTHERS if ARRAY[f].torch])
-def test_gradients_match_torch(name, dtype, rng):
+def _ours_and_torch(name, dtype, rng):
+    """The op on sample inputs in tapegrad and in torch, and random output weights:
+    (tensors, out, weights, torch inputs, torch out)."""
     torch = pytest.importorskip("torch")
     arrays, call = sample_inputs(name, rng, dtype)
     tensors = [tg.Tensor(a) for a in arrays]
     args, kwargs = call(tensors)
     out = one_value(function_of(name)(*args, **kwargs), tg.stack, tg.concatenate)
     weights = rng.uniform(size=out.shape).astype(dtype)
-    grads = tg.grad(out, tensors, grad_outputs=tg.Tensor(weights, requires_grad=False))
-
     theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
     expected = ARRAY[name].torch(*theirs)
     expected = torch.stack(expected) if isinstance(expected, tuple) else expected
+    return tensors, out, weights, theirs, expected
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", [f for f in OTHERS if ARRAY[f].torch])
+def test_gradients_match_torch(name, dtype, rng):
+    torch = pytest.importorskip("torch")
+    tensors, out, weights, theirs, expected = _ours_and_torch(name, dtype, rng)
+    grads = tg.grad(out, tensors, grad_outputs=tg.Tensor(weights, requires_grad=False))
     np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-5 if dtype == np.float32 else 1e-12)
     expected_grads = torch.autograd.grad(expected, theirs, torch.from_numpy(weights))
     for ours, theirs_grad in zip(grads, expected_grads):
@@ -164,12 +171,8 @@ def test_gradients_match_torch(name, dtype, rng):
 def test_second_derivatives_match_torch(name, dtype, rng):
     """The derivative of <gradients, v> (a Hessian-vector product) against PyTorch's."""
     torch = pytest.importorskip("torch")
-    arrays, call = sample_inputs(name, rng, dtype)
-    tensors = [tg.Tensor(a) for a in arrays]
-    args, kwargs = call(tensors)
-    out = one_value(function_of(name)(*args, **kwargs), tg.stack, tg.concatenate)
-    weights = rng.uniform(size=out.shape).astype(dtype)
-    vs = [rng.uniform(size=a.shape).astype(dtype) for a in arrays]
+    tensors, out, weights, theirs, expected = _ours_and_torch(name, dtype, rng)
+    vs = [rng.uniform(size=t.shape).astype(dtype) for t in tensors]
     # Weights that require grad keep the first gradients' history even where
     # they are linear in the inputs (the second derivative is then zero).
     w = tg.Tensor(weights)
@@ -177,9 +180,6 @@ def test_second_derivatives_match_torch(name, dtype, rng):
     contracted = tg.sum(tg.stack([tg.sum(gk * v) for gk, v in zip(grads, vs)]))
     second = tg.grad(contracted, tensors, allow_unused=True)
 
-    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
-    expected = ARRAY[name].torch(*theirs)
-    expected = torch.stack(expected) if isinstance(expected, tuple) else expected
     tw = torch.tensor(weights, requires_grad=True)
     first = torch.autograd.grad(expected, theirs, tw, create_graph=True)
     total = sum((fk * torch.from_numpy(v)).sum() for fk, v in zip(first, vs))
