@@ -49,13 +49,32 @@ ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:detect_stack_use_after_return=1" \
     run_pytest "$repo/tests" "$@"
 
 echo "== 2. LeakSanitizer"
-ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:malloc_context_size=60" \
-LSAN_OPTIONS="suppressions=$repo/tools/lsan.supp:print_suppressions=0" \
-TAPEGRAD_LEAK_STEPS=40 \
-    run_pytest "$repo/tests/test_leaks.py" "$repo/tests/test_ops.py" \
-        "$repo/tests/test_higher_order.py" "$repo/tests/test_function.py" \
-        "$repo/tests/test_hooks.py" "$repo/tests/test_graph.py" "$repo/tests/test_tape.py" \
-        "$repo/tests/test_bad_inputs.py" "$repo/tests/test_mutation.py" "$repo/tests/test_anomaly.py" \
-        -k "not torch and not isolated and not keyboard \
-        and not huge and not chain_of"
+# LSan's own stop-the-world tracer sometimes segfaults at exit ("Tracer caught
+# signal 11 ... LeakSanitizer has encountered a fatal error"), a known
+# intermittent fault of the runtime (google/sanitizers#1353), not a leak report.
+# One OpenBLAS thread gives it fewer threads to stop, and that signature alone,
+# with every test passed and no leak reported, earns one rerun.
+leak_pass() {
+    OPENBLAS_NUM_THREADS=1 \
+    ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:malloc_context_size=60" \
+    LSAN_OPTIONS="suppressions=$repo/tools/lsan.supp:print_suppressions=0" \
+    TAPEGRAD_LEAK_STEPS=40 \
+        run_pytest "$repo/tests/test_leaks.py" "$repo/tests/test_ops.py" \
+            "$repo/tests/test_higher_order.py" "$repo/tests/test_function.py" \
+            "$repo/tests/test_hooks.py" "$repo/tests/test_graph.py" "$repo/tests/test_tape.py" \
+            "$repo/tests/test_bad_inputs.py" "$repo/tests/test_mutation.py" "$repo/tests/test_anomaly.py" \
+            -k "not torch and not isolated and not keyboard \
+            and not huge and not chain_of" 2>&1 | tee "$work/leak.log"
+}
+if ! leak_pass; then
+    if grep -q "LeakSanitizer has encountered a fatal error" "$work/leak.log" \
+        && ! grep -q "detected memory leaks" "$work/leak.log" \
+        && grep -Eq "^[0-9]+ passed" "$work/leak.log" \
+        && ! grep -Eq "^[0-9]+ passed.*(failed|error)|^[0-9]+ failed" "$work/leak.log"; then
+        echo "== 2. LeakSanitizer again: its tracer crashed at exit (not a leak)"
+        leak_pass
+    else
+        exit 1
+    fi
+fi
 echo "sanitizers: clean"
