@@ -57,7 +57,8 @@ bool read_inputs(PyObject* seq_obj, const char* op, std::vector<Input>& inputs) 
     return ok;
 }
 
-// A result as a float32/float64 ndarray; read-only, since the tape keeps it.
+}  // namespace
+
 PyObject* as_result_array(PyObject* result) {
     PyObject* a = PyArray_FromAny(result, nullptr, 0, 0, NPY_ARRAY_ENSUREARRAY, nullptr);
     if (!a) return nullptr;
@@ -72,7 +73,25 @@ PyObject* as_result_array(PyObject* result) {
     return a;
 }
 
-}  // namespace
+PyObject* array_op_forward(Tape& tape, uint8_t code, const Values& values, PyObject* params) {
+    PyObject* result = nullptr;
+    try {
+        py::tuple p = py::reinterpret_borrow<py::tuple>(params);
+        PoolScope use_pool(tape.pool);
+        visit_array_op(code, [&](auto tag) {
+            using Op = typename decltype(tag)::type;
+            result = Op::forward(Numeric::get(), values, p).release().ptr();
+        });
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (py::builtin_exception& e) {  // py::value_error and friends keep their Python type
+        e.set_error();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    if (!result) prefix_error(row_op_name(code));
+    return result;
+}
 
 PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) {
     if (code_arg <= OP_FIRST_ARRAY || code_arg >= OP_ARRAY_END) {
@@ -90,27 +109,10 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
     tape->maybe_reclaim();  // a safe point, before any input is read
     std::vector<Input> inputs;
     if (!read_inputs(inputs_obj, name, inputs)) return nullptr;
-    PyObject* result = nullptr;
-    try {
-        Values values;
-        for (const Input& in : inputs) values.push_back(in.value);
-        py::tuple p = py::reinterpret_borrow<py::tuple>(params);
-        PoolScope use_pool(tape->pool);
-        visit_array_op(code, [&](auto tag) {
-            using Op = typename decltype(tag)::type;
-            result = Op::forward(Numeric::get(), values, p).release().ptr();
-        });
-    } catch (py::error_already_set& e) {
-        e.restore();
-    } catch (py::builtin_exception& e) {  // py::value_error and friends keep their Python type
-        e.set_error();
-    } catch (const std::exception& e) {
-        PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
-    if (!result) {
-        prefix_error(name);
-        return nullptr;
-    }
+    Values values;
+    for (const Input& in : inputs) values.push_back(in.value);
+    PyObject* result = array_op_forward(*tape, code, values, params);
+    if (!result) return nullptr;
     bool any_tensor = false, record = false;
     for (const Input& in : inputs) {
         any_tensor = any_tensor || in.tensor;
@@ -120,7 +122,14 @@ PyObject* apply_array_op(long code_arg, PyObject* inputs_obj, PyObject* params) 
     PyObject* array = as_result_array(result);
     Py_DECREF(result);
     if (!array) return nullptr;
-    if (!record || !tape->grad_mode()) return new_tensor(*tape, 0.0, array, UINT32_MAX, false);
+    if (!record || !tape->grad_mode()) {
+        // Under no_grad, a value computed from f's inputs would be a constant of the trace.
+        if (record && tape->tracing && !allowed_while_tracing("an op under no_grad")) {
+            Py_DECREF(array);
+            return nullptr;
+        }
+        return new_tensor(*tape, 0.0, array, UINT32_MAX, false);
+    }
     ArrayRecord r;
     for (const Input& in : inputs) {
         if (in.tensor) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "composite.hpp"
 #include "tape.hpp"
 
 namespace tapegrad {
@@ -15,6 +16,16 @@ namespace tapegrad {
 // array_op(code, inputs, params): computes array op `code` on a sequence of
 // inputs (Tensors, numbers, arrays) and records it when an input requires grad.
 PyObject* apply_array_op(long code, PyObject* inputs, PyObject* params);
+
+// Array op `code`'s value on input values (numbers and ndarrays) with its
+// parameters (a tuple), numpy's result as the op returns it; nullptr with the
+// error set, the op's name in front. Records nothing (the replay of a
+// compiled tape calls it too: replay.cpp).
+PyObject* array_op_forward(Tape& tape, uint8_t code, const Values& values, PyObject* params);
+
+// An array op's result as a float32/float64 ndarray (a new reference), read-only:
+// the tape keeps it.
+PyObject* as_result_array(PyObject* result);
 
 // a @ b: the matmul array op on two operands (the `@` slot and np.matmul's dispatch).
 PyObject* apply_matmul(PyObject* a, PyObject* b);

@@ -12,6 +12,7 @@
 #include "history.hpp"
 #include "numpy_dispatch.hpp"
 #include "ops.hpp"
+#include "replay.hpp"
 #include "gradients.hpp"
 #include "tape.hpp"
 #include "tensor.hpp"
@@ -113,7 +114,9 @@ PYBIND11_MODULE(_core, m) {
     py::class_<OwnTape>(m, "OwnTape", "The tape of a tapegrad.Tape context.")
         .def(py::init<>())
         .def("push", [](OwnTape& t) {
-            if (!push_tape(t.tape.get())) throw py::error_already_set();
+            // Ops inside would record on this tape, not the trace (Note [Compiled tapes]).
+            if (!allowed_while_tracing("a tapegrad.Tape context") || !push_tape(t.tape.get()))
+                throw py::error_already_set();
         })
         .def("pop", [](OwnTape& t) {
             if (!pop_tape(t.tape.get())) throw py::error_already_set();
@@ -123,6 +126,34 @@ PYBIND11_MODULE(_core, m) {
             t.tape->clear();
         })
         .def("rows", [](OwnTape& t) { return t.tape->rows().size(); });
+    py::class_<Trace>(m, "Trace", "A tape recorded once by tapegrad.compile and replayed (Note [Compiled tapes]).")
+        .def(py::init<>())
+        .def("push", &Trace::push)
+        .def("pop", &Trace::pop)
+        .def("finish", &Trace::finish, py::arg("inputs"), py::arg("output"))
+        .def("replay", &Trace::replay, py::arg("values"), py::arg("wrt") = py::none())
+        .def_property_readonly("busy", &Trace::busy)
+        .def_property_readonly("rows", &Trace::row_count)
+        .def_property_readonly("ops", &Trace::op_count)
+        .def_property_readonly("guards", &Trace::guard_count)
+        .def_property_readonly("scalar_output", &Trace::scalar_output);
+    m.def("set_trace_hooks", [](py::object error_class, py::object escape) {
+        if (!PyType_Check(error_class.ptr()) || !PyCallable_Check(escape.ptr()))
+            throw py::type_error("set_trace_hooks(error_class: type, escape: callable)");
+        set_trace_hooks(error_class.ptr(), escape.ptr());
+    });
+    m.def("tracing", []() { return tape().tracing; });
+    m.def("compare", [](py::object a, py::object b, int op) {
+        // op: Python's rich comparison code (0..5), or -1 for bool(a).
+        if (op < Trace::TRUTH || op > Py_GE) throw py::value_error("compare: op must be -1 (truth) or 0..5");
+        if (!is_tensor(a.ptr())) throw py::type_error("compare: the first operand must be a Tensor");
+        return checked(compare_values(a.ptr(), b.ptr(), op));
+    });
+    m.def("peek", [](py::object t) {
+        // A Tensor's value for its layout (shape, dtype, size): no escape while tracing.
+        if (!is_tensor(t.ptr())) throw py::type_error("peek: expected a Tensor");
+        return checked(value_object(reinterpret_cast<TensorObject*>(t.ptr())));
+    });
     m.def("register_hook", [](py::object tensor, py::object fn) {
         return checked(register_hook(tensor.ptr(), fn.ptr()));
     });

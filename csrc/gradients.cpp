@@ -95,6 +95,8 @@ PyObject* grad_with(Tape& tape, const std::vector<TensorObject*>& outputs,
 }  // namespace
 
 PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObject* grad_output) {
+    // Its numbers would be constants of a trace (Note [Compiled tapes]).
+    if (!allowed_while_tracing("compute_gradients()")) return nullptr;
     if (!is_tensor(target_obj)) {
         PyErr_Format(PyExc_TypeError, "compute_gradients: the target must be a Tensor, got %.100s",
                      Py_TYPE(target_obj)->tp_name);
@@ -150,6 +152,7 @@ PyObject* compute_gradients(PyObject* target_obj, PyObject* sources_obj, PyObjec
 }
 
 bool backward(PyObject* target_obj, PyObject* gradient, bool retain_graph, bool create_graph) {
+    if (!allowed_while_tracing("backward()")) return false;  // its .grad would be a constant of the trace
     if (!is_tensor(target_obj)) {
         PyErr_Format(PyExc_TypeError, "backward: expected a Tensor, got %.100s",
                      Py_TYPE(target_obj)->tp_name);
@@ -170,6 +173,8 @@ bool backward(PyObject* target_obj, PyObject* gradient, bool retain_graph, bool 
 
 PyObject* grad(PyObject* outputs_obj, PyObject* inputs_obj, PyObject* grad_outputs,
                bool retain_graph, bool create_graph, bool allow_unused) {
+    // Without create_graph the gradients would be constants of a trace; with it they record.
+    if (!create_graph && !allowed_while_tracing("tapegrad.grad without create_graph=True")) return nullptr;
     const std::vector<TensorObject*> outputs = tensors_of(outputs_obj, "grad: outputs");
     if (outputs.empty()) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "grad: outputs is empty");

@@ -355,6 +355,7 @@ PyObject* graph_of(PyObject* tensor_obj) {
 }
 
 bool clear_history() {
+    if (!allowed_while_tracing("clear_history()")) return false;
     Tape* tape = current_tape();
     if (!tape) return false;
     if (tape->scratch().sweeping()) {

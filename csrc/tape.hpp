@@ -22,6 +22,8 @@
 
 namespace tapegrad {
 
+class Trace;
+
 class Tape {
 public:
     Tape();
@@ -53,6 +55,16 @@ public:
     // for every op recorded).
     bool& anomaly_mode() { return pushed_on_ ? pushed_on_->detect_anomaly_ : detect_anomaly_; }
     static inline bool anomaly_ever = false;
+
+    // Note [Compiled tapes] (replay.hpp): the trace that owns this tape, or
+    // nullptr; `tracing` while that trace records f (on the thread that has
+    // this tape pushed). A trace's rows are its program: never reclaimed,
+    // compacted or freed.
+    Trace* trace = nullptr;
+    bool tracing = false;
+    // How many tapes are recording a trace now, on any thread: 0 spares
+    // every Tensor.data read and op the look at the current tape.
+    static inline int tracing_count = 0;
 
     BufferPool pool;  // Note [Buffer pool]
     // Note [Temporaries]: counted for tests.
@@ -92,7 +104,7 @@ public:
     void maybe_reclaim() {
         const size_t n = rows_.size(), bytes = rows_.array_bytes();
         if (!lifetime_.may_reclaim(n, bytes)) return;
-        if (n == 0 || scratch_.sweeping() || lifetime_.pinned() || rows_.label_records() != 0) return;
+        if (n == 0 || scratch_.sweeping() || lifetime_.pinned() || rows_.label_records() != 0 || trace) return;
         if (lifetime_.all_dead()) {
             if (lifetime_.should_reset(n, bytes)) reset(false);
         } else if (lifetime_.should_compact(n, bytes)) {
@@ -164,6 +176,15 @@ Tape* current_tape();
 // popped; pops must come in reverse order. False with an error set.
 bool push_tape(Tape* tape);
 bool pop_tape(Tape* tape);
+
+// Note [Compiled tapes] (replay.hpp): whether `what` (a value leaving the
+// tape into Python, "Tensor.data", ...) may happen now: true unless the
+// calling thread's tape is recording a trace, where it raises TraceError and
+// returns false. Cheap when no trace records anywhere (replay.cpp defines it).
+bool allowed_while_tracing_slow(const char* what);
+inline bool allowed_while_tracing(const char* what) {
+    return Tape::tracing_count == 0 || allowed_while_tracing_slow(what);
+}
 
 // The last tape current_tape() returned (its own cache; GIL-protected).
 extern Tape* last_tape;

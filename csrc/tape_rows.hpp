@@ -199,6 +199,17 @@ public:
         Py_SETREF(slot, value);
         array_bytes_ += data_bytes(value);
     }
+    // A compiled tape's replay (Note [Compiled tapes], replay.hpp) computes
+    // every op row's value anew: a number in place, or a new array for the
+    // row's slot (stolen; the old one is returned, a new reference).
+    void set_number(uint32_t row, double v) { val_[row].number = v; }
+    PyObject* swap_array_value(uint32_t row, PyObject* value) {
+        PyObject*& slot = arrays_[val_[row].index];
+        PyObject* old = slot;
+        slot = value;
+        return old;
+    }
+    Value* val_data_for_replay() { return val_.data(); }
     // The array parameters of an array op about to be recorded: the tape holds
     // copies of them, which count toward its memory bound.
     void count_params(PyObject* params) { array_bytes_ += params_bytes(params); }

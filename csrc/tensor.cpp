@@ -324,7 +324,15 @@ PyObject* apply(uint8_t code, PyObject* a_obj, PyObject* b_obj, bool may_elide =
         PyArray_CLEARFLAGS(reinterpret_cast<PyArrayObject*>(array), NPY_ARRAY_WRITEABLE);
     }
 
-    if (!record) return new_tensor(*tape, number, array, UINT32_MAX, false);
+    if (!record) {
+        // Under no_grad, a value computed from f's inputs would be a constant of the trace.
+        if (tape->tracing && (a.wants_grad() || (b_obj && b.wants_grad())) &&
+            !allowed_while_tracing("an op under no_grad")) {
+            Py_XDECREF(array);
+            return nullptr;
+        }
+        return new_tensor(*tape, number, array, UINT32_MAX, false);
+    }
     uint8_t flags = array ? F_ARRAY : 0;
     uint32_t ia = 0, ib = 0;
     if (!operand_index(*tape, a, reads & READS_A, F_A_NUMBER, F_A_ARRAY, flags, ia) ||
@@ -522,13 +530,17 @@ void tensor_dealloc(PyObject* self) {
     Py_TRASHCAN_END
 }
 
-PyObject* get_data(PyObject* self, void*) { return value_object(reinterpret_cast<TensorObject*>(self)); }
+PyObject* get_data(PyObject* self, void*) {
+    if (!allowed_while_tracing("Tensor.data")) return nullptr;  // Note [Compiled tapes]
+    return value_object(reinterpret_cast<TensorObject*>(self));
+}
 
 int set_data(PyObject* self, PyObject* value, void*) {
     if (!value) {
         PyErr_SetString(PyExc_AttributeError, "Tensor.data cannot be deleted");
         return -1;
     }
+    if (!allowed_while_tracing("t.data = ...")) return -1;
     // A new value, copied as Tensor() copies (Note [Immutable values]); records
     // made earlier keep the value they saw (Note [Versions]).
     double number = 0.0;
@@ -830,6 +842,7 @@ void set_value(TensorObject* t, double number, PyObject* array) {
 }
 
 bool update_in_place(PyObject* tensor_obj, uint8_t code, PyObject* other) {
+    if (!allowed_while_tracing("an in-place operator under no_grad")) return false;
     auto* t = reinterpret_cast<TensorObject*>(tensor_obj);
     Operand b;
     const int rb = read_operand(other, b, code);

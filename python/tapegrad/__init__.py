@@ -14,6 +14,7 @@ Example:
 # module can be imported first (tests/test_package.py checks the graph is acyclic):
 #
 #   __init__          imports every module, then wires them together, once (below)
+#   compiled          compile: a tape recorded once, replayed natively (csrc/replay.hpp)
 #   functional_api    value_and_grad
 #   gradcheck         gradcheck, gradgradcheck
 #   autograd          grad, no_grad, Function, Tape, jacobian and the other helpers
@@ -63,6 +64,7 @@ from .autograd import (
     tensor,
     vjp,
 )
+from .compiled import CompiledFunction, TraceError, TraceWarning, compile
 from .functional_api import value_and_grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .history import (
@@ -89,14 +91,18 @@ globals().update(catalogue.exports("tapegrad"))
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompiledFunction",
     "Function",
     "FunctionCtx",
     "GradcheckError",
     "OperationRecord",
     "Tape",
     "Tensor",
+    "TraceError",
+    "TraceWarning",
     "as_tensor",
     "clear_history",
+    "compile",
     "compute_gradients",
     "detect_anomaly",
     "enable_grad",

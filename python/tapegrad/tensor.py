@@ -118,24 +118,26 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     # value (graphs recorded earlier keep theirs); with grad mode on, `t += x` is
     # `t = t + x`, except on a leaf that requires grad, where they raise.
 
-    # Comparisons look at values only: plain bools or boolean arrays, nothing recorded.
+    # Comparisons look at values only: plain bools or boolean arrays, nothing
+    # recorded. Inside tapegrad.compile's trace each is a guard (the codes are
+    # Python's rich comparison ops; Note [Compiled tapes], csrc/replay.hpp).
     def __lt__(self, other: Any) -> Any:
-        return self.data < _value(other)
+        return _core.compare(self, other, 0)
 
     def __le__(self, other: Any) -> Any:
-        return self.data <= _value(other)
-
-    def __gt__(self, other: Any) -> Any:
-        return self.data > _value(other)
-
-    def __ge__(self, other: Any) -> Any:
-        return self.data >= _value(other)
+        return _core.compare(self, other, 1)
 
     def __eq__(self, other: Any) -> Any:  # type: ignore[override]
-        return self.data == _value(other)
+        return _core.compare(self, other, 2)
 
     def __ne__(self, other: Any) -> Any:  # type: ignore[override]
-        return self.data != _value(other)
+        return _core.compare(self, other, 3)
+
+    def __gt__(self, other: Any) -> Any:
+        return _core.compare(self, other, 4)
+
+    def __ge__(self, other: Any) -> Any:
+        return _core.compare(self, other, 5)
 
     __hash__ = object.__hash__
 
@@ -143,13 +145,13 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     @property
     def dtype(self) -> np.dtype:
         """float64 for a scalar, else the array's dtype (float32 or float64)."""
-        data = self.data
+        data = _core.peek(self)  # the layout only: no escape while compile traces
         return data.dtype if isinstance(data, np.ndarray) else np.dtype(np.float64)
 
     @property
     def size(self) -> int:
         """Number of elements."""
-        return int(np.size(self.data))
+        return int(np.size(_core.peek(self)))
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python float.
@@ -272,7 +274,7 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
         return int(self.item())  # as float(t): any one-element tensor
 
     def __bool__(self) -> bool:
-        return bool(self.data)
+        return _core.compare(self, None, -1)  # a guard inside compile's trace
 
     def __len__(self) -> int:
         shape = self.shape
@@ -343,10 +345,6 @@ def _refuse_in_place(name: str) -> None:
         f"Tensor.{name}() is not supported: ndarray.{name} works in place, and a Tensor's "
         f"values cannot change. Use tapegrad.{name}(t) or np.{name}(t), which return a new "
         "Tensor (and record, so the gradient flows back)")
-
-
-def _value(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else x
 
 
 def _scipy_advice() -> str:

@@ -1,0 +1,378 @@
+#include "replay.hpp"
+
+#include <string>
+
+#include "array_apply.hpp"
+#include "array_ops.hpp"
+#include "arrays.hpp"
+#include "numeric_sweep.hpp"
+#include "sweep_sources.hpp"
+#include "tensor.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+// Kept for the process, as the numpy dispatch's table (set_trace_hooks).
+PyObject* trace_error_class = nullptr;
+PyObject* escape_hook = nullptr;
+
+[[noreturn]] void raise_trace_error(const std::string& message) {
+    PyErr_SetString(trace_error_class ? trace_error_class : PyExc_RuntimeError, message.c_str());
+    throw py::error_already_set();
+}
+
+// What a user record is called in an error: its class and, for the seed's, its outputs' labels.
+std::string record_text(PyObject* record) {
+    const py::handle r(record);
+    std::string text = py::str(py::type::handle_of(r).attr("__name__"));
+    if (py::hasattr(r, "output_keys")) text += " with outputs " + std::string(py::str(r.attr("output_keys")));
+    return text;
+}
+
+}  // namespace
+
+void set_trace_hooks(PyObject* error_class, PyObject* escape) {
+    Py_XSETREF(trace_error_class, Py_NewRef(error_class));
+    Py_XSETREF(escape_hook, Py_NewRef(escape));
+}
+
+bool allowed_while_tracing_slow(const char* what) {
+    Tape* tape = current_tape();
+    if (!tape) return false;
+    if (!tape->tracing) return true;
+    if (!escape_hook) {
+        PyErr_Format(PyExc_RuntimeError, "tapegrad.compile: %s while tracing", what);
+        return false;
+    }
+    PyObject* r = PyObject_CallFunction(escape_hook, "s", what);  // raises TraceError
+    if (!r) return false;
+    Py_DECREF(r);
+    return true;
+}
+
+PyObject* compare_values(PyObject* a, PyObject* b, int op) {
+    Tape* tape = Tape::tracing_count ? current_tape() : nullptr;
+    if (Tape::tracing_count && !tape) return nullptr;
+    if (tape && tape->tracing && tape->trace) {
+        try {
+            return tape->trace->guard(op, a, b);
+        } catch (py::error_already_set& e) {
+            e.restore();
+            return nullptr;
+        }
+    }
+    const py::object va = py::reinterpret_steal<py::object>(
+        is_tensor(a) ? value_object(reinterpret_cast<TensorObject*>(a)) : Py_NewRef(a));
+    if (op == Trace::TRUTH) {
+        const int truth = PyObject_IsTrue(va.ptr());
+        return truth < 0 ? nullptr : PyBool_FromLong(truth);
+    }
+    const py::object vb = py::reinterpret_steal<py::object>(
+        is_tensor(b) ? value_object(reinterpret_cast<TensorObject*>(b)) : Py_NewRef(b));
+    return PyObject_RichCompare(va.ptr(), vb.ptr(), op);
+}
+
+// ---- recording ----
+
+Trace::Trace() : tape_(std::make_unique<Tape>()) { tape_->trace = this; }
+
+Trace::~Trace() {
+    for (PyObject* t : inputs_) Py_DECREF(t);
+}
+
+void Trace::push() {
+    if (finished_ || tape_->tracing) raise_trace_error("Trace.push: this trace has recorded already");
+    if (!allowed_while_tracing("tracing another function")) throw py::error_already_set();
+    if (!push_tape(tape_.get())) throw py::error_already_set();
+    tape_->tracing = true;
+    ++Tape::tracing_count;
+}
+
+void Trace::pop() {
+    if (!tape_->tracing) throw py::value_error("Trace.pop: this trace is not recording");
+    tape_->tracing = false;
+    --Tape::tracing_count;
+    if (!pop_tape(tape_.get())) throw py::error_already_set();
+}
+
+GuardOperand Trace::operand(PyObject* x) {
+    GuardOperand g;
+    if (is_tensor(x)) {
+        g.row = node_on(*tape_, reinterpret_cast<TensorObject*>(x));
+        if (g.row == UINT32_MAX) throw py::error_already_set();
+    } else {
+        g.constant = py::reinterpret_borrow<py::object>(x);
+    }
+    return g;
+}
+
+PyObject* Trace::operand_value(const GuardOperand& x) {
+    if (x.row == UINT32_MAX) return Py_NewRef(x.constant.ptr());
+    return tape_->rows().operand_object(x.row, false, false);
+}
+
+PyObject* Trace::guard(int op, PyObject* a, PyObject* b) {
+    Guard g;
+    g.op = op;
+    g.a = operand(a);
+    if (op != TRUTH) g.b = operand(b);
+    g.position = tape_->rows().size();
+    // The values from the tensors: a row may keep only its value's layout
+    // while recording (Note [Saved values]); a replay computes every row it reads.
+    auto value = [](PyObject* x) {
+        return py::reinterpret_steal<py::object>(is_tensor(x) ? value_object(reinterpret_cast<TensorObject*>(x)) : Py_NewRef(x));
+    };
+    const py::object va = value(a);
+    if (op == TRUTH) {
+        const int truth = PyObject_IsTrue(va.ptr());
+        if (truth < 0) throw py::error_already_set();
+        g.outcome = py::bool_(truth != 0);
+    } else {
+        const py::object vb = value(b);
+        g.outcome = py::reinterpret_steal<py::object>(PyObject_RichCompare(va.ptr(), vb.ptr(), op));
+        if (!g.outcome) throw py::error_already_set();
+    }
+    guards_.push_back(g);
+    return Py_NewRef(g.outcome.ptr());
+}
+
+void Trace::finish(const py::sequence& inputs, const py::handle& output) {
+    if (finished_ || tape_->tracing) raise_trace_error("Trace.finish: the trace is still recording, or finished");
+    RowStore& rows = tape_->rows();
+    // Rows a replay cannot run.
+    for (uint32_t row = 0; row < rows.size(); ++row) {
+        if (rows.op(row) == OP_CUSTOM)
+            raise_trace_error("tapegrad.compile: f recorded a user record, an OperationRecord appended "
+                              "to operation_history or a tapegrad.Function (" +
+                              record_text(rows.user_record(rows.in0(row)).record) +
+                              "); a compiled tape cannot replay its Python forward. Use tapegrad's "
+                              "ops inside f, or call f eagerly (tapegrad.value_and_grad)");
+        if (rows.op(row) == OP_VERSION)
+            raise_trace_error("tapegrad.compile: f updated a Tensor's value in place (t.data = ..., "
+                              "or an in-place operator under no_grad); a compiled tape replays "
+                              "values, not updates. Compute a new Tensor instead (t = t + x)");
+    }
+    for (py::handle item : inputs) {
+        if (!is_tensor(item.ptr())) throw py::type_error("Trace.finish: inputs must be Tensors");
+        auto* t = reinterpret_cast<TensorObject*>(item.ptr());
+        inputs_.push_back(Py_NewRef(item.ptr()));
+        input_rows_.push_back(find_node(*tape_, t));
+    }
+    if (is_tensor(output.ptr())) {
+        auto* out = reinterpret_cast<TensorObject*>(output.ptr());
+        output_row_ = find_node(*tape_, out);
+        if (output_row_ == UINT32_MAX) output_constant_ = py::reinterpret_steal<py::object>(value_object(out));
+    } else {
+        output_constant_ = py::reinterpret_borrow<py::object>(output);
+    }
+    const py::object value = output_row_ != UINT32_MAX ? py::reinterpret_steal<py::object>(rows.operand_object(output_row_, false, false))
+                                                       : output_constant_;
+    scalar_output_ = !PyArray_Check(value.ptr()) || PyArray_SIZE(reinterpret_cast<PyArrayObject*>(value.ptr())) == 1;
+    // The rows the output and the guards depend on: each marks its operands.
+    std::vector<uint8_t> live(rows.size(), 0);
+    if (output_row_ != UINT32_MAX) live[output_row_] = 1;
+    for (const Guard& g : guards_) {
+        if (g.a.row != UINT32_MAX) live[g.a.row] = 1;
+        if (g.b.row != UINT32_MAX) live[g.b.row] = 1;
+    }
+    for (size_t i = rows.size(); i-- > 0;) {
+        const uint32_t row = static_cast<uint32_t>(i);
+        const uint8_t code = rows.op(row), f = rows.flags(row);
+        if (!live[row] || code <= OP_STALE) continue;
+        if (is_array_op(code)) {
+            for (int64_t in : rows.array_record(rows.in0(row)).inputs)
+                if (in >= 0) live[static_cast<size_t>(in)] = 1;
+            continue;
+        }
+        if (!(f & F_A_CONST)) live[rows.in0(row)] = 1;
+        if (op_arity(code) == 2 && !(f & F_B_CONST)) live[rows.in1(row)] = 1;
+    }
+    for (uint32_t row = 0; row < rows.size(); ++row)
+        if (live[row] && rows.op(row) > OP_STALE) order_.push_back(row);
+    finished_ = true;
+}
+
+// ---- replay ----
+
+bool Trace::set_input(size_t k, PyObject* value) {
+    const uint32_t row = input_rows_[k];
+    if (row == UINT32_MAX) return true;  // f did not use it
+    RowStore& rows = tape_->rows();
+    if (rows.is_array(row)) {
+        if (!PyArray_Check(value) || !same_layout(value, rows.array_of(row))) {
+            PyErr_Format(PyExc_ValueError,
+                         "Trace.replay: input %zd must be an ndarray of shape %S and dtype %S, as traced; got %R",
+                         k, shape_text(rows.array_of(row)).ptr(),
+                         reinterpret_cast<PyObject*>(PyArray_DESCR(reinterpret_cast<PyArrayObject*>(rows.array_of(row)))),
+                         Py_TYPE(value));
+            return false;
+        }
+        Py_DECREF(rows.swap_array_value(row, Py_NewRef(value)));
+        return true;
+    }
+    if (!PyFloat_Check(value) && !PyLong_Check(value)) {
+        PyErr_Format(PyExc_ValueError, "Trace.replay: input %zd must be a float, as traced; got %.100s", k,
+                     Py_TYPE(value)->tp_name);
+        return false;
+    }
+    const double v = PyFloat_AsDouble(value);
+    if (v == -1.0 && PyErr_Occurred()) return false;
+    rows.set_number(row, v);
+    return true;
+}
+
+int Trace::guard_holds(const Guard& g) {
+    const py::object va = py::reinterpret_steal<py::object>(operand_value(g.a));
+    if (!va) return -1;
+    py::object now;
+    if (g.op == TRUTH) {
+        now = va;
+    } else {
+        const py::object vb = py::reinterpret_steal<py::object>(operand_value(g.b));
+        if (!vb) return -1;
+        now = py::reinterpret_steal<py::object>(PyObject_RichCompare(va.ptr(), vb.ptr(), g.op));
+        if (!now) return -1;
+    }
+    if (PyArray_Check(g.outcome.ptr())) {
+        // A boolean array (a mask): the same shape and every element the same.
+        try {
+            static PyObject* array_equal = py::object(py::module_::import("numpy").attr("array_equal")).release().ptr();
+            return py::reinterpret_borrow<py::object>(array_equal)(now, g.outcome).cast<bool>() ? 1 : 0;
+        } catch (py::error_already_set& e) {
+            e.restore();
+            return -1;
+        }
+    }
+    const int truth = PyObject_IsTrue(now.ptr()), seen = PyObject_IsTrue(g.outcome.ptr());
+    if (truth < 0 || seen < 0) return -1;
+    return truth == seen ? 1 : 0;
+}
+
+// One op row's value from its operands' current values (the op tables'
+// forward formulas, as the eager ops compute them).
+bool Trace::compute_row(uint32_t row) {
+    RowStore& rows = tape_->rows();
+    const uint8_t code = rows.op(row), f = rows.flags(row);
+    PyObject* value = nullptr;
+    if (!(f & F_ARRAY)) {
+        const uint32_t ia = rows.in0(row), ib = rows.in1(row);
+        const double a = (f & F_A_NUMBER) ? rows.constant(ia) : rows.val(ia).number;
+        const bool binary = op_arity(code) == 2;
+        const double b = !binary ? 0.0 : (f & F_B_NUMBER) ? rows.constant(ib) : rows.val(ib).number;
+        double out = 0.0;
+        visit_op(code, [&](auto tag) {
+            using Op = typename decltype(tag)::type;
+            if constexpr (Op::arity == 2) out = Op::forward(a, b);
+            else out = Op::forward(a);
+        });
+        rows.set_number(row, out);
+        return true;
+    }
+    if (is_array_op(code)) {
+        const ArrayRecord& r = rows.array_record(rows.in0(row));
+        Values x;
+        for (int64_t in : r.inputs)
+            x.push_back(py::reinterpret_steal<py::object>(
+                in >= 0 ? rows.operand_object(static_cast<uint32_t>(in), false, false)
+                        : Py_NewRef(rows.array(static_cast<size_t>(-in - 1)))));
+        for (const py::object& v : x)
+            if (!v) return false;
+        PyObject* result = array_op_forward(*tape_, code, x, r.params);
+        if (!result) return false;
+        value = as_result_array(result);
+        Py_DECREF(result);
+    } else {
+        const py::object a = py::reinterpret_steal<py::object>(rows.operand_object(rows.in0(row), f & F_A_NUMBER, f & F_A_ARRAY));
+        const bool binary = op_arity(code) == 2;
+        const py::object b = py::reinterpret_steal<py::object>(
+            binary ? rows.operand_object(rows.in1(row), f & F_B_NUMBER, f & F_B_ARRAY) : nullptr);
+        if (!a || (binary && !b)) return false;
+        value = array_forward(code, a.ptr(), b.ptr(), &tape_->pool);
+        if (value) PyArray_CLEARFLAGS(reinterpret_cast<PyArrayObject*>(value), NPY_ARRAY_WRITEABLE);
+    }
+    if (!value) return false;
+    // The value of the call before goes to the pool, for a later row's buffer.
+    tape_->pool.give(rows.swap_array_value(row, value));
+    return true;
+}
+
+Trace::Ran Trace::forward() {
+    size_t g = 0;
+    for (uint32_t row : order_) {
+        for (; g < guards_.size() && guards_[g].position <= row; ++g) {
+            const int holds = guard_holds(guards_[g]);
+            if (holds <= 0) return holds < 0 ? Ran::FAILED : Ran::GUARD_FAILED;
+        }
+        if (!compute_row(row)) return Ran::FAILED;
+    }
+    for (; g < guards_.size(); ++g) {
+        const int holds = guard_holds(guards_[g]);
+        if (holds <= 0) return holds < 0 ? Ran::FAILED : Ran::GUARD_FAILED;
+    }
+    return Ran::OK;
+}
+
+py::object Trace::gradients(const py::sequence& wrt) {
+    if (!scalar_output_) throw py::type_error("Trace.replay: gradients need a value of one element");
+    std::vector<size_t> wanted;
+    std::vector<Source> sources;
+    for (py::handle item : wrt) {
+        const Py_ssize_t k = PyLong_AsSsize_t(item.ptr());
+        if (k == -1 && PyErr_Occurred()) throw py::error_already_set();
+        if (k < 0 || static_cast<size_t>(k) >= inputs_.size())
+            throw py::value_error("Trace.replay: wrt names input " + std::to_string(k) + " of " +
+                                  std::to_string(inputs_.size()));
+        wanted.push_back(static_cast<size_t>(k));
+        sources.push_back({reinterpret_cast<TensorObject*>(inputs_[static_cast<size_t>(k)]),
+                           input_rows_[static_cast<size_t>(k)]});
+    }
+    NumericSweep sweep(*tape_);
+    if (output_row_ != UINT32_MAX) {
+        auto found = needed_.find(wanted);
+        if (found == needed_.end())
+            found = needed_.emplace(wanted, needed_rows(*tape_, sources, tape_->rows().size())).first;
+        const RowStore& rows = tape_->rows();
+        PyObject* initial = rows.is_array(output_row_) ? filled_like(rows.array_of(output_row_), 1.0)
+                                                       : PyFloat_FromDouble(1.0);
+        if (!initial || !sweep.rows.start_from(output_row_, initial) ||
+            !sweep.run(sources, false, found->second.empty() ? nullptr : &found->second))
+            throw py::error_already_set();
+    }
+    py::list out(sources.size());
+    for (size_t k = 0; k < sources.size(); ++k) {
+        PyObject* g = sweep.rows.result(sources[k]);
+        if (!g) throw py::error_already_set();
+        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(k), g);
+    }
+    return out;
+}
+
+py::object Trace::replay(const py::sequence& values, const py::object& wrt) {
+    if (!finished_) throw py::value_error("Trace.replay: the trace has not finished recording");
+    if (busy_) throw py::value_error("Trace.replay: this trace is running (another call uses it)");
+    if (static_cast<size_t>(py::len(values)) != inputs_.size())
+        throw py::value_error("Trace.replay: " + std::to_string(py::len(values)) + " values for " +
+                              std::to_string(inputs_.size()) + " inputs");
+    busy_ = true;
+    struct Release {
+        bool& busy;
+        ~Release() { busy = false; }
+    } release{busy_};
+    for (size_t k = 0; k < inputs_.size(); ++k)
+        if (!set_input(k, values[k].ptr())) throw py::error_already_set();
+    const Ran ran = forward();
+    if (ran == Ran::FAILED) throw py::error_already_set();
+    if (ran == Ran::GUARD_FAILED) return py::none();
+    py::object value = output_constant_;
+    if (output_row_ != UINT32_MAX) {
+        const RowStore& rows = tape_->rows();
+        value = py::reinterpret_steal<py::object>(rows.is_array(output_row_) ? owned_copy(rows.array_of(output_row_))
+                                                                            : PyFloat_FromDouble(rows.val(output_row_).number));
+        if (!value) throw py::error_already_set();
+    }
+    py::object grads = wrt.is_none() ? py::none() : gradients(wrt);
+    return py::make_tuple(value, grads);
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,411 @@
+"""``tapegrad.compile``: record a function once, then replay its tape natively.
+
+The first call with a new key (the arguments' structure, shapes and dtypes)
+runs ``f`` on Tensors and keeps the tape it recorded (a ``_core.Trace``). Later
+calls set the tape's input rows to the new values and run it forward and
+backward in C++, with no Python line of ``f`` and no Tensor made. Branches ``f``
+took on values are guards: a call whose values would take another branch traces
+that path too. The rules and their reasons: Note [Compiled tapes] in
+csrc/replay.hpp.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+import operator
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .functional_api import value_and_grad as _eager_value_and_grad
+from .tensor import Tensor
+
+__all__ = ["CompiledFunction", "TraceError", "TraceWarning", "compile"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+# Traces kept per key: a loop whose trip count depends on a value traces once per
+# count; past this many, the oldest go.
+_MAX_TRACES = 32
+
+
+class TraceError(RuntimeError):
+    """What ``f`` did while ``tapegrad.compile`` traced it cannot be replayed.
+
+    Raised by the call that traces (the first with a new key), naming the line:
+    a value that left the tape into Python (``float(t)``, ``t.item()``, ``t.data``,
+    ``t.numpy()``, printing), an op under ``no_grad``, a user ``OperationRecord``.
+    """
+
+
+class TraceWarning(UserWarning):
+    """``compile(f, fallback="eager")`` runs ``f`` eagerly: its trace raised TraceError."""
+
+
+def _escape(what: str) -> None:
+    """Raise TraceError for a value leaving the tape (the core calls this while tracing)."""
+    frame = sys._getframe(1)
+    through = None
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        through = frame.f_code.co_qualname if hasattr(frame.f_code, "co_qualname") else (
+            frame.f_code.co_name)
+        frame = frame.f_back
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "f"
+    via = f" (through tapegrad's {through})" if through else ""
+    if what == "Tensor.data":
+        what = ("a Tensor's value was read into Python (t.data, float(t), t.item(), t.numpy(), "
+                "printing, or a numpy function that works on values)")
+    raise TraceError(
+        f"tapegrad.compile: {what} at {where}{via}. A compiled tape replays recorded ops on new "
+        "values, so this would be a constant of the trace. Keep the computation on Tensors "
+        "(compare Tensors directly: `if t > 0:` is recorded as a guard), or pass "
+        "fallback='eager' to run such a function eagerly")
+
+
+_core.set_trace_hooks(TraceError, _escape)
+
+
+# ---- arguments: their structure, the key, the leaves ----
+
+def _leaf_value(value: Any, where: str, differentiable: bool) -> Any:
+    """A dynamic leaf's value (a float or a float ndarray), or None when value is static."""
+    if isinstance(value, Tensor):
+        return _core.peek(value)
+    if isinstance(value, (bool, np.bool_)):
+        if differentiable:
+            raise TypeError(f"compile: {where} is a bool, which has no gradient; pass it "
+                            "outside argnums")
+        return None
+    if isinstance(value, (np.ndarray, np.generic)):
+        array = np.asarray(value)
+        if array.dtype in _FLOATS:
+            return float(array) if isinstance(value, np.generic) else array
+        if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+            return array.astype(np.float64) if differentiable else None
+        raise TypeError(f"compile: {where} has dtype {array.dtype}; give float32 or float64 "
+                        "values (integers become float64)")
+    if isinstance(value, float):
+        return value
+    if isinstance(value, numbers.Real) and differentiable:
+        return float(value)
+    if differentiable:
+        raise TypeError(
+            f"compile: {where} is a {type(value).__name__}; arguments to differentiate are "
+            "floats, ndarrays, Tensors, or lists, tuples and dicts of them")
+    return None
+
+
+def _static_key(value: Any, where: str) -> Any:
+    """What keys a static argument: its value (arrays of integers by their bytes)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        array = np.asarray(value)
+        return ("array", array.shape, array.dtype.str, array.tobytes())
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(
+            f"compile: {where} is a {type(value).__name__}, which is neither a value to trace "
+            "(float, ndarray, Tensor, or a list, tuple or dict of them) nor hashable; pass "
+            "it as a constant through a closure") from None
+    return ("static", type(value), value)
+
+
+def _split(value: Any, where: str, differentiable: bool, leaves: list) -> Any:
+    """The structure of value, leaves appended to `leaves`: (kind, ...) tuples that key a trace."""
+    if isinstance(value, dict):
+        return ("dict", tuple(value), tuple(
+            _split(v, f"{where}[{k!r}]", differentiable, leaves) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        items = tuple(_split(v, f"{where}[{i}]", differentiable, leaves)
+                      for i, v in enumerate(value))
+        return ("list" if isinstance(value, list) else "tuple", type(value), items)
+    leaf = _leaf_value(value, where, differentiable)
+    if leaf is None:
+        return ("const", _static_key(value, where), value)
+    leaves.append(leaf)
+    layout = ("float",) if isinstance(leaf, float) else (leaf.shape, leaf.dtype.str)
+    return ("leaf", layout, differentiable)
+
+
+def _key_of(structure: Any) -> Any:
+    """The structure without the static values themselves (their keys stand for them)."""
+    kind = structure[0]
+    if kind == "const":
+        return ("const", structure[1])
+    if kind == "leaf":
+        return structure
+    if kind == "dict":
+        return ("dict", structure[1], tuple(_key_of(s) for s in structure[2]))
+    return (kind, structure[1], tuple(_key_of(s) for s in structure[2]))
+
+
+def _rebuild(structure: Any, leaves: Any) -> Any:
+    """The value of a structure, its leaves taken in order from the iterator `leaves`."""
+    kind = structure[0]
+    if kind == "const":
+        return structure[2]
+    if kind == "leaf":
+        return next(leaves)
+    if kind == "dict":
+        return {k: _rebuild(s, leaves) for k, s in zip(structure[1], structure[2])}
+    items = [_rebuild(s, leaves) for s in structure[2]]
+    if kind == "list":
+        return items
+    cls = structure[1]
+    return cls(*items) if hasattr(cls, "_fields") else cls(items)
+
+
+def _count_leaves(structure: Any) -> int:
+    kind = structure[0]
+    if kind == "leaf":
+        return 1
+    if kind == "const":
+        return 0
+    return sum(_count_leaves(s) for s in structure[2])
+
+
+def _plain_output(value: Any) -> Any:
+    """f's value as the eager value_and_grad gives it: a float, or an ndarray."""
+    if isinstance(value, Tensor):
+        value = _core.peek(value)
+    if isinstance(value, np.ndarray):
+        return float(value) if value.ndim == 0 else value
+    return float(value) if isinstance(value, numbers.Real) else value
+
+
+class CompiledFunction:
+    """A function whose tape is recorded once and replayed natively: ``tapegrad.compile(f)``.
+
+    ``cf(*args)`` is f's value; ``cf.value_and_grad(*args)`` and ``cf.grad(*args)``
+    give what ``tapegrad.value_and_grad(f, argnums)`` gives, from a replay of the
+    tape. See :func:`compile`.
+    """
+
+    def __init__(self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
+                 fallback: str | None = None) -> None:
+        if not callable(f):
+            raise TypeError(f"compile: f must be callable, got {type(f).__name__}")
+        if fallback not in (None, "eager"):
+            raise ValueError(f"compile: fallback must be None or 'eager', got {fallback!r}")
+        self._f = f
+        self._argnums = _normal_argnums(argnums)
+        self._single = not isinstance(argnums, (tuple, list))
+        self._fallback = fallback
+        self._traces: dict[Any, list] = {}
+        self._eager_keys: set = set()
+        self._warned = False
+        functools.update_wrapper(self, f)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Called by a function being traced, or on Tensors that require grad:
+        # f runs on them, so that its ops join that trace or that graph.
+        if _core.tracing() or _records(args) or _records(kwargs):
+            return self._f(*args, **kwargs)
+        return self._run(args, kwargs, self._argnums, self._single, grads=False)[0]
+
+    def value_and_grad(self, *args: Any, argnums: int | tuple[int, ...] | None = None,
+                       **kwargs: Any) -> tuple[Any, Any]:
+        """``(f(*args), gradient)``, as ``tapegrad.value_and_grad(f, argnums)(*args)``.
+
+        Example:
+            >>> import numpy as np
+            >>> import tapegrad as tg
+            >>> cf = tg.compile(lambda w: np.sum(w * w))
+            >>> cf.value_and_grad(np.array([1.0, 2.0]))
+            (5.0, array([2., 4.]))
+        """
+        single = self._single if argnums is None else not isinstance(argnums, (tuple, list))
+        nums = self._argnums if argnums is None else _normal_argnums(argnums)
+        if _core.tracing():
+            return _eager_value_and_grad(self._f, nums if not single else nums[0])(*args, **kwargs)
+        return self._run(args, kwargs, nums, single, grads=True)
+
+    def grad(self, *args: Any, argnums: int | tuple[int, ...] | None = None,
+             **kwargs: Any) -> Any:
+        """The gradient alone: ``value_and_grad(*args)[1]``.
+
+        Example:
+            >>> import tapegrad as tg
+            >>> tg.compile(lambda x: x * x).grad(3.0)
+            6.0
+        """
+        return self.value_and_grad(*args, argnums=argnums, **kwargs)[1]
+
+    @property
+    def trace_count(self) -> int:
+        """How many traces are kept (one per key and per path through f's branches)."""
+        return sum(len(traces) for traces in self._traces.values())
+
+    # ---- one call ----
+
+    def _run(self, args: tuple, kwargs: dict, nums: tuple[int, ...], single: bool,
+             grads: bool) -> tuple[Any, Any]:
+        positions = _positions(nums, len(args), self._f)
+        leaves: list = []
+        structure = tuple(_split(a, f"argument {i}", i in positions, leaves)
+                          for i, a in enumerate(args))
+        kw_structure = _split(kwargs, "keyword arguments", False, leaves)
+        key = (tuple(_key_of(s) for s in structure), _key_of(kw_structure))
+        wrt: list[int] = []
+        start = 0
+        for i, s in enumerate(structure):
+            n = _count_leaves(s)
+            if i in positions:
+                wrt.extend(range(start, start + n))
+            start += n
+        if key in self._eager_keys:
+            return self._eager(args, kwargs, nums, single, grads)
+        for trace in self._traces.get(key, ()):
+            if trace.busy:
+                continue
+            if grads and not trace.scalar_output:
+                raise _not_scalar(self._f, ran_shape=None)
+            ran = trace.replay(leaves, wrt if grads else None)
+            if ran is not None:
+                return self._results(ran, structure, positions, single, leaves, wrt, grads)
+        try:
+            ran = self._trace(key, structure, kw_structure, leaves, wrt if grads else None)
+        except TraceError as error:
+            if self._fallback != "eager":
+                raise
+            self._eager_keys.add(key)
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"{error} -- running {getattr(self._f, '__name__', 'f')} eagerly "
+                              "(fallback='eager')", TraceWarning, stacklevel=3)
+            return self._eager(args, kwargs, nums, single, grads)
+        return self._results(ran, structure, positions, single, leaves, wrt, grads)
+
+    def _trace(self, key: Any, structure: tuple, kw_structure: Any, leaves: list,
+               wrt: list[int] | None) -> Any:
+        trace = _core.Trace()
+        trace.push()
+        try:
+            tensors = [Tensor(v) for v in leaves]
+            feed = iter(tensors)
+            call_args = [_rebuild(s, feed) for s in structure]
+            call_kwargs = _rebuild(kw_structure, feed)
+            out = self._f(*call_args, **call_kwargs)
+        finally:
+            trace.pop()
+        _check_output(out, self._f, scalar=wrt is not None)
+        trace.finish(tensors, out)
+        ran = trace.replay(leaves, wrt)
+        if ran is None:
+            raise TraceError(
+                f"compile: {getattr(self._f, '__name__', 'f')} took another branch when its "
+                "tape was run again on the same values: does it read randomness or a global "
+                "that changes? Pass such values as arguments")
+        traces = self._traces.setdefault(key, [])
+        traces.append(trace)
+        if len(traces) > _MAX_TRACES:
+            del traces[0]
+        return ran
+
+    def _results(self, ran: tuple, structure: tuple, positions: list[int], single: bool,
+                 leaves: list, wrt: list[int], grads: bool) -> tuple[Any, Any]:
+        value = _plain_output(ran[0])
+        if not grads:
+            return value, None
+        gradients = iter(ran[1])
+        per_arg = tuple(_rebuild(structure[n], gradients) for n in positions)
+        return value, per_arg[0] if single else per_arg
+
+    def _eager(self, args: tuple, kwargs: dict, nums: tuple[int, ...], single: bool,
+               grads: bool) -> tuple[Any, Any]:
+        if grads:
+            return _eager_value_and_grad(self._f, nums[0] if single else nums)(*args, **kwargs)
+        return _plain_output(self._f(*args, **kwargs)), None
+
+
+def _records(value: Any) -> bool:
+    """Whether value holds a Tensor that requires grad (in lists, tuples and dicts)."""
+    if isinstance(value, Tensor):
+        return value.requires_grad
+    if isinstance(value, dict):
+        return any(_records(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_records(v) for v in value)
+    return False
+
+
+def _normal_argnums(argnums: int | tuple[int, ...]) -> tuple[int, ...]:
+    nums = ((operator.index(argnums),) if not isinstance(argnums, (tuple, list))
+            else tuple(operator.index(a) for a in argnums))
+    if not nums:
+        raise ValueError("compile: argnums is empty; name the arguments to differentiate")
+    if len(set(nums)) != len(nums):
+        raise ValueError(f"compile: argnums {nums} repeats an argument")
+    return nums
+
+
+def _positions(nums: tuple[int, ...], n_args: int, f: Any) -> list[int]:
+    positions = []
+    for n in nums:
+        if not -n_args <= n < n_args:
+            raise ValueError(f"compile: argnums names argument {n}, but "
+                             f"{getattr(f, '__name__', 'f')} was called with {n_args} "
+                             "positional arguments")
+        positions.append(n % n_args)
+    return positions
+
+
+def _not_scalar(f: Any, ran_shape: Any) -> TypeError:
+    got = f", got shape {ran_shape}" if ran_shape is not None else ""
+    return TypeError(
+        f"compile: {getattr(f, '__name__', 'f')} must return a scalar (a Tensor of one element) "
+        f"for its gradient{got}. Reduce it (e.g. tapegrad.sum), or call the compiled function "
+        "for its value alone")
+
+
+def _check_output(out: Any, f: Any, scalar: bool) -> None:
+    name = getattr(f, "__name__", "f")
+    if isinstance(out, Tensor):
+        if scalar and np.size(_core.peek(out)) != 1:
+            raise _not_scalar(f, out.shape)
+        return
+    if isinstance(out, numbers.Real) or (isinstance(out, np.ndarray) and (out.size == 1 or
+                                                                           not scalar)):
+        return
+    raise TypeError(f"compile: {name} must return a Tensor or a number, got "
+                    f"{type(out).__name__}")
+
+
+def compile(f: Callable[..., Any] | None = None, argnums: int | tuple[int, ...] = 0,
+            fallback: str | None = None) -> Any:
+    """Record ``f`` once per argument key, then replay its tape natively.
+
+    ``compile(f, argnums=0, fallback=None)`` has the signature and results of
+    ``tapegrad.value_and_grad(f, argnums)``: ``cf.value_and_grad(*args)`` is
+    ``(value, gradient)``, ``cf.grad(*args)`` the gradient, ``cf(*args)`` the value.
+    Arguments are floats, ndarrays, Tensors, or lists, tuples and dicts of them
+    (ints, strings and other hashable values outside ``argnums`` are constants
+    that key the trace). The first call with a new structure, shape or dtype runs
+    ``f`` on Tensors and keeps its tape; later calls run the tape forward and
+    backward in C++ without running ``f``. A value ``f`` branches on (``if t > 0``,
+    ``bool(t)``, ``max(t, u)``) is a guard: a call that would branch otherwise
+    traces that path too. A value read into Python (``float(t)``, ``t.item()``,
+    ``t.data``, printing) raises TraceError, naming the line, unless
+    ``fallback="eager"``, which runs such an ``f`` eagerly with one TraceWarning.
+    Randomness and globals ``f`` reads are constants of the trace: pass them as
+    arguments. Usable as a decorator, with or without arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> import tapegrad as tg
+        >>> @tg.compile
+        ... def loss(w, x):
+        ...     return np.sum(np.tanh(x @ w) ** 2)
+        >>> value, g = loss.value_and_grad(np.zeros(2), np.eye(2))
+        >>> value, g
+        (0.0, array([0., 0.]))
+    """
+    if f is None:
+        return functools.partial(compile, argnums=argnums, fallback=fallback)
+    return CompiledFunction(f, argnums=argnums, fallback=fallback)
