@@ -1,5 +1,6 @@
 #include "replay.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "array_apply.hpp"
@@ -249,8 +250,8 @@ int Trace::guard_holds(const Guard& g) {
     return truth == seen ? 1 : 0;
 }
 
-// One op row's value from its operands' current values (the op tables'
-// forward formulas, as the eager ops compute them).
+// An op row the forward loop leaves to a call: a cold op's scalar row, or
+// an array row (elementwise through numpy, or an array op's forward).
 bool Trace::compute_row(uint32_t row) {
     RowStore& rows = tape_->rows();
     const uint8_t code = rows.op(row), f = rows.flags(row);
@@ -258,12 +259,10 @@ bool Trace::compute_row(uint32_t row) {
     if (!(f & F_ARRAY)) {
         const uint32_t ia = rows.in0(row), ib = rows.in1(row);
         const double a = (f & F_A_NUMBER) ? rows.constant(ia) : rows.val(ia).number;
-        const bool binary = op_arity(code) == 2;
-        const double b = !binary ? 0.0 : (f & F_B_NUMBER) ? rows.constant(ib) : rows.val(ib).number;
         double out = 0.0;
         visit_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;
-            if constexpr (Op::arity == 2) out = Op::forward(a, b);
+            if constexpr (Op::arity == 2) out = Op::forward(a, (f & F_B_NUMBER) ? rows.constant(ib) : rows.val(ib).number);
             else out = Op::forward(a);
         });
         rows.set_number(row, out);
@@ -297,20 +296,48 @@ bool Trace::compute_row(uint32_t row) {
     return true;
 }
 
-Trace::Ran Trace::forward() {
-    size_t g = 0;
-    for (uint32_t row : order_) {
-        for (; g < guards_.size() && guards_[g].position <= row; ++g) {
-            const int holds = guard_holds(guards_[g]);
-            if (holds <= 0) return holds < 0 ? Ran::FAILED : Ran::GUARD_FAILED;
-        }
-        if (!compute_row(row)) return Ran::FAILED;
-    }
-    for (; g < guards_.size(); ++g) {
+// The guards from the g-th on whose rows are all computed before `row`.
+// Returns the next guard's position (SIZE_MAX: none left) in `next`.
+Trace::Ran Trace::check_guards(size_t& g, size_t upto, size_t& next) {
+    for (; g < guards_.size() && guards_[g].position <= upto; ++g) {
         const int holds = guard_holds(guards_[g]);
         if (holds <= 0) return holds < 0 ? Ran::FAILED : Ran::GUARD_FAILED;
     }
+    next = g < guards_.size() ? guards_[g].position : SIZE_MAX;
     return Ran::OK;
+}
+
+// The op rows in order, each from its operands' current values, as the eager
+// ops compute them. A plain scalar row of a hot op runs inline (one switch, as
+// the sweep's loop: Note [Hot ops]); any other row is a call.
+Trace::Ran Trace::forward() {
+    RowStore& rows = tape_->rows();
+    size_t g = 0, next_guard = 0;
+    Ran ran = check_guards(g, 0, next_guard);
+    if (ran != Ran::OK) return ran;
+    const uint8_t* op = rows.op_data();
+    const uint8_t* flags = rows.flags_data();
+    const uint32_t* in0 = rows.in0_data();
+    const uint32_t* in1 = rows.in1_data();
+    const double* consts = rows.consts_data();
+    Value* val = rows.val_data_for_replay();
+    for (const uint32_t row : order_) {
+        if (row >= next_guard && (ran = check_guards(g, row, next_guard)) != Ran::OK) return ran;
+        const uint8_t code = op[row], f = flags[row];
+        if (!(f & F_ARRAY) && code < OP_FIRST_COLD) {
+            const double a = (f & F_A_NUMBER) ? consts[in0[row]] : val[in0[row]].number;
+            visit_hot_op(code, [&](auto tag) {
+                using Op = typename decltype(tag)::type;
+                if constexpr (Op::arity == 2)
+                    val[row].number = Op::forward(a, (f & F_B_NUMBER) ? consts[in1[row]] : val[in1[row]].number);
+                else
+                    val[row].number = Op::forward(a);
+            });
+            continue;
+        }
+        if (!compute_row(row)) return Ran::FAILED;
+    }
+    return check_guards(g, SIZE_MAX, next_guard);
 }
 
 py::object Trace::gradients(const py::sequence& wrt) {
@@ -330,8 +357,12 @@ py::object Trace::gradients(const py::sequence& wrt) {
     NumericSweep sweep(*tape_);
     if (output_row_ != UINT32_MAX) {
         auto found = needed_.find(wanted);
-        if (found == needed_.end())
-            found = needed_.emplace(wanted, needed_rows(*tape_, sources, tape_->rows().size())).first;
+        if (found == needed_.end()) {
+            std::vector<uint8_t> needed = needed_rows(*tape_, sources, tape_->rows().size());
+            // Every row needed: the sweep's loop without the test per row.
+            if (std::find(needed.begin(), needed.end(), 0) == needed.end()) needed.clear();
+            found = needed_.emplace(wanted, std::move(needed)).first;
+        }
         const RowStore& rows = tape_->rows();
         PyObject* initial = rows.is_array(output_row_) ? filled_like(rows.array_of(output_row_), 1.0)
                                                        : PyFloat_FromDouble(1.0);

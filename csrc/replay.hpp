@@ -97,6 +97,7 @@ public:
 private:
     enum class Ran { OK, GUARD_FAILED, FAILED };
     Ran forward();
+    Ran check_guards(size_t& g, size_t upto, size_t& next);
     bool compute_row(uint32_t row);
     int guard_holds(const Guard& g);  // 1, 0, or -1 with an error set
     GuardOperand operand(PyObject* x);
