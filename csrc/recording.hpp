@@ -19,6 +19,7 @@
 #include "array_apply.hpp"
 #include "array_ops.hpp"
 #include "numeric.hpp"
+#include "replay.hpp"
 #include "tensor.hpp"
 
 namespace tapegrad {
@@ -34,6 +35,22 @@ inline py::object checked(PyObject* o) {
 inline py::object value_of(const py::object& x) {
     if (is_tensor(x.ptr())) return checked(value_object(reinterpret_cast<TensorObject*>(x.ptr())));
     return x;
+}
+
+// A value a formula decides something by (a mask, a branch, a constant built
+// from it), not only its layout: while compile traces (Note [Compiled
+// tapes]) such a read would be a constant of the trace, so it raises
+// TraceError, naming `what`. Comparisons are guards instead (compare below).
+inline py::object deciding_value(const py::object& x, const char* what) {
+    if (is_tensor(x.ptr()) && !allowed_while_tracing(what)) throw py::error_already_set();
+    return value_of(x);
+}
+
+// While compile traces, a mask a formula computes from values (a == b, x >= lo)
+// is recorded as a guard on the comparison that decides it (Note [Compiled
+// tapes]); the mask itself is computed as always.
+inline void guard_mask(const py::object& a, const py::object& b, int op) {
+    if (Tape::tracing_count && (is_tensor(a.ptr()) || is_tensor(b.ptr()))) checked(compare_values(a.ptr(), b.ptr(), op));
 }
 
 // ---- TapeValue: the element type for the elementwise table ----
@@ -88,13 +105,15 @@ inline TapeValue polygamma(int n, const TapeValue& a) {
 // A function of the value alone, as a constant: numpy's `name` on it. For
 // the piecewise-constant functions, whose derivative is zero almost everywhere.
 inline TapeValue constant_of(const char* name, const TapeValue& a) {
-    return TapeValue(py::module_::import("numpy").attr(name)(value_of(a.v)));
+    return TapeValue(py::module_::import("numpy").attr(name)(deciding_value(a.v, "a create_graph backward through floor or trunc")));
 }
 inline TapeValue floor(const TapeValue& a) { return constant_of("floor", a); }
 inline TapeValue trunc(const TapeValue& a) { return constant_of("trunc", a); }
 
+// On the values; recorded as a guard while compile traces, so that a replay
+// whose mask would differ traces again (Note [Compiled tapes]).
 inline Mask compare(const TapeValue& a, const TapeValue& b, int how) {
-    return Mask{checked(PyObject_RichCompare(value_of(a.v).ptr(), value_of(b.v).ptr(), how))};
+    return Mask{checked(compare_values(a.v.ptr(), b.v.ptr(), how))};
 }
 inline Mask operator>(const TapeValue& a, const TapeValue& b) { return compare(a, b, Py_GT); }
 inline Mask operator<(const TapeValue& a, const TapeValue& b) { return compare(a, b, Py_LT); }
@@ -109,8 +128,16 @@ inline Mask operator||(const Mask& a, const Mask& b) {
     return Mask{py::module_::import("numpy").attr("logical_or")(a.v, b.v)};
 }
 
-// The sign as a constant: its derivative is zero (almost everywhere).
-inline TapeValue sign_of(const TapeValue& a) { return TapeValue(py::module_::import("numpy").attr("sign")(value_of(a.v))); }
+// The sign as a constant: its derivative is zero (almost everywhere). While
+// compile traces, a > 0 and a < 0 are guards: they decide the sign.
+inline TapeValue sign_of(const TapeValue& a) {
+    if (Tape::tracing_count && is_tensor(a.v.ptr())) {
+        const py::float_ zero(0.0);
+        checked(compare_values(a.v.ptr(), zero.ptr(), Py_GT));
+        checked(compare_values(a.v.ptr(), zero.ptr(), Py_LT));
+    }
+    return TapeValue(py::module_::import("numpy").attr("sign")(value_of(a.v)));
+}
 
 inline TapeValue select(const Mask& c, const TapeValue& x, const TapeValue& y) {
     if (!PyArray_Check(c.v.ptr())) return py::bool_(c.v) ? x : y;  // a bool or numpy bool
@@ -138,14 +165,24 @@ public:
     double count(const py::object& x, const py::object& axis) { return np().count(value_of(x), axis); }
     py::object inverse_permutation(const py::object& axes) { return np().inverse_permutation(axes); }
     py::object equal_mask(const py::object& a, const py::object& b) {
+        guard_mask(a, b, Py_EQ);
         return np().equal_mask(value_of(a), value_of(b));
     }
-    py::object is_zero(const py::object& x) { return np().is_zero(value_of(x)); }
+    py::object is_zero(const py::object& x) {
+        guard_mask(x, py::float_(0.0), Py_EQ);
+        return np().is_zero(value_of(x));
+    }
     py::object within(const py::object& x, const py::object& lo, const py::object& hi) {
+        if (!lo.is_none()) guard_mask(x, lo, Py_GE);
+        if (!hi.is_none()) guard_mask(x, hi, Py_LE);
         return np().within(value_of(x), value_of(lo), value_of(hi));
     }
     py::object clip_from_bound(const py::object& x, const py::object& lo, const py::object& hi,
                                bool upper) {
+        const py::object& bound = upper ? hi : lo;
+        const py::object& other = upper ? lo : hi;
+        guard_mask(x, bound, upper ? Py_GT : Py_LT);
+        if (!other.is_none()) guard_mask(bound, other, Py_LT);
         return np().clip_from_bound(value_of(x), value_of(lo), value_of(hi), upper);
     }
 
@@ -155,7 +192,7 @@ public:
     py::object mul(const py::object& a, const py::object& b) { return (TapeValue(a) * TapeValue(b)).v; }
     py::object div(const py::object& a, const py::object& b) { return (TapeValue(a) / TapeValue(b)).v; }
     py::object exp(const py::object& a) { return tapegrad::exp(TapeValue(a)).v; }
-    py::object sign(const py::object& x) { return np().sign(value_of(x)); }  // a constant
+    py::object sign(const py::object& x) { return sign_of(TapeValue(x)).v; }  // a constant
     py::object polygamma(const py::object& x, int n) { return op(OP_POLYGAMMA, {x}, py::make_tuple(n)); }
     py::object ive(const py::object& v, const py::object& z) { return op(OP_IVE, {z}, py::make_tuple(v)); }
 
@@ -233,22 +270,22 @@ public:
         return op(OP_SOLVE_SYLVESTER, {a, b, q}, py::tuple());
     }
     // Values the linear-algebra formulas branch on or build constants from.
-    py::object value(const py::object& x) { return value_of(x); }
-    bool any_zero(const py::object& x) { return np().any_zero(value_of(x)); }
+    py::object value(const py::object& x) { return deciding_value(x, "a create_graph backward that reads values"); }
+    bool any_zero(const py::object& x) { return np().any_zero(value(x)); }
     // A determinant's second derivative through A^-1 loses the digits A^-1
     // does: near a singular matrix det's backward takes the SVD formula.
     bool nearly_singular(const py::object& a, const py::object& det) {
-        return np().nearly_singular(value_of(a), value_of(det), 1e-8);
+        return np().nearly_singular(value(a), value(det), 1e-8);
     }
-    bool any_infinite(const py::object& x) { return np().any_infinite(value_of(x)); }
+    bool any_infinite(const py::object& x) { return np().any_infinite(value(x)); }
     // Whether x is a constant zero: a Tensor may be zero now and still carry a
     // dependence that a higher derivative needs, so it never is.
     bool all_zero(const py::object& x) { return !is_tensor(x.ptr()) && np().all_zero(x); }
-    double max_abs(const py::object& x) { return np().max_abs(value_of(x)); }
-    py::object zero_mask(const py::object& x) { return np().zero_mask(value_of(x)); }
-    bool couples(const py::object& gaps, const py::object& x) { return np().couples(value_of(gaps), value_of(x)); }
+    double max_abs(const py::object& x) { return np().max_abs(value(x)); }
+    py::object zero_mask(const py::object& x) { return np().zero_mask(value(x)); }
+    bool couples(const py::object& gaps, const py::object& x) { return np().couples(value(gaps), value(x)); }
     bool reaches_zero(const py::object& s, const py::object& g, bool columns) {
-        return np().reaches_zero(value_of(s), value_of(g), columns);
+        return np().reaches_zero(value(s), value(g), columns);
     }
     py::object eye(long n, const py::object& dtype) { return np().eye(n, dtype); }
     py::object zeros(const py::object& shape, const py::object& dtype) { return np().zeros(shape, dtype); }

@@ -135,6 +135,8 @@ PyObject* Trace::guard(int op, PyObject* a, PyObject* b) {
         if (!g.outcome) throw py::error_already_set();
     }
     guards_.push_back(g);
+    // f gets its own copy of a mask: it may write into it (numpy code does).
+    if (PyArray_Check(g.outcome.ptr())) return owned_copy(g.outcome.ptr());
     return Py_NewRef(g.outcome.ptr());
 }
 
@@ -340,9 +342,45 @@ Trace::Ran Trace::forward() {
     return check_guards(g, SIZE_MAX, next_guard);
 }
 
-py::object Trace::gradients(const py::sequence& wrt) {
-    if (!scalar_output_) throw py::type_error("Trace.replay: gradients need a value of one element");
-    std::vector<size_t> wanted;
+// The output's gradient to start a sweep from: `seed` (None: 1.0, for a
+// value of one element), a float or an ndarray of the output's layout.
+PyObject* Trace::start_gradient(const py::handle& seed) {
+    const RowStore& rows = tape_->rows();
+    const bool array = rows.is_array(output_row_);
+    if (seed.is_none()) {
+        if (!scalar_output_) {
+            PyErr_SetString(PyExc_TypeError, "Trace.replay: gradients need a value of one element, or seeds");
+            return nullptr;
+        }
+        return array ? filled_like(rows.array_of(output_row_), 1.0) : PyFloat_FromDouble(1.0);
+    }
+    if (!array) {
+        const double v = PyFloat_AsDouble(seed.ptr());  // a number, or a one-element array
+        if (v == -1.0 && PyErr_Occurred()) {
+            PyErr_Format(PyExc_ValueError, "Trace.replay: a seed must be a float, as the output; got %R",
+                         seed.ptr());
+            return nullptr;
+        }
+        return PyFloat_FromDouble(v);
+    }
+    // Array-like, cast to the output's dtype; of its shape.
+    PyObject* like = rows.array_of(output_row_);
+    PyArray_Descr* dtype = PyArray_DESCR(reinterpret_cast<PyArrayObject*>(like));
+    Py_INCREF(dtype);
+    PyObject* g = PyArray_FromAny(seed.ptr(), dtype, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ENSURECOPY |
+                                  NPY_ARRAY_WRITEABLE | NPY_ARRAY_FORCECAST, nullptr);
+    if (g && !same_layout(g, like)) {
+        PyErr_Format(PyExc_ValueError, "Trace.replay: a seed must have the output's shape %S; got shape %S",
+                     shape_text(like).ptr(), shape_text(g).ptr());
+        Py_CLEAR(g);
+    }
+    return g;
+}
+
+// One reverse sweep per seed over the values forward() left: the gradients
+// of the inputs `wrt` names, a list per seed.
+// The sweep's sources for the inputs `wrt` names; their indices in `wanted`.
+std::vector<Source> Trace::sources_of(const py::sequence& wrt, std::vector<size_t>& wanted) const {
     std::vector<Source> sources;
     for (py::handle item : wrt) {
         const Py_ssize_t k = PyLong_AsSsize_t(item.ptr());
@@ -354,37 +392,66 @@ py::object Trace::gradients(const py::sequence& wrt) {
         sources.push_back({reinterpret_cast<TensorObject*>(inputs_[static_cast<size_t>(k)]),
                            input_rows_[static_cast<size_t>(k)]});
     }
-    NumericSweep sweep(*tape_);
+    return sources;
+}
+
+bool Trace::depends_on(const py::sequence& wrt) {
+    std::vector<size_t> wanted;
+    const std::vector<Source> sources = sources_of(wrt, wanted);
+    if (output_row_ == UINT32_MAX) return false;
+    for (const Source& s : sources)
+        if (s.node == output_row_) return true;
+    const std::vector<uint8_t> needed = needed_rows(*tape_, sources, tape_->rows().size());
+    return needed.empty() || needed[output_row_];
+}
+
+py::list Trace::gradients(const py::sequence& wrt, const std::vector<py::object>& seeds) {
+    std::vector<size_t> wanted;
+    const std::vector<Source> sources = sources_of(wrt, wanted);
+    const std::vector<uint8_t>* needed = nullptr;
     if (output_row_ != UINT32_MAX) {
         auto found = needed_.find(wanted);
         if (found == needed_.end()) {
-            std::vector<uint8_t> needed = needed_rows(*tape_, sources, tape_->rows().size());
+            std::vector<uint8_t> mask = needed_rows(*tape_, sources, tape_->rows().size());
             // Every row needed: the sweep's loop without the test per row.
-            if (std::find(needed.begin(), needed.end(), 0) == needed.end()) needed.clear();
-            found = needed_.emplace(wanted, std::move(needed)).first;
+            if (std::find(mask.begin(), mask.end(), 0) == mask.end()) mask.clear();
+            found = needed_.emplace(wanted, std::move(mask)).first;
         }
-        const RowStore& rows = tape_->rows();
-        PyObject* initial = rows.is_array(output_row_) ? filled_like(rows.array_of(output_row_), 1.0)
-                                                       : PyFloat_FromDouble(1.0);
-        if (!initial || !sweep.rows.start_from(output_row_, initial) ||
-            !sweep.run(sources, false, found->second.empty() ? nullptr : &found->second))
-            throw py::error_already_set();
+        if (!found->second.empty()) needed = &found->second;
     }
-    py::list out(sources.size());
-    for (size_t k = 0; k < sources.size(); ++k) {
-        PyObject* g = sweep.rows.result(sources[k]);
-        if (!g) throw py::error_already_set();
-        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(k), g);
+    py::list per_seed(seeds.size());
+    for (size_t s = 0; s < seeds.size(); ++s) {
+        NumericSweep sweep(*tape_);
+        if (output_row_ != UINT32_MAX) {
+            PyObject* initial = start_gradient(seeds[s]);
+            if (!initial || !sweep.rows.start_from(output_row_, initial) || !sweep.run(sources, false, needed))
+                throw py::error_already_set();
+        }
+        py::list out(sources.size());
+        for (size_t k = 0; k < sources.size(); ++k) {
+            PyObject* g = sweep.rows.result(sources[k]);
+            if (!g) throw py::error_already_set();
+            PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(k), g);
+        }
+        per_seed[s] = out;
     }
-    return out;
+    return per_seed;
 }
 
-py::object Trace::replay(const py::sequence& values, const py::object& wrt) {
+py::object Trace::replay(const py::sequence& values, const py::object& wrt, const py::object& seeds) {
     if (!finished_) throw py::value_error("Trace.replay: the trace has not finished recording");
     if (busy_) throw py::value_error("Trace.replay: this trace is running (another call uses it)");
     if (static_cast<size_t>(py::len(values)) != inputs_.size())
         throw py::value_error("Trace.replay: " + std::to_string(py::len(values)) + " values for " +
                               std::to_string(inputs_.size()) + " inputs");
+    if (!seeds.is_none() && wrt.is_none()) throw py::value_error("Trace.replay: seeds without wrt");
+    if (!wrt.is_none() && seeds.is_none() && !scalar_output_)
+        throw py::type_error("Trace.replay: gradients need a value of one element, or seeds");
+    std::vector<py::object> seed_list;
+    if (!seeds.is_none())
+        for (py::handle seed : py::reinterpret_borrow<py::sequence>(seeds)) seed_list.push_back(py::reinterpret_borrow<py::object>(seed));
+    else
+        seed_list.push_back(py::none());
     busy_ = true;
     struct Release {
         bool& busy;
@@ -402,8 +469,9 @@ py::object Trace::replay(const py::sequence& values, const py::object& wrt) {
                                                                             : PyFloat_FromDouble(rows.val(output_row_).number));
         if (!value) throw py::error_already_set();
     }
-    py::object grads = wrt.is_none() ? py::none() : gradients(wrt);
-    return py::make_tuple(value, grads);
+    if (wrt.is_none()) return py::make_tuple(value, py::none());
+    py::list grads = gradients(wrt, seed_list);
+    return py::make_tuple(value, seeds.is_none() ? py::object(grads[0]) : py::object(grads));
 }
 
 }  // namespace tapegrad

@@ -38,6 +38,7 @@
 #include <memory>
 #include <vector>
 
+#include "sweep_sources.hpp"
 #include "tape.hpp"
 
 namespace tapegrad {
@@ -79,9 +80,14 @@ public:
     // Runs the tape on new input values (floats and ndarrays of the recorded
     // layouts, one per input). None when a guard comes out otherwise; else
     // (value, gradients): the gradients of the inputs `wrt` names (a list of
-    // indices; None: no backward), floats and ndarrays.
-    py::object replay(const py::sequence& values, const py::object& wrt);
+    // indices; None: no backward), floats and ndarrays. With `seeds` (a list of
+    // output gradients: floats, or ndarrays of the output's layout), one
+    // reverse sweep per seed over the one forward: a list of gradient lists.
+    py::object replay(const py::sequence& values, const py::object& wrt, const py::object& seeds);
 
+    // Whether f's value depends on any of the inputs `wrt` names (a list of
+    // indices): through the rows, not through a constant of the trace.
+    bool depends_on(const py::sequence& wrt);
     bool busy() const { return busy_; }
     size_t row_count() const { return tape_->rows().size(); }
     size_t op_count() const { return order_.size(); }
@@ -103,7 +109,9 @@ private:
     GuardOperand operand(PyObject* x);
     PyObject* operand_value(const GuardOperand& x);
     bool set_input(size_t k, PyObject* value);
-    py::object gradients(const py::sequence& wrt);
+    PyObject* start_gradient(const py::handle& seed);
+    std::vector<Source> sources_of(const py::sequence& wrt, std::vector<size_t>& wanted) const;
+    py::list gradients(const py::sequence& wrt, const std::vector<py::object>& seeds);
 
     std::unique_ptr<Tape> tape_;
     std::vector<Guard> guards_;

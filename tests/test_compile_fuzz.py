@@ -86,12 +86,10 @@ step = st.one_of(
 )
 programs = st.lists(step, min_size=1, max_size=8)
 
-# Steps whose create_graph backward reads a value with no guard (a sign, a
-# mask, a floor: recording.hpp's sign_of, compare and constant_of), so that
-# a replay reuses the traced one. They are left out of the second-order oracle
-# until that is fixed; test_steps_whose_second_order_replays_are_wrong fails
-# (strict xfail) for each, so that a fix shows which to bring back.
-SECOND_ORDER_READS_VALUES = [
+# Steps whose create_graph backward reads a value (a sign, a mask: recording.hpp's
+# sign_of and compare record guards while compile traces); the oracle found
+# replays that reused the traced sign or mask before those guards existed.
+STEPS_WITH_KINKS = [
     ("unary", "abs"), ("unary", "relu"), ("binary", "maximum"), ("binary", "minimum"),
     ("binary_const", "maximum"), ("binary_const", "minimum"), ("array", "max_keep"),
     ("catalogue", "abs"), ("catalogue", "fabs"), ("catalogue", "relu"),
@@ -101,14 +99,7 @@ SECOND_ORDER_READS_VALUES = [
     ("catalogue", "sinc"), ("catalogue_array", "clip"),
 ]
 
-
-def _replays_to_second_order(program_step):
-    kind, name = program_step[:2]
-    # a branching step applies the unary step of its name
-    return ("unary" if kind in BRANCHES else kind, name) not in SECOND_ORDER_READS_VALUES
-
-
-second_order_programs = st.lists(step.filter(_replays_to_second_order), min_size=1, max_size=8)
+second_order_programs = st.lists(step, min_size=1, max_size=8)
 
 
 def _describe(program_step):
@@ -196,24 +187,26 @@ def check_compiled_against_eager(f, inputs, seed, stats, program):
     eager_value_and_grad = tg.value_and_grad(f, argnums)
 
     def eager(*args):
-        # a second derivative that is zero (a linear program) warns eagerly; compile does not
+        # a second derivative that is zero (a linear program) warns, eagerly and compiled
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "value_and_grad: the value of .* does not depend")
             return eager_value_and_grad(*args)
     stats["programs"] += 1
-    try:
-        traced = compiled.value_and_grad(*inputs)
-    except tg.TraceError:
-        stats["raised by " + program.running] += 1
-        return False
-    stats["compiled"] += 1
-    assert_close(traced, eager(*inputs), "the call that traced")
-    for n, fresh in enumerate(_fresh_inputs(inputs, seed)):
-        traces = compiled.trace_count
-        assert_close(compiled.value_and_grad(*fresh), eager(*fresh), f"fresh call {n}")
-        stats["replays"] += 1
-        stats["replays that took another path"] += compiled.trace_count > traces
-    assert_close(compiled(*inputs), eager(*inputs)[0], "a call for the value alone")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "value_and_grad: the value of .* does not depend")
+        try:
+            traced = compiled.value_and_grad(*inputs)
+        except tg.TraceError:
+            stats["raised by " + program.running] += 1
+            return False
+        stats["compiled"] += 1
+        assert_close(traced, eager(*inputs), "the call that traced")
+        for n, fresh in enumerate(_fresh_inputs(inputs, seed)):
+            traces = compiled.trace_count
+            assert_close(compiled.value_and_grad(*fresh), eager(*fresh), f"fresh call {n}")
+            stats["replays"] += 1
+            stats["replays that took another path"] += compiled.trace_count > traces
+        assert_close(compiled(*inputs), eager(*inputs)[0], "a call for the value alone")
     return True
 
 
@@ -247,7 +240,7 @@ def test_second_order_of_random_programs_compiled_and_replayed_matches_eager():
     run_oracle(second_order_programs, _second_order, collections.Counter())
 
 
-# ---- mismatches the oracle found, minimized (strict xfails: the lead's to fix) ----
+# ---- mismatches the oracle found, minimized: regression tests ----
 
 def _value_and_grad_both_ways(f, *args):
     compiled = tg.compile(f).value_and_grad(*args)
@@ -256,17 +249,11 @@ def _value_and_grad_both_ways(f, *args):
         return compiled, tg.value_and_grad(f)(*args)
 
 
-@pytest.mark.xfail(strict=True, reason="compiled.py _leaf_value turns a numpy scalar argument "
-                   "into a Python float: its gradient comes back a float where eager gives a "
-                   "0-d ndarray")
 def test_a_numpy_float64_scalar_argument_gets_the_eager_gradient_type():
     compiled, eager = _value_and_grad_both_ways(tg.sin, np.float64(0.5))
     assert_close(compiled, eager, "sin at np.float64(0.5)")
 
 
-@pytest.mark.xfail(strict=True, reason="compiled.py _leaf_value turns an np.float32 argument "
-                   "into a Python float, so the compiled tape computes in float64 where eager "
-                   "computes in float32")
 def test_a_numpy_float32_scalar_argument_is_computed_in_float32():
     compiled, eager = _value_and_grad_both_ways(tg.sin, np.float32(0.5))
     assert compiled[0] == eager[0] == float(np.sin(np.float32(0.5)))
@@ -279,9 +266,6 @@ def _derivative_times_x(op):
     return f
 
 
-@pytest.mark.xfail(strict=True, reason="recording.hpp: create_graph backwards of kinked ops "
-                   "read the value through value_of() (sign_of, compare -> Mask, select) "
-                   "without a guard, so a replay reuses the traced sign or mask")
 @pytest.mark.parametrize("op", [
     tg.abs, tg.relu, lambda x: tg.maximum(x, 0.5 * x * x), lambda x: tg.minimum(x, 0.5 * x * x),
     lambda x: tg.clip(x, -1.0, 1.0),
@@ -297,18 +281,22 @@ def test_a_create_graph_gradient_through_a_kink_replays_on_the_other_side(op):
     assert_close(compiled.value_and_grad(fresh), want, "replay across the kink")
 
 
-@pytest.mark.xfail(strict=True, reason="compile gives zero gradients silently where eager "
-                   "value_and_grad warns that the value does not depend on the arguments "
-                   "(keep or delete: a question for the lead)")
 def test_a_value_that_does_not_depend_on_the_argument_warns_as_eager_does():
+    def f(x):
+        return tg.tensor(1.0) * 2.0
+
     with pytest.warns(UserWarning, match="does not depend on"):
-        tg.compile(lambda x: x * 0.0 + tg.tensor(1.0)).value_and_grad(1.0)
+        eager = tg.value_and_grad(f)(1.0)
+    with pytest.warns(UserWarning, match="does not depend on"):
+        assert tg.compile(f).value_and_grad(1.0) == eager
+    # x * 0.0 is a dependence (recorded, zero): neither warns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tg.compile(lambda x: x * 0.0 + 1.0).value_and_grad(1.0) == (1.0, 0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="recording.hpp reads the value in these steps' "
-                   "create_graph backwards (a sign, a mask, a floor) without a guard")
-@pytest.mark.parametrize("kind, name", SECOND_ORDER_READS_VALUES)
-def test_steps_whose_second_order_replays_are_wrong(kind, name):
+@pytest.mark.parametrize("kind, name", STEPS_WITH_KINKS)
+def test_steps_with_a_kink_replay_to_second_order(kind, name):
     for shapes in [()], [(3,)], [(2, 3), (3,)]:
         for seed in range(3):
             rng = np.random.default_rng(seed)

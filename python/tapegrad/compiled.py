@@ -85,7 +85,7 @@ def _leaf_value(value: Any, where: str, differentiable: bool) -> Any:
     if isinstance(value, (np.ndarray, np.generic)):
         array = np.asarray(value)
         if array.dtype in _FLOATS:
-            return float(array) if isinstance(value, np.generic) else array
+            return array  # a numpy scalar as a 0-d array of its dtype, as the eager value_and_grad
         if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
             return array.astype(np.float64) if differentiable else None
         raise TypeError(f"compile: {where} has dtype {array.dtype}; give float32 or float64 "
@@ -296,6 +296,11 @@ class CompiledFunction:
             trace.pop()
         _check_output(out, self._f, scalar=wrt is not None)
         trace.finish(tensors, out)
+        if wrt and not trace.depends_on(wrt):
+            warnings.warn(  # the eager value_and_grad's warning
+                f"value_and_grad: the value of {getattr(self._f, '__name__', 'f')} does not "
+                "depend on the arguments it differentiates (it has no recorded history from "
+                "them); their gradients are zero", stacklevel=4)
         ran = trace.replay(leaves, wrt)
         if ran is None:
             raise TraceError(
