@@ -42,9 +42,19 @@ def value_of(x: Any) -> Any:
     return x.data if isinstance(x, TensorBase) else x
 
 
+def layout_of(x: Any) -> Any:
+    """A Tensor's value read for its layout only (shape, dtype, size); anything else as it is.
+
+    No escape check: while ``tapegrad.compile`` traces, reading the numbers
+    would make them a constant of the trace, but a layout is part of the
+    trace's key, so it cannot change between replays.
+    """
+    return _core.peek(x) if isinstance(x, TensorBase) else x
+
+
 def dtype_of(x: Any) -> np.dtype:
     """The dtype of a Tensor's value (float64 for a float) or of a plain value."""
-    return np.result_type(x.data if isinstance(x, TensorBase) else x)
+    return np.result_type(layout_of(x))
 
 
 def has_tensor(obj: Any) -> bool:

@@ -369,13 +369,12 @@ def astype(x: Any, dtype: Any, order: str = "K", casting: str = "unsafe", subok:
         array([ 1, -2])
     """
     want = np.dtype(dtype)
-    value = x.data if isinstance(x, TensorBase) else np.asarray(x)
-    have = np.result_type(value)
+    have = dtype_of(x)
     if not np.can_cast(have, want, casting=casting):
         raise TypeError(f"astype: cannot cast {have} to {want} according to the rule "
                         f"{casting!r}")
     if want.kind in "biu":  # no gradient: the value, as PyTorch's integer tensors
-        return np.array(value, dtype=want)
+        return np.array(x.data if isinstance(x, TensorBase) else x, dtype=want)
     if want not in FLOAT_DTYPES:
         raise TypeError(
             f"astype: tapegrad differentiates float32 and float64 values, not {want}; cast to "

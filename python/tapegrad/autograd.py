@@ -374,12 +374,12 @@ def _vectors(v: Any, refs: tuple, was_tuple: bool, what: str, of: str) -> tuple:
             raise ValueError(f"{what}: v must be a tuple with one entry per {of} "
                              f"({len(refs)} {of}s), got {len(vs)}")
     elif (isinstance(v, tuple) and len(v) == 1
-          and np.shape(_value(v[0])) == np.shape(refs[0].data)):
+          and np.shape(_value(v[0])) == refs[0].shape):
         vs = v  # torch's form for a single input or output: a tuple of one
     else:
         vs = (v,)
     for k, (vk, ref) in enumerate(zip(vs, refs)):
-        got, want = np.shape(_value(vk)), np.shape(ref.data)
+        got, want = np.shape(_value(vk)), ref.shape
         if got != want:
             which = f"v[{k}]" if was_tuple else "v"
             whose = f"{of} {k}" if was_tuple else f"the {of}"
@@ -429,14 +429,14 @@ def _check_first_grads(grads: tuple, strict: bool, what: str) -> None:
 def _zeros_for(grads: tuple, nodes: tuple) -> tuple:
     """Each gradient, with zeros (a constant of the input's shape) for None."""
     return tuple(g if g is not None
-                 else Tensor(0.0 if isinstance(node.data, float) else np.zeros_like(node.data),
-                             requires_grad=False)
+                 else Tensor(0.0 if isinstance(_core.peek(node), float)  # a layout, no value
+                             else np.zeros(node.shape, node.dtype), requires_grad=False)
                  for g, node in zip(grads, nodes))
 
 
 def _scalar_output(out: Any, what: str) -> Tensor:
-    if not isinstance(out, Tensor) or np.size(out.data) != 1:
-        got = (f"shape {np.shape(out.data)}" if isinstance(out, Tensor)
+    if not isinstance(out, Tensor) or out.size != 1:
+        got = (f"shape {out.shape}" if isinstance(out, Tensor)
                else f"a tuple of {len(out)}" if isinstance(out, (tuple, list))
                else type(out).__name__)
         raise RuntimeError(
@@ -447,7 +447,7 @@ def _scalar_output(out: Any, what: str) -> Tensor:
 def _stacked(rows: list, shape: tuple, like: Tensor) -> Tensor:
     """Rows of a Jacobian (Tensors) as one Tensor of `shape`, recorded when they have history."""
     if not rows:  # an output with no elements
-        return Tensor(np.zeros(shape, dtype=np.asarray(like.data).dtype), requires_grad=False)
+        return Tensor(np.zeros(shape, dtype=like.dtype), requires_grad=False)
     if any(r.requires_grad for r in rows):
         return reshape(stack(rows), shape)
     return Tensor(np.stack([np.asarray(r.data) for r in rows]).reshape(shape), requires_grad=False)
@@ -481,8 +481,8 @@ def vjp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
         outs, outputs_tuple = _outputs_of(func(*nodes), "vjp")
         _check_outputs(outs, strict, "vjp")
         if v is None:
-            if len(outs) != 1 or np.size(outs[0].data) != 1:
-                shapes = ", ".join(str(np.shape(o.data)) for o in outs)
+            if len(outs) != 1 or outs[0].size != 1:
+                shapes = ", ".join(str(o.shape) for o in outs)
                 raise RuntimeError(
                     f"vjp: v can be omitted only when the function returns a single Tensor with "
                     f"one element, but it returned shapes {shapes}; pass v with the output's "
@@ -532,19 +532,19 @@ def jacobian(func: Callable[..., Any], inputs: Any, create_graph: bool = False,
         outs, outputs_tuple = _outputs_of(func(*nodes), "jacobian")
         _check_outputs(outs, strict, "jacobian")
         for i, out in enumerate(outs):
-            out_shape = np.shape(out.data)
+            out_shape = out.shape
             rows = []
             for k in range(int(np.prod(out_shape))):
                 grad_output = None  # a scalar output starts from 1
                 if out_shape:  # row k of the Jacobian: start from the k-th unit vector
-                    grad_output = np.zeros(out_shape, dtype=np.asarray(out.data).dtype)
+                    grad_output = np.zeros(out_shape, dtype=out.dtype)
                     grad_output.reshape(-1)[k] = 1.0
                 grads = _grads((out,), (grad_output,), nodes, True, create_graph)
                 _check_grads(grads, strict, create_graph, "jacobian",
                              f"output {i}" if outputs_tuple else "the output")
                 rows.append(_zeros_for(grads, nodes))
             blocks.append(tuple(
-                _stacked([r[j] for r in rows], out_shape + np.shape(node.data), node)
+                _stacked([r[j] for r in rows], out_shape + node.shape, node)
                 for j, node in enumerate(nodes)))
     return _unpack(tuple(_unpack(b, inputs_tuple) for b in blocks), outputs_tuple)
 
@@ -575,13 +575,13 @@ def hvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
     """
     nodes, inputs_tuple = _input_nodes(inputs, create_graph, "hvp")
     if v is None:
-        if len(nodes) != 1 or np.size(nodes[0].data) != 1:
-            shapes = ", ".join(str(np.shape(n.data)) for n in nodes)
+        if len(nodes) != 1 or nodes[0].size != 1:
+            shapes = ", ".join(str(n.shape) for n in nodes)
             raise RuntimeError(
                 f"hvp: v can be omitted only for a single input with one element, but the "
                 f"inputs have shapes {shapes}; pass v with the input's shape (a tuple with one "
                 f"entry per input for a tuple of inputs)")
-        vs: tuple = (np.ones(np.shape(nodes[0].data)),)
+        vs: tuple = (np.ones(nodes[0].shape),)
     else:
         vs = _vectors(v, nodes, inputs_tuple, "hvp", "input")
     with enable_grad():
@@ -596,10 +596,10 @@ def hvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
             if create_graph and isinstance(vk, Tensor) and vk.requires_grad:
                 vec = vk  # H v keeps its dependence on v, as in PyTorch
             else:
-                vec = np.asarray(_value(vk), dtype=np.asarray(node.data).dtype)
+                vec = np.asarray(_value(vk), dtype=node.dtype)
                 vec = vec if vec.ndim else float(vec)
             term = g * vec
-            term = term.sum() if np.ndim(term.data) else term
+            term = term.sum() if term.ndim else term
             dot = term if dot is None else dot + term
         hv = _grads((dot,), (None,), nodes, create_graph, create_graph)
     _check_grads(hv, strict, create_graph, "hvp", "the gradient")
@@ -637,16 +637,16 @@ def hessian(func: Callable[..., Any], inputs: Any, create_graph: bool = False,
         _check_first_grads(grads, strict, "hessian")
         blocks = []
         for i, (g, node_i) in enumerate(zip(grads, nodes)):
-            shape_i = np.shape(node_i.data)
-            flat = g.reshape(-1) if g is not None and np.ndim(g.data) else g
+            shape_i = node_i.shape
+            flat = g.reshape(-1) if g is not None and g.ndim else g
             rows = []
             for k in range(int(np.prod(shape_i))):
-                gk = None if g is None else (flat[k] if np.ndim(g.data) else g)
+                gk = None if g is None else (flat[k] if g.ndim else g)
                 row = _grads((gk,), (None,), nodes, True, create_graph)
                 _check_grads(row, strict, create_graph, "hessian", f"d out/d input {i}")
                 rows.append(_zeros_for(row, nodes))
             blocks.append(tuple(
-                _stacked([r[j] for r in rows], shape_i + np.shape(node_j.data), node_j)
+                _stacked([r[j] for r in rows], shape_i + node_j.shape, node_j)
                 for j, node_j in enumerate(nodes)))
     return _unpack(tuple(_unpack(b, inputs_tuple) for b in blocks), inputs_tuple)
 

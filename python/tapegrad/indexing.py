@@ -17,14 +17,24 @@ from typing import Any
 
 import numpy as np
 
-from ._args import along, has_tensor, numpy_when_plain, one_axis, refuse_out, shape_of, value_of
+from ._args import (
+    along,
+    has_tensor,
+    layout_of,
+    numpy_when_plain,
+    one_axis,
+    refuse_out,
+    shape_of,
+    value_of,
+)
 from .array_ops import broadcast_to, getitem, where
 from .catalogue import composite
 from .shapes import ravel
 
 
 def _integers(indices: Any, op: str) -> np.ndarray:
-    idx = np.asarray(value_of(indices))
+    # A Tensor's layout only: it holds floats, refused below unless empty (no values).
+    idx = np.asarray(layout_of(indices))
     if idx.size == 0 and idx.dtype.kind == "f":  # np.asarray([]) is float64
         idx = idx.astype(np.intp)
     if idx.dtype.kind not in "iu":
@@ -157,7 +167,8 @@ def partition(a: Any, kth: Any, axis: int | None = -1, kind: str = "introselect"
 
 
 def _condition(c: Any, k: int) -> np.ndarray:
-    value = np.asarray(value_of(c))
+    # A Tensor's layout only: it holds floats, which are refused below.
+    value = np.asarray(layout_of(c))
     if value.dtype != bool:
         raise TypeError(f"select: condition {k} must be boolean, got dtype {value.dtype}")
     return value

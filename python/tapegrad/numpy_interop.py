@@ -17,11 +17,19 @@ from typing import Any
 import numpy as np
 
 from . import _core, catalogue
+from ._args import layout_of
 from ._core import TensorBase
 
 
 def _values(inputs: Any) -> list:
     return [x.data if isinstance(x, TensorBase) else x for x in inputs]
+
+
+# Values-only callables that read a layout (shape, dtype) and no value: of every
+# argument, or of the first (the `like` array; full_like's fill is a value).
+# A layout keys compile's trace, so reading it is no escape.
+_LAYOUT_OF_ALL = {np.shape, np.ndim, np.size, np.result_type, np.iscomplexobj, np.isrealobj}
+_LAYOUT_OF_FIRST = {np.zeros_like, np.ones_like, np.full_like, np.empty_like}
 
 
 def _in_place_on_array(inputs: tuple, kwargs: dict) -> bool:
@@ -122,6 +130,11 @@ def _by_name(func: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 def array_function(func: Any, args: tuple, kwargs: dict) -> Any:
     """Dispatch a numpy function call that involves a Tensor to tapegrad's own."""
     if catalogue.is_values_only(func):  # argmax, round, searchsorted: on values, not recorded
+        if func in _LAYOUT_OF_ALL or func in _LAYOUT_OF_FIRST:
+            first, rest = layout_of(args[0]), args[1:]
+            if func in _LAYOUT_OF_ALL:
+                rest = tuple(layout_of(a) for a in rest)
+            return func(first, *_values(rest), **dict(zip(kwargs, _values(kwargs.values()))))
         return func(*_values(args), **dict(zip(kwargs, _values(kwargs.values()))))
     found = catalogue.function_implementation(func)
     if found is None:

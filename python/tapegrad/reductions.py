@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._args import UNSET, cast_for, normal_axes, one_axis, refuse_out, shape_of, value_of
+from ._args import UNSET, cast_for, dtype_of, normal_axes, one_axis, refuse_out, shape_of, value_of
 from .array_ops import (
     broadcast_to,
     concatenate,
@@ -179,7 +179,7 @@ def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = Fals
             return avg
         count = np.prod([shape[i] for i in axes] if axes is not None else shape)
         # numpy's count: a plain array of the average's dtype and shape
-        return avg, np.full(shape_of(avg), count, dtype=np.result_type(value_of(avg)))
+        return avg, np.full(shape_of(avg), count, dtype=dtype_of(avg))
     w_shape = shape_of(weights)
     if w_shape != shape:
         if axes is None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._args import along, dtype_of, has_tensor, numpy_when_plain, one_axis, shape_of, value_of
+from ._args import along, dtype_of, has_tensor, numpy_when_plain, one_axis, shape_of
 from ._core import TensorBase
 from .array_ops import (
     broadcast_to,
@@ -609,7 +609,7 @@ def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> An
         out = _array_op(_CODE["scatter_add"], (array,), (padded, interior, False))
         if np.all(np.asarray(values) == 0):
             return out
-        background = np.pad(np.zeros(shape, dtype=np.result_type(value_of(array))), widths,
+        background = np.pad(np.zeros(shape, dtype=dtype_of(array)), widths,
                             mode="constant", constant_values=values)
         inside = np.zeros(padded, dtype=bool)
         inside[interior] = True

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import catalogue
+from .._args import shape_of
 from ..array_ops import getitem, transpose
 from ..linalg import cholesky
 from .linalg import solve_triangular
@@ -187,18 +188,18 @@ def _multivariate_normal_logpdf(x: Any, mean: Any = None, cov: Any = 1.0,
                          "cov must be positive definite (its Cholesky factor is used)")
     # The dimension as scipy infers it: from mean, else from cov, else 1; for d = 1, a 1-D
     # (or 0-d) x is a list of points.
-    d = (int(np.size(_data(mean))) if mean is not None
-         else np.shape(_data(cov))[0] if np.ndim(_data(cov)) == 2 else 1)
-    if d == 1 and np.ndim(_data(x)) <= 1:
+    d = (int(np.prod(shape_of(mean))) if mean is not None
+         else shape_of(cov)[0] if len(shape_of(cov)) == 2 else 1)
+    if d == 1 and len(shape_of(x)) <= 1:
         x = _f("reshape")(x, (-1, 1))
-    if np.ndim(_data(cov)) < 2:
+    if len(shape_of(cov)) < 2:
         cov = cov * np.eye(d)
     diff = x - (0.0 if mean is None else mean)
     lower = cholesky(cov)
     points = _f("reshape")(diff, (-1, d))  # one row per point
     z = solve_triangular(lower, transpose(points), lower=True)
     distance = _f("sum")(z * z, axis=0)
-    shape = np.shape(_data(diff))[:-1]  # one value per point, squeezed as scipy's
+    shape = shape_of(diff)[:-1]  # one value per point, squeezed as scipy's
     distance = _f("reshape")(distance, tuple(n for n in shape if n != 1))
     index = np.arange(d)
     log_det = 2.0 * _f("sum")(_f("log")(getitem(lower, (index, index))))
