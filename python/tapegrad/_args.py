@@ -57,6 +57,34 @@ def dtype_of(x: Any) -> np.dtype:
     return np.result_type(layout_of(x))
 
 
+_COMPARISONS = {"<": 0, "<=": 1, "==": 2, "!=": 3, ">": 4, ">=": 5}  # Python's rich codes
+_PLAIN_COMPARISONS = {"<": operator.lt, "<=": operator.le, "==": operator.eq,
+                      "!=": operator.ne, ">": operator.gt, ">=": operator.ge}
+
+
+def compared(x: Any, op: str, other: Any) -> np.ndarray:
+    """``x op other`` on values (``op`` one of ``< <= == != > >=``): a new boolean array.
+
+    Where ``x`` is a Tensor, inside ``tapegrad.compile``'s trace this is a guard
+    (Note [Compiled tapes], csrc/replay.hpp): a replay whose values compare
+    otherwise traces again, so a mask or a check an op makes from values never
+    goes stale. The result is a copy: the guard keeps the outcome it saw.
+    """
+    if isinstance(x, TensorBase):
+        outcome = _core.compare(x, other, _COMPARISONS[op])
+    else:
+        outcome = _PLAIN_COMPARISONS[op](np.asarray(x), other)
+    return np.array(outcome, dtype=bool)
+
+
+def truth_of(condition: Any) -> np.ndarray:
+    """A condition (numpy's ``where``) as booleans: a Tensor's values compared with 0 (a
+    guard inside compile's trace), anything else as ``np.asarray(condition, dtype=bool)``."""
+    if isinstance(condition, TensorBase):
+        return compared(condition, "!=", 0)
+    return np.asarray(condition, dtype=bool)
+
+
 def has_tensor(obj: Any) -> bool:
     """Whether ``obj`` is a Tensor or a list or tuple holding one, at any depth."""
     if isinstance(obj, TensorBase):

@@ -24,11 +24,13 @@ from ._args import (
     FLOAT_DTYPES,
     UNSET,
     cast_for,
+    compared,
     dtype_of,
     normal_axes,
     one_axis,
     refuse_out,
     shape_of,
+    truth_of,
 )
 from ._core import TensorBase
 from .catalogue import composite, wraps_op
@@ -51,8 +53,7 @@ def _mask(op: str, x: Any, condition: Any) -> np.ndarray | None:
     """numpy's where= as a boolean array of x's shape, or None for 'every element'."""
     if condition is UNSET or condition is True:
         return None
-    mask = np.asarray(condition.data if isinstance(condition, TensorBase) else condition,
-                      dtype=bool)
+    mask = truth_of(condition)
     shape = shape_of(x)
     if np.broadcast_shapes(mask.shape, shape) != tuple(shape):
         raise ValueError(f"{op}: where= of shape {mask.shape} does not broadcast to the "
@@ -118,9 +119,9 @@ def _extreme(op: str, x: Any, axis: Any, keepdims: bool, out: Any, initial: Any,
     if 0 in ([shape[a] for a in axes] if axes is not None else shape):
         return sum(x * 0.0, axis, keepdims) + float(initial)  # the initial alone
     m = _reduce(op, x, axis, keepdims)
-    value = np.asarray(m.data if isinstance(m, TensorBase) else m)
     # Where initial wins it is a constant; on a tie the elements keep the gradient.
-    return _where_op(value >= initial if op == "max" else value <= initial, m, float(initial))
+    kept = compared(m, ">=" if op == "max" else "<=", initial)
+    return _where_op(kept, m, float(initial))
 
 
 @wraps_op("max")
@@ -234,7 +235,7 @@ def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, *, dtyp
         return _reduce("std", x, axis, keepdims, ddof)
     v = _composed_var("std", x, axis, ddof, keepdims, mask, mean)
     # sqrt has no derivative at 0: there the gradient is 0, as the std op's.
-    nonzero = np.asarray(v.data if isinstance(v, TensorBase) else v) != 0
+    nonzero = compared(v, "!=", 0)
     return _where_op(nonzero, _core.sqrt(_where_op(nonzero, v, 1.0)), 0.0)
 
 
@@ -457,8 +458,7 @@ def split(x: Any, indices_or_sections: Any, axis: int = 0) -> list:
 @wraps_op("where")
 def where(condition: Any, x: Any, y: Any) -> Any:
     """Example: ``tapegrad.where(t > 0, t, 0.0)``."""
-    cond = np.asarray(condition.data if isinstance(condition, TensorBase) else condition,
-                      dtype=bool)
+    cond = truth_of(condition)
     return _array_op(_CODE["where"], (x, y), (cond,))
 
 

@@ -19,6 +19,8 @@ import numpy as np
 
 from ._args import (
     along,
+    compared,
+    dtype_of,
     has_tensor,
     layout_of,
     numpy_when_plain,
@@ -140,6 +142,8 @@ def sort(a: Any, axis: int | None = -1, kind: Any = None, order: Any = None, *,
         raise ValueError("sort: order= sorts structured arrays, which a Tensor cannot hold")
     if axis is None:
         a, axis = ravel(a), -1
+    # The permutation is read from the values: under compile this raises TraceError,
+    # as a replay on other values would gather in a stale order.
     idx = np.argsort(np.asarray(value_of(a)), axis=axis, kind="stable")
     return take_along_axis(a, idx, axis)
 
@@ -162,6 +166,7 @@ def partition(a: Any, kth: Any, axis: int | None = -1, kind: str = "introselect"
         raise ValueError("partition: order= sorts structured arrays, which a Tensor cannot hold")
     if axis is None:
         a, axis = ravel(a), -1
+    # Read from the values, as sort's permutation: raises TraceError under compile.
     idx = np.argpartition(np.asarray(value_of(a)), kth, axis=axis, kind=kind)
     return take_along_axis(a, idx, axis)
 
@@ -223,6 +228,10 @@ def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
     for name, v in (("nan", nan), ("posinf", posinf), ("neginf", neginf)):
         if has_tensor(v):
             raise TypeError(f"nan_to_num: {name} must be a number, not a Tensor")
-    value = np.asarray(value_of(x))
-    replaced = np.nan_to_num(value, nan=nan, posinf=posinf, neginf=neginf)
-    return where(np.isfinite(value), x, replaced)
+    # Where x is not finite, and which of NaN, inf, -inf it is: guards under compile.
+    is_nan, is_inf, is_neginf = (compared(x, "!=", x), compared(x, "==", np.inf),
+                                 compared(x, "==", -np.inf))
+    kinds = np.zeros(shape_of(x), dtype=dtype_of(x))
+    kinds[is_nan], kinds[is_inf], kinds[is_neginf] = np.nan, np.inf, -np.inf
+    replaced = np.nan_to_num(kinds, nan=nan, posinf=posinf, neginf=neginf)
+    return where(~(is_nan | is_inf | is_neginf), x, replaced)

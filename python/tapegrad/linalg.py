@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _core
 from . import array_ops as _ops
-from ._args import dtype_of, shape_of
+from ._args import compared, dtype_of, shape_of
 from ._core import TensorBase
 from .catalogue import composite, wraps_op
 
@@ -186,7 +186,10 @@ def slogdet(a: Any) -> SlogdetResult:
         (-1.0, 1.791759)
     """
     packed = _array_op(_CODE["slogdet"], (a,), ())
-    sign = np.asarray(packed.data if isinstance(packed, TensorBase) else packed)[..., 0].copy()
+    # The sign from two comparisons: guards under compile, so a replay never returns
+    # a stale sign.
+    signs, dtype = _part(packed, (0,)), dtype_of(packed)
+    sign = compared(signs, ">", 0).astype(dtype) - compared(signs, "<", 0).astype(dtype)
     return SlogdetResult(sign[()] if sign.ndim == 0 else sign, _part(packed, (1,)))
 
 
@@ -403,7 +406,7 @@ def matrix_power(a: Any, n: int) -> Any:
 
 def _sqrt_or_zero(s: Any) -> Any:
     """sqrt(s), whose gradient is 0 where s is 0 (as PyTorch's norms), not inf or NaN."""
-    zero = np.asarray(s.data if isinstance(s, TensorBase) else s) == 0
+    zero = compared(s, "==", 0)  # a guard under compile
     if not zero.any():
         return _core.sqrt(s)
     return _ops.where(zero, 0.0, _core.sqrt(_ops.where(zero, 1.0, s)))
@@ -411,7 +414,7 @@ def _sqrt_or_zero(s: Any) -> Any:
 
 def _root_or_zero(s: Any, p: float) -> Any:
     """s ** (1 / p), with gradient 0 where s is 0."""
-    zero = np.asarray(s.data if isinstance(s, TensorBase) else s) == 0
+    zero = compared(s, "==", 0)  # a guard under compile
     if not zero.any():
         return s ** (1.0 / p)
     return _ops.where(zero, 0.0, _ops.where(zero, 1.0, s) ** (1.0 / p))
@@ -433,7 +436,7 @@ def _vector_norm(x: Any, ord: Any, axis: int) -> Any:
     if ord == -math.inf:
         return _ops.min(absx, axis=axis)
     if ord == 0:  # a count: its derivative is 0, so a plain value
-        return np.sum(np.asarray(x.data) != 0, axis=axis).astype(dtype_of(x))
+        return np.sum(compared(x, "!=", 0), axis=axis).astype(dtype_of(x))
     if ord == 1:
         return _ops.sum(absx, axis=axis)
     p = float(ord)

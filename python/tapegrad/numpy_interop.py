@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _core, catalogue
-from ._args import layout_of
+from ._args import compared, layout_of
 from ._core import TensorBase
 
 
@@ -31,6 +31,31 @@ def _values(inputs: Any) -> list:
 _LAYOUT_OF_ALL = {np.shape, np.ndim, np.size, np.result_type, np.iscomplexobj, np.isrealobj}
 _LAYOUT_OF_FIRST = {np.zeros_like, np.ones_like, np.full_like, np.empty_like}
 
+# Comparison ufuncs as Tensor comparisons, which compile's trace records as guards:
+# (the operator with the Tensor on the left, the operator with it on the right).
+_COMPARISON_UFUNCS = {np.less: ("<", ">"), np.less_equal: ("<=", ">="), np.equal: ("==", "=="),
+                      np.not_equal: ("!=", "!="), np.greater: (">", "<"),
+                      np.greater_equal: (">=", "<=")}
+
+
+def _guarded_test(ufunc: np.ufunc, inputs: tuple) -> Any:
+    """A comparison, isnan, isinf or isfinite of a Tensor as guarded comparisons (numpy's
+    value and type); None for any other call, which reads the values."""
+    if ufunc in _COMPARISON_UFUNCS and len(inputs) == 2:
+        a, b = inputs
+        on_left = isinstance(a, TensorBase)
+        outcome = compared(a if on_left else b, _COMPARISON_UFUNCS[ufunc][0 if on_left else 1],
+                           b if on_left else a)
+    elif ufunc is np.isnan and len(inputs) == 1:
+        outcome = compared(inputs[0], "!=", inputs[0])  # NaN alone differs from itself
+    elif ufunc is np.isinf and len(inputs) == 1:
+        outcome = compared(inputs[0], "==", np.inf) | compared(inputs[0], "==", -np.inf)
+    elif ufunc is np.isfinite and len(inputs) == 1:  # NaN is neither below inf nor above -inf
+        outcome = compared(inputs[0], "<", np.inf) & compared(inputs[0], ">", -np.inf)
+    else:
+        return None
+    return outcome[()]  # a 0-d outcome as numpy's bool scalar
+
 
 def _in_place_on_array(inputs: tuple, kwargs: dict) -> bool:
     """Whether this is ``a op= t`` on an ndarray ``a``: out is the first input."""
@@ -43,7 +68,8 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
     """Dispatch a numpy ufunc call that involves a Tensor (what the native fast path leaves)."""
     # Comparisons, floor, isnan, ... look at values and record nothing (catalogue.VALUES_ONLY).
     if method == "__call__" and catalogue.is_values_only(ufunc):
-        return ufunc(*_values(inputs), **kwargs)
+        guarded = None if kwargs else _guarded_test(ufunc, inputs)
+        return guarded if guarded is not None else ufunc(*_values(inputs), **kwargs)
     found = catalogue.ufunc_implementation(ufunc)
     if method == "__call__" and found is not None and _in_place_on_array(inputs, kwargs):
         # `a += t` on an ndarray a: numpy calls add(a, t, out=(a,)) and binds the

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._args import UNSET, cast_for, dtype_of, normal_axes, one_axis, refuse_out, shape_of, value_of
+from ._args import UNSET, cast_for, compared, dtype_of, normal_axes, one_axis, refuse_out, shape_of
+from ._core import TensorBase
 from .array_ops import (
     broadcast_to,
     concatenate,
@@ -195,7 +196,7 @@ def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = Fals
             w = transpose(w, tuple(np.argsort(order)))
         weights = reshape(w, tuple(s if i in axes else 1 for i, s in enumerate(shape)))
     total = _sum(weights, axes, keepdims=keepdims)
-    if np.any(np.asarray(value_of(total)) == 0.0):
+    if np.any(compared(total, "==", 0.0)):  # a guard under compile
         raise ZeroDivisionError("average: the weights sum to zero along axis, so they cannot "
                                 "be normalised")
     avg = _apply2(_CODE["div"], _sum(_apply2(_CODE["mul"], a, weights), axes, keepdims=keepdims),
@@ -214,7 +215,9 @@ def _axes_in_order(axis: Any, ndim: int) -> tuple[int, ...]:
 
 
 def _nan_mask(a: Any) -> Any:
-    return np.isnan(np.asarray(value_of(a), dtype=float))
+    if isinstance(a, TensorBase):
+        return compared(a, "!=", a)  # NaN alone differs from itself; a guard under compile
+    return np.isnan(np.asarray(a, dtype=float))
 
 
 @composite(doc="Sum over axis treating NaNs as zero, as numpy.nansum; NaNs get a zero "

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import catalogue
-from .._args import shape_of
+from .._args import compared, shape_of
 from ..array_ops import getitem, transpose
 from ..linalg import cholesky
 from .linalg import solve_triangular
@@ -103,7 +103,7 @@ t = SimpleNamespace(logpdf=_t_logpdf, pdf=_t_pdf)
 
 def _gamma_logpdf(x: Any, a: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
     z = (x - loc) / scale
-    inside = np.asarray(_data(z)) >= 0
+    inside = compared(z, ">=", 0)  # a guard under compile
     safe = _where_inside(inside, z, 1.0)
     value = _f("xlogy")(a - 1.0, safe) - safe - _f("gammaln")(a) - _f("log")(scale)
     return _where_inside(inside, value, -np.inf)
@@ -115,8 +115,7 @@ def _chi2_logpdf(x: Any, df: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
 
 def _beta_logpdf(x: Any, a: Any, b: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
     z = (x - loc) / scale
-    value = np.asarray(_data(z))
-    inside = (value >= 0) & (value <= 1)
+    inside = compared(z, ">=", 0) & compared(z, "<=", 1)
     safe = _where_inside(inside, z, 0.5)
     density = (_f("xlogy")(a - 1.0, safe) + _f("xlog1py")(b - 1.0, -safe) - _f("betaln")(a, b)
                - _f("log")(scale))
@@ -147,6 +146,7 @@ beta = SimpleNamespace(logpdf=_beta_logpdf, pdf=_beta_pdf)
 
 def _poisson_logpmf(k: Any, mu: Any, loc: Any = 0.0) -> Any:
     """k is a count (a constant); mu is differentiated."""
+    # k's values make constants of the record (a Tensor k raises under compile).
     k = np.asarray(_data(k), dtype=float) - np.asarray(_data(loc), dtype=float)
     inside = (k >= 0) & (k == np.floor(k))
     safe = np.where(inside, k, 0.0)
