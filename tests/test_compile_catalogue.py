@@ -75,6 +75,19 @@ def test_every_op_replays_as_eager_or_raises_listed(name, path, dtype):
     assert cf.trace_count == 1  # each later call replayed: none traced again
 
 
+@pytest.mark.parametrize("name", [n for n in OPS if catalogue.OPS[n].kind == "elementwise"])
+def test_elementwise_ops_on_python_floats_replay_as_eager(name):
+    """Scalar rows: the replay's own loop over plain floats (Note [Hot ops])."""
+    if needs_scipy(name):
+        pytest.importorskip("scipy")
+    rng = np.random.default_rng(7)
+    fn = function_of(name)
+    calls = [tuple(float(a.flat[k]) for a in sample_inputs(name, rng)[0]) for k in range(4)]
+    cf = check_against_eager(lambda *xs: fn(*xs) * 1.3 + xs[0] * xs[-1], calls,
+                             argnums=tuple(range(len(calls[0]))))
+    assert cf.trace_count == 1
+
+
 def test_the_listed_ops_exist():
     assert REPLAY_RAISES.keys() <= set(OPS)
 
