@@ -226,8 +226,6 @@ def test_a_guard_mask_handed_out_is_a_copy():
     assert cf.trace_count == 2  # x * 2 replayed: the guard kept the outcome it saw
 
 
-@pytest.mark.xfail(strict=True, reason="compiled.py _leaf_value turns a numpy scalar into a "
-                   "Python float: float32 computes in float64, gradients come back floats")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_numpy_scalar_arguments_replay_as_eager(dtype):
     def f(x):
