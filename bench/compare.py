@@ -1,7 +1,7 @@
 """tapegrad against its baseline and its peers, side by side in one run.
 
     python bench/compare.py            # default run, about 3.5 minutes
-    python bench/compare.py --quick    # under 30 s: smallest sizes, peers' workloads once
+    python bench/compare.py --quick    # under 40 s: smallest sizes, peers' workloads once
     python bench/compare.py --full     # adds the 1e6-op scalar graphs
 
 Libraries: tapegrad, tapegrad.reference (the seed design in pure Python), and
@@ -31,6 +31,9 @@ bench/workloads/__init__.py:
   k = 25 and 100, n = 1000, float64.
 - lstsq: a regularised least-squares fit through np.linalg.solve, value and
   gradient, A of 256 x 64 and 2048 x 512, float64.
+Beside the eager "tapegrad" rows, "tapegrad compiled" rows run the same value and
+gradient through tapegrad.compile (the scalar, elementwise, mlp, hvp, gmm and
+lstsq workloads), with their first call (the trace) in a column of its own.
 
 One library's run of one workload, in this process (what the bench spawns):
     python bench/compare.py --child WORKLOAD LIBRARY SIZE...
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true",
-                       help="smallest sizes, few repeats, the peers' workloads once (< 30 s)")
+                       help="smallest sizes, few repeats, the peers' workloads once (< 40 s)")
     group.add_argument("--full", action="store_true", help="add the 1e6-op scalar graphs")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (median taken)")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"), help="results file")

@@ -14,6 +14,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -117,12 +118,14 @@ def median_of(samples: list) -> float | None:
 
 @dataclass
 class TimedRow:
-    """One library at one size: the median seconds, and ratios to baseline libraries."""
+    """One library at one size: the median seconds, ratios to baseline libraries, and the
+    median first call (None when the child does not report one)."""
 
     size: str
     library: str
     seconds: float
     ratios: dict[str, float | None]
+    first_call: float | None = None
 
 
 def measure_timed(workload: Workload, sizes: list, repeats: int) -> list[TimedRow]:
@@ -140,22 +143,31 @@ def measure_timed(workload: Workload, sizes: list, repeats: int) -> list[TimedRo
         for name in libraries:
             ratios = {column: medians[name] / base if base else None
                       for column, base in bases.items()}
-            rows.append(TimedRow(key, name, medians[name], ratios))
+            first_calls = [s["first_call"] for s in samples.get((key, name), [])
+                           if s.get("first_call") is not None]
+            rows.append(TimedRow(key, name, medians[name], ratios, median_of(first_calls)))
     return rows
 
 
 def timed_table(workload: Workload, rows: list[TimedRow]) -> str:
     """options["columns"]: the size's columns, e.g. ("d", "k") for a size "10-25";
     options["cells"]: the size's cells (default: split at "-"); options["time"]: the time
-    column's title."""
+    column's title. A last column has the first call of each library that reports one
+    (a compiled function's first call is its trace)."""
     columns = workload.options["columns"]
     cells = workload.options.get("cells", lambda size: size.split("-"))
     ratio_names = list(workload.options.get("ratios", {}))
+    first_calls = any(row.first_call is not None for row in rows)
     return markdown_table(
-        [*columns, "library", workload.options["time"], *ratio_names],
+        [*columns, "library", workload.options["time"], *ratio_names,
+         *([FIRST_CALL_COLUMN] if first_calls else [])],
         [[*cells(row.size), row.library, fmt_time(row.seconds),
-          *("–" if row.ratios[c] is None else f"{row.ratios[c]:.2f}x" for c in ratio_names)]
+          *("–" if row.ratios[c] is None else f"{row.ratios[c]:.2f}x" for c in ratio_names),
+          *([fmt_time(row.first_call)] if first_calls else [])]
          for row in rows])
+
+
+FIRST_CALL_COLUMN = "first call (compiled: the trace)"
 
 
 # -------------------------------------------------------------- workload
@@ -222,6 +234,13 @@ def fmt_time(seconds: float | None) -> str:
         if seconds >= scale:
             return fmt(seconds / scale, " " + unit)
     return fmt(seconds / 1e-9, " ns")
+
+
+def timed(call: Callable, *args) -> tuple[float, Any]:
+    """(seconds, result) of one call: a first call, which a compiled function spends tracing."""
+    t0 = time.perf_counter()
+    result = call(*args)
+    return time.perf_counter() - t0, result
 
 
 def gradient_samples(grads, count: int = 40) -> list[list[float]]:

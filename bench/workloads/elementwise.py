@@ -55,6 +55,20 @@ def seed_style(module, make=None):
     return run
 
 
+def compiled_style():
+    """value_and_grad of the chain's sum through tapegrad.compile: the first call at a shape
+    traces, later calls replay the tape natively."""
+    function = tapegrad.compile(lambda x, w, b: tapegrad.sum(chain(tapegrad, x, w, b)),
+                                argnums=(0, 1, 2))
+
+    def run(arrays):
+        t0 = time.perf_counter()
+        _, grads = function.value_and_grad(*arrays)
+        return time.perf_counter() - t0, grads
+
+    return run
+
+
 def with_torch(arrays):
     import torch
 
@@ -80,6 +94,7 @@ LIBRARIES = {
     # (a recorded gradient must not see later writes), measured on the next row.
     "tapegrad": lambda: seed_style(tapegrad, lambda a: tapegrad.as_tensor(a, requires_grad=True)),
     "tapegrad, Tensor(a) copies": lambda: seed_style(tapegrad),
+    "tapegrad compiled": compiled_style,
     "reference": lambda: seed_style(reference),
     "PyTorch": lambda: with_torch,
     "HIPS autograd": lambda: with_hips,
@@ -87,7 +102,8 @@ LIBRARIES = {
 
 
 def child(library: str, sizes: list[str]) -> dict:
-    """Per size: seconds per forward and backward in a loop's steady state, the gradients."""
+    """Per size: seconds per forward and backward in a loop's steady state, the first
+    call's seconds, the gradients."""
     run = LIBRARIES[library]()
     out = {}
     for size in sizes:
@@ -97,14 +113,16 @@ def child(library: str, sizes: list[str]) -> dict:
         # after warm-up calls (allocators, tapegrad's buffer pool), timing
         # several calls, since 8 MB arrays fault pages on some calls only.
         inner = max(5, min(200, 20_000 // n))
-        for _ in range(3):
+        first_call, _ = run(arrays)
+        for _ in range(2):
             run(arrays)
         gc.collect()
         elapsed = 0.0
         for _ in range(inner):
             t, grads = run(arrays)
             elapsed += t
-        out[size] = {"seconds": elapsed / inner, "grads": gradient_samples(grads, 50)}
+        out[size] = {"seconds": elapsed / inner, "first_call": first_call,
+                     "grads": gradient_samples(grads, 50)}
     return out
 
 
@@ -114,7 +132,11 @@ WORKLOAD = Workload(
     description="""\
 `sum(tanh(x*w + b) * exp(-x*x) + log(1 + w*w) / (1 + b*b))`, gradient w.r.t. x, w, b (all
 arrays of the given size). The floor is the same gradient written by hand in numpy. Per
-call, after 3 warm-up calls (a loop's steady state), averaged over at least 5 calls.""",
+call, after 3 warm-up calls (a loop's steady state), averaged over at least 5 calls; the
+first of the warm-up calls is the last column (each size runs in one process after the
+smaller ones, so only the first size's pays for first use). "tapegrad compiled" is
+`tapegrad.compile` of the chain's sum, `value_and_grad` w.r.t. x, w, b: its first call at
+each size traces.""",
     libraries=tuple(LIBRARIES),
     sizes={"quick": [1, 100, 10_000], "default": [1, 100, 10_000, 1_000_000]},
     child=child,

@@ -87,6 +87,19 @@ def tapegrad_step(alphas, means, icf, x):
     return step
 
 
+def tapegrad_compiled_step(alphas, means, icf, x):
+    """The same objective through tapegrad.compile: traced on the first call, then replayed."""
+    index = tril_index(x.shape[1])
+    objective = tapegrad.compile(
+        lambda *arrays: gmm_objective(NUMPY_ON_TENSORS, *arrays, index), argnums=(0, 1, 2))
+
+    def step():
+        value, grads = objective.value_and_grad(alphas, means, icf, x)
+        return value, list(grads)
+
+    return step
+
+
 def torch_step(alphas, means, icf, x):
     import torch
 
@@ -134,7 +147,8 @@ def hips_step(alphas, means, icf, x):
     return step
 
 
-LIBRARIES = {"tapegrad": tapegrad_step, "PyTorch": torch_step, "HIPS autograd": hips_step}
+LIBRARIES = {"tapegrad": tapegrad_step, "tapegrad compiled": tapegrad_compiled_step,
+             "PyTorch": torch_step, "HIPS autograd": hips_step}
 
 
 def child(library: str, sizes: list[str]) -> dict:
@@ -152,8 +166,9 @@ n = {POINTS} points in d dimensions, lower-triangular Cholesky-style factors wit
 exponentiated diagonals, Wishart prior with gamma = 1, m = 0), written once for every
 library with `einsum("ijk,mik->mij", L, xc)` for the factors' products, as ADBench's
 PyTorch version writes it; float64. Per value and gradient w.r.t. alphas, means and icf,
-after one warm-up call. Values are checked against the first library's to 1e-10, gradients
-to 1e-8.""",
+after the first call and one warm-up call; "tapegrad compiled" is the same function through
+`tapegrad.compile`, whose first call traces it. Values are checked against the first
+library's to 1e-10, gradients to 1e-8.""",
     libraries=tuple(LIBRARIES),
     sizes={"quick": CONFIGS[:1], "default": CONFIGS},
     quick_repeats=1,

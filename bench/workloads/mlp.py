@@ -11,7 +11,7 @@ import importlib.util
 import time
 
 import numpy as np
-from runner import Workload, gradient_samples
+from runner import Workload, gradient_samples, timed
 
 import tapegrad
 
@@ -111,6 +111,21 @@ def tapegrad_step(dtype):
     return step
 
 
+def tapegrad_compiled_step(dtype):
+    """The loss's gradient through tapegrad.compile (the first step traces, later steps
+    replay the tape natively); the update in numpy."""
+    params = init(dtype)
+    loss = tapegrad.compile(tapegrad_loss)
+
+    def step(x, y):
+        _, grads = loss.value_and_grad(params, x, y)
+        for p, g in zip(params, grads):
+            p -= LR * g
+        return grads
+
+    return step
+
+
 def torch_step(dtype):
     import torch
 
@@ -158,20 +173,22 @@ def hips_step(dtype):
 LIBRARIES = {
     "numpy by hand (floor)": numpy_step,
     "tapegrad": tapegrad_step,
+    "tapegrad compiled": tapegrad_compiled_step,
     "PyTorch": torch_step,
     "HIPS autograd": hips_step,
 }
 
 
 def child(library: str, sizes: list[str]) -> dict:
-    """Per "batch-dtype": seconds per training step, and the first step's gradients."""
+    """Per "batch-dtype": seconds per training step, the first step's seconds and its
+    gradients."""
     out = {}
     for size in sizes:
         batch, dtype = size.split("-")
         steps, warm_up = (40, 10) if int(batch) <= 64 else (10, 10)
         step = LIBRARIES[library](dtype)
         batches = data(int(batch), dtype, steps + warm_up)
-        first = step(*batches[0])
+        first_call, first = timed(step, *batches[0])
         # Warm-up, as a training loop is after its first steps: allocators settle
         # (tapegrad's buffer pool, glibc's heap for numpy and PyTorch alike).
         for x, y in batches[1:warm_up]:
@@ -180,7 +197,7 @@ def child(library: str, sizes: list[str]) -> dict:
         t0 = time.perf_counter()
         for x, y in batches[warm_up:]:
             step(x, y)
-        out[size] = {"seconds": (time.perf_counter() - t0) / steps,
+        out[size] = {"seconds": (time.perf_counter() - t0) / steps, "first_call": first_call,
                      "grads": gradient_samples(first)}
     return out
 
@@ -195,6 +212,8 @@ WORKLOAD = Workload(
 64-128-128-10 with tanh, softmax cross-entropy and SGD on {DATA_NOTE}: forward, gradients of
 all six parameters and the update, per step, after 10 warm-up steps (a training loop's
 steady state). The floor is the same step with the backward written by hand in numpy.
+"tapegrad compiled": the loss's `value_and_grad` through `tapegrad.compile`, the update in
+numpy; its first step traces (the last column: every library's first step).
 First-step gradients of every library are checked against the floor's.""",
     libraries=tuple(LIBRARIES),
     # --quick: one configuration, one repeat (process start-up, torch's import above
