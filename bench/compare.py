@@ -31,9 +31,12 @@ bench/workloads/__init__.py:
   k = 25 and 100, n = 1000, float64.
 - lstsq: a regularised least-squares fit through np.linalg.solve, value and
   gradient, A of 256 x 64 and 2048 x 512, float64.
+- ode: RK4 of the Lotka-Volterra equations over 100 and 1000 steps (scalar-heavy),
+  the gradient of a loss of the final state w.r.t. the 4 parameters, beside
+  torch.compile and Python floats without AD (the floor).
 Beside the eager "tapegrad" rows, "tapegrad compiled" rows run the same value and
-gradient through tapegrad.compile (the scalar, elementwise, mlp, hvp, gmm and
-lstsq workloads), with their first call (the trace) in a column of its own.
+gradient through tapegrad.compile (the scalar, elementwise, mlp, hvp, gmm, lstsq
+and ode workloads), with their first call (the trace) in a column of its own.
 
 One library's run of one workload, in this process (what the bench spawns):
     python bench/compare.py --child WORKLOAD LIBRARY SIZE...
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     command = "python bench/compare.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     started = time.perf_counter()
     rows = {}
-    for workload in REGISTRY:
+    workloads = [workload.for_mode(mode) for workload in REGISTRY]
+    for workload in workloads:
         sizes = workload.sizes_for(mode)
         if sizes is not None:
             runs = workload.quick_repeats if args.quick and workload.quick_repeats else repeats
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     elapsed = time.perf_counter() - started
 
     sections = []
-    for workload in REGISTRY:
+    for workload in workloads:
         table = (workload.table(workload, rows[workload.name]) if workload.name in rows
                  else f"(not run with --{mode})")
         print(f"{workload.title}\n{table}\n")

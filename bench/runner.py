@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -72,18 +72,23 @@ def spawn(workload: str, library: str, sizes: list) -> dict[str, dict]:
 def interleaved(workload: Workload, libraries: list[str], sizes: list, repeats: int,
                 process_per_size: bool = False,
                 runs: Callable[[str, Any], bool] = lambda library, size: True,
+                first_repeat_only: tuple[str, ...] = (),
                 ) -> dict[tuple[str, str], list[dict]]:
     """Every repeat runs every library in turn, each in a fresh process, and checks each
     result against the first library's (`check_result`). Returns (size, library) -> the
     result of each repeat. `process_per_size`: a fresh process per size too, as a training
     run is (what one size leaves behind, a buffer pool full of another shape, does not slow
-    the next). `runs(library, size)` leaves out what a library cannot run."""
+    the next). `runs(library, size)` leaves out what a library cannot run;
+    `first_repeat_only` names libraries run in the first repeat only (those whose every
+    process spends seconds compiling)."""
     samples: dict[tuple[str, str], list[dict]] = {}
     truth: dict[str, dict] = {}
     groups = [[size] for size in sizes] if process_per_size else [sizes]
-    for _ in range(repeats):
+    for repeat in range(repeats):
         for group in groups:
             for library in libraries:
+                if repeat and library in first_repeat_only:
+                    continue
                 wanted = [size for size in group if runs(library, size)]
                 if not wanted:
                     continue
@@ -130,10 +135,14 @@ class TimedRow:
 
 def measure_timed(workload: Workload, sizes: list, repeats: int) -> list[TimedRow]:
     """Medians of the children's "seconds" per size and library; options["ratios"] maps
-    each ratio column to its baseline library ("first" for the first library run)."""
+    each ratio column to its baseline library ("first" for the first library run);
+    options["runs"](library, size) leaves out what a library cannot run (no row), and
+    options["first_repeat_only"] the libraries that run once (see `interleaved`)."""
     libraries = available(workload.libraries)
     samples = interleaved(workload, libraries, sizes, repeats,
-                          process_per_size=workload.options.get("process_per_size", False))
+                          process_per_size=workload.options.get("process_per_size", False),
+                          runs=workload.options.get("runs", lambda library, size: True),
+                          first_repeat_only=workload.options.get("first_repeat_only", ()))
     rows = []
     for key in map(str, sizes):
         medians = {name: median_of([s["seconds"] for s in samples.get((key, name), [])])
@@ -141,6 +150,8 @@ def measure_timed(workload: Workload, sizes: list, repeats: int) -> list[TimedRo
         bases = {column: medians.get(libraries[0] if baseline == "first" else baseline)
                  for column, baseline in workload.options.get("ratios", {}).items()}
         for name in libraries:
+            if medians[name] is None:
+                continue
             ratios = {column: medians[name] / base if base else None
                       for column, base in bases.items()}
             first_calls = [s["first_call"] for s in samples.get((key, name), [])
@@ -189,6 +200,7 @@ class Workload:
       default `measure_timed` (one time per size and library, ratios to baselines).
     - table: table(workload, rows) -> markdown; by default `timed_table`.
     - quick_repeats: repeats with --quick, when not the run's own.
+    - quick_libraries: the libraries run with --quick, when not all of them.
     - options: whatever the workload's own measure and table read (columns, tolerances).
     """
 
@@ -201,7 +213,14 @@ class Workload:
     measure: Callable[[Workload, list, int], list] = measure_timed
     table: Callable[[Workload, list], str] = timed_table
     quick_repeats: int | None = None
+    quick_libraries: tuple[str, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+    def for_mode(self, mode: str) -> Workload:
+        """This workload as `mode` runs it (with --quick, its quick_libraries only)."""
+        if mode == "quick" and self.quick_libraries is not None:
+            return replace(self, libraries=self.quick_libraries)
+        return self
 
     def sizes_for(self, mode: str) -> list | None:
         if mode == "full":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from runner import Workload
 
-from workloads import elementwise, gmm, hvp, loop, lstsq, mlp, overhead, scalar
+from workloads import elementwise, gmm, hvp, loop, lstsq, mlp, ode, overhead, scalar
 
 REGISTRY: list[Workload] = [
     scalar.WORKLOAD,
@@ -19,5 +19,6 @@ REGISTRY: list[Workload] = [
     hvp.WORKLOAD,
     gmm.WORKLOAD,
     lstsq.WORKLOAD,
+    ode.WORKLOAD,
 ]
 BY_NAME = {workload.name: workload for workload in REGISTRY}
