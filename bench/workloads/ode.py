@@ -165,8 +165,9 @@ its trace) and, when that is quick, one warm-up call. "tapegrad" is
 `tapegrad.compile(loss).value_and_grad`; the floor computes the value alone with Python
 floats. torch.compile compiles `rk4_step` (the loop stays in Python: compiling the whole
 loss, its loop unrolled, had not finished in minutes at N = 100); it recompiles for each
-step size h (a constant of its graph), and its first call spends seconds compiling, so it
-runs at N = {TORCH_COMPILE_STEPS} only, in the first repeat only. With --quick, the peers
+step size h (a constant of its graph), and its first call spends seconds compiling (less
+when torch's on-disk compile cache holds the graph from an earlier run), so it runs at N =
+{TORCH_COMPILE_STEPS} only, in the first repeat only. With --quick, the peers
 and the reference do not run. The reference and HIPS autograd run at N ≤ {MAX_SLOW_STEPS}
 only: at N = 1000 a call takes seconds, and grows faster than N as Python's garbage
 collector walks their graphs. Values are checked against the first library's to 1e-10,
