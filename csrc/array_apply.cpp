@@ -200,7 +200,8 @@ PyObject* array_op_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return apply_array_op(code, args[1], args[2]);
 }
 
-bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads) {
+bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads,
+                       const std::vector<uint8_t>* needed) {
     // Copied: the backward may run Python that records, moving array_records.
     const ArrayRecord r = tape.rows().array_record(tape.rows().in0(row));
     const uint8_t code = tape.rows().op(row);
@@ -218,7 +219,9 @@ bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObje
         py::tuple p = py::reinterpret_borrow<py::tuple>(r.params);
         for (py::object& v : gx) v = py::none();
         Needs need;
-        for (int64_t in : r.inputs) need.push_back(in >= 0 && tape.rows().wants_gradient(static_cast<uint32_t>(in)));
+        for (int64_t in : r.inputs)
+            need.push_back(in >= 0 && tape.rows().wants_gradient(static_cast<uint32_t>(in)) &&
+                           (!needed || (*needed)[static_cast<size_t>(in)]));
         PoolScope use_pool(tape.pool);
         visit_array_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;

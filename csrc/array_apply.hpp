@@ -34,8 +34,9 @@ PyObject* apply_matmul(PyObject* a, PyObject* b);
 PyObject* array_op_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 
 // The backward of array-op row `row` for output gradient g: sets grads to one
-// new reference (or nullptr: no gradient, a constant's) per input. False with
-// an error set.
-bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads);
+// new reference (or nullptr: no gradient, a constant's, or an input whose row
+// is not `needed`: Note [Needed rows]) per input. False with an error set.
+bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads,
+                       const std::vector<uint8_t>* needed = nullptr);
 
 }  // namespace tapegrad

@@ -471,13 +471,27 @@ PyObject* pooled_output(PyObject* a, PyObject* b, BufferPool* pool) {
     PyObject* other = array == a ? b : a;
     if (!array || !PyArray_Check(array)) return nullptr;
     PyArrayObject* x = arr(array);
-    if (static_cast<size_t>(PyArray_NBYTES(x)) < BufferPool::MIN_BYTES) return nullptr;
-    if (other && !PyFloat_Check(other)) {
-        if (!PyArray_Check(other) || PyArray_TYPE(arr(other)) != PyArray_TYPE(x) ||
-            !PyArray_SAMESHAPE(arr(other), x))
-            return nullptr;
+    if (other && !PyFloat_Check(other) &&
+        (!PyArray_Check(other) || PyArray_TYPE(arr(other)) != PyArray_TYPE(x)))
+        return nullptr;
+    if (!other || PyFloat_Check(other) || PyArray_SAMESHAPE(arr(other), x)) {
+        if (static_cast<size_t>(PyArray_NBYTES(x)) < BufferPool::MIN_BYTES) return nullptr;
+        return pool->take(PyArray_NDIM(x), PyArray_DIMS(x), PyArray_TYPE(x));
     }
-    return pool->take(PyArray_NDIM(x), PyArray_DIMS(x), PyArray_TYPE(x));
+    // Two shapes that broadcast (x - m over a batch): the output's, by numpy's
+    // rule; shapes that do not broadcast get no buffer, and numpy's error.
+    PyArrayObject* y = arr(other);
+    const int nx = PyArray_NDIM(x), ny = PyArray_NDIM(y), nd = std::max(nx, ny);
+    std::vector<npy_intp> dims(static_cast<size_t>(nd));
+    npy_intp size = 1;
+    for (int i = 1; i <= nd; ++i) {
+        const npy_intp dx = i <= nx ? PyArray_DIM(x, nx - i) : 1, dy = i <= ny ? PyArray_DIM(y, ny - i) : 1;
+        if (dx != dy && dx != 1 && dy != 1) return nullptr;
+        dims[static_cast<size_t>(nd - i)] = dx == 1 ? dy : dx;
+        size *= dims[static_cast<size_t>(nd - i)];
+    }
+    if (static_cast<size_t>(size) * static_cast<size_t>(PyArray_ITEMSIZE(x)) < BufferPool::MIN_BYTES) return nullptr;
+    return pool->take(nd, dims.data(), PyArray_TYPE(x));
 }
 }  // namespace
 

@@ -134,8 +134,8 @@ void RecordingRows::elementwise_row(uint32_t row) {
     const uint32_t ia = t.rows().in0(row), ib = t.rows().in1(row);
     // Only the gradients an input wants are recorded (x ** 2: no log), and
     // only what they read is read (the row may not have kept the rest).
-    const bool want_a = !(f & F_A_CONST) && t.rows().wants_gradient(ia);
-    const bool want_b = op_arity(code) == 2 && !(f & F_B_CONST) && t.rows().wants_gradient(ib);
+    const bool want_a = !(f & F_A_CONST) && wants(ia);
+    const bool want_b = op_arity(code) == 2 && !(f & F_B_CONST) && wants(ib);
     const int reads = op_reads_wanted(code, want_a, want_b);
     if ((reads & READS_OUT) && t.rows().is_array(row) && is_layout(t.rows().array_of(row))) {
         PyErr_Format(PyExc_RuntimeError, "tapegrad: %s's backward needs its output, which its row "
@@ -175,7 +175,7 @@ void RecordingRows::array_op_row(uint32_t row) {
     for (int64_t in : inputs) {
         x.push_back(in >= 0 ? checked(node_tensor(t, static_cast<uint32_t>(in)))
                             : py::reinterpret_borrow<py::object>(t.rows().array(static_cast<size_t>(-in - 1))));
-        need.push_back(in >= 0);
+        need.push_back(in >= 0 && (!needed || (*needed)[static_cast<size_t>(in)]));
     }
     const py::object out = array_op_reads_out(code) ? checked(node_tensor(t, row)) : py::none();
     const py::object g = grads[row];

@@ -68,6 +68,8 @@ public:
     Tape& t;
     std::vector<uint8_t> reached;
     const bool check_anomalies;  // Note [Anomaly mode]
+    const std::vector<uint8_t>* needed = nullptr;  // Note [Needed rows]; null: every row
+    bool wants(uint32_t node) const { return t.rows().wants_gradient(node) && (!needed || (*needed)[node]); }
 
 private:
     void elementwise_row(uint32_t row);

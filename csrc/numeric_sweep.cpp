@@ -333,8 +333,8 @@ bool NumericRows::array_row(uint32_t row) {
     const uint8_t f = t.rows().flags(row);
     const uint32_t ia = t.rows().in0(row), ib = t.rows().in1(row);
     const bool binary = op_arity(t.rows().op(row)) == 2;
-    const bool want_a = !(f & F_A_CONST) && t.rows().wants_gradient(ia);
-    const bool want_b = binary && !(f & F_B_CONST) && t.rows().wants_gradient(ib);
+    const bool want_a = !(f & F_A_CONST) && wants(ia);
+    const bool want_b = binary && !(f & F_B_CONST) && wants(ib);
     PyObject* out = t.rows().array_of(row);
     PyObject*& g = array_grad[t.rows().val(row).index];
     const int passes = g && (is_owned_buffer(g, out) || is_uniform(g)) ? op_passes(t.rows().op(row)) : 0;
@@ -401,7 +401,7 @@ bool NumericRows::array_op_row(uint32_t row) {
     // An array op's backward gets a gradient it can hand to BLAS as it is.
     if (!own(g, t.rows().array_of(row))) return false;
     std::vector<PyObject*> grads;
-    const bool ok = array_op_backward(t, row, g, grads);
+    const bool ok = array_op_backward(t, row, g, grads, needed);
     if (!(reached[row] & KEEP)) spend(g);
     if (!ok) return false;
     const std::vector<int64_t> inputs = t.rows().array_record(t.rows().in0(row)).inputs;

@@ -86,6 +86,9 @@ public:
     QuietNumpy quiet_numpy;
     const bool nested;
     const bool check_anomalies;  // Note [Anomaly mode]
+    const std::vector<uint8_t>* needed = nullptr;  // Note [Needed rows]; null: every row
+    // Whether an op's input `node` gets a gradient: it can take one and leads to a source.
+    bool wants(uint32_t node) const { return t.rows().wants_gradient(node) && (!needed || (*needed)[node]); }
 
 private:
     std::vector<double> own_grad;

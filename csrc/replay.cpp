@@ -193,7 +193,61 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
     }
     for (uint32_t row = 0; row < rows.size(); ++row)
         if (live[row] && rows.op(row) > OP_STALE) order_.push_back(row);
+    plan_releases();
     finished_ = true;
+}
+
+// Note [Replay memory]
+// A replay computes every op row anew, but only some values are read after
+// the forward: those a backward reads (recorded as data, not a layout: Note
+// [Saved values]), the output, and guards' operands. Any other array row's
+// value is given back to the pool once its last reader in the forward has
+// run, and its slot holds a layout again, so a replay holds about what the
+// eager ops held, and later rows compute into memory that is still in cache.
+void Trace::plan_releases() {
+    const RowStore& rows = tape_->rows();
+    std::vector<uint8_t> keep(rows.size(), 0);
+    std::vector<int64_t> last_use(rows.size(), -1);
+    bool any_array = false;
+    if (output_row_ != UINT32_MAX) keep[output_row_] = 1;
+    for (const Guard& g : guards_) {
+        if (g.a.row != UINT32_MAX) keep[g.a.row] = 1;
+        if (g.b.row != UINT32_MAX) keep[g.b.row] = 1;
+    }
+    for (size_t i = 0; i < order_.size(); ++i) {
+        const uint32_t row = order_[i];
+        const uint8_t code = rows.op(row), f = rows.flags(row);
+        if (!(f & F_ARRAY)) continue;  // a scalar row reads only scalars
+        any_array = true;
+        if (!is_layout(rows.array_of(row))) keep[row] = 1;  // a backward reads it
+        if (is_array_op(code)) {
+            for (int64_t in : rows.array_record(rows.in0(row)).inputs)
+                if (in >= 0) last_use[static_cast<size_t>(in)] = static_cast<int64_t>(i);
+            continue;
+        }
+        if (!(f & F_A_CONST)) last_use[rows.in0(row)] = static_cast<int64_t>(i);
+        if (op_arity(code) == 2 && !(f & F_B_CONST)) last_use[rows.in1(row)] = static_cast<int64_t>(i);
+    }
+    if (!any_array) return;
+    release_after_.assign(order_.size(), {});
+    for (size_t i = 0; i < order_.size(); ++i) {
+        const uint32_t row = order_[i];
+        if (!(rows.flags(row) & F_ARRAY) || keep[row]) continue;
+        const int64_t last = last_use[row] < 0 ? static_cast<int64_t>(i) : last_use[row];
+        release_after_[static_cast<size_t>(last)].push_back(row);
+    }
+}
+
+void Trace::release_after(size_t i) {
+    RowStore& rows = tape_->rows();
+    for (const uint32_t row : release_after_[i]) {
+        PyObject* layout = layout_of(rows.array_of(row));
+        if (!layout) {  // keeps the value: only memory is lost
+            PyErr_Clear();
+            continue;
+        }
+        tape_->pool.give(rows.swap_array_value(row, layout));
+    }
 }
 
 // ---- replay ----
@@ -270,6 +324,11 @@ bool Trace::compute_row(uint32_t row) {
         rows.set_number(row, out);
         return true;
     }
+    // The value of the call before goes to the pool first, so that this row
+    // can compute into it (it is no operand of its own row). The slot holds
+    // None until the new value is in: a failed replay leaves it so, and the
+    // next recomputes the row before anything reads it.
+    tape_->pool.give(rows.swap_array_value(row, Py_NewRef(Py_None)));
     if (is_array_op(code)) {
         const ArrayRecord& r = rows.array_record(rows.in0(row));
         Values x;
@@ -293,8 +352,7 @@ bool Trace::compute_row(uint32_t row) {
         if (value) PyArray_CLEARFLAGS(reinterpret_cast<PyArrayObject*>(value), NPY_ARRAY_WRITEABLE);
     }
     if (!value) return false;
-    // The value of the call before goes to the pool, for a later row's buffer.
-    tape_->pool.give(rows.swap_array_value(row, value));
+    Py_DECREF(rows.swap_array_value(row, value));  // None
     return true;
 }
 
@@ -323,7 +381,8 @@ Trace::Ran Trace::forward() {
     const uint32_t* in1 = rows.in1_data();
     const double* consts = rows.consts_data();
     Value* val = rows.val_data_for_replay();
-    for (const uint32_t row : order_) {
+    for (size_t i = 0; i < order_.size(); ++i) {
+        const uint32_t row = order_[i];
         if (row >= next_guard && (ran = check_guards(g, row, next_guard)) != Ran::OK) return ran;
         const uint8_t code = op[row], f = flags[row];
         if (!(f & F_ARRAY) && code < OP_FIRST_COLD) {
@@ -338,6 +397,7 @@ Trace::Ran Trace::forward() {
             continue;
         }
         if (!compute_row(row)) return Ran::FAILED;
+        if (!release_after_.empty()) release_after(i);
     }
     return check_guards(g, SIZE_MAX, next_guard);
 }

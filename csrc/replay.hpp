@@ -105,6 +105,8 @@ private:
     Ran forward();
     Ran check_guards(size_t& g, size_t upto, size_t& next);
     bool compute_row(uint32_t row);
+    void plan_releases();
+    void release_after(size_t i);
     int guard_holds(const Guard& g);  // 1, 0, or -1 with an error set
     GuardOperand operand(PyObject* x);
     PyObject* operand_value(const GuardOperand& x);
@@ -120,6 +122,10 @@ private:
     uint32_t output_row_ = UINT32_MAX;
     py::object output_constant_;  // f's value when it has no row
     std::vector<uint32_t> order_;  // the op rows replay() computes, ascending
+    // Note [Replay memory]: after order_[i] is computed, the array rows in
+    // release_after_[i] (read by no backward, and by no later row or guard)
+    // go back to a layout, their buffers to the pool. Empty with no array rows.
+    std::vector<std::vector<uint32_t>> release_after_;
     std::map<std::vector<size_t>, std::vector<uint8_t>> needed_;  // Note [Needed rows], per wrt
     bool finished_ = false, busy_ = false, scalar_output_ = true;
 };

@@ -15,6 +15,8 @@
 // A replay or a tangent policy is one more `Rows`. A policy provides:
 //   - `t`, `check_anomalies`, `reached` (a byte of Reach flags per row) and
 //     top() (the rows at the start: rows recorded while it runs are not swept);
+//   - `needed`, set by run() (Note [Needed rows]): an input whose row is not
+//     needed gets no gradient computed (wants());
 //   - start(): set up before the loop (false with an error set);
 //   - Cursor and cursor(): the columns the loop reads, reloaded after any row
 //     that can run Python (which may record, and so move them);
@@ -114,6 +116,7 @@ template <class Rows>
 bool Sweep<Rows>::run(const std::vector<Source>& sources, bool every_leaf,
                       const std::vector<uint8_t>* needed) {
     if (!rows.start()) return false;
+    rows.needed = needed;
     // Rows only pass gradients to lower rows, so nothing below the lowest
     // source can change a source's gradient: stop there, unless stale rows
     // below it still need their check (Note [Stale tensors]).
