@@ -415,3 +415,93 @@ def test_the_trace_object_validates_its_arguments():
     with pytest.raises(ValueError, match="wrt names input 4"):
         trace.replay([1.0], [4])
     assert trace.replay([4.0]) == (16.0, None)
+
+
+# ---- drivers: torch.autograd.functional's, on compiled tapes ----
+
+def _driver_cases():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=3), rng.normal(size=(2, 3))
+
+    def scalar(x):
+        return tg.sum(tg.tanh(x) ** 2 * tg.exp(0.5 * x))
+
+    def vector(x):
+        return tg.concatenate([tg.sin(x) * x, x ** 3, tg.cumsum(x)])
+
+    def two(a, b):
+        return tg.sum(tg.log1p((b @ a) ** 2)) + tg.sum(a * a * a)
+
+    def two_torch(a, b):
+        return (b @ a).pow(2).log1p().sum() + (a * a * a).sum()
+
+    return x, y, scalar, vector, two, two_torch
+
+
+def _np(t):
+    if isinstance(t, tuple):
+        return tuple(_np(u) for u in t)
+    return t.detach().numpy()
+
+
+def test_drivers_match_torch_autograd_functional():
+    torch = pytest.importorskip("torch")
+    F = torch.autograd.functional
+    x, y, scalar, vector, two, two_torch = _driver_cases()
+
+    def scalar_t(x):
+        return (torch.tanh(x) ** 2 * torch.exp(0.5 * x)).sum()
+
+    def vector_t(x):
+        return torch.cat([torch.sin(x) * x, x ** 3, torch.cumsum(x, 0)])
+
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    v3, v9 = np.arange(1.0, 4.0), np.arange(1.0, 10.0)
+    cs, cv, c2 = tg.compile(scalar), tg.compile(vector), tg.compile(two)
+    for _ in range(2):  # the second call replays every driver's tapes
+        np.testing.assert_allclose(cv.vjp(x, v9)[1], _np(F.vjp(vector_t, xt, torch.tensor(v9))[1]))
+        np.testing.assert_allclose(cv.jvp(x, v3)[1], _np(F.jvp(vector_t, xt, torch.tensor(v3))[1]))
+        np.testing.assert_allclose(cv.jacobian(x), _np(F.jacobian(vector_t, xt)))
+        np.testing.assert_allclose(cs.jacobian(x), _np(F.jacobian(scalar_t, xt)))
+        np.testing.assert_allclose(cs.hvp(x, v3)[1], _np(F.hvp(scalar_t, xt, torch.tensor(v3))[1]))
+        np.testing.assert_allclose(cs.hessian(x), _np(F.hessian(scalar_t, xt)))
+        value, hv = c2.hvp((x, y), (v3, np.ones_like(y)))
+        want = F.hvp(two_torch, (xt, yt), (torch.tensor(v3), torch.ones_like(yt)))
+        assert value == pytest.approx(float(want[0]))
+        for got, w in zip(hv, _np(want[1])):
+            np.testing.assert_allclose(got, w)
+        for got_row, want_row in zip(c2.hessian((x, y)), _np(F.hessian(two_torch, (xt, yt)))):
+            for got, w in zip(got_row, want_row):
+                np.testing.assert_allclose(got, w, atol=1e-12)
+        x, y = x + 0.25, y - 0.5
+        xt, yt = torch.tensor(x), torch.tensor(y)
+    assert cs.trace_count == 1 and cv.trace_count == 1 and c2.trace_count == 1
+
+
+def test_drivers_match_the_eager_helpers_and_closed_forms():
+    x = np.array([0.5, -1.5, 2.0])
+    cube = tg.compile(lambda x: tg.sum(x ** 3))
+    np.testing.assert_allclose(cube.hessian(x), np.diag(6 * x))
+    assert cube.hvp(x, np.ones(3)) == (pytest.approx(np.sum(x ** 3)), pytest.approx(6 * x))
+    assert cube.hvp(2.0) == (8.0, 12.0)  # v omitted: one input of one element
+    np.testing.assert_allclose(cube.vjp(x)[1], 3 * x ** 2)  # v omitted: a scalar output
+    eager = tg.jacobian(lambda t: t * tg.sin(t), tg.Tensor(x)).data
+    np.testing.assert_allclose(tg.compile(lambda t: t * tg.sin(t)).jacobian(x), eager)
+    assert tg.compile(lambda t: t ** 3).jacobian(2.0) == 12.0
+    assert tg.compile(lambda t: t ** 3).jvp(2.0, 1.0) == (8.0, 12.0)
+    # forward mode (many more outputs than inputs) and reverse mode agree
+    many = tg.compile(lambda t: tg.concatenate([t * k for k in range(1, 9)]))
+    np.testing.assert_allclose(many.jacobian(np.array([1.0, 2.0])),
+                               np.concatenate([k * np.eye(2) for k in range(1, 9)]))
+
+
+def test_drivers_check_their_vectors():
+    cf = tg.compile(lambda x: x * x)
+    with pytest.raises(ValueError, match="shapes"):
+        cf.jvp(np.ones(3), np.ones(2))
+    with pytest.raises(ValueError, match="one v per input"):
+        tg.compile(lambda a, b: a * b).jvp((1.0, 2.0), (1.0,))
+    with pytest.raises(ValueError, match="can be omitted only"):
+        tg.compile(lambda x: tg.sum(x * x)).hvp(np.ones(2))
+    with pytest.raises(ValueError, match="seed must have the output's shape"):
+        cf.vjp(np.ones(3), np.ones(2))

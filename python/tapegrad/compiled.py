@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from .array_ops import concatenate, reshape
+from .array_ops import sum as _sum_of
+from .autograd import grad
 from .functional_api import value_and_grad as _eager_value_and_grad
 from .tensor import Tensor
 
@@ -198,6 +201,7 @@ class CompiledFunction:
         self._single = not isinstance(argnums, (tuple, list))
         self._fallback = fallback
         self._traces: dict[Any, list] = {}
+        self._drivers: dict[Any, CompiledFunction] = {}
         self._eager_keys: set = set()
         self._warned = False
         functools.update_wrapper(self, f)
@@ -237,6 +241,146 @@ class CompiledFunction:
         """
         return self.value_and_grad(*args, argnums=argnums, **kwargs)[1]
 
+    # ---- torch.autograd.functional's drivers, f bound: each replays tapes ----
+    # `inputs` is the tuple of f's positional arguments (floats and ndarrays), or
+    # the one argument; results come back as plain floats and ndarrays.
+
+    def vjp(self, inputs: Any, v: Any = None) -> tuple[Any, Any]:
+        """``(f(*inputs), v^T J)``, as ``torch.autograd.functional.vjp``: one reverse sweep.
+
+        ``v`` has the output's shape; it may be omitted for an output of one element.
+
+        Example:
+            >>> import numpy as np
+            >>> import tapegrad as tg
+            >>> cf = tg.compile(lambda x: x * x)
+            >>> cf.vjp(np.array([1.0, 2.0]), np.array([1.0, 10.0]))
+            (array([1., 4.]), array([ 2., 40.]))
+        """
+        args, as_tuple = _driver_inputs(inputs)
+        nums = tuple(range(len(args)))
+        if v is None:
+            return self._run(args, {}, nums, not as_tuple, grads=True)
+        value, per_seed = self._run(args, {}, nums, not as_tuple, grads=True, seeds=[v])
+        return value, per_seed[0]
+
+    def jvp(self, inputs: Any, v: Any) -> tuple[Any, Any]:
+        """``(f(*inputs), J v)``, as ``torch.autograd.functional.jvp``.
+
+        ``v`` has the inputs' shapes (a tuple for a tuple of inputs). ``J v`` is
+        the gradient, with respect to a cotangent u, of ``<u, J v>``: a tape
+        recorded once (through ``grad(create_graph=True)``) and replayed.
+
+        Example:
+            >>> import numpy as np
+            >>> import tapegrad as tg
+            >>> cf = tg.compile(lambda x: x * x)
+            >>> cf.jvp(np.array([1.0, 2.0]), np.array([1.0, 10.0]))
+            (array([1., 4.]), array([ 2., 40.]))
+        """
+        args, as_tuple = _driver_inputs(inputs)
+        vs = _driver_vectors(v, args, as_tuple, "jvp")
+        value = self(*args)
+        cotangent = 0.0 if isinstance(value, float) else np.zeros_like(value)
+        tangent = self._derived("jvp", _transposed_vjp, len(args), argnums=0)
+        with warnings.catch_warnings():  # a J v that is zero is no mistake
+            warnings.filterwarnings("ignore", "value_and_grad: the value of .* does not depend")
+            return value, tangent.grad(cotangent, *args, *vs)
+
+    def hvp(self, inputs: Any, v: Any = None) -> tuple[Any, Any]:
+        """``(f(*inputs), H v)``, as ``torch.autograd.functional.hvp``: the gradient of
+        ``<grad f, v>``, a tape recorded once (through ``grad(create_graph=True)``).
+
+        Example:
+            >>> import numpy as np
+            >>> import tapegrad as tg
+            >>> cf = tg.compile(lambda x: tg.sum(x ** 3))
+            >>> cf.hvp(np.array([1.0, 2.0]), np.array([1.0, 1.0]))
+            (9.0, array([ 6., 12.]))
+        """
+        args, as_tuple = _driver_inputs(inputs)
+        if v is None and not (len(args) == 1 and np.size(args[0]) == 1):
+            raise ValueError("compile: hvp's v can be omitted only for a single input with one "
+                             "element; pass v with the inputs' shapes")
+        vs = (1.0 if np.ndim(args[0]) == 0 else np.ones_like(args[0]),) if v is None else (
+            _driver_vectors(v, args, as_tuple, "hvp"))
+        value = self(*args)
+        product = self._derived("hvp", _gradient_dot, len(args), argnums=tuple(range(len(args))))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "value_and_grad: the value of .* does not depend")
+            hv = product.grad(*args, *vs)
+        return value, hv if as_tuple else hv[0]
+
+    def jacobian(self, inputs: Any) -> Any:
+        """The Jacobian, as ``torch.autograd.functional.jacobian``: blocks of shape
+        ``out.shape + in.shape`` (a tuple of them for a tuple of inputs).
+
+        One forward and a reverse sweep per output element, or, when the output
+        has several times more elements than the inputs, one jvp per input element.
+
+        Example:
+            >>> import numpy as np
+            >>> import tapegrad as tg
+            >>> tg.compile(lambda x: x * x).jacobian(np.array([1.0, 2.0]))
+            array([[2., 0.],
+                   [0., 4.]])
+        """
+        args, as_tuple = _driver_inputs(inputs)
+        value = self(*args)
+        out_shape = np.shape(value)
+        n_in = sum(int(np.size(a)) for a in args)
+        n_out = int(np.size(value))
+        if n_out > 3 * n_in:  # forward: one J v per input element
+            blocks = []
+            for j, a in enumerate(args):
+                columns = [np.asarray(self.jvp(args, _unit(args, j, k))[1])
+                           for k in range(int(np.size(a)))]
+                blocks.append(np.stack(columns, axis=-1).reshape(out_shape + np.shape(a)))
+        else:
+            seeds = [_basis(value, i) for i in range(n_out)]
+            nums = tuple(range(len(args)))
+            _, per_seed = self._run(args, {}, nums, False, grads=True, seeds=seeds)
+            blocks = [np.stack([np.asarray(g[j]) for g in per_seed]).reshape(
+                out_shape + np.shape(a)) for j, a in enumerate(args)]
+        blocks = [_plain_block(b) for b in blocks]
+        return tuple(blocks) if as_tuple else blocks[0]
+
+    def hessian(self, inputs: Any) -> Any:
+        """The Hessian, as ``torch.autograd.functional.hessian``: for one input, of
+        shape ``in.shape + in.shape``; for a tuple, a tuple of tuples of blocks.
+
+        The Jacobian of the gradient: its tape (through ``grad(create_graph=True)``)
+        recorded once, then one reverse sweep per gradient element.
+
+        Example:
+            >>> import numpy as np
+            >>> import tapegrad as tg
+            >>> tg.compile(lambda x: tg.sum(x ** 3)).hessian(np.array([1.0, 2.0]))
+            array([[ 6.,  0.],
+                   [ 0., 12.]])
+        """
+        args, as_tuple = _driver_inputs(inputs)
+        gradient = self._derived("hessian", _flat_gradient, len(args),
+                                 argnums=tuple(range(len(args))))
+        flat = gradient.jacobian(tuple(args))
+        sizes = [int(np.size(a)) for a in args]
+        offsets = np.cumsum([0, *sizes])
+        rows = []
+        for i, a in enumerate(args):
+            rows.append(tuple(
+                _plain_block(np.asarray(flat[j])[offsets[i]:offsets[i + 1]].reshape(
+                    np.shape(a) + np.shape(b))) for j, b in enumerate(args)))
+        return tuple(rows) if as_tuple else rows[0][0]
+
+    def _derived(self, name: str, build: Callable[..., Any], n: int,
+                 argnums: int | tuple[int, ...]) -> CompiledFunction:
+        """A compiled function made from f for a driver (kept: its traces are reused)."""
+        key = (name, n)
+        derived = self._drivers.get(key)
+        if derived is None:
+            derived = self._drivers[key] = CompiledFunction(build(self._f, n), argnums=argnums)
+        return derived
+
     @property
     def trace_count(self) -> int:
         """How many traces are kept (one per key and per path through f's branches)."""
@@ -245,7 +389,9 @@ class CompiledFunction:
     # ---- one call ----
 
     def _run(self, args: tuple, kwargs: dict, nums: tuple[int, ...], single: bool,
-             grads: bool) -> tuple[Any, Any]:
+             grads: bool, seeds: list | None = None) -> tuple[Any, Any]:
+        """(value, gradients) from a replay (or a new trace); with seeds, a list of
+        gradients, one per seed (the output's gradient a reverse sweep starts from)."""
         positions = _positions(nums, len(args), self._f)
         leaves: list = []
         structure = tuple(_split(a, f"argument {i}", i in positions, leaves)
@@ -260,19 +406,22 @@ class CompiledFunction:
                 wrt.extend(range(start, start + n))
             start += n
         if key in self._eager_keys:
+            if seeds is not None:
+                raise TraceError(f"compile: {getattr(self._f, '__name__', 'f')} runs eagerly "
+                                 "(fallback='eager'): its tape cannot be replayed for this driver")
             return self._eager(args, kwargs, nums, single, grads)
         for trace in self._traces.get(key, ()):
             if trace.busy:
                 continue
-            if grads and not trace.scalar_output:
+            if grads and seeds is None and not trace.scalar_output:
                 raise _not_scalar(self._f, ran_shape=None)
-            ran = trace.replay(leaves, wrt if grads else None)
+            ran = trace.replay(leaves, wrt if grads else None, seeds)
             if ran is not None:
-                return self._results(ran, structure, positions, single, leaves, wrt, grads)
+                return self._results(ran, structure, positions, single, grads, seeds)
         try:
-            ran = self._trace(key, structure, kw_structure, leaves, wrt if grads else None)
+            ran = self._trace(key, structure, kw_structure, leaves, wrt if grads else None, seeds)
         except TraceError as error:
-            if self._fallback != "eager":
+            if self._fallback != "eager" or seeds is not None:
                 raise
             self._eager_keys.add(key)
             if not self._warned:
@@ -280,10 +429,10 @@ class CompiledFunction:
                 warnings.warn(f"{error} -- running {getattr(self._f, '__name__', 'f')} eagerly "
                               "(fallback='eager')", TraceWarning, stacklevel=3)
             return self._eager(args, kwargs, nums, single, grads)
-        return self._results(ran, structure, positions, single, leaves, wrt, grads)
+        return self._results(ran, structure, positions, single, grads, seeds)
 
     def _trace(self, key: Any, structure: tuple, kw_structure: Any, leaves: list,
-               wrt: list[int] | None) -> Any:
+               wrt: list[int] | None, seeds: list | None = None) -> Any:
         trace = _core.Trace()
         trace.push()
         try:
@@ -294,14 +443,14 @@ class CompiledFunction:
             out = self._f(*call_args, **call_kwargs)
         finally:
             trace.pop()
-        _check_output(out, self._f, scalar=wrt is not None)
+        _check_output(out, self._f, scalar=wrt is not None and seeds is None)
         trace.finish(tensors, out)
-        if wrt and not trace.depends_on(wrt):
+        if wrt and seeds is None and not trace.depends_on(wrt):
             warnings.warn(  # the eager value_and_grad's warning
                 f"value_and_grad: the value of {getattr(self._f, '__name__', 'f')} does not "
                 "depend on the arguments it differentiates (it has no recorded history from "
                 "them); their gradients are zero", stacklevel=4)
-        ran = trace.replay(leaves, wrt)
+        ran = trace.replay(leaves, wrt, seeds)
         if ran is None:
             raise TraceError(
                 f"compile: {getattr(self._f, '__name__', 'f')} took another branch when its "
@@ -314,19 +463,101 @@ class CompiledFunction:
         return ran
 
     def _results(self, ran: tuple, structure: tuple, positions: list[int], single: bool,
-                 leaves: list, wrt: list[int], grads: bool) -> tuple[Any, Any]:
+                 grads: bool, seeds: list | None) -> tuple[Any, Any]:
         value = _plain_output(ran[0])
         if not grads:
             return value, None
-        gradients = iter(ran[1])
-        per_arg = tuple(_rebuild(structure[n], gradients) for n in positions)
-        return value, per_arg[0] if single else per_arg
+
+        def per_arg(gradients: list) -> Any:
+            feed = iter(gradients)
+            rebuilt = tuple(_rebuild(structure[n], feed) for n in positions)
+            return rebuilt[0] if single else rebuilt
+
+        if seeds is None:
+            return value, per_arg(ran[1])
+        return value, [per_arg(g) for g in ran[1]]
 
     def _eager(self, args: tuple, kwargs: dict, nums: tuple[int, ...], single: bool,
                grads: bool) -> tuple[Any, Any]:
         if grads:
             return _eager_value_and_grad(self._f, nums[0] if single else nums)(*args, **kwargs)
         return _plain_output(self._f(*args, **kwargs)), None
+
+
+# ---- what the drivers compile ----
+
+def _grad_of(f: Callable[..., Any], xs: tuple, grad_outputs: Any = None) -> list:
+    """f's gradients w.r.t. the Tensors xs, with their history (zeros where f does not use one)."""
+    grads = grad(f(*xs), xs, grad_outputs=grad_outputs, create_graph=True, allow_unused=True)
+    return [x * 0.0 if g is None else g for x, g in zip(xs, grads)]
+
+
+def _transposed_vjp(f: Callable[..., Any], n: int) -> Callable[..., Any]:
+    """u, x, v -> <J^T u, v>: linear in u, so its gradient in u is J v."""
+    def transposed(u: Any, *rest: Any) -> Any:
+        xs, vs = rest[:n], rest[n:]
+        return sum((_sum_of(g * v) for g, v in zip(_grad_of(f, xs, u), vs)), 0.0)
+    return transposed
+
+
+def _gradient_dot(f: Callable[..., Any], n: int) -> Callable[..., Any]:
+    """x, v -> <grad f(x), v>: its gradient in x is H v."""
+    def dot(*rest: Any) -> Any:
+        xs, vs = rest[:n], rest[n:]
+        return sum((_sum_of(g * v) for g, v in zip(_grad_of(f, xs), vs)), 0.0)
+    return dot
+
+
+def _flat_gradient(f: Callable[..., Any], n: int) -> Callable[..., Any]:
+    """x -> f's gradient, every input's flattened and joined (its Jacobian is the Hessian)."""
+    def flat(*xs: Any) -> Any:
+        return concatenate([reshape(g, (-1,)) for g in _grad_of(f, xs)])
+    return flat
+
+
+def _driver_inputs(inputs: Any) -> tuple[tuple, bool]:
+    """The positional arguments, and whether they came as a tuple (torch's convention)."""
+    if isinstance(inputs, tuple):
+        return inputs, True
+    return (inputs,), False
+
+
+def _driver_vectors(v: Any, args: tuple, as_tuple: bool, what: str) -> tuple:
+    vs = tuple(v) if as_tuple else (v,)
+    if len(vs) != len(args):
+        raise ValueError(f"compile: {what} takes one v per input: {len(args)} inputs, {len(vs)} "
+                         "vectors")
+    for a, x in zip(args, vs):
+        if np.shape(a) != np.shape(x):
+            raise ValueError(f"compile: {what}'s v must have the inputs' shapes: {np.shape(a)} "
+                             f"and {np.shape(x)}")
+    return tuple(float(x) if np.ndim(a) == 0 and not isinstance(a, np.ndarray) else
+                 np.asarray(x, dtype=np.asarray(a).dtype if np.asarray(a).dtype in _FLOATS
+                            else np.float64) for a, x in zip(args, vs))
+
+
+def _unit(args: tuple, j: int, k: int) -> tuple:
+    """Tangents for every input: zero but element k of input j (floats for float inputs)."""
+    tangents = []
+    for i, a in enumerate(args):
+        t = np.zeros(np.shape(a))
+        if i == j:
+            t.reshape(-1)[k] = 1.0
+        tangents.append(float(t) if isinstance(a, (float, int)) else t)
+    return tuple(tangents)
+
+
+def _basis(value: Any, i: int) -> Any:
+    """The i-th unit vector of the output's layout (1.0 for a float output)."""
+    if isinstance(value, float):
+        return 1.0
+    e = np.zeros_like(value)
+    e.reshape(-1)[i] = 1.0
+    return e
+
+
+def _plain_block(block: np.ndarray) -> Any:
+    return float(block) if block.ndim == 0 else block
 
 
 def _records(value: Any) -> bool:
