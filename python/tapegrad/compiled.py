@@ -76,6 +76,20 @@ _core.set_trace_hooks(TraceError, _escape)
 
 # ---- arguments: their structure, the key, the leaves ----
 
+def _flat_key(args: tuple, nums: tuple[int, ...]) -> Any:
+    """A key for arguments that are all floats or float ndarrays; None for any other."""
+    layouts = []
+    for a in args:
+        kind = type(a)
+        if kind is float:
+            layouts.append(None)
+        elif kind is np.ndarray and a.dtype in _FLOATS:
+            layouts.append((a.shape, a.dtype.char))
+        else:
+            return None
+    return nums, tuple(layouts)
+
+
 def _leaf_value(value: Any, where: str, differentiable: bool) -> Any:
     """A dynamic leaf's value (a float or a float ndarray), or None when value is static."""
     if isinstance(value, Tensor):
@@ -202,6 +216,7 @@ class CompiledFunction:
         self._fallback = fallback
         self._traces: dict[Any, list] = {}
         self._drivers: dict[Any, CompiledFunction] = {}
+        self._flat: dict[Any, tuple] = {}
         self._eager_keys: set = set()
         self._warned = False
         functools.update_wrapper(self, f)
@@ -392,19 +407,29 @@ class CompiledFunction:
              grads: bool, seeds: list | None = None) -> tuple[Any, Any]:
         """(value, gradients) from a replay (or a new trace); with seeds, a list of
         gradients, one per seed (the output's gradient a reverse sweep starts from)."""
-        positions = _positions(nums, len(args), self._f)
-        leaves: list = []
-        structure = tuple(_split(a, f"argument {i}", i in positions, leaves)
-                          for i, a in enumerate(args))
-        kw_structure = _split(kwargs, "keyword arguments", False, leaves)
-        key = (tuple(_key_of(s) for s in structure), _key_of(kw_structure))
-        wrt: list[int] = []
-        start = 0
-        for i, s in enumerate(structure):
-            n = _count_leaves(s)
-            if i in positions:
-                wrt.extend(range(start, start + n))
-            start += n
+        # Flat arguments (floats and float ndarrays) are their own leaves: what
+        # the general path works out from them is kept by their layouts.
+        flat_key = None if kwargs else _flat_key(args, nums)
+        known = self._flat.get(flat_key) if flat_key is not None else None
+        if known is not None:
+            positions, structure, kw_structure, key, wrt = known
+            leaves = list(args)
+        else:
+            positions = _positions(nums, len(args), self._f)
+            leaves = []
+            structure = tuple(_split(a, f"argument {i}", i in positions, leaves)
+                              for i, a in enumerate(args))
+            kw_structure = _split(kwargs, "keyword arguments", False, leaves)
+            key = (tuple(_key_of(s) for s in structure), _key_of(kw_structure))
+            wrt = []
+            start = 0
+            for i, s in enumerate(structure):
+                n = _count_leaves(s)
+                if i in positions:
+                    wrt.extend(range(start, start + n))
+                start += n
+            if flat_key is not None:
+                self._flat[flat_key] = (positions, structure, kw_structure, key, wrt)
         if key in self._eager_keys:
             if seeds is not None:
                 raise TraceError(f"compile: {getattr(self._f, '__name__', 'f')} runs eagerly "
