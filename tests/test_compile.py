@@ -6,6 +6,7 @@ answer what the Python function would not have.
 """
 
 import collections
+import copy
 import gc
 import math
 import threading
@@ -211,6 +212,7 @@ def test_guards_on_a_constant_and_on_two_tensors():
     lambda x: x * math.sqrt(abs(x)),
     lambda x: x + np.floor(x),
     lambda x: x * x.detach(),
+    lambda x: x * copy.copy(x),  # read inside the standard library: the line is still this file's
 ])
 def test_a_value_read_into_python_raises_trace_error_naming_the_line(leak):
     with pytest.raises(tg.TraceError, match=r"test_compile\.py:\d+"):

@@ -16,6 +16,7 @@ import numbers
 import operator
 import os
 import sys
+import sysconfig
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,9 @@ __all__ = ["CompiledFunction", "TraceError", "TraceWarning", "compile"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
+# Frames an escape's message looks past for the user's line: tapegrad's and the
+# standard library's (copy.copy(t) reads the value inside copy.py).
+_NOT_THE_USERS = (_PACKAGE, sysconfig.get_paths()["stdlib"])
 # Traces kept per key: a loop whose trip count depends on a value traces once per
 # count; past this many, the oldest go.
 _MAX_TRACES = 32
@@ -55,9 +59,9 @@ def _escape(what: str) -> None:
     """Raise TraceError for a value leaving the tape (the core calls this while tracing)."""
     frame = sys._getframe(1)
     through = None
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        through = frame.f_code.co_qualname if hasattr(frame.f_code, "co_qualname") else (
-            frame.f_code.co_name)
+    while frame is not None and frame.f_code.co_filename.startswith(_NOT_THE_USERS):
+        if through is None and frame.f_code.co_filename.startswith(_PACKAGE):
+            through = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
         frame = frame.f_back
     where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "f"
     via = f" (through tapegrad's {through})" if through else ""
