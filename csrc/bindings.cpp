@@ -145,6 +145,22 @@ PYBIND11_MODULE(_core, m) {
         set_trace_hooks(error_class.ptr(), escape.ptr());
     });
     m.def("tracing", []() { return tape().tracing; });
+    m.def("untraced", [](py::object fn, py::args args) {
+        // fn(*args) with the calling thread's trace paused: a Function's forward,
+        // a callback the replay calls again (Note [Compiled tapes]).
+        Tape& t = tape();
+        if (!t.tracing) return fn(*args);
+        t.tracing = false;
+        --Tape::tracing_count;
+        struct Resume {
+            Tape& t;
+            ~Resume() {
+                t.tracing = true;
+                ++Tape::tracing_count;
+            }
+        } resume{t};
+        return fn(*args);
+    });
     m.def("compare", [](py::object a, py::object b, int op) {
         // op: Python's rich comparison code (0..5), or -1 for bool(a).
         if (op < Trace::TRUTH || op > Py_GE) throw py::value_error("compare: op must be -1 (truth) or 0..5");

@@ -23,6 +23,15 @@ PyObject* escape_hook = nullptr;
     throw py::error_already_set();
 }
 
+// A user record's replay callable (a tapegrad.Function made while tracing:
+// autograd.py's _replay_of), or None for one a replay cannot run.
+py::object replay_of(PyObject* record) {
+    const py::handle r(record);
+    if (py::hasattr(r, "replay")) return r.attr("replay");
+    if (py::hasattr(r, "record") && py::hasattr(r.attr("record"), "replay")) return r.attr("record").attr("replay");
+    return py::none();
+}
+
 // What a user record is called in an error: its class and, for the seed's, its outputs' labels.
 std::string record_text(PyObject* record) {
     const py::handle r(record);
@@ -145,7 +154,7 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
     RowStore& rows = tape_->rows();
     // Rows a replay cannot run.
     for (uint32_t row = 0; row < rows.size(); ++row) {
-        if (rows.op(row) == OP_CUSTOM)
+        if (rows.op(row) == OP_CUSTOM && replay_of(rows.user_record(rows.in0(row)).record).is_none())
             raise_trace_error("tapegrad.compile: f recorded a user record, an OperationRecord appended "
                               "to operation_history or a tapegrad.Function (" +
                               record_text(rows.user_record(rows.in0(row)).record) +
@@ -182,6 +191,13 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
     for (size_t i = rows.size(); i-- > 0;) {
         const uint32_t row = static_cast<uint32_t>(i);
         const uint8_t code = rows.op(row), f = rows.flags(row);
+        if (code == OP_CUSTOM) {  // a Function: run again if any of its outputs is read
+            const UserRecord& r = rows.user_record(rows.in0(row));
+            for (uint32_t o : r.outputs) live[row] = live[row] || live[o];
+            if (live[row])
+                for (uint32_t in : r.inputs) live[in] = 1;
+            continue;
+        }
         if (!live[row] || code <= OP_STALE) continue;
         if (is_array_op(code)) {
             for (int64_t in : rows.array_record(rows.in0(row)).inputs)
@@ -192,7 +208,7 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
         if (op_arity(code) == 2 && !(f & F_B_CONST)) live[rows.in1(row)] = 1;
     }
     for (uint32_t row = 0; row < rows.size(); ++row)
-        if (live[row] && rows.op(row) > OP_STALE) order_.push_back(row);
+        if (live[row] && (rows.op(row) > OP_STALE || rows.op(row) == OP_CUSTOM)) order_.push_back(row);
     plan_releases();
     finished_ = true;
 }
@@ -217,6 +233,10 @@ void Trace::plan_releases() {
     for (size_t i = 0; i < order_.size(); ++i) {
         const uint32_t row = order_[i];
         const uint8_t code = rows.op(row), f = rows.flags(row);
+        if (code == OP_CUSTOM) {
+            for (uint32_t in : rows.user_record(rows.in0(row)).inputs) keep[in] = 1;
+            continue;
+        }
         if (!(f & F_ARRAY)) continue;  // a scalar row reads only scalars
         any_array = true;
         if (!is_layout(rows.array_of(row))) keep[row] = 1;  // a backward reads it
@@ -311,6 +331,7 @@ int Trace::guard_holds(const Guard& g) {
 bool Trace::compute_row(uint32_t row) {
     RowStore& rows = tape_->rows();
     const uint8_t code = rows.op(row), f = rows.flags(row);
+    if (code == OP_CUSTOM) return run_function(row);
     PyObject* value = nullptr;
     if (!(f & F_ARRAY)) {
         const uint32_t ia = rows.in0(row), ib = rows.in1(row);
@@ -356,6 +377,46 @@ bool Trace::compute_row(uint32_t row) {
     return true;
 }
 
+// A tapegrad.Function's row: its forward again on the inputs' values (a
+// Python callback, which also rebinds its backward to the new values), its
+// outputs' rows set to what it returns, each of the layout traced.
+bool Trace::run_function(uint32_t row) {
+    RowStore& rows = tape_->rows();
+    // Copied: the callback runs Python.
+    const UserRecord& r = rows.user_record(rows.in0(row));
+    const std::vector<uint32_t> inputs = r.inputs, outputs = r.outputs;
+    try {
+        const py::object replay = replay_of(r.record);
+        py::list values(inputs.size());
+        for (size_t k = 0; k < inputs.size(); ++k)
+            values[k] = py::reinterpret_steal<py::object>(rows.operand_object(inputs[k], false, false));
+        const py::list results(replay(values));
+        if (results.size() != outputs.size())
+            throw py::value_error("Trace.replay: a Function's forward returned " + std::to_string(results.size()) +
+                                  " values for its " + std::to_string(outputs.size()) + " traced outputs");
+        for (size_t k = 0; k < outputs.size(); ++k) {
+            const uint32_t out = outputs[k];
+            PyObject* v = results[k].ptr();
+            if (rows.is_array(out)) {
+                if (!PyArray_Check(v) || !same_layout(v, rows.array_of(out)))
+                    throw py::value_error("Trace.replay: a Function's forward returned a value of another "
+                                          "shape or dtype than when traced (output " + std::to_string(k) + ")");
+                Py_DECREF(rows.swap_array_value(out, Py_NewRef(v)));
+            } else {
+                const double number = PyFloat_AsDouble(v);
+                if (number == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+                rows.set_number(out, number);
+            }
+        }
+        return true;
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (py::builtin_exception& e) {
+        e.set_error();
+    }
+    return false;
+}
+
 // The guards from the g-th on whose rows are all computed before `row`.
 // Returns the next guard's position (SIZE_MAX: none left) in `next`.
 Trace::Ran Trace::check_guards(size_t& g, size_t upto, size_t& next) {
@@ -385,7 +446,7 @@ Trace::Ran Trace::forward() {
         const uint32_t row = order_[i];
         if (row >= next_guard && (ran = check_guards(g, row, next_guard)) != Ran::OK) return ran;
         const uint8_t code = op[row], f = flags[row];
-        if (!(f & F_ARRAY) && code < OP_FIRST_COLD) {
+        if (!(f & F_ARRAY) && code < OP_FIRST_COLD && code != OP_CUSTOM) {
             const double a = (f & F_A_NUMBER) ? consts[in0[row]] : val[in0[row]].number;
             visit_hot_op(code, [&](auto tag) {
                 using Op = typename decltype(tag)::type;

@@ -24,8 +24,10 @@
 //     no_grad on values that require grad, gradients taken without
 //     create_graph, other tapes pushed, and clear_history(), whose results
 //     would be constants too.
-//   - Rows a replay cannot run are refused when the trace finishes: user
-//     records (the seed's OperationRecord, Function) and in-place updates.
+//   - Rows a replay cannot run are refused when the trace finishes: the seed's
+//     OperationRecords and in-place updates. A tapegrad.Function is a
+//     callback: the replay calls its forward again on the new values (which
+//     rebinds its backward, called by the sweep as in an eager one).
 // Constants of the trace (numbers, closure arrays and Tensors) keep the values
 // recorded. A trace is used by one replay at a time (busy()): a call that finds
 // it busy (another thread, a hook calling the same function) traces anew.
@@ -105,6 +107,7 @@ private:
     Ran forward();
     Ran check_guards(size_t& g, size_t upto, size_t& next);
     bool compute_row(uint32_t row);
+    bool run_function(uint32_t row);
     void plan_releases();
     void release_after(size_t i);
     int guard_holds(const Guard& g);  // 1, 0, or -1 with an error set

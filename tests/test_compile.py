@@ -507,3 +507,59 @@ def test_drivers_check_their_vectors():
         tg.compile(lambda x: tg.sum(x * x)).hvp(np.ones(2))
     with pytest.raises(ValueError, match="seed must have the output's shape"):
         cf.vjp(np.ones(3), np.ones(2))
+
+
+# ---- tapegrad.Function: its forward and backward are callbacks of the replay ----
+
+class _Clipped(tg.Function):
+    """x -> x**3 where x < 1, else 3x - 2: the forward branches on values, in Python."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        _Clipped.calls += 1
+        value = x.data
+        ctx.save_for_backward(x)
+        return np.where(value < 1.0, value ** 3, 3.0 * value - 2.0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * np.where(x.data < 1.0, 3.0 * x.data ** 2, 3.0)
+
+
+def test_a_function_runs_its_forward_and_backward_on_every_replay():
+    def f(x):
+        return tg.sum(tg.sin(_Clipped.apply(x * 2.0)))
+
+    cf = tg.compile(f)
+    for x in [np.array([0.1, 0.2]), np.array([0.3, 0.9]), np.array([-1.0, 2.0])]:
+        before = _Clipped.calls
+        value, g = cf.value_and_grad(x)
+        assert _Clipped.calls > before  # the forward ran again, on these values
+        want_value, want_g = tg.value_and_grad(f)(x)
+        assert value == pytest.approx(want_value, rel=1e-14)
+        np.testing.assert_allclose(g, want_g, rtol=1e-14)
+        y = 2.0 * x  # closed form: d/dx sin(c(2x)) = cos(c(2x)) c'(2x) 2
+        c = np.where(y < 1.0, y ** 3, 3 * y - 2)
+        np.testing.assert_allclose(g, np.cos(c) * np.where(y < 1.0, 3 * y ** 2, 3.0) * 2, rtol=1e-14)
+    assert cf.trace_count == 1  # its branches are its own Python, run on every replay
+
+
+def test_a_function_of_a_scalar_and_its_hvp_replay():
+    class Square(tg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.data * x.data
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 2.0 * x * g
+
+    cf = tg.compile(lambda x: Square.apply(x) * x)
+    assert cf.value_and_grad(2.0) == (8.0, 12.0)
+    assert cf.value_and_grad(3.0) == (27.0, 27.0)
+    assert cf.trace_count == 1

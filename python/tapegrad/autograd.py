@@ -248,14 +248,15 @@ class Function:
         """Run ``forward`` on ``args`` and record the op with ``backward`` as its gradient."""
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         ctx = FunctionCtx(needs)
+        # Inside tapegrad.compile's trace, forward is a callback the replay calls
+        # again on new values: it may read them (Note [Compiled tapes]).
+        tracing = _core.tracing()
         with no_grad():
-            raw = cls.forward(ctx, *args)
+            raw = _core.untraced(cls.forward, ctx, *args) if tracing else cls.forward(ctx, *args)
         single = not isinstance(raw, tuple)
         record = _core.is_grad_enabled() and any(needs)
         raws = (raw,) if single else raw
-        # A Tensor's value is tapegrad's own, immutable: shared; anything else is copied.
-        outputs = [Tensor(o.data, requires_grad=record, copy=False) if isinstance(o, Tensor)
-                   else Tensor(o, requires_grad=record) for o in raws]
+        outputs = _outputs_of_forward(raws, record)
         # A saved output is the recorded output, as in PyTorch: differentiating the
         # backward then goes back through this op.
         ctx.saved_tensors = tuple(
@@ -266,12 +267,47 @@ class Function:
             operation = OperationRecord(inputs, outputs, _backward_of(cls, ctx, tensor_args))
             operation.op = cls.__name__
             operation.graph_backward = _graph_backward_of(cls, ctx, tensor_args)
+            if tracing:
+                operation.replay = _replay_of(cls, operation, args, needs, tensor_args)
             keys = RecordKeys(operation)  # keys as the Tensors themselves
             # Note [Saved tensors]: the tape keeps the record, and so the ctx; recorded
             # tensors in it become handles that do not keep their records alive.
             ctx.saved_tensors = _core.append_record(keys, True, ctx.saved_tensors)
             keys.release()  # resolved: let go of the Tensors
         return outputs[0] if single else tuple(outputs)
+
+
+def _outputs_of_forward(raws: tuple, record: bool) -> list:
+    """forward's results as Tensors: a Tensor's value is tapegrad's own, immutable, so it
+    is shared (read for its value alone, as a layout: no escape while compile traces);
+    anything else is copied."""
+    return [Tensor(_core.peek(o), requires_grad=record, copy=False) if isinstance(o, Tensor)
+            else Tensor(o, requires_grad=record) for o in raws]
+
+
+def _replay_of(cls: type, operation: Any, args: tuple, needs: tuple,
+               tensor_args: tuple) -> Callable[[list], list]:
+    """What a compiled tape's replay calls at a Function's row (Note [Compiled tapes]):
+    forward again on the inputs' new values (the other arguments as traced), its backward
+    rebound to the new ctx; returns the outputs' values."""
+    positions = [i for i, is_tensor in enumerate(tensor_args) if is_tensor]
+
+    def replay(values: list) -> list:
+        call = list(args)
+        for i, value in zip(positions, values):
+            call[i] = Tensor(value, requires_grad=needs[i], copy=False)
+        ctx = FunctionCtx(needs)
+        with no_grad():
+            raw = cls.forward(ctx, *call)
+        raws = raw if isinstance(raw, tuple) else (raw,)
+        outputs = _outputs_of_forward(raws, False)
+        ctx.saved_tensors = tuple(
+            next((out for r, out in zip(raws, outputs) if r is s), s) for s in ctx.saved_tensors)
+        operation.backward_fn = _backward_of(cls, ctx, tensor_args)
+        operation.graph_backward = _graph_backward_of(cls, ctx, tensor_args)
+        return [_core.peek(o) for o in outputs]
+
+    return replay
 
 
 def _per_tensor_arg(cls: type, result: Any, tensor_args: tuple) -> list:

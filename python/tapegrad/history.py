@@ -44,7 +44,10 @@ class OperationRecord:
         [6.0]
     """
 
-    __slots__ = ("_keys", "backward_fn", "graph_backward", "input_keys", "op", "output_keys")
+    # replay: set on a Function's record made while tapegrad.compile traces
+    # (autograd.py's _replay_of), what the replay calls to run its forward again.
+    __slots__ = ("_keys", "backward_fn", "graph_backward", "input_keys", "op", "output_keys",
+                 "replay")
 
     def __init__(
         self,
