@@ -47,23 +47,57 @@ void set_trace_hooks(PyObject* error_class, PyObject* escape) {
     Py_XSETREF(escape_hook, Py_NewRef(escape));
 }
 
+namespace {
+
+// Raises TraceError for `what` on a tape that records a trace, and keeps its
+// text on the trace (Trace::note_escape): f may catch the error, not undo it.
+bool escape(Tape& tape, const char* what) {
+    if (!escape_hook) {
+        PyErr_Format(PyExc_RuntimeError, "tapegrad.compile: %s while tracing", what);
+    } else {
+        PyObject* r = PyObject_CallFunction(escape_hook, "s", what);  // raises TraceError
+        if (r) {
+            Py_DECREF(r);
+            return true;
+        }
+    }
+    if (tape.trace) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyObject* text = value ? PyObject_Str(value) : nullptr;
+        const char* utf8 = text ? PyUnicode_AsUTF8(text) : nullptr;
+        tape.trace->note_escape(utf8 ? utf8 : what);
+        Py_XDECREF(text);
+        PyErr_Clear();
+        PyErr_Restore(type, value, traceback);
+    }
+    return false;
+}
+
+}  // namespace
+
 bool allowed_while_tracing_slow(const char* what) {
     Tape* tape = current_tape();
     if (!tape) return false;
-    if (!tape->tracing) return true;
-    if (!escape_hook) {
-        PyErr_Format(PyExc_RuntimeError, "tapegrad.compile: %s while tracing", what);
-        return false;
-    }
-    PyObject* r = PyObject_CallFunction(escape_hook, "s", what);  // raises TraceError
-    if (!r) return false;
-    Py_DECREF(r);
-    return true;
+    return !tape->tracing || escape(*tape, what);
+}
+
+bool value_may_leave_slow(PyObject* tensor, const char* what) {
+    const auto* t = reinterpret_cast<const TensorObject*>(tensor);
+    Tape* home = t->epoch ? tape_of_epoch(t->epoch) : nullptr;
+    if (home && home->tracing) return escape(*home, what);
+    return allowed_while_tracing_slow(what);
 }
 
 PyObject* compare_values(PyObject* a, PyObject* b, int op) {
     Tape* tape = Tape::tracing_count ? current_tape() : nullptr;
     if (Tape::tracing_count && !tape) return nullptr;
+    if (tape && is_tensor(a)) {  // a traced value compared on another thread: no guard can hold it
+        const auto* t = reinterpret_cast<const TensorObject*>(a);
+        Tape* home = t->epoch ? tape_of_epoch(t->epoch) : nullptr;
+        if (home && home->tracing && home != tape && !escape(*home, "a comparison on another thread"))
+            return nullptr;
+    }
     if (tape && tape->tracing && tape->trace) {
         try {
             return tape->trace->guard(op, a, b);
@@ -151,6 +185,8 @@ PyObject* Trace::guard(int op, PyObject* a, PyObject* b) {
 
 void Trace::finish(const py::sequence& inputs, const py::handle& output) {
     if (finished_ || tape_->tracing) raise_trace_error("Trace.finish: the trace is still recording, or finished");
+    if (!escape_.empty())
+        raise_trace_error(escape_ + " (f caught this error and went on: the path it took then is not f's)");
     RowStore& rows = tape_->rows();
     // Rows a replay cannot run.
     for (uint32_t row = 0; row < rows.size(); ++row) {
@@ -540,6 +576,10 @@ py::list Trace::gradients(const py::sequence& wrt, const std::vector<py::object>
         }
         if (!found->second.empty()) needed = &found->second;
     }
+    // detect_anomaly() is the calling thread's (the trace's tape is never pushed).
+    Tape* caller = current_tape();
+    if (!caller) throw py::error_already_set();
+    tape_->anomaly_mode() = caller->anomaly_mode();
     py::list per_seed(seeds.size());
     for (size_t s = 0; s < seeds.size(); ++s) {
         NumericSweep sweep(*tape_);

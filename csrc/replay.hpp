@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "sweep_sources.hpp"
@@ -101,6 +102,11 @@ public:
     // bool(t) or `t op u` while this trace records: the outcome (a new
     // reference), recorded as a guard. nullptr with an error set.
     PyObject* guard(int op, PyObject* a, PyObject* b);
+    // An escape raised while recording (`message`, its TraceError's text):
+    // kept, so that finish() raises it even if f caught it and went on.
+    void note_escape(const std::string& message) {
+        if (escape_.empty()) escape_ = message;
+    }
 
 private:
     enum class Ran { OK, GUARD_FAILED, FAILED };
@@ -131,11 +137,20 @@ private:
     std::vector<std::vector<uint32_t>> release_after_;
     std::map<std::vector<size_t>, std::vector<uint8_t>> needed_;  // Note [Needed rows], per wrt
     bool finished_ = false, busy_ = false, scalar_output_ = true;
+    std::string escape_;
 };
 
 // The class TraceError and the function that raises it for an escape
 // (tapegrad.compiled sets them: the message names the user's line).
 void set_trace_hooks(PyObject* error_class, PyObject* escape);
+
+// Whether tensor t's value may be read into Python now: false, with TraceError
+// set, when its own tape or the calling thread's records a trace (a tensor of a
+// trace read on another thread escapes too). Cheap when no trace records.
+bool value_may_leave_slow(PyObject* t, const char* what);
+inline bool value_may_leave(PyObject* t, const char* what) {
+    return Tape::tracing_count == 0 || value_may_leave_slow(t, what);
+}
 
 // bool(t) and the comparisons of Tensors (tensor.py): the outcome on the
 // values, recorded as a guard while a trace records.

@@ -6,6 +6,7 @@
 #include "array_ops.hpp"
 #include "arrays.hpp"
 #include "numpy_dispatch.hpp"
+#include "replay.hpp"
 #include "temporaries.hpp"
 
 namespace tapegrad {
@@ -456,6 +457,8 @@ int tensor_init(PyObject* self, PyObject* args, PyObject* kwds) {
     double number = 0.0;
     PyObject* array = nullptr;
     if (is_tensor(data)) {
+        // A copy of a traced value would be a constant of the trace (Note [Compiled tapes]).
+        if (!value_may_leave(data, "Tensor(t) or as_tensor(t), a copy of a value")) return -1;
         auto* other = reinterpret_cast<TensorObject*>(data);
         number = other->scalar;
         array = Py_XNewRef(other->array);
@@ -531,7 +534,7 @@ void tensor_dealloc(PyObject* self) {
 }
 
 PyObject* get_data(PyObject* self, void*) {
-    if (!allowed_while_tracing("Tensor.data")) return nullptr;  // Note [Compiled tapes]
+    if (!value_may_leave(self, "Tensor.data")) return nullptr;  // Note [Compiled tapes]
     return value_object(reinterpret_cast<TensorObject*>(self));
 }
 

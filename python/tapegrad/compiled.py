@@ -139,8 +139,8 @@ def _static_key(value: Any, where: str) -> Any:
 
 def _split(value: Any, where: str, differentiable: bool, leaves: list) -> Any:
     """The structure of value, leaves appended to `leaves`: (kind, ...) tuples that key a trace."""
-    if isinstance(value, dict):
-        return ("dict", tuple(value), tuple(
+    if isinstance(value, dict):  # keys with their types: {1: a} and {1.0: a} differ
+        return ("dict", tuple((type(k), k) for k in value), tuple(
             _split(v, f"{where}[{k!r}]", differentiable, leaves) for k, v in value.items()))
     if isinstance(value, (list, tuple)):
         items = tuple(_split(v, f"{where}[{i}]", differentiable, leaves)
@@ -174,7 +174,7 @@ def _rebuild(structure: Any, leaves: Any) -> Any:
     if kind == "leaf":
         return next(leaves)
     if kind == "dict":
-        return {k: _rebuild(s, leaves) for k, s in zip(structure[1], structure[2])}
+        return {k: _rebuild(s, leaves) for (_, k), s in zip(structure[1], structure[2])}
     items = [_rebuild(s, leaves) for s in structure[2]]
     if kind == "list":
         return items
@@ -425,13 +425,11 @@ class CompiledFunction:
                               for i, a in enumerate(args))
             kw_structure = _split(kwargs, "keyword arguments", False, leaves)
             key = (tuple(_key_of(s) for s in structure), _key_of(kw_structure))
-            wrt = []
-            start = 0
-            for i, s in enumerate(structure):
-                n = _count_leaves(s)
-                if i in positions:
-                    wrt.extend(range(start, start + n))
-                start += n
+            # The leaves of each argument differentiated, in argnums' order.
+            firsts = [0]
+            for s in structure:
+                firsts.append(firsts[-1] + _count_leaves(s))
+            wrt = [k for n in positions for k in range(firsts[n], firsts[n + 1])]
             if flat_key is not None:
                 self._flat[flat_key] = (positions, structure, kw_structure, key, wrt)
         if key in self._eager_keys:
