@@ -63,6 +63,7 @@ leak_pass() {
             "$repo/tests/test_higher_order.py" "$repo/tests/test_function.py" \
             "$repo/tests/test_hooks.py" "$repo/tests/test_graph.py" "$repo/tests/test_tape.py" \
             "$repo/tests/test_bad_inputs.py" "$repo/tests/test_mutation.py" "$repo/tests/test_anomaly.py" \
+            "$repo/tests/test_compile.py" \
             -k "not torch and not isolated and not keyboard \
             and not huge and not chain_of" 2>&1 | tee "$work/leak.log"
 }
