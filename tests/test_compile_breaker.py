@@ -105,18 +105,15 @@ def test_detect_anomaly_around_a_replay_raises_as_eager():
                 cf.value_and_grad(np.array([0.0, 2.0]))
 
 
-@pytest.mark.xfail(strict=True, reason="dict keys and static values that are equal but of "
-                   "different types (1 and 1.0) share a key: compiled.py _split keys a dict by "
-                   "tuple(value) and _static_key by (type, value) of the outer value only")
-@pytest.mark.parametrize("first, second", [({1: 2.0}, {1.0: 2.0}),
-                                           (frozenset({1}), frozenset({1.0}))],
-                         ids=["dict_keys", "frozenset"])
-def test_equal_static_values_of_different_types_are_different_keys(first, second):
+@pytest.mark.xfail(strict=True, reason="static values equal across types (1 and 1.0) share "
+                   "a key: compiled.py _split keys a dict by tuple(value), _static_key a "
+                   "frozenset by (type, value) of the outer value only")
+@pytest.mark.parametrize("ints, floats", [({1: 2.0}, {1.0: 2.0}), (frozenset({1}), frozenset({1.0}))])
+def test_equal_static_values_of_different_types_are_different_keys(ints, floats):
     def f(x, s):
-        keys = s if isinstance(s, frozenset) else s.keys()
-        return x * (2.0 if all(isinstance(k, int) for k in keys) else 3.0)
+        return x * (2.0 if all(isinstance(k, int) for k in s) else 3.0)
 
-    check_against_eager(f, [(2.0, first), (2.0, second)])
+    check_against_eager(f, [(2.0, ints), (2.0, floats)])
 
 
 @pytest.mark.xfail(strict=True, reason="issue 14 asks for Function backwards to be called from "
@@ -206,6 +203,26 @@ def test_an_argument_written_during_the_call_does_not_reach_the_gradient():
     assert_same(got, want)
 
 
+@pytest.mark.xfail(strict=True, reason="array constants are copied only where a backward "
+                   "reads them (csrc/tensor.cpp operand_index: x * c copies c, x + c keeps the "
+                   "caller's c), and a replay's forward reads the kept ones live: a closure array "
+                   "written between calls gives a mix of the recorded and the new values")
+def test_a_closure_array_written_between_calls_gives_one_consistent_answer():
+    c = np.array([1.0, 2.0])
+
+    def f(x):
+        return tg.sum(x * c) + tg.sum((x + c) ** 2)
+
+    x = np.array([3.0, 4.0])
+    cf = tg.compile(f)
+    recorded = tg.value_and_grad(f)(x)
+    cf.value_and_grad(x)
+    c *= 10.0
+    got = cf.value_and_grad(x)
+    # The Note says constants keep the values recorded; eager reads the new ones. Either, not both.
+    assert got[0] in (recorded[0], tg.value_and_grad(f)(x)[0]), got
+
+
 # ---- attacks that held up ----
 
 def test_an_interrupt_in_a_hook_mid_replay_leaves_the_trace_usable():
@@ -279,17 +296,6 @@ def test_values_and_gradients_handed_out_are_not_reused_by_later_calls():
     identity = tg.compile(lambda x: x)(x)
     x[:] = 5.0
     np.testing.assert_array_equal(identity, np.ones(3))
-
-
-def test_strided_fortran_and_read_only_arguments_replay_as_eager():
-    def f(x):
-        return tg.sum(x @ x) + tg.sum(x * x)
-
-    a = np.arange(16.0).reshape(4, 4) / 7
-    read_only = a.copy()
-    read_only.flags.writeable = False
-    check_against_eager(f, [(a[::2, ::2].copy(),), (a[::2, ::2],), (a[1::2, ::-2],),
-                              (np.asfortranarray(a[:2, :2]),), (read_only[:2, :2],)])
 
 
 def test_argument_references_stay_bounded_over_many_calls():
