@@ -176,10 +176,9 @@ def test_compiling_a_compiled_function_keeps_the_outer_argnums():
     assert tg.compile(tg.compile(f), argnums=1).value_and_grad(2.0, 3.0) == (18.0, 12.0)
 
 
-@pytest.mark.xfail(strict=True, reason="a replay reads the caller's array itself "
-                   "(replay.cpp Trace::set_input swaps it into the input row uncopied) where "
-                   "eager's Tensor copies it: a write into the argument during the call (a hook, "
-                   "another thread) reaches the backward")
+@pytest.mark.xfail(strict=True, reason="replay.cpp Trace::set_input keeps the caller's array "
+                   "uncopied, where eager's Tensor copies it: a write into the argument during "
+                   "the call (a hook, another thread) reaches the backward")
 def test_an_argument_written_during_the_call_does_not_reach_the_gradient():
     x = np.array([1.0, 2.0])
     write = [False]
