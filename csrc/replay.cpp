@@ -246,6 +246,14 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
     for (uint32_t row = 0; row < rows.size(); ++row)
         if (live[row] && (rows.op(row) > OP_STALE || rows.op(row) == OP_CUSTOM)) order_.push_back(row);
     plan_releases();
+    // Hooks as registered while f ran: a hook that removes itself (a one-shot)
+    // is registered anew by every eager call, so every replay calls it.
+    rows.snapshot_hooks();
+    for (PyObject* t : inputs_) {
+        auto* leaf = reinterpret_cast<TensorObject*>(t);
+        if (leaf->hooks) Py_SETREF(leaf->hooks, PySequence_List(leaf->hooks));
+        if (!leaf->hooks && PyErr_Occurred()) throw py::error_already_set();
+    }
     finished_ = true;
 }
 
@@ -321,7 +329,16 @@ bool Trace::set_input(size_t k, PyObject* value) {
                          Py_TYPE(value));
             return false;
         }
-        Py_DECREF(rows.swap_array_value(row, Py_NewRef(value)));
+        // A copy, as Tensor(x) copies: the caller may write into its array while the
+        // call runs (a hook, another thread); pooled, so that the memory stays warm.
+        auto* v = reinterpret_cast<PyArrayObject*>(value);
+        PyObject* copy = tape_->pool.take(PyArray_NDIM(v), PyArray_DIMS(v), PyArray_TYPE(v));
+        if (!copy || PyArray_CopyInto(reinterpret_cast<PyArrayObject*>(copy), v) < 0) {
+            Py_XDECREF(copy);
+            return false;
+        }
+        PyArray_CLEARFLAGS(reinterpret_cast<PyArrayObject*>(copy), NPY_ARRAY_WRITEABLE);
+        tape_->pool.give(rows.swap_array_value(row, copy));
         return true;
     }
     if (!PyFloat_Check(value) && !PyLong_Check(value)) {

@@ -238,6 +238,13 @@ public:
         flags_[node] |= F_HOOKED;
         if (!row_hooks_.count(node)) row_hooks_[node] = Py_NewRef(hooks);
     }
+    // Each hooked row's hook list replaced by a copy of itself (a compiled
+    // tape's, Note [Compiled tapes]): later edits of the tensor's list do not reach it.
+    void snapshot_hooks() {
+        for (auto& [row, hooks] : row_hooks_)
+            if (PyObject* copy = PySequence_List(hooks)) Py_SETREF(hooks, copy);
+            else PyErr_Clear();  // keeps the list itself
+    }
     // Where op `row` was recorded (stolen str), replacing any earlier one.
     void set_origin(uint32_t row, PyObject* origin) { Py_XSETREF(row_origins_[row], origin); }
 

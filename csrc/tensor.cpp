@@ -204,8 +204,9 @@ bool operand_index(Tape& tape, const Operand& x, bool read, uint8_t number_flag,
             return true;
         case K_ARRAY: {
             flags |= array_flag;
-            // A backward reads the constant: it must not change (Note [Immutable values]).
-            PyObject* kept = read ? immutable_value(x.array) : Py_NewRef(x.array);
+            // A backward reads the constant: it must not change (Note [Immutable values]);
+            // nor may a compiled tape's constant, which its replays read (Note [Compiled tapes]).
+            PyObject* kept = read || tape.tracing ? immutable_value(x.array) : Py_NewRef(x.array);
             if (!kept) return false;
             index = tape.rows().add_array(kept);
             Py_DECREF(kept);

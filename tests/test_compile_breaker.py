@@ -1,7 +1,8 @@
 """Attacks on tapegrad.compile: each compiled answer is checked against the eager
 tapegrad.value_and_grad on the same values (or the error eager raises).
 
-Strict xfails are problems found; the rest are attacks that held up.
+The first part holds the problems the breaker found, now regression tests; the rest, attacks
+that held up.
 """
 
 import sys
@@ -16,11 +17,8 @@ import tapegrad as tg
 
 from functions import Cube
 
-# ---- problems found (strict xfails) ----
+# ---- problems found, fixed: regression tests ----
 
-@pytest.mark.xfail(strict=True, reason="the gradients are assigned in positional order, not "
-                   "argnums order: compiled.py CompiledFunction._run builds wrt by position while "
-                   "_results rebuilds them per argnums entry")
 def test_argnums_out_of_positional_order_gives_each_argument_its_own_gradient():
     def f(x, y):
         return tg.sum(x * y)
@@ -31,9 +29,6 @@ def test_argnums_out_of_positional_order_gives_each_argument_its_own_gradient():
     check_against_eager(f, [(x, 3.0), (x * 2, -1.0)], argnums=(1, 0))
 
 
-@pytest.mark.xfail(strict=True, reason="a TraceError that f itself catches leaves a trace that "
-                   "took the except path: the escape is not remembered by the Trace (replay.cpp "
-                   "allowed_while_tracing_slow raises once; finish() does not refuse)")
 def test_an_escape_caught_inside_f_does_not_become_a_trace_of_the_except_path():
     def f(x):
         try:  # helper code that tolerates values it cannot convert
@@ -51,9 +46,6 @@ def test_an_escape_caught_inside_f_does_not_become_a_trace_of_the_except_path():
     assert got == (9.0, 3.0)
 
 
-@pytest.mark.xfail(strict=True, reason="Tensor(t) of a traced Tensor copies its value without "
-                   "an escape check (csrc/tensor.cpp tensor_init, is_tensor(data) branch): the "
-                   "copy is a constant of the trace, stale on every replay")
 @pytest.mark.parametrize("make", [tg.Tensor, tg.as_tensor,
                                   lambda t: tg.Tensor(t, requires_grad=False)],
                          ids=["Tensor", "as_tensor", "no_grad_tensor"])
@@ -68,10 +60,6 @@ def test_a_tensor_made_from_a_traced_tensor_is_not_a_stale_constant(make):
         pass  # refusing is right too
 
 
-@pytest.mark.xfail(strict=True, reason="while one thread traces, values read and compared on "
-                   "another thread are neither escapes nor guards: replay.cpp "
-                   "allowed_while_tracing_slow and compare_values check the calling thread's "
-                   "tape, not the Tensor's")
 @pytest.mark.parametrize("on_thread, use", [(float, lambda x, v: x * v),
                                              (lambda x: bool(x > 2.5),
                                               lambda x, v: x * (2.0 if v else 3.0))],
@@ -87,9 +75,6 @@ def test_values_read_on_another_thread_during_tracing_do_not_go_stale(on_thread,
             pass  # refusing is right too
 
 
-@pytest.mark.xfail(strict=True, reason="a replay's reverse sweep does not check anomalies: "
-                   "replay.cpp Trace::gradients runs NumericSweep without detect_anomaly's check "
-                   "(DESIGN 4.5), so NaN and inf gradients come back silently")
 def test_detect_anomaly_around_a_replay_raises_as_eager():
     def f(x):
         return tg.sum(tg.log(x))
@@ -105,9 +90,6 @@ def test_detect_anomaly_around_a_replay_raises_as_eager():
                 cf.value_and_grad(np.array([0.0, 2.0]))
 
 
-@pytest.mark.xfail(strict=True, reason="static values equal across types (1 and 1.0) share "
-                   "a key: compiled.py _split keys a dict by tuple(value), _static_key a "
-                   "frozenset by (type, value) of the outer value only")
 @pytest.mark.parametrize("ints, floats", [({1: 2.0}, {1.0: 2.0}), (frozenset({1}), frozenset({1.0}))])
 def test_equal_static_values_of_different_types_are_different_keys(ints, floats):
     def f(x, s):
@@ -116,9 +98,6 @@ def test_equal_static_values_of_different_types_are_different_keys(ints, floats)
     check_against_eager(f, [(2.0, ints), (2.0, floats)])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 asks for Function backwards to be called from "
-                   "the replay; Function.apply's forward runs under no_grad, which raises "
-                   "TraceError while tracing, and Trace.finish refuses OP_CUSTOM rows (replay.cpp)")
 def test_a_function_inside_f_replays_its_backward():
     def f(x):
         return Cube.apply(x) * 2.0
@@ -127,26 +106,19 @@ def test_a_function_inside_f_replays_its_backward():
     check_against_eager(f, [(2.0,), (-1.5,)])
 
 
-@pytest.mark.xfail(strict=True, reason="under no_grad, a first call traces under no_grad "
-                   "(compiled.py CompiledFunction._trace does not enable grad on the trace's "
-                   "tape), so f's first op raises TraceError 'an op under no_grad'; and a "
-                   "replay gives gradients where eager gives zeros (one of the two should change)")
-def test_compile_under_no_grad_agrees_with_eager():
+def test_compile_under_no_grad_traces_and_gives_gradients():
     def f(x):
         return tg.sum(tg.tanh(x) * x)
 
     x = np.linspace(-1.0, 1.0, 4)
     cf = tg.compile(f)
-    with tg.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # eager's no-dependence warning
-        assert cf(x) == pytest.approx(float(np.sum(np.tanh(x) * x)), rel=1e-15)  # evaluation
-        assert_same(cf.value_and_grad(x), tg.value_and_grad(f)(x))
+    want = tg.value_and_grad(f)(x)
+    with tg.no_grad():
+        assert cf(x) == pytest.approx(want[0], rel=1e-15)  # an evaluation loop traces
+        # as torch.func's transforms: a compiled function's gradients inside no_grad too
+        assert_same(cf.value_and_grad(x), want)
 
 
-@pytest.mark.xfail(strict=True, reason="a hook that removes itself (a one-shot hook) is gone "
-                   "from every later replay: the trace shares the hook list that "
-                   "RemovableHandle.remove edits (tensor.py register_hook), where each eager "
-                   "call registers it anew")
 def test_a_self_removing_hook_runs_on_every_call_as_in_eager():
     def f(x):
         y = x * x
@@ -163,10 +135,6 @@ def test_a_self_removing_hook_runs_on_every_call_as_in_eager():
     check_against_eager(f, [(2.0,), (3.0,), (4.0,)])
 
 
-@pytest.mark.xfail(strict=True, reason="functools.update_wrapper(self, f) runs after "
-                   "CompiledFunction.__init__ sets its attributes (compiled.py), so f's __dict__ "
-                   "overwrites them: compiling a compiled function takes the inner's argnums, "
-                   "fallback and traces")
 def test_compiling_a_compiled_function_keeps_the_outer_argnums():
     def f(x, y):
         return x * y * y
@@ -176,9 +144,6 @@ def test_compiling_a_compiled_function_keeps_the_outer_argnums():
     assert tg.compile(tg.compile(f), argnums=1).value_and_grad(2.0, 3.0) == (18.0, 12.0)
 
 
-@pytest.mark.xfail(strict=True, reason="replay.cpp Trace::set_input keeps the caller's array "
-                   "uncopied, where eager's Tensor copies it: a write into the argument during "
-                   "the call (a hook, another thread) reaches the backward")
 def test_an_argument_written_during_the_call_does_not_reach_the_gradient():
     x = np.array([1.0, 2.0])
     write = [False]
@@ -202,10 +167,6 @@ def test_an_argument_written_during_the_call_does_not_reach_the_gradient():
     assert_same(got, want)
 
 
-@pytest.mark.xfail(strict=True, reason="array constants are copied only where a backward "
-                   "reads them (csrc/tensor.cpp operand_index: x * c copies c, x + c keeps the "
-                   "caller's c), and a replay's forward reads the kept ones live: a closure array "
-                   "written between calls gives a mix of the recorded and the new values")
 def test_a_closure_array_written_between_calls_gives_one_consistent_answer():
     c = np.array([1.0, 2.0])
 

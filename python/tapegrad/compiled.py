@@ -26,7 +26,7 @@ import numpy as np
 from . import _core
 from .array_ops import concatenate, reshape
 from .array_ops import sum as _sum_of
-from .autograd import grad
+from .autograd import enable_grad, grad
 from .functional_api import value_and_grad as _eager_value_and_grad
 from .tensor import Tensor
 
@@ -134,7 +134,14 @@ def _static_key(value: Any, where: str) -> Any:
             f"compile: {where} is a {type(value).__name__}, which is neither a value to trace "
             "(float, ndarray, Tensor, or a list, tuple or dict of them) nor hashable; pass "
             "it as a constant through a closure") from None
-    return ("static", type(value), value)
+    return ("static", _typed(value))
+
+
+def _typed(value: Any) -> Any:
+    """A hashable value with the type of each part: 1 and 1.0, equal in Python, differ here."""
+    if isinstance(value, (frozenset, tuple)):
+        return type(value), type(value)(_typed(v) for v in value)
+    return type(value), value
 
 
 def _split(value: Any, where: str, differentiable: bool, leaves: list) -> Any:
@@ -212,6 +219,7 @@ class CompiledFunction:
                  fallback: str | None = None) -> None:
         if not callable(f):
             raise TypeError(f"compile: f must be callable, got {type(f).__name__}")
+        functools.update_wrapper(self, f)  # first: f's __dict__ must not overwrite ours
         if fallback not in (None, "eager"):
             raise ValueError(f"compile: fallback must be None or 'eager', got {fallback!r}")
         self._f = f
@@ -223,7 +231,6 @@ class CompiledFunction:
         self._flat: dict[Any, tuple] = {}
         self._eager_keys: set = set()
         self._warned = False
-        functools.update_wrapper(self, f)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Called by a function being traced, or on Tensors that require grad:
@@ -463,11 +470,14 @@ class CompiledFunction:
         trace = _core.Trace()
         trace.push()
         try:
-            tensors = [Tensor(v) for v in leaves]
-            feed = iter(tensors)
-            call_args = [_rebuild(s, feed) for s in structure]
-            call_kwargs = _rebuild(kw_structure, feed)
-            out = self._f(*call_args, **call_kwargs)
+            # Recorded whatever the caller's grad mode: as torch.func's transforms, a
+            # compiled function gives its gradients inside no_grad too.
+            with enable_grad():
+                tensors = [Tensor(v) for v in leaves]
+                feed = iter(tensors)
+                call_args = [_rebuild(s, feed) for s in structure]
+                call_kwargs = _rebuild(kw_structure, feed)
+                out = self._f(*call_args, **call_kwargs)
         finally:
             trace.pop()
         _check_output(out, self._f, scalar=wrt is not None and seeds is None)
