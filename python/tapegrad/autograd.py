@@ -141,7 +141,9 @@ def as_tensor(data: Any, requires_grad: bool = False, label: str | None = None) 
     ``a`` later cannot change a recorded gradient; this saves the copy. Do not write
     into ``a`` while a graph that used the tensor may still be differentiated: its
     gradients would mix values the graph never saw. Data that is not a float32 or
-    float64 array is converted (a new array) as by ``Tensor``.
+    float64 array is converted (a new array) as by ``Tensor``. A Tensor comes back
+    as it is, history and all, as from ``torch.as_tensor`` (unless a label or
+    ``requires_grad=True`` asks for a new leaf).
 
     Example:
         >>> import numpy as np
@@ -150,7 +152,11 @@ def as_tensor(data: Any, requires_grad: bool = False, label: str | None = None) 
         >>> t = tg.as_tensor(a, requires_grad=True)
         >>> t.data is a
         True
+        >>> tg.as_tensor(t) is t
+        True
     """
+    if isinstance(data, Tensor) and label is None and not requires_grad:
+        return data
     return Tensor(data, label, requires_grad=requires_grad, copy=False)
 
 
