@@ -254,6 +254,9 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
         if (leaf->hooks) Py_SETREF(leaf->hooks, PySequence_List(leaf->hooks));
         if (!leaf->hooks && PyErr_Occurred()) throw py::error_already_set();
     }
+    // Python that runs during a replay: hooks, a Function's forward and backward.
+    for (uint32_t row = 0; row < rows.size() && !callbacks_; ++row)
+        callbacks_ = rows.op(row) == OP_CUSTOM || tape_->hooked(row);
     finished_ = true;
 }
 
@@ -329,8 +332,12 @@ bool Trace::set_input(size_t k, PyObject* value) {
                          Py_TYPE(value));
             return false;
         }
-        // A copy, as Tensor(x) copies: the caller may write into its array while the
-        // call runs (a hook, another thread); pooled, so that the memory stays warm.
+        if (!callbacks_) {  // nothing of f's Python runs during the call: read in place
+            Py_DECREF(rows.swap_array_value(row, Py_NewRef(value)));
+            return true;
+        }
+        // A copy, as Tensor(x) copies: a hook or a Function's forward, run during the
+        // call, may write into the caller's array; pooled, so the memory stays warm.
         auto* v = reinterpret_cast<PyArrayObject*>(value);
         PyObject* copy = tape_->pool.take(PyArray_NDIM(v), PyArray_DIMS(v), PyArray_TYPE(v));
         if (!copy || PyArray_CopyInto(reinterpret_cast<PyArrayObject*>(copy), v) < 0) {

@@ -29,7 +29,9 @@
 //     callback: the replay calls its forward again on the new values (which
 //     rebinds its backward, called by the sweep as in an eager one).
 // Constants of the trace (numbers, closure arrays and Tensors) keep the values
-// recorded. A trace is used by one replay at a time (busy()): a call that finds
+// recorded (an array constant is copied when traced). An array argument is read
+// in place, unless Python runs during the replay (hooks, Functions), which
+// could write into it: then it is copied, as Tensor(x) copies. A trace is used by one replay at a time (busy()): a call that finds
 // it busy (another thread, a hook calling the same function) traces anew.
 #pragma once
 
@@ -137,6 +139,7 @@ private:
     std::vector<std::vector<uint32_t>> release_after_;
     std::map<std::vector<size_t>, std::vector<uint8_t>> needed_;  // Note [Needed rows], per wrt
     bool finished_ = false, busy_ = false, scalar_output_ = true;
+    bool callbacks_ = false;  // hooks or Functions: Python runs during a replay
     std::string escape_;
 };
 

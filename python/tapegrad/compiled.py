@@ -80,18 +80,38 @@ _core.set_trace_hooks(TraceError, _escape)
 
 # ---- arguments: their structure, the key, the leaves ----
 
-def _flat_key(args: tuple, nums: tuple[int, ...]) -> Any:
-    """A key for arguments that are all floats or float ndarrays; None for any other."""
+def _flat_key(args: tuple, nums: tuple[int, ...], leaves: list) -> Any:
+    """A key for arguments that are floats, float ndarrays, or lists and tuples of them
+    (a model's parameters), their leaves appended to `leaves`; None for any other."""
     layouts = []
     for a in args:
         kind = type(a)
-        if kind is float:
-            layouts.append(None)
-        elif kind is np.ndarray and a.dtype in _FLOATS:
-            layouts.append((a.shape, a.dtype.char))
-        else:
+        if kind is list or kind is tuple:
+            inner = []
+            for item in a:
+                layout = _flat_layout(item)
+                if layout is False:
+                    return None
+                inner.append(layout)
+                leaves.append(item)
+            layouts.append((kind, tuple(inner)))
+            continue
+        layout = _flat_layout(a)
+        if layout is False:
             return None
+        layouts.append(layout)
+        leaves.append(a)
     return nums, tuple(layouts)
+
+
+def _flat_layout(value: Any) -> Any:
+    """None for a float, (shape, dtype) for a float ndarray, False for anything else."""
+    kind = type(value)
+    if kind is float:
+        return None
+    if kind is np.ndarray and value.dtype in _FLOATS:
+        return value.shape, value.dtype.char
+    return False
 
 
 def _leaf_value(value: Any, where: str, differentiable: bool) -> Any:
@@ -420,11 +440,11 @@ class CompiledFunction:
         gradients, one per seed (the output's gradient a reverse sweep starts from)."""
         # Flat arguments (floats and float ndarrays) are their own leaves: what
         # the general path works out from them is kept by their layouts.
-        flat_key = None if kwargs else _flat_key(args, nums)
+        leaves: list = []
+        flat_key = None if kwargs else _flat_key(args, nums, leaves)
         known = self._flat.get(flat_key) if flat_key is not None else None
         if known is not None:
             positions, structure, kw_structure, key, wrt = known
-            leaves = list(args)
         else:
             positions = _positions(nums, len(args), self._f)
             leaves = []
