@@ -1,6 +1,6 @@
 """tapegrad against its baseline and its peers, side by side in one run.
 
-    python bench/compare.py            # default run, about 3.5 minutes
+    python bench/compare.py            # default run, about 7.5 minutes
     python bench/compare.py --quick    # under 40 s: smallest sizes, peers' workloads once
     python bench/compare.py --full     # adds the 1e6-op scalar graphs
 
