@@ -73,22 +73,37 @@ PyObject* as_result_array(PyObject* result) {
     return a;
 }
 
+namespace {
+
+// Runs f, the C++ exception it may throw turned into the Python error it
+// stands for (false); py::value_error and friends keep their Python type.
+template <class F>
+bool with_python_errors(F&& f) {
+    try {
+        f();
+        return true;
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (py::builtin_exception& e) {
+        e.set_error();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return false;
+}
+
+}  // namespace
+
 PyObject* array_op_forward(Tape& tape, uint8_t code, const Values& values, PyObject* params) {
     PyObject* result = nullptr;
-    try {
+    with_python_errors([&] {
         py::tuple p = py::reinterpret_borrow<py::tuple>(params);
         PoolScope use_pool(tape.pool);
         visit_array_op(code, [&](auto tag) {
             using Op = typename decltype(tag)::type;
             result = Op::forward(Numeric::get(), values, p).release().ptr();
         });
-    } catch (py::error_already_set& e) {
-        e.restore();
-    } catch (py::builtin_exception& e) {  // py::value_error and friends keep their Python type
-        e.set_error();
-    } catch (const std::exception& e) {
-        PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
+    });
     if (!result) prefix_error(row_op_name(code));
     return result;
 }
@@ -206,7 +221,7 @@ bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObje
     const ArrayRecord r = tape.rows().array_record(tape.rows().in0(row));
     const uint8_t code = tape.rows().op(row);
     grads.assign(r.inputs.size(), nullptr);
-    try {
+    const bool ok = with_python_errors([&] {
         Values x, gx(r.inputs.size());
         for (int64_t in : r.inputs) {
             PyObject* v = in >= 0 ? tape.rows().operand_object(static_cast<uint32_t>(in), false, false)
@@ -232,14 +247,8 @@ bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObje
             grads[k] = PyArray_FromAny(gx[k].ptr(), nullptr, 0, 0, NPY_ARRAY_ENSUREARRAY, nullptr);
             if (!grads[k]) throw py::error_already_set();
         }
-        return true;
-    } catch (py::error_already_set& e) {
-        e.restore();
-    } catch (py::builtin_exception& e) {  // py::value_error and friends keep their Python type
-        e.set_error();
-    } catch (const std::exception& e) {
-        PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
+    });
+    if (ok) return true;
     for (PyObject*& gk : grads) Py_CLEAR(gk);
     prefix_error(row_op_name(code));
     return false;
