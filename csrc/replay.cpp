@@ -122,6 +122,11 @@ PyObject* compare_values(PyObject* a, PyObject* b, int op) {
 Trace::Trace() : tape_(std::make_unique<Tape>()) { tape_->trace = this; }
 
 Trace::~Trace() {
+    if (tape_->tracing) {  // dropped while recording: the thread must not keep it as its tape
+        tape_->tracing = false;
+        --Tape::tracing_count;
+        if (!pop_tape(tape_.get())) PyErr_Clear();
+    }
     for (PyObject* t : inputs_) Py_DECREF(t);
 }
 
@@ -191,11 +196,11 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
     // Rows a replay cannot run.
     for (uint32_t row = 0; row < rows.size(); ++row) {
         if (rows.op(row) == OP_CUSTOM && replay_of(rows.user_record(rows.in0(row)).record).is_none())
-            raise_trace_error("tapegrad.compile: f recorded a user record, an OperationRecord appended "
-                              "to operation_history or a tapegrad.Function (" +
-                              record_text(rows.user_record(rows.in0(row)).record) +
-                              "); a compiled tape cannot replay its Python forward. Use tapegrad's "
-                              "ops inside f, or call f eagerly (tapegrad.value_and_grad)");
+            raise_trace_error("tapegrad.compile: f recorded an OperationRecord appended to "
+                              "operation_history (" + record_text(rows.user_record(rows.in0(row)).record) +
+                              "); a compiled tape cannot replay its Python backward's values. Write it "
+                              "as a tapegrad.Function (which replays), use tapegrad's ops inside f, or "
+                              "call f eagerly (tapegrad.value_and_grad)");
         if (rows.op(row) == OP_VERSION)
             raise_trace_error("tapegrad.compile: f updated a Tensor's value in place (t.data = ..., "
                               "or an in-place operator under no_grad); a compiled tape replays "
