@@ -32,6 +32,19 @@ py::object replay_of(PyObject* record) {
     return py::none();
 }
 
+// A Tensor's value (a new reference), anything else itself.
+PyObject* value_of_operand(PyObject* x) {
+    return is_tensor(x) ? value_object(reinterpret_cast<TensorObject*>(x)) : Py_NewRef(x);
+}
+
+// What Python gets for `a op b` on values (op: a rich comparison), or for
+// bool(a) (op TRUTH; b unused): a new reference, nullptr with an error set.
+PyObject* outcome_of(int op, PyObject* a, PyObject* b) {
+    if (op != Trace::TRUTH) return PyObject_RichCompare(a, b, op);
+    const int truth = PyObject_IsTrue(a);
+    return truth < 0 ? nullptr : PyBool_FromLong(truth);
+}
+
 // What a user record is called in an error: its class and, for the seed's, its outputs' labels.
 std::string record_text(PyObject* record) {
     const py::handle r(record);
@@ -106,15 +119,9 @@ PyObject* compare_values(PyObject* a, PyObject* b, int op) {
             return nullptr;
         }
     }
-    const py::object va = py::reinterpret_steal<py::object>(
-        is_tensor(a) ? value_object(reinterpret_cast<TensorObject*>(a)) : Py_NewRef(a));
-    if (op == Trace::TRUTH) {
-        const int truth = PyObject_IsTrue(va.ptr());
-        return truth < 0 ? nullptr : PyBool_FromLong(truth);
-    }
-    const py::object vb = py::reinterpret_steal<py::object>(
-        is_tensor(b) ? value_object(reinterpret_cast<TensorObject*>(b)) : Py_NewRef(b));
-    return PyObject_RichCompare(va.ptr(), vb.ptr(), op);
+    const py::object va = py::reinterpret_steal<py::object>(value_of_operand(a));
+    const py::object vb = py::reinterpret_steal<py::object>(value_of_operand(b ? b : Py_None));
+    return outcome_of(op, va.ptr(), vb.ptr());
 }
 
 // ---- recording ----
@@ -169,19 +176,10 @@ PyObject* Trace::guard(int op, PyObject* a, PyObject* b) {
     g.position = tape_->rows().size();
     // The values from the tensors: a row may keep only its value's layout
     // while recording (Note [Saved values]); a replay computes every row it reads.
-    auto value = [](PyObject* x) {
-        return py::reinterpret_steal<py::object>(is_tensor(x) ? value_object(reinterpret_cast<TensorObject*>(x)) : Py_NewRef(x));
-    };
-    const py::object va = value(a);
-    if (op == TRUTH) {
-        const int truth = PyObject_IsTrue(va.ptr());
-        if (truth < 0) throw py::error_already_set();
-        g.outcome = py::bool_(truth != 0);
-    } else {
-        const py::object vb = value(b);
-        g.outcome = py::reinterpret_steal<py::object>(PyObject_RichCompare(va.ptr(), vb.ptr(), op));
-        if (!g.outcome) throw py::error_already_set();
-    }
+    const py::object va = py::reinterpret_steal<py::object>(value_of_operand(a));
+    const py::object vb = py::reinterpret_steal<py::object>(value_of_operand(b ? b : Py_None));
+    g.outcome = py::reinterpret_steal<py::object>(outcome_of(op, va.ptr(), vb.ptr()));
+    if (!g.outcome) throw py::error_already_set();
     guards_.push_back(g);
     // f gets its own copy of a mask: it may write into it (numpy code does).
     if (PyArray_Check(g.outcome.ptr())) return owned_copy(g.outcome.ptr());
@@ -366,16 +364,10 @@ bool Trace::set_input(size_t k, PyObject* value) {
 
 int Trace::guard_holds(const Guard& g) {
     const py::object va = py::reinterpret_steal<py::object>(operand_value(g.a));
-    if (!va) return -1;
-    py::object now;
-    if (g.op == TRUTH) {
-        now = va;
-    } else {
-        const py::object vb = py::reinterpret_steal<py::object>(operand_value(g.b));
-        if (!vb) return -1;
-        now = py::reinterpret_steal<py::object>(PyObject_RichCompare(va.ptr(), vb.ptr(), g.op));
-        if (!now) return -1;
-    }
+    const py::object vb = py::reinterpret_steal<py::object>(g.op == TRUTH ? Py_NewRef(Py_None) : operand_value(g.b));
+    if (!va || !vb) return -1;
+    const py::object now = py::reinterpret_steal<py::object>(outcome_of(g.op, va.ptr(), vb.ptr()));
+    if (!now) return -1;
     if (PyArray_Check(g.outcome.ptr())) {
         // A boolean array (a mask): the same shape and every element the same.
         try {

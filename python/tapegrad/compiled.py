@@ -27,6 +27,7 @@ from . import _core
 from .array_ops import concatenate, reshape
 from .array_ops import sum as _sum_of
 from .autograd import enable_grad, grad
+from .functional_api import differentiable_value
 from .functional_api import value_and_grad as _eager_value_and_grad
 from .tensor import Tensor
 
@@ -116,30 +117,18 @@ def _flat_layout(value: Any) -> Any:
 
 def _leaf_value(value: Any, where: str, differentiable: bool) -> Any:
     """A dynamic leaf's value (a float or a float ndarray), or None when value is static."""
+    if differentiable:  # as the eager value_and_grad reads it
+        return differentiable_value(value, where, "compile")
     if isinstance(value, Tensor):
         return _core.peek(value)
-    if isinstance(value, (bool, np.bool_)):
-        if differentiable:
-            raise TypeError(f"compile: {where} is a bool, which has no gradient; pass it "
-                            "outside argnums")
-        return None
     if isinstance(value, (np.ndarray, np.generic)):
         array = np.asarray(value)
         if array.dtype in _FLOATS:
             return array  # a numpy scalar as a 0-d array of its dtype, as the eager value_and_grad
         if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
-            return array.astype(np.float64) if differentiable else None
-        raise TypeError(f"compile: {where} has dtype {array.dtype}; give float32 or float64 "
-                        "values (integers become float64)")
-    if isinstance(value, float):
-        return value
-    if isinstance(value, numbers.Real) and differentiable:
-        return float(value)
-    if differentiable:
-        raise TypeError(
-            f"compile: {where} is a {type(value).__name__}; arguments to differentiate are "
-            "floats, ndarrays, Tensors, or lists, tuples and dicts of them")
-    return None
+            return None  # integer and boolean arrays key the trace
+        differentiable_value(value, where, "compile")  # raises: complex, object, strings
+    return value if isinstance(value, float) else None
 
 
 def _static_key(value: Any, where: str) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from .autograd import grad
 from .tensor import Tensor
 
@@ -27,24 +28,30 @@ __all__ = ["value_and_grad"]
 _FLOATS = (np.float32, np.float64)
 
 
-def _leaf(value: Any, where: str) -> Tensor:
-    """A leaf that requires grad for one argument value, in its dtype."""
+def differentiable_value(value: Any, where: str, what: str = "value_and_grad") -> Any:
+    """One argument value to differentiate, as a float or a float32/float64 ndarray (integers
+    become float64); TypeError, naming `what` and `where`, for anything else. compile's too."""
     if isinstance(value, Tensor):
-        value = value.data
+        value = _core.peek(value)  # its value, read for a new leaf
     if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"value_and_grad: {where} is a bool, which has no gradient; pass it "
+        raise TypeError(f"{what}: {where} is a bool, which has no gradient; pass it "
                         "outside argnums")
     if isinstance(value, np.ndarray) or isinstance(value, np.generic):
         array = np.asarray(value)
         if array.dtype not in _FLOATS and not np.issubdtype(array.dtype, np.integer):
-            raise TypeError(f"value_and_grad: {where} has dtype {array.dtype}; give float32 "
+            raise TypeError(f"{what}: {where} has dtype {array.dtype}; give float32 "
                             "or float64 values (integers become float64)")
-        return Tensor(array if array.dtype in _FLOATS else array.astype(np.float64))
+        return array if array.dtype in _FLOATS else array.astype(np.float64)
     if isinstance(value, numbers.Real):
-        return Tensor(float(value))
+        return float(value)
     raise TypeError(
-        f"value_and_grad: {where} is a {type(value).__name__}; arguments to differentiate are "
-        "floats, ndarrays, or lists, tuples and dicts of them")
+        f"{what}: {where} is a {type(value).__name__}; arguments to differentiate are "
+        "floats, ndarrays, Tensors, or lists, tuples and dicts of them")
+
+
+def _leaf(value: Any, where: str) -> Tensor:
+    """A leaf that requires grad for one argument value, in its dtype."""
+    return Tensor(differentiable_value(value, where))
 
 
 def _flatten(value: Any, where: str, leaves: list) -> Any:
