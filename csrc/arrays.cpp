@@ -1,6 +1,9 @@
 #define TAPEGRAD_IMPORT_ARRAY
 #include "arrays.hpp"
 
+#define NO_IMPORT_UFUNC
+#include <numpy/ufuncobject.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -560,6 +563,27 @@ PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool
     if (!is_float_type(PyArray_TYPE(arr(result.p))))
         return PyArray_FROM_OTF(result.p, NPY_FLOAT64, NPY_ARRAY_DEFAULT);
     return result.release();
+}
+
+InnerLoop ufunc_inner_loop(uint8_t code, int type, const double* exponent) {
+    InnerLoop loop;
+    PyObject* ufunc = code < OP_COUNT ? ufuncs[code] : nullptr;
+    if (code == OP_POW && exponent)
+        if (PyObject* shortcut = power_shortcut(*exponent)) ufunc = shortcut;
+    if (!ufunc) return loop;
+    loop.has_ufunc = true;
+    auto* u = reinterpret_cast<PyUFuncObject*>(ufunc);
+    if (u->nout != 1 || u->core_enabled || !u->functions || !u->types) return loop;
+    for (int i = 0; i < u->ntypes; ++i) {
+        bool all = true;
+        for (int k = 0; k < u->nargs; ++k) all = all && u->types[i * u->nargs + k] == type;
+        if (!all || !u->functions[i]) continue;
+        loop.function = u->functions[i];
+        loop.data = u->data ? u->data[i] : nullptr;
+        loop.inputs = u->nin;
+        break;
+    }
+    return loop;
 }
 
 bool array_backward(uint8_t code, PyObject* a, PyObject* b, PyObject* out, PyObject* g,

@@ -34,6 +34,20 @@ class BufferPool;
 PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool,
                         PyObject* into = nullptr);
 
+// numpy's inner loop for op `code` on contiguous operands of dtype `type`
+// (NPY_FLOAT32 or NPY_FLOAT64): the loop its ufunc call runs, so a block run
+// through it gives the eager op's values. `exponent` (x ** e with a constant
+// e, else null) takes the shortcuts array_forward takes. `found` is false
+// when the op has no ufunc (its own template loop computes it) or numpy has
+// no such loop.
+struct InnerLoop {
+    void (*function)(char** args, npy_intp const* dimensions, npy_intp const* steps, void* data) = nullptr;
+    void* data = nullptr;
+    bool has_ufunc = false;
+    int inputs = 0;  // the loop's operands: 1, or 2 (x ** 2 runs square: 1)
+};
+InnerLoop ufunc_inner_loop(uint8_t code, int type, const double* exponent);
+
 // numpy's ufunc of op `code` on a and b with `out` given (numpy's broadcasting
 // and same_kind casting into out's shape and dtype): a new reference to out,
 // or nullptr with numpy's error set.

@@ -138,6 +138,8 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("rows", &Trace::row_count)
         .def_property_readonly("ops", &Trace::op_count)
         .def_property_readonly("guards", &Trace::guard_count)
+        .def_property_readonly("fused_groups", [](const Trace& t) { py::list out; for (size_t n : t.fused_groups()) out.append(n); return out; },
+                               "The fused groups' sizes in rows (Note [Fused rows]).")
         .def_property_readonly("scalar_output", &Trace::scalar_output);
     m.def("set_trace_hooks", [](py::object error_class, py::object escape) {
         if (!PyType_Check(error_class.ptr()) || !PyCallable_Check(escape.ptr()))

@@ -4,6 +4,7 @@
 
 #include "array_apply.hpp"
 #include "array_ops.hpp"
+#include "fusion.hpp"
 #include "sweep.hpp"
 
 namespace tapegrad {
@@ -60,7 +61,9 @@ Next NumericRows::op_row(uint32_t row, uint8_t code, uint8_t f) {
         cold_scalar_row(row);
         return Next::DONE;
     }
-    const bool ok = is_array_op(code) ? array_op_row(row) : array_row(row);
+    bool ok;
+    if (fused && fused->fused_root(row)) ok = fused->backward(*this, row);
+    else ok = is_array_op(code) ? array_op_row(row) : array_row(row);
     return ok ? Next::DONE : Next::FAILED;
 }
 

@@ -16,6 +16,8 @@
 
 namespace tapegrad {
 
+class FusedGroups;
+
 class NumericRows {
 public:
     // Uses the tape's scratch buffers (warm memory) unless a sweep is
@@ -87,6 +89,9 @@ public:
     const bool nested;
     const bool check_anomalies;  // Note [Anomaly mode]
     const std::vector<uint8_t>* needed = nullptr;  // Note [Needed rows]; null: every row
+    // A replay's fused groups (Note [Fused rows]): the roots that ran fused
+    // take their backward from it. Null in an eager sweep.
+    FusedGroups* fused = nullptr;
     // Whether an op's input `node` gets a gradient: it can take one and leads to a source.
     bool wants(uint32_t node) const { return t.rows().wants_gradient(node) && (!needed || (*needed)[node]); }
 
@@ -96,6 +101,13 @@ private:
     std::vector<PyObject*> own_array_grad;
 
 public:
+    // For an op's backward outside the policy (a fused group's): the sink of
+    // input `node`'s gradient for an output of out's layout; g (stolen) added
+    // into node's gradient; a row's gradient given back.
+    bool open_sink(uint32_t node, PyObject* out, GradSink& sink);
+    bool add_array(uint32_t node, PyObject* g);
+    void spend(PyObject*& buffer);
+
     std::vector<double>& grad;
     std::vector<uint8_t>& reached;
     std::vector<PyObject*>& array_grad;
@@ -128,14 +140,11 @@ private:
         grad[node] += g;
         reached[node] |= REACHED;
     }
-    bool add_array(uint32_t node, PyObject* g);
     bool add_uniform(uint32_t node, PyObject* g);
     bool own(PyObject*& buffer, PyObject* like);
     bool array_row(uint32_t row);
     bool pass_gradient(uint32_t node, PyObject*& g, PyObject* out, bool move);
     bool array_op_row(uint32_t row);
-    bool open_sink(uint32_t node, PyObject* out, GradSink& sink);
-    void spend(PyObject*& buffer);
     PyObject* pooled_like(PyObject* like);
     PyObject* grad_object(uint32_t node);
     bool accumulate_into(TensorObject* leaf, PyObject* g);

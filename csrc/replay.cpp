@@ -248,7 +248,25 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
     }
     for (uint32_t row = 0; row < rows.size(); ++row)
         if (live[row] && (rows.op(row) > OP_STALE || rows.op(row) == OP_CUSTOM)) order_.push_back(row);
+    // Note [Fused rows]: values read outside the rows that compute them.
+    std::vector<uint8_t> read_outside(rows.size(), 0);
+    if (output_row_ != UINT32_MAX) read_outside[output_row_] = 1;
+    for (const Guard& g : guards_) {
+        if (g.a.row != UINT32_MAX) read_outside[g.a.row] = 1;
+        if (g.b.row != UINT32_MAX) read_outside[g.b.row] = 1;
+    }
+    for (uint32_t row = 0; row < rows.size(); ++row)
+        if (tape_->hooked(row)) read_outside[row] = 1;
+    fusion_.plan(rows, order_, read_outside);
     plan_releases();
+    // A fused group's inner rows are not computed by a fused replay: what
+    // they kept when traced goes back to the pool.
+    for (uint32_t row : order_) {
+        if (!fusion_.inside(row) || is_layout(rows.array_of(row))) continue;
+        PyObject* layout = layout_of(rows.array_of(row));
+        if (!layout) throw py::error_already_set();
+        tape_->pool.give(rows.swap_array_value(row, layout));
+    }
     // Hooks as registered while f ran: a hook that removes itself (a one-shot)
     // is registered anew by every eager call, so every replay calls it.
     rows.snapshot_hooks();
@@ -280,6 +298,14 @@ void Trace::plan_releases() {
         if (g.a.row != UINT32_MAX) keep[g.a.row] = 1;
         if (g.b.row != UINT32_MAX) keep[g.b.row] = 1;
     }
+    // A fused group reads its operands at its root's place (Note [Fused rows]).
+    std::vector<int64_t> group_place;
+    for (size_t i = 0; i < order_.size(); ++i) {
+        const int group = fusion_.group_at(order_[i]);
+        if (group < 0) continue;
+        if (group_place.size() <= static_cast<size_t>(group)) group_place.resize(static_cast<size_t>(group) + 1, -1);
+        group_place[static_cast<size_t>(group)] = static_cast<int64_t>(i);
+    }
     for (size_t i = 0; i < order_.size(); ++i) {
         const uint32_t row = order_[i];
         const uint8_t code = rows.op(row), f = rows.flags(row);
@@ -290,19 +316,15 @@ void Trace::plan_releases() {
         if (!(f & F_ARRAY)) continue;  // a scalar row reads only scalars
         any_array = true;
         if (!is_layout(rows.array_of(row))) keep[row] = 1;  // a backward reads it
-        if (is_array_op(code)) {
-            for (int64_t in : rows.array_record(rows.in0(row)).inputs)
-                if (in >= 0) last_use[static_cast<size_t>(in)] = static_cast<int64_t>(i);
-            continue;
-        }
-        if (!(f & F_A_CONST)) last_use[rows.in0(row)] = static_cast<int64_t>(i);
-        if (op_arity(code) == 2 && !(f & F_B_CONST)) last_use[rows.in1(row)] = static_cast<int64_t>(i);
+        const int group = fusion_.group_of(row);
+        const int64_t place = group >= 0 ? group_place[static_cast<size_t>(group)] : static_cast<int64_t>(i);
+        for (uint32_t in : rows.inputs_of(row)) last_use[in] = std::max(last_use[in], place);
     }
     if (!any_array) return;
     release_after_.assign(order_.size(), {});
     for (size_t i = 0; i < order_.size(); ++i) {
         const uint32_t row = order_[i];
-        if (!(rows.flags(row) & F_ARRAY) || keep[row]) continue;
+        if (!(rows.flags(row) & F_ARRAY) || keep[row] || fusion_.inside(row)) continue;
         const int64_t last = last_use[row] < 0 ? static_cast<int64_t>(i) : last_use[row];
         release_after_[static_cast<size_t>(last)].push_back(row);
     }
@@ -488,7 +510,7 @@ Trace::Ran Trace::check_guards(size_t& g, size_t upto, size_t& next) {
 // The op rows in order, each from its operands' current values, as the eager
 // ops compute them. A plain scalar row of a hot op runs inline (one switch, as
 // the sweep's loop: Note [Hot ops]); any other row is a call.
-Trace::Ran Trace::forward() {
+Trace::Ran Trace::forward(bool may_fuse, bool with_partials, const std::vector<uint8_t>* needed) {
     RowStore& rows = tape_->rows();
     size_t g = 0, next_guard = 0;
     Ran ran = check_guards(g, 0, next_guard);
@@ -514,10 +536,21 @@ Trace::Ran Trace::forward() {
             });
             continue;
         }
-        if (!compute_row(row)) return Ran::FAILED;
+        if (fusion_.inside(row)) continue;  // computed by its group's root
+        const int group = fusion_.group_at(row);
+        if (!(group >= 0 ? run_group(group, may_fuse, with_partials, needed) : compute_row(row))) return Ran::FAILED;
         if (!release_after_.empty()) release_after(i);
     }
     return check_guards(g, SIZE_MAX, next_guard);
+}
+
+// A fused group's rows: as one loop, or (Note [Fused rows]) one by one.
+bool Trace::run_group(int group, bool may_fuse, bool with_partials, const std::vector<uint8_t>* needed) {
+    const FusedGroups::Ran ran = fusion_.run(*tape_, group, may_fuse, with_partials, needed);
+    if (ran != FusedGroups::Ran::BY_ROWS) return ran == FusedGroups::Ran::FUSED;
+    for (const FusedStep& step : fusion_.steps(group))
+        if (!compute_row(step.row)) return false;
+    return true;
 }
 
 // The output's gradient to start a sweep from: `seed` (None: 1.0, for a
@@ -583,27 +616,28 @@ bool Trace::depends_on(const py::sequence& wrt) {
     return needed.empty() || needed[output_row_];
 }
 
+// The rows that lead to the inputs `wanted` names (Note [Needed rows]); null: every row.
+const std::vector<uint8_t>* Trace::needed_for(const std::vector<size_t>& wanted, const std::vector<Source>& sources) {
+    if (output_row_ == UINT32_MAX) return nullptr;
+    auto found = needed_.find(wanted);
+    if (found == needed_.end()) {
+        std::vector<uint8_t> mask = needed_rows(*tape_, sources, tape_->rows().size());
+        // Every row needed: the sweep's loop without the test per row.
+        if (std::find(mask.begin(), mask.end(), 0) == mask.end()) mask.clear();
+        found = needed_.emplace(wanted, std::move(mask)).first;
+    }
+    return found->second.empty() ? nullptr : &found->second;
+}
+
 py::list Trace::gradients(const py::sequence& wrt, const std::vector<py::object>& seeds) {
     std::vector<size_t> wanted;
     const std::vector<Source> sources = sources_of(wrt, wanted);
-    const std::vector<uint8_t>* needed = nullptr;
-    if (output_row_ != UINT32_MAX) {
-        auto found = needed_.find(wanted);
-        if (found == needed_.end()) {
-            std::vector<uint8_t> mask = needed_rows(*tape_, sources, tape_->rows().size());
-            // Every row needed: the sweep's loop without the test per row.
-            if (std::find(mask.begin(), mask.end(), 0) == mask.end()) mask.clear();
-            found = needed_.emplace(wanted, std::move(mask)).first;
-        }
-        if (!found->second.empty()) needed = &found->second;
-    }
-    // detect_anomaly() is the calling thread's (the trace's tape is never pushed).
-    Tape* caller = current_tape();
-    if (!caller) throw py::error_already_set();
-    tape_->anomaly_mode() = caller->anomaly_mode();
+    const std::vector<uint8_t>* needed = needed_for(wanted, sources);
     py::list per_seed(seeds.size());
+    fusion_.set_hand_over(seeds.size() == 1);
     for (size_t s = 0; s < seeds.size(); ++s) {
         NumericSweep sweep(*tape_);
+        sweep.rows.fused = &fusion_;
         if (output_row_ != UINT32_MAX) {
             PyObject* initial = start_gradient(seeds[s]);
             if (!initial || !sweep.rows.start_from(output_row_, initial) || !sweep.run(sources, false, needed))
@@ -634,14 +668,29 @@ py::object Trace::replay(const py::sequence& values, const py::object& wrt, cons
         for (py::handle seed : py::reinterpret_borrow<py::sequence>(seeds)) seed_list.push_back(py::reinterpret_borrow<py::object>(seed));
     else
         seed_list.push_back(py::none());
+    // detect_anomaly() is the calling thread's (the trace's tape is never pushed).
+    Tape* caller = current_tape();
+    if (!caller) throw py::error_already_set();
+    tape_->anomaly_mode() = caller->anomaly_mode();
+    const std::vector<uint8_t>* needed = nullptr;
+    if (!wrt.is_none()) {
+        std::vector<size_t> wanted;
+        needed = needed_for(wanted, sources_of(wrt, wanted));
+    }
     busy_ = true;
     struct Release {
         bool& busy;
-        ~Release() { busy = false; }
-    } release{busy_};
+        FusedGroups& fusion;
+        BufferPool& pool;
+        ~Release() {
+            busy = false;
+            fusion.release(pool);
+        }
+    } release{busy_, fusion_, tape_->pool};
     for (size_t k = 0; k < inputs_.size(); ++k)
         if (!set_input(k, values[k].ptr())) throw py::error_already_set();
-    const Ran ran = forward();
+    // Under detect_anomaly() every row's gradients are checked: none fused.
+    const Ran ran = forward(!tape_->anomaly_mode(), !wrt.is_none(), needed);
     if (ran == Ran::FAILED) throw py::error_already_set();
     if (ran == Ran::GUARD_FAILED) return py::none();
     py::object value = output_constant_;

@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "fusion.hpp"
 #include "sweep_sources.hpp"
 #include "tape.hpp"
 
@@ -97,6 +98,7 @@ public:
     size_t row_count() const { return tape_->rows().size(); }
     size_t op_count() const { return order_.size(); }
     size_t guard_count() const { return guards_.size(); }
+    std::vector<size_t> fused_groups() const { return fusion_.sizes(); }
     // Whether f's value is one element (a float, or an array of size 1): only
     // then does replay() take gradients.
     bool scalar_output() const { return scalar_output_; }
@@ -112,7 +114,9 @@ public:
 
 private:
     enum class Ran { OK, GUARD_FAILED, FAILED };
-    Ran forward();
+    Ran forward(bool may_fuse, bool with_partials, const std::vector<uint8_t>* needed);
+    bool run_group(int group, bool may_fuse, bool with_partials, const std::vector<uint8_t>* needed);
+    const std::vector<uint8_t>* needed_for(const std::vector<size_t>& wanted, const std::vector<Source>& sources);
     Ran check_guards(size_t& g, size_t upto, size_t& next);
     bool compute_row(uint32_t row);
     bool run_function(uint32_t row);
@@ -138,6 +142,7 @@ private:
     // go back to a layout, their buffers to the pool. Empty with no array rows.
     std::vector<std::vector<uint32_t>> release_after_;
     std::map<std::vector<size_t>, std::vector<uint8_t>> needed_;  // Note [Needed rows], per wrt
+    FusedGroups fusion_;  // Note [Fused rows]
     bool finished_ = false, busy_ = false, scalar_output_ = true;
     bool callbacks_ = false;  // hooks or Functions: Python runs during a replay
     std::string escape_;

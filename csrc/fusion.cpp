@@ -1,0 +1,385 @@
+#include "fusion.hpp"
+
+#include <algorithm>
+#include <cfenv>
+#include <map>
+
+#include "array_ops.hpp"
+#include "kernels.hpp"
+#include "numeric_sweep.hpp"
+#include "ops.hpp"
+#include "pool.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+using namespace kernels;
+
+// Elements per block: a group's values and adjoints for one block stay in cache.
+constexpr npy_intp BLOCK = 2048;
+
+// The exceptions numpy warns about by default (it ignores underflow).
+constexpr int WATCHED = FE_DIVBYZERO | FE_OVERFLOW | FE_INVALID;
+
+PyArrayObject* arr(PyObject* o) { return reinterpret_cast<PyArrayObject*>(o); }
+
+bool plain_contiguous(PyObject* a) {
+    PyArrayObject* x = arr(a);
+    return PyArray_IS_C_CONTIGUOUS(x) && PyArray_ISALIGNED(x) && !PyArray_ISBYTESWAPPED(x);
+}
+
+// Whether `row` may join a group, and its step if so: an elementwise op on
+// operands of its own layout, numbers or scalar rows, with a loop to run.
+bool fusable(const RowStore& rows, uint32_t row, FusedStep& step) {
+    const uint8_t code = rows.op(row), f = rows.flags(row);
+    if (!RowStore::is_operation(code) || code == OP_CUSTOM || !(f & F_ARRAY) || is_array_op(code)) return false;
+    PyObject* out = rows.array_of(row);
+    const int type = PyArray_TYPE(arr(out));
+    if (type != NPY_FLOAT32 && type != NPY_FLOAT64) return false;
+    const bool binary = op_arity(code) == 2;
+    // An array of the row's layout (a row's or a constant), or a number.
+    auto operand_ok = [&](uint32_t index, bool number, bool constant_array) {
+        if (number) return true;
+        if (constant_array) return same_layout(rows.array(index), out) && plain_contiguous(rows.array(index));
+        return !rows.is_array(index) || same_layout(rows.array_of(index), out);
+    };
+    const bool a_array = (f & F_A_ARRAY) || (!(f & F_A_NUMBER) && rows.is_array(rows.in0(row)));
+    if (!operand_ok(rows.in0(row), f & F_A_NUMBER, f & F_A_ARRAY) || (!binary && !a_array)) return false;
+    if (binary && !operand_ok(rows.in1(row), f & F_B_NUMBER, f & F_B_ARRAY)) return false;
+    // x ** e takes numpy's shortcuts for some constant e (array_forward); a
+    // scalar row's e would choose one per value.
+    double exponent = 0.0;
+    const double* constant_exponent = nullptr;
+    if (code == OP_POW) {
+        if (f & F_B_NUMBER) {
+            exponent = rows.constant(rows.in1(row));
+            constant_exponent = a_array ? &exponent : nullptr;
+        } else if (!(f & F_B_ARRAY) && !rows.is_array(rows.in1(row))) {
+            return false;
+        }
+    }
+    step.row = row;
+    step.code = code;
+    step.loop = ufunc_inner_loop(code, type, constant_exponent);
+    if (step.loop.has_ufunc && !step.loop.function) return false;
+    step.loop_unary = binary && step.loop.function && step.loop.inputs == 1;
+    return !step.loop.function || step.loop.inputs == (binary && !step.loop_unary ? 2 : 1);
+}
+
+// One operand of a step as the loops read it for the block at `start`: a
+// pointer to its elements, or null and `value` for every element.
+template <class T>
+const T* operand_at(const RowStore& rows, const FusedOperand& o, npy_intp start, const T* values, T& value) {
+    switch (o.kind) {
+    case FusedOperand::STEP:
+        return values + static_cast<npy_intp>(o.index) * BLOCK;
+    case FusedOperand::CONSTANT:
+        return static_cast<const T*>(PyArray_DATA(arr(rows.array(o.index)))) + start;
+    case FusedOperand::ROW:
+        if (o.array) return static_cast<const T*>(PyArray_DATA(arr(rows.array_of(o.index)))) + start;
+        value = static_cast<T>(rows.val(o.index).number);
+        return nullptr;
+    default:
+        value = static_cast<T>(o.number);
+        return nullptr;
+    }
+}
+
+// A step's forward over one block, into y.
+template <class T>
+void step_forward(const RowStore& rows, const FusedStep& step, npy_intp start, npy_intp length,
+                  const T* values, T* y) {
+    T va = T(0), vb = T(0);
+    const T* pa = operand_at<T>(rows, step.a, start, values, va);
+    const T* pb = step.b.kind != FusedOperand::ABSENT ? operand_at<T>(rows, step.b, start, values, vb) : nullptr;
+    if (step.loop.function) {  // numpy's loop: a number is a zero stride over one element
+        char* args[3];
+        npy_intp strides[3];
+        int k = 0;
+        args[k] = const_cast<char*>(reinterpret_cast<const char*>(pa ? pa : &va));
+        strides[k++] = pa ? static_cast<npy_intp>(sizeof(T)) : 0;
+        if (step.b.kind != FusedOperand::ABSENT && !step.loop_unary) {
+            args[k] = const_cast<char*>(reinterpret_cast<const char*>(pb ? pb : &vb));
+            strides[k++] = pb ? static_cast<npy_intp>(sizeof(T)) : 0;
+        }
+        args[k] = reinterpret_cast<char*>(y);
+        strides[k] = sizeof(T);
+        step.loop.function(args, &length, strides, step.loop.data);
+        return;
+    }
+    visit_op(step.code, [&](auto tag) {
+        using Op = typename decltype(tag)::type;
+        if constexpr (Op::arity == 1) {
+            forward_kernel<Op, T>(length, pa, y);
+        } else {
+            with_choice<2>(pa != nullptr, [&](auto a_array) {
+                with_choice<2>(pb != nullptr, [&](auto b_array) {
+                    forward_kernel2<Op, T, a_array(), b_array()>(length, pa, va, pb, vb, y);
+                });
+            });
+        }
+    });
+}
+
+// A step's backward over one block: its operands' adjoints (or partials) from
+// its own, g, by the op's kernel. mode_b MERGED: both operands are one.
+template <class T>
+void step_backward(const RowStore& rows, const FusedStep& step, npy_intp start, npy_intp length,
+                   const T* values, const T* out, const T* g, T* da, int mode_a, T* db, int mode_b) {
+    T va = T(0), vb = T(0);
+    const T* pa = operand_at<T>(rows, step.a, start, values, va);
+    const T* pb = step.b.kind != FusedOperand::ABSENT ? operand_at<T>(rows, step.b, start, values, vb) : nullptr;
+    visit_op(step.code, [&](auto tag) {
+        using Op = typename decltype(tag)::type;
+        with_choice<2>(pa != nullptr, [&](auto a_array) {
+            with_choice<3>(mode_a, [&](auto ma) {
+                if constexpr (Op::arity == 2) {
+                    with_choice<2>(pb != nullptr, [&](auto b_array) {
+                        if (mode_b == MERGED) {
+                            if constexpr (ma() != NONE)
+                                kernel_loop<Op, T, a_array(), b_array(), ma(), MERGED>(length, pa, va, pb, vb, out,
+                                                                                    g, da, da);
+                            return;
+                        }
+                        with_choice<3>(mode_b, [&](auto mb) {
+                            kernel_loop<Op, T, a_array(), b_array(), ma(), mb()>(length, pa, va, pb, vb, out, g,
+                                                                                da, db);
+                        });
+                    });
+                } else if constexpr (ma() != NONE && a_array()) {
+                    kernel_loop<Op, T, true, false, ma(), NONE>(length, pa, va, nullptr, T(0), out, g, da, nullptr);
+                }
+            });
+        });
+    });
+}
+
+}  // namespace
+
+FusedGroups::~FusedGroups() {
+    for (FusedGroup& group : groups_)
+        for (PyObject*& p : group.partials) Py_CLEAR(p);
+}
+
+void FusedGroups::plan(const RowStore& rows, const std::vector<uint32_t>& order,
+                       const std::vector<uint8_t>& read_outside) {
+    const size_t n = rows.size();
+    // The group every reader of a row so far belongs to; -1: readers outside
+    // any group, or in two.
+    constexpr int UNREAD = -2;
+    std::vector<int> readers(n, UNREAD), member(n, -1);
+    std::vector<FusedGroup> found;
+    for (size_t i = order.size(); i-- > 0;) {  // readers before what they read
+        const uint32_t row = order[i];
+        FusedStep step;
+        if (fusable(rows, row, step)) {
+            const int g = readers[row];
+            if (read_outside[row] || g < 0 || !same_layout(rows.array_of(row), found[static_cast<size_t>(g)].layout.ptr())) {
+                member[row] = static_cast<int>(found.size());
+                found.emplace_back();
+                found.back().layout = py::reinterpret_steal<py::object>(layout_of(rows.array_of(row)));
+                if (!found.back().layout) throw py::error_already_set();
+            } else {
+                member[row] = g;
+            }
+            found[static_cast<size_t>(member[row])].steps.push_back(step);
+        }
+        for (uint32_t in : rows.inputs_of(row))
+            readers[in] = readers[in] == UNREAD || readers[in] == member[row] ? member[row] : -1;
+    }
+    root_of_.assign(n, -1);
+    member_.assign(n, -1);
+    for (size_t k = 0; k < found.size(); ++k) {
+        FusedGroup& group = found[k];
+        if (group.steps.size() < 2) continue;  // one row: nothing to fuse
+        std::reverse(group.steps.begin(), group.steps.end());
+        std::map<uint32_t, uint32_t> step_of;  // row -> its step
+        std::map<uint32_t, int> target_of;     // outside row -> its partials
+        for (uint32_t s = 0; s < group.steps.size(); ++s) step_of[group.steps[s].row] = s;
+        auto resolve = [&](FusedOperand& o, uint32_t index, bool number, bool constant_array) {
+            if (number) {
+                o.kind = FusedOperand::NUMBER;
+                o.number = rows.constant(index);
+            } else if (constant_array) {
+                o.kind = FusedOperand::CONSTANT;
+                o.index = index;
+            } else if (auto s = step_of.find(index); s != step_of.end()) {
+                o.kind = FusedOperand::STEP;
+                o.index = s->second;
+            } else {
+                o.kind = FusedOperand::ROW;
+                o.index = index;
+                o.array = rows.is_array(index);
+                auto [t, added] = target_of.emplace(index, static_cast<int>(group.targets.size()));
+                if (added) group.targets.push_back(index);
+                o.target = t->second;
+            }
+        };
+        for (FusedStep& step : group.steps) {
+            const uint8_t f = rows.flags(step.row);
+            resolve(step.a, rows.in0(step.row), f & F_A_NUMBER, f & F_A_ARRAY);
+            if (op_arity(step.code) == 2) resolve(step.b, rows.in1(step.row), f & F_B_NUMBER, f & F_B_ARRAY);
+        }
+        const int id = static_cast<int>(groups_.size());
+        root_of_[group.steps.back().row] = id;
+        for (const FusedStep& step : group.steps) member_[step.row] = id;
+        group.partials.assign(group.targets.size(), nullptr);
+        groups_.push_back(std::move(group));
+    }
+}
+
+std::vector<uint32_t> FusedGroups::outside_rows(int group) const {
+    return groups_[static_cast<size_t>(group)].targets;
+}
+
+FusedGroups::Ran FusedGroups::run(Tape& tape, int id, bool may_fuse, bool with_partials,
+                                  const std::vector<uint8_t>* needed) {
+    FusedGroup& group = groups_[static_cast<size_t>(id)];
+    group.fused = false;
+    for (PyObject*& p : group.partials) {
+        if (p) tape.pool.give(p);
+        p = nullptr;
+    }
+    if (!may_fuse) return Ran::BY_ROWS;
+    RowStore& rows = tape.rows();
+    for (uint32_t r : group.targets)
+        if (rows.is_array(r) && !plain_contiguous(rows.array_of(r))) return Ran::BY_ROWS;
+    PyArrayObject* layout = arr(group.layout.ptr());
+    bool any_partials = false;
+    if (with_partials) {
+        for (size_t k = 0; k < group.targets.size(); ++k) {
+            const uint32_t node = group.targets[k];
+            if (!rows.wants_gradient(node) || (needed && !(*needed)[node])) continue;
+            group.partials[k] = tape.pool.take(PyArray_NDIM(layout), PyArray_DIMS(layout), PyArray_TYPE(layout));
+            if (!group.partials[k]) return Ran::FAILED;
+            any_partials = true;
+        }
+    }
+    const uint32_t root = group.steps.back().row;
+    tape.pool.give(rows.swap_array_value(root, Py_NewRef(Py_None)));  // as compute_row
+    PyObject* out = tape.pool.take(PyArray_NDIM(layout), PyArray_DIMS(layout), PyArray_TYPE(layout));
+    if (!out) return Ran::FAILED;
+    const Ran ran = PyArray_TYPE(layout) == NPY_FLOAT32 ? run_blocks<float>(tape, group, out, any_partials)
+                                                        : run_blocks<double>(tape, group, out, any_partials);
+    if (ran != Ran::FUSED) {
+        tape.pool.give(out);
+        for (PyObject*& p : group.partials) {
+            if (p) tape.pool.give(p);
+            p = nullptr;
+        }
+        return ran;
+    }
+    PyArray_CLEARFLAGS(arr(out), NPY_ARRAY_WRITEABLE);
+    Py_DECREF(rows.swap_array_value(root, out));  // None
+    group.fused = true;
+    return Ran::FUSED;
+}
+
+template <class T>
+FusedGroups::Ran FusedGroups::run_blocks(Tape& tape, FusedGroup& group, PyObject* out, bool with_partials) {
+    const RowStore& rows = tape.rows();
+    const size_t m = group.steps.size();
+    const size_t block_bytes = static_cast<size_t>(BLOCK) * sizeof(T);
+    scratch_.resize(std::max(scratch_.size(), (with_partials ? 2 : 1) * m * block_bytes / sizeof(double) + 1));
+    T* values = reinterpret_cast<T*>(scratch_.data());
+    T* adjoints = values + m * BLOCK;
+    static const std::vector<T> ones(BLOCK, T(1));
+    // Where each step's backward writes: an operand's adjoint (its first
+    // writer writes it, later ones add), or nothing (a number, a constant, a
+    // row whose partials are not wanted).
+    std::vector<int> mode_a(m, NONE), mode_b(m, NONE);
+    if (with_partials) {
+        std::vector<uint8_t> step_written(m, 0), target_written(group.targets.size(), 0);
+        auto mode_of = [&](const FusedOperand& o) {
+            uint8_t* written = nullptr;
+            if (o.kind == FusedOperand::STEP) written = &step_written[o.index];
+            else if (o.kind == FusedOperand::ROW && group.partials[static_cast<size_t>(o.target)])
+                written = &target_written[static_cast<size_t>(o.target)];
+            if (!written) return int(NONE);
+            const int mode = *written ? ADD : WRITE;
+            *written = 1;
+            return mode;
+        };
+        for (size_t k = m; k-- > 0;) {
+            const FusedStep& step = group.steps[k];
+            mode_a[k] = mode_of(step.a);
+            const bool same = step.b.kind == step.a.kind && step.b.index == step.a.index &&
+                              (step.a.kind == FusedOperand::STEP || step.a.kind == FusedOperand::ROW);
+            mode_b[k] = same ? (mode_a[k] != NONE ? int(MERGED) : int(NONE)) : mode_of(step.b);
+        }
+    }
+    auto adjoint_of = [&](const FusedOperand& o, npy_intp start) -> T* {
+        if (o.kind == FusedOperand::STEP) return adjoints + static_cast<npy_intp>(o.index) * BLOCK;
+        if (o.kind == FusedOperand::ROW && group.partials[static_cast<size_t>(o.target)])
+            return static_cast<T*>(PyArray_DATA(arr(group.partials[static_cast<size_t>(o.target)]))) + start;
+        return nullptr;
+    };
+    T* root_value = static_cast<T*>(PyArray_DATA(arr(out)));
+    const npy_intp n = PyArray_SIZE(arr(out));
+    for (npy_intp start = 0; start < n; start += BLOCK) {
+        const npy_intp length = std::min(BLOCK, n - start);
+        std::feclearexcept(FE_ALL_EXCEPT);
+        for (size_t k = 0; k < m; ++k) {
+            T* y = k + 1 == m ? root_value + start : values + k * BLOCK;
+            step_forward<T>(rows, group.steps[k], start, length, values, y);
+        }
+        if (std::fetestexcept(WATCHED)) return Ran::BY_ROWS;
+        if (!with_partials) continue;
+        for (size_t k = m; k-- > 0;) {
+            const FusedStep& step = group.steps[k];
+            const bool root = k + 1 == m;
+            const T* g = root ? ones.data() : adjoints + k * BLOCK;
+            const T* value = root ? root_value + start : values + k * BLOCK;
+            step_backward<T>(rows, step, start, length, values, value, g, adjoint_of(step.a, start), mode_a[k],
+                             step.b.kind != FusedOperand::ABSENT ? adjoint_of(step.b, start) : nullptr, mode_b[k]);
+        }
+        if (std::fetestexcept(WATCHED)) return Ran::BY_ROWS;
+    }
+    return Ran::FUSED;
+}
+
+bool FusedGroups::backward(NumericRows& sweep, uint32_t row) {
+    FusedGroup& group = groups_[static_cast<size_t>(group_at(row))];
+    Tape& t = sweep.t;
+    PyObject* out = t.rows().array_of(row);
+    PyObject*& g = sweep.array_grad[t.rows().val(row).index];
+    bool ok = true;
+    for (size_t k = 0; k < group.targets.size() && ok; ++k) {
+        PyObject*& partials = group.partials[k];
+        const uint32_t node = group.targets[k];
+        if (!partials || !sweep.wants(node)) continue;
+        // g * partials: mul's backward for its first operand, into the node's
+        // gradient. Where it has none yet and one sweep reads the partials,
+        // they become it: multiplied in place (not at all for a gradient of
+        // ones), no buffer written and read again.
+        const bool same = t.rows().is_array(node) && same_layout(t.rows().array_of(node), out);
+        if (hand_over_ && same && !sweep.array_grad[t.rows().val(node).index]) {
+            if (!is_uniform(g) || uniform_value(g) != 1.0) {
+                GradSink in_place;
+                in_place.into = partials;
+                ok = array_backward(OP_MUL, partials, partials, out, g, &in_place, nullptr, &t.pool);
+            }
+            sweep.array_grad[t.rows().val(node).index] = partials;
+            partials = nullptr;
+            sweep.reached[node] |= REACHED;
+            continue;
+        }
+        GradSink sink;
+        ok = sweep.open_sink(node, out, sink) &&
+             array_backward(OP_MUL, partials, partials, out, g, &sink, nullptr, &t.pool);
+        if (ok && sink.fresh) ok = sweep.add_array(node, sink.fresh);
+    }
+    if (!(sweep.reached[row] & KEEP) && g) sweep.spend(g);
+    return ok;
+}
+
+void FusedGroups::release(BufferPool& pool) {
+    for (FusedGroup& group : groups_)
+        for (PyObject*& p : group.partials) {
+            if (p) pool.give(p);
+            p = nullptr;
+        }
+}
+
+}  // namespace tapegrad
