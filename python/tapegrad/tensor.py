@@ -6,6 +6,7 @@ record to this thread's tape and builds the result Tensor, so no Python runs per
 
 from __future__ import annotations
 
+import html
 import math
 import sys
 from typing import Any
@@ -70,6 +71,27 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
     def __reduce__(self) -> tuple:
         # copy, deepcopy and pickle make a new leaf with the same value and label.
         return (_rebuild, (self.data, self.label, self.requires_grad))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: label, shape, dtype, history, requires_grad, then the value (summarised).
+
+        Example:
+            >>> Tensor([1.0, 2.0], "w")._repr_html_()  # doctest: +ELLIPSIS
+            '<code>w</code>: Tensor, shape (2,), float64, leaf, requires_grad=True...'
+        """
+        shape = self.shape
+        if not self.requires_grad:
+            history = "constant (no history)"
+        elif self.is_leaf:
+            history = "leaf"
+        else:
+            history = "made by an op (has history)"
+        data = self.data
+        value = data if isinstance(data, float) else np.array2string(
+            data, threshold=6, edgeitems=2, precision=4)  # a summary, however large
+        return (f"<code>{html.escape(self.label)}</code>: Tensor, shape {shape}, "
+                f"{self.dtype}, {history}, requires_grad={self.requires_grad}"
+                f"<br><code>{html.escape(str(value))}</code>")
 
     # Arithmetic (+ - * / ** and unary - + abs) is not defined here: it is
     # TensorBase's number slots, so `a * b` is one native call that computes the
