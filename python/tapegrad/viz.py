@@ -1,5 +1,8 @@
 """Drawing the recorded graph: Graphviz DOT text, rendered when Graphviz is installed.
 
+In Jupyter, ``tapegrad.viz.graph(t)`` shows the graph as a picture (SVG) where
+Graphviz's ``dot`` program is installed, and as its DOT text where it is not.
+
 Example:
     >>> import tapegrad as tg
     >>> x = tg.Tensor(2.0, "x")
@@ -12,6 +15,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from . import _core
 from .tensor import Tensor
@@ -60,6 +64,77 @@ def to_dot(tensor: Tensor) -> str:
     return "\n".join([*lines, "}"])
 
 
+class Graph:
+    """A recorded graph that Jupyter shows as SVG: what :func:`graph` returns.
+
+    ``dot`` is its DOT text (taken when the Graph was made: later ops do not
+    change it). Displayed in a notebook it is drawn by Graphviz's ``dot``
+    program when that is installed; otherwise the notebook shows the DOT text.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> g = tg.viz.graph(tg.exp(tg.Tensor(1.0, "x")))
+        >>> g.dot.startswith("digraph tapegrad {")
+        True
+        >>> "text/plain" in g._repr_mimebundle_()  # and "image/svg+xml" with Graphviz
+        True
+    """
+
+    __slots__ = ("dot",)
+
+    def __init__(self, dot: str) -> None:
+        self.dot = dot
+
+    def __repr__(self) -> str:
+        return self.dot
+
+    def svg(self) -> str:
+        """The graph drawn as SVG text by Graphviz's ``dot``; RuntimeError without it.
+
+        Example: ``open("graph.svg", "w").write(tapegrad.viz.graph(loss).svg())``.
+        """
+        return _run_dot(self.dot, "svg", "svg")
+
+    def _repr_svg_(self) -> str | None:
+        return self.svg() if shutil.which("dot") else None
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        # Without Graphviz the notebook shows the DOT text rather than an error.
+        bundle = {"text/plain": self.dot}
+        svg = self._repr_svg_()
+        if svg is not None:
+            bundle["image/svg+xml"] = svg
+        return bundle
+
+
+def graph(tensor: Tensor) -> Graph:
+    """The graph that produced ``tensor``, shown as a picture in Jupyter.
+
+    A notebook cell ending in ``tapegrad.viz.graph(loss)`` draws it (SVG, by
+    Graphviz's ``dot``; its DOT text where Graphviz is not installed).
+
+    Example:
+        >>> import tapegrad as tg
+        >>> x = tg.Tensor(2.0, "x")
+        >>> print(tg.viz.graph(x * x).dot.splitlines()[0])
+        digraph tapegrad {
+    """
+    return Graph(to_dot(tensor))
+
+
+def _run_dot(dot_text: str, fmt: str, what: str, output: Path | None = None) -> str:
+    """Graphviz's ``dot -T<fmt>`` on ``dot_text``: its output, or written to ``output``."""
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RuntimeError(
+            f"{what}: Graphviz's `dot` program is not installed. Install Graphviz "
+            "(apt-get install graphviz, brew install graphviz or conda install graphviz), "
+            "or write tapegrad.viz.to_dot(t) to a .dot file and render it elsewhere.")
+    command = [dot, f"-T{fmt}"] + (["-o", str(output)] if output is not None else [])
+    return subprocess.run(command, input=dot_text, text=True, check=True,
+                          capture_output=True).stdout
+
+
 def render(tensor: Tensor, path: str | Path) -> Path:
     """Draw the graph of ``tensor`` to ``path`` (its suffix picks the format: .svg, .png, .pdf).
 
@@ -69,13 +144,5 @@ def render(tensor: Tensor, path: str | Path) -> Path:
     Example: ``tapegrad.viz.render(loss, "graph.svg")``.
     """
     path = Path(path)
-    dot = shutil.which("dot")
-    if dot is None:
-        raise RuntimeError(
-            "render: Graphviz's `dot` program is not installed. Install Graphviz "
-            "(apt-get install graphviz, brew install graphviz or conda install graphviz), "
-            "or write tapegrad.viz.to_dot(t) to a .dot file and render it elsewhere.")
-    fmt = path.suffix.lstrip(".") or "svg"
-    subprocess.run([dot, f"-T{fmt}", "-o", str(path)], input=to_dot(tensor), text=True,
-                   check=True, capture_output=True)
+    _run_dot(to_dot(tensor), path.suffix.lstrip(".") or "svg", "render", path)
     return path
