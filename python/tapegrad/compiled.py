@@ -276,6 +276,21 @@ class CompiledFunction:
         """
         return self.value_and_grad(*args, argnums=argnums, **kwargs)[1]
 
+    def __reduce__(self) -> Any:
+        # A trace is this process's native tape: what pickles is f, argnums and
+        # fallback, so the copy traces again where it is loaded. Made with the
+        # decorator, the compiled function is itself its module's `f` (f cannot
+        # be found by name): it pickles by that name, as functions do, wherever
+        # the module can be imported again (not an interactive __main__).
+        module = sys.modules.get(self.__module__)
+        holder: Any = module
+        for part in self.__qualname__.split("."):
+            holder = getattr(holder, part, None)
+        if holder is self and getattr(module, "__file__", None):
+            return self.__qualname__
+        return (CompiledFunction, (self._f, self._argnums[0] if self._single else self._argnums,
+                                   self._fallback))
+
     # ---- torch.autograd.functional's drivers, f bound: each replays tapes ----
     # `inputs` is the tuple of f's positional arguments (floats and ndarrays), or
     # the one argument; results come back as plain floats and ndarrays.
