@@ -43,11 +43,28 @@ def test_ipython_picks_the_html_summary():
     assert bundle["text/html"].startswith("<code>x</code>: Tensor, shape ()")
 
 
-def test_a_graph_keeps_its_dot_text():
+def test_a_graph_keeps_its_dot_text_and_counts_its_nodes_and_edges():
     x = tg.Tensor(2.0, "x")
     y = tg.exp(x) * x
     graph = tg.viz.graph(y)
-    assert graph.dot == tg.viz.to_dot(y) and repr(graph) == graph.dot
+    assert graph.dot == tg.viz.to_dot(y)
+    # x, exp, exp's output, mul, y; x -> exp -> t, and t, x -> mul -> y.
+    assert (graph.nodes, graph.edges) == (5, 5)
+    assert repr(graph) == "<tapegrad.viz.Graph: 5 nodes, 5 edges>"
+
+
+def test_a_graph_too_large_to_draw_inline_says_so(monkeypatch):
+    x = tg.Tensor(1.0, "x")
+    y = x
+    for _ in range(30):
+        y = y * 1.5
+    graph = tg.viz.graph(y)
+    assert graph.nodes == 61
+    monkeypatch.setattr(tg.viz.Graph, "max_inline_nodes", 60)
+    bundle = graph._repr_mimebundle_()
+    assert list(bundle) == ["text/plain"] and graph._repr_svg_() is None
+    assert bundle["text/plain"].startswith("<tapegrad.viz.Graph: 61 nodes, 60 edges>: too large")
+    assert "tapegrad.viz.render" in bundle["text/plain"]
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")

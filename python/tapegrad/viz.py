@@ -70,23 +70,30 @@ class Graph:
     ``dot`` is its DOT text (taken when the Graph was made: later ops do not
     change it). Displayed in a notebook it is drawn by Graphviz's ``dot``
     program when that is installed; otherwise the notebook shows the DOT text.
+    A graph of more than ``Graph.max_inline_nodes`` nodes is not drawn inline
+    (Graphviz would take minutes): the notebook says so, and ``svg()`` or
+    :func:`render` still draw it.
 
     Example:
         >>> import tapegrad as tg
         >>> g = tg.viz.graph(tg.exp(tg.Tensor(1.0, "x")))
-        >>> g.dot.startswith("digraph tapegrad {")
-        True
+        >>> g
+        <tapegrad.viz.Graph: 3 nodes, 2 edges>
         >>> "text/plain" in g._repr_mimebundle_()  # and "image/svg+xml" with Graphviz
         True
     """
 
-    __slots__ = ("dot",)
+    __slots__ = ("dot", "edges", "nodes")
+    max_inline_nodes = 2000
 
     def __init__(self, dot: str) -> None:
         self.dot = dot
+        lines = dot.splitlines()[3:-1]  # after the header, before the closing brace
+        self.edges = sum("->" in line for line in lines)
+        self.nodes = len(lines) - self.edges
 
     def __repr__(self) -> str:
-        return self.dot
+        return f"<tapegrad.viz.Graph: {self.nodes} nodes, {self.edges} edges>"
 
     def svg(self) -> str:
         """The graph drawn as SVG text by Graphviz's ``dot``; RuntimeError without it.
@@ -96,10 +103,17 @@ class Graph:
         return _run_dot(self.dot, "svg", "svg")
 
     def _repr_svg_(self) -> str | None:
-        return self.svg() if shutil.which("dot") else None
+        if self.nodes > self.max_inline_nodes or not shutil.which("dot"):
+            return None
+        return self.svg()
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         # Without Graphviz the notebook shows the DOT text rather than an error.
+        if self.nodes > self.max_inline_nodes:
+            return {"text/plain": (
+                f"{self!r}: too large to draw inline (more than Graph.max_inline_nodes = "
+                f"{self.max_inline_nodes}); graph.svg() or tapegrad.viz.render(t, 'graph.svg') "
+                "draws it, graph.dot is its DOT text")}
         bundle = {"text/plain": self.dot}
         svg = self._repr_svg_()
         if svg is not None:
