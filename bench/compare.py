@@ -1,8 +1,18 @@
 """tapegrad against its baseline and its peers, side by side in one run.
 
     python bench/compare.py            # default run, about 7.5 minutes
-    python bench/compare.py --quick    # under 40 s: smallest sizes, peers' workloads once
+    python bench/compare.py --quick    # under a minute: smallest sizes, peers' workloads once
     python bench/compare.py --full     # adds the 1e6-op scalar graphs
+    python bench/compare.py --quiet    # no progress line on stderr
+
+While it runs, a line on stderr shows the workload, library and repeat it is on and an
+estimate of the time left (drawn by tqdm when installed); not with --quiet, nor when
+stderr is not a terminal.
+
+It needs only `pip install .`: a peer that is not installed (PyTorch, HIPS autograd) is
+skipped, scikit-learn's digits are replaced by random data of their shape, and the chart
+needs matplotlib. It says so in one line each, on stderr and in the results file;
+`pip install ".[bench]"` installs all of them but PyTorch (`pip install torch`).
 
 Libraries: tapegrad, tapegrad.reference (the seed design in pure Python), and
 PyTorch and HIPS autograd when installed. Each repeat runs every library in
@@ -60,22 +70,50 @@ if str(HERE) not in sys.path:  # loaded by path (the tests do): find runner and 
     sys.path.insert(0, str(HERE))
 
 import report  # noqa: E402
-from runner import load_peer  # noqa: E402
-from workloads import BY_NAME, REGISTRY, gmm, lstsq, scalar  # noqa: E402
+import runner  # noqa: E402
+from runner import Workload, load_peer  # noqa: E402
+from workloads import BY_NAME, REGISTRY, gmm, lstsq, mlp, scalar  # noqa: E402
 
 # tests/test_products.py and tests/test_linalg.py check these workloads against PyTorch.
 gmm_data, gmm_tapegrad, gmm_torch = gmm.data, gmm.tapegrad_step, gmm.torch_step
 lstsq_data, lstsq_tapegrad, lstsq_torch = lstsq.data, lstsq.tapegrad_step, lstsq.torch_step
 
 
+def skip_notices(workloads: list[Workload], chart: Path) -> list[str]:
+    """One line per optional module that is not installed: what the run leaves out without
+    it, and how to install it."""
+    peers: dict[str, list[str]] = {}  # module -> the libraries that need it
+    for workload in workloads:
+        for library in runner.missing(workload.libraries):
+            peers.setdefault(runner.PEER_MODULES[library], [])
+            if library not in peers[runner.PEER_MODULES[library]]:
+                peers[runner.PEER_MODULES[library]].append(library)
+    notices = [f"Skipped the {' and '.join(libraries)} rows: {module} is not installed; "
+               f"{runner.how_to_install(module)}" for module, libraries in peers.items()]
+    if not mlp.DIGITS and any(w.name == "mlp" for w in workloads):
+        notices.append("The MLP workloads run on random data of the digits' shape: "
+                       f"scikit-learn is not installed; {runner.how_to_install('sklearn')}")
+    if not runner.module_installed("matplotlib"):
+        notices.append(f"No chart ({chart.name}): matplotlib is not installed; "
+                       f"{runner.how_to_install('matplotlib')}")
+    return notices
+
+
+def table_note(workload: Workload) -> str:
+    """The line under a table naming the libraries it left out as not installed."""
+    left_out = runner.missing(workload.libraries)
+    return f"\n\nNot run here (not installed): {', '.join(left_out)}." if left_out else ""
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true",
-                       help="smallest sizes, few repeats, the peers' workloads once (< 40 s)")
+                       help="smallest sizes, few repeats, the peers' workloads once (< 1 min)")
     group.add_argument("--full", action="store_true", help="add the 1e6-op scalar graphs")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (median taken)")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"), help="results file")
+    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     parser.add_argument("--memory-child", nargs=2, metavar=("LIB", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -91,28 +129,41 @@ def main(argv: list[str] | None = None) -> None:
     mode = "quick" if args.quick else "full" if args.full else "default"
     repeats = args.repeats or (3 if args.quick else 5)
     command = "python bench/compare.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    chart = output.with_suffix(".png")
+    workloads = [workload.for_mode(mode) for workload in REGISTRY]
+    # (workload, its sizes, its repeats) of the workloads this mode runs
+    runs = [(workload, sizes, workload.quick_repeats if args.quick and workload.quick_repeats
+             else repeats)
+            for workload in workloads if (sizes := workload.sizes_for(mode)) is not None]
+    notices = skip_notices([workload for workload, _, _ in runs], chart)
+    for notice in notices:
+        print(notice, file=sys.stderr)
+
     started = time.perf_counter()
     rows = {}
-    workloads = [workload.for_mode(mode) for workload in REGISTRY]
-    for workload in workloads:
-        sizes = workload.sizes_for(mode)
-        if sizes is not None:
-            runs = workload.quick_repeats if args.quick and workload.quick_repeats else repeats
-            rows[workload.name] = workload.measure(workload, sizes, runs)
+    plan = [task for workload, sizes, n in runs for task in workload.plan(workload, sizes, n)]
+    runner.PROGRESS.start(plan, runner.progress_renderer(sys.stderr, args.quiet))
+    try:
+        for workload, sizes, n in runs:
+            rows[workload.name] = workload.measure(workload, sizes, n)
+    finally:
+        runner.PROGRESS.finish()
     elapsed = time.perf_counter() - started
 
     sections = []
     for workload in workloads:
-        table = (workload.table(workload, rows[workload.name]) if workload.name in rows
-                 else f"(not run with --{mode})")
+        table = (workload.table(workload, rows[workload.name]) + table_note(workload)
+                 if workload.name in rows else f"(not run with --{mode})")
         print(f"{workload.title}\n{table}\n")
         sections.append((workload.title, workload.description.format(repeats=repeats), table))
-    text = report.results_text(command, elapsed, repeats, sections)
-    chart = Path(args.output).with_suffix(".png")
-    has_chart = report.write_chart(rows["scalar"], rows["elementwise"], chart)
+    text = report.results_text(command, elapsed, repeats, sections, notices)
+    has_chart = (runner.module_installed("matplotlib")
+                 and report.write_chart(rows["scalar"], rows["elementwise"], chart))
     if has_chart:
         text += f"\n![chart]({chart.name})\n"
-    Path(args.output).write_text(text)
+    output.write_text(text)
     wrote = args.output + (f" and {chart}" if has_chart else "")
     print(f"wrote {wrote} in {elapsed:.0f} s")
 

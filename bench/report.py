@@ -40,9 +40,9 @@ def machine_description() -> str:
 
 
 def results_text(command: str, elapsed: float, repeats: int,
-                 sections: list[tuple[str, str, str]]) -> str:
-    """The whole of RESULTS.md but the chart: a header, then per workload its
-    (title, description, table)."""
+                 sections: list[tuple[str, str, str]], notices: list[str] = ()) -> str:
+    """The whole of RESULTS.md but the chart: a header (with what the run skipped, one
+    notice each), then per workload its (title, description, table)."""
     env_note = ", ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
                          if k in os.environ) or "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
     text = f"""# Benchmark results
@@ -57,6 +57,8 @@ Written by `bench/compare.py`; do not edit by hand.
   slow another's garbage collection. Gradients of every library are checked against the
   first library's.
 """
+    for notice in notices:
+        text += f"- {notice}\n"
     for title, description, table in sections:
         text += f"\n## {title}\n{description}\n\n{table}\n"
     return text

@@ -11,19 +11,27 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
 COMPARE = Path(__file__).resolve().parent / "compare.py"
 
-PEER_MODULES = {"PyTorch": "torch", "HIPS autograd": "autograd"}
+# The module each peer library needs; a library not listed needs only tapegrad and numpy.
+PEER_MODULES = {"PyTorch": "torch", "torch.compile": "torch", "HIPS autograd": "autograd"}
+# The optional modules the bench uses that `pip install ".[bench]"` installs (by their
+# distribution names); torch is not in the extra (a large download), so it is named alone.
+BENCH_EXTRA = {"autograd": "autograd", "sklearn": "scikit-learn", "matplotlib": "matplotlib",
+               "tqdm": "tqdm"}
 
 
 # ---------------------------------------------------------------- peers
@@ -46,58 +54,106 @@ def load_peer(library: str) -> None:
         import autograd  # noqa: F401
 
 
+def module_installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def installed(library: str) -> bool:
     module = PEER_MODULES.get(library)
-    return module is None or importlib.util.find_spec(module) is not None
+    return module is None or module_installed(module)
 
 
 def available(libraries) -> list[str]:
     return [name for name in libraries if installed(name)]
 
 
+def missing(libraries) -> list[str]:
+    """The libraries left out because their module is not installed."""
+    return [name for name in libraries if not installed(name)]
+
+
+def how_to_install(module: str) -> str:
+    """The command that installs an optional module of the bench."""
+    if module in BENCH_EXTRA:
+        return f'`pip install ".[bench]"` (or `pip install {BENCH_EXTRA[module]}`)'
+    return f"`pip install {module}`"
+
+
 # ------------------------------------------------------------ processes
 
 
-def spawn(workload: str, library: str, sizes: list) -> dict[str, dict]:
+@dataclass(frozen=True)
+class Task:
+    """One fresh process of the bench: a library's child for one workload at some sizes, in
+    one repeat. The progress line shows its label while it runs."""
+
+    workload: str
+    library: str
+    sizes: tuple[str, ...] = ()
+    repeat: int = 1  # counted from 1
+    repeats: int = 1
+    what: str = ""  # what it measures, shown instead of the sizes when they say too little
+
+    def label(self) -> str:
+        """E.g. "mlp · PyTorch · repeat 2/5 · 64-float64"."""
+        parts = [self.workload, self.library]
+        if self.repeats > 1:
+            parts.append(f"repeat {self.repeat}/{self.repeats}")
+        if self.what or self.sizes:
+            parts.append(self.what or ", ".join(self.sizes))
+        return " · ".join(parts)
+
+
+def run_child(task: Task, *arguments: str) -> subprocess.CompletedProcess:
+    """compare.py with `arguments` in a fresh process, shown on the progress line."""
+    with PROGRESS.running(task):
+        return subprocess.run([sys.executable, str(COMPARE), *arguments],
+                              capture_output=True, text=True, check=False)
+
+
+def spawn(task: Task) -> dict[str, dict]:
     """Run one library's child in a fresh process: per size (as a string), its fields."""
-    result = subprocess.run(
-        [sys.executable, str(COMPARE), "--child", workload, library, *map(str, sizes)],
-        capture_output=True, text=True, check=False,
-    )
+    result = run_child(task, "--child", task.workload, task.library, *task.sizes)
     if result.returncode != 0:
-        raise SystemExit(f"{library} ({workload}) failed:\n{result.stderr[-2000:]}")
+        raise SystemExit(f"{task.library} ({task.workload}) failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def interleaved(workload: Workload, libraries: list[str], sizes: list, repeats: int,
-                process_per_size: bool = False,
-                runs: Callable[[str, Any], bool] = lambda library, size: True,
-                first_repeat_only: tuple[str, ...] = (),
-                ) -> dict[tuple[str, str], list[dict]]:
-    """Every repeat runs every library in turn, each in a fresh process, and checks each
-    result against the first library's (`check_result`). Returns (size, library) -> the
-    result of each repeat. `process_per_size`: a fresh process per size too, as a training
-    run is (what one size leaves behind, a buffer pool full of another shape, does not slow
-    the next). `runs(library, size)` leaves out what a library cannot run;
+def schedule(workload: Workload, sizes: list, repeats: int) -> list[Task]:
+    """The children `interleaved` runs, in order: every repeat runs every installed library
+    in turn. From the workload's options: `process_per_size`, a fresh process per size too,
+    as a training run is (what one size leaves behind, a buffer pool full of another shape,
+    does not slow the next); `runs(library, size)` leaves out what a library cannot run;
     `first_repeat_only` names libraries run in the first repeat only (those whose every
     process spends seconds compiling)."""
+    options = workload.options
+    runs = options.get("runs", lambda library, size: True)
+    first_repeat_only = options.get("first_repeat_only", ())
+    groups = [[size] for size in sizes] if options.get("process_per_size") else [sizes]
+    tasks = []
+    for repeat in range(1, repeats + 1):
+        for group in groups:
+            for library in available(workload.libraries):
+                if repeat > 1 and library in first_repeat_only:
+                    continue
+                wanted = tuple(str(size) for size in group if runs(library, size))
+                if wanted:
+                    tasks.append(Task(workload.name, library, wanted, repeat, repeats))
+    return tasks
+
+
+def interleaved(workload: Workload, tasks: list[Task]) -> dict[tuple[str, str], list[dict]]:
+    """Runs the tasks (from `schedule`) and checks each result against the first library's
+    (`check_result`). Returns (size, library) -> the result of each repeat."""
     samples: dict[tuple[str, str], list[dict]] = {}
     truth: dict[str, dict] = {}
-    groups = [[size] for size in sizes] if process_per_size else [sizes]
-    for repeat in range(repeats):
-        for group in groups:
-            for library in libraries:
-                if repeat and library in first_repeat_only:
-                    continue
-                wanted = [size for size in group if runs(library, size)]
-                if not wanted:
-                    continue
-                for key, result in spawn(workload.name, library, wanted).items():
-                    samples.setdefault((key, library), []).append(result)
-                    want = truth.setdefault(key, result)
-                    rtol = workload.options["rtol"]
-                    check_result(f"{library} ({workload.name} {key})", result, want,
-                                 rtol(key) if callable(rtol) else rtol)
+    rtol = workload.options["rtol"]
+    for task in tasks:
+        for key, result in spawn(task).items():
+            samples.setdefault((key, task.library), []).append(result)
+            want = truth.setdefault(key, result)
+            check_result(f"{task.library} ({workload.name} {key})", result, want,
+                         rtol(key) if callable(rtol) else rtol)
     return samples
 
 
@@ -137,12 +193,9 @@ def measure_timed(workload: Workload, sizes: list, repeats: int) -> list[TimedRo
     """Medians of the children's "seconds" per size and library; options["ratios"] maps
     each ratio column to its baseline library ("first" for the first library run);
     options["runs"](library, size) leaves out what a library cannot run (no row), and
-    options["first_repeat_only"] the libraries that run once (see `interleaved`)."""
+    options["first_repeat_only"] the libraries that run once (see `schedule`)."""
     libraries = available(workload.libraries)
-    samples = interleaved(workload, libraries, sizes, repeats,
-                          process_per_size=workload.options.get("process_per_size", False),
-                          runs=workload.options.get("runs", lambda library, size: True),
-                          first_repeat_only=workload.options.get("first_repeat_only", ()))
+    samples = interleaved(workload, schedule(workload, sizes, repeats))
     rows = []
     for key in map(str, sizes):
         medians = {name: median_of([s["seconds"] for s in samples.get((key, name), [])])
@@ -199,6 +252,8 @@ class Workload:
     - measure: measure(workload, sizes, repeats) in the parent: the table's rows; by
       default `measure_timed` (one time per size and library, ratios to baselines).
     - table: table(workload, rows) -> markdown; by default `timed_table`.
+    - plan: plan(workload, sizes, repeats) -> the `Task`s its measure runs, in order (what
+      the progress line counts); by default `schedule`, which `measure_timed` runs.
     - quick_repeats: repeats with --quick, when not the run's own.
     - quick_libraries: the libraries run with --quick, when not all of them.
     - options: whatever the workload's own measure and table read (columns, tolerances).
@@ -212,6 +267,7 @@ class Workload:
     child: Callable[[str, list[str]], dict]
     measure: Callable[[Workload, list, int], list] = measure_timed
     table: Callable[[Workload, list], str] = timed_table
+    plan: Callable[[Workload, list, int], list[Task]] = schedule
     quick_repeats: int | None = None
     quick_libraries: tuple[str, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -226,6 +282,145 @@ class Workload:
         if mode == "full":
             return self.sizes.get("full", self.sizes.get("default"))
         return self.sizes.get(mode)
+
+
+# ------------------------------------------------------------- progress
+
+
+class Progress:
+    """Which child the bench is on, how many of the planned ones are done, and an estimate
+    of the time left, drawn by a renderer (`progress_renderer`). It is drawn when a child
+    starts, never while one runs: the children time themselves while the parent waits.
+
+    A child not yet run is estimated as the mean time of the finished children most like
+    it: the same workload, library and sizes (an earlier repeat); else the same workload
+    and library; else the same library (its import is most of a short child, torch's above
+    all); else all of them.
+    """
+
+    def __init__(self, plan: list[Task] = (), renderer: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.start(plan, renderer, clock)
+
+    def start(self, plan: list[Task], renderer: Any = None,
+              clock: Callable[[], float] = time.monotonic) -> None:
+        """Begin a run of the planned tasks; `renderer` None draws nothing."""
+        self.pending = list(plan)
+        self.finished: list[tuple[Task, float]] = []
+        self.renderer = renderer
+        self.clock = clock
+        self.started = clock()
+
+    def estimate(self, task: Task) -> float | None:
+        """Seconds `task` is expected to take; None before any child finished."""
+        likeness = (lambda t: (t.workload, t.library, t.sizes, t.what),
+                    lambda t: (t.workload, t.library), lambda t: t.library, lambda t: ())
+        for key in likeness:
+            times = [seconds for done, seconds in self.finished if key(done) == key(task)]
+            if times:
+                return statistics.mean(times)
+        return None
+
+    def time_left(self) -> float | None:
+        """Estimated seconds of the tasks not finished; None before any child finished."""
+        estimates = [self.estimate(task) for task in self.pending]
+        return None if None in estimates else sum(estimates)
+
+    def line(self, task: Task) -> str:
+        """The text beside the bar while `task` runs: the estimate first, so that a narrow
+        terminal cuts the label rather than it."""
+        left = self.time_left()
+        return f"{'~' + fmt_duration(left) if left is not None else '?'} left · {task.label()}"
+
+    @contextmanager
+    def running(self, task: Task) -> Iterator[None]:
+        """Draw the line for `task`, then time it (its time feeds the estimates)."""
+        if self.renderer is not None:
+            total = len(self.finished) + len(self.pending) + (task not in self.pending)
+            self.renderer.show(len(self.finished), total, self.line(task))
+        started = self.clock()
+        yield
+        self.finished.append((task, self.clock() - started))
+        if task in self.pending:
+            self.pending.remove(task)
+
+    def finish(self) -> None:
+        """Clear the line (the tables print where it was)."""
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
+
+
+PROGRESS = Progress()  # what run_child reports to; compare.py starts it with the run's plan
+
+
+class ProgressLine:
+    """A bar and a text on one line of a terminal, rewritten in place; what the bench draws
+    when tqdm is not installed (`pip install .` alone does not install it)."""
+
+    BAR = 20
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.drawn = 0  # characters on the line now
+
+    def width(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            return 80
+
+    def show(self, done: int, total: int, text: str) -> None:
+        filled = self.BAR * done // max(total, 1)
+        line = f"[{'#' * filled}{'.' * (self.BAR - filled)}] {done}/{total} {text}"
+        line = line[:self.width() - 1]  # a wrapped line cannot be rewritten with \r
+        self.stream.write("\r" + line.ljust(self.drawn))
+        self.stream.flush()
+        self.drawn = len(line)
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\r" + " " * self.drawn + "\r")
+            self.stream.flush()
+            self.drawn = 0
+
+
+class TqdmLine:
+    """The same line drawn by tqdm, when it is installed."""
+
+    def __init__(self, stream: TextIO) -> None:
+        import tqdm
+
+        tqdm.tqdm.monitor_interval = 0  # no monitor thread waking while a child times itself
+        self.bar = tqdm.tqdm(total=1, file=stream, leave=False, dynamic_ncols=True,
+                             bar_format="{bar:20}| {n_fmt}/{total_fmt} {desc}")
+
+    def show(self, done: int, total: int, text: str) -> None:
+        self.bar.total, self.bar.n = total, done
+        self.bar.set_description_str(text, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress_renderer(stream: TextIO, quiet: bool) -> ProgressLine | TqdmLine | None:
+    """What draws the progress on `stream`: nothing with --quiet or off a terminal (a log
+    file gets no carriage returns), tqdm when installed, else the built-in line."""
+    if quiet or not stream.isatty():
+        return None
+    return TqdmLine(stream) if module_installed("tqdm") else ProgressLine(stream)
+
+
+def fmt_duration(seconds: float) -> str:
+    """E.g. "45 s", "7m05s", "1h02m"."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 # ------------------------------------------------------------ formatting

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from runner import Workload, available, markdown_table, spawn
+from runner import Task, Workload, available, markdown_table, spawn
 
 import tapegrad
 from workloads import mlp
@@ -66,12 +66,18 @@ class LoopRow:
     late: int  # and after the last's
 
 
-def measure(workload: Workload, sizes: list, repeats: int) -> list[LoopRow]:
+def plan(workload: Workload, sizes: list, repeats: int) -> list[Task]:
     """One run per library: RSS is a level, not a time, and a run takes 10,000 steps."""
+    return [Task(workload.name, name, what=f"{CHECKPOINTS[-1]:,} steps")
+            for name in available(workload.libraries)]
+
+
+def measure(workload: Workload, sizes: list, repeats: int) -> list[LoopRow]:
     rows = []
-    for name in available(workload.libraries):
-        result = spawn(workload.name, name, [])
-        rows.append(LoopRow(name, result[str(CHECKPOINTS[0])], result[str(CHECKPOINTS[-1])]))
+    for task in plan(workload, sizes, repeats):
+        result = spawn(task)
+        rows.append(LoopRow(task.library, result[str(CHECKPOINTS[0])],
+                            result[str(CHECKPOINTS[-1])]))
     return rows
 
 
@@ -95,4 +101,5 @@ after 10,000 steps; flat means the records of finished steps are reclaimed.""",
     child=child,
     measure=measure,
     table=table,
+    plan=plan,
 )

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from runner import Workload, fmt_time, markdown_table, median_of, spawn
+from runner import Task, Workload, fmt_time, markdown_table, median_of, spawn
 
 import tapegrad
 
@@ -70,9 +70,14 @@ class OverheadRow:
     numpy: float  # seconds per call of numpy's own spelling
 
 
-def measure(workload: Workload, sizes: list, repeats: int) -> list[OverheadRow]:
+def plan(workload: Workload, sizes: list, repeats: int) -> list[Task]:
     """One process, tapegrad and numpy interleaved in it, `repeats` batches of each."""
-    result = spawn(workload.name, "tapegrad", [repeats])
+    return [Task(workload.name, "tapegrad", (str(repeats),),
+                 what=f"{len(OPS)} ops, {repeats} batches each")]
+
+
+def measure(workload: Workload, sizes: list, repeats: int) -> list[OverheadRow]:
+    result = spawn(*plan(workload, sizes, repeats))
     return [OverheadRow(op, r["tapegrad"], r["numpy"]) for op, r in result.items()]
 
 
@@ -96,4 +101,5 @@ that require grad), and the same call on the ndarrays; medians of {repeats} batc
     child=child,
     measure=measure,
     table=table,
+    plan=plan,
 )

@@ -5,19 +5,19 @@ from __future__ import annotations
 import gc
 import math
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 from runner import (
-    COMPARE,
+    Task,
     Workload,
     available,
     fmt,
     interleaved,
     markdown_table,
     median_of,
+    run_child,
+    schedule,
 )
 
 import tapegrad
@@ -179,11 +179,18 @@ def memory_child(library: str, n_iter: int) -> None:
     del acc
 
 
-def memory(library: str, n_iter: int) -> float | None:
-    out = subprocess.run(
-        [sys.executable, str(COMPARE), "--memory-child", library, str(n_iter)],
-        capture_output=True, text=True, check=False,
-    )
+def memory_task(library: str, n_ops: int) -> Task:
+    return Task("scalar", library, (str(n_ops // OPS_PER_ITERATION),),
+                what=f"graph memory at {n_ops:,} ops")
+
+
+def measures_memory(library: str, n_ops: int) -> bool:
+    return n_ops == MEMORY_AT and (library in SEED_STYLE_MODULES or library == "PyTorch")
+
+
+def memory(library: str, n_ops: int) -> float | None:
+    task = memory_task(library, n_ops)
+    out = run_child(task, "--memory-child", library, *task.sizes)
     try:
         return float(out.stdout.strip())
     except ValueError:
@@ -205,9 +212,17 @@ class ScalarRow:
     note: str = ""
 
 
+def plan(workload: Workload, sizes: list, repeats: int) -> list[Task]:
+    """The timing children, then the memory children that `measure` runs after them."""
+    memory_tasks = [memory_task(name, n_ops) for n_ops in sizes
+                    for name in available(workload.libraries)
+                    if measures_memory(name, n_ops) and runs(name, n_ops)]
+    return schedule(workload, sizes, repeats) + memory_tasks
+
+
 def measure(workload: Workload, sizes: list, repeats: int) -> list[ScalarRow]:
     libraries = available(workload.libraries)
-    samples = interleaved(workload, libraries, sizes, repeats, runs=runs)
+    samples = interleaved(workload, schedule(workload, sizes, repeats))
     rows = []
     for n_ops in sizes:
         key, ops = str(n_ops), (n_ops // OPS_PER_ITERATION) * OPS_PER_ITERATION
@@ -225,12 +240,11 @@ def measure(workload: Workload, sizes: list, repeats: int) -> list[ScalarRow]:
                 continue
             forward = median_of([s["forward"] for s in results])
             backward = median_of([s["backward"] for s in results if s["backward"] is not None])
-            measured = n_ops == MEMORY_AT and (name in SEED_STYLE_MODULES or name == "PyTorch")
             rows.append(ScalarRow(
                 ops, name, per_op(forward), per_op(backward),
                 per_op(forward + backward if backward is not None else forward),
                 per_op(median_of([s["first_run"] for s in results])),
-                memory(name, n_ops // OPS_PER_ITERATION) if measured else None))
+                memory(name, n_ops) if measures_memory(name, n_ops) else None))
     return rows
 
 
@@ -272,5 +286,6 @@ the seed's whole surface.""",
     child=child,
     measure=measure,
     table=table,
-    options={"rtol": 1e-8},
+    plan=plan,
+    options={"rtol": 1e-8, "runs": runs},
 )
