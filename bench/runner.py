@@ -366,9 +366,10 @@ class ProgressLine:
 
     def width(self) -> int:
         try:
-            return os.get_terminal_size(self.stream.fileno()).columns
+            columns = os.get_terminal_size(self.stream.fileno()).columns
         except (OSError, ValueError, AttributeError):
-            return 80
+            columns = 0
+        return columns or 80  # some pseudo-terminals report 0 columns
 
     def show(self, done: int, total: int, text: str) -> None:
         filled = self.BAR * done // max(total, 1)
@@ -389,19 +390,25 @@ class TqdmLine:
     """The same line drawn by tqdm, when it is installed."""
 
     def __init__(self, stream: TextIO) -> None:
-        import tqdm
-
-        tqdm.tqdm.monitor_interval = 0  # no monitor thread waking while a child times itself
-        self.bar = tqdm.tqdm(total=1, file=stream, leave=False, dynamic_ncols=True,
-                             bar_format="{bar:20}| {n_fmt}/{total_fmt} {desc}")
+        self.stream = stream
+        self.bar = None  # made at the first show: tqdm draws when made
 
     def show(self, done: int, total: int, text: str) -> None:
+        if self.bar is None:
+            import tqdm
+
+            tqdm.tqdm.monitor_interval = 0  # no monitor thread waking while a child runs
+            self.bar = tqdm.tqdm(total=total, initial=done, desc=text, file=self.stream,
+                                 leave=False, dynamic_ncols=True,
+                                 bar_format="{bar:20}| {n_fmt}/{total_fmt} {desc}")
+            return
         self.bar.total, self.bar.n = total, done
         self.bar.set_description_str(text, refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def progress_renderer(stream: TextIO, quiet: bool) -> ProgressLine | TqdmLine | None:

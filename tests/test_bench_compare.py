@@ -8,6 +8,7 @@ would, with made-up numbers."""
 import importlib
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,9 +144,22 @@ def test_progress_line_rewrites_one_line_and_clears_it(bench):
     assert stream.getvalue().endswith("\r" + " " * 79 + "\r")
 
 
+def test_a_terminal_of_zero_columns_gets_80(bench, monkeypatch):
+    runner, _ = bench
+    monkeypatch.setattr(runner.os, "get_terminal_size", lambda fd: os.terminal_size((0, 0)))
+    assert runner.ProgressLine(TerminalOnFd2()).width() == 80
+    monkeypatch.setattr(runner.os, "get_terminal_size", lambda fd: os.terminal_size((132, 40)))
+    assert runner.ProgressLine(TerminalOnFd2()).width() == 132
+
+
 class Terminal(io.StringIO):
     def isatty(self):
         return True
+
+
+class TerminalOnFd2(Terminal):
+    def fileno(self):
+        return 2
 
 
 def test_progress_is_drawn_on_a_terminal_only_and_not_with_quiet(bench, monkeypatch):
@@ -163,7 +177,10 @@ def test_tqdm_draws_the_line_when_installed(bench):
     renderer = runner.progress_renderer(stream, quiet=False)
     assert isinstance(renderer, runner.TqdmLine)
     renderer.show(3, 8, "~12 s left · gmm · PyTorch")
-    assert "3/8 ~12 s left · gmm · PyTorch" in stream.getvalue()
+    renderer.show(4, 8, "~9 s left · gmm · HIPS autograd")
+    drawn = [line.strip() for line in stream.getvalue().split("\r") if line.strip()]
+    assert drawn[0].endswith("| 3/8 ~12 s left · gmm · PyTorch")
+    assert drawn[-1].endswith("| 4/8 ~9 s left · gmm · HIPS autograd")
     renderer.close()
 
 
