@@ -82,12 +82,10 @@ lstsq_data, lstsq_tapegrad, lstsq_torch = lstsq.data, lstsq.tapegrad_step, lstsq
 def skip_notices(workloads: list[Workload], chart: Path) -> list[str]:
     """One line per optional module that is not installed: what the run leaves out without
     it, and how to install it."""
-    peers: dict[str, list[str]] = {}  # module -> the libraries that need it
+    peers: dict[str, dict[str, None]] = {}  # module -> the libraries needing it (in order)
     for workload in workloads:
         for library in runner.missing(workload.libraries):
-            peers.setdefault(runner.PEER_MODULES[library], [])
-            if library not in peers[runner.PEER_MODULES[library]]:
-                peers[runner.PEER_MODULES[library]].append(library)
+            peers.setdefault(runner.PEER_MODULES[library], {})[library] = None
     notices = [f"Skipped the {' and '.join(libraries)} rows: {module} is not installed; "
                f"{runner.how_to_install(module)}" for module, libraries in peers.items()]
     if not mlp.DIGITS and any(w.name == "mlp" for w in workloads):
@@ -113,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--full", action="store_true", help="add the 1e6-op scalar graphs")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (median taken)")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"), help="results file")
-    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress line on stderr (what it skips is still said)")
     parser.add_argument("--memory-child", nargs=2, metavar=("LIB", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -134,19 +133,20 @@ def main(argv: list[str] | None = None) -> None:
     chart = output.with_suffix(".png")
     workloads = [workload.for_mode(mode) for workload in REGISTRY]
     # (workload, its sizes, its repeats) of the workloads this mode runs
-    runs = [(workload, sizes, workload.quick_repeats if args.quick and workload.quick_repeats
-             else repeats)
-            for workload in workloads if (sizes := workload.sizes_for(mode)) is not None]
-    notices = skip_notices([workload for workload, _, _ in runs], chart)
+    selected = [(workload, sizes,
+                 workload.quick_repeats if args.quick and workload.quick_repeats else repeats)
+                for workload in workloads if (sizes := workload.sizes_for(mode)) is not None]
+    notices = skip_notices([workload for workload, _, _ in selected], chart)
     for notice in notices:
         print(notice, file=sys.stderr)
 
     started = time.perf_counter()
     rows = {}
-    plan = [task for workload, sizes, n in runs for task in workload.plan(workload, sizes, n)]
+    plan = [task for workload, sizes, n in selected
+            for task in workload.plan(workload, sizes, n)]
     runner.PROGRESS.start(plan, runner.progress_renderer(sys.stderr, args.quiet))
     try:
-        for workload, sizes, n in runs:
+        for workload, sizes, n in selected:
             rows[workload.name] = workload.measure(workload, sizes, n)
     finally:
         runner.PROGRESS.finish()

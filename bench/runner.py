@@ -4,7 +4,9 @@ A workload is one `Workload` entry (bench/workloads/__init__.py lists them). Its
 function runs in a fresh process per library (`python bench/compare.py --child NAME
 LIBRARY SIZE...`) and prints one JSON object: per size, a dict of named fields. Its
 `measure` function runs in the parent: it spawns the children and turns their samples
-into rows, which its `table` function formats as a markdown table.
+into rows, which its `table` function formats as a markdown table. Its `plan` lists those
+children (`Task`s) beforehand, for the progress line (`Progress`), which the parent draws
+as each child starts.
 """
 
 from __future__ import annotations
