@@ -262,7 +262,8 @@ def log_softmax(x: Any, axis: int = -1) -> Any:
 
 @wraps_op("matmul")
 def matmul(a: Any, b: Any) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> (tg.Tensor([[1.0, 2.0]]) @ tg.Tensor([[3.0], [4.0]])).data
         array([[11.]])

@@ -99,7 +99,8 @@ def _along_axis_index(shape: tuple, indices: np.ndarray, axis: int) -> tuple:
            numpy="numpy.take_along_axis", arity=1)
 @numpy_when_plain(np.take_along_axis)
 def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Any:
-    """Example:
+    """
+    Example:
         >>> import numpy as np, tapegrad as tg
         >>> x = tg.Tensor([[3.0, 1.0, 2.0]])
         >>> tg.take_along_axis(x, np.argsort(x.data, axis=1), axis=1).data
@@ -183,7 +184,8 @@ def _condition(c: Any, k: int) -> np.ndarray:
            "(conditions are constants), as numpy.select.", numpy="numpy.select", arity=-1)
 @numpy_when_plain(np.select)
 def select(condlist: Sequence[Any], choicelist: Sequence[Any], default: Any = 0) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> x = tg.Tensor([-1.0, 0.5, 2.0])
         >>> tg.select([x.data < 0, x.data > 1], [-x, x * 10.0], default=x).data

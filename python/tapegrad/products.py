@@ -258,7 +258,8 @@ def inner(a: Any, b: Any) -> Any:
 
 @composite(doc="The outer product of the flattened inputs.", numpy="numpy.outer", arity=2)
 def outer(a: Any, b: Any) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.outer(tg.Tensor([1.0, 2.0]), tg.Tensor([1.0, 10.0])).data
         array([[ 1., 10.],

@@ -89,7 +89,8 @@ def cumprod(x: Any, axis: int | None = None, dtype: Any = None, out: Any = None)
 @composite(doc="The n-th discrete difference along axis, as numpy.diff (prepend and append "
            "are joined first).", numpy="numpy.diff")
 def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = None, append: Any = None) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.diff(tg.Tensor([1.0, 4.0, 9.0, 16.0])).data
         array([3., 5., 7.])
@@ -129,7 +130,8 @@ def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = None, append: Any = 
            "planes, as numpy.trace.", numpy="numpy.trace", method="trace")
 def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None,
           out: Any = None) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> m = tg.Tensor([[1.0, 2.0], [3.0, 4.0]])
         >>> tg.trace(m).item()
@@ -146,7 +148,8 @@ def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = 
 @composite(doc="Range of values (max - min) along axis, as numpy.ptp; tied extremes share "
            "the gradient evenly.", numpy="numpy.ptp")
 def ptp(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.ptp(tg.Tensor([[1.0, 5.0], [2.0, 3.0]]), axis=1).data
         array([4., 1.])
@@ -224,7 +227,8 @@ def _nan_mask(a: Any) -> Any:
            "gradient.", numpy="numpy.nansum")
 def nansum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
            keepdims: bool = False) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> x = tg.Tensor([1.0, float("nan"), 2.0])
         >>> tg.nansum(x).item()
@@ -269,7 +273,8 @@ def nanmean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
            "gradient evenly.", numpy="numpy.amax")
 def amax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
          initial: Any = UNSET, where: Any = UNSET) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.amax(tg.Tensor([[1.0, 5.0], [2.0, 3.0]]), axis=0).data
         array([2., 5.])
@@ -281,7 +286,8 @@ def amax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
            "gradient evenly.", numpy="numpy.amin")
 def amin(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
          initial: Any = UNSET, where: Any = UNSET) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.amin(tg.Tensor([[1.0, 5.0], [2.0, 3.0]]), axis=0).data
         array([1., 3.])

@@ -76,7 +76,8 @@ def ravel(a: Any, order: str = "C") -> Any:
            numpy="numpy.moveaxis")
 @numpy_when_plain(np.moveaxis)
 def moveaxis(a: Any, source: Any, destination: Any) -> Any:
-    """Example:
+    """
+    Example:
         >>> import numpy as np, tapegrad as tg
         >>> tg.moveaxis(tg.Tensor(np.zeros((2, 3, 4))), 0, -1).shape
         (3, 4, 2)
@@ -97,7 +98,8 @@ def moveaxis(a: Any, source: Any, destination: Any) -> Any:
            "moveaxis is clearer).", numpy="numpy.rollaxis")
 @numpy_when_plain(np.rollaxis)
 def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
-    """Example:
+    """
+    Example:
         >>> import numpy as np, tapegrad as tg
         >>> tg.rollaxis(tg.Tensor(np.zeros((2, 3, 4))), 2).shape
         (4, 2, 3)
@@ -152,7 +154,8 @@ def atleast_1d(*arys: Any) -> Any:
            numpy="numpy.atleast_2d", arity=-1)
 @numpy_when_plain(np.atleast_2d)
 def atleast_2d(*arys: Any) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.atleast_2d(tg.Tensor([1.0, 2.0])).shape
         (1, 2)
@@ -164,7 +167,8 @@ def atleast_2d(*arys: Any) -> Any:
            "(m, n, 1)).", numpy="numpy.atleast_3d", arity=-1)
 @numpy_when_plain(np.atleast_3d)
 def atleast_3d(*arys: Any) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.atleast_3d(tg.Tensor([1.0, 2.0])).shape
         (1, 2, 1)
@@ -188,7 +192,8 @@ def _list(tup: Any, op: str) -> list:
            numpy="numpy.hstack", arity=-1)
 @numpy_when_plain(np.hstack)
 def hstack(tup: Sequence[Any]) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.hstack([tg.Tensor([1.0]), tg.Tensor([2.0, 3.0])]).data
         array([1., 2., 3.])
@@ -201,7 +206,8 @@ def hstack(tup: Sequence[Any]) -> Any:
            arity=-1)
 @numpy_when_plain(np.vstack)
 def vstack(tup: Sequence[Any]) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.vstack([tg.Tensor([1.0, 2.0]), tg.Tensor([3.0, 4.0])]).shape
         (2, 2)
@@ -213,7 +219,8 @@ def vstack(tup: Sequence[Any]) -> Any:
            arity=-1)
 @numpy_when_plain(np.dstack)
 def dstack(tup: Sequence[Any]) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.dstack([tg.Tensor([1.0, 2.0]), tg.Tensor([3.0, 4.0])]).shape
         (1, 2, 2)
@@ -225,7 +232,8 @@ def dstack(tup: Sequence[Any]) -> Any:
            numpy="numpy.column_stack", arity=-1)
 @numpy_when_plain(np.column_stack)
 def column_stack(tup: Sequence[Any]) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.column_stack([tg.Tensor([1.0, 2.0]), tg.Tensor([3.0, 4.0])]).data
         array([[1., 3.],
@@ -244,7 +252,8 @@ def column_stack(tup: Sequence[Any]) -> Any:
            numpy="numpy.append", arity=2)
 @numpy_when_plain(np.append)
 def append(arr: Any, values: Any, axis: int | None = None) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.append(tg.Tensor([1.0, 2.0]), [3.0]).data
         array([1., 2., 3.])
@@ -319,7 +328,8 @@ def array(obj: Any) -> Any:
            "(the first pieces are one longer).", numpy="numpy.array_split")
 @numpy_when_plain(np.array_split)
 def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> [p.shape for p in tg.array_split(tg.Tensor([1.0, 2.0, 3.0, 4.0, 5.0]), 3)]
         [(2,), (2,), (1,)]
@@ -340,7 +350,8 @@ def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
            numpy="numpy.hsplit")
 @numpy_when_plain(np.hsplit)
 def hsplit(ary: Any, indices_or_sections: Any) -> list:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> len(tg.hsplit(tg.Tensor([[1.0, 2.0], [3.0, 4.0]]), 2))
         2
@@ -355,7 +366,8 @@ def hsplit(ary: Any, indices_or_sections: Any) -> list:
            numpy="numpy.vsplit")
 @numpy_when_plain(np.vsplit)
 def vsplit(ary: Any, indices_or_sections: Any) -> list:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> [p.shape for p in tg.vsplit(tg.Tensor([[1.0, 2.0], [3.0, 4.0]]), 2)]
         [(1, 2), (1, 2)]
@@ -369,7 +381,8 @@ def vsplit(ary: Any, indices_or_sections: Any) -> list:
            numpy="numpy.dsplit")
 @numpy_when_plain(np.dsplit)
 def dsplit(ary: Any, indices_or_sections: Any) -> list:
-    """Example:
+    """
+    Example:
         >>> import numpy as np, tapegrad as tg
         >>> [p.shape for p in tg.dsplit(tg.Tensor(np.zeros((1, 2, 4))), [1])]
         [(1, 2, 1), (1, 2, 3)]
@@ -421,7 +434,8 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Any:
            numpy="numpy.tile")
 @numpy_when_plain(np.tile)
 def tile(A: Any, reps: Any) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.tile(tg.Tensor([1.0, 2.0]), 2).data
         array([1., 2., 1., 2.])
@@ -447,7 +461,8 @@ def tile(A: Any, reps: Any) -> Any:
            numpy="numpy.flip")
 @numpy_when_plain(np.flip)
 def flip(m: Any, axis: Any = None) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.flip(tg.Tensor([[1.0, 2.0], [3.0, 4.0]]), axis=1).data
         array([[2., 1.],
@@ -465,7 +480,8 @@ def flip(m: Any, axis: Any = None) -> Any:
            numpy="numpy.fliplr")
 @numpy_when_plain(np.fliplr)
 def fliplr(m: Any) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.fliplr(tg.Tensor([[1.0, 2.0]])).data
         array([[2., 1.]])
@@ -479,7 +495,8 @@ def fliplr(m: Any) -> Any:
            numpy="numpy.flipud")
 @numpy_when_plain(np.flipud)
 def flipud(m: Any) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.flipud(tg.Tensor([1.0, 2.0])).data
         array([2., 1.])
@@ -493,7 +510,8 @@ def flipud(m: Any) -> Any:
            "the second).", numpy="numpy.rot90")
 @numpy_when_plain(np.rot90)
 def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.rot90(tg.Tensor([[1.0, 2.0], [3.0, 4.0]])).data
         array([[2., 4.],
@@ -522,7 +540,8 @@ def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
            "(of the flattened values when axis is None).", numpy="numpy.roll")
 @numpy_when_plain(np.roll)
 def roll(a: Any, shift: Any, axis: Any = None) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.roll(tg.Tensor([1.0, 2.0, 3.0]), 1).data
         array([3., 1., 2.])
@@ -639,7 +658,8 @@ def _diagonal_index(n1: int, n2: int, offset: int) -> tuple[np.ndarray, np.ndarr
            "axis.", numpy="numpy.diagonal", method="diagonal")
 @numpy_when_plain(np.diagonal)
 def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> m = tg.Tensor([[1.0, 2.0], [3.0, 4.0]])
         >>> tg.diagonal(m).data
@@ -660,7 +680,8 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
            "k.", numpy="numpy.diag")
 @numpy_when_plain(np.diag)
 def diag(v: Any, k: int = 0) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.diag(tg.Tensor([1.0, 2.0])).data
         array([[1., 0.],
@@ -706,7 +727,8 @@ def tril(m: Any, k: int = 0) -> Any:
            "below.", numpy="numpy.triu")
 @numpy_when_plain(np.triu)
 def triu(m: Any, k: int = 0) -> Any:
-    """Example:
+    """
+    Example:
         >>> import tapegrad as tg
         >>> tg.triu(tg.Tensor([[1.0, 2.0], [3.0, 4.0]])).data
         array([[1., 2.],
