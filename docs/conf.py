@@ -16,7 +16,7 @@ import tapegrad  # noqa: E402  (after the path set-up; the installed package or 
 
 project = "tapegrad"
 author = "the tapegrad authors"
-copyright = "the tapegrad authors"  # noqa: A001  (Sphinx's name)
+copyright = "the tapegrad authors"
 release = version = tapegrad.__version__
 
 extensions = [

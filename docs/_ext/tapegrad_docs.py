@@ -20,7 +20,7 @@ import hashlib
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from docutils import nodes
@@ -39,7 +39,7 @@ class TapeGraph(SphinxDirective):
 
     required_arguments = 1  # the name of the tensor to draw
     has_content = True
-    option_spec = {"alt": directives.unchanged}
+    option_spec: ClassVar[dict[str, Any]] = {"alt": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         if shutil.which("dot") is None:
