@@ -1,0 +1,251 @@
+"""Fused groups of a compiled tape (Note [Fused rows] in csrc/fusion.hpp).
+
+A run of elementwise rows whose inner values nothing else reads replays as one
+blocked loop: forward through numpy's own inner loops, backward as partials
+per outside operand. Each test checks that the group formed (Trace.fused_groups)
+or did not where it must not, and that values and gradients are eager's: the
+forward exactly, the gradients to rounding, and numpy's warnings and errstate
+as eagerly wherever a block raises a floating-point exception.
+"""
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from test_compile import assert_same, check_against_eager
+
+import tapegrad as tg
+
+
+def fused_groups(cf):
+    """The group sizes of every trace of a compiled function."""
+    return [trace.fused_groups for traces in cf._traces.values() for trace in traces]
+
+
+def chain(x, w, b):
+    """The bench's elementwise chain: 14 elementwise rows, one group."""
+    return tg.tanh(x * w + b) * tg.exp(-x * x) + tg.log(1 + w * w) / (1 + b * b)
+
+
+def chain_gradient(x, w, b):
+    """Its gradient, by hand (as bench/workloads/elementwise.py's floor)."""
+    th, e = np.tanh(x * w + b), np.exp(-x * x)
+    lw, ib = np.log(1 + w * w), 1 / (1 + b * b)
+    dth = (1 - th * th) * e
+    return [dth * w - 2 * x * th * e, dth * x + 2 * w / (1 + w * w) * ib, dth - 2 * b * lw * ib * ib]
+
+
+def inputs(n, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(0.1, 1.0, size=n).astype(dtype) for _ in range(3)]
+
+
+# Block edges: one element, less than a block, exactly one, one over, several.
+SIZES = [1, 100, 2048, 2049, 5000]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_the_elementwise_chain_is_one_group_and_gives_the_closed_form(n):
+    f = lambda x, w, b: tg.sum(chain(x, w, b))  # noqa: E731
+    cf = check_against_eager(f, [inputs(n, seed=s) for s in range(3)], argnums=(0, 1, 2))
+    assert fused_groups(cf) == [[14]]
+    for seed in (3, 4):
+        arrays = inputs(n, seed=seed)
+        _, grads = cf.value_and_grad(*arrays)
+        for got, want in zip(grads, chain_gradient(*arrays)):
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_values_are_the_eager_ops_values_exactly(dtype):
+    """numpy's inner loops, block by block, compute what its ufunc calls compute."""
+    def f(x, w, b):
+        return chain(x, w, b) * x ** 2 + tg.sqrt(w) ** -1 + x ** 0.5 - 2.0 ** b + w ** 3
+
+    cf = tg.compile(f, argnums=(0, 1, 2))
+    for seed in range(3):
+        arrays = inputs(5000, dtype, seed)
+        got = cf(*arrays)
+        want = f(*[tg.Tensor(a) for a in arrays]).data
+        assert got.dtype == want.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+    (trace,) = cf._traces.values()
+    assert fused_groups(cf) == [[trace[0].ops]]  # every row: one group
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_vector_output_under_vjp_seeds_matches_the_closed_form(dtype):
+    """A gradient that is not ones: g * partials, against the formula."""
+    def f(x, w):
+        return tg.tanh(x * w) * tg.exp(-x)
+
+    cf = tg.compile(f, argnums=(0, 1))
+    rng = np.random.default_rng(1)
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    for _ in range(3):
+        x, w, v = (rng.uniform(-1, 1, size=3000).astype(dtype) for _ in range(3))
+        value, (gx, gw) = cf.vjp((x, w), v)
+        t, e = np.tanh(x * w), np.exp(-x)
+        np.testing.assert_allclose(value, t * e, rtol=rtol)
+        scale = rtol * np.max(np.abs(v * e))  # the two terms of gx cancel where they are equal
+        np.testing.assert_allclose(gx, v * ((1 - t * t) * w * e - t * e), rtol=rtol, atol=scale)
+        np.testing.assert_allclose(gw, v * (1 - t * t) * x * e, rtol=rtol, atol=scale)
+    assert fused_groups(cf) == [[5]]
+
+
+def test_an_input_read_twice_and_a_square_add_their_partials():
+    def f(x, y):
+        return tg.sum(x * x * y + tg.sin(x) * x - y * y)
+
+    rng = np.random.default_rng(2)
+    cf = check_against_eager(f, [[rng.normal(size=3000), rng.normal(size=3000)] for _ in range(3)],
+                             argnums=(0, 1))
+    x, y = rng.normal(size=3000), rng.normal(size=3000)
+    _, (gx, gy) = cf.value_and_grad(x, y)
+    np.testing.assert_allclose(gx, 2 * x * y + np.cos(x) * x + np.sin(x), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(gy, x * x - 2 * y, rtol=1e-13, atol=1e-15)
+    assert fused_groups(cf) == [[7]]
+
+
+def test_a_scalar_argument_in_a_group_gets_the_summed_gradient():
+    def f(x, s):
+        return tg.sum(tg.exp(x * s) * s)
+
+    cf = tg.compile(f, argnums=(0, 1))
+    rng = np.random.default_rng(3)
+    for s in (0.5, -1.25, 2.0):
+        x = rng.uniform(-1, 1, size=3000)
+        value, (gx, gs) = cf.value_and_grad(x, s)
+        assert isinstance(gs, float)
+        np.testing.assert_allclose(gx, s * s * np.exp(x * s), rtol=1e-13)
+        assert gs == pytest.approx(np.sum(np.exp(x * s) * (x * s + 1)), rel=1e-12)
+        assert value == pytest.approx(np.sum(np.exp(x * s) * s), rel=1e-13)
+    assert fused_groups(cf) == [[3]]
+
+
+def test_a_constant_array_in_a_group_stays_a_constant():
+    c = np.linspace(-1.0, 1.0, 3000)
+
+    def f(x):
+        return tg.sum(tg.tanh(x * c + c) * c)
+
+    rng = np.random.default_rng(4)
+    cf = check_against_eager(f, [[rng.normal(size=3000)] for _ in range(3)])
+    x = rng.normal(size=3000)
+    np.testing.assert_allclose(cf.grad(x), c * c * (1 - np.tanh(x * c + c) ** 2), rtol=1e-13, atol=1e-15)
+    assert fused_groups(cf) == [[4]]
+
+
+def test_a_hooked_value_ends_a_group_and_its_hook_sees_its_gradient():
+    seen = []
+
+    def f(x):
+        u = x * 2.0 + 1.0
+        u.register_hook(lambda g: seen.append(np.array(g.data)))
+        return tg.sum(tg.tanh(u) * x)
+
+    cf = tg.compile(f)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        x = rng.normal(size=3000)
+        seen.clear()
+        grad = cf.grad(x)
+        u = x * 2.0 + 1.0
+        (hooked,) = seen
+        np.testing.assert_allclose(hooked, (1 - np.tanh(u) ** 2) * x, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(grad, 2 * hooked + np.tanh(u), rtol=1e-13, atol=1e-15)
+    assert fused_groups(cf) == [[2, 2]]  # u's rows, then tanh(u) * x
+
+
+def test_values_read_elsewhere_are_not_fused_away():
+    """An inner value that a second reader, a broadcast or the output reads ends a group."""
+    def f(x, row):
+        u = tg.exp(x * 0.5)
+        v = tg.sum(u * u, axis=0)  # an array op reads u: u is a root
+        return tg.sum(v * row) + tg.sum((u - 1.0) * x)
+
+    rng = np.random.default_rng(6)
+    calls = [[rng.normal(size=(50, 40)), rng.normal(size=40)] for _ in range(3)]
+    cf = check_against_eager(f, calls, argnums=(0, 1))
+    assert fused_groups(cf) == [[2, 2]]
+
+
+def test_a_non_contiguous_argument_runs_row_by_row_and_matches_eager():
+    rng = np.random.default_rng(7)
+    f = lambda x, w, b: tg.sum(chain(x, w, b))  # noqa: E731
+    cf = tg.compile(f, argnums=(0, 1, 2))
+    eager = tg.value_and_grad(f, argnums=(0, 1, 2))
+    contiguous = [rng.uniform(0.1, 1, size=3000) for _ in range(3)]
+    assert_same(cf.value_and_grad(*contiguous), eager(*contiguous))
+    strided = [rng.uniform(0.1, 1, size=6000)[::2] for _ in range(3)]
+    assert_same(cf.value_and_grad(*strided), eager(*strided))
+    assert cf.trace_count == 1
+
+
+def test_a_block_that_warns_runs_row_by_row_with_numpys_warnings():
+    def f(x, w):
+        return tg.sum(tg.log(x * w) * x)
+
+    cf = tg.compile(f, argnums=(0, 1))
+    eager = tg.value_and_grad(f, argnums=(0, 1))
+    x, w = np.full(3000, 0.5), np.full(3000, 2.0)
+    assert_same(cf.value_and_grad(x, w), eager(x, w))  # traced, then clean replays
+    assert_same(cf.value_and_grad(x, w), eager(x, w))
+    bad = x.copy()
+    bad[2500] = -1.0  # log of a negative number in the second block
+    with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
+        value, grads = cf.value_and_grad(bad, w)
+    with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
+        want_value, want_grads = eager(bad, w)
+    assert np.isnan(value) and np.isnan(want_value)
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_array_equal(got, want)  # NaN where eager has NaN, the rest equal
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        cf.value_and_grad(bad, w)
+    with np.errstate(divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zero = w.copy()
+        zero[7] = 0.0
+        value, _ = cf.value_and_grad(x, zero)  # log(0): -inf, silently as numpy under ignore
+        assert value == -np.inf
+    assert_same(cf.value_and_grad(x, w), eager(x, w))  # and the trace is still sound
+    assert cf.trace_count == 1
+
+
+def test_detect_anomaly_checks_every_fused_row_as_eager():
+    def f(x):
+        return tg.sum(tg.sqrt(x * 2.0) * 3.0)
+
+    cf = tg.compile(f)
+    x = np.linspace(0.5, 1.5, 3000)
+    np.testing.assert_allclose(cf.grad(x), 3.0 / np.sqrt(2 * x), rtol=1e-13)
+    x[10] = 0.0  # sqrt's backward divides by zero there
+    with tg.detect_anomaly(), pytest.raises(RuntimeError, match="sqrt"):
+        cf.grad(x)
+    with tg.detect_anomaly(), pytest.raises(RuntimeError, match="sqrt"):
+        tg.value_and_grad(f)(x)
+
+
+def test_threads_replaying_one_fused_function_each_get_their_own_answer():
+    f = lambda x, w, b: tg.sum(chain(x, w, b))  # noqa: E731
+    cf = tg.compile(f, argnums=(0, 1, 2))
+    cf.value_and_grad(*inputs(5000))
+    errors = []
+
+    def work(seed):
+        try:
+            for k in range(20):
+                arrays = inputs(5000, seed=seed * 100 + k)
+                _, grads = cf.value_and_grad(*arrays)
+                for got, want in zip(grads, chain_gradient(*arrays)):
+                    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
