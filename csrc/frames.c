@@ -1,13 +1,20 @@
 /* The Python frame the calling thread is running, read from CPython's internal
  * structures (Note [Temporaries], temporaries.cpp). C, not C++: the internal
- * headers are C. Only the versions whose layout was checked are read. */
+ * headers are C. Only the versions whose layout was checked are read, and only
+ * on Linux, where the check that uses the frame runs (temporaries.cpp): on
+ * Windows Py_BUILD_CORE would also turn Python.h's declarations of the C API
+ * into exports, which an extension cannot link. */
+#if defined(__linux__)
+#define TAPEGRAD_READ_FRAMES 1
 #define Py_BUILD_CORE
+#endif
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include "frames.h"
 
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#if defined(TAPEGRAD_READ_FRAMES) && PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 \
+    && !defined(Py_GIL_DISABLED)
 #include "internal/pycore_frame.h"
 
 int tapegrad_running_frame(PyObject** code, int* unit, PyObject*** stack) {

@@ -1,7 +1,13 @@
 #include "temporaries.hpp"
 
+// The C-stack check reads return addresses with glibc's backtrace and dladdr.
+// Other C libraries (musl, macOS, Windows) get no elision: a check that was
+// never run there must not decide what may be overwritten.
+#if defined(__GLIBC__)
+#define TAPEGRAD_STACK_CHECK 1
 #include <dlfcn.h>
 #include <execinfo.h>
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -37,6 +43,8 @@ namespace tapegrad {
 //     operands sit from the bytecode (tapegrad/_stack.py, once per code
 //     object, kept in the code object's extra slot). Elsewhere: no elision.
 
+#if defined(TAPEGRAD_STACK_CHECK)
+
 namespace {
 const void* base_of(const void* address) {
     Dl_info info;
@@ -63,6 +71,12 @@ bool called_from_interpreter() {
     }
     return false;
 }
+
+#else
+
+bool called_from_interpreter() { return false; }
+
+#endif
 
 #if PY_VERSION_HEX >= 0x030E0000
 

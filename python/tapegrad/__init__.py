@@ -88,6 +88,7 @@ del array_ops, functional, indexing, install_classes, products, reductions, shap
 del special_functions
 globals().update(catalogue.exports("tapegrad"))
 
+# The one place the version is written: the build reads it from here (pyproject.toml).
 __version__ = "0.1.0"
 
 __all__ = [
