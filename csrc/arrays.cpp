@@ -507,6 +507,18 @@ static void broadcast_error(uint8_t code, PyObject* a, PyObject* b) {
                  op_name(code), shape_text(a).c_str(), shape_text(b).c_str());
 }
 
+namespace {
+// ufunc(a[, b], out=out): out by keyword, as numpy 2.4 asks of maximum and
+// minimum (a third positional argument is deprecated there).
+PyObject* call_with_out(PyObject* ufunc, PyObject* a, PyObject* b, PyObject* out) {
+    static PyObject* out_name = Py_BuildValue("(s)", "out");
+    if (!out_name) return nullptr;
+    PyObject* args[4] = {nullptr, a, b ? b : out, out};
+    const size_t positional = b ? 2 : 1;
+    return PyObject_Vectorcall(ufunc, args + 1, positional | PY_VECTORCALL_ARGUMENTS_OFFSET, out_name);
+}
+}  // namespace
+
 PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool, PyObject* into) {
     PyObject* ufunc = code < OP_COUNT ? ufuncs[code] : nullptr;
     // An op output is read-only (the tape may keep it); its only holder is writing it now.
@@ -522,8 +534,7 @@ PyObject* array_forward(uint8_t code, PyObject* a, PyObject* b, BufferPool* pool
     }
     if (ufunc) {
         Ref out(into ? Py_NewRef(into) : pooled_output(a, b, pool));
-        if (out.p) result.p = second ? PyObject_CallFunctionObjArgs(ufunc, a, second, out.p, nullptr)
-                                     : PyObject_CallFunctionObjArgs(ufunc, a, out.p, nullptr);
+        if (out.p) result.p = call_with_out(ufunc, a, second, out.p);
         else result.p = PyObject_CallFunctionObjArgs(ufunc, a, second, nullptr);
         if (!result.p) {
             if (b && PyErr_ExceptionMatches(PyExc_ValueError)) {
