@@ -19,8 +19,10 @@ using namespace kernels;
 // Elements per block: a group's values and adjoints for one block stay in cache.
 constexpr npy_intp BLOCK = 2048;
 
-// The exceptions numpy warns about by default (it ignores underflow).
-constexpr int WATCHED = FE_DIVBYZERO | FE_OVERFLOW | FE_INVALID;
+// The exceptions that send a block row by row: those numpy's errstate acts on
+// (underflow too: its default ignores it, but under="raise" must raise), and,
+// in the backward, a partial that underflows where eager's products need not.
+constexpr int WATCHED = FE_DIVBYZERO | FE_OVERFLOW | FE_INVALID | FE_UNDERFLOW;
 
 PyArrayObject* arr(PyObject* o) { return reinterpret_cast<PyArrayObject*>(o); }
 

@@ -30,9 +30,12 @@
 // backward does (g * (d1 * d2) for (g * d1) * d2): equal up to rounding. Where
 // the order could matter and where numpy would warn, the group runs row by row
 // instead, exactly as the eager ops do: when a block raised a floating-point
-// exception (division by zero, overflow, invalid: numpy's errstate and
-// warnings then apply as eagerly), under detect_anomaly() (which checks each
-// row's gradients), and when an outside array is not contiguous.
+// exception (division by zero, overflow, invalid, underflow: numpy's errstate
+// and warnings then apply as eagerly, and no partial is a subnormal product),
+// under detect_anomaly() (which checks each row's gradients), and when an
+// outside array is not contiguous. One difference remains: where eager's
+// (g * d1) overflows but g * (d1 * d2) does not, the fused gradient is the
+// finite one, exact where eager's is inf (no flag is raised to notice it).
 #pragma once
 
 #include <pybind11/pybind11.h>
