@@ -511,7 +511,10 @@ class CompiledFunction:
                 f"value_and_grad: the value of {getattr(self._f, '__name__', 'f')} does not "
                 "depend on the arguments it differentiates (it has no recorded history from "
                 "them); their gradients are zero", stacklevel=4)
-        ran = trace.replay(leaves, wrt, seeds)
+        # f just ran on these values, so numpy has warned (or raised) as its errstate
+        # says; the replay on the same values must not warn a second time.
+        with np.errstate(all="ignore"):
+            ran = trace.replay(leaves, wrt, seeds)
         if ran is None:
             raise TraceError(
                 f"compile: {getattr(self._f, '__name__', 'f')} took another branch when its "
