@@ -4,8 +4,8 @@ Every compiled replay is compared with the eager tapegrad.value_and_grad on the
 same fresh values (and with closed forms where a divergence is the point):
 forward values exactly where numpy's own loops run, gradients to rounding,
 numpy's warnings and errstate as eagerly. Each test checks that the groups it
-attacks formed, so that it cannot pass by not fusing. The strict xfails are
-the bugs found, each with its minimal repro and the place of its cause.
+attacks formed, so that it cannot pass by not fusing. The bugs it found are
+regression tests at the end; the one strict xfail is a known difference.
 """
 
 import tracemalloc
@@ -137,8 +137,6 @@ DOMAIN.update({"maximum": ((-2, 2), (-2, 2)), "minimum": ((-2, 2), (-2, 2))})
 def test_every_elementwise_op_inside_a_chain_is_fused_and_eager(name, dtype):
     if opcatalog.needs_scipy(name):
         pytest.importorskip("scipy")
-    if name in ("maximum", "minimum"):
-        pytest.skip("see test_eager_maximum_of_pooled_arrays_passes_out_positionally_to_numpy")
     rng = np.random.default_rng(4)
     fn = function_of(name)
     rtol = 1e-11 if dtype == np.float64 else 2e-4
@@ -480,11 +478,8 @@ def test_a_failure_in_the_middle_of_a_replay_leaves_the_groups_sound():
     assert fused_groups(cf) == [[3, 3]]
 
 
-# ---- bugs found (strict xfails) ----
+# ---- bugs found (fixed: regression tests), and one known difference ----
 
-@pytest.mark.xfail(strict=True, reason="fusion.cpp run_blocks: WATCHED leaves out FE_UNDERFLOW, so a "
-                   "block that underflows stays fused and numpy's errstate(under=...) never applies "
-                   "(a row-by-row replay and eager raise, warn or call)")
 @pytest.mark.parametrize("mode", ["raise", "warn", "call"])
 def test_an_underflow_under_errstate_under_acts_as_eagerly(mode):
     def f(x):
@@ -513,9 +508,6 @@ def test_an_underflow_under_errstate_under_acts_as_eagerly(mode):
     assert fused_groups(cf) == [[3]]
 
 
-@pytest.mark.xfail(strict=True, reason="fusion.cpp run_blocks: partials multiply the chain's factors "
-                   "before g (g * (d1 * d2)); d1 * d2 underflows into subnormals (FE_UNDERFLOW is not "
-                   "watched) where eager's (g * d1) * d2 does not: digits lost")
 def test_partials_that_underflow_where_eager_does_not_keep_eagers_digits():
     def f(x):
         return 1.0 / (x * 1e160)  # d/du 1/u = -1/u**2 ~ 1e-320, a subnormal
@@ -530,9 +522,9 @@ def test_partials_that_underflow_where_eager_does_not_keep_eagers_digits():
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12)  # fused: relative errors up to 5e-4
 
 
-@pytest.mark.xfail(strict=True, reason="fusion.cpp / FusedGroups::backward: g * (d1 * d2) stays finite "
-                   "where eager's (g * d1) * d2 overflows to inf (no flag is raised to fall back on); "
-                   "the fused answer is the closer one, but not eager's")
+@pytest.mark.xfail(strict=True, reason="a known difference (Note [Fused rows]): g * (d1 * d2) stays "
+                   "finite where eager's (g * d1) * d2 overflows to inf, and no flag is raised to fall "
+                   "back on; the fused answer is the exact one")
 def test_partials_give_eagers_infinity_where_eager_overflows():
     def f(x):
         return (x * 1e-10) * 1e10
@@ -547,9 +539,6 @@ def test_partials_give_eagers_infinity_where_eager_overflows():
     np.testing.assert_array_equal(got, np.asarray(want))  # fused: 1e300
 
 
-@pytest.mark.xfail(strict=True, reason="compiled.py CompiledFunction._trace: the tracing call runs f "
-                   "(numpy warns) and then replays the new trace on the same values (numpy warns "
-                   "again): the first call warns twice, an errstate(call=...) handler runs twice")
 def test_the_tracing_call_warns_once_as_eager():
     def f(x):
         return tg.sum(tg.log(x * 1.0) * 2.0)
@@ -562,13 +551,9 @@ def test_the_tracing_call_warns_once_as_eager():
         assert [str(w.message) for w in seen] == ["invalid value encountered in log"]
 
 
-@pytest.mark.xfail(strict=True, raises=DeprecationWarning,
-                   reason="arrays.cpp array_forward: a pooled output (arrays of BufferPool::MIN_BYTES "
-                   "or more) is passed to the ufunc positionally, np.maximum(a, b, out), which numpy "
-                   "2.4 deprecates for maximum and minimum: eager tg.maximum warns on every call (an "
-                   "error under the suite's filterwarnings)")
-def test_eager_maximum_of_pooled_arrays_passes_out_positionally_to_numpy():
-    x = np.linspace(0.0, 1.0, 5000)
+def test_eager_maximum_of_pooled_arrays_passes_out_by_keyword():
+    """numpy 2.4 deprecates np.maximum(a, b, out): array_forward passes out= by keyword."""
+    x = np.linspace(0.01, 1.0, 5000)  # no ties
     value, grad = tg.value_and_grad(lambda x: tg.sum(tg.maximum(x, x * 0.5) + tg.minimum(x, 0.5)))(x)
     assert value == pytest.approx(np.sum(x + np.minimum(x, 0.5)), rel=1e-13)
     np.testing.assert_array_equal(grad, 1.0 + (x < 0.5))
