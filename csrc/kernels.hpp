@@ -16,9 +16,9 @@ namespace kernels {
 // The wheel is built for baseline x86-64 (SSE2), but a fused kernel runs
 // ~20% faster with AVX2 and FMA (the elementwise chain at 1e6 elements: the
 // divisions and multiplies of several streams, not memory, bound it). So on
-// x86-64 Linux with GCC each loop is compiled twice, and the loader picks the
+// x86-64 Linux with GCC and glibc each loop is compiled twice, and the loader picks the
 // AVX2 clone where the CPU has it (target_clones; glibc's ifunc).
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__)
 #define TAPEGRAD_KERNEL __attribute__((target_clones("default", "arch=x86-64-v3")))
 #else
 #define TAPEGRAD_KERNEL
