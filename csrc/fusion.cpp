@@ -166,6 +166,14 @@ FusedGroups::~FusedGroups() {
 
 void FusedGroups::plan(const RowStore& rows, const std::vector<uint32_t>& order,
                        const std::vector<uint8_t>& read_outside) {
+    groups_.clear();
+    root_of_.clear();
+    member_.clear();
+    // A tape of scalars (most of them) has nothing to group: no pass over its readers.
+    const bool any = std::any_of(order.begin(), order.end(), [&](uint32_t row) {
+        return (rows.flags(row) & F_ARRAY) && rows.op(row) != OP_CUSTOM && !is_array_op(rows.op(row));
+    });
+    if (!any) return;
     const size_t n = rows.size();
     // The group every reader of a row so far belongs to; -1: readers outside
     // any group, or in two.
