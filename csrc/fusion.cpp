@@ -239,18 +239,10 @@ void FusedGroups::plan(const RowStore& rows, const std::vector<uint32_t>& order,
     }
 }
 
-std::vector<uint32_t> FusedGroups::outside_rows(int group) const {
-    return groups_[static_cast<size_t>(group)].targets;
-}
-
 FusedGroups::Ran FusedGroups::run(Tape& tape, int id, bool may_fuse, bool with_partials,
                                   const std::vector<uint8_t>* needed) {
     FusedGroup& group = groups_[static_cast<size_t>(id)];
-    group.fused = false;
-    for (PyObject*& p : group.partials) {
-        if (p) tape.pool.give(p);
-        p = nullptr;
-    }
+    group.fused = false;  // its partials went back to the pool as the last replay ended (release())
     if (!may_fuse) return Ran::BY_ROWS;
     RowStore& rows = tape.rows();
     for (uint32_t r : group.targets)

@@ -97,14 +97,11 @@ public:
     bool inside(uint32_t row) const { return row < member_.size() && member_[row] >= 0 && root_of_[row] < 0; }
     // The group `row` is a step of, root or not (-1: none).
     int group_of(uint32_t row) const { return row < member_.size() ? member_[row] : -1; }
-    bool empty() const { return groups_.empty(); }
     std::vector<size_t> sizes() const {
         std::vector<size_t> n;
         for (const FusedGroup& g : groups_) n.push_back(g.steps.size());
         return n;
     }
-    // The rows each group's root reads in the forward (its outside operands).
-    std::vector<uint32_t> outside_rows(int group) const;
     const std::vector<FusedStep>& steps(int group) const { return groups_[static_cast<size_t>(group)].steps; }
 
     // Group `group`'s forward at its root's place, with partials for the

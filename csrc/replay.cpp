@@ -221,12 +221,7 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
                                                        : output_constant_;
     scalar_output_ = !PyArray_Check(value.ptr()) || PyArray_SIZE(reinterpret_cast<PyArrayObject*>(value.ptr())) == 1;
     // The rows the output and the guards depend on: each marks its operands.
-    std::vector<uint8_t> live(rows.size(), 0);
-    if (output_row_ != UINT32_MAX) live[output_row_] = 1;
-    for (const Guard& g : guards_) {
-        if (g.a.row != UINT32_MAX) live[g.a.row] = 1;
-        if (g.b.row != UINT32_MAX) live[g.b.row] = 1;
-    }
+    std::vector<uint8_t> live = read_by_caller();
     for (size_t i = rows.size(); i-- > 0;) {
         const uint32_t row = static_cast<uint32_t>(i);
         const uint8_t code = rows.op(row), f = rows.flags(row);
@@ -249,12 +244,7 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
     for (uint32_t row = 0; row < rows.size(); ++row)
         if (live[row] && (rows.op(row) > OP_STALE || rows.op(row) == OP_CUSTOM)) order_.push_back(row);
     // Note [Fused rows]: values read outside the rows that compute them.
-    std::vector<uint8_t> read_outside(rows.size(), 0);
-    if (output_row_ != UINT32_MAX) read_outside[output_row_] = 1;
-    for (const Guard& g : guards_) {
-        if (g.a.row != UINT32_MAX) read_outside[g.a.row] = 1;
-        if (g.b.row != UINT32_MAX) read_outside[g.b.row] = 1;
-    }
+    std::vector<uint8_t> read_outside = read_by_caller();
     for (uint32_t row = 0; row < rows.size(); ++row)
         if (tape_->hooked(row)) read_outside[row] = 1;
     fusion_.plan(rows, order_, read_outside);
@@ -281,6 +271,18 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
     finished_ = true;
 }
 
+// A mark per row whose value the caller reads after a replay's rows ran: the
+// output, and the operands of the guards.
+std::vector<uint8_t> Trace::read_by_caller() const {
+    std::vector<uint8_t> marks(tape_->rows().size(), 0);
+    if (output_row_ != UINT32_MAX) marks[output_row_] = 1;
+    for (const Guard& g : guards_) {
+        if (g.a.row != UINT32_MAX) marks[g.a.row] = 1;
+        if (g.b.row != UINT32_MAX) marks[g.b.row] = 1;
+    }
+    return marks;
+}
+
 // Note [Replay memory]
 // A replay computes every op row anew, but only some values are read after
 // the forward: those a backward reads (recorded as data, not a layout: Note
@@ -290,14 +292,9 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
 // eager ops held, and later rows compute into memory that is still in cache.
 void Trace::plan_releases() {
     const RowStore& rows = tape_->rows();
-    std::vector<uint8_t> keep(rows.size(), 0);
+    std::vector<uint8_t> keep = read_by_caller();
     std::vector<int64_t> last_use(rows.size(), -1);
     bool any_array = false;
-    if (output_row_ != UINT32_MAX) keep[output_row_] = 1;
-    for (const Guard& g : guards_) {
-        if (g.a.row != UINT32_MAX) keep[g.a.row] = 1;
-        if (g.b.row != UINT32_MAX) keep[g.b.row] = 1;
-    }
     // A fused group reads its operands at its root's place (Note [Fused rows]).
     std::vector<int64_t> group_place;
     for (size_t i = 0; i < order_.size(); ++i) {

@@ -120,6 +120,7 @@ private:
     Ran check_guards(size_t& g, size_t upto, size_t& next);
     bool compute_row(uint32_t row);
     bool run_function(uint32_t row);
+    std::vector<uint8_t> read_by_caller() const;
     void plan_releases();
     void release_after(size_t i);
     int guard_holds(const Guard& g);  // 1, 0, or -1 with an error set
