@@ -585,8 +585,6 @@ PyObject* Trace::start_gradient(const py::handle& seed) {
     return g;
 }
 
-// One reverse sweep per seed over the values forward() left: the gradients
-// of the inputs `wrt` names, a list per seed.
 // The sweep's sources for the inputs `wrt` names; their indices in `wanted`.
 std::vector<Source> Trace::sources_of(const py::sequence& wrt, std::vector<size_t>& wanted) const {
     std::vector<Source> sources;
@@ -626,10 +624,10 @@ const std::vector<uint8_t>* Trace::needed_for(const std::vector<size_t>& wanted,
     return found->second.empty() ? nullptr : &found->second;
 }
 
-py::list Trace::gradients(const py::sequence& wrt, const std::vector<py::object>& seeds) {
-    std::vector<size_t> wanted;
-    const std::vector<Source> sources = sources_of(wrt, wanted);
-    const std::vector<uint8_t>* needed = needed_for(wanted, sources);
+// One reverse sweep per seed over the values forward() left: the gradients
+// of `sources`, a list per seed.
+py::list Trace::gradients(const std::vector<Source>& sources, const std::vector<uint8_t>* needed,
+                          const std::vector<py::object>& seeds) {
     py::list per_seed(seeds.size());
     fusion_.set_hand_over(seeds.size() == 1);
     for (size_t s = 0; s < seeds.size(); ++s) {
@@ -669,10 +667,14 @@ py::object Trace::replay(const py::sequence& values, const py::object& wrt, cons
     Tape* caller = current_tape();
     if (!caller) throw py::error_already_set();
     tape_->anomaly_mode() = caller->anomaly_mode();
+    // The sweep's sources and the rows that lead to them: read by the forward too (a
+    // fused group computes partials only for the rows a gradient reaches).
+    std::vector<Source> sources;
     const std::vector<uint8_t>* needed = nullptr;
     if (!wrt.is_none()) {
         std::vector<size_t> wanted;
-        needed = needed_for(wanted, sources_of(wrt, wanted));
+        sources = sources_of(wrt, wanted);
+        needed = needed_for(wanted, sources);
     }
     busy_ = true;
     struct Release {
@@ -698,7 +700,7 @@ py::object Trace::replay(const py::sequence& values, const py::object& wrt, cons
         if (!value) throw py::error_already_set();
     }
     if (wrt.is_none()) return py::make_tuple(value, py::none());
-    py::list grads = gradients(wrt, seed_list);
+    py::list grads = gradients(sources, needed, seed_list);
     return py::make_tuple(value, seeds.is_none() ? py::object(grads[0]) : py::object(grads));
 }
 

@@ -129,7 +129,8 @@ private:
     bool set_input(size_t k, PyObject* value);
     PyObject* start_gradient(const py::handle& seed);
     std::vector<Source> sources_of(const py::sequence& wrt, std::vector<size_t>& wanted) const;
-    py::list gradients(const py::sequence& wrt, const std::vector<py::object>& seeds);
+    py::list gradients(const std::vector<Source>& sources, const std::vector<uint8_t>* needed,
+                       const std::vector<py::object>& seeds);
 
     std::unique_ptr<Tape> tape_;
     std::vector<Guard> guards_;
