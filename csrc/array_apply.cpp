@@ -254,4 +254,104 @@ bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObje
     return false;
 }
 
+// ---- tangents (Note [Tangent rules] in array_ops.hpp) ----
+
+namespace {
+
+template <class Op, class = void>
+struct IsLinear : std::false_type {};
+template <class Op>
+struct IsLinear<Op, std::void_t<decltype(Op::linear)>> : std::bool_constant<Op::linear> {};
+template <class Op, class = void>
+struct IsMultilinear : std::false_type {};
+template <class Op>
+struct IsMultilinear<Op, std::void_t<decltype(Op::multilinear)>> : std::bool_constant<Op::multilinear> {};
+template <class Op, class = void>
+struct HasTangent : std::false_type {};
+template <class Op>
+struct HasTangent<Op, std::void_t<decltype(&Op::template tangent<Numeric>)>> : std::true_type {};
+
+// J t from the backward, which gives J^T g: seeded with each output element's
+// unit vector e_j, it gives row j of J, and (J t)_j is that row dotted with t.
+PyObject* tangent_by_backward(Tape& tape, uint32_t row, const std::vector<PyObject*>& tangents) {
+    PyObject* out = tape.rows().array_of(row);
+    auto result = py::reinterpret_steal<py::object>(filled_like(out, 0.0));
+    const auto seed = py::reinterpret_steal<py::object>(filled_like(out, 0.0));
+    if (!result || !seed) return nullptr;
+    const bool is32 = PyArray_TYPE(reinterpret_cast<PyArrayObject*>(out)) == NPY_FLOAT32;
+    auto set = [is32](const py::object& a, npy_intp j, double v) {
+        void* data = PyArray_DATA(reinterpret_cast<PyArrayObject*>(a.ptr()));
+        if (is32) static_cast<float*>(data)[j] = static_cast<float>(v);
+        else static_cast<double*>(data)[j] = v;
+    };
+    std::vector<PyObject*> grads;
+    for (npy_intp j = 0, m = PyArray_SIZE(reinterpret_cast<PyArrayObject*>(out)); j < m; ++j) {
+        set(seed, j, 1.0);
+        if (!array_op_backward(tape, row, seed.ptr(), grads)) return nullptr;
+        set(seed, j, 0.0);
+        std::vector<py::object> owned;  // grads' references, released on every path
+        for (PyObject* g : grads) owned.push_back(py::reinterpret_steal<py::object>(g));
+        double dot = 0.0;
+        for (size_t k = 0; k < owned.size(); ++k) {
+            if (!owned[k] || !tangents[k]) continue;
+            const auto product = py::reinterpret_steal<py::object>(PyNumber_Multiply(owned[k].ptr(), tangents[k]));
+            if (!product) return nullptr;
+            dot += sum_all(product.ptr());
+            if (PyErr_Occurred()) return nullptr;
+        }
+        set(result, j, dot);
+    }
+    return result.release().ptr();
+}
+
+}  // namespace
+
+PyObject* array_op_tangent(Tape& tape, uint32_t row, const std::vector<PyObject*>& tangents) {
+    // Copied: a formula may run Python that records, moving array_records.
+    const ArrayRecord r = tape.rows().array_record(tape.rows().in0(row));
+    const uint8_t code = tape.rows().op(row);
+    PyObject* result = nullptr;
+    bool by_backward = false;
+    const bool ok = with_python_errors([&] {
+        Values x, t;
+        for (size_t k = 0; k < r.inputs.size(); ++k) {
+            const int64_t in = r.inputs[k];
+            x.push_back(py::reinterpret_steal<py::object>(
+                in >= 0 ? tape.rows().operand_object(static_cast<uint32_t>(in), false, false)
+                        : Py_NewRef(tape.rows().array(static_cast<size_t>(-in - 1)))));
+            t.push_back(tangents[k] ? py::reinterpret_borrow<py::object>(tangents[k]) : py::none());
+        }
+        const py::object out = py::reinterpret_borrow<py::object>(tape.rows().array_of(row));
+        const py::tuple p = py::reinterpret_borrow<py::tuple>(r.params);
+        Numeric& b = Numeric::get();
+        PoolScope use_pool(tape.pool);
+        visit_array_op(code, [&](auto tag) {
+            using Op = typename decltype(tag)::type;
+            if constexpr (IsLinear<Op>::value) {
+                Values z = t;  // an input with no tangent moves by zero
+                for (size_t k = 0; k < z.size(); ++k)
+                    if (z[k].is_none()) z[k] = b.zeros(b.shape(x[k]), b.dtype(x[k]));
+                result = Op::forward(b, z, p).release().ptr();
+            } else if constexpr (IsMultilinear<Op>::value) {
+                py::object sum;
+                for (size_t k = 0; k < t.size(); ++k) {
+                    if (t[k].is_none()) continue;
+                    Values y = x;
+                    y[k] = t[k];
+                    py::object term = Op::forward(b, y, p);
+                    sum = sum ? b.add(sum, term) : term;
+                }
+                result = sum.release().ptr();
+            } else if constexpr (HasTangent<Op>::value) {
+                result = Op::tangent(b, x, out, t, p).release().ptr();
+            } else {
+                by_backward = true;
+            }
+        });
+    });
+    if (ok && by_backward) result = tangent_by_backward(tape, row, tangents);
+    if (!result) prefix_error(row_op_name(code));
+    return result;
+}
+
 }  // namespace tapegrad

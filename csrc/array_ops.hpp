@@ -25,6 +25,23 @@
 // Parameters come as a tuple normalised by the Python wrapper (axes as tuples
 // of non-negative ints, or None); numpy validates the rest and its errors are
 // reported with the op's name.
+//
+// Note [Tangent rules]
+// A compiled tape's jvp (Note [Tangent sweep] in tangents.hpp) needs each
+// row's J t, the tangent of its output from its inputs' tangents t. An array
+// op gives it in one of three ways, beside its backward:
+//   - `linear = true`: the op is linear in its inputs taken together (sum,
+//     reshape, getitem, concatenate, where, cumsum): J t is the forward on the
+//     tangents (zeros for an input that has none);
+//   - `multilinear = true`: linear in each input alone (matmul, einsum,
+//     convolve): J t is the sum over inputs k of the forward with x_k
+//     replaced by t_k;
+//   - `tangent(b, x, out, t, p)`: a formula, where t[k] is None for an input
+//     with no tangent (a constant, or a row no input reaches).
+// An op with none of these (the decompositions, expm, cumprod) gets J t from
+// its backward, which is J^T g: one backward per output element e_j gives row
+// j of J (tangents.cpp). That is exact, and cheap for the small outputs these
+// ops have; the op table stays the one place a derivative is written.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -46,6 +63,7 @@ struct Sum {
     static constexpr const char* method = "sum";
     static constexpr const char* doc = "Sum over axis (an int, a tuple, or None for every axis), as numpy.sum.";
     static constexpr int arity = 1;
+    static constexpr bool linear = true;  // Note [Tangent rules]
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.sum(x[0], p[0], p[1]);
     }
@@ -76,6 +94,12 @@ struct Extreme {
         py::object count = b.sum(mask, p[0], py::bool_(true));
         gx[0] = b.div(b.mul(mask, unreduce(b, g, x[0], p[0], p[1])), count);
     }
+    template <class B>
+    static py::object tangent(B& b, const Values& x, const py::object& out, const Values& t,
+                              const py::tuple& p) {
+        py::object mask = b.equal_mask(x[0], unreduce(b, out, x[0], p[0], p[1]));
+        return b.div(b.sum(b.mul(mask, t[0]), p[0], p[1]), b.sum(mask, p[0], p[1]));
+    }
 };
 using Max = Extreme<true>;
 using Min = Extreme<false>;
@@ -95,6 +119,11 @@ struct Prod {
                          const py::tuple& p, const Needs&, Values& gx) {
         gx[0] = b.mul(unreduce(b, g, x[0], p[0], p[1]), b.prod_of_others(x[0], p[0]));
     }
+    template <class B>
+    static py::object tangent(B& b, const Values& x, const py::object&, const Values& t,
+                              const py::tuple& p) {
+        return b.sum(b.mul(b.prod_of_others(x[0], p[0]), t[0]), p[0], p[1]);
+    }
 };
 
 struct Var {
@@ -112,6 +141,13 @@ struct Var {
         py::object centred = b.sub(x[0], mean_kept(b, x[0], p[0]));
         py::object scale = b.number(2.0 / (b.count(x[0], p[0]) - p[2].cast<double>()));
         gx[0] = b.mul(unreduce(b, g, x[0], p[0], p[1]), b.mul(centred, scale));
+    }
+    template <class B>
+    static py::object tangent(B& b, const Values& x, const py::object&, const Values& t,
+                              const py::tuple& p) {
+        py::object centred = b.sub(x[0], mean_kept(b, x[0], p[0]));
+        py::object scale = b.number(2.0 / (b.count(x[0], p[0]) - p[2].cast<double>()));
+        return b.mul(b.sum(b.mul(centred, t[0]), p[0], p[1]), scale);
     }
 };
 
@@ -142,6 +178,16 @@ struct Std {
         py::object scale = b.number(1.0 / (b.count(x[0], p[0]) - p[2].cast<double>()));
         gx[0] = b.mul(unreduce(b, g_var, x[0], p[0], p[1]), b.mul(centred, scale));
     }
+    template <class B>
+    static py::object tangent(B& b, const Values& x, const py::object& out, const Values& t,
+                              const py::tuple& p) {
+        py::object zero = b.is_zero(out);
+        py::object safe = b.where(zero, b.number(1.0), out);
+        py::object centred = b.sub(x[0], mean_kept(b, x[0], p[0]));
+        py::object scale = b.number(1.0 / (b.count(x[0], p[0]) - p[2].cast<double>()));
+        py::object dvar = b.mul(b.sum(b.mul(centred, t[0]), p[0], p[1]), scale);  // d(var) / 2
+        return b.where(zero, b.number(0.0), b.div(dvar, safe));
+    }
 };
 
 struct LogSumExp {
@@ -159,6 +205,12 @@ struct LogSumExp {
                          const py::tuple& p, const Needs&, Values& gx) {
         py::object soft = b.exp(b.sub(x[0], unreduce(b, out, x[0], p[0], p[1])));
         gx[0] = b.mul(unreduce(b, g, x[0], p[0], p[1]), soft);
+    }
+    template <class B>
+    static py::object tangent(B& b, const Values& x, const py::object& out, const Values& t,
+                              const py::tuple& p) {
+        py::object soft = b.exp(b.sub(x[0], unreduce(b, out, x[0], p[0], p[1])));
+        return b.sum(b.mul(soft, t[0]), p[0], p[1]);
     }
 };
 
@@ -178,6 +230,11 @@ struct Softmax {
         py::object dot = b.sum(b.mul(g, out), p[0], py::bool_(true));
         gx[0] = b.mul(out, b.sub(g, dot));
     }
+    template <class B>
+    static py::object tangent(B& b, const Values&, const py::object& out, const Values& t,
+                              const py::tuple& p) {
+        return b.mul(out, b.sub(t[0], b.sum(b.mul(out, t[0]), p[0], py::bool_(true))));
+    }
 };
 
 struct LogSoftmax {
@@ -195,6 +252,11 @@ struct LogSoftmax {
                          const py::tuple& p, const Needs&, Values& gx) {
         gx[0] = b.sub(g, b.mul(b.exp(out), b.sum(g, p[0], py::bool_(true))));
     }
+    template <class B>
+    static py::object tangent(B& b, const Values&, const py::object& out, const Values& t,
+                              const py::tuple& p) {
+        return b.sub(t[0], b.sum(b.mul(b.exp(out), t[0]), p[0], py::bool_(true)));
+    }
 };
 
 // numpy's matmul: 1-D operands are promoted to a row (a) or a column (b)
@@ -205,6 +267,7 @@ struct MatMul {
     static constexpr const char* method = nullptr;
     static constexpr const char* doc = "a @ b with numpy's rules (1-D, 2-D and broadcast batches).";
     static constexpr int arity = 2;
+    static constexpr bool multilinear = true;  // Note [Tangent rules]
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple&) {
         check_shapes(b.shape(x[0]), b.shape(x[1]));
         return b.matmul(x[0], x[1]);
@@ -255,6 +318,7 @@ struct Einsum {
     static constexpr const char* doc =
         "numpy.einsum: sums of products over the axes a spec names, contracted through BLAS.";
     static constexpr int arity = -1;
+    static constexpr bool multilinear = true;  // Note [Tangent rules]
     // Numeric contracts through BLAS with a cached plan (Note [Contractions],
     // contract.hpp), which also checks the specs against the shapes.
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
@@ -295,6 +359,7 @@ struct Convolve {
     static constexpr const char* method = nullptr;
     static constexpr const char* doc = "numpy.convolve: the discrete convolution of two 1-D sequences.";
     static constexpr int arity = 2;
+    static constexpr bool multilinear = true;  // Note [Tangent rules]
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         is_full(p);  // checks the parameters
         return b.convolve(x[0], x[1], p[0], p[1]);
@@ -341,6 +406,7 @@ struct Reshape {
     static constexpr const char* method = "reshape";
     static constexpr const char* doc = "The same values in a new shape (one axis may be -1).";
     static constexpr int arity = 1;
+    static constexpr bool linear = true;  // Note [Tangent rules]
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.reshape(x[0], p[0]);
     }
@@ -357,6 +423,7 @@ struct Transpose {
     static constexpr const char* method = "transpose";
     static constexpr const char* doc = "Permute the axes (reverse them by default).";
     static constexpr int arity = 1;
+    static constexpr bool linear = true;  // Note [Tangent rules]
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.transpose(x[0], p[0]);
     }
@@ -373,6 +440,7 @@ struct BroadcastTo {
     static constexpr const char* method = nullptr;
     static constexpr const char* doc = "Broadcast to a shape as numpy does; the gradient is summed back.";
     static constexpr int arity = 1;
+    static constexpr bool linear = true;  // Note [Tangent rules]
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.broadcast_to(x[0], p[0]);
     }
@@ -392,6 +460,7 @@ struct AsType {
     static constexpr const char* method = "astype";
     static constexpr const char* doc = "The values in float32 or float64 (an integer or bool dtype gives a plain array).";
     static constexpr int arity = 1;
+    static constexpr bool linear = true;  // Note [Tangent rules]
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.astype(x[0], p[0]);
     }
@@ -409,6 +478,7 @@ struct GetItem {
     static constexpr const char* method = nullptr;
     static constexpr const char* doc = "x[index] with ints, slices, ..., None, boolean masks and integer arrays.";
     static constexpr int arity = 1;
+    static constexpr bool linear = true;  // Note [Tangent rules]
     static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.getitem(x[0], p[0], p[1].cast<bool>());
@@ -430,6 +500,7 @@ struct ScatterAdd {
     static constexpr const char* method = nullptr;
     static constexpr const char* doc = "Scatters into zeros of a shape, adding at repeated indices (getitem's backward).";
     static constexpr int arity = 1;
+    static constexpr bool linear = true;  // Note [Tangent rules]
     static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.scatter_add(p[0], p[1], p[2].cast<bool>(), x[0]);
@@ -447,6 +518,7 @@ struct Concatenate {
     static constexpr const char* method = nullptr;
     static constexpr const char* doc = "Join along an existing axis (axis=None flattens first), as numpy.";
     static constexpr int arity = -1;
+    static constexpr bool linear = true;  // Note [Tangent rules]
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.concatenate(x, p[0]);
     }
@@ -463,6 +535,7 @@ struct Where {
     static constexpr const char* method = nullptr;
     static constexpr const char* doc = "Elements of x where a constant condition holds, else of y.";
     static constexpr int arity = 2;
+    static constexpr bool linear = true;  // Note [Tangent rules]
     static constexpr bool array_params = true;  // arrays its backward reads: kept as copies
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.where(p[0], x[0], x[1]);
@@ -501,6 +574,17 @@ struct Clip {
         if (!l.is_none() && need[k_lo]) gx[k_lo] = b.where(b.clip_from_bound(x[0], l, h, false), g, zero);
         if (!h.is_none() && need[k_hi]) gx[k_hi] = b.where(b.clip_from_bound(x[0], l, h, true), g, zero);
     }
+    template <class B>
+    static py::object tangent(B& b, const Values& x, const py::object&, const Values& t, const py::tuple& p) {
+        const py::object l = lo(x, p), h = hi(x, p), zero = b.number(0.0);
+        py::object sum = t[0].is_none() ? zero : b.where(b.within(x[0], l, h), t[0], zero);
+        const size_t k_lo = 1, k_hi = p[0].cast<bool>() ? 2 : 1;
+        if (!l.is_none() && !t[k_lo].is_none())
+            sum = b.add(sum, b.where(b.clip_from_bound(x[0], l, h, false), t[k_lo], zero));
+        if (!h.is_none() && !t[k_hi].is_none())
+            sum = b.add(sum, b.where(b.clip_from_bound(x[0], l, h, true), t[k_hi], zero));
+        return sum;
+    }
     static py::object lo(const Values& x, const py::tuple& p) {
         return p[0].cast<bool>() ? x[1] : py::object(py::none());
     }
@@ -528,6 +612,10 @@ struct Polygamma {
                          const py::tuple& p, const Needs&, Values& gx) {
         gx[0] = b.mul(g, b.polygamma(x[0], p[0].cast<int>() + 1));
     }
+    template <class B>
+    static py::object tangent(B& b, const Values& x, const py::object&, const Values& t, const py::tuple& p) {
+        return b.mul(t[0], b.polygamma(x[0], p[0].cast<int>() + 1));
+    }
 };
 
 // scipy.special.ive(v, z) = iv(v, z) exp(-|z|), differentiated in z (the
@@ -548,12 +636,19 @@ struct Ive {
     template <class B>
     static void backward(B& b, const Values& x, const py::object& out, const py::object& g,
                          const py::tuple& p, const Needs&, Values& gx) {
+        gx[0] = b.mul(g, slope(b, x, out, p));
+    }
+    template <class B>
+    static py::object tangent(B& b, const Values& x, const py::object& out, const Values& t, const py::tuple& p) {
+        return b.mul(t[0], slope(b, x, out, p));
+    }
+    template <class B>
+    static py::object slope(B& b, const Values& x, const py::object& out, const py::tuple& p) {
         py::object v = p[0];
         py::object one = py::float_(1.0);
         py::object below = b.ive(py::reinterpret_steal<py::object>(PyNumber_Subtract(v.ptr(), one.ptr())), x[0]);
         py::object above = b.ive(py::reinterpret_steal<py::object>(PyNumber_Add(v.ptr(), one.ptr())), x[0]);
-        py::object slope = b.sub(b.mul(b.add(below, above), b.number(0.5)), b.mul(b.sign(x[0]), out));
-        gx[0] = b.mul(g, slope);
+        return b.sub(b.mul(b.add(below, above), b.number(0.5)), b.mul(b.sign(x[0]), out));
     }
 };
 

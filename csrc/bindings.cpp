@@ -132,7 +132,7 @@ PYBIND11_MODULE(_core, m) {
         .def("pop", &Trace::pop)
         .def("finish", &Trace::finish, py::arg("inputs"), py::arg("output"))
         .def("replay", &Trace::replay, py::arg("values"), py::arg("wrt") = py::none(),
-             py::arg("seeds") = py::none())
+             py::arg("seeds") = py::none(), py::arg("tangents") = py::none())
         .def("depends_on", &Trace::depends_on, py::arg("wrt"))
         .def_property_readonly("busy", &Trace::busy)
         .def_property_readonly("rows", &Trace::row_count)

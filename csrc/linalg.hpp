@@ -206,6 +206,11 @@ struct Inv {
         py::object t = linalg::mT(b, out);
         gx[0] = b.neg(b.matmul(b.matmul(t, g), t));
     }
+    // Note [Tangent rules]: the differential above, as it stands.
+    template <class B>
+    static py::object tangent(B& b, const Values&, const py::object& out, const Values& t, const py::tuple&) {
+        return b.neg(b.matmul(b.matmul(out, t[0]), out));
+    }
 };
 
 struct Solve {
@@ -234,6 +239,19 @@ struct Solve {
         py::object gb = b.solve(mT(b, x[0]), vec ? col(b, g) : g);
         if (need[1]) gx[1] = vec ? b.squeeze_axis(gb, b.ndim(gb) - 1) : gb;
         if (need[0]) gx[0] = b.neg(b.matmul(gb, mT(b, vec ? col(b, out) : out)));
+    }
+    // dx = A^-1 (db - dA x), a vector b taken as a column so that batch axes broadcast.
+    template <class B>
+    static py::object tangent(B& b, const Values& x, const py::object& out, const Values& t, const py::tuple&) {
+        using namespace linalg;
+        const bool vec = b.ndim(x[1]) == 1;
+        py::object rhs = t[1].is_none() ? py::object() : vec ? col(b, t[1]) : t[1];
+        if (!t[0].is_none()) {
+            py::object moved = b.matmul(t[0], vec ? col(b, out) : out);
+            rhs = rhs ? b.sub(rhs, moved) : b.neg(moved);
+        }
+        py::object dx = b.solve(x[0], rhs);
+        return vec ? b.squeeze_axis(dx, b.ndim(dx) - 1) : dx;
     }
 };
 

@@ -8,6 +8,7 @@
 #include "arrays.hpp"
 #include "numeric_sweep.hpp"
 #include "sweep_sources.hpp"
+#include "tangents.hpp"
 #include "tensor.hpp"
 
 namespace tapegrad {
@@ -507,7 +508,7 @@ Trace::Ran Trace::check_guards(size_t& g, size_t upto, size_t& next) {
 // The op rows in order, each from its operands' current values, as the eager
 // ops compute them. A plain scalar row of a hot op runs inline (one switch, as
 // the sweep's loop: Note [Hot ops]); any other row is a call.
-Trace::Ran Trace::forward(bool may_fuse, bool with_partials, const std::vector<uint8_t>* needed) {
+Trace::Ran Trace::forward(bool may_fuse, bool with_partials, const std::vector<uint8_t>* needed, bool keep) {
     RowStore& rows = tape_->rows();
     size_t g = 0, next_guard = 0;
     Ran ran = check_guards(g, 0, next_guard);
@@ -536,7 +537,7 @@ Trace::Ran Trace::forward(bool may_fuse, bool with_partials, const std::vector<u
         if (fusion_.inside(row)) continue;  // computed by its group's root
         const int group = fusion_.group_at(row);
         if (!(group >= 0 ? run_group(group, may_fuse, with_partials, needed) : compute_row(row))) return Ran::FAILED;
-        if (!release_after_.empty()) release_after(i);
+        if (!keep && !release_after_.empty()) release_after(i);
     }
     return check_guards(g, SIZE_MAX, next_guard);
 }
@@ -649,13 +650,15 @@ py::list Trace::gradients(const std::vector<Source>& sources, const std::vector<
     return per_seed;
 }
 
-py::object Trace::replay(const py::sequence& values, const py::object& wrt, const py::object& seeds) {
+py::object Trace::replay(const py::sequence& values, const py::object& wrt, const py::object& seeds,
+                         const py::object& tangents) {
     if (!finished_) throw py::value_error("Trace.replay: the trace has not finished recording");
     if (busy_) throw py::value_error("Trace.replay: this trace is running (another call uses it)");
     if (static_cast<size_t>(py::len(values)) != inputs_.size())
         throw py::value_error("Trace.replay: " + std::to_string(py::len(values)) + " values for " +
                               std::to_string(inputs_.size()) + " inputs");
     if (!seeds.is_none() && wrt.is_none()) throw py::value_error("Trace.replay: seeds without wrt");
+    if (!tangents.is_none() && !wrt.is_none()) throw py::value_error("Trace.replay: tangents with wrt");
     if (!wrt.is_none() && seeds.is_none() && !scalar_output_)
         throw py::type_error("Trace.replay: gradients need a value of one element, or seeds");
     std::vector<py::object> seed_list;
@@ -688,8 +691,10 @@ py::object Trace::replay(const py::sequence& values, const py::object& wrt, cons
     } release{busy_, fusion_, tape_->pool};
     for (size_t k = 0; k < inputs_.size(); ++k)
         if (!set_input(k, values[k].ptr())) throw py::error_already_set();
-    // Under detect_anomaly() every row's gradients are checked: none fused.
-    const Ran ran = forward(!tape_->anomaly_mode(), !wrt.is_none(), needed);
+    // Under detect_anomaly() every row's gradients are checked: none fused. A
+    // tangent sweep reads every row's value: none fused, none released.
+    const bool tangent_sweep = !tangents.is_none();
+    const Ran ran = forward(!tape_->anomaly_mode() && !tangent_sweep, !wrt.is_none(), needed, tangent_sweep);
     if (ran == Ran::FAILED) throw py::error_already_set();
     if (ran == Ran::GUARD_FAILED) return py::none();
     py::object value = output_constant_;
@@ -698,6 +703,19 @@ py::object Trace::replay(const py::sequence& values, const py::object& wrt, cons
         value = py::reinterpret_steal<py::object>(rows.is_array(output_row_) ? owned_copy(rows.array_of(output_row_))
                                                                             : PyFloat_FromDouble(rows.val(output_row_).number));
         if (!value) throw py::error_already_set();
+    }
+    if (tangent_sweep) {
+        py::list per_direction;
+        for (py::handle direction : py::reinterpret_borrow<py::sequence>(tangents)) {
+            if (output_row_ == UINT32_MAX) {  // f's value is a constant: J t is zero
+                per_direction.append(PyArray_Check(value.ptr()) ? py::reinterpret_steal<py::object>(filled_like(value.ptr(), 0.0))
+                                                                : py::object(py::float_(0.0)));
+                continue;
+            }
+            per_direction.append(tangent_of(*tape_, order_, input_rows_, py::reinterpret_borrow<py::sequence>(direction),
+                                            output_row_));
+        }
+        return py::make_tuple(value, per_direction);
     }
     if (wrt.is_none()) return py::make_tuple(value, py::none());
     py::list grads = gradients(sources, needed, seed_list);

@@ -89,7 +89,11 @@ public:
     // indices; None: no backward), floats and ndarrays. With `seeds` (a list of
     // output gradients: floats, or ndarrays of the output's layout), one
     // reverse sweep per seed over the one forward: a list of gradient lists.
-    py::object replay(const py::sequence& values, const py::object& wrt, const py::object& seeds);
+    // With `tangents` (a list of directions, each one tangent per input, None
+    // for zero) and no wrt: (value, [J t per direction]), by a forward sweep
+    // of tangents over the one forward of values (Note [Tangent sweep]).
+    py::object replay(const py::sequence& values, const py::object& wrt, const py::object& seeds,
+                      const py::object& tangents = py::none());
 
     // Whether f's value depends on any of the inputs `wrt` names (a list of
     // indices): through the rows, not through a constant of the trace.
@@ -114,7 +118,8 @@ public:
 
 private:
     enum class Ran { OK, GUARD_FAILED, FAILED };
-    Ran forward(bool may_fuse, bool with_partials, const std::vector<uint8_t>* needed);
+    // `keep`: every row keeps its value (a tangent sweep reads them after), none released.
+    Ran forward(bool may_fuse, bool with_partials, const std::vector<uint8_t>* needed, bool keep = false);
     bool run_group(int group, bool may_fuse, bool with_partials, const std::vector<uint8_t>* needed);
     const std::vector<uint8_t>* needed_for(const std::vector<size_t>& wanted, const std::vector<Source>& sources);
     Ran check_guards(size_t& g, size_t upto, size_t& next);

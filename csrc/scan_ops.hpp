@@ -18,6 +18,7 @@ struct CumSum {
     static constexpr const char* method = "cumsum";
     static constexpr const char* doc = "Cumulative sum along axis (of the flattened values when axis is None).";
     static constexpr int arity = 1;
+    static constexpr bool linear = true;  // Note [Tangent rules] in array_ops.hpp
     template <class B> static py::object forward(B& b, const Values& x, const py::tuple& p) {
         return b.cumsum(x[0], p[0], p[1].cast<bool>());
     }

@@ -8,7 +8,9 @@ generated it (the trace), then on fresh random inputs of the same shapes (the
 negated inputs first, which send ``sum(u) > 0`` the other way); every value and
 gradient must equal eager tapegrad.value_and_grad on the same inputs, to
 rounding, since the replay runs the same formulas. The same holds to second
-order for ``sum(grad(P(x), x, create_graph=True) * v)``.
+order for ``sum(grad(P(x), x, create_graph=True) * v)``. On each fresh call,
+forward mode too: the compiled jvp's J t equals the eager gradients dotted
+with t.
 
 A program whose steps read a value into Python raises TraceError, which the
 compiled function is allowed to do: such programs are counted, by the step
@@ -203,11 +205,28 @@ def check_compiled_against_eager(f, inputs, seed, stats, program):
         assert_close(traced, eager(*inputs), "the call that traced")
         for n, fresh in enumerate(_fresh_inputs(inputs, seed)):
             traces = compiled.trace_count
-            assert_close(compiled.value_and_grad(*fresh), eager(*fresh), f"fresh call {n}")
+            want = eager(*fresh)
+            assert_close(compiled.value_and_grad(*fresh), want, f"fresh call {n}")
             stats["replays"] += 1
             stats["replays that took another path"] += compiled.trace_count > traces
+            check_forward_mode(compiled, fresh, want, seed + n)
         assert_close(compiled(*inputs), eager(*inputs)[0], "a call for the value alone")
     return True
+
+
+def check_forward_mode(compiled, inputs, eager_value_and_grads, seed):
+    """The tangent sweep (Note [Tangent sweep]) against eager reverse mode: f is
+    scalar, so J t is the sum over inputs of <gradient, t>. Other summation
+    orders than the gradients': equal to rounding, not bit for bit."""
+    rng = np.random.default_rng(seed + 777)
+    tangents = tuple(rng.uniform(-1, 1, size=np.shape(x)) for x in inputs)
+    value, jt = compiled.jvp(tuple(inputs), tangents)
+    want_value, grads = eager_value_and_grads
+    want = sum(float(np.vdot(np.asarray(g), t)) for g, t in zip(grads, tangents))
+    assert value == pytest.approx(want_value, rel=RTOL, abs=ATOL), "jvp's value"
+    assert isinstance(jt, float)
+    scale = sum(float(np.vdot(np.abs(np.asarray(g)), np.abs(t))) for g, t in zip(grads, tangents))
+    assert abs(jt - want) <= 1e-10 * scale + ATOL, ("jvp", jt, want)
 
 
 def run_oracle(program_strategy, make_function, stats):

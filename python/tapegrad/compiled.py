@@ -315,11 +315,11 @@ class CompiledFunction:
         return value, per_seed[0]
 
     def jvp(self, inputs: Any, v: Any) -> tuple[Any, Any]:
-        """``(f(*inputs), J v)``, as ``torch.autograd.functional.jvp``.
+        """``(f(*inputs), J v)``, as ``torch.autograd.functional.jvp``: forward mode.
 
-        ``v`` has the inputs' shapes (a tuple for a tuple of inputs). ``J v`` is
-        the gradient, with respect to a cotangent u, of ``<u, J v>``: a tape
-        recorded once (through ``grad(create_graph=True)``) and replayed.
+        ``v`` has the inputs' shapes (a tuple for a tuple of inputs). One replay
+        computes the values, then a forward sweep carries the tangents ``v``
+        through the same rows, each by its op's tangent rule.
 
         Example:
             >>> import numpy as np
@@ -330,12 +330,9 @@ class CompiledFunction:
         """
         args, as_tuple = _driver_inputs(inputs)
         vs = _driver_vectors(v, args, as_tuple, "jvp")
-        value = self(*args)
-        cotangent = 0.0 if isinstance(value, float) else np.zeros_like(value)
-        tangent = self._derived("jvp", _transposed_vjp, len(args), argnums=0)
-        with warnings.catch_warnings():  # a J v that is zero is no mistake
-            warnings.filterwarnings("ignore", "value_and_grad: the value of .* does not depend")
-            return value, tangent.grad(cotangent, *args, *vs)
+        value, per_direction = self._run(args, {}, tuple(range(len(args))), not as_tuple,
+                                         grads=False, tangents=[vs])
+        return value, _plain_output(per_direction[0])
 
     def hvp(self, inputs: Any, v: Any = None) -> tuple[Any, Any]:
         """``(f(*inputs), H v)``, as ``torch.autograd.functional.hvp``: the gradient of
@@ -365,8 +362,10 @@ class CompiledFunction:
         """The Jacobian, as ``torch.autograd.functional.jacobian``: blocks of shape
         ``out.shape + in.shape`` (a tuple of them for a tuple of inputs).
 
-        One forward and a reverse sweep per output element, or, when the output
-        has several times more elements than the inputs, one jvp per input element.
+        One forward of values, then a sweep per row of the Jacobian or per
+        column, whichever are fewer: a reverse sweep per output element, or,
+        when the output has more elements than the inputs, a forward tangent
+        sweep per input element.
 
         Example:
             >>> import numpy as np
@@ -380,12 +379,14 @@ class CompiledFunction:
         out_shape = np.shape(value)
         n_in = sum(int(np.size(a)) for a in args)
         n_out = int(np.size(value))
-        if n_out > 3 * n_in:  # forward: one J v per input element
+        if n_out > n_in:  # forward: one forward of values, a tangent sweep per input element
+            units = [(j, k) for j, a in enumerate(args) for k in range(int(np.size(a)))]
+            _, columns = self._run(args, {}, tuple(range(len(args))), False, grads=False,
+                                   tangents=[_unit(args, j, k) for j, k in units])
             blocks = []
             for j, a in enumerate(args):
-                columns = [np.asarray(self.jvp(args, _unit(args, j, k))[1])
-                           for k in range(int(np.size(a)))]
-                blocks.append(np.stack(columns, axis=-1).reshape(out_shape + np.shape(a)))
+                mine = [np.asarray(c) for (i, _), c in zip(units, columns) if i == j]
+                blocks.append(np.stack(mine, axis=-1).reshape(out_shape + np.shape(a)))
         else:
             seeds = [_basis(value, i) for i in range(n_out)]
             nums = tuple(range(len(args)))
@@ -439,9 +440,11 @@ class CompiledFunction:
     # ---- one call ----
 
     def _run(self, args: tuple, kwargs: dict, nums: tuple[int, ...], single: bool,
-             grads: bool, seeds: list | None = None) -> tuple[Any, Any]:
+             grads: bool, seeds: list | None = None,
+             tangents: list | None = None) -> tuple[Any, Any]:
         """(value, gradients) from a replay (or a new trace); with seeds, a list of
-        gradients, one per seed (the output's gradient a reverse sweep starts from)."""
+        gradients, one per seed (the output's gradient a reverse sweep starts from);
+        with tangents (one per leaf, per direction), a list of J t, one per direction."""
         # Flat arguments (floats and float ndarrays) are their own leaves: what
         # the general path works out from them is kept by their layouts.
         leaves: list = []
@@ -464,7 +467,7 @@ class CompiledFunction:
             if flat_key is not None:
                 self._flat[flat_key] = (positions, structure, kw_structure, key, wrt)
         if key in self._eager_keys:
-            if seeds is not None:
+            if seeds is not None or tangents is not None:
                 raise TraceError(f"compile: {getattr(self._f, '__name__', 'f')} runs eagerly "
                                  "(fallback='eager'): its tape cannot be replayed for this driver")
             return self._eager(args, kwargs, nums, single, grads)
@@ -473,13 +476,14 @@ class CompiledFunction:
                 continue
             if grads and seeds is None and not trace.scalar_output:
                 raise _not_scalar(self._f, ran_shape=None)
-            ran = trace.replay(leaves, wrt if grads else None, seeds)
+            ran = trace.replay(leaves, wrt if grads else None, seeds, tangents)
             if ran is not None:
-                return self._results(ran, structure, positions, single, grads, seeds)
+                return self._results(ran, structure, positions, single, grads, seeds, tangents)
         try:
-            ran = self._trace(key, structure, kw_structure, leaves, wrt if grads else None, seeds)
+            ran = self._trace(key, structure, kw_structure, leaves, wrt if grads else None, seeds,
+                              tangents)
         except TraceError as error:
-            if self._fallback != "eager" or seeds is not None:
+            if self._fallback != "eager" or seeds is not None or tangents is not None:
                 raise
             self._eager_keys.add(key)
             if not self._warned:
@@ -487,10 +491,11 @@ class CompiledFunction:
                 warnings.warn(f"{error} -- running {getattr(self._f, '__name__', 'f')} eagerly "
                               "(fallback='eager')", TraceWarning, stacklevel=3)
             return self._eager(args, kwargs, nums, single, grads)
-        return self._results(ran, structure, positions, single, grads, seeds)
+        return self._results(ran, structure, positions, single, grads, seeds, tangents)
 
     def _trace(self, key: Any, structure: tuple, kw_structure: Any, leaves: list,
-               wrt: list[int] | None, seeds: list | None = None) -> Any:
+               wrt: list[int] | None, seeds: list | None = None,
+               tangents: list | None = None) -> Any:
         trace = _core.Trace()
         trace.push()
         try:
@@ -514,7 +519,7 @@ class CompiledFunction:
         # f just ran on these values, so numpy has warned (or raised) as its errstate
         # says; the replay on the same values must not warn a second time.
         with np.errstate(all="ignore"):
-            ran = trace.replay(leaves, wrt, seeds)
+            ran = trace.replay(leaves, wrt, seeds, tangents)
         if ran is None:
             raise TraceError(
                 f"compile: {getattr(self._f, '__name__', 'f')} took another branch when its "
@@ -527,8 +532,10 @@ class CompiledFunction:
         return ran
 
     def _results(self, ran: tuple, structure: tuple, positions: list[int], single: bool,
-                 grads: bool, seeds: list | None) -> tuple[Any, Any]:
+                 grads: bool, seeds: list | None, tangents: list | None = None) -> tuple[Any, Any]:
         value = _plain_output(ran[0])
+        if tangents is not None:
+            return value, ran[1]
         if not grads:
             return value, None
 
@@ -554,14 +561,6 @@ def _grad_of(f: Callable[..., Any], xs: tuple, grad_outputs: Any = None) -> list
     """f's gradients w.r.t. the Tensors xs, with their history (zeros where f does not use one)."""
     grads = grad(f(*xs), xs, grad_outputs=grad_outputs, create_graph=True, allow_unused=True)
     return [x * 0.0 if g is None else g for x, g in zip(xs, grads)]
-
-
-def _transposed_vjp(f: Callable[..., Any], n: int) -> Callable[..., Any]:
-    """u, x, v -> <J^T u, v>: linear in u, so its gradient in u is J v."""
-    def transposed(u: Any, *rest: Any) -> Any:
-        xs, vs = rest[:n], rest[n:]
-        return sum((_sum_of(g * v) for g, v in zip(_grad_of(f, xs, u), vs)), 0.0)
-    return transposed
 
 
 def _gradient_dot(f: Callable[..., Any], n: int) -> Callable[..., Any]:
