@@ -1,4 +1,4 @@
-"""tapegrad.jacobian, vjp, hessian and hvp against torch.autograd.functional.
+"""tapegrad.jacobian, vjp, jvp, hessian and hvp against torch.autograd.functional.
 
 With create_graph=True each input is differentiated on a node of its own, so
 the results are partials with respect to each input slot (the same tensor
@@ -87,10 +87,12 @@ def run(helper, m, inputs, v):
         return lib.hessian(scalar_fn(m), inputs, create_graph=True)
     if helper == "vjp":
         return lib.vjp(tuple_fn(m), inputs, v, create_graph=True)
+    if helper == "jvp":
+        return lib.jvp(tuple_fn(m), inputs, v, create_graph=True)
     return lib.hvp(scalar_fn(m), inputs, v, create_graph=True)
 
 
-@pytest.mark.parametrize("helper", ["jacobian", "vjp", "hessian", "hvp"])
+@pytest.mark.parametrize("helper", ["jacobian", "vjp", "jvp", "hessian", "hvp"])
 @pytest.mark.parametrize("how", ["aliased", "dependent", "independent"])
 @pytest.mark.parametrize("value", [[0.5, -1.2, 2.0], 0.7], ids=["array", "scalar"])
 def test_create_graph_results_and_their_gradients_match_torch(helper, how, value):
@@ -352,3 +354,35 @@ def test_without_create_graph_results_are_constants_and_inputs_untouched():
     (out, _), g = tg.vjp(lambda a: (a * a, a.sum()), x, (np.ones(2), 1.0))
     assert not out.requires_grad and not g.requires_grad
     assert x.grad is None
+
+
+# ---- jvp ----
+
+@pytest.mark.parametrize("value", [[0.5, -1.2, 2.0], 0.7], ids=["array", "scalar"])
+def test_jvp_of_tuple_inputs_and_outputs_matches_torch(value):
+    x, tx = leaf_pair(value)
+    z, tz = leaf_pair((np.asarray(value) * 0.5 + 0.3).tolist())
+    v = (np.full(np.shape(value), 0.25), np.full(np.shape(value), -2.0))
+    ours = tg.jvp(tuple_fn(tg), (x, z), v)
+    theirs = F.jvp(tuple_fn(torch), (tx, tz), tuple(torch.tensor(e) for e in v))
+    assert_same(ours, theirs)
+
+
+def test_jvp_v_omitted_for_one_element_and_refused_otherwise():
+    ours = tg.jvp(lambda a: a ** 3, tg.Tensor(2.0))
+    theirs = F.jvp(lambda a: a ** 3, torch.tensor(2.0, dtype=torch.float64))
+    assert_same(ours, theirs)
+    with pytest.raises(RuntimeError, match="v can be omitted only"):
+        tg.jvp(lambda a: a * a, tg.Tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="v has shape"):
+        tg.jvp(lambda a: a * a, tg.Tensor([1.0, 2.0]), v=[1.0, 2.0, 3.0])
+
+
+def test_jvp_through_an_output_that_does_not_depend_on_the_input_is_zero():
+    ours = tg.jvp(lambda a: (a * 2.0, tg.tensor([5.0, 6.0])), tg.Tensor([1.0, 2.0]), v=[1.0, 1.0])
+    theirs = F.jvp(lambda a: (a * 2.0, torch.tensor([5.0, 6.0], dtype=torch.float64)),
+                   torch.tensor([1.0, 2.0], dtype=torch.float64),
+                   torch.tensor([1.0, 1.0], dtype=torch.float64))
+    assert_same(ours, theirs, grad_flags=False)
+    with pytest.raises(RuntimeError, match="strict=True"):
+        tg.jvp(lambda a: tg.tensor([5.0, 6.0]), tg.Tensor([1.0, 2.0]), v=[1.0, 1.0], strict=True)

@@ -542,6 +542,50 @@ def vjp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
     return _unpack(outs, outputs_tuple), _unpack(grads, inputs_tuple)
 
 
+def jvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool = False,
+        strict: bool = False) -> tuple:
+    """``(func(*inputs), J v)``, as ``torch.autograd.functional.jvp``.
+
+    ``v`` has the inputs' shapes (a tuple with one entry per input for a tuple
+    of inputs); it may be omitted for a single input with one element. The
+    second result has one entry per output (a tuple for a tuple of outputs).
+    As PyTorch's, it is the double-backward trick: the vjp ``J^T u`` is
+    recorded for a cotangent ``u`` (it is linear in u), and the gradient of
+    ``<J^T u, v>`` with respect to u is ``J v``. A compiled function's
+    ``jvp`` is true forward mode (:meth:`CompiledFunction.jvp`).
+    ``strict=True`` raises when the outputs do not depend on an input.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> out, jv = tg.jvp(lambda x: x * x, tg.Tensor([1.0, 2.0]), v=[1.0, 10.0])
+        >>> jv.data
+        array([ 2., 40.])
+    """
+    nodes, inputs_tuple = _input_nodes(inputs, create_graph, "jvp")
+    if v is None:
+        if len(nodes) != 1 or nodes[0].size != 1:
+            raise RuntimeError("jvp: v can be omitted only for a single input with one element; "
+                               "pass v with the inputs' shapes")
+        v = np.ones(nodes[0].shape)
+    vs = tuple(vk if isinstance(vk, Tensor) else np.asarray(vk, dtype=float)
+               for vk in _vectors(v, nodes, inputs_tuple, "jvp", "input"))
+    with enable_grad():
+        outs, outputs_tuple = _outputs_of(func(*nodes), "jvp")
+        _check_outputs(outs, strict, "jvp")
+        cotangents = tuple(Tensor(np.zeros(o.shape, o.dtype)) for o in outs)
+        pulled = _grads(outs, cotangents, nodes, True, True)  # J^T u, recorded
+        _check_grads(pulled, strict, False, "jvp",
+                     "the outputs" if outputs_tuple else "the output")
+        kept = [(g, vk) for g, vk in zip(pulled, vs) if g is not None]
+        pushed = _grads(tuple(g for g, _ in kept), tuple(vk for _, vk in kept), cotangents,
+                        create_graph, create_graph) if kept else (None,) * len(outs)
+    pushed = _zeros_for(pushed, cotangents)
+    if not create_graph:
+        outs = tuple(o.detach() for o in outs)
+        pushed = tuple(p.detach() for p in pushed)
+    return _unpack(outs, outputs_tuple), _unpack(pushed, outputs_tuple)
+
+
 def jacobian(func: Callable[..., Any], inputs: Any, create_graph: bool = False,
              strict: bool = False) -> Any:
     """The Jacobian of ``func`` at ``inputs``, as ``torch.autograd.functional.jacobian``.
