@@ -247,15 +247,28 @@ def test_bad_tangents_raise_with_the_shapes():
     assert compiled.jvp(np.ones(3), np.ones(3)) == (3.0, 6.0)  # still usable
 
 
-def test_fallback_eager_refuses_forward_mode_with_the_reason():
-    def reads(x):
-        return x * float(x)
+def test_with_fallback_eager_every_driver_runs_on_the_eager_tape():
+    def reads(x):  # float() reads a value: no trace, so fallback="eager" runs f eagerly
+        return x * float(tg.sum(x)) + tg.sin(x)
 
-    compiled = tg.compile(reads, fallback="eager")
+    def scalar(x):
+        return tg.sum(x ** 3) * float(tg.sum(x))
+
+    x, t = np.array([1.0, 2.0]), np.array([1.0, 0.5])
+    compiled, compiled_scalar = tg.compile(reads, fallback="eager"), tg.compile(scalar, fallback="eager")
     with pytest.warns(tg.TraceWarning):
-        assert compiled(2.0) == 4.0
-    with pytest.raises(tg.TraceError, match="runs eagerly"):
-        compiled.jvp(2.0, 1.0)
+        value, jt = compiled.jvp(x, t)
+    jac = tg.jacobian(reads, tg.Tensor(x)).data  # float() is a constant there too
+    np.testing.assert_allclose(value, reads(x))
+    np.testing.assert_allclose(jt, jac @ t, rtol=1e-12)
+    np.testing.assert_allclose(compiled.vjp(x, t)[1], t @ jac, rtol=1e-12)
+    np.testing.assert_allclose(compiled.jacobian(x), jac, rtol=1e-12)
+    hess = tg.hessian(scalar, tg.Tensor(x)).data
+    with pytest.warns(tg.TraceWarning):
+        np.testing.assert_allclose(compiled_scalar.hessian(x), hess, rtol=1e-12)
+    with pytest.warns(tg.TraceWarning):
+        np.testing.assert_allclose(compiled_scalar.hvp(x, t)[1], hess @ t, rtol=1e-12)
+    assert compiled.trace_count == 0
 
 
 def test_threads_each_get_their_own_tangents():

@@ -27,6 +27,8 @@ from . import _core
 from .array_ops import concatenate, reshape
 from .array_ops import sum as _sum_of
 from .autograd import enable_grad, grad
+from .autograd import jvp as _eager_jvp
+from .autograd import vjp as _eager_vjp
 from .functional_api import differentiable_value
 from .functional_api import value_and_grad as _eager_value_and_grad
 from .tensor import Tensor
@@ -429,7 +431,8 @@ class CompiledFunction:
         key = (name, n)
         derived = self._drivers.get(key)
         if derived is None:
-            derived = self._drivers[key] = CompiledFunction(build(self._f, n), argnums=argnums)
+            derived = self._drivers[key] = CompiledFunction(build(self._f, n), argnums=argnums,
+                                                            fallback=self._fallback)
         return derived
 
     @property
@@ -467,10 +470,7 @@ class CompiledFunction:
             if flat_key is not None:
                 self._flat[flat_key] = (positions, structure, kw_structure, key, wrt)
         if key in self._eager_keys:
-            if seeds is not None or tangents is not None:
-                raise TraceError(f"compile: {getattr(self._f, '__name__', 'f')} runs eagerly "
-                                 "(fallback='eager'): its tape cannot be replayed for this driver")
-            return self._eager(args, kwargs, nums, single, grads)
+            return self._eager(args, kwargs, nums, single, grads, seeds, tangents)
         for trace in self._traces.get(key, ()):
             if trace.busy:
                 continue
@@ -483,14 +483,14 @@ class CompiledFunction:
             ran = self._trace(key, structure, kw_structure, leaves, wrt if grads else None, seeds,
                               tangents)
         except TraceError as error:
-            if self._fallback != "eager" or seeds is not None or tangents is not None:
+            if self._fallback != "eager":
                 raise
             self._eager_keys.add(key)
             if not self._warned:
                 self._warned = True
                 warnings.warn(f"{error} -- running {getattr(self._f, '__name__', 'f')} eagerly "
                               "(fallback='eager')", TraceWarning, stacklevel=3)
-            return self._eager(args, kwargs, nums, single, grads)
+            return self._eager(args, kwargs, nums, single, grads, seeds, tangents)
         return self._results(ran, structure, positions, single, grads, seeds, tangents)
 
     def _trace(self, key: Any, structure: tuple, kw_structure: Any, leaves: list,
@@ -549,16 +549,44 @@ class CompiledFunction:
         return value, [per_arg(g) for g in ran[1]]
 
     def _eager(self, args: tuple, kwargs: dict, nums: tuple[int, ...], single: bool,
-               grads: bool) -> tuple[Any, Any]:
+               grads: bool, seeds: list | None = None,
+               tangents: list | None = None) -> tuple[Any, Any]:
+        if seeds is not None or tangents is not None:  # a driver's sweeps, on the eager tape
+            return self._eager_sweeps(args, nums, single, seeds, tangents)
         if grads:
             return _eager_value_and_grad(self._f, nums[0] if single else nums)(*args, **kwargs)
         return _plain_output(self._f(*args, **kwargs)), None
 
 
+    def _eager_sweeps(self, args: tuple, nums: tuple[int, ...], single: bool,
+                      seeds: list | None, tangents: list | None) -> tuple[Any, Any]:
+        """What a replay with seeds or tangents gives, from eager vjps and jvps (the drivers'
+        arguments are floats and ndarrays, every one differentiated)."""
+        tensors = tuple(Tensor(a) for a in args)
+        if tangents is not None:
+            results = [_eager_jvp(self._f, tensors, v=tuple(d)) for d in tangents]
+            value = self._f(*args) if not results else results[0][0]
+            return _plain_output(value), [_plain_output(r[1]) for r in results]
+        per_seed = []
+        for seed in seeds or ():
+            value, pulled = _eager_vjp(self._f, tensors, v=seed)
+            chosen = [_plain_like(pulled[n], args[n]) for n in nums]
+            per_seed.append(chosen[0] if single else tuple(chosen))
+        return _plain_output(value), per_seed
+
+
+def _plain_like(gradient: Tensor, arg: Any) -> Any:
+    """An eager gradient as value_and_grad gives it for arg: a float for a float."""
+    value = _core.peek(gradient)
+    return float(value) if isinstance(arg, float) else np.asarray(value)
+
+
 # ---- what the drivers compile ----
 
 def _grad_of(f: Callable[..., Any], xs: tuple, grad_outputs: Any = None) -> list:
-    """f's gradients w.r.t. the Tensors xs, with their history (zeros where f does not use one)."""
+    """f's gradients w.r.t. xs, with their history (zeros where f does not use one). xs are
+    the trace's Tensors, or plain values when a driver runs eagerly (fallback='eager')."""
+    xs = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in xs)
     grads = grad(f(*xs), xs, grad_outputs=grad_outputs, create_graph=True, allow_unused=True)
     return [x * 0.0 if g is None else g for x, g in zip(xs, grads)]
 
