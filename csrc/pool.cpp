@@ -18,7 +18,40 @@ PyObject* BufferPool::take(int nd, const npy_intp* dims, int type) {
         bytes_ -= static_cast<size_t>(PyArray_NBYTES(a));
         return found;
     }
+    for (size_t k = 0; k < lent_.size(); ++k) {  // back from the caller (Note [Lent buffers])
+        PyArrayObject* a = arr(lent_[k]);
+        if (PyArray_TYPE(a) != type || PyArray_NDIM(a) != nd || !is_unseen(lent_[k])) continue;
+        bool same = true;
+        for (int i = 0; same && i < nd; ++i) same = PyArray_DIM(a, i) == dims[i];
+        if (!same) continue;
+        PyObject* found = lent_[k];
+        lent_.erase(lent_.begin() + static_cast<std::ptrdiff_t>(k));
+        lent_bytes_ -= static_cast<size_t>(PyArray_NBYTES(a));
+        PyArray_ENABLEFLAGS(a, NPY_ARRAY_WRITEABLE);
+        return found;
+    }
     return PyArray_Empty(nd, const_cast<npy_intp*>(dims), PyArray_DescrFromType(type), 0);
+}
+
+PyObject* BufferPool::lend(PyObject* array) {
+    if (!array || !PyArray_Check(array)) return array;
+    PyArrayObject* a = arr(array);
+    const size_t nbytes = static_cast<size_t>(PyArray_NBYTES(a));
+    if (nbytes < MIN_BYTES || nbytes > MAX_BYTES || !is_unseen(array) || !PyArray_IS_C_CONTIGUOUS(a))
+        return array;
+    PyObject* view = PyArray_View(a, nullptr, &PyArray_Type);  // its base holds the array
+    if (!view) {
+        PyErr_Clear();
+        return array;  // handed over itself: only the reuse is lost
+    }
+    while (!lent_.empty() && (lent_.size() >= MAX_LENT || lent_bytes_ + nbytes > MAX_BYTES)) {
+        lent_bytes_ -= static_cast<size_t>(PyArray_NBYTES(arr(lent_.front())));
+        Py_DECREF(lent_.front());
+        lent_.erase(lent_.begin());
+    }
+    lent_.push_back(array);
+    lent_bytes_ += nbytes;
+    return view;
 }
 
 void BufferPool::give(PyObject* array, bool cold) {
@@ -57,8 +90,11 @@ void BufferPool::evict(size_t k) {
 void BufferPool::release() {
     std::vector<Entry> old;
     old.swap(free_);
-    bytes_ = 0;
+    std::vector<PyObject*> lent;
+    lent.swap(lent_);
+    bytes_ = lent_bytes_ = 0;
     for (const Entry& e : old) Py_DECREF(e.array);
+    for (PyObject* a : lent) Py_DECREF(a);
 }
 
 }  // namespace tapegrad

@@ -23,6 +23,19 @@
 // values a reset releases were read earlier in the sweep, so values go in
 // cold, behind the spent buffers, and the next step's first ops write warm
 // memory.
+//
+// Note [Lent buffers]
+// A gradient that a compiled replay returns is a large array which the caller
+// usually drops before the next call (a training loop's step). Handed over as
+// it is, it would go back to malloc when dropped, and the next call's gradient
+// would be fresh memory again: a page fault per 4 KiB, a third of an
+// elementwise replay's time at 1e6 elements. So the pool lends it instead: the
+// caller gets a view of the array, and the pool keeps the array itself. Once
+// no view holds it any more (it is unseen again, Note [Unseen arrays]),
+// take() hands it out like a pooled one, in memory already touched. A caller
+// who keeps a gradient keeps its view, so a lent array is never written while
+// anyone can see it. At most MAX_LENT arrays and MAX_BYTES are tracked; past
+// that the oldest is let go of, and freed when its views are.
 #pragma once
 
 #include <cstddef>
@@ -58,6 +71,12 @@ public:
     // (not touched for a while) goes behind all the others instead.
     void give(PyObject* array, bool cold = false);
 
+    // An array to hand to the caller (the reference is stolen): a view of it,
+    // the array kept to be taken again once the view is gone (Note [Lent
+    // buffers]), or the array itself when it is not one the pool would keep.
+    PyObject* lend(PyObject* array);
+    static constexpr size_t MAX_LENT = 16;
+
     // A recorded graph's tape was reset: frees the arrays that have waited
     // since before the previous reset without being asked for.
     void next_generation();
@@ -76,6 +95,8 @@ private:
         uint64_t given;  // the generation it was given in
     };
     std::vector<Entry> free_;  // coldest first
+    std::vector<PyObject*> lent_;  // oldest first
+    size_t lent_bytes_ = 0;
     size_t bytes_ = 0;
     uint64_t generation_ = 0;
 };

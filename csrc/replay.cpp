@@ -551,6 +551,28 @@ bool Trace::run_group(int group, bool may_fuse, bool with_partials, const std::v
     return true;
 }
 
+namespace {
+
+// Each array the list alone holds, lent to the caller (Note [Lent buffers]).
+void lend_items(py::list& list, BufferPool& pool) {
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(list.ptr()); ++k) {
+        // The list's reference goes to lend(); its result (a view, or the array) takes the slot.
+        PyObject* item = PyList_GET_ITEM(list.ptr(), k);
+        PyList_SET_ITEM(list.ptr(), k, pool.lend(item));
+    }
+}
+
+// f's value for the caller: a copy of the output row's, lent (the caller's
+// value of the call before may be back in the pool).
+PyObject* lent_copy(BufferPool& pool, PyObject* a) {
+    PyArrayObject* x = reinterpret_cast<PyArrayObject*>(a);
+    PyObject* copy = pool.take(PyArray_NDIM(x), PyArray_DIMS(x), PyArray_TYPE(x));
+    if (copy && PyArray_CopyInto(reinterpret_cast<PyArrayObject*>(copy), x) < 0) Py_CLEAR(copy);
+    return copy ? pool.lend(copy) : nullptr;
+}
+
+}  // namespace
+
 // The output's gradient to start a sweep from: `seed` (None: 1.0, for a
 // value of one element), a float or an ndarray of the output's layout.
 PyObject* Trace::start_gradient(const py::handle& seed) {
@@ -632,6 +654,8 @@ py::list Trace::gradients(const std::vector<Source>& sources, const std::vector<
     py::list per_seed(seeds.size());
     fusion_.set_hand_over(seeds.size() == 1);
     for (size_t s = 0; s < seeds.size(); ++s) {
+        py::list out(sources.size());
+        {
         NumericSweep sweep(*tape_);
         sweep.rows.fused = &fusion_;
         if (output_row_ != UINT32_MAX) {
@@ -639,12 +663,13 @@ py::list Trace::gradients(const std::vector<Source>& sources, const std::vector<
             if (!initial || !sweep.rows.start_from(output_row_, initial) || !sweep.run(sources, false, needed))
                 throw py::error_already_set();
         }
-        py::list out(sources.size());
         for (size_t k = 0; k < sources.size(); ++k) {
             PyObject* g = sweep.rows.result(sources[k]);
             if (!g) throw py::error_already_set();
             PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(k), g);
         }
+        }
+        lend_items(out, tape_->pool);  // the sweep has let go of its buffers
         per_seed[s] = out;
     }
     return per_seed;
@@ -700,7 +725,7 @@ py::object Trace::replay(const py::sequence& values, const py::object& wrt, cons
     py::object value = output_constant_;
     if (output_row_ != UINT32_MAX) {
         const RowStore& rows = tape_->rows();
-        value = py::reinterpret_steal<py::object>(rows.is_array(output_row_) ? owned_copy(rows.array_of(output_row_))
+        value = py::reinterpret_steal<py::object>(rows.is_array(output_row_) ? lent_copy(tape_->pool, rows.array_of(output_row_))
                                                                             : PyFloat_FromDouble(rows.val(output_row_).number));
         if (!value) throw py::error_already_set();
     }
@@ -715,6 +740,7 @@ py::object Trace::replay(const py::sequence& values, const py::object& wrt, cons
             per_direction.append(tangent_of(*tape_, order_, input_rows_, py::reinterpret_borrow<py::sequence>(direction),
                                             output_row_));
         }
+        lend_items(per_direction, tape_->pool);
         return py::make_tuple(value, per_direction);
     }
     if (wrt.is_none()) return py::make_tuple(value, py::none());
