@@ -140,7 +140,8 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("guards", &Trace::guard_count)
         .def_property_readonly("fused_groups", [](const Trace& t) { py::list out; for (size_t n : t.fused_groups()) out.append(n); return out; },
                                "The fused groups' sizes in rows (Note [Fused rows]).")
-        .def_property_readonly("scalar_output", &Trace::scalar_output);
+        .def_property_readonly("scalar_output", &Trace::scalar_output)
+        .def_property_readonly("hooks", &Trace::hooks);
     m.def("set_trace_hooks", [](py::object error_class, py::object escape) {
         if (!PyType_Check(error_class.ptr()) || !PyCallable_Check(escape.ptr()))
             throw py::type_error("set_trace_hooks(error_class: type, escape: callable)");

@@ -221,29 +221,17 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
     const py::object value = output_row_ != UINT32_MAX ? py::reinterpret_steal<py::object>(rows.operand_object(output_row_, false, false))
                                                        : output_constant_;
     scalar_output_ = !PyArray_Check(value.ptr()) || PyArray_SIZE(reinterpret_cast<PyArrayObject*>(value.ptr())) == 1;
-    // The rows the output and the guards depend on: each marks its operands.
-    std::vector<uint8_t> live = read_by_caller();
-    for (size_t i = rows.size(); i-- > 0;) {
-        const uint32_t row = static_cast<uint32_t>(i);
-        const uint8_t code = rows.op(row), f = rows.flags(row);
-        if (code == OP_CUSTOM) {  // a Function: run again if any of its outputs is read
-            const UserRecord& r = rows.user_record(rows.in0(row));
-            for (uint32_t o : r.outputs) live[row] = live[row] || live[o];
-            if (live[row])
-                for (uint32_t in : r.inputs) live[in] = 1;
-            continue;
-        }
-        if (!live[row] || code <= OP_STALE) continue;
-        if (is_array_op(code)) {
-            for (int64_t in : rows.array_record(rows.in0(row)).inputs)
-                if (in >= 0) live[static_cast<size_t>(in)] = 1;
-            continue;
-        }
-        if (!(f & F_A_CONST)) live[rows.in0(row)] = 1;
-        if (op_arity(code) == 2 && !(f & F_B_CONST)) live[rows.in1(row)] = 1;
+    // The rows the output and the guards depend on; the output alone, for a
+    // tangent sweep (Note [Tangent sweep]: a guard's operands need values only).
+    const std::vector<uint8_t> live = depended_on(read_by_caller());
+    std::vector<uint8_t> output_mark(rows.size(), 0);
+    if (output_row_ != UINT32_MAX) output_mark[output_row_] = 1;
+    const std::vector<uint8_t> output_live = depended_on(std::move(output_mark));
+    for (uint32_t row = 0; row < rows.size(); ++row) {
+        if (!live[row] || !(rows.op(row) > OP_STALE || rows.op(row) == OP_CUSTOM)) continue;
+        order_.push_back(row);
+        if (output_live[row]) tangent_order_.push_back(row);
     }
-    for (uint32_t row = 0; row < rows.size(); ++row)
-        if (live[row] && (rows.op(row) > OP_STALE || rows.op(row) == OP_CUSTOM)) order_.push_back(row);
     // Note [Fused rows]: values read outside the rows that compute them.
     std::vector<uint8_t> read_outside = read_by_caller();
     for (uint32_t row = 0; row < rows.size(); ++row)
@@ -267,9 +255,36 @@ void Trace::finish(const py::sequence& inputs, const py::handle& output) {
         if (!leaf->hooks && PyErr_Occurred()) throw py::error_already_set();
     }
     // Python that runs during a replay: hooks, a Function's forward and backward.
-    for (uint32_t row = 0; row < rows.size() && !callbacks_; ++row)
-        callbacks_ = rows.op(row) == OP_CUSTOM || tape_->hooked(row);
+    for (uint32_t row = 0; row < rows.size(); ++row) {
+        hooks_ = hooks_ || tape_->hooked(row);
+        callbacks_ = callbacks_ || rows.op(row) == OP_CUSTOM || tape_->hooked(row);
+    }
     finished_ = true;
+}
+
+// The marked rows and every row they depend on: each marked row marks its operands.
+std::vector<uint8_t> Trace::depended_on(std::vector<uint8_t> live) const {
+    const RowStore& rows = tape_->rows();
+    for (size_t i = rows.size(); i-- > 0;) {
+        const uint32_t row = static_cast<uint32_t>(i);
+        const uint8_t code = rows.op(row), f = rows.flags(row);
+        if (code == OP_CUSTOM) {  // a Function: run again if any of its outputs is read
+            const UserRecord& r = rows.user_record(rows.in0(row));
+            for (uint32_t o : r.outputs) live[row] = live[row] || live[o];
+            if (live[row])
+                for (uint32_t in : r.inputs) live[in] = 1;
+            continue;
+        }
+        if (!live[row] || code <= OP_STALE) continue;
+        if (is_array_op(code)) {
+            for (int64_t in : rows.array_record(rows.in0(row)).inputs)
+                if (in >= 0) live[static_cast<size_t>(in)] = 1;
+            continue;
+        }
+        if (!(f & F_A_CONST)) live[rows.in0(row)] = 1;
+        if (op_arity(code) == 2 && !(f & F_B_CONST)) live[rows.in1(row)] = 1;
+    }
+    return live;
 }
 
 // A mark per row whose value the caller reads after a replay's rows ran: the
@@ -737,7 +752,7 @@ py::object Trace::replay(const py::sequence& values, const py::object& wrt, cons
                                                                 : py::object(py::float_(0.0)));
                 continue;
             }
-            per_direction.append(tangent_of(*tape_, order_, input_rows_, py::reinterpret_borrow<py::sequence>(direction),
+            per_direction.append(tangent_of(*tape_, tangent_order_, input_rows_, py::reinterpret_borrow<py::sequence>(direction),
                                             output_row_));
         }
         lend_items(per_direction, tape_->pool);

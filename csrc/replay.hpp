@@ -106,6 +106,8 @@ public:
     // Whether f's value is one element (a float, or an array of size 1): only
     // then does replay() take gradients.
     bool scalar_output() const { return scalar_output_; }
+    // Whether a hook is registered on a row or an input: it may change gradients.
+    bool hooks() const { return hooks_; }
 
     // bool(t) or `t op u` while this trace records: the outcome (a new
     // reference), recorded as a guard. nullptr with an error set.
@@ -126,6 +128,7 @@ private:
     bool compute_row(uint32_t row);
     bool run_function(uint32_t row);
     std::vector<uint8_t> read_by_caller() const;
+    std::vector<uint8_t> depended_on(std::vector<uint8_t> live) const;
     void plan_releases();
     void release_after(size_t i);
     int guard_holds(const Guard& g);  // 1, 0, or -1 with an error set
@@ -144,6 +147,7 @@ private:
     uint32_t output_row_ = UINT32_MAX;
     py::object output_constant_;  // f's value when it has no row
     std::vector<uint32_t> order_;  // the op rows replay() computes, ascending
+    std::vector<uint32_t> tangent_order_;  // those the output depends on: a tangent sweep's
     // Note [Replay memory]: after order_[i] is computed, the array rows in
     // release_after_[i] (read by no backward, and by no later row or guard)
     // go back to a layout, their buffers to the pool. Empty with no array rows.
@@ -152,6 +156,7 @@ private:
     FusedGroups fusion_;  // Note [Fused rows]
     bool finished_ = false, busy_ = false, scalar_output_ = true;
     bool callbacks_ = false;  // hooks or Functions: Python runs during a replay
+    bool hooks_ = false;
     std::string escape_;
 };
 

@@ -159,7 +159,8 @@ private:
         // Copied: the callback runs Python.
         const UserRecord& record = rows_.user_record(rows_.in0(row));
         const std::vector<uint32_t> inputs = record.inputs, outputs = record.outputs;
-        const py::object backward = py::reinterpret_borrow<py::object>(record.record).attr("backward_fn");
+        const py::object holder = py::reinterpret_borrow<py::object>(record.record);
+        const py::object backward = holder.attr("backward_fn");
         std::vector<py::object> input_tangents;
         bool any = false;
         for (uint32_t in : inputs) {
@@ -180,20 +181,35 @@ private:
                 for (size_t q2 = 0; q2 < outputs.size(); ++q2) args[q2] = zero_of(outputs[q2]);
                 if (array) set_flat(py::object(args[q]).ptr(), j, 1.0);
                 else args[q] = py::float_(1.0);
+                // Checked as the reverse sweep checks it (Sweep::take_user_grads): a
+                // gradient broadcast against a tangent would give a wrong J t silently.
                 const py::object grads = backward(*args);
-                if (!PyList_Check(grads.ptr()) && !PyTuple_Check(grads.ptr()))
-                    throw py::type_error("jvp: a Function's backward returned " +
-                                         std::string(py::str(py::type::handle_of(grads).attr("__name__"))) +
-                                         ", not one gradient per input");
+                if (!PyList_Check(grads.ptr()) && !PyTuple_Check(grads.ptr())) {
+                    user_result_error(holder.ptr(), grads.ptr());
+                    throw py::error_already_set();
+                }
                 const py::tuple items = py::reinterpret_steal<py::tuple>(PySequence_Tuple(grads.ptr()));
                 if (!items) throw py::error_already_set();
-                if (items.size() != inputs.size())
-                    throw py::value_error("jvp: a Function's backward returned " + std::to_string(items.size()) +
-                                          " gradients for its " + std::to_string(inputs.size()) + " inputs");
+                if (items.size() != inputs.size()) {
+                    user_count_error(holder.ptr(), static_cast<Py_ssize_t>(items.size()),
+                                     static_cast<Py_ssize_t>(inputs.size()));
+                    throw py::error_already_set();
+                }
                 double dot = 0.0;
                 for (size_t k = 0; k < inputs.size(); ++k) {
                     if (items[k].is_none() || input_tangents[k].is_none()) continue;
-                    const py::object g = steal(to_float_array(items[k].ptr(), "backward_fn"));
+                    const py::object g = py::reinterpret_steal<py::object>(to_float_array(items[k].ptr(), "backward_fn"));
+                    if (!g) {
+                        PyErr_Clear();
+                        user_type_error(holder.ptr(), static_cast<Py_ssize_t>(k), items[k].ptr());
+                        throw py::error_already_set();
+                    }
+                    PyObject* like = rows_.is_array(inputs[k]) ? rows_.array_of(inputs[k]) : nullptr;
+                    const py::object got = shape_text(g.ptr());
+                    if (!shape_text(like).equal(got)) {
+                        user_shape_error(holder.ptr(), static_cast<Py_ssize_t>(k), got.ptr(), like);
+                        throw py::error_already_set();
+                    }
                     const py::object product = steal(PyNumber_Multiply(g.ptr(), input_tangents[k].ptr()));
                     dot += sum_all(product.ptr());
                     if (PyErr_Occurred()) throw py::error_already_set();

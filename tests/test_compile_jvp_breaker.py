@@ -3,9 +3,11 @@
 Each test compares the compiled tangent sweep (Note [Tangent sweep] in
 csrc/tangents.hpp) with reverse mode computed another way: eager tapegrad's
 Jacobian (tg.jacobian), closed forms, central finite differences, the compiled
-hvp, and torch.autograd.functional.jvp where torch is installed. The
-xfail(strict=True) tests are bugs found here, each with a minimal repro; the
-others are attacks that held.
+hvp, and torch.autograd.functional.jvp where torch is installed. Six began as
+strict xfails, bugs with a minimal repro each, now fixed (a tall jacobian with
+hooks, an empty input or a list argument; rows only a guard reads; a
+Function's gradient of the wrong shape; a complex tangent); the others are
+attacks that held.
 """
 
 import gc
@@ -41,11 +43,8 @@ def _jvp_twice(f, args, tangents):
     return [compiled.jvp(tuple(args), tuple(tangents))[1] for _ in range(2)]
 
 
-# ---- bugs (xfail strict): each a minimal repro ----
+# ---- bugs found here (strict xfails until fixed): each a minimal repro ----
 
-@pytest.mark.xfail(strict=True, reason="cf.jacobian's forward branch (n_out > n_in) ignores hooks "
-                   "that change a gradient, the reverse branch, tg.jacobian and cf.vjp apply them: "
-                   "the answer depends on the output's size (compiled.py jacobian)")
 def test_a_tall_jacobian_agrees_with_eager_when_a_hook_scales_the_gradient():
     def f(x):
         y = tg.sin(x)
@@ -56,9 +55,6 @@ def test_a_tall_jacobian_agrees_with_eager_when_a_hook_scales_the_gradient():
     np.testing.assert_allclose(tg.compile(f).jacobian(x), tg.jacobian(f, tg.Tensor(x)).data, **F64)
 
 
-@pytest.mark.xfail(strict=True, reason="cf.jacobian's forward branch stacks no columns for an "
-                   "input of zero elements: ValueError 'need at least one array to stack' "
-                   "(compiled.py jacobian); torch gives an empty (3, 0) block")
 def test_a_tall_jacobian_with_an_empty_input_gives_an_empty_block():
     def f(x, y):
         return tg.sum(x) + y * np.ones(3)
@@ -68,17 +64,14 @@ def test_a_tall_jacobian_with_an_empty_input_gives_an_empty_block():
     np.testing.assert_array_equal(jy, np.ones(3))
 
 
-@pytest.mark.xfail(strict=True, reason="cf.jacobian's forward branch makes one tangent per "
-                   "positional argument, Trace.replay wants one per leaf: a list argument raises "
-                   "'jvp: 1 tangents for 2 inputs' where the reverse branch works (compiled.py "
-                   "jacobian, _unit)")
 def test_a_tall_jacobian_of_a_list_argument_works_as_the_reverse_one():
     def f(ps):
         return tg.concatenate([ps[0], ps[1], ps[0] * ps[1]])
 
     ps = [np.array([1.0, 2.0]), np.array([3.0, 4.0])]
     jac = tg.compile(f).jacobian(ps)  # 6 outputs, 4 inputs: forward sweeps
-    want = np.stack([b.data for b in tg.jacobian(f, [tg.Tensor(p) for p in ps])], axis=1)
+    blocks = tg.jacobian(lambda a, b: f([a, b]), tuple(tg.Tensor(p) for p in ps))
+    want = np.stack([b.data for b in blocks], axis=1)
     np.testing.assert_allclose(jac, want, **F64)
 
 
@@ -104,9 +97,6 @@ def test_gradients_never_call_the_backward_of_a_row_only_a_guard_reads():
     assert compiled.value_and_grad(x)[1].tolist() == [2.0, 2.0]
 
 
-@pytest.mark.xfail(strict=True, reason="the tangent sweep walks every replayed row, those only "
-                   "a guard reads too (Trace's order_), so jvp calls a backward the output never "
-                   "needs, and raises where the gradients work (tangents.cpp tangent_of)")
 def test_jvp_skips_rows_that_only_a_guard_reads():
     x = np.array([1.0, 2.0])
     _, jt = tg.compile(_branches_on_a_function).jvp(x, np.array([1.0, -1.0]))
@@ -128,18 +118,11 @@ def test_gradients_refuse_a_function_gradient_of_the_wrong_shape():
         tg.jacobian(ScalarGradient.apply, tg.Tensor(np.ones(3)))
 
 
-@pytest.mark.xfail(strict=True, reason="jvp multiplies a Function's gradient by the tangent with "
-                   "numpy's broadcasting and checks no shape: a wrong gradient gives a wrong J t "
-                   "silently, where the gradients raise naming the record (tangents.cpp "
-                   "function_row)")
 def test_jvp_refuses_a_function_gradient_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"ScalarGradient.*shape \(\) for input 0"):
         tg.compile(ScalarGradient.apply).jvp(np.ones(3), np.array([1.0, 0.0, 0.0]))
 
 
-@pytest.mark.xfail(strict=True, reason="a complex tangent is cast to the input's float dtype "
-                   "(np.asarray in compiled.py _driver_vectors): its imaginary part is dropped "
-                   "with a ComplexWarning, where a complex argument raises")
 def test_jvp_refuses_a_complex_tangent():
     with pytest.raises((TypeError, ValueError), match="complex"):
         tg.compile(lambda x: x * 2.0).jvp(np.ones(3), np.ones(3) * 1j)

@@ -331,6 +331,11 @@ class CompiledFunction:
             (array([1., 4.]), array([ 2., 40.]))
         """
         args, as_tuple = _driver_inputs(inputs)
+        for k, a in enumerate(args):
+            if not _flat_input(a):
+                raise TypeError(f"compile: jvp's inputs are floats and ndarrays, one tangent "
+                                f"each (a tuple of them for several); input {k} is a "
+                                f"{type(a).__name__}")
         vs = _driver_vectors(v, args, as_tuple, "jvp")
         value, per_direction = self._run(args, {}, tuple(range(len(args))), not as_tuple,
                                          grads=False, tangents=[vs])
@@ -377,21 +382,25 @@ class CompiledFunction:
                    [0., 4.]])
         """
         args, as_tuple = _driver_inputs(inputs)
-        value = self(*args)
+        nums = tuple(range(len(args)))
+        value = self._run(args, {}, nums, False, grads=False)[0]  # the sweeps' trace
         out_shape = np.shape(value)
         n_in = sum(int(np.size(a)) for a in args)
         n_out = int(np.size(value))
-        if n_out > n_in:  # forward: one forward of values, a tangent sweep per input element
+        # Forward sweeps when the output is the larger, for floats and ndarrays,
+        # and unless a hook changes gradients (a tangent sweep calls none).
+        if n_out > n_in and all(_flat_input(a) for a in args) and not self._hooked(args, nums):
             units = [(j, k) for j, a in enumerate(args) for k in range(int(np.size(a)))]
-            _, columns = self._run(args, {}, tuple(range(len(args))), False, grads=False,
+            _, columns = self._run(args, {}, nums, False, grads=False,
                                    tangents=[_unit(args, j, k) for j, k in units])
             blocks = []
             for j, a in enumerate(args):
                 mine = [np.asarray(c) for (i, _), c in zip(units, columns) if i == j]
-                blocks.append(np.stack(mine, axis=-1).reshape(out_shape + np.shape(a)))
+                block = (np.stack(mine, axis=-1) if mine
+                         else np.zeros((*out_shape, 0), dtype=np.asarray(value).dtype))
+                blocks.append(block.reshape(out_shape + np.shape(a)))
         else:
             seeds = [_basis(value, i) for i in range(n_out)]
-            nums = tuple(range(len(args)))
             _, per_seed = self._run(args, {}, nums, False, grads=True, seeds=seeds)
             blocks = [np.stack([np.asarray(g[j]) for g in per_seed]).reshape(
                 out_shape + np.shape(a)) for j, a in enumerate(args)]
@@ -425,6 +434,11 @@ class CompiledFunction:
                     np.shape(a) + np.shape(b))) for j, b in enumerate(args)))
         return tuple(rows) if as_tuple else rows[0][0]
 
+    def _hooked(self, args: tuple, nums: tuple[int, ...]) -> bool:
+        """Whether a trace of this call has hooks (that may change its gradients)."""
+        key = self._layout(args, {}, nums)[1][3]
+        return any(trace.hooks for trace in self._traces.get(key, ()))
+
     def _derived(self, name: str, build: Callable[..., Any], n: int,
                  argnums: int | tuple[int, ...]) -> CompiledFunction:
         """A compiled function made from f for a driver (kept: its traces are reused)."""
@@ -442,33 +456,39 @@ class CompiledFunction:
 
     # ---- one call ----
 
-    def _run(self, args: tuple, kwargs: dict, nums: tuple[int, ...], single: bool,
-             grads: bool, seeds: list | None = None,
-             tangents: list | None = None) -> tuple[Any, Any]:
-        """(value, gradients) from a replay (or a new trace); with seeds, a list of
-        gradients, one per seed (the output's gradient a reverse sweep starts from);
-        with tangents (one per leaf, per direction), a list of J t, one per direction."""
+    def _layout(self, args: tuple, kwargs: dict, nums: tuple[int, ...]) -> tuple[list, tuple]:
+        """A call's leaves (its float and array values, in order), and what keys its trace:
+        (positions, structure, kw_structure, key, wrt)."""
         # Flat arguments (floats and float ndarrays) are their own leaves: what
         # the general path works out from them is kept by their layouts.
         leaves: list = []
         flat_key = None if kwargs else _flat_key(args, nums, leaves)
         known = self._flat.get(flat_key) if flat_key is not None else None
         if known is not None:
-            positions, structure, kw_structure, key, wrt = known
-        else:
-            positions = _positions(nums, len(args), self._f)
-            leaves = []
-            structure = tuple(_split(a, f"argument {i}", i in positions, leaves)
-                              for i, a in enumerate(args))
-            kw_structure = _split(kwargs, "keyword arguments", False, leaves)
-            key = (tuple(_key_of(s) for s in structure), _key_of(kw_structure))
-            # The leaves of each argument differentiated, in argnums' order.
-            firsts = [0]
-            for s in structure:
-                firsts.append(firsts[-1] + _count_leaves(s))
-            wrt = [k for n in positions for k in range(firsts[n], firsts[n + 1])]
-            if flat_key is not None:
-                self._flat[flat_key] = (positions, structure, kw_structure, key, wrt)
+            return leaves, known
+        positions = _positions(nums, len(args), self._f)
+        leaves = []
+        structure = tuple(_split(a, f"argument {i}", i in positions, leaves)
+                          for i, a in enumerate(args))
+        kw_structure = _split(kwargs, "keyword arguments", False, leaves)
+        key = (tuple(_key_of(s) for s in structure), _key_of(kw_structure))
+        # The leaves of each argument differentiated, in argnums' order.
+        firsts = [0]
+        for s in structure:
+            firsts.append(firsts[-1] + _count_leaves(s))
+        wrt = [k for n in positions for k in range(firsts[n], firsts[n + 1])]
+        layout = (positions, structure, kw_structure, key, wrt)
+        if flat_key is not None:
+            self._flat[flat_key] = layout
+        return leaves, layout
+
+    def _run(self, args: tuple, kwargs: dict, nums: tuple[int, ...], single: bool,
+             grads: bool, seeds: list | None = None,
+             tangents: list | None = None) -> tuple[Any, Any]:
+        """(value, gradients) from a replay (or a new trace); with seeds, a list of
+        gradients, one per seed (the output's gradient a reverse sweep starts from);
+        with tangents (one per leaf, per direction), a list of J t, one per direction."""
+        leaves, (positions, structure, kw_structure, key, wrt) = self._layout(args, kwargs, nums)
         if key in self._eager_keys:
             return self._eager(args, kwargs, nums, single, grads, seeds, tangents)
         for trace in self._traces.get(key, ()):
@@ -619,12 +639,20 @@ def _driver_vectors(v: Any, args: tuple, as_tuple: bool, what: str) -> tuple:
         raise ValueError(f"compile: {what} takes one v per input: {len(args)} inputs, {len(vs)} "
                          "vectors")
     for a, x in zip(args, vs):
+        if np.iscomplexobj(x):
+            raise TypeError(f"compile: {what}'s v must be real (floats), as the inputs: got a "
+                            "complex value")
         if np.shape(a) != np.shape(x):
             raise ValueError(f"compile: {what}'s v must have the inputs' shapes: {np.shape(a)} "
                              f"and {np.shape(x)}")
     return tuple(float(x) if np.ndim(a) == 0 and not isinstance(a, np.ndarray) else
                  np.asarray(x, dtype=np.asarray(a).dtype if np.asarray(a).dtype in _FLOATS
                             else np.float64) for a, x in zip(args, vs))
+
+
+def _flat_input(a: Any) -> bool:
+    """A driver input with one tangent of its own shape: a number or an ndarray."""
+    return isinstance(a, (float, int, np.ndarray, np.generic)) and not isinstance(a, bool)
 
 
 def _unit(args: tuple, j: int, k: int) -> tuple:
