@@ -1,8 +1,12 @@
 #include "fusion.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cfenv>
+#include <cstdlib>
 #include <map>
+#include <system_error>
+#include <thread>
 
 #include "array_ops.hpp"
 #include "kernels.hpp"
@@ -18,6 +22,36 @@ using namespace kernels;
 
 // Elements per block: a group's values and adjoints for one block stay in cache.
 constexpr npy_intp BLOCK = 2048;
+
+// Note [Fused threads]
+// A fused group's blocks are independent: each reads its operands' elements
+// and writes its own elements of the root and the partials. So a large group
+// is shared out, as PyTorch shares out an elementwise kernel: helper threads
+// and the caller take the next block left until none is (a thread slowed by
+// another process takes fewer), each in values and adjoints of its own and
+// with its own floating-point flags; an exception in any sends the group row
+// by row. The loops are numpy's inner loops and the op tables' kernels, which
+// touch no Python object, so the helpers run without the GIL, which the
+// caller keeps. At most one thread per MIN_BLOCKS_PER_THREAD blocks, and no
+// more than the machine's cores or TAPEGRAD_NUM_THREADS (1: none).
+constexpr npy_intp MIN_BLOCKS_PER_THREAD = 32;
+
+size_t thread_limit() {
+    static const size_t limit = [] {
+        if (const char* v = std::getenv("TAPEGRAD_NUM_THREADS")) {
+            const long n = std::strtol(v, nullptr, 10);
+            if (n >= 1) return static_cast<size_t>(n);
+        }
+        return static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency()));
+    }();
+    return limit;
+}
+
+// Threads beside the caller's for a group of `blocks` blocks.
+size_t helper_threads(npy_intp blocks) {
+    const size_t wanted = static_cast<size_t>(std::max<npy_intp>(1, blocks / MIN_BLOCKS_PER_THREAD));
+    return std::min(wanted, thread_limit()) - 1;
+}
 
 // The exceptions that send a block row by row: those numpy's errstate acts on
 // (underflow too: its default ignores it, but under="raise" must raise), and,
@@ -284,8 +318,8 @@ FusedGroups::Ran FusedGroups::run_blocks(Tape& tape, FusedGroup& group, PyObject
     const size_t m = group.steps.size();
     const size_t block_bytes = static_cast<size_t>(BLOCK) * sizeof(T);
     scratch_.resize(std::max(scratch_.size(), (with_partials ? 2 : 1) * m * block_bytes / sizeof(double) + 1));
-    T* values = reinterpret_cast<T*>(scratch_.data());
-    T* adjoints = values + m * BLOCK;
+    T* callers_values = reinterpret_cast<T*>(scratch_.data());  // the calling thread's
+    T* callers_adjoints = callers_values + m * BLOCK;
     static const std::vector<T> ones(BLOCK, T(1));
     // Where each step's backward writes: an operand's adjoint (its first
     // writer writes it, later ones add), or nothing (a number, a constant, a
@@ -311,7 +345,7 @@ FusedGroups::Ran FusedGroups::run_blocks(Tape& tape, FusedGroup& group, PyObject
             mode_b[k] = same ? (mode_a[k] != NONE ? int(MERGED) : int(NONE)) : mode_of(step.b);
         }
     }
-    auto adjoint_of = [&](const FusedOperand& o, npy_intp start) -> T* {
+    auto adjoint_of = [&](const FusedOperand& o, npy_intp start, T* adjoints) -> T* {
         if (o.kind == FusedOperand::STEP) return adjoints + static_cast<npy_intp>(o.index) * BLOCK;
         if (o.kind == FusedOperand::ROW && group.partials[static_cast<size_t>(o.target)])
             return static_cast<T*>(PyArray_DATA(arr(group.partials[static_cast<size_t>(o.target)]))) + start;
@@ -319,26 +353,53 @@ FusedGroups::Ran FusedGroups::run_blocks(Tape& tape, FusedGroup& group, PyObject
     };
     T* root_value = static_cast<T*>(PyArray_DATA(arr(out)));
     const npy_intp n = PyArray_SIZE(arr(out));
-    for (npy_intp start = 0; start < n; start += BLOCK) {
+    // One block, forward then backward, in a thread's own values and
+    // adjoints; false when it raised a watched floating-point exception.
+    auto one_block = [&](npy_intp start, T* values, T* adjoints) {
         const npy_intp length = std::min(BLOCK, n - start);
-        std::feclearexcept(FE_ALL_EXCEPT);
         for (size_t k = 0; k < m; ++k) {
             T* y = k + 1 == m ? root_value + start : values + k * BLOCK;
             step_forward<T>(rows, group.steps[k], start, length, values, y);
         }
-        if (std::fetestexcept(WATCHED)) return Ran::BY_ROWS;
-        if (!with_partials) continue;
+        if (std::fetestexcept(WATCHED)) return false;
+        if (!with_partials) return true;
         for (size_t k = m; k-- > 0;) {
             const FusedStep& step = group.steps[k];
             const bool root = k + 1 == m;
             const T* g = root ? ones.data() : adjoints + k * BLOCK;
             const T* value = root ? root_value + start : values + k * BLOCK;
-            step_backward<T>(rows, step, start, length, values, value, g, adjoint_of(step.a, start), mode_a[k],
-                             step.b.kind != FusedOperand::ABSENT ? adjoint_of(step.b, start) : nullptr, mode_b[k]);
+            step_backward<T>(rows, step, start, length, values, value, g, adjoint_of(step.a, start, adjoints),
+                             mode_a[k],
+                             step.b.kind != FusedOperand::ABSENT ? adjoint_of(step.b, start, adjoints) : nullptr,
+                             mode_b[k]);
         }
-        if (std::fetestexcept(WATCHED)) return Ran::BY_ROWS;
+        return !std::fetestexcept(WATCHED);
+    };
+    // Note [Fused threads]: the blocks are independent, so a large group's
+    // are shared out between threads, each taking the next block left.
+    const npy_intp blocks = (n + BLOCK - 1) / BLOCK;
+    std::atomic<npy_intp> next{0};
+    std::atomic<bool> raised{false};
+    auto work = [&](T* values, T* adjoints) {
+        std::feclearexcept(FE_ALL_EXCEPT);  // the flags are each thread's own
+        for (npy_intp b = next++; b < blocks && !raised.load(std::memory_order_relaxed); b = next++)
+            if (!one_block(b * BLOCK, values, adjoints)) raised = true;
+    };
+    const size_t helpers = helper_threads(blocks);
+    const size_t per_thread = (with_partials ? 2 : 1) * m * static_cast<size_t>(BLOCK);
+    std::vector<std::vector<T>> helper_scratch(helpers, std::vector<T>(per_thread));
+    std::vector<std::thread> started;
+    for (size_t h = 0; h < helpers; ++h) {
+        T* mine = helper_scratch[h].data();
+        try {
+            started.emplace_back(work, mine, mine + m * BLOCK);
+        } catch (const std::system_error&) {  // no thread to be had: fewer helpers
+            break;
+        }
     }
-    return Ran::FUSED;
+    work(callers_values, callers_adjoints);
+    for (std::thread& t : started) t.join();
+    return raised ? Ran::BY_ROWS : Ran::FUSED;
 }
 
 bool FusedGroups::backward(NumericRows& sweep, uint32_t row) {

@@ -8,6 +8,9 @@ forward exactly, the gradients to rounding, and numpy's warnings and errstate
 as eagerly wherever a block raises a floating-point exception.
 """
 
+import os
+import subprocess
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -241,3 +244,77 @@ def test_threads_replaying_one_fused_function_each_get_their_own_answer():
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(work, range(4)))  # a worker's failure is raised here
+
+
+# ---- large groups: blocks shared out between threads (Note [Fused threads]) ----
+
+LARGE = 300_000  # 147 blocks: enough for helper threads on a machine with several cores
+
+
+def test_a_large_group_gives_the_eager_values_exactly_and_the_closed_form_gradients():
+    f = lambda x, w, b: tg.sum(chain(x, w, b))  # noqa: E731
+    cf, values = tg.compile(f, argnums=(0, 1, 2)), tg.compile(chain)
+    cf.value_and_grad(*inputs(LARGE, seed=1))  # traced
+    values(*inputs(LARGE, seed=1))
+    arrays = inputs(LARGE, seed=2)
+    np.testing.assert_array_equal(values(*arrays), chain(*[tg.Tensor(a) for a in arrays]).data)
+    assert fused_groups(values) == [[14]]
+    _, grads = cf.value_and_grad(*arrays)
+    for got, want in zip(grads, chain_gradient(*arrays)):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("where", [5, LARGE // 2, LARGE - 3])
+def test_an_exception_in_any_block_of_a_large_group_runs_it_row_by_row(where):
+    def f(x, w):
+        return tg.sum(tg.log(x * w) * x)
+
+    cf = tg.compile(f, argnums=(0, 1))
+    eager = tg.value_and_grad(f, argnums=(0, 1))
+    x, w = np.full(LARGE, 0.5), np.full(LARGE, 2.0)
+    assert_same(cf.value_and_grad(x, w), eager(x, w))
+    bad = x.copy()
+    bad[where] = -1.0
+    with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
+        value, grads = cf.value_and_grad(bad, w)
+    with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
+        want_value, want_grads = eager(bad, w)
+    assert np.isnan(value) and np.isnan(want_value)
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_array_equal(got, want)
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        cf.value_and_grad(bad, w)
+    assert_same(cf.value_and_grad(x, w), eager(x, w))
+
+
+def test_python_threads_replaying_a_large_group_each_get_their_own_answer():
+    f = lambda x, w, b: tg.sum(chain(x, w, b))  # noqa: E731
+    cf = tg.compile(f, argnums=(0, 1, 2))
+
+    def work(seed):
+        for k in range(3):
+            arrays = inputs(LARGE // 2, seed=seed * 10 + k)
+            _, grads = cf.value_and_grad(*arrays)
+            for got, want in zip(grads, chain_gradient(*arrays)):
+                np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(work, range(3)))
+
+
+def test_one_thread_and_several_give_the_same_bits():
+    script = (
+        "import hashlib, numpy as np, tapegrad as tg\n"
+        "rng = np.random.default_rng(5)\n"
+        "x, w, b = (rng.uniform(0.1, 1.0, 300_000) for _ in range(3))\n"
+        "f = lambda x, w, b: tg.sum(tg.tanh(x * w + b) * tg.exp(-x * x) + tg.log(1 + w * w) / (1 + b * b))\n"
+        "cf = tg.compile(f, argnums=(0, 1, 2))\n"
+        "cf.value_and_grad(x, w, b)\n"
+        "value, grads = cf.value_and_grad(x, w, b)\n"
+        "print(value.hex(), hashlib.sha256(b''.join(g.tobytes() for g in grads)).hexdigest())\n")
+    def run(threads):
+        env = dict(os.environ, TAPEGRAD_NUM_THREADS=threads)
+        return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, check=True).stdout
+
+    assert run("1") == run("4")
