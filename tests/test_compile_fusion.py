@@ -186,17 +186,20 @@ def test_a_non_contiguous_argument_runs_row_by_row_and_matches_eager():
     assert cf.trace_count == 1
 
 
-def test_a_block_that_warns_runs_row_by_row_with_numpys_warnings():
+def _log_of_a_negative_element(n, where):
+    """log(x * w) with x[where] < 0: the block holding it warns, so the group runs row by
+    row, as eager's ops, warnings, NaNs and errstate alike. Returns the compiled function,
+    eager's and good inputs, for more checks."""
     def f(x, w):
         return tg.sum(tg.log(x * w) * x)
 
     cf = tg.compile(f, argnums=(0, 1))
     eager = tg.value_and_grad(f, argnums=(0, 1))
-    x, w = np.full(3000, 0.5), np.full(3000, 2.0)
+    x, w = np.full(n, 0.5), np.full(n, 2.0)
     assert_same(cf.value_and_grad(x, w), eager(x, w))  # traced, then clean replays
     assert_same(cf.value_and_grad(x, w), eager(x, w))
     bad = x.copy()
-    bad[2500] = -1.0  # log of a negative number in the second block
+    bad[where] = -1.0
     with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
         value, grads = cf.value_and_grad(bad, w)
     with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
@@ -206,6 +209,12 @@ def test_a_block_that_warns_runs_row_by_row_with_numpys_warnings():
         np.testing.assert_array_equal(got, want)  # NaN where eager has NaN, the rest equal
     with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
         cf.value_and_grad(bad, w)
+    assert_same(cf.value_and_grad(x, w), eager(x, w))  # and the trace is still sound
+    return cf, eager, x, w
+
+
+def test_a_block_that_warns_runs_row_by_row_with_numpys_warnings():
+    cf, eager, x, w = _log_of_a_negative_element(3000, 2500)  # in the second block
     with np.errstate(divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("error")
         zero = w.copy()
@@ -266,25 +275,7 @@ def test_a_large_group_gives_the_eager_values_exactly_and_the_closed_form_gradie
 
 @pytest.mark.parametrize("where", [5, LARGE // 2, LARGE - 3])
 def test_an_exception_in_any_block_of_a_large_group_runs_it_row_by_row(where):
-    def f(x, w):
-        return tg.sum(tg.log(x * w) * x)
-
-    cf = tg.compile(f, argnums=(0, 1))
-    eager = tg.value_and_grad(f, argnums=(0, 1))
-    x, w = np.full(LARGE, 0.5), np.full(LARGE, 2.0)
-    assert_same(cf.value_and_grad(x, w), eager(x, w))
-    bad = x.copy()
-    bad[where] = -1.0
-    with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
-        value, grads = cf.value_and_grad(bad, w)
-    with pytest.warns(RuntimeWarning, match="invalid value encountered in log"):
-        want_value, want_grads = eager(bad, w)
-    assert np.isnan(value) and np.isnan(want_value)
-    for got, want in zip(grads, want_grads):
-        np.testing.assert_array_equal(got, want)
-    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
-        cf.value_and_grad(bad, w)
-    assert_same(cf.value_and_grad(x, w), eager(x, w))
+    _log_of_a_negative_element(LARGE, where)  # a block any thread may take
 
 
 def test_python_threads_replaying_a_large_group_each_get_their_own_answer():
