@@ -51,7 +51,8 @@ Written by `bench/compare.py`; do not edit by hand.
 
 - Command: `{command}` ({elapsed:.0f} s)
 - Machine: {machine_description()}
-- One thread (OMP/OPENBLAS/MKL_NUM_THREADS=1, torch.set_num_threads(1)); {env_note};
+- One thread (OMP/OPENBLAS/MKL_NUM_THREADS=1, torch.set_num_threads(1), and so tapegrad's fused
+  groups too); {env_note};
   Python's garbage collector on, as users run. Medians of {repeats} interleaved repeats.
 - Each library runs in its own fresh process per repeat, so one library's objects never
   slow another's garbage collection. Gradients of every library are checked against the

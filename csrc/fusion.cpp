@@ -33,13 +33,15 @@ constexpr npy_intp BLOCK = 2048;
 // by row. The loops are numpy's inner loops and the op tables' kernels, which
 // touch no Python object, so the helpers run without the GIL, which the
 // caller keeps. At most one thread per MIN_BLOCKS_PER_THREAD blocks, and no
-// more than the machine's cores or TAPEGRAD_NUM_THREADS (1: none).
+// more than TAPEGRAD_NUM_THREADS, else OMP_NUM_THREADS (as PyTorch reads it),
+// else the machine's cores; 1: the caller's thread alone.
 constexpr npy_intp MIN_BLOCKS_PER_THREAD = 32;
 
 size_t thread_limit() {
     static const size_t limit = [] {
-        if (const char* v = std::getenv("TAPEGRAD_NUM_THREADS")) {
-            const long n = std::strtol(v, nullptr, 10);
+        for (const char* name : {"TAPEGRAD_NUM_THREADS", "OMP_NUM_THREADS"}) {
+            const char* v = std::getenv(name);
+            const long n = v ? std::strtol(v, nullptr, 10) : 0;
             if (n >= 1) return static_cast<size_t>(n);
         }
         return static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency()));

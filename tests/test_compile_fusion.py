@@ -304,7 +304,7 @@ def test_one_thread_and_several_give_the_same_bits():
         "value, grads = cf.value_and_grad(x, w, b)\n"
         "print(value.hex(), hashlib.sha256(b''.join(g.tobytes() for g in grads)).hexdigest())\n")
     def run(threads):
-        env = dict(os.environ, TAPEGRAD_NUM_THREADS=threads)
+        env = dict(os.environ, TAPEGRAD_NUM_THREADS=threads, OMP_NUM_THREADS="1")
         return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                               text=True, check=True).stdout
 
