@@ -19,14 +19,20 @@ PyObject* BufferPool::take(int nd, const npy_intp* dims, int type) {
         return found;
     }
     for (size_t k = 0; k < lent_.size(); ++k) {  // back from the caller (Note [Lent buffers])
-        PyArrayObject* a = arr(lent_[k]);
-        if (PyArray_TYPE(a) != type || PyArray_NDIM(a) != nd || !is_unseen(lent_[k])) continue;
+        PyArrayObject* a = arr(lent_[k].array);
+        if (!is_unseen(lent_[k].array)) continue;
+        // The caller could reach the array (g.base) and change its byte order or
+        // strides: such an array is no buffer of ours any more.
+        if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || PyArray_ISBYTESWAPPED(a)) {
+            let_go_of_lent(k--);
+            continue;
+        }
+        if (PyArray_TYPE(a) != type || PyArray_NDIM(a) != nd) continue;
         bool same = true;
         for (int i = 0; same && i < nd; ++i) same = PyArray_DIM(a, i) == dims[i];
         if (!same) continue;
-        PyObject* found = lent_[k];
-        lent_.erase(lent_.begin() + static_cast<std::ptrdiff_t>(k));
-        lent_bytes_ -= static_cast<size_t>(PyArray_NBYTES(a));
+        PyObject* found = Py_NewRef(lent_[k].array);
+        let_go_of_lent(k);
         PyArray_ENABLEFLAGS(a, NPY_ARRAY_WRITEABLE);
         return found;
     }
@@ -44,14 +50,17 @@ PyObject* BufferPool::lend(PyObject* array) {
         PyErr_Clear();
         return array;  // handed over itself: only the reuse is lost
     }
-    while (!lent_.empty() && (lent_.size() >= MAX_LENT || lent_bytes_ + nbytes > MAX_BYTES)) {
-        lent_bytes_ -= static_cast<size_t>(PyArray_NBYTES(arr(lent_.front())));
-        Py_DECREF(lent_.front());
-        lent_.erase(lent_.begin());
-    }
-    lent_.push_back(array);
+    while (!lent_.empty() && (lent_.size() >= MAX_LENT || lent_bytes_ + nbytes > MAX_BYTES)) let_go_of_lent(0);
+    lent_.push_back({array, nbytes});
     lent_bytes_ += nbytes;
     return view;
+}
+
+void BufferPool::let_go_of_lent(size_t k) {
+    PyObject* array = lent_[k].array;
+    lent_bytes_ -= lent_[k].bytes;
+    lent_.erase(lent_.begin() + static_cast<std::ptrdiff_t>(k));
+    Py_DECREF(array);
 }
 
 void BufferPool::give(PyObject* array, bool cold) {
@@ -90,11 +99,11 @@ void BufferPool::evict(size_t k) {
 void BufferPool::release() {
     std::vector<Entry> old;
     old.swap(free_);
-    std::vector<PyObject*> lent;
+    std::vector<Lent> lent;
     lent.swap(lent_);
     bytes_ = lent_bytes_ = 0;
     for (const Entry& e : old) Py_DECREF(e.array);
-    for (PyObject* a : lent) Py_DECREF(a);
+    for (const Lent& l : lent) Py_DECREF(l.array);
 }
 
 }  // namespace tapegrad

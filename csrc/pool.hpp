@@ -89,13 +89,18 @@ public:
 
 private:
     void evict(size_t k);
+    void let_go_of_lent(size_t k);
 
     struct Entry {
         PyObject* array;
         uint64_t given;  // the generation it was given in
     };
     std::vector<Entry> free_;  // coldest first
-    std::vector<PyObject*> lent_;  // oldest first
+    struct Lent {
+        PyObject* array;
+        size_t bytes;  // when lent: the caller may reshape or retype it since
+    };
+    std::vector<Lent> lent_;  // oldest first
     size_t lent_bytes_ = 0;
     size_t bytes_ = 0;
     uint64_t generation_ = 0;

@@ -693,7 +693,10 @@ py::list Trace::gradients(const std::vector<Source>& sources, const std::vector<
 py::object Trace::replay(const py::sequence& values, const py::object& wrt, const py::object& seeds,
                          const py::object& tangents) {
     if (!finished_) throw py::value_error("Trace.replay: the trace has not finished recording");
-    if (busy_) throw py::value_error("Trace.replay: this trace is running (another call uses it)");
+    // Busy (another thread, a hook calling the same function): the caller traces
+    // anew, as for a guard; answered here, where no other call can start between
+    // the check and the replay.
+    if (busy_) return py::none();
     if (static_cast<size_t>(py::len(values)) != inputs_.size())
         throw py::value_error("Trace.replay: " + std::to_string(py::len(values)) + " values for " +
                               std::to_string(inputs_.size()) + " inputs");

@@ -84,7 +84,8 @@ public:
     void finish(const py::sequence& inputs, const py::handle& output);
 
     // Runs the tape on new input values (floats and ndarrays of the recorded
-    // layouts, one per input). None when a guard comes out otherwise; else
+    // layouts, one per input). None when a guard comes out otherwise, or when
+    // the trace is running (busy(): another call uses it); else
     // (value, gradients): the gradients of the inputs `wrt` names (a list of
     // indices; None: no backward), floats and ndarrays. With `seeds` (a list of
     // output gradients: floats, or ndarrays of the output's layout), one

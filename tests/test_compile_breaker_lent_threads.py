@@ -2,8 +2,9 @@
 
 A compiled replay lends its results: views of pooled arrays whose memory a later
 call writes again once nothing can see it. Every way Python has of keeping a
-result must keep its memory; the bugs found are strict xfails with a minimal
-repro. A large fused group is shared out between threads: its values must be
+result must keep its memory. The two bugs found here began as strict xfails
+with a minimal repro and are fixed: a lent base whose layout the caller changed,
+and a trace that became busy between compiled.py's check and the replay. A large fused group is shared out between threads: its values must be
 eager's exactly, its gradients to rounding, its floating-point warnings
 eager's, and its bits the same on any number of threads.
 """
@@ -317,13 +318,8 @@ def test_several_compiled_functions_and_a_one_element_output_keep_their_results(
     assert all(np.array_equal(g, s) for g, s in kept)
 
 
-# ---- lent buffers: the bug found ----
+# ---- lent buffers: a bug found here, fixed ----
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BufferPool::take (csrc/pool.cpp) hands a lent array back out once it is unseen without "
-    "checking it is still the array lend() accepted: the caller may have changed its byte order "
-    "(or strides) through .base while it held it, and the next gradient is written natively into "
-    "memory that numpy then reads swapped"))
 @pytest.mark.parametrize("change", ["byte order", "strides"])
 def test_a_lent_base_whose_layout_the_caller_changed_is_not_written_again(change):
     cf = tg.compile(sin_x)
@@ -342,12 +338,8 @@ def test_a_lent_base_whose_layout_the_caller_changed_is_not_written_again(change
     np.testing.assert_allclose(again, sin_x_gradient(x), rtol=1e-14)
 
 
-# ---- a busy trace between compiled.py's check and the replay ----
+# ---- a busy trace between compiled.py's check and the replay (a bug found here, fixed) ----
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CompiledFunction._run (python/tapegrad/compiled.py) checks trace.busy and then calls "
-    "trace.replay: a thread that starts replaying the same trace in between makes the replay "
-    "raise 'this trace is running' to the caller instead of the call taking another trace"))
 def test_a_trace_that_becomes_busy_between_the_check_and_the_replay_is_passed_over():
     inside, release, armed = threading.Event(), threading.Event(), []
 

@@ -491,9 +491,7 @@ class CompiledFunction:
         leaves, (positions, structure, kw_structure, key, wrt) = self._layout(args, kwargs, nums)
         if key in self._eager_keys:
             return self._eager(args, kwargs, nums, single, grads, seeds, tangents)
-        for trace in self._traces.get(key, ()):
-            if trace.busy:
-                continue
+        for trace in self._traces.get(key, ()):  # a busy one replays None, as a failed guard
             if grads and seeds is None and not trace.scalar_output:
                 raise _not_scalar(self._f, ran_shape=None)
             ran = trace.replay(leaves, wrt if grads else None, seeds, tangents)
