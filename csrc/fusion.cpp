@@ -5,6 +5,7 @@
 #include <cfenv>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <system_error>
 #include <thread>
 
@@ -389,13 +390,14 @@ FusedGroups::Ran FusedGroups::run_blocks(Tape& tape, FusedGroup& group, PyObject
     };
     const size_t helpers = helper_threads(blocks);
     const size_t per_thread = (with_partials ? 2 : 1) * m * static_cast<size_t>(BLOCK);
-    std::vector<std::vector<T>> helper_scratch(helpers, std::vector<T>(per_thread));
+    std::vector<std::unique_ptr<T[]>> helper_scratch;  // uninitialised: each block writes before it reads
     std::vector<std::thread> started;
     for (size_t h = 0; h < helpers; ++h) {
-        T* mine = helper_scratch[h].data();
         try {
+            helper_scratch.emplace_back(new T[per_thread]);
+            T* mine = helper_scratch.back().get();
             started.emplace_back(work, mine, mine + m * BLOCK);
-        } catch (const std::system_error&) {  // no thread to be had: fewer helpers
+        } catch (const std::exception&) {  // no memory or no thread to be had: fewer helpers
             break;
         }
     }
