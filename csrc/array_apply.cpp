@@ -271,48 +271,26 @@ struct HasTangent : std::false_type {};
 template <class Op>
 struct HasTangent<Op, std::void_t<decltype(&Op::template tangent<Numeric>)>> : std::true_type {};
 
-// J t from the backward, which gives J^T g: seeded with each output element's
-// unit vector e_j, it gives row j of J, and (J t)_j is that row dotted with t.
-PyObject* tangent_by_backward(Tape& tape, uint32_t row, const std::vector<PyObject*>& tangents) {
-    PyObject* out = tape.rows().array_of(row);
-    auto result = py::reinterpret_steal<py::object>(filled_like(out, 0.0));
-    const auto seed = py::reinterpret_steal<py::object>(filled_like(out, 0.0));
-    if (!result || !seed) return nullptr;
-    const bool is32 = PyArray_TYPE(reinterpret_cast<PyArrayObject*>(out)) == NPY_FLOAT32;
-    auto set = [is32](const py::object& a, npy_intp j, double v) {
-        void* data = PyArray_DATA(reinterpret_cast<PyArrayObject*>(a.ptr()));
-        if (is32) static_cast<float*>(data)[j] = static_cast<float>(v);
-        else static_cast<double*>(data)[j] = v;
-    };
-    std::vector<PyObject*> grads;
-    for (npy_intp j = 0, m = PyArray_SIZE(reinterpret_cast<PyArrayObject*>(out)); j < m; ++j) {
-        set(seed, j, 1.0);
-        if (!array_op_backward(tape, row, seed.ptr(), grads)) return nullptr;
-        set(seed, j, 0.0);
-        std::vector<py::object> owned;  // grads' references, released on every path
-        for (PyObject* g : grads) owned.push_back(py::reinterpret_steal<py::object>(g));
-        double dot = 0.0;
-        for (size_t k = 0; k < owned.size(); ++k) {
-            if (!owned[k] || !tangents[k]) continue;
-            const auto product = py::reinterpret_steal<py::object>(PyNumber_Multiply(owned[k].ptr(), tangents[k]));
-            if (!product) return nullptr;
-            dot += sum_all(product.ptr());
-            if (PyErr_Occurred()) return nullptr;
-        }
-        set(result, j, dot);
-    }
-    return result.release().ptr();
+// Whether op Op has a tangent rule of its own (else the sweep takes J t from its backward).
+template <class Op>
+constexpr bool has_tangent_rule() {
+    return IsLinear<Op>::value || IsMultilinear<Op>::value || HasTangent<Op>::value;
 }
 
 }  // namespace
+
+bool array_op_has_tangent_rule(uint8_t code) {
+    bool rule = false;
+    visit_array_op(code, [&](auto tag) { rule = has_tangent_rule<typename decltype(tag)::type>(); });
+    return rule;
+}
 
 PyObject* array_op_tangent(Tape& tape, uint32_t row, const std::vector<PyObject*>& tangents) {
     // Copied: a formula may run Python that records, moving array_records.
     const ArrayRecord r = tape.rows().array_record(tape.rows().in0(row));
     const uint8_t code = tape.rows().op(row);
     PyObject* result = nullptr;
-    bool by_backward = false;
-    const bool ok = with_python_errors([&] {
+    with_python_errors([&] {
         Values x, t;
         for (size_t k = 0; k < r.inputs.size(); ++k) {
             const int64_t in = r.inputs[k];
@@ -345,11 +323,10 @@ PyObject* array_op_tangent(Tape& tape, uint32_t row, const std::vector<PyObject*
             } else if constexpr (HasTangent<Op>::value) {
                 result = Op::tangent(b, x, out, t, p).release().ptr();
             } else {
-                by_backward = true;
+                throw py::value_error("no tangent rule: its J t comes from its backward (tangents.cpp)");
             }
         });
     });
-    if (ok && by_backward) result = tangent_by_backward(tape, row, tangents);
     if (!result) prefix_error(row_op_name(code));
     return result;
 }

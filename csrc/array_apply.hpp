@@ -39,7 +39,10 @@ PyObject* array_op_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 bool array_op_backward(Tape& tape, uint32_t row, PyObject* g, std::vector<PyObject*>& grads,
                        const std::vector<uint8_t>* needed = nullptr);
 
-// The tangent of array-op row `row` (Note [Tangent rules] in array_ops.hpp)
+// Whether array op `code` has a tangent rule (Note [Tangent rules] in array_ops.hpp).
+bool array_op_has_tangent_rule(uint8_t code);
+
+// The tangent of array-op row `row`, by its op's rule (Note [Tangent rules] in array_ops.hpp)
 // from its inputs' tangents (borrowed, one per input; nullptr: none), with the
 // row's and its inputs' values those of the forward just run. A new
 // reference, or nullptr with an error set.

@@ -47,6 +47,34 @@ py::object shaped_like(PyObject* t, PyObject* like, const std::string& what) {
     return copy;
 }
 
+// A row of J dotted with the tangents: the sum over inputs of <g_k, t_k>
+// (None on either side: nothing).
+double dot(const std::vector<py::object>& grads, const std::vector<py::object>& tangents) {
+    double sum = 0.0;
+    for (size_t k = 0; k < grads.size(); ++k) {
+        if (grads[k].is_none() || tangents[k].is_none()) continue;
+        sum += sum_all(steal(PyNumber_Multiply(grads[k].ptr(), tangents[k].ptr())).ptr());
+        if (PyErr_Occurred()) throw py::error_already_set();
+    }
+    return sum;
+}
+
+// J t of a row without a tangent rule of its own, from its backward (J^T g),
+// for an output of layout `like` (nullptr: a number): row j of J is what
+// pull(e_j) gives, one gradient per input (None: none), and (J t)_j is that
+// row dotted with t. Each e_j is a fresh array: a backward may write into its g.
+template <class Pull>
+py::object by_backward(PyObject* like, const std::vector<py::object>& tangents, Pull&& pull) {
+    if (!like) return py::float_(dot(pull(py::float_(1.0)), tangents));
+    py::object result = steal(filled_like(like, 0.0));
+    for (npy_intp j = 0, m = PyArray_SIZE(arr(like)); j < m; ++j) {
+        const py::object unit = steal(filled_like(like, 0.0));
+        set_flat(unit.ptr(), j, 1.0);
+        set_flat(result.ptr(), j, dot(pull(unit), tangents));
+    }
+    return result;
+}
+
 // The tangents of one direction: a number per scalar row, an ndarray per array row.
 class Tangents {
 public:
@@ -150,8 +178,20 @@ private:
             tangents.push_back(held.back().is_none() ? nullptr : held.back().ptr());
         }
         if (!any) return;
+        PyObject* out = rows_.array_of(row);
+        if (!array_op_has_tangent_rule(rows_.op(row))) {
+            set(row, by_backward(out, held, [&](const py::object& unit) {
+                std::vector<PyObject*> grads;
+                if (!array_op_backward(t_, row, unit.ptr(), grads)) throw py::error_already_set();
+                std::vector<py::object> pulled;
+                for (PyObject* g : grads)
+                    pulled.push_back(g ? py::reinterpret_steal<py::object>(g) : py::object(py::none()));
+                return pulled;
+            }));
+            return;
+        }
         const py::object t = steal(array_op_tangent(t_, row, tangents));
-        set(row, shaped_like(t.ptr(), rows_.array_of(row), row_op_name(rows_.op(row))));
+        set(row, shaped_like(t.ptr(), out, row_op_name(rows_.op(row))));
     }
 
     // Row j of a Function's Jacobian is its backward of e_j (Note [Tangent sweep]).
@@ -173,55 +213,44 @@ private:
         };
         for (size_t q = 0; q < outputs.size(); ++q) {
             const uint32_t o = outputs[q];
-            const bool array = rows_.is_array(o);
-            py::object result = zero_of(o);
-            const npy_intp m = array ? PyArray_SIZE(arr(rows_.array_of(o))) : 1;
-            for (npy_intp j = 0; j < m; ++j) {
+            // Output q's unit, zeros for the others: the record's gradients of the inputs,
+            // checked as the reverse sweep checks them (Sweep::take_user_grads): a
+            // gradient broadcast against a tangent would give a wrong J t silently.
+            py::object t = by_backward(rows_.is_array(o) ? rows_.array_of(o) : nullptr, input_tangents,
+                                       [&](const py::object& unit) {
                 py::tuple args(outputs.size());
-                for (size_t q2 = 0; q2 < outputs.size(); ++q2) args[q2] = zero_of(outputs[q2]);
-                if (array) set_flat(py::object(args[q]).ptr(), j, 1.0);
-                else args[q] = py::float_(1.0);
-                // Checked as the reverse sweep checks it (Sweep::take_user_grads): a
-                // gradient broadcast against a tangent would give a wrong J t silently.
+                for (size_t q2 = 0; q2 < outputs.size(); ++q2) args[q2] = q2 == q ? unit : zero_of(outputs[q2]);
                 const py::object grads = backward(*args);
                 if (!PyList_Check(grads.ptr()) && !PyTuple_Check(grads.ptr())) {
                     user_result_error(holder.ptr(), grads.ptr());
                     throw py::error_already_set();
                 }
-                const py::tuple items = py::reinterpret_steal<py::tuple>(PySequence_Tuple(grads.ptr()));
-                if (!items) throw py::error_already_set();
+                const py::tuple items = steal(PySequence_Tuple(grads.ptr()));
                 if (items.size() != inputs.size()) {
                     user_count_error(holder.ptr(), static_cast<Py_ssize_t>(items.size()),
                                      static_cast<Py_ssize_t>(inputs.size()));
                     throw py::error_already_set();
                 }
-                double dot = 0.0;
+                std::vector<py::object> pulled(inputs.size(), py::none());
                 for (size_t k = 0; k < inputs.size(); ++k) {
                     if (items[k].is_none() || input_tangents[k].is_none()) continue;
-                    const py::object g = py::reinterpret_steal<py::object>(to_float_array(items[k].ptr(), "backward_fn"));
-                    if (!g) {
+                    pulled[k] = py::reinterpret_steal<py::object>(to_float_array(items[k].ptr(), "backward_fn"));
+                    if (!pulled[k]) {
                         PyErr_Clear();
                         user_type_error(holder.ptr(), static_cast<Py_ssize_t>(k), items[k].ptr());
                         throw py::error_already_set();
                     }
                     PyObject* like = rows_.is_array(inputs[k]) ? rows_.array_of(inputs[k]) : nullptr;
-                    const py::object got = shape_text(g.ptr());
+                    const py::object got = shape_text(pulled[k].ptr());
                     if (!shape_text(like).equal(got)) {
                         user_shape_error(holder.ptr(), static_cast<Py_ssize_t>(k), got.ptr(), like);
                         throw py::error_already_set();
                     }
-                    const py::object product = steal(PyNumber_Multiply(g.ptr(), input_tangents[k].ptr()));
-                    dot += sum_all(product.ptr());
-                    if (PyErr_Occurred()) throw py::error_already_set();
                 }
-                if (!array) {
-                    result = py::float_(dot);
-                    continue;
-                }
-                set_flat(result.ptr(), j, dot);
-            }
-            if (array) set(o, result);
-            else set(o, result.cast<double>());
+                return pulled;
+            });
+            if (rows_.is_array(o)) set(o, std::move(t));
+            else set(o, t.cast<double>());
         }
     }
 

@@ -575,7 +575,6 @@ class CompiledFunction:
             return _eager_value_and_grad(self._f, nums[0] if single else nums)(*args, **kwargs)
         return _plain_output(self._f(*args, **kwargs)), None
 
-
     def _eager_sweeps(self, args: tuple, nums: tuple[int, ...], single: bool,
                       seeds: list | None, tangents: list | None) -> tuple[Any, Any]:
         """What a replay with seeds or tangents gives, from eager vjps and jvps (the drivers'
@@ -601,11 +600,11 @@ def _plain_like(gradient: Tensor, arg: Any) -> Any:
 
 # ---- what the drivers compile ----
 
-def _grad_of(f: Callable[..., Any], xs: tuple, grad_outputs: Any = None) -> list:
+def _grad_of(f: Callable[..., Any], xs: tuple) -> list:
     """f's gradients w.r.t. xs, with their history (zeros where f does not use one). xs are
     the trace's Tensors, or plain values when a driver runs eagerly (fallback='eager')."""
     xs = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in xs)
-    grads = grad(f(*xs), xs, grad_outputs=grad_outputs, create_graph=True, allow_unused=True)
+    grads = grad(f(*xs), xs, create_graph=True, allow_unused=True)
     return [x * 0.0 if g is None else g for x, g in zip(xs, grads)]
 
 
