@@ -14,6 +14,7 @@ import gc
 import sys
 import threading
 import tracemalloc
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -62,6 +63,22 @@ def test_a_tall_jacobian_with_an_empty_input_gives_an_empty_block():
     jx, jy = tg.compile(f, argnums=(0, 1)).jacobian((np.zeros(0), 2.0))
     assert jx.shape == (3, 0)
     np.testing.assert_array_equal(jy, np.ones(3))
+
+
+@pytest.mark.parametrize("fallback", [None, "eager"])
+def test_the_jacobian_of_an_empty_output_is_an_empty_block_of_each_inputs_dtype(fallback):
+    # No output element: no sweep at all, and blocks of shape (0, *input.shape)
+    # (torch.autograd.functional.jacobian raises here; eager's empty answer is ours).
+    def f(x, y):
+        if fallback:
+            float(tg.sum(x))  # an escape: the driver runs eagerly
+        return x[:0] * tg.sum(y)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tg.TraceWarning)
+        jx, jy = tg.compile(f, fallback=fallback).jacobian((np.ones(3), np.ones((1, 2), np.float32)))
+    assert (jx.shape, jx.dtype) == ((0, 3), np.float64)
+    assert (jy.shape, jy.dtype) == ((0, 1, 2), np.float32)
 
 
 def test_a_tall_jacobian_of_a_list_argument_works_as_the_reverse_one():

@@ -402,8 +402,9 @@ class CompiledFunction:
         else:
             seeds = [_basis(value, i) for i in range(n_out)]
             _, per_seed = self._run(args, {}, nums, False, grads=True, seeds=seeds)
-            blocks = [np.stack([np.asarray(g[j]) for g in per_seed]).reshape(
-                out_shape + np.shape(a)) for j, a in enumerate(args)]
+            blocks = [(np.stack([np.asarray(g[j]) for g in per_seed]) if per_seed
+                       else np.zeros(0, dtype=np.asarray(a, dtype=np.result_type(a, 0.0)).dtype))
+                      .reshape(out_shape + np.shape(a)) for j, a in enumerate(args)]
         blocks = [_plain_block(b) for b in blocks]
         return tuple(blocks) if as_tuple else blocks[0]
 
@@ -589,6 +590,8 @@ class CompiledFunction:
             value, pulled = _eager_vjp(self._f, tensors, v=seed)
             chosen = [_plain_like(pulled[n], args[n]) for n in nums]
             per_seed.append(chosen[0] if single else tuple(chosen))
+        if not per_seed:  # no seed (an empty output's jacobian): the value alone
+            value = self._f(*args)
         return _plain_output(value), per_seed
 
 
