@@ -28,10 +28,11 @@ bench/workloads/__init__.py:
   the reference, the seed's own code as written.
 - elementwise: sum(tanh(x*w + b) * exp(-x*x) + log(1 + w*w) / (1 + b*b)) and its
   gradient w.r.t. x, w, b, at 1 to 1e6 float64 elements, next to the same
-  gradient written by hand in numpy (the floor).
+  gradient written by hand in numpy (the floor), and torch.compile at 1e6.
 - overhead: what an array op costs beyond numpy's own work, on 1-element arrays.
 - mlp: a training step of a 64-128-128-10 MLP on scikit-learn's digits, batches
-  64 and 1024, float32 and float64, next to the step written by hand in numpy.
+  64 and 1024, float32 and float64, next to the step written by hand in numpy,
+  and torch.compile of the loss.
 - loop: RSS after 1,000 and 10,000 PyTorch-style steps (backward(), no
   clear_history), tapegrad and PyTorch (not with --quick).
 - hvp: a Hessian-vector product of the MLP loss w.r.t. all six parameters

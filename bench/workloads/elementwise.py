@@ -11,6 +11,9 @@ from runner import Workload, gradient_samples
 import tapegrad
 from tapegrad import reference
 
+TORCH_COMPILE = "torch.compile"
+TORCH_COMPILE_SIZE = 1_000_000  # the one size torch.compile runs at: each size compiles anew
+
 
 def inputs(n: int) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
@@ -69,14 +72,21 @@ def compiled_style():
     return run
 
 
-def with_torch(arrays):
+def torch_style(compiled: bool = False):
+    """PyTorch eager; or the chain's sum through torch.compile (its backward compiled too)."""
     import torch
 
-    t0 = time.perf_counter()
-    tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
-    chain(torch, *tensors).sum().backward()
-    elapsed = time.perf_counter() - t0
-    return elapsed, [t.grad.numpy() for t in tensors]
+    function = lambda x, w, b: chain(torch, x, w, b).sum()  # noqa: E731
+    function = torch.compile(function) if compiled else function
+
+    def run(arrays):
+        t0 = time.perf_counter()
+        tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
+        function(*tensors).backward()
+        elapsed = time.perf_counter() - t0
+        return elapsed, [t.grad.numpy() for t in tensors]
+
+    return run
 
 
 def with_hips(arrays):
@@ -96,7 +106,8 @@ LIBRARIES = {
     "tapegrad, Tensor(a) copies": lambda: seed_style(tapegrad),
     "tapegrad compiled": compiled_style,
     "reference": lambda: seed_style(reference),
-    "PyTorch": lambda: with_torch,
+    "PyTorch": torch_style,
+    TORCH_COMPILE: lambda: torch_style(compiled=True),
     "HIPS autograd": lambda: with_hips,
 }
 
@@ -129,17 +140,23 @@ def child(library: str, sizes: list[str]) -> dict:
 WORKLOAD = Workload(
     name="elementwise",
     title="Elementwise chain",
-    description="""\
+    description=f"""\
 `sum(tanh(x*w + b) * exp(-x*x) + log(1 + w*w) / (1 + b*b))`, gradient w.r.t. x, w, b (all
 arrays of the given size). The floor is the same gradient written by hand in numpy. Per
 call, after 3 warm-up calls (a loop's steady state), averaged over at least 5 calls; the
 first of the warm-up calls is the last column (each size runs in one process after the
 smaller ones, so only the first size's pays for first use). "tapegrad compiled" is
 `tapegrad.compile` of the chain's sum, `value_and_grad` w.r.t. x, w, b: its first call at
-each size traces.""",
+each size traces. torch.compile compiles the chain's sum (forward and backward); its first
+call spends seconds compiling, so it runs at {TORCH_COMPILE_SIZE:,} elements only, in the
+first repeat only.""",
     libraries=tuple(LIBRARIES),
     sizes={"quick": [1, 100, 10_000], "default": [1, 100, 10_000, 1_000_000]},
+    quick_libraries=tuple(name for name in LIBRARIES if name != TORCH_COMPILE),
     child=child,
     options={"rtol": 1e-9, "columns": ("elements",), "cells": lambda size: [f"{int(size):,}"],
-             "time": "forward + backward", "ratios": {"vs numpy floor": "first"}},
+             "time": "forward + backward", "ratios": {"vs numpy floor": "first"},
+             "runs": lambda library, size: (library != TORCH_COMPILE
+                                            or int(size) == TORCH_COMPILE_SIZE),
+             "first_repeat_only": (TORCH_COMPILE,)},
 )

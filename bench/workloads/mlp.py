@@ -16,6 +16,7 @@ from runner import Workload, gradient_samples, timed
 import tapegrad
 
 SIZES = [64, 128, 128, 10]
+TORCH_COMPILE = "torch.compile"
 LR = 0.05
 CONFIGS = ["64-float64", "1024-float64", "64-float32", "1024-float32"]  # batch-dtype
 DIGITS = importlib.util.find_spec("sklearn") is not None
@@ -126,13 +127,15 @@ def tapegrad_compiled_step(dtype):
     return step
 
 
-def torch_step(dtype):
+def torch_step(dtype, compiled: bool = False):
+    """PyTorch eager; or with the loss through torch.compile (its backward compiled too)."""
     import torch
 
     params = [torch.from_numpy(a).requires_grad_() for a in init(dtype)]
+    loss = torch.compile(torch_loss) if compiled else torch_loss
 
     def step(x, y):
-        torch_loss(params, x, y).backward()
+        loss(params, x, y).backward()
         grads = []
         with torch.no_grad():
             for p in params:
@@ -175,6 +178,7 @@ LIBRARIES = {
     "tapegrad": tapegrad_step,
     "tapegrad compiled": tapegrad_compiled_step,
     "PyTorch": torch_step,
+    TORCH_COMPILE: lambda dtype: torch_step(dtype, compiled=True),
     "HIPS autograd": hips_step,
 }
 
@@ -213,17 +217,21 @@ WORKLOAD = Workload(
 all six parameters and the update, per step, after 10 warm-up steps (a training loop's
 steady state). The floor is the same step with the backward written by hand in numpy.
 "tapegrad compiled": the loss's `value_and_grad` through `tapegrad.compile`, the update in
-numpy; its first step traces (the last column: every library's first step).
+numpy; its first step traces (the last column: every library's first step). torch.compile
+compiles `torch_loss` (forward and backward); its first step spends seconds compiling, so
+it runs in the first repeat only, and not with --quick.
 First-step gradients of every library are checked against the floor's.""",
     libraries=tuple(LIBRARIES),
     # --quick: one configuration, one repeat (process start-up, torch's import above
     # all, is most of a quick run's time).
     sizes={"quick": CONFIGS[:1], "default": CONFIGS},
     quick_repeats=1,
+    quick_libraries=tuple(name for name in LIBRARIES if name != TORCH_COMPILE),
     child=child,
     options={"rtol": lambda size: 1e-3 if size.endswith("32") else 1e-7,
              # A fresh process per library and configuration, as a training run is.
              "process_per_size": True,
              "columns": ("batch", "dtype"), "time": "per step",
-             "ratios": {"vs numpy floor": "first", "vs PyTorch": "PyTorch"}},
+             "ratios": {"vs numpy floor": "first", "vs PyTorch": "PyTorch"},
+             "first_repeat_only": (TORCH_COMPILE,)},
 )
