@@ -47,7 +47,9 @@ bench/workloads/__init__.py:
   torch.compile and Python floats without AD (the floor).
 Beside the eager "tapegrad" rows, "tapegrad compiled" rows run the same value and
 gradient through tapegrad.compile (the scalar, elementwise, mlp, hvp, gmm, lstsq
-and ode workloads), with their first call (the trace) in a column of its own.
+and ode workloads), with their first call (the trace) in a column of its own; and
+"torch.compile" rows (elementwise, mlp, gmm, lstsq, ode) PyTorch's compiler, in the
+first repeat only (each first call compiles for seconds), not with --quick.
 
 One library's run of one workload, in this process (what the bench spawns):
     python bench/compare.py --child WORKLOAD LIBRARY SIZE...

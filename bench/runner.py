@@ -29,7 +29,8 @@ import numpy as np
 COMPARE = Path(__file__).resolve().parent / "compare.py"
 
 # The module each peer library needs; a library not listed needs only tapegrad and numpy.
-PEER_MODULES = {"PyTorch": "torch", "torch.compile": "torch", "HIPS autograd": "autograd"}
+TORCH_COMPILE = "torch.compile"  # PyTorch with the workload's function through torch.compile
+PEER_MODULES = {"PyTorch": "torch", TORCH_COMPILE: "torch", "HIPS autograd": "autograd"}
 # The optional modules the bench uses that `pip install ".[bench]"` installs (by their
 # distribution names); torch is not in the extra (a large download), so it is named alone.
 BENCH_EXTRA = {"autograd": "autograd", "sklearn": "scikit-learn", "matplotlib": "matplotlib",
@@ -54,6 +55,11 @@ def load_peer(library: str) -> None:
 
         warnings.filterwarnings("ignore")  # its deprecation noise would bury the tables
         import autograd  # noqa: F401
+
+
+def without_compile(libraries) -> tuple[str, ...]:
+    """The libraries but torch.compile: what --quick runs (its first call compiles for seconds)."""
+    return tuple(name for name in libraries if name != TORCH_COMPILE)
 
 
 def module_installed(module: str) -> bool:

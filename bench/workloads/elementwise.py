@@ -6,12 +6,11 @@ import gc
 import time
 
 import numpy as np
-from runner import Workload, gradient_samples
+from runner import TORCH_COMPILE, Workload, gradient_samples, without_compile
 
 import tapegrad
 from tapegrad import reference
 
-TORCH_COMPILE = "torch.compile"
 TORCH_COMPILE_SIZE = 1_000_000  # the one size torch.compile runs at: each size compiles anew
 
 
@@ -152,7 +151,7 @@ call spends seconds compiling, so it runs at {TORCH_COMPILE_SIZE:,} elements onl
 first repeat only.""",
     libraries=tuple(LIBRARIES),
     sizes={"quick": [1, 100, 10_000], "default": [1, 100, 10_000, 1_000_000]},
-    quick_libraries=tuple(name for name in LIBRARIES if name != TORCH_COMPILE),
+    quick_libraries=without_compile(LIBRARIES),
     child=child,
     options={"rtol": 1e-9, "columns": ("elements",), "cells": lambda size: [f"{int(size):,}"],
              "time": "forward + backward", "ratios": {"vs numpy floor": "first"},

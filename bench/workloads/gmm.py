@@ -7,10 +7,11 @@ einsum: d dimensions, k components, n points; gamma = 1, m = 0.
 from __future__ import annotations
 
 import math
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
-from runner import Workload
+from runner import TORCH_COMPILE, Workload, without_compile
 
 import tapegrad
 from workloads import objective
@@ -100,7 +101,8 @@ def tapegrad_compiled_step(alphas, means, icf, x):
     return step
 
 
-def torch_step(alphas, means, icf, x):
+def torch_step(alphas, means, icf, x, compiled: bool = False):
+    """PyTorch eager; or the objective through torch.compile (its backward compiled too)."""
     import torch
 
     params = [torch.from_numpy(a).requires_grad_() for a in (alphas, means, icf)]
@@ -123,8 +125,10 @@ def torch_step(alphas, means, icf, x):
         def concatenate(seq, axis):
             return torch.cat([torch.as_tensor(s) for s in seq], axis)
 
+    objective_of = torch.compile(gmm_objective) if compiled else gmm_objective
+
     def step():
-        value = gmm_objective(Torch, *params, points, index)
+        value = objective_of(Torch, *params, points, index)
         grads = torch.autograd.grad(value, params)
         return value.item(), [g.numpy() for g in grads]
 
@@ -148,7 +152,8 @@ def hips_step(alphas, means, icf, x):
 
 
 LIBRARIES = {"tapegrad": tapegrad_step, "tapegrad compiled": tapegrad_compiled_step,
-             "PyTorch": torch_step, "HIPS autograd": hips_step}
+             "PyTorch": torch_step, TORCH_COMPILE: partial(torch_step, compiled=True),
+             "HIPS autograd": hips_step}
 
 
 def child(library: str, sizes: list[str]) -> dict:
@@ -167,11 +172,13 @@ exponentiated diagonals, Wishart prior with gamma = 1, m = 0), written once for 
 library with `einsum("ijk,mik->mij", L, xc)` for the factors' products, as ADBench's
 PyTorch version writes it; float64. Per value and gradient w.r.t. alphas, means and icf,
 after the first call and one warm-up call; "tapegrad compiled" is the same function through
-`tapegrad.compile`, whose first call traces it. Values are checked against the first
-library's to 1e-10, gradients to 1e-8.""",
+`tapegrad.compile`, whose first call traces it; torch.compile compiles the objective
+(forward and backward), in the first repeat only and not with --quick. Values are checked
+against the first library's to 1e-10, gradients to 1e-8.""",
     libraries=tuple(LIBRARIES),
     sizes={"quick": CONFIGS[:1], "default": CONFIGS},
     quick_repeats=1,
+    quick_libraries=without_compile(LIBRARIES),
     child=child,
     options={**objective.OPTIONS, "columns": ("d", "k")},
 )

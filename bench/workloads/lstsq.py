@@ -7,9 +7,10 @@ x = solve(A^T A + I, A^T b), loss = |A x - b|^2, and its gradient w.r.t. A and b
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
-from runner import Workload
+from runner import TORCH_COMPILE, Workload, without_compile
 
 import tapegrad
 from workloads import objective
@@ -59,7 +60,8 @@ def tapegrad_compiled_step(a, b):
     return step
 
 
-def torch_step(a, b):
+def torch_step(a, b, compiled: bool = False):
+    """PyTorch eager; or the objective through torch.compile (its backward compiled too)."""
     import torch
 
     params = [torch.from_numpy(v).requires_grad_() for v in (a, b)]
@@ -72,8 +74,10 @@ def torch_step(a, b):
         def eye(n):
             return torch.eye(n, dtype=torch.float64)
 
+    objective_of = torch.compile(lstsq_objective) if compiled else lstsq_objective
+
     def step():
-        value = lstsq_objective(Torch, *params)
+        value = objective_of(Torch, *params)
         grads = torch.autograd.grad(value, params)
         return value.item(), [g.numpy() for g in grads]
 
@@ -99,7 +103,8 @@ def hips_step(a, b):
 
 
 LIBRARIES = {"tapegrad": tapegrad_step, "tapegrad compiled": tapegrad_compiled_step,
-             "PyTorch": torch_step, "HIPS autograd": hips_step}
+             "PyTorch": torch_step, TORCH_COMPILE: partial(torch_step, compiled=True),
+             "HIPS autograd": hips_step}
 
 
 def child(library: str, sizes: list[str]) -> dict:
@@ -115,11 +120,13 @@ WORKLOAD = Workload(
 x = solve(AᵀA + I, Aᵀb), loss = |Ax − b|² for A of n × d and b of n × 1, float64, written
 once for every library; per value and gradient w.r.t. A and b, after the first call and
 one warm-up call; "tapegrad compiled" is the same function through `tapegrad.compile`, whose
-first call traces it. Values are checked against the first library's to 1e-10, gradients
-to 1e-8.""",
+first call traces it; torch.compile compiles the objective (forward and backward), in the
+first repeat only and not with --quick. Values are checked against the first library's to
+1e-10, gradients to 1e-8.""",
     libraries=tuple(LIBRARIES),
     sizes={"quick": CONFIGS[:1], "default": CONFIGS},
     quick_repeats=1,
+    quick_libraries=without_compile(LIBRARIES),
     child=child,
     options={**objective.OPTIONS, "columns": ("n", "d")},
 )

@@ -11,12 +11,11 @@ import importlib.util
 import time
 
 import numpy as np
-from runner import Workload, gradient_samples, timed
+from runner import TORCH_COMPILE, Workload, gradient_samples, timed, without_compile
 
 import tapegrad
 
 SIZES = [64, 128, 128, 10]
-TORCH_COMPILE = "torch.compile"
 LR = 0.05
 CONFIGS = ["64-float64", "1024-float64", "64-float32", "1024-float32"]  # batch-dtype
 DIGITS = importlib.util.find_spec("sklearn") is not None
@@ -226,7 +225,7 @@ First-step gradients of every library are checked against the floor's.""",
     # all, is most of a quick run's time).
     sizes={"quick": CONFIGS[:1], "default": CONFIGS},
     quick_repeats=1,
-    quick_libraries=tuple(name for name in LIBRARIES if name != TORCH_COMPILE),
+    quick_libraries=without_compile(LIBRARIES),
     child=child,
     options={"rtol": lambda size: 1e-3 if size.endswith("32") else 1e-7,
              # A fresh process per library and configuration, as a training run is.

@@ -8,7 +8,7 @@ import gc
 import time
 from typing import Callable
 
-from runner import Workload, timed
+from runner import TORCH_COMPILE, Workload, timed
 
 import tapegrad
 from tapegrad import reference
@@ -17,7 +17,6 @@ PARAMETERS = [1.5, 1.0, 1.0, 3.0]  # alpha, beta, delta, gamma: prey growth, pre
 START = (1.0, 1.0)  # prey, predators
 HORIZON = 5.0  # the time integrated over, in N equal steps
 PLAIN = "Python floats, no AD (floor)"
-TORCH_COMPILE = "torch.compile"
 # Their calls grow faster than N (the garbage collector walks their graphs): at most this N.
 SLOW = ("reference", "HIPS autograd")
 MAX_SLOW_STEPS = 100
