@@ -89,7 +89,8 @@ six parameters; per product, after 2 warm-up products. "tapegrad compiled" is
 `tapegrad.compile` of `sum(grad(loss, params, create_graph=True) * v)` and its gradient:
 the double backward is recorded once, and its first product (the last column) traces it.
 The products are checked against
-the first library's.""",
+the first library's. No torch.compile row: "torch.compile with aot_autograd does not
+currently support double backward" (torch 2.13).""",
     libraries=tuple(LIBRARIES),
     sizes={"quick": [64], "default": [64, 1024]},
     quick_repeats=1,

@@ -279,7 +279,9 @@ value and gradient in one native replay, so only their totals are shown; the com
 run" is its first call, which traces the recipe and replays it once. "seed's code as written"
 is the founding design transcribed as it was written (bench/workloads/seed_code.py: one
 closure per op, Tensors only), beside `tapegrad.reference`, which keeps that design with
-the seed's whole surface.""",
+the seed's whole surface. No torch.compile row: it would compile the loop unrolled, a graph
+of 1e4 to 1e6 ops (the RK4 workload compiles one step instead; its whole unrolled loss had
+not compiled in minutes at 5,400 ops).""",
     libraries=tuple(LIBRARIES),
     sizes={"quick": [10_000], "default": [10_000, 100_000],
            "full": [10_000, 100_000, 1_000_000]},
