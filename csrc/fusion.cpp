@@ -348,6 +348,34 @@ FusedGroups::Ran FusedGroups::run_blocks(Tape& tape, FusedGroup& group, PyObject
             mode_b[k] = same ? (mode_a[k] != NONE ? int(MERGED) : int(NONE)) : mode_of(step.b);
         }
     }
+    // Note [Passed adjoints]: where a step's gradient for a step operand is its own
+    // (add's for both, sub's for a; the op's `passes`) and no other step adds to that
+    // operand's adjoint, the operand's backward reads the step's adjoint in place:
+    // no kernel copies it (and a step left with nothing to write runs none).
+    // adjoint_from[k]: the step whose adjoint buffer holds step k's adjoint (k's own
+    // but where passed; the root's is ones).
+    std::vector<uint32_t> adjoint_from(m);
+    for (size_t k = 0; k < m; ++k) adjoint_from[k] = static_cast<uint32_t>(k);
+    if (with_partials) {
+        std::vector<int> writers(m, 0);
+        for (size_t k = 0; k < m; ++k) {
+            const FusedStep& step = group.steps[k];
+            if (step.a.kind == FusedOperand::STEP) ++writers[step.a.index];
+            if (step.b.kind == FusedOperand::STEP && mode_b[k] != MERGED) ++writers[step.b.index];
+        }
+        for (size_t k = m; k-- > 0;) {  // readers first: a pass through a pass ends at the first
+            const FusedStep& step = group.steps[k];
+            const int passes = mode_b[k] == MERGED ? 0 : op_passes(step.code);  // x + x: 2 g
+            if ((passes & PASSES_A) && step.a.kind == FusedOperand::STEP && writers[step.a.index] == 1) {
+                adjoint_from[step.a.index] = adjoint_from[k];
+                mode_a[k] = NONE;
+            }
+            if ((passes & PASSES_B) && step.b.kind == FusedOperand::STEP && writers[step.b.index] == 1) {
+                adjoint_from[step.b.index] = adjoint_from[k];
+                mode_b[k] = NONE;
+            }
+        }
+    }
     auto adjoint_of = [&](const FusedOperand& o, npy_intp start, T* adjoints) -> T* {
         if (o.kind == FusedOperand::STEP) return adjoints + static_cast<npy_intp>(o.index) * BLOCK;
         if (o.kind == FusedOperand::ROW && group.partials[static_cast<size_t>(o.target)])
@@ -369,7 +397,8 @@ FusedGroups::Ran FusedGroups::run_blocks(Tape& tape, FusedGroup& group, PyObject
         for (size_t k = m; k-- > 0;) {
             const FusedStep& step = group.steps[k];
             const bool root = k + 1 == m;
-            const T* g = root ? ones.data() : adjoints + k * BLOCK;
+            const T* g = adjoint_from[k] + 1 == m ? ones.data() : adjoints + adjoint_from[k] * BLOCK;
+            if (mode_a[k] == NONE && mode_b[k] == NONE) continue;
             const T* value = root ? root_value + start : values + k * BLOCK;
             step_backward<T>(rows, step, start, length, values, value, g, adjoint_of(step.a, start, adjoints),
                              mode_a[k],

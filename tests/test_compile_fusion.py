@@ -111,6 +111,59 @@ def test_an_input_read_twice_and_a_square_add_their_partials():
     assert fused_groups(cf) == [[7]]
 
 
+# Note [Passed adjoints]: add's gradient (both operands) and sub's (the first) are
+# the step's own; where nothing else adds to the operand's adjoint, it is read in
+# place. Each case here either passes, or must not: a second reader, x + x (2 g),
+# sub's second operand (-g), a pass through passes.
+
+
+def twice_read(x, y):
+    u = tg.exp(x)  # u + y passes its gradient to u, whose other reader adds to it
+    return tg.sin(u + y) * u
+
+
+def twice_read_gradient(x, y):
+    u = np.exp(x)
+    gu = np.cos(u + y) * u + np.sin(u + y)
+    return gu * u, np.cos(u + y) * u
+
+
+def doubled(x, y):
+    v = tg.exp(x) * y
+    return tg.sin(v + v)
+
+
+def doubled_gradient(x, y):
+    dv = 2 * np.cos(2 * np.exp(x) * y)
+    return dv * np.exp(x) * y, dv * np.exp(x)
+
+
+PASSES = {
+    "add of two steps at the root": (lambda x, y: tg.exp(x) + tg.sin(y),
+                                     lambda x, y: (np.exp(x), np.cos(y))),
+    "passes through passes": (lambda x, y: ((tg.exp(x) + 1.0) + 2.0) + (3.0 - tg.sin(y)),
+                              lambda x, y: (np.exp(x), -np.cos(y))),
+    "sub: the first passes, the second not": (lambda x, y: tg.exp(x) - tg.sin(y) * 1.0 + x * y,
+                                              lambda x, y: (np.exp(x) + y, -np.cos(y) + x)),
+    "a step read twice: added, not passed": (twice_read, twice_read_gradient),
+    "v + v: twice the gradient": (doubled, doubled_gradient),
+}
+
+
+@pytest.mark.parametrize("n", [1, 2049])
+@pytest.mark.parametrize("case", list(PASSES))
+def test_passed_adjoints_give_the_closed_form_and_eagers_gradients(case, n):
+    f, closed_form = PASSES[case]
+    rng = np.random.default_rng(5)
+    calls = [[rng.uniform(-1, 1, size=n), rng.uniform(-1, 1, size=n)] for _ in range(3)]
+    cf = check_against_eager(lambda x, y: tg.sum(f(x, y)), calls, argnums=(0, 1))
+    assert [len(g) for g in fused_groups(cf)] == [1]  # one group: fused
+    for x, y in calls:
+        _, grads = cf.value_and_grad(x, y)
+        for got, want in zip(grads, closed_form(x, y)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
 def test_a_scalar_argument_in_a_group_gets_the_summed_gradient():
     def f(x, s):
         return tg.sum(tg.exp(x * s) * s)
