@@ -43,6 +43,10 @@ _NOT_THE_USERS = (_PACKAGE, sysconfig.get_paths()["stdlib"])
 # Traces kept per key: a loop whose trip count depends on a value traces once per
 # count; past this many, the oldest go.
 _MAX_TRACES = 32
+# Keys kept: integer arrays and other static arguments key a trace by value, so
+# labels that change every batch trace every batch; past this many keys, the
+# oldest traced go (with one warning), and memory stays bounded.
+_MAX_KEYS = 64
 
 
 class TraceError(RuntimeError):
@@ -79,6 +83,14 @@ def _escape(what: str) -> None:
 
 
 _core.set_trace_hooks(TraceError, _escape)
+
+
+def _users_stacklevel() -> int:
+    """warnings.warn's stacklevel, from its caller, of the first frame outside tapegrad."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 # ---- arguments: their structure, the key, the leaves ----
@@ -238,10 +250,14 @@ class CompiledFunction:
         self._single = not isinstance(argnums, (tuple, list))
         self._fallback = fallback
         self._traces: dict[Any, list] = {}
-        self._drivers: dict[Any, CompiledFunction] = {}
+        self._drivers: dict[Any, Any] = {}  # derived compiled functions, and _JoinedOutputs
         self._flat: dict[Any, tuple] = {}
-        self._eager_keys: set = set()
+        self._eager_keys: dict = {}  # keys whose trace raised (fallback='eager'), oldest first
+        # Whose TraceWarning this is: a driver's derived function shares its parent's,
+        # so that one compiled function warns once (DESIGN 4.5).
+        self._warns_for: CompiledFunction = self
         self._warned = False
+        self._warned_keys = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Called by a function being traced, or on Tensors that require grad:
@@ -266,6 +282,12 @@ class CompiledFunction:
         if _core.tracing():
             return _eager_value_and_grad(self._f, nums if not single else nums[0])(*args, **kwargs)
         return self._run(args, kwargs, nums, single, grads=True)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        # As a method: bound to the instance, as a function is (argnums count it,
+        # as with the eager value_and_grad on a method); the instance keys the
+        # trace as any static argument does.
+        return self if instance is None else _BoundCompiled(self, instance)
 
     def grad(self, *args: Any, argnums: int | tuple[int, ...] | None = None,
              **kwargs: Any) -> Any:
@@ -311,9 +333,12 @@ class CompiledFunction:
         """
         args, as_tuple = _driver_inputs(inputs)
         nums = tuple(range(len(args)))
-        if v is None:
-            return self._run(args, {}, nums, not as_tuple, grads=True)
-        value, per_seed = self._run(args, {}, nums, not as_tuple, grads=True, seeds=[v])
+        try:
+            if v is None:
+                return self._run(args, {}, nums, not as_tuple, grads=True)
+            value, per_seed = self._run(args, {}, nums, not as_tuple, grads=True, seeds=[v])
+        except _SeveralOutputs:
+            return self._joined(args).vjp(inputs, v)
         return value, per_seed[0]
 
     def jvp(self, inputs: Any, v: Any) -> tuple[Any, Any]:
@@ -337,8 +362,11 @@ class CompiledFunction:
                                 f"each (a tuple of them for several); input {k} is a "
                                 f"{type(a).__name__}")
         vs = _driver_vectors(v, args, as_tuple, "jvp")
-        value, per_direction = self._run(args, {}, tuple(range(len(args))), not as_tuple,
-                                         grads=False, tangents=[vs])
+        try:
+            value, per_direction = self._run(args, {}, tuple(range(len(args))), not as_tuple,
+                                             grads=False, tangents=[vs])
+        except _SeveralOutputs:
+            return self._joined(args).jvp(inputs, v)
         return value, _plain_output(per_direction[0])
 
     def hvp(self, inputs: Any, v: Any = None) -> tuple[Any, Any]:
@@ -383,7 +411,10 @@ class CompiledFunction:
         """
         args, as_tuple = _driver_inputs(inputs)
         nums = tuple(range(len(args)))
-        value = self._run(args, {}, nums, False, grads=False)[0]  # the sweeps' trace
+        try:
+            value = self._run(args, {}, nums, False, grads=False)[0]  # the sweeps' trace
+        except _SeveralOutputs:
+            return self._joined(args).jacobian(inputs)
         out_shape = np.shape(value)
         n_in = sum(int(np.size(a)) for a in args)
         n_out = int(np.size(value))
@@ -435,6 +466,13 @@ class CompiledFunction:
                     np.shape(a) + np.shape(b))) for j, b in enumerate(args)))
         return tuple(rows) if as_tuple else rows[0][0]
 
+    def _joined(self, args: tuple) -> _JoinedOutputs:
+        """f with its outputs joined, for the drivers (Note [Several outputs])."""
+        joined = self._drivers.get(("joined", len(args)))
+        if joined is None:
+            joined = self._drivers[("joined", len(args))] = _JoinedOutputs(self, len(args))
+        return joined
+
     def _hooked(self, args: tuple, nums: tuple[int, ...]) -> bool:
         """Whether a trace of this call has hooks (that may change its gradients)."""
         key = self._layout(args, {}, nums)[1][3]
@@ -448,6 +486,7 @@ class CompiledFunction:
         if derived is None:
             derived = self._drivers[key] = CompiledFunction(build(self._f, n), argnums=argnums,
                                                             fallback=self._fallback)
+            derived._warns_for = self._warns_for
         return derived
 
     @property
@@ -494,7 +533,8 @@ class CompiledFunction:
             return self._eager(args, kwargs, nums, single, grads, seeds, tangents)
         for trace in self._traces.get(key, ()):  # a busy one replays None, as a failed guard
             if grads and seeds is None and not trace.scalar_output:
-                raise _not_scalar(self._f, ran_shape=None)
+                value = trace.replay(leaves, None, None, None)  # for the error's shape
+                raise _not_scalar(self._f, None if value is None else np.shape(value[0]))
             ran = trace.replay(leaves, wrt if grads else None, seeds, tangents)
             if ran is not None:
                 return self._results(ran, structure, positions, single, grads, seeds, tangents)
@@ -504,11 +544,14 @@ class CompiledFunction:
         except TraceError as error:
             if self._fallback != "eager":
                 raise
-            self._eager_keys.add(key)
-            if not self._warned:
-                self._warned = True
-                warnings.warn(f"{error} -- running {getattr(self._f, '__name__', 'f')} eagerly "
-                              "(fallback='eager')", TraceWarning, stacklevel=3)
+            self._eager_keys[key] = None
+            if len(self._eager_keys) > _MAX_KEYS:  # as the traces' keys: bounded
+                del self._eager_keys[next(iter(self._eager_keys))]
+            owner = self._warns_for
+            if not owner._warned:
+                owner._warned = True
+                warnings.warn(f"{error} -- running {getattr(owner._f, '__name__', 'f')} eagerly "
+                              "(fallback='eager')", TraceWarning, stacklevel=_users_stacklevel())
             return self._eager(args, kwargs, nums, single, grads, seeds, tangents)
         return self._results(ran, structure, positions, single, grads, seeds, tangents)
 
@@ -548,7 +591,22 @@ class CompiledFunction:
         traces.append(trace)
         if len(traces) > _MAX_TRACES:
             del traces[0]
+        if len(self._traces) > _MAX_KEYS:
+            self._forget_oldest_key()
         return ran
+
+    def _forget_oldest_key(self) -> None:
+        """Past _MAX_KEYS keys, the first traced goes (a key used since traces again)."""
+        del self._traces[next(iter(self._traces))]
+        if not self._warned_keys:
+            self._warned_keys = True
+            warnings.warn(
+                f"compile: {getattr(self._f, '__name__', 'f')} has been traced for more than "
+                f"{_MAX_KEYS} argument keys, and the oldest traces are dropped. Integer and "
+                "boolean arrays, ints and other values that are not floats are constants of "
+                "a trace, keyed by value: one that changes on every call (labels, a step "
+                "counter) traces on every call. Pass such values as floats where f allows, "
+                "or use tapegrad.value_and_grad", stacklevel=_users_stacklevel())
 
     def _results(self, ran: tuple, structure: tuple, positions: list[int], single: bool,
                  grads: bool, seeds: list | None, tangents: list | None = None) -> tuple[Any, Any]:
@@ -570,29 +628,157 @@ class CompiledFunction:
     def _eager(self, args: tuple, kwargs: dict, nums: tuple[int, ...], single: bool,
                grads: bool, seeds: list | None = None,
                tangents: list | None = None) -> tuple[Any, Any]:
+        f = _one_output(self._f, grads and seeds is None)  # several outputs raise, as traced
         if seeds is not None or tangents is not None:  # a driver's sweeps, on the eager tape
-            return self._eager_sweeps(args, nums, single, seeds, tangents)
+            return self._eager_sweeps(f, args, nums, single, seeds, tangents)
         if grads:
-            return _eager_value_and_grad(self._f, nums[0] if single else nums)(*args, **kwargs)
-        return _plain_output(self._f(*args, **kwargs)), None
+            return _eager_value_and_grad(f, nums[0] if single else nums)(*args, **kwargs)
+        return _plain_output(f(*args, **kwargs)), None
 
-    def _eager_sweeps(self, args: tuple, nums: tuple[int, ...], single: bool,
+    @staticmethod
+    def _eager_sweeps(f: Callable[..., Any], args: tuple, nums: tuple[int, ...], single: bool,
                       seeds: list | None, tangents: list | None) -> tuple[Any, Any]:
         """What a replay with seeds or tangents gives, from eager vjps and jvps (the drivers'
         arguments are floats and ndarrays, every one differentiated)."""
         tensors = tuple(Tensor(a) for a in args)
         if tangents is not None:
-            results = [_eager_jvp(self._f, tensors, v=tuple(d)) for d in tangents]
-            value = self._f(*args) if not results else results[0][0]
+            results = [_eager_jvp(f, tensors, v=tuple(d)) for d in tangents]
+            value = f(*args) if not results else results[0][0]
             return _plain_output(value), [_plain_output(r[1]) for r in results]
         per_seed = []
         for seed in seeds or ():
-            value, pulled = _eager_vjp(self._f, tensors, v=seed)
+            value, pulled = _eager_vjp(f, tensors, v=seed)
             chosen = [_plain_like(pulled[n], args[n]) for n in nums]
             per_seed.append(chosen[0] if single else tuple(chosen))
         if not per_seed:  # no seed (an empty output's jacobian): the value alone
-            value = self._f(*args)
+            value = f(*args)
         return _plain_output(value), per_seed
+
+
+# Note [Several outputs]
+# A tape has one output, but torch.autograd.functional's vjp, jvp and jacobian take
+# a function of several (a tuple). For those, the drivers compile f with its
+# outputs raveled and joined into one vector, and split what comes back: the
+# outputs' shapes and dtypes are written down while that function is traced (or
+# runs eagerly under fallback='eager'), by the inputs' layouts, which key its trace.
+class _JoinedOutputs:
+    """The drivers of a compiled f whose value is several outputs (Note [Several outputs])."""
+
+    def __init__(self, compiled: CompiledFunction, n: int) -> None:
+        self.layouts: dict[tuple, list[tuple[tuple, np.dtype]]] = {}
+        f, layouts = compiled._f, self.layouts
+
+        def joined(*xs: Any) -> Any:
+            outs = f(*xs)
+            if not isinstance(outs, (tuple, list)):
+                raise TypeError(f"compile: {getattr(f, '__name__', 'f')} returned several "
+                                "outputs when traced before, and one now")
+            layouts[_input_layouts(xs)] = [(np.shape(o), _dtype_of(o)) for o in outs]
+            return concatenate([reshape(o, (-1,)) for o in outs])
+
+        joined.__name__ = getattr(f, "__name__", "f")
+        self.compiled = CompiledFunction(joined, argnums=tuple(range(n)),
+                                         fallback=compiled._fallback)
+        self.compiled._warns_for = compiled._warns_for
+
+    def _split(self, args: tuple, flat: Any, trailing: tuple = ()) -> tuple:
+        """flat's leading axis cut into the outputs, each reshaped (trailing: the rest)."""
+        pieces, start = [], 0
+        for shape, dtype in self.layouts[_input_layouts(args)]:
+            size = int(np.prod(shape, dtype=np.int64))
+            piece = np.asarray(flat)[start:start + size].reshape(tuple(shape) + trailing)
+            pieces.append(piece.astype(dtype, copy=False) if not trailing else piece)
+            start += size
+        return tuple(pieces)
+
+    def _values(self, args: tuple, flat: Any) -> tuple:
+        return tuple(_plain_output(p) for p in self._split(args, flat))
+
+    def vjp(self, inputs: Any, v: Any) -> tuple[Any, Any]:
+        args, _ = _driver_inputs(inputs)
+        value = self.compiled(*args)
+        outputs = self.layouts[_input_layouts(args)]
+        if v is None:
+            if any(int(np.prod(shape)) != 1 for shape, _ in outputs):
+                raise ValueError("compile: vjp's v can be omitted only when every output has "
+                                 "one element; pass one v per output (a tuple)")
+            v = tuple(np.ones(shape) for shape, _ in outputs)
+        if not isinstance(v, (tuple, list)) or len(v) != len(outputs):
+            raise ValueError(f"compile: vjp of a function with {len(outputs)} outputs takes "
+                             "a tuple of as many v, one of each output's shape")
+        for k, ((shape, _), x) in enumerate(zip(outputs, v)):
+            if np.shape(x) != tuple(shape):
+                raise ValueError(f"compile: vjp's v for output {k} must have its shape "
+                                 f"{tuple(shape)}, got {np.shape(x)}")
+        seed = np.concatenate([np.ravel(np.asarray(x, dtype=np.asarray(value).dtype))
+                               for x in v])
+        _, pulled = self.compiled.vjp(inputs, seed)
+        return self._values(args, value), pulled
+
+    def jvp(self, inputs: Any, v: Any) -> tuple[Any, Any]:
+        args, _ = _driver_inputs(inputs)
+        value, tangent = self.compiled.jvp(inputs, v)
+        return self._values(args, value), self._values(args, tangent)
+
+    def jacobian(self, inputs: Any) -> Any:
+        args, as_tuple = _driver_inputs(inputs)
+        blocks = self.compiled.jacobian(inputs)
+        blocks = blocks if as_tuple else (blocks,)
+        per_input = [self._split(args, np.reshape(b, (-1, *np.shape(a))), np.shape(a))
+                     for a, b in zip(args, blocks)]
+        return tuple(tuple(_plain_block(p[i]) for p in per_input) if as_tuple
+                     else _plain_block(per_input[0][i]) for i in range(len(per_input[0])))
+
+
+def _input_layouts(xs: tuple) -> tuple:
+    """The inputs' shapes and dtypes: the key of the joined function's trace."""
+    return tuple((tuple(np.shape(x)), _dtype_of(x).str) for x in xs)
+
+
+def _dtype_of(value: Any) -> np.dtype:
+    """A value's dtype without reading it (a Tensor's is its layout's): float64 for a float."""
+    if isinstance(value, Tensor):
+        return np.dtype(value.dtype)
+    return np.asarray(value).dtype if isinstance(value, np.ndarray) else np.dtype(np.float64)
+
+
+class _BoundCompiled:
+    """A compiled function read from an instance (a decorated method): the instance is
+    its first argument, as a bound method's is.
+
+    Example:
+        >>> import tapegrad as tg
+        >>> class Model:
+        ...     scale = 3.0
+        ...     @tg.compile(argnums=1)
+        ...     def loss(self, w):
+        ...         return w * w * self.scale
+        >>> Model().loss.value_and_grad(2.0)
+        (12.0, 12.0)
+    """
+
+    __slots__ = ("_compiled", "_instance")
+
+    def __init__(self, compiled: CompiledFunction, instance: Any) -> None:
+        self._compiled, self._instance = compiled, instance
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._compiled(self._instance, *args, **kwargs)
+
+    def value_and_grad(self, *args: Any, argnums: int | tuple[int, ...] | None = None,
+                       **kwargs: Any) -> tuple[Any, Any]:
+        """``(f(instance, *args), gradient)``: the compiled function's, bound."""
+        return self._compiled.value_and_grad(self._instance, *args, argnums=argnums, **kwargs)
+
+    def grad(self, *args: Any, argnums: int | tuple[int, ...] | None = None,
+             **kwargs: Any) -> Any:
+        """The gradient alone, of ``f(instance, *args)``."""
+        return self._compiled.grad(self._instance, *args, argnums=argnums, **kwargs)
+
+    @property
+    def trace_count(self) -> int:
+        """The compiled function's (its traces are the instance's and every other's)."""
+        return self._compiled.trace_count
 
 
 def _plain_like(gradient: Tensor, arg: Any) -> Any:
@@ -719,14 +905,37 @@ def _not_scalar(f: Any, ran_shape: Any) -> TypeError:
         "for its value alone")
 
 
+def _one_output(f: Callable[..., Any], scalar: bool) -> Callable[..., Any]:
+    """f, raising _SeveralOutputs where it returns a tuple or list, as a trace of it does."""
+    @functools.wraps(f)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        out = f(*args, **kwargs)
+        if isinstance(out, (tuple, list)):
+            _check_output(out, f, scalar)
+        return out
+    return checked
+
+
+class _SeveralOutputs(TypeError):
+    """f returned a tuple or list: a tape has one output, so the drivers that take several
+    (vjp, jvp, jacobian) join them (Note [Several outputs])."""
+
+
 def _check_output(out: Any, f: Any, scalar: bool) -> None:
     name = getattr(f, "__name__", "f")
+    if isinstance(out, (tuple, list)):
+        raise _SeveralOutputs(
+            f"compile: {name} returns {len(out)} outputs (a {type(out).__name__}); "
+            + ("value_and_grad and grad need one scalar" if scalar else
+               "a compiled function's value is one Tensor or number")
+            + ": the drivers vjp, jvp and jacobian take several")
     if isinstance(out, Tensor):
         if scalar and np.size(_core.peek(out)) != 1:
             raise _not_scalar(f, out.shape)
         return
-    if isinstance(out, numbers.Real) or (isinstance(out, np.ndarray) and (out.size == 1 or
-                                                                           not scalar)):
+    if isinstance(out, np.ndarray) and scalar and out.size != 1:
+        raise _not_scalar(f, out.shape)
+    if isinstance(out, (numbers.Real, np.ndarray)):
         return
     raise TypeError(f"compile: {name} must return a Tensor or a number, got "
                     f"{type(out).__name__}")

@@ -312,6 +312,8 @@ class Tensor(_core.TensorBase, metaclass=_TensorMeta):
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if self.requires_grad:
+            if _core.tracing():
+                _ = self.data  # a traced value read by numpy: compile's escape, naming the line
             # Reached by np.array([t0, t1]) and np.asarray(t), also inside library
             # code (scipy's Python functions call np.asarray): numpy's protocols
             # cannot make those record, and the bare value would lose the gradient.
