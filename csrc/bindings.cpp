@@ -137,6 +137,7 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("busy", &Trace::busy)
         .def_property_readonly("rows", &Trace::row_count)
         .def_property_readonly("ops", &Trace::op_count)
+        .def_property_readonly("pooled_arrays", &Trace::pooled_arrays)
         .def_property_readonly("guards", &Trace::guard_count)
         .def_property_readonly("fused_groups", [](const Trace& t) { py::list out; for (size_t n : t.fused_groups()) out.append(n); return out; },
                                "The fused groups' sizes in rows (Note [Fused rows]).")

@@ -50,6 +50,11 @@ PyObject* BufferPool::lend(PyObject* array) {
         PyErr_Clear();
         return array;  // handed over itself: only the reuse is lost
     }
+    // One that nobody holds now, yet this replay did not take (numpy allocated
+    // the output it would have held: a matrix product's), is of no use: back to
+    // malloc, which hands its memory to numpy's next allocation, touched already.
+    for (size_t k = lent_.size(); k-- > 0;)
+        if (is_unseen(lent_[k].array)) let_go_of_lent(k);
     while (!lent_.empty() && (lent_.size() >= MAX_LENT || lent_bytes_ + nbytes > MAX_BYTES)) let_go_of_lent(0);
     lent_.push_back({array, nbytes});
     lent_bytes_ += nbytes;

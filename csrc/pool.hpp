@@ -35,7 +35,13 @@
 // take() hands it out like a pooled one, in memory already touched. A caller
 // who keeps a gradient keeps its view, so a lent array is never written while
 // anyone can see it. At most MAX_LENT arrays and MAX_BYTES are tracked; past
-// that the oldest is let go of, and freed when its views are.
+// that the oldest is let go of, and freed when its views are. A lent array
+// nobody holds that a whole replay did not take (numpy allocated that output
+// itself: a matrix product's) is let go of at the next lend, and a compiled
+// replay ages the pool as a reset tape does (next_generation), so what no
+// replay asks for goes back to malloc within a replay or two instead of
+// waiting for the bounds: a training loop's first steps faulted fresh pages in
+// until then.
 #pragma once
 
 #include <cstddef>
@@ -86,6 +92,7 @@ public:
 
     size_t bytes() const { return bytes_; }
     size_t size() const { return free_.size(); }
+    size_t lent_count() const { return lent_.size(); }
 
 private:
     void evict(size_t k);

@@ -730,6 +730,11 @@ py::object Trace::replay(const py::sequence& values, const py::object& wrt, cons
         ~Release() {
             busy = false;
             fusion.release(pool);
+            // Each replay ages the pool, as a reset tape does: an array given back
+            // and not taken by the next replay (an output numpy allocated itself)
+            // is freed, not kept until MAX_ARRAYS, so the replays that follow find
+            // its memory in malloc's hands instead of faulting fresh pages in.
+            pool.next_generation();
         }
     } release{busy_, fusion_, tape_->pool};
     for (size_t k = 0; k < inputs_.size(); ++k)

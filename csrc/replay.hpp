@@ -102,6 +102,8 @@ public:
     bool busy() const { return busy_; }
     size_t row_count() const { return tape_->rows().size(); }
     size_t op_count() const { return order_.size(); }
+    // For tests: the arrays its pool holds between replays, waiting and lent.
+    size_t pooled_arrays() const { return tape_->pool.size() + tape_->pool.lent_count(); }
     size_t guard_count() const { return guards_.size(); }
     std::vector<size_t> fused_groups() const { return fusion_.sizes(); }
     // Whether f's value is one element (a float, or an array of size 1): only

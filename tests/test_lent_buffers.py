@@ -113,3 +113,26 @@ def test_lent_arrays_die_with_the_compiled_function_and_their_views(inputs):
     del gx, gw
     gc.collect()
     assert watch() is None
+
+
+def _mlp_loss(w1, w2, x):
+    return tg.sum(tg.tanh(tg.tanh(x @ w1) @ w2))
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_arrays_no_replay_takes_again_are_freed_not_hoarded(keep):
+    # A matrix product's output is numpy's allocation, never taken from the pool: given
+    # back, or lent and dropped, it must go back to malloc within a replay or two, not
+    # wait until the pool's bounds (a training loop's first steps faulted fresh pages
+    # in until then). keep: the loop holds the last gradients through the next call.
+    rng = np.random.default_rng(1)
+    w1, w2, x = rng.normal(size=(64, 128)), rng.normal(size=(128, 128)), rng.normal(size=(64, 64))
+    f = tg.compile(_mlp_loss, argnums=(0, 1))
+    counts, grads = [], None
+    for step in range(40):
+        if not keep:
+            grads = None
+        _, grads = f.value_and_grad(w1, w2, x * (1 + 0.01 * step))
+        (trace,) = [t for traces in f._traces.values() for t in traces]
+        counts.append(trace.pooled_arrays)
+    assert max(counts[5:]) == counts[5] <= 12, counts
