@@ -280,6 +280,16 @@ DRIVER_CASES = {
 }
 
 
+def assert_nested_close(got, want, rtol=1e-13, atol=0.0):
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want)
+        for g, w in zip(got, want):
+            assert_nested_close(g, w, rtol, atol)
+    else:
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=rtol, atol=atol)
+        assert np.shape(got) == tuple(want.shape)
+
+
 @pytest.mark.parametrize("name", DRIVER_CASES)
 def test_drivers_give_what_torch_autograd_functional_gives(name):
     torch = pytest.importorskip("torch")
@@ -294,13 +304,7 @@ def test_drivers_give_what_torch_autograd_functional_gives(name):
     cf = tg.compile(f)
 
     def check(got, want):
-        if isinstance(want, tuple):
-            assert isinstance(got, tuple) and len(got) == len(want)
-            for g, w in zip(got, want):
-                check(g, w)
-        else:
-            np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
-            assert np.shape(got) == tuple(want.shape)
+        assert_nested_close(got, want, rtol=1e-10, atol=1e-12)
 
     for _ in range(2):  # traces, then replays
         u = np.full(tuple(out.shape), 0.5) if out.ndim else None
@@ -472,16 +476,6 @@ def two_outputs_torch(a, b):
 def escaping_two_outputs(a, b):
     float(tg.sum(a))  # an escape: the drivers run eagerly under fallback='eager'
     return two_outputs(a, b)
-
-
-def assert_nested_close(got, want):
-    if isinstance(want, tuple):
-        assert isinstance(got, tuple) and len(got) == len(want)
-        for g, w in zip(got, want):
-            assert_nested_close(g, w)
-    else:
-        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-13)
-        assert np.shape(got) == tuple(want.shape)
 
 
 @pytest.mark.parametrize("f,fallback", [(two_outputs, None), (escaping_two_outputs, "eager")])
