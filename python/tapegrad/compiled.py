@@ -519,6 +519,8 @@ class CompiledFunction:
         wrt = [k for n in positions for k in range(firsts[n], firsts[n + 1])]
         layout = (positions, structure, kw_structure, key, wrt)
         if flat_key is not None:
+            if len(self._flat) >= _MAX_KEYS:  # bounded as the traces are: shapes that vary
+                self._flat.clear()
             self._flat[flat_key] = layout
         return leaves, layout
 
@@ -602,11 +604,12 @@ class CompiledFunction:
             self._warned_keys = True
             warnings.warn(
                 f"compile: {getattr(self._f, '__name__', 'f')} has been traced for more than "
-                f"{_MAX_KEYS} argument keys, and the oldest traces are dropped. Integer and "
-                "boolean arrays, ints and other values that are not floats are constants of "
-                "a trace, keyed by value: one that changes on every call (labels, a step "
-                "counter) traces on every call. Pass such values as floats where f allows, "
-                "or use tapegrad.value_and_grad", stacklevel=_users_stacklevel())
+                f"{_MAX_KEYS} argument keys, and the oldest traces are dropped. A trace is "
+                "keyed by the arguments' structure, shapes and dtypes, and by the value of "
+                "integer and boolean arrays, ints and other values that are not floats: one "
+                "that changes on every call (labels, a step counter, a length) traces on every "
+                "call. Pass such values as floats where f allows, or use "
+                "tapegrad.value_and_grad", stacklevel=_users_stacklevel())
 
     def _results(self, ran: tuple, structure: tuple, positions: list[int], single: bool,
                  grads: bool, seeds: list | None, tangents: list | None = None) -> tuple[Any, Any]:
