@@ -463,6 +463,16 @@ def test_integer_labels_do_not_grow_the_traces_without_bound():
     assert len(caught) == 1 and caught[0].filename == __file__
 
 
+def test_shapes_that_vary_on_every_call_keep_memory_bounded():
+    cf = tg.compile(lambda x: tg.sum(x * x))
+    with pytest.warns(UserWarning, match="more than 64 argument keys") as caught:
+        for n in range(1, 200):
+            value, grad = cf.value_and_grad(np.full(n, 0.5))
+            assert value == 0.25 * n and np.all(grad == 1.0)
+    assert len(caught) == 1
+    assert cf.trace_count <= 64 and len(cf._flat) <= 64
+
+
 # Several outputs (Note [Several outputs] in compiled.py): the drivers give what
 # torch.autograd.functional gives, tuples of blocks, compiled and under fallback='eager'.
 def two_outputs(a, b):
