@@ -3,8 +3,8 @@ decorated methods, the bound on argument keys, passed adjoints in fused groups (
 [Passed adjoints]) and the replay's aging pool.
 
 Each answer is checked against torch.autograd.functional, the eager tapegrad result or a
-closed form. The first part holds the problems found, as strict xfails with a minimal repro;
-the rest, attacks that held.
+closed form. The first part holds the ten problems the attack found, each a minimal repro
+(they were strict xfails, and are fixed); the rest, attacks that held.
 """
 
 import functools
@@ -60,9 +60,6 @@ def _ordered_by_sign_torch(x):
     return (x[:1] * 1.0, x[1:] * 2.0) if x.sum() > 0 else (x[1:] * 3.0, x[:1] * 4.0)
 
 
-@pytest.mark.xfail(strict=True, reason="_JoinedOutputs.layouts is keyed by the inputs' layouts "
-                   "alone: a second guarded path with other output shapes overwrites the "
-                   "first's, whose replays are then split with the wrong shapes")
 def test_outputs_whose_shapes_depend_on_a_guard_are_split_by_their_own_path():
     cf = tg.compile(_ordered_by_sign)
     positive, negative = np.array([1.0, 2.0, 3.0]), np.array([-1.0, -2.0, -3.0])
@@ -71,16 +68,12 @@ def test_outputs_whose_shapes_depend_on_a_guard_are_split_by_their_own_path():
                                                                  _t(x)))
 
 
-@pytest.mark.xfail(strict=True, reason="_dtype_of(np.float32(1.5)) is float64 (not an ndarray) "
-                   "while the traced Tensor's is float32: the layouts lookup raises KeyError")
 def test_several_outputs_of_a_float32_numpy_scalar():
     cf = tg.compile(lambda x: (x * 2.0, x * x))
     jacobian = cf.jacobian(np.float32(1.5))
     assert [float(b) for b in jacobian] == [2.0, 3.0]
 
 
-@pytest.mark.xfail(strict=True, reason="_JoinedOutputs.vjp casts v to the output's dtype: a "
-                   "complex v loses its imaginary part (a ComplexWarning) where jvp raises")
 def test_a_complex_v_for_several_outputs_is_refused():
     cf = tg.compile(lambda x: (x, x * 2.0))
     with warnings.catch_warnings():
@@ -89,8 +82,6 @@ def test_a_complex_v_for_several_outputs_is_refused():
             cf.vjp(np.ones(2), (np.ones(2) * 1j, np.ones(2)))
 
 
-@pytest.mark.xfail(strict=True, reason="the replay casts a complex seed to float (a "
-                   "ComplexWarning) and returns 0 for v = 1j; torch raises, compiled jvp raises")
 def test_a_complex_v_for_one_output_is_refused():
     cf = tg.compile(lambda x: x * 2.0)
     with warnings.catch_warnings():
@@ -99,18 +90,12 @@ def test_a_complex_v_for_one_output_is_refused():
             cf.vjp(np.ones(2), np.ones(2) * 1j)
 
 
-@pytest.mark.xfail(strict=True, reason="nested outputs reach concatenate as a tuple of Tensors: "
-                   "a TraceError that says a value was read into Python (torch: a TypeError "
-                   "naming the outputs)")
 def test_nested_outputs_raise_a_type_error_naming_them():
     cf = tg.compile(lambda x: ((x, x * 2.0), x * 3.0))
     with pytest.raises(TypeError, match="output"):
         cf.jacobian(np.ones(2))
 
 
-@pytest.mark.xfail(strict=True, reason="concatenate promotes float32 and float64 outputs to "
-                   "float64 and _JoinedOutputs._split casts back only without trailing axes: "
-                   "the float32 output's jacobian block is float64 (torch's is float32)")
 def test_the_jacobian_block_of_a_float32_output_is_float32_beside_a_float64_one():
     x = np.arange(1.0, 4.0, dtype=np.float32)
     blocks = tg.compile(lambda x: (x * 2.0, tg.sum(x * np.ones(3)))).jacobian(x)
@@ -131,22 +116,15 @@ class _Scaled:
         return w * 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="_BoundCompiled has no vjp, jvp, jacobian: an "
-                   "AttributeError naming a private class, where a clear TypeError is wanted")
 def test_drivers_of_a_bound_method_raise_a_clear_error():
     with pytest.raises(TypeError, match="method"):
         _Scaled().loss.jacobian(2.0)
 
 
-@pytest.mark.xfail(strict=True, reason="CompiledFunction.__get__ binds the instance even when "
-                   "f is a staticmethod object (compile applied above @staticmethod)")
 def test_compile_of_a_staticmethod_does_not_bind_the_instance():
     assert _Scaled().doubled.value_and_grad(2.0) == (4.0, 2.0)
 
 
-@pytest.mark.xfail(strict=True, reason="_forget_oldest_key reads the oldest key then deletes it: "
-                   "threads tracing new keys at once delete the same key (KeyError) or iterate "
-                   "a dict another resizes (RuntimeError)")
 def test_threads_tracing_past_the_key_bound_do_not_raise():
     def f(w, labels):
         return tg.sum((w[labels] - 1.0) ** 2)
@@ -173,9 +151,6 @@ def test_threads_tracing_past_the_key_bound_do_not_raise():
     assert errors == []
 
 
-@pytest.mark.xfail(strict=True, reason="past _MAX_KEYS the traces go, but CompiledFunction._flat "
-                   "(the parent's and the joined function's) and _JoinedOutputs.layouts keep "
-                   "an entry per input layout ever seen: about 2.8 kB each")
 def test_memory_stays_bounded_over_many_input_shapes():
     cf = tg.compile(lambda x: (tg.sum(x), tg.sum(x) * 2.0))
 

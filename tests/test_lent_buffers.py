@@ -132,7 +132,7 @@ def test_arrays_no_replay_takes_again_are_freed_not_hoarded(keep):
     for step in range(40):
         if not keep:
             grads = None
-        _, grads = f.value_and_grad(w1, w2, x * (1 + 0.01 * step))
+        _, grads = f.value_and_grad(w1, w2, x * (1 + 0.01 * step))  # noqa: RUF059 (held)
         (trace,) = [t for traces in f._traces.values() for t in traces]
         counts.append(trace.pooled_arrays)
     assert max(counts[5:]) == counts[5] <= 12, counts

@@ -17,6 +17,7 @@ import operator
 import os
 import sys
 import sysconfig
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -240,6 +241,9 @@ class CompiledFunction:
 
     def __init__(self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
                  fallback: str | None = None) -> None:
+        # @compile above @staticmethod: the function itself, never bound to an instance.
+        self._static = isinstance(f, staticmethod)
+        f = f.__func__ if isinstance(f, staticmethod) else f
         if not callable(f):
             raise TypeError(f"compile: f must be callable, got {type(f).__name__}")
         functools.update_wrapper(self, f)  # first: f's __dict__ must not overwrite ours
@@ -258,6 +262,7 @@ class CompiledFunction:
         self._warns_for: CompiledFunction = self
         self._warned = False
         self._warned_keys = False
+        self._keeping = threading.Lock()  # guards the keys of _traces and _eager_keys
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Called by a function being traced, or on Tensors that require grad:
@@ -287,7 +292,7 @@ class CompiledFunction:
         # As a method: bound to the instance, as a function is (argnums count it,
         # as with the eager value_and_grad on a method); the instance keys the
         # trace as any static argument does.
-        return self if instance is None else _BoundCompiled(self, instance)
+        return self if instance is None or self._static else _BoundCompiled(self, instance)
 
     def grad(self, *args: Any, argnums: int | tuple[int, ...] | None = None,
              **kwargs: Any) -> Any:
@@ -333,6 +338,9 @@ class CompiledFunction:
         """
         args, as_tuple = _driver_inputs(inputs)
         nums = tuple(range(len(args)))
+        if v is not None and not isinstance(v, (tuple, list)) and np.iscomplexobj(v):
+            raise TypeError("compile: vjp's v must be real (floats), as the output: got a "
+                            "complex value")
         try:
             if v is None:
                 return self._run(args, {}, nums, not as_tuple, grads=True)
@@ -492,7 +500,7 @@ class CompiledFunction:
     @property
     def trace_count(self) -> int:
         """How many traces are kept (one per key and per path through f's branches)."""
-        return sum(len(traces) for traces in self._traces.values())
+        return sum(len(traces) for traces in list(self._traces.values()))
 
     # ---- one call ----
 
@@ -520,7 +528,7 @@ class CompiledFunction:
         layout = (positions, structure, kw_structure, key, wrt)
         if flat_key is not None:
             if len(self._flat) >= _MAX_KEYS:  # bounded as the traces are: shapes that vary
-                self._flat.clear()
+                self._flat = {}  # a new dict: a thread reading the old one is unharmed
             self._flat[flat_key] = layout
         return leaves, layout
 
@@ -546,9 +554,10 @@ class CompiledFunction:
         except TraceError as error:
             if self._fallback != "eager":
                 raise
-            self._eager_keys[key] = None
-            if len(self._eager_keys) > _MAX_KEYS:  # as the traces' keys: bounded
-                del self._eager_keys[next(iter(self._eager_keys))]
+            with self._keeping:  # bounded as the traces' keys are
+                self._eager_keys[key] = None
+                while len(self._eager_keys) > _MAX_KEYS:
+                    del self._eager_keys[next(iter(self._eager_keys))]
             owner = self._warns_for
             if not owner._warned:
                 owner._warned = True
@@ -589,27 +598,29 @@ class CompiledFunction:
                 f"compile: {getattr(self._f, '__name__', 'f')} took another branch when its "
                 "tape was run again on the same values: does it read randomness or a global "
                 "that changes? Pass such values as arguments")
-        traces = self._traces.setdefault(key, [])
-        traces.append(trace)
-        if len(traces) > _MAX_TRACES:
-            del traces[0]
-        if len(self._traces) > _MAX_KEYS:
-            self._forget_oldest_key()
+        with self._keeping:  # threads tracing at once: one changes the keys at a time
+            traces = self._traces.setdefault(key, [])
+            traces.append(trace)
+            if len(traces) > _MAX_TRACES:
+                del traces[0]
+            # Past _MAX_KEYS keys, the first traced go (a key used since traces again).
+            forgot = len(self._traces) > _MAX_KEYS
+            while len(self._traces) > _MAX_KEYS:
+                del self._traces[next(iter(self._traces))]
+            warn, self._warned_keys = forgot and not self._warned_keys, self._warned_keys or forgot
+        if warn:
+            self._warn_of_keys()
         return ran
 
-    def _forget_oldest_key(self) -> None:
-        """Past _MAX_KEYS keys, the first traced goes (a key used since traces again)."""
-        del self._traces[next(iter(self._traces))]
-        if not self._warned_keys:
-            self._warned_keys = True
-            warnings.warn(
-                f"compile: {getattr(self._f, '__name__', 'f')} has been traced for more than "
-                f"{_MAX_KEYS} argument keys, and the oldest traces are dropped. A trace is "
-                "keyed by the arguments' structure, shapes and dtypes, and by the value of "
-                "integer and boolean arrays, ints and other values that are not floats: one "
-                "that changes on every call (labels, a step counter, a length) traces on every "
-                "call. Pass such values as floats where f allows, or use "
-                "tapegrad.value_and_grad", stacklevel=_users_stacklevel())
+    def _warn_of_keys(self) -> None:
+        warnings.warn(
+            f"compile: {getattr(self._f, '__name__', 'f')} has been traced for more than "
+            f"{_MAX_KEYS} argument keys, and the oldest traces are dropped. A trace is keyed "
+            "by the arguments' structure, shapes and dtypes, and by the value of integer and "
+            "boolean arrays, ints and other values that are not floats: one that changes on "
+            "every call (labels, a step counter, a length) traces on every call. Pass such "
+            "values as floats where f allows, or use tapegrad.value_and_grad",
+            stacklevel=_users_stacklevel())
 
     def _results(self, ran: tuple, structure: tuple, positions: list[int], single: bool,
                  grads: bool, seeds: list | None, tangents: list | None = None) -> tuple[Any, Any]:
@@ -661,88 +672,127 @@ class CompiledFunction:
 # Note [Several outputs]
 # A tape has one output, but torch.autograd.functional's vjp, jvp and jacobian take
 # a function of several (a tuple). For those, the drivers compile f with its
-# outputs raveled and joined into one vector, and split what comes back: the
-# outputs' shapes and dtypes are written down while that function is traced (or
-# runs eagerly under fallback='eager'), by the inputs' layouts, which key its trace.
+# outputs raveled and joined into one vector, and split what comes back. Which
+# shapes and dtypes the outputs had can differ from one guarded path to another,
+# so the joined vector ends with a constant: the number of the outputs' layout,
+# written down when the path was traced (or ran eagerly, under fallback='eager').
+# Its row of the Jacobian is zero, and the split drops it. Past _MAX_KEYS layouts
+# (shapes that keep changing) the joined function starts afresh, traces and all.
 class _JoinedOutputs:
     """The drivers of a compiled f whose value is several outputs (Note [Several outputs])."""
 
     def __init__(self, compiled: CompiledFunction, n: int) -> None:
-        self.layouts: dict[tuple, list[tuple[tuple, np.dtype]]] = {}
-        f, layouts = compiled._f, self.layouts
+        self._parent, self._n = compiled, n
+        self._state = self._fresh()
+
+    def _fresh(self) -> tuple[CompiledFunction, list]:
+        """A joined function and the layouts its markers number: replaced together, so a
+        call that took one pair reads its own."""
+        f, layouts = self._parent._f, []
+        numbered: dict[tuple, int] = {}  # layout -> its marker
+        name = getattr(f, "__name__", "f")
 
         def joined(*xs: Any) -> Any:
             outs = f(*xs)
             if not isinstance(outs, (tuple, list)):
-                raise TypeError(f"compile: {getattr(f, '__name__', 'f')} returned several "
-                                "outputs when traced before, and one now")
-            layouts[_input_layouts(xs)] = [(np.shape(o), _dtype_of(o)) for o in outs]
-            return concatenate([reshape(o, (-1,)) for o in outs])
+                raise TypeError(f"compile: {name} returned several outputs when traced "
+                                "before, and one now: the drivers need one or the other")
+            for k, o in enumerate(outs):
+                if not isinstance(o, (Tensor, numbers.Real, np.ndarray)):
+                    raise TypeError(f"compile: output {k} of {name} is a {type(o).__name__}: "
+                                    "the outputs must be Tensors or numbers (a flat tuple)")
+            layout = tuple((tuple(np.shape(o)), _dtype_of(o)) for o in outs)
+            if layout not in numbered:
+                numbered[layout] = len(layouts)
+                layouts.append(layout)
+            marker = np.array([float(numbered[layout])])
+            return concatenate([reshape(o, (-1,)) for o in outs] + [marker])
 
-        joined.__name__ = getattr(f, "__name__", "f")
-        self.compiled = CompiledFunction(joined, argnums=tuple(range(n)),
-                                         fallback=compiled._fallback)
-        self.compiled._warns_for = compiled._warns_for
+        joined.__name__ = name
+        derived = CompiledFunction(joined, argnums=tuple(range(self._n)),
+                                   fallback=self._parent._fallback)
+        derived._warns_for = self._parent._warns_for
+        return derived, layouts
 
-    def _split(self, args: tuple, flat: Any, trailing: tuple = ()) -> tuple:
-        """flat's leading axis cut into the outputs, each reshaped (trailing: the rest)."""
+    def _joined(self) -> tuple[CompiledFunction, list]:
+        state = self._state
+        if len(state[1]) > _MAX_KEYS:
+            state = self._state = self._fresh()
+        return state
+
+    @staticmethod
+    def _layout(layouts: list, value: Any) -> tuple:
+        return layouts[int(np.asarray(value).reshape(-1)[-1])]
+
+    @staticmethod
+    def _split(layout: tuple, flat: Any, trailing: tuple = (), dtype: Any = None) -> tuple:
+        """flat's leading axis cut into the outputs (its marker dropped), each reshaped
+        (trailing: the rest of a Jacobian block's shape) and cast to its dtype."""
         pieces, start = [], 0
-        for shape, dtype in self.layouts[_input_layouts(args)]:
+        for shape, out_dtype in layout:
             size = int(np.prod(shape, dtype=np.int64))
             piece = np.asarray(flat)[start:start + size].reshape(tuple(shape) + trailing)
-            pieces.append(piece.astype(dtype, copy=False) if not trailing else piece)
+            pieces.append(piece.astype(np.result_type(out_dtype, dtype) if dtype else out_dtype,
+                                       copy=False))
             start += size
         return tuple(pieces)
 
-    def _values(self, args: tuple, flat: Any) -> tuple:
-        return tuple(_plain_output(p) for p in self._split(args, flat))
-
     def vjp(self, inputs: Any, v: Any) -> tuple[Any, Any]:
+        compiled, layouts = self._joined()
         args, _ = _driver_inputs(inputs)
-        value = self.compiled(*args)
-        outputs = self.layouts[_input_layouts(args)]
+        value = compiled(*args)
+        layout = self._layout(layouts, value)
         if v is None:
-            if any(int(np.prod(shape)) != 1 for shape, _ in outputs):
+            if any(int(np.prod(shape)) != 1 for shape, _ in layout):
                 raise ValueError("compile: vjp's v can be omitted only when every output has "
                                  "one element; pass one v per output (a tuple)")
-            v = tuple(np.ones(shape) for shape, _ in outputs)
-        if not isinstance(v, (tuple, list)) or len(v) != len(outputs):
-            raise ValueError(f"compile: vjp of a function with {len(outputs)} outputs takes "
+            v = tuple(np.ones(shape) for shape, _ in layout)
+        if not isinstance(v, (tuple, list)) or len(v) != len(layout):
+            raise ValueError(f"compile: vjp of a function with {len(layout)} outputs takes "
                              "a tuple of as many v, one of each output's shape")
-        for k, ((shape, _), x) in enumerate(zip(outputs, v)):
-            if np.shape(x) != tuple(shape):
+        for k, ((shape, _), x) in enumerate(zip(layout, v)):
+            if np.iscomplexobj(x):
+                raise TypeError("compile: vjp's v must be real (floats), as the outputs: got "
+                                f"a complex value for output {k}")
+            if np.shape(x) != shape:
                 raise ValueError(f"compile: vjp's v for output {k} must have its shape "
-                                 f"{tuple(shape)}, got {np.shape(x)}")
+                                 f"{shape}, got {np.shape(x)}")
         seed = np.concatenate([np.ravel(np.asarray(x, dtype=np.asarray(value).dtype))
-                               for x in v])
-        _, pulled = self.compiled.vjp(inputs, seed)
-        return self._values(args, value), pulled
+                               for x in v] + [np.zeros(1, dtype=np.asarray(value).dtype)])
+        _, pulled = compiled.vjp(inputs, seed)
+        return _plain_outputs(self._split(layout, value)), pulled
 
     def jvp(self, inputs: Any, v: Any) -> tuple[Any, Any]:
-        args, _ = _driver_inputs(inputs)
-        value, tangent = self.compiled.jvp(inputs, v)
-        return self._values(args, value), self._values(args, tangent)
+        compiled, layouts = self._joined()
+        value, tangent = compiled.jvp(inputs, v)
+        layout = self._layout(layouts, value)
+        return (_plain_outputs(self._split(layout, value)),
+                _plain_outputs(self._split(layout, tangent)))
 
     def jacobian(self, inputs: Any) -> Any:
+        compiled, layouts = self._joined()
         args, as_tuple = _driver_inputs(inputs)
-        blocks = self.compiled.jacobian(inputs)
+        layout = self._layout(layouts, compiled(*args))
+        blocks = compiled.jacobian(inputs)
         blocks = blocks if as_tuple else (blocks,)
-        per_input = [self._split(args, np.reshape(b, (-1, *np.shape(a))), np.shape(a))
-                     for a, b in zip(args, blocks)]
+        per_input = [self._split(layout, np.reshape(b, (-1, *np.shape(a))), np.shape(a),
+                                 _dtype_of(a)) for a, b in zip(args, blocks)]
         return tuple(tuple(_plain_block(p[i]) for p in per_input) if as_tuple
-                     else _plain_block(per_input[0][i]) for i in range(len(per_input[0])))
+                     else _plain_block(per_input[0][i]) for i in range(len(layout)))
 
 
-def _input_layouts(xs: tuple) -> tuple:
-    """The inputs' shapes and dtypes: the key of the joined function's trace."""
-    return tuple((tuple(np.shape(x)), _dtype_of(x).str) for x in xs)
+def _plain_outputs(pieces: tuple) -> tuple:
+    return tuple(_plain_output(p) for p in pieces)
 
 
 def _dtype_of(value: Any) -> np.dtype:
-    """A value's dtype without reading it (a Tensor's is its layout's): float64 for a float."""
+    """A value's dtype as a trace sees it, without reading it: a Tensor's, a float array's
+    or numpy float scalar's own, else float64 (a Python number, an int array)."""
     if isinstance(value, Tensor):
         return np.dtype(value.dtype)
-    return np.asarray(value).dtype if isinstance(value, np.ndarray) else np.dtype(np.float64)
+    if isinstance(value, (np.ndarray, np.generic)) and np.asarray(value).dtype in _FLOATS:
+        return np.asarray(value).dtype
+    return np.dtype(np.float64)
 
 
 class _BoundCompiled:
@@ -782,6 +832,14 @@ class _BoundCompiled:
     def trace_count(self) -> int:
         """The compiled function's (its traces are the instance's and every other's)."""
         return self._compiled.trace_count
+
+    def _no_driver(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "compile: the drivers (vjp, jvp, jacobian, hvp, hessian) differentiate every input, "
+            "and a method's instance is no float or array: compile a function of the arrays "
+            "alone (a closure over the instance) for them")
+
+    vjp = jvp = jacobian = hvp = hessian = _no_driver
 
 
 def _plain_like(gradient: Tensor, arg: Any) -> Any:
