@@ -513,6 +513,23 @@ def test_drivers_of_a_function_with_several_outputs_give_torchs_tuples(f, fallba
             ta, tb = torch.tensor(a), torch.tensor(b)
 
 
+def test_the_drivers_of_several_outputs_never_run_f_again_once_traced():
+    calls = []
+
+    def f(a):
+        calls.append(1)  # Python runs: the first trace (it has several outputs) and the joined
+        return a * a, tg.sum(a)
+
+    cf, x = tg.compile(f), np.array([1.0, 2.0])
+    for shift in range(4):
+        squares, totals = cf.jacobian(x + shift)
+        np.testing.assert_array_equal(squares, np.diag(2 * (x + shift)))
+        np.testing.assert_array_equal(totals, [1.0, 1.0])
+        assert cf.vjp(x + shift, (np.ones(2), 1.0))[1].tolist() == (2 * (x + shift) + 1).tolist()
+        assert cf.jvp(x + shift, np.ones(2))[1][1] == 2.0
+    assert len(calls) == 2
+
+
 def test_several_outputs_keep_their_dtypes_and_one_input_gives_blocks_not_tuples():
     x = np.array([1.0, 2.0], dtype=np.float32)
     cf = tg.compile(lambda a: (a * a, tg.sum(a) * 2.0))

@@ -262,6 +262,7 @@ class CompiledFunction:
         self._warns_for: CompiledFunction = self
         self._warned = False
         self._warned_keys = False
+        self._several_keys: dict = {}  # keys whose f gave several outputs (the drivers')
         self._keeping = threading.Lock()  # guards the keys of _traces and _eager_keys
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -341,12 +342,14 @@ class CompiledFunction:
         if v is not None and not isinstance(v, (tuple, list)) and np.iscomplexobj(v):
             raise TypeError("compile: vjp's v must be real (floats), as the output: got a "
                             "complex value")
+        if self._several(args):
+            return self._joined(args).vjp(inputs, v)
         try:
             if v is None:
                 return self._run(args, {}, nums, not as_tuple, grads=True)
             value, per_seed = self._run(args, {}, nums, not as_tuple, grads=True, seeds=[v])
         except _SeveralOutputs:
-            return self._joined(args).vjp(inputs, v)
+            return self._joined(args, several=True).vjp(inputs, v)
         return value, per_seed[0]
 
     def jvp(self, inputs: Any, v: Any) -> tuple[Any, Any]:
@@ -370,11 +373,13 @@ class CompiledFunction:
                                 f"each (a tuple of them for several); input {k} is a "
                                 f"{type(a).__name__}")
         vs = _driver_vectors(v, args, as_tuple, "jvp")
+        if self._several(args):
+            return self._joined(args).jvp(inputs, v)
         try:
             value, per_direction = self._run(args, {}, tuple(range(len(args))), not as_tuple,
                                              grads=False, tangents=[vs])
         except _SeveralOutputs:
-            return self._joined(args).jvp(inputs, v)
+            return self._joined(args, several=True).jvp(inputs, v)
         return value, _plain_output(per_direction[0])
 
     def hvp(self, inputs: Any, v: Any = None) -> tuple[Any, Any]:
@@ -419,10 +424,12 @@ class CompiledFunction:
         """
         args, as_tuple = _driver_inputs(inputs)
         nums = tuple(range(len(args)))
+        if self._several(args):
+            return self._joined(args).jacobian(inputs)
         try:
             value = self._run(args, {}, nums, False, grads=False)[0]  # the sweeps' trace
         except _SeveralOutputs:
-            return self._joined(args).jacobian(inputs)
+            return self._joined(args, several=True).jacobian(inputs)
         out_shape = np.shape(value)
         n_in = sum(int(np.size(a)) for a in args)
         n_out = int(np.size(value))
@@ -474,12 +481,25 @@ class CompiledFunction:
                     np.shape(a) + np.shape(b))) for j, b in enumerate(args)))
         return tuple(rows) if as_tuple else rows[0][0]
 
-    def _joined(self, args: tuple) -> _JoinedOutputs:
-        """f with its outputs joined, for the drivers (Note [Several outputs])."""
+    def _joined(self, args: tuple, several: bool = False) -> _JoinedOutputs:
+        """f with its outputs joined, for the drivers (Note [Several outputs]); several:
+        these arguments' key gave several outputs, so that later calls go straight there
+        (not through a trace of f that raises: f's Python would run on every call)."""
         joined = self._drivers.get(("joined", len(args)))
         if joined is None:
             joined = self._drivers[("joined", len(args))] = _JoinedOutputs(self, len(args))
+        if several:
+            key = self._layout(args, {}, tuple(range(len(args))))[1][3]
+            with self._keeping:
+                self._several_keys[key] = None
+                while len(self._several_keys) > _MAX_KEYS:
+                    del self._several_keys[next(iter(self._several_keys))]
         return joined
+
+    def _several(self, args: tuple) -> bool:
+        """Whether these arguments' key gave several outputs before."""
+        return bool(self._several_keys) and (
+            self._layout(args, {}, tuple(range(len(args))))[1][3] in self._several_keys)
 
     def _hooked(self, args: tuple, nums: tuple[int, ...]) -> bool:
         """Whether a trace of this call has hooks (that may change its gradients)."""
