@@ -86,6 +86,15 @@ def _escape(what: str) -> None:
 _core.set_trace_hooks(TraceError, _escape)
 
 
+def _forget_oldest(keys: dict) -> bool:
+    """Past _MAX_KEYS entries, the first inserted go (the caller holds _keeping);
+    whether any went."""
+    forgot = len(keys) > _MAX_KEYS
+    while len(keys) > _MAX_KEYS:
+        del keys[next(iter(keys))]
+    return forgot
+
+
 def _users_stacklevel() -> int:
     """warnings.warn's stacklevel, from its caller, of the first frame outside tapegrad."""
     level, frame = 1, sys._getframe(1)
@@ -449,7 +458,7 @@ class CompiledFunction:
             seeds = [_basis(value, i) for i in range(n_out)]
             _, per_seed = self._run(args, {}, nums, False, grads=True, seeds=seeds)
             blocks = [(np.stack([np.asarray(g[j]) for g in per_seed]) if per_seed
-                       else np.zeros(0, dtype=np.asarray(a, dtype=np.result_type(a, 0.0)).dtype))
+                       else np.zeros(0, dtype=np.result_type(a, 0.0)))
                       .reshape(out_shape + np.shape(a)) for j, a in enumerate(args)]
         blocks = [_plain_block(b) for b in blocks]
         return tuple(blocks) if as_tuple else blocks[0]
@@ -492,8 +501,7 @@ class CompiledFunction:
             key = self._layout(args, {}, tuple(range(len(args))))[1][3]
             with self._keeping:
                 self._several_keys[key] = None
-                while len(self._several_keys) > _MAX_KEYS:
-                    del self._several_keys[next(iter(self._several_keys))]
+                _forget_oldest(self._several_keys)
         return joined
 
     def _several(self, args: tuple) -> bool:
@@ -576,8 +584,7 @@ class CompiledFunction:
                 raise
             with self._keeping:  # bounded as the traces' keys are
                 self._eager_keys[key] = None
-                while len(self._eager_keys) > _MAX_KEYS:
-                    del self._eager_keys[next(iter(self._eager_keys))]
+                _forget_oldest(self._eager_keys)
             owner = self._warns_for
             if not owner._warned:
                 owner._warned = True
@@ -624,9 +631,7 @@ class CompiledFunction:
             if len(traces) > _MAX_TRACES:
                 del traces[0]
             # Past _MAX_KEYS keys, the first traced go (a key used since traces again).
-            forgot = len(self._traces) > _MAX_KEYS
-            while len(self._traces) > _MAX_KEYS:
-                del self._traces[next(iter(self._traces))]
+            forgot = _forget_oldest(self._traces)
             warn, self._warned_keys = forgot and not self._warned_keys, self._warned_keys or forgot
         if warn:
             self._warn_of_keys()
